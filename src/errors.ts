@@ -1,0 +1,80 @@
+/**
+ * One class per failure, each with a stable `code`. Callers (and tests) branch on `code`, never
+ * on message text; the CLI maps codes to exit statuses.
+ */
+export class Lp2pError extends Error {
+  constructor (readonly code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = new.target.name
+  }
+}
+
+/** A datagram or frame that does not decode into a valid message. */
+export class ProtocolError extends Lp2pError {
+  constructor (message: string) { super('ERR_PROTOCOL', message) }
+}
+
+/** The tracker did not answer after every retry. */
+export class TrackerUnreachableError extends Lp2pError {
+  constructor (readonly tracker: string, attempts: number) {
+    super('ERR_TRACKER_UNREACHABLE', `tracker ${tracker} did not answer after ${attempts} attempts`)
+  }
+}
+
+/** The tracker (or a peer) answered with an error message. */
+export class RemoteError extends Lp2pError {
+  constructor (readonly remoteCode: string, message: string) { super('ERR_REMOTE', `${remoteCode}: ${message}`) }
+}
+
+/** No file matches the name or id prefix asked for. */
+export class NotFoundError extends Lp2pError {
+  constructor (readonly query: string) { super('ERR_NOT_FOUND', `no file named or with id prefix "${query}"`) }
+}
+
+/** More than one file matches. */
+export class AmbiguousError extends Lp2pError {
+  constructor (readonly query: string, readonly candidates: { name: string, fileId: string }[]) {
+    super('ERR_AMBIGUOUS', `"${query}" matches ${candidates.length} files: ` +
+      candidates.slice(0, 10).map((c) => `${c.fileId.slice(0, 12)} ${JSON.stringify(c.name)}`).join(', ') +
+      (candidates.length > 10 ? ', …' : '') + ' (use a longer id prefix)')
+  }
+}
+
+/** Every source failed or none could be found before the file was complete. */
+export class NoSourcesError extends Lp2pError {
+  constructor (readonly fileId: string, readonly missingPieces: number) {
+    super('ERR_NO_SOURCES', `no peer can supply the remaining ${missingPieces} piece(s) of ${fileId.slice(0, 12)}`)
+  }
+}
+
+/** A peer timed out. */
+export class PeerTimeoutError extends Lp2pError {
+  constructor (readonly peer: string, what: string) { super('ERR_PEER_TIMEOUT', `peer ${peer} did not answer ${what} in time`) }
+}
+
+/** The downloaded bytes do not hash to what was asked for. */
+export class HashMismatchError extends Lp2pError {
+  constructor (readonly expected: string, readonly actual: string) {
+    super('ERR_HASH_MISMATCH', `content hash ${actual.slice(0, 16)}… does not match ${expected.slice(0, 16)}…`)
+  }
+}
+
+/** A file name from the network that cannot be used safely. */
+export class BadNameError extends Lp2pError {
+  constructor (readonly fileName: string, why: string) { super('ERR_BAD_NAME', `unsafe file name ${JSON.stringify(fileName)}: ${why}`) }
+}
+
+/** Writing the download failed (disk full, permissions, …). */
+export class StorageError extends Lp2pError {
+  constructor (message: string, cause?: unknown) { super('ERR_STORAGE', message, { cause }) }
+}
+
+/** A peer connection closed while requests were outstanding. */
+export class ConnectionClosedError extends Lp2pError {
+  constructor (readonly peer: string, why = 'connection closed') { super('ERR_CONNECTION_CLOSED', `${peer}: ${why}`) }
+}
+
+/** Bad command-line input. */
+export class UsageError extends Lp2pError {
+  constructor (message: string) { super('ERR_USAGE', message) }
+}

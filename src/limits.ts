@@ -1,0 +1,65 @@
+/**
+ * Every bound of the system in one place. Flows and adapters take these as defaults in their
+ * options objects, so tests and users can tighten or relax them.
+ */
+
+/** Memory pages: block sizes and mmap offsets are multiples of this. */
+export const PAGE_SIZE = 4096
+
+// ---- tracker (UDP) ----
+/** Largest datagram we send or accept. Replies are paginated to fit. */
+export const MAX_DATAGRAM_BYTES = 16 * 1024
+/** Bytes of a reply we allow for list items (the rest is envelope). */
+export const MAX_REPLY_ITEMS_BYTES = MAX_DATAGRAM_BYTES - 512
+/** Longest file name accepted anywhere (bytes of UTF-8). */
+export const MAX_NAME_BYTES = 255
+/** Largest file we describe: 2^53 - 1 keeps sizes exact in JS numbers. */
+export const MAX_FILE_SIZE = Number.MAX_SAFE_INTEGER
+/** A node that has not announced for this long is dropped from the tracker's soft state. */
+export const NODE_TTL_MS = 15_000
+/** How often nodes announce themselves (the tracker tells them in its reply). */
+export const HEARTBEAT_MS = 3_000
+/** The first try of a tracker request waits this long for its reply; each retry waits twice as long as the one before. */
+export const TRACKER_TIMEOUT_MS = 250
+/** Tries per tracker request, the first included (250 ms · (1+2+4+8+16) ≈ 7.8 s before giving up). */
+export const TRACKER_ATTEMPTS = 5
+/** Most files a tracker keeps; publishes beyond this are refused. */
+export const MAX_TRACKER_FILES = 100_000
+/** Most nodes a tracker keeps. */
+export const MAX_TRACKER_NODES = 100_000
+
+// ---- segmentation ----
+/** Smallest piece. */
+export const MIN_BLOCK_SIZE = 16 * 1024
+/** Largest piece: also bounds every frame's payload. */
+export const MAX_BLOCK_SIZE = 8 * 1024 * 1024
+/** Segmentation aims at about this many pieces per file. */
+export const TARGET_PIECES = 1024
+
+// ---- peers (TCP) ----
+/** Largest CBOR header of a frame. */
+export const MAX_HEADER_BYTES = 64 * 1024
+/** Largest frame (header + payload). */
+export const MAX_FRAME_BYTES = MAX_BLOCK_SIZE + MAX_HEADER_BYTES + 8
+/** Neighbours asked for a cluster at once. */
+export const FAN_OUT = 8
+/** A neighbour that does not answer a cluster query or probe in this time is dropped. */
+export const QUERY_TIMEOUT_MS = 2_000
+/** A requested piece must arrive within this time or the peer is dropped. */
+export const PIECE_TIMEOUT_MS = 15_000
+/** Requests kept in flight per peer. */
+export const PIPELINE = 8
+/** Most peers returned in one cluster reply. */
+export const MAX_PEERS_PER_REPLY = 64
+/** Most peers a leecher uses at once. */
+export const MAX_SOURCES = 16
+/** Most concurrent inbound connections a peer accepts. */
+export const MAX_CONNECTIONS = 128
+/** Most requests a connection may have outstanding at a peer. */
+export const MAX_OUTSTANDING_PER_CONNECTION = 32
+/** A connection with nothing in flight is closed after this long. */
+export const IDLE_TIMEOUT_MS = 60_000
+/** Bytes of piece buffers the in-order file hasher may hold before falling back to re-reading from disk. */
+export const HASH_HOLD_BYTES = 64 * 1024 * 1024
+/** mmap window for serving and hashing: big files are mapped in windows this large. */
+export const MMAP_WINDOW_BYTES = 256 * 1024 * 1024

@@ -1,0 +1,107 @@
+import { asyncScheduler, defer, filter, map, Observable, of, retry, take, throwError, timeout, type SchedulerLike } from 'rxjs'
+import { RemoteError, TrackerUnreachableError } from '../errors'
+import { TRACKER_ATTEMPTS, TRACKER_TIMEOUT_MS } from '../limits'
+import type { FileMetaData, GetNodes, NodeInfo, Published, TrackerMessage, TrackerReply, TrackerRequest } from '../protocol/messages'
+
+/** How a client reaches a tracker: send a message, see every message that comes back. */
+export interface TrackerTransport {
+  send: (msg: TrackerRequest) => void
+  incoming$: Observable<TrackerMessage>
+  /** For messages and errors. */
+  readonly name: string
+}
+
+export interface TrackerClientOptions {
+  scheduler?: SchedulerLike
+  timeoutMs?: number
+  attempts?: number
+  /** Transaction ids: injectable for deterministic tests. */
+  nextTx?: () => number
+}
+
+type WithoutTx<T> = T extends unknown ? Omit<T, 'tx'> : never
+type ReplyFor<R extends TrackerRequest['type']> =
+  R extends 'publish' ? Published : R extends 'announce' ? Extract<TrackerReply, { type: 'announced' }> :
+    R extends 'query_files' ? Extract<TrackerReply, { type: 'files' }> : Extract<TrackerReply, { type: 'nodes' }>
+
+/**
+ * Request/reply over datagrams: each attempt sends the request with a fresh transaction id and
+ * waits for the reply that echoes it (`timeoutMs`, doubling with each try); silence is retried, and
+ * after `attempts` tries the request fails with TrackerUnreachableError. An `error` reply fails
+ * at once with RemoteError. Cold: nothing is sent until subscription.
+ */
+export function trackerRequest<R extends TrackerRequest> (transport: TrackerTransport, msg: WithoutTx<R>, opts: TrackerClientOptions = {}): Observable<ReplyFor<R['type']>> {
+  const scheduler = opts.scheduler ?? asyncScheduler
+  const timeoutMs = opts.timeoutMs ?? TRACKER_TIMEOUT_MS
+  const attempts = opts.attempts ?? TRACKER_ATTEMPTS
+  const nextTx = opts.nextTx ?? randomTx
+  let attempt = 0
+  return defer(() => {
+    const wait = timeoutMs * 2 ** attempt++
+    const tx = nextTx()
+    const out = { ...msg, tx } as TrackerRequest
+    return new Observable<TrackerMessage>((sub) => {
+      // listen before sending so a fast reply is never missed
+      const s = transport.incoming$.pipe(filter((m) => m.tx === tx), take(1)).subscribe(sub)
+      transport.send(out)
+      return s
+    }).pipe(timeout({ first: wait, scheduler, with: () => throwError(() => new TrackerUnreachableError(transport.name, attempts)) }))
+  }).pipe(
+    retry({ count: attempts - 1, delay: (e) => { if (e instanceof TrackerUnreachableError) return of(0); throw e } }),
+    map((reply) => {
+      if (reply.type === 'error') throw new RemoteError(reply.code, reply.message)
+      return reply as ReplyFor<R['type']>
+    }),
+  )
+}
+
+function randomTx (): number { return (Math.random() * 0x100000000) >>> 0 }
+
+/**
+ * The tracker, as the rest of a node sees it. Pages are followed to the end (bounded by
+ * `maxPages`), so callers get whole lists.
+ */
+export class TrackerClient {
+  constructor (readonly transport: TrackerTransport, private readonly opts: TrackerClientOptions = {}) {}
+
+  request<R extends TrackerRequest> (msg: WithoutTx<R>): Observable<ReplyFor<R['type']>> {
+    return trackerRequest<R>(this.transport, msg, this.opts)
+  }
+
+  /** Every published file. */
+  files (maxPages = 1000): Observable<FileMetaData[]> {
+    return collectPages((after) => this.request<TrackerRequest & { type: 'query_files' }>(after === undefined ? { type: 'query_files' } : { type: 'query_files', after })
+      .pipe(map((r) => ({ items: r.files, next: r.next }))), maxPages)
+  }
+
+  /** Live nodes, optionally only those holding `fileId`. */
+  nodes (fileId?: string, maxPages = 1000): Observable<NodeInfo[]> {
+    return collectPages((after) => {
+      const m: WithoutTx<GetNodes> = { type: 'get_nodes' }
+      if (fileId !== undefined) m.fileId = fileId
+      if (after !== undefined) m.after = after
+      return this.request<GetNodes>(m).pipe(map((r) => ({ items: r.nodes, next: r.next })))
+    }, maxPages)
+  }
+}
+
+function collectPages<T> (get: (after?: string) => Observable<{ items: T[], next?: string }>, maxPages: number): Observable<T[]> {
+  return new Observable<T[]>((sub) => {
+    const all: T[] = []
+    let pages = 0
+    let inner: { unsubscribe: () => void } | undefined
+    const step = (after?: string): void => {
+      inner = get(after).subscribe({
+        next: (p) => {
+          all.push(...p.items)
+          pages++
+          if (p.next !== undefined && p.items.length > 0 && pages < maxPages) step(p.next)
+          else { sub.next(all); sub.complete() }
+        },
+        error: (e) => sub.error(e),
+      })
+    }
+    step()
+    return () => inner?.unsubscribe()
+  })
+}

@@ -1,0 +1,180 @@
+import { ProtocolError } from '../errors'
+import { MAX_BLOCK_SIZE, MAX_PEERS_PER_REPLY, PAGE_SIZE } from '../limits'
+import * as v from './validate'
+
+/**
+ * Every message of the tracker wire (UDP) and the peer wire (TCP) as one discriminated union on
+ * `type`. The structs of the original design keep their names and fields: FileMetaData,
+ * FileRequest (the `leech` message) and PieceHeader (the `piece` message, payload appended raw).
+ */
+
+/** What the tracker knows of a file. fileId === hash (hex SHA-256 of the content). */
+export interface FileMetaData {
+  name: string
+  hash: string
+  size: number
+  blockSize: number
+  pieces: number
+}
+
+/** Where a node listens for peers. `host` is the source address the tracker saw, never a claim. */
+export interface PeerAddress {
+  nodeId: string
+  host: string
+  port: number
+}
+
+/** A node as the tracker reports it. */
+export interface NodeInfo extends PeerAddress {
+  lastSeen: number
+  /** Ids of the files it published (the first MAX_FILES_PER_NODE_ITEM of them). */
+  files: string[]
+  fileCount: number
+}
+
+export const MAX_FILES_PER_NODE_ITEM = 32
+export const MAX_LIST_ITEMS = 1024
+
+// ---------------------------------------------------------------- tracker wire (UDP)
+/** A node promotes itself as seeder of a file; the tracker answers with the segmentation it chose. */
+export interface Publish { type: 'publish', tx: number, nodeId: string, port: number, name: string, hash: string, size: number }
+export interface Published { type: 'published', tx: number, meta: FileMetaData }
+/** Heartbeat. `files` is how many files the node holds: when it differs from what the tracker knows, the tracker asks for a resync (re-publish). */
+export interface Announce { type: 'announce', tx: number, nodeId: string, port: number, files: number }
+export interface Announced { type: 'announced', tx: number, interval: number, resync: boolean }
+export interface QueryFiles { type: 'query_files', tx: number, after?: string }
+export interface Files { type: 'files', tx: number, files: FileMetaData[], next?: string }
+/** Node list, optionally only nodes holding `fileId`; paginated by nodeId. */
+export interface GetNodes { type: 'get_nodes', tx: number, fileId?: string, after?: string }
+export interface Nodes { type: 'nodes', tx: number, nodes: NodeInfo[], next?: string }
+export interface TrackerErrorReply { type: 'error', tx: number, code: string, message: string }
+
+export type TrackerRequest = Publish | Announce | QueryFiles | GetNodes
+export type TrackerReply = Published | Announced | Files | Nodes | TrackerErrorReply
+export type TrackerMessage = TrackerRequest | TrackerReply
+
+// ---------------------------------------------------------------- peer wire (TCP)
+/** Ask a neighbour for the peers it knows for a file (its cluster table row). */
+export interface FindCluster { type: 'find_cluster', req: number, fileId: string }
+export interface Cluster { type: 'cluster', req: number, fileId: string, peers: PeerAddress[] }
+/** Ask which pieces a peer holds. */
+export interface Probe { type: 'probe', req: number, fileId: string }
+/** `bitfield` absent means the peer holds every piece. Bit i (MSB first) is piece i. */
+export interface Have { type: 'have', req: number, fileId: string, totalPieces: number, bitfield?: Uint8Array }
+/** FileRequest: one piece, at `offset` (a multiple of blockSize) of the file `hash`. */
+export interface Leech { type: 'leech', req: number, hash: string, size: number, offset: number, blockSize: number, pieces: number }
+/** PieceHeader: `pieceSize` raw bytes follow the header in the same frame. clusterName is the fileId. */
+export interface Piece { type: 'piece', req: number, pieceSize: number, offset: number, totalPieces: number, clusterName: string }
+export interface PeerErrorReply { type: 'error', req: number, code: string, message: string }
+
+export type PeerRequest = FindCluster | Probe | Leech
+export type PeerReply = Cluster | Have | Piece | PeerErrorReply
+export type PeerMessage = PeerRequest | PeerReply
+
+/** Error codes carried in `error` replies. */
+export const REMOTE_CODES = {
+  notFound: 'NOT_FOUND',
+  badRequest: 'BAD_REQUEST',
+  busy: 'BUSY',
+  full: 'FULL',
+  unavailable: 'UNAVAILABLE',
+} as const
+
+// ---------------------------------------------------------------- validation
+const tx = (o: v.Obj): number => v.int(o, 'tx', 0, 0xffffffff)
+const req = (o: v.Obj): number => v.int(o, 'req', 0, 0xffffffff)
+const port = (o: v.Obj): number => v.int(o, 'port', 1, 65535)
+
+export function fileMetaData (x: unknown): FileMetaData {
+  const o = v.obj(x, 'file')
+  const meta = { name: v.name(o), hash: v.hash(o, 'hash'), size: v.int(o, 'size'), blockSize: v.int(o, 'blockSize', PAGE_SIZE, MAX_BLOCK_SIZE), pieces: v.int(o, 'pieces') }
+  checkSegmentation(meta.size, meta.blockSize, meta.pieces)
+  return meta
+}
+
+/** blockSize is a multiple of the page size and pieces = ceil(size / blockSize). */
+export function checkSegmentation (size: number, blockSize: number, pieces: number): void {
+  if (blockSize % PAGE_SIZE !== 0) throw new ProtocolError(`blockSize ${blockSize} is not a multiple of ${PAGE_SIZE}`)
+  if (pieces !== Math.ceil(size / blockSize)) throw new ProtocolError(`pieces ${pieces} != ceil(${size} / ${blockSize})`)
+}
+
+function peerAddress (x: unknown): PeerAddress {
+  const o = v.obj(x, 'peer')
+  return { nodeId: v.nodeId(o), host: v.host(o), port: port(o) }
+}
+
+function nodeInfo (x: unknown): NodeInfo {
+  const o = v.obj(x, 'node')
+  return {
+    ...peerAddress(o),
+    lastSeen: v.int(o, 'lastSeen'),
+    files: v.list(o, 'files', MAX_FILES_PER_NODE_ITEM, (f) => { const h = { h: f }; return v.hash(h, 'h') }),
+    fileCount: v.int(o, 'fileCount'),
+  }
+}
+
+function next (o: v.Obj): { next?: string } {
+  const n = v.optStr(o, 'next', 64)
+  return n === undefined ? {} : { next: n }
+}
+
+/** Validate a decoded tracker datagram. Throws ProtocolError. */
+export function trackerMessage (x: unknown): TrackerMessage {
+  const o = v.obj(x)
+  switch (o.type) {
+    case 'publish': return { type: 'publish', tx: tx(o), nodeId: v.nodeId(o), port: port(o), name: v.name(o), hash: v.hash(o, 'hash'), size: v.int(o, 'size') }
+    case 'published': return { type: 'published', tx: tx(o), meta: fileMetaData(o.meta) }
+    case 'announce': return { type: 'announce', tx: tx(o), nodeId: v.nodeId(o), port: port(o), files: v.int(o, 'files') }
+    case 'announced': return { type: 'announced', tx: tx(o), interval: v.int(o, 'interval', 1, 3_600_000), resync: v.bool(o, 'resync') }
+    case 'query_files': {
+      const after = v.optHash(o, 'after')
+      return after === undefined ? { type: 'query_files', tx: tx(o) } : { type: 'query_files', tx: tx(o), after }
+    }
+    case 'files': return { type: 'files', tx: tx(o), files: v.list(o, 'files', MAX_LIST_ITEMS, fileMetaData), ...next(o) }
+    case 'get_nodes': {
+      const m: GetNodes = { type: 'get_nodes', tx: tx(o) }
+      const fileId = v.optHash(o, 'fileId'); if (fileId !== undefined) m.fileId = fileId
+      const after = v.optNodeId(o, 'after'); if (after !== undefined) m.after = after
+      return m
+    }
+    case 'nodes': return { type: 'nodes', tx: tx(o), nodes: v.list(o, 'nodes', MAX_LIST_ITEMS, nodeInfo), ...next(o) }
+    case 'error': return { type: 'error', tx: tx(o), code: v.str(o, 'code', 32), message: v.str(o, 'message', 512) }
+    default: throw new ProtocolError(`unknown tracker message type ${JSON.stringify(String(o.type)).slice(0, 40)}`)
+  }
+}
+
+/** Validate a decoded peer frame header. Throws ProtocolError. */
+export function peerMessage (x: unknown): PeerMessage {
+  const o = v.obj(x)
+  switch (o.type) {
+    case 'find_cluster': return { type: 'find_cluster', req: req(o), fileId: v.hash(o, 'fileId') }
+    case 'cluster': return { type: 'cluster', req: req(o), fileId: v.hash(o, 'fileId'), peers: v.list(o, 'peers', MAX_PEERS_PER_REPLY, peerAddress) }
+    case 'probe': return { type: 'probe', req: req(o), fileId: v.hash(o, 'fileId') }
+    case 'have': {
+      const totalPieces = v.int(o, 'totalPieces')
+      const m: Have = { type: 'have', req: req(o), fileId: v.hash(o, 'fileId'), totalPieces }
+      if (o.bitfield !== undefined && o.bitfield !== null) {
+        m.bitfield = v.bytes(o, 'bitfield', Math.ceil(totalPieces / 8))
+        if (m.bitfield.length !== Math.ceil(totalPieces / 8)) throw new ProtocolError('bitfield length does not match totalPieces')
+      }
+      return m
+    }
+    case 'leech': {
+      const m: Leech = { type: 'leech', req: req(o), hash: v.hash(o, 'hash'), size: v.int(o, 'size'), offset: v.int(o, 'offset'), blockSize: v.int(o, 'blockSize', PAGE_SIZE, MAX_BLOCK_SIZE), pieces: v.int(o, 'pieces') }
+      checkSegmentation(m.size, m.blockSize, m.pieces)
+      if (m.offset % m.blockSize !== 0 || m.offset >= m.size) throw new ProtocolError(`offset ${m.offset} is not a piece of this file`)
+      return m
+    }
+    case 'piece': {
+      const m: Piece = { type: 'piece', req: req(o), pieceSize: v.int(o, 'pieceSize', 0, MAX_BLOCK_SIZE), offset: v.int(o, 'offset'), totalPieces: v.int(o, 'totalPieces'), clusterName: v.hash(o, 'clusterName') }
+      return m
+    }
+    case 'error': return { type: 'error', req: req(o), code: v.str(o, 'code', 32), message: v.str(o, 'message', 512) }
+    default: throw new ProtocolError(`unknown peer message type ${JSON.stringify(String(o.type)).slice(0, 40)}`)
+  }
+}
+
+/** Byte range of piece `index`: [index·blockSize, min(size, (index+1)·blockSize)). */
+export function pieceLength (size: number, blockSize: number, index: number): number {
+  return Math.max(0, Math.min(blockSize, size - index * blockSize))
+}

@@ -1,0 +1,83 @@
+import { asyncScheduler, ignoreElements, interval, merge, mergeMap, of, tap, type Observable, type SchedulerLike } from 'rxjs'
+import { HEARTBEAT_MS, MAX_REPLY_ITEMS_BYTES, NODE_TTL_MS } from '../limits'
+import { encodeValue } from '../protocol/codec'
+import { MAX_LIST_ITEMS, type TrackerReply, type TrackerRequest } from '../protocol/messages'
+import { Registry, RegistryFullError } from './registry'
+
+/** A UDP peer as the socket saw it. */
+export interface Endpoint { address: string, port: number }
+export interface Inbound { msg: TrackerRequest, from: Endpoint }
+export interface Outbound { msg: TrackerReply, to: Endpoint }
+
+export interface TrackerFlowOptions {
+  registry: Registry
+  scheduler?: SchedulerLike
+  heartbeatMs?: number
+  /** Nodes are expired on this period (defaults to half the TTL). */
+  sweepMs?: number
+  /** Called for each request that failed (for logs and counters). */
+  onError?: (err: Error, req: Inbound) => void
+}
+
+/**
+ * The tracker as a flow: requests in, replies out, time from the scheduler. No socket here:
+ * the server wires it to UDP, tests drive it with marbles.
+ */
+export function trackerFlow (requests$: Observable<Inbound>, opts: TrackerFlowOptions): Observable<Outbound> {
+  const scheduler = opts.scheduler ?? asyncScheduler
+  const reg = opts.registry
+  const heartbeatMs = opts.heartbeatMs ?? HEARTBEAT_MS
+  const sweep$ = interval(opts.sweepMs ?? NODE_TTL_MS / 2, scheduler).pipe(tap(() => reg.expire(scheduler.now())), ignoreElements())
+  const replies$ = requests$.pipe(
+    mergeMap((r) => {
+      try {
+        return of<Outbound>({ msg: handle(r, reg, scheduler.now(), heartbeatMs), to: r.from })
+      } catch (err) {
+        opts.onError?.(err as Error, r)
+        const code = err instanceof RegistryFullError ? 'FULL' : 'BAD_REQUEST'
+        return of<Outbound>({ msg: { type: 'error', tx: r.msg.tx, code, message: (err as Error).message.slice(0, 200) }, to: r.from })
+      }
+    }),
+  )
+  return merge(replies$, sweep$)
+}
+
+function handle (r: Inbound, reg: Registry, now: number, heartbeatMs: number): TrackerReply {
+  const m = r.msg
+  // the tracker trusts the source address, never an address a client claims for itself
+  const node = (id: string, port: number): { nodeId: string, host: string, port: number } => ({ nodeId: id, host: r.from.address, port })
+  switch (m.type) {
+    case 'publish':
+      return { type: 'published', tx: m.tx, meta: reg.publish(node(m.nodeId, m.port), m, now) }
+    case 'announce':
+      return { type: 'announced', tx: m.tx, interval: heartbeatMs, resync: reg.announce(node(m.nodeId, m.port), m.files, now) }
+    case 'query_files': {
+      const { items, next } = page(reg.files.list(m.after, MAX_LIST_ITEMS), (f) => f.hash)
+      return next === undefined ? { type: 'files', tx: m.tx, files: items } : { type: 'files', tx: m.tx, files: items, next }
+    }
+    case 'get_nodes': {
+      const { items, next } = page(reg.listNodes(m.fileId, m.after, MAX_LIST_ITEMS), (n) => n.nodeId)
+      return next === undefined ? { type: 'nodes', tx: m.tx, nodes: items } : { type: 'nodes', tx: m.tx, nodes: items, next }
+    }
+    default: {
+      const never: never = m
+      throw new Error(`unhandled request ${(never as { type: string }).type}`)
+    }
+  }
+}
+
+/**
+ * Take items while they fit in one datagram. `next` is the key to continue after when some
+ * were left out (or when the store had more than MAX_LIST_ITEMS).
+ */
+export function page<T> (all: T[], key: (t: T) => string, budget = MAX_REPLY_ITEMS_BYTES): { items: T[], next?: string } {
+  const items: T[] = []
+  let used = 0
+  for (const it of all) {
+    used += encodeValue(it).length
+    if (used > budget) break
+    items.push(it)
+  }
+  const more = items.length < all.length || all.length === MAX_LIST_ITEMS
+  return more && items.length > 0 ? { items, next: key(items[items.length - 1]) } : { items }
+}

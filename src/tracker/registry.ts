@@ -1,0 +1,135 @@
+import { MAX_FILES_PER_NODE_ITEM, type FileMetaData, type NodeInfo } from '../protocol/messages'
+import { MAX_TRACKER_FILES, MAX_TRACKER_NODES } from '../limits'
+import { fileMeta } from './segmentation'
+
+interface NodeState {
+  nodeId: string
+  host: string
+  port: number
+  lastSeen: number
+  files: Set<string>
+}
+
+/** Where file metadata lives: in memory here; persistent stores implement the same interface. */
+export interface FileStore {
+  get: (fileId: string) => FileMetaData | undefined
+  put: (meta: FileMetaData) => void
+  /** Files with id > `after`, in id order, at most `limit`. */
+  list: (after: string | undefined, limit: number) => FileMetaData[]
+  readonly size: number
+}
+
+/** Files kept sorted by id so pages are stable while files come and go. */
+export class MemoryFileStore implements FileStore {
+  private readonly byId = new Map<string, FileMetaData>()
+  private sorted: string[] = []
+
+  get size (): number { return this.byId.size }
+  get (fileId: string): FileMetaData | undefined { return this.byId.get(fileId) }
+
+  put (meta: FileMetaData): void {
+    if (!this.byId.has(meta.hash)) this.sorted.splice(lowerBound(this.sorted, meta.hash), 0, meta.hash)
+    this.byId.set(meta.hash, meta)
+  }
+
+  list (after: string | undefined, limit: number): FileMetaData[] {
+    const start = after === undefined ? 0 : upperBound(this.sorted, after)
+    return this.sorted.slice(start, start + limit).map((id) => this.byId.get(id) as FileMetaData)
+  }
+}
+
+export class RegistryFullError extends Error {
+  readonly code = 'FULL'
+}
+
+/**
+ * The tracker's state: published files (durable) and nodes (soft state rebuilt by heartbeats).
+ * Pure: time is passed in by the caller, so flows drive it from their scheduler.
+ */
+export class Registry {
+  private readonly nodes = new Map<string, NodeState>()
+  private readonly holders = new Map<string, Set<string>>()
+
+  constructor (readonly files: FileStore = new MemoryFileStore(), private readonly ttlMs: number) {}
+
+  get nodeCount (): number { return this.nodes.size }
+
+  /** A node (at the source address the tracker saw) promotes itself as seeder of a file. */
+  publish (node: { nodeId: string, host: string, port: number }, file: { name: string, hash: string, size: number }, now: number): FileMetaData {
+    let meta = this.files.get(file.hash)
+    if (meta === undefined) {
+      if (this.files.size >= MAX_TRACKER_FILES) throw new RegistryFullError('tracker holds too many files')
+      meta = fileMeta(file.name, file.hash, file.size)
+      this.files.put(meta)
+    } else if (meta.size !== file.size) {
+      // same hash, other size: impossible for honest nodes
+      throw new RangeError(`size ${file.size} does not match the published size ${meta.size}`)
+    }
+    const n = this.touch(node, now)
+    n.files.add(meta.hash)
+    let h = this.holders.get(meta.hash)
+    if (h === undefined) { h = new Set(); this.holders.set(meta.hash, h) }
+    h.add(n.nodeId)
+    return meta
+  }
+
+  /** Heartbeat. Returns true when the node should re-publish (the tracker's view of it differs). */
+  announce (node: { nodeId: string, host: string, port: number }, fileCount: number, now: number): boolean {
+    const n = this.touch(node, now)
+    return n.files.size !== fileCount
+  }
+
+  private touch (node: { nodeId: string, host: string, port: number }, now: number): NodeState {
+    let n = this.nodes.get(node.nodeId)
+    if (n === undefined) {
+      if (this.nodes.size >= MAX_TRACKER_NODES) throw new RegistryFullError('tracker holds too many nodes')
+      n = { ...node, lastSeen: now, files: new Set() }
+      this.nodes.set(node.nodeId, n)
+    } else if (n.host !== node.host || n.port !== node.port) {
+      // a node that moved: its old address is gone
+      n.host = node.host; n.port = node.port
+    }
+    n.lastSeen = now
+    return n
+  }
+
+  /** Drop nodes silent for longer than the TTL. Returns how many went. */
+  expire (now: number): number {
+    let gone = 0
+    for (const [id, n] of this.nodes) {
+      if (now - n.lastSeen <= this.ttlMs) continue
+      this.nodes.delete(id)
+      for (const f of n.files) {
+        const h = this.holders.get(f)
+        h?.delete(id)
+        if (h?.size === 0) this.holders.delete(f)
+      }
+      gone++
+    }
+    return gone
+  }
+
+  /** Live nodes in id order, after `after`, optionally only those holding `fileId`. */
+  listNodes (fileId: string | undefined, after: string | undefined, limit: number): NodeInfo[] {
+    const ids = fileId === undefined ? [...this.nodes.keys()] : [...(this.holders.get(fileId) ?? [])]
+    ids.sort()
+    const start = after === undefined ? 0 : upperBound(ids, after)
+    return ids.slice(start, start + limit).map((id) => {
+      const n = this.nodes.get(id) as NodeState
+      const files = [...n.files].slice(0, MAX_FILES_PER_NODE_ITEM)
+      return { nodeId: n.nodeId, host: n.host, port: n.port, lastSeen: n.lastSeen, files, fileCount: n.files.size }
+    })
+  }
+}
+
+function lowerBound (a: string[], x: string): number {
+  let lo = 0; let hi = a.length
+  while (lo < hi) { const m = (lo + hi) >> 1; if (a[m] < x) lo = m + 1; else hi = m }
+  return lo
+}
+
+function upperBound (a: string[], x: string): number {
+  let lo = 0; let hi = a.length
+  while (lo < hi) { const m = (lo + hi) >> 1; if (a[m] <= x) lo = m + 1; else hi = m }
+  return lo
+}

@@ -1,0 +1,25 @@
+import { MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, PAGE_SIZE, TARGET_PIECES } from '../limits'
+import type { FileMetaData } from '../protocol/messages'
+
+/**
+ * The tracker decides how a file is cut into pieces.
+ *
+ * Rule: aim at TARGET_PIECES pieces, so a file has enough pieces to spread over many peers but
+ * few enough that bitfields and bookkeeping stay small. blockSize is the smallest power of two
+ * ≥ size / TARGET_PIECES, clamped to [MIN_BLOCK_SIZE, MAX_BLOCK_SIZE] (all multiples of the 4 KiB
+ * page). With s seeders the target grows by √s, so that more sources get more, smaller pieces to
+ * work on in parallel; pieces = ceil(size / blockSize).
+ *
+ *   1 MiB → 16 KiB × 64     64 MiB → 64 KiB × 1024     1 GiB → 1 MiB × 1024     64 GiB → 8 MiB × 8192
+ */
+export function segment (size: number, seeders = 1): { blockSize: number, pieces: number } {
+  const target = TARGET_PIECES * Math.sqrt(Math.max(1, seeders))
+  let blockSize = MIN_BLOCK_SIZE
+  while (blockSize < MAX_BLOCK_SIZE && blockSize * target < size) blockSize *= 2
+  if (blockSize % PAGE_SIZE !== 0) throw new RangeError('block size must be a multiple of the page size')
+  return { blockSize, pieces: Math.ceil(size / blockSize) }
+}
+
+export function fileMeta (name: string, hash: string, size: number, seeders = 1): FileMetaData {
+  return { name, hash, size, ...segment(size, seeders) }
+}
