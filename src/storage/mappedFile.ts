@@ -1,0 +1,89 @@
+import fs from 'node:fs'
+import mmap from '@riaskov/mmap-io'
+import { MMAP_WINDOW_BYTES, PAGE_SIZE } from '../limits'
+import type { PageSource } from '../../streams/readPages'
+
+/** The file changed size under us: serving from it would read past its end (SIGBUS). */
+export class FileChangedError extends Error {
+  readonly code = 'ERR_FILE_CHANGED'
+  constructor (readonly path: string, readonly expected: number, readonly actual: number) {
+    super(`${path} changed size (${expected} → ${actual})`)
+  }
+}
+
+const MAX_WINDOWS = 4
+
+/**
+ * A read-only memory mapping of a file, in windows of MMAP_WINDOW_BYTES (a Buffer can't exceed
+ * 4 GiB, and mmap-io has no unmap: a window is released when its Buffer is collected, so we keep
+ * few). `view` returns slices of the mapping: pages go to the socket or the hasher without a copy.
+ *
+ * Reading a page past the end of a file truncated after mapping kills the process (SIGBUS), so
+ * `checkSize()` compares the size on disk before every read that can be served.
+ */
+export class MappedFile implements PageSource {
+  private readonly windows = new Map<number, Buffer>()
+  private fd: number | null
+
+  private constructor (readonly path: string, fd: number, readonly size: number, private readonly windowBytes: number) {
+    this.fd = fd
+  }
+
+  static open (path: string, windowBytes = MMAP_WINDOW_BYTES): MappedFile {
+    if (windowBytes % PAGE_SIZE !== 0) throw new RangeError('window must be page aligned')
+    const fd = fs.openSync(path, 'r')
+    try {
+      const st = fs.fstatSync(fd)
+      if (!st.isFile()) throw new Error(`${path} is not a regular file`)
+      return new MappedFile(path, fd, st.size, windowBytes)
+    } catch (err) {
+      fs.closeSync(fd)
+      throw err
+    }
+  }
+
+  /** Throws FileChangedError when the file on disk is no longer the size we mapped. */
+  checkSize (): void {
+    if (this.fd === null) throw new Error(`${this.path} is closed`)
+    const now = fs.fstatSync(this.fd).size
+    if (now !== this.size) throw new FileChangedError(this.path, this.size, now)
+  }
+
+  view (offset: number, length: number): Buffer[] {
+    if (offset < 0 || length < 0 || offset + length > this.size) throw new RangeError(`range outside ${this.path}`)
+    const out: Buffer[] = []
+    let pos = offset
+    const end = offset + length
+    while (pos < end) {
+      const w = Math.floor(pos / this.windowBytes)
+      const win = this.window(w)
+      const start = pos - w * this.windowBytes
+      const n = Math.min(end - pos, win.length - start)
+      out.push(win.subarray(start, start + n))
+      pos += n
+    }
+    return out
+  }
+
+  private window (w: number): Buffer {
+    let win = this.windows.get(w)
+    if (win !== undefined) {
+      // most recently used goes last
+      this.windows.delete(w); this.windows.set(w, win)
+      return win
+    }
+    if (this.fd === null) throw new Error(`${this.path} is closed`)
+    const base = w * this.windowBytes
+    const len = Math.min(this.windowBytes, this.size - base)
+    win = mmap.map(len, mmap.PROT_READ, mmap.MAP_SHARED, this.fd, base, mmap.MADV_SEQUENTIAL)
+    this.windows.set(w, win)
+    if (this.windows.size > MAX_WINDOWS) this.windows.delete(this.windows.keys().next().value as number)
+    return win
+  }
+
+  /** Drop the windows (they unmap when collected) and close the descriptor. Safe to call twice. */
+  close (): void {
+    this.windows.clear()
+    if (this.fd !== null) { fs.closeSync(this.fd); this.fd = null }
+  }
+}

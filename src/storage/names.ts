@@ -1,0 +1,28 @@
+import { BadNameError } from '../errors'
+import { MAX_NAME_BYTES } from '../limits'
+
+// Windows device names are refused everywhere: a file shared from Linux may be fetched on Windows
+const RESERVED = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$/i
+// C0 and C1 controls (terminal escapes start with ESC or CSI), DEL, and bidi overrides that can disguise a name
+const UNSAFE_CHARS = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/
+
+/**
+ * Check that a name from the network can be used as one path component inside the output
+ * folder. Returns it unchanged or throws BadNameError: no separators, no `.`/`..`, no NUL or
+ * control characters, no reserved device names, at most MAX_NAME_BYTES bytes.
+ */
+export function safeFileName (name: string): string {
+  if (name.length === 0) throw new BadNameError(name, 'empty')
+  if (Buffer.byteLength(name) > MAX_NAME_BYTES) throw new BadNameError(name.slice(0, 40), `longer than ${MAX_NAME_BYTES} bytes`)
+  if (name.includes('/') || name.includes('\\')) throw new BadNameError(name, 'contains a path separator')
+  if (name === '.' || name === '..') throw new BadNameError(name, 'is a relative path')
+  if (UNSAFE_CHARS.test(name)) throw new BadNameError(name, 'contains control characters')
+  if (RESERVED.test(name)) throw new BadNameError(name, 'is a reserved device name')
+  if (name.endsWith('.') || name.endsWith(' ')) throw new BadNameError(name, 'ends with a dot or space')
+  return name
+}
+
+/** A name made safe for showing in a terminal: control characters escaped. */
+export function printable (name: string): string {
+  return JSON.stringify(name).slice(1, -1)
+}
