@@ -1,7 +1,7 @@
 import { asyncScheduler, defer, filter, map, Observable, of, retry, take, throwError, timeout, type SchedulerLike } from 'rxjs'
 import { RemoteError, TrackerUnreachableError } from '../errors'
 import { TRACKER_ATTEMPTS, TRACKER_TIMEOUT_MS } from '../limits'
-import type { FileMetaData, GetNodes, NodeInfo, Published, TrackerMessage, TrackerReply, TrackerRequest } from '../protocol/messages'
+import type { FileMetaData, GetNodes, QueryFiles, NodeInfo, Published, TrackerMessage, TrackerReply, TrackerRequest } from '../protocol/messages'
 
 /** How a client reaches a tracker: send a message, see every message that comes back. */
 export interface TrackerTransport {
@@ -19,7 +19,7 @@ export interface TrackerClientOptions {
   nextTx?: () => number
 }
 
-type WithoutTx<T> = T extends unknown ? Omit<T, 'tx'> : never
+export type WithoutTx<T> = T extends unknown ? Omit<T, 'tx'> : never
 type ReplyFor<R extends TrackerRequest['type']> =
   R extends 'publish' ? Published : R extends 'announce' ? Extract<TrackerReply, { type: 'announced' }> :
     R extends 'query_files' ? Extract<TrackerReply, { type: 'files' }> : Extract<TrackerReply, { type: 'nodes' }>
@@ -30,7 +30,7 @@ type ReplyFor<R extends TrackerRequest['type']> =
  * after `attempts` tries the request fails with TrackerUnreachableError. An `error` reply fails
  * at once with RemoteError. Cold: nothing is sent until subscription.
  */
-export function trackerRequest<R extends TrackerRequest> (transport: TrackerTransport, msg: WithoutTx<R>, opts: TrackerClientOptions = {}): Observable<ReplyFor<R['type']>> {
+export function trackerRequest<M extends WithoutTx<TrackerRequest>> (transport: TrackerTransport, msg: M, opts: TrackerClientOptions = {}): Observable<ReplyFor<M['type']>> {
   const scheduler = opts.scheduler ?? asyncScheduler
   const timeoutMs = opts.timeoutMs ?? TRACKER_TIMEOUT_MS
   const attempts = opts.attempts ?? TRACKER_ATTEMPTS
@@ -50,7 +50,7 @@ export function trackerRequest<R extends TrackerRequest> (transport: TrackerTran
     retry({ count: attempts - 1, delay: (e) => { if (e instanceof TrackerUnreachableError) return of(0); throw e } }),
     map((reply) => {
       if (reply.type === 'error') throw new RemoteError(reply.code, reply.message)
-      return reply as ReplyFor<R['type']>
+      return reply as ReplyFor<M['type']>
     }),
   )
 }
@@ -64,13 +64,13 @@ function randomTx (): number { return (Math.random() * 0x100000000) >>> 0 }
 export class TrackerClient {
   constructor (readonly transport: TrackerTransport, private readonly opts: TrackerClientOptions = {}) {}
 
-  request<R extends TrackerRequest> (msg: WithoutTx<R>): Observable<ReplyFor<R['type']>> {
-    return trackerRequest<R>(this.transport, msg, this.opts)
+  request<M extends WithoutTx<TrackerRequest>> (msg: M): Observable<ReplyFor<M['type']>> {
+    return trackerRequest(this.transport, msg, this.opts)
   }
 
   /** Every published file. */
   files (maxPages = 1000): Observable<FileMetaData[]> {
-    return collectPages((after) => this.request<TrackerRequest & { type: 'query_files' }>(after === undefined ? { type: 'query_files' } : { type: 'query_files', after })
+    return collectPages((after) => this.request<WithoutTx<QueryFiles>>(after === undefined ? { type: 'query_files' } : { type: 'query_files', after })
       .pipe(map((r) => ({ items: r.files, next: r.next }))), maxPages)
   }
 
@@ -80,7 +80,7 @@ export class TrackerClient {
       const m: WithoutTx<GetNodes> = { type: 'get_nodes' }
       if (fileId !== undefined) m.fileId = fileId
       if (after !== undefined) m.after = after
-      return this.request<GetNodes>(m).pipe(map((r) => ({ items: r.nodes, next: r.next })))
+      return this.request(m).pipe(map((r) => ({ items: r.nodes, next: r.next })))
     }, maxPages)
   }
 }

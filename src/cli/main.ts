@@ -1,0 +1,155 @@
+import path from 'node:path'
+import { Command, Option } from 'commander'
+import { firstValueFrom, lastValueFrom } from 'rxjs'
+import { UsageError } from '../errors'
+import { log, setLogLevel } from '../log'
+import { formatEndpoint, parseEndpoint } from '../net/address'
+import { Lp2pNode } from '../peer/node'
+import type { LeechEvent } from '../peer/leech'
+import { TrackerServer } from '../tracker/server'
+import { ago, bytes, table } from './format'
+import { errorCode, exitCode } from './exit'
+import { Progress } from './progress'
+
+const DEFAULT_TRACKER = '127.0.0.1:7070'
+
+const out = (s: string): void => { process.stdout.write(s) }
+const json = (o: unknown): void => { process.stdout.write(JSON.stringify(o) + '\n') }
+
+function trackerOption (): Option {
+  return new Option('-t, --tracker <host:port>', 'tracker address (UDP)').default(DEFAULT_TRACKER).env('LP2P_TRACKER')
+}
+function jsonOption (what: string): Option {
+  return new Option('--json', what).env('LP2P_JSON')
+}
+function port (v: string): number {
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`port "${v}" is not 0..65535`)
+  return n
+}
+
+/** Run until SIGINT/SIGTERM, then close. */
+function untilSignal (close: () => Promise<void> | void): Promise<void> {
+  return new Promise((resolve) => {
+    const stop = (): void => {
+      process.off('SIGINT', stop); process.off('SIGTERM', stop)
+      Promise.resolve(close()).finally(resolve)
+    }
+    process.on('SIGINT', stop); process.on('SIGTERM', stop)
+  })
+}
+
+export function program (): Command {
+  const p = new Command('lp2p')
+    .description('local-p2p: spread big files across the machines of a local network, verified, from many peers at once')
+    .addOption(new Option('--log-level <level>', 'pino log level for the JSON logs on stderr').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('warn').env('LP2P_LOG_LEVEL'))
+    .showHelpAfterError()
+    .hook('preAction', (cmd) => { setLogLevel(cmd.opts().logLevel as string) })
+
+  p.command('tracker')
+    .description('run the tracker: a UDP service where nodes publish files, heartbeat and find each other')
+    .addOption(new Option('--host <ip>', 'address to bind').default('127.0.0.1').env('LP2P_HOST'))
+    .addOption(new Option('--port <port>', 'UDP port (0: any free port)').default(7070).argParser(port).env('LP2P_PORT'))
+    .addOption(jsonOption('print the listening event as JSON'))
+    .action(async (o: { host: string, port: number, json?: boolean }) => {
+      const t = new TrackerServer({ host: o.host, port: o.port })
+      const addr = await t.start()
+      if (o.json === true) json({ event: 'listening', role: 'tracker', address: formatEndpoint(addr) })
+      else out(`tracker listening on udp ${formatEndpoint(addr)}\n`)
+      await untilSignal(() => t.close())
+    })
+
+  p.command('peer')
+    .description('share the files of a folder: hash, publish to the tracker, serve pieces to leechers')
+    .requiredOption('-s, --share <dir>', 'folder whose regular files are shared (recursively)')
+    .addOption(trackerOption())
+    .addOption(new Option('--host <ip>', 'address to bind and to be reached at').default('127.0.0.1').env('LP2P_HOST'))
+    .addOption(new Option('--port <port>', 'TCP port for peers (0: any free port)').default(0).argParser(port).env('LP2P_PORT'))
+    .addOption(jsonOption('print shared files and the listening event as NDJSON'))
+    .action(async (o: { share: string, tracker: string, host: string, port: number, json?: boolean }) => {
+      const node = new Lp2pNode({ tracker: parseEndpoint(o.tracker, '--tracker'), host: o.host, port: o.port, share: path.resolve(o.share) })
+      await node.start()
+      const addr = node.address as { address: string, port: number }
+      const files = node.publishedFiles
+      if (o.json === true) {
+        for (const f of files) json({ event: 'shared', name: f.name, fileId: f.hash, size: f.size, blockSize: f.blockSize, pieces: f.pieces })
+        json({ event: 'listening', role: 'peer', nodeId: node.nodeId, address: formatEndpoint(addr), files: files.length })
+      } else {
+        out(table(['NAME', 'SIZE', 'PIECES', 'FILE ID'], files.map((f) => [f.name, bytes(f.size), `${f.pieces} × ${bytes(f.blockSize)}`, f.hash.slice(0, 16)])))
+        out(`peer ${node.nodeId.slice(0, 8)} sharing ${files.length} file(s), listening on tcp ${formatEndpoint(addr)}\n`)
+      }
+      if (files.length < node.sharedFiles.length) log.warn({ published: files.length, local: node.sharedFiles.length }, 'some files could not be published: the tracker may be down; retrying with heartbeats')
+      await untilSignal(() => node.close())
+    })
+
+  p.command('get')
+    .description('download a file by name or file-id prefix; exits 0 only when its SHA-256 matches')
+    .argument('<name-or-id>', 'exact file name, or a prefix of its hex file id')
+    .addOption(new Option('-o, --out <dir>', 'folder to write into (NAME.part while downloading, NAME when verified)').default('.').env('LP2P_OUT'))
+    .addOption(trackerOption())
+    .addOption(new Option('--host <ip>', 'address to bind').default('127.0.0.1').env('LP2P_HOST'))
+    .addOption(jsonOption('print NDJSON events (start, peers, progress, peer-dropped, done, error) instead of a progress line'))
+    .action(async (query: string, o: { out: string, tracker: string, host: string, json?: boolean }) => {
+      const node = new Lp2pNode({ tracker: parseEndpoint(o.tracker, '--tracker'), host: o.host })
+      const progress = new Progress(o.json === true ? 'json' : process.stdout.isTTY ? 'tty' : 'lines', process.stdout)
+      try {
+        await node.start()
+        const done = await lastValueFrom(node.leech(query, path.resolve(o.out)).pipe(progress.operator()))
+        progress.finish(done as LeechEvent & { event: 'done' })
+      } catch (err) {
+        progress.fail(err)
+        throw err
+      } finally {
+        await node.close()
+      }
+    })
+
+  p.command('ls')
+    .description('list the files the tracker knows')
+    .addOption(trackerOption())
+    .addOption(jsonOption('print a JSON array of {name, fileId, size, blockSize, pieces}'))
+    .action(async (o: { tracker: string, json?: boolean }) => {
+      const node = new Lp2pNode({ tracker: parseEndpoint(o.tracker, '--tracker') })
+      try {
+        await node.start()
+        const files = await firstValueFrom(node.trackerClient.files())
+        if (o.json === true) json(files.map((f) => ({ name: f.name, fileId: f.hash, size: f.size, blockSize: f.blockSize, pieces: f.pieces })))
+        else out(files.length === 0 ? 'no files\n' : table(['NAME', 'SIZE', 'PIECES', 'FILE ID'], files.map((f) => [f.name, bytes(f.size), `${f.pieces} × ${bytes(f.blockSize)}`, f.hash])))
+      } finally { await node.close() }
+    })
+
+  p.command('status')
+    .description('list the live nodes the tracker knows, with the files they hold')
+    .addOption(trackerOption())
+    .addOption(jsonOption('print a JSON array of {nodeId, address, lastSeen, files}'))
+    .action(async (o: { tracker: string, json?: boolean }) => {
+      const node = new Lp2pNode({ tracker: parseEndpoint(o.tracker, '--tracker') })
+      try {
+        await node.start()
+        const nodes = await firstValueFrom(node.trackerClient.nodes())
+        if (o.json === true) json(nodes.map((n) => ({ nodeId: n.nodeId, address: formatEndpoint({ address: n.host, port: n.port }), lastSeen: new Date(n.lastSeen).toISOString(), files: n.files, fileCount: n.fileCount })))
+        else out(nodes.length === 0 ? 'no nodes\n' : table(['NODE', 'ADDRESS', 'LAST SEEN', 'FILES'], nodes.map((n) => [n.nodeId.slice(0, 16), formatEndpoint({ address: n.host, port: n.port }), ago(Date.now() - n.lastSeen), n.fileCount])))
+      } finally { await node.close() }
+    })
+  return p
+}
+
+export async function main (argv: string[]): Promise<number> {
+  const p = program().exitOverride()
+  try {
+    await p.parseAsync(argv)
+    return 0
+  } catch (err) {
+    const e = err as { code?: string, exitCode?: number }
+    if (typeof e.code === 'string' && e.code.startsWith('commander.')) return e.exitCode ?? 2
+    log.debug({ err }, 'command failed')
+    process.stderr.write(`lp2p: ${(err as Error).message}\n`)
+    return exitCode(err)
+  }
+}
+
+export { errorCode }
+
+if (require.main === module) {
+  main(process.argv).then((code) => { process.exitCode = code }, (err) => { process.stderr.write(`lp2p: ${String(err)}\n`); process.exitCode = 1 })
+}
