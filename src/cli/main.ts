@@ -10,6 +10,7 @@ import { TrackerServer } from '../tracker/server'
 import { ago, bytes, table } from './format'
 import { errorCode, exitCode } from './exit'
 import { Progress } from './progress'
+import { demo } from './demo'
 
 const DEFAULT_TRACKER = '127.0.0.1:7070'
 
@@ -131,7 +132,26 @@ export function program (): Command {
         else out(nodes.length === 0 ? 'no nodes\n' : table(['NODE', 'ADDRESS', 'LAST SEEN', 'FILES'], nodes.map((n) => [n.nodeId.slice(0, 16), formatEndpoint({ address: n.host, port: n.port }), ago(Date.now() - n.lastSeen), n.fileCount])))
       } finally { await node.close() }
     })
+  p.command('demo')
+    .description('run a local demo swarm: a tracker and peers on 127.0.0.1 share a generated file, one get downloads and verifies it; everything started is stopped')
+    .addOption(new Option('--size <bytes>', 'size of the generated file (k/M/G suffixes)').default('256M').argParser(parseSize))
+    .addOption(new Option('--peers <n>', 'sharing peers').default(2).argParser((v) => { const n = Number(v); if (!Number.isInteger(n) || n < 1 || n > 16) throw new UsageError('--peers is 1..16'); return n }))
+    .option('--keep', 'keep the temporary folder')
+    .action(async (o: { size: number, peers: number, keep?: boolean }) => {
+      const code = await demo({ size: o.size, peers: o.peers, keep: o.keep === true }, out)
+      if (code !== 0) process.exitCode = code
+    })
   return p
+}
+
+/** "256M" → 268435456. Suffixes k, M, G, T (powers of 1024). */
+export function parseSize (v: string): number {
+  const m = /^(\d+(?:\.\d+)?)([kKmMgGtT]?)i?[bB]?$/.exec(v.trim())
+  if (m === null) throw new UsageError(`size "${v}" is not a number with an optional k/M/G/T suffix`)
+  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2].toLowerCase() as '' | 'k' | 'm' | 'g' | 't']
+  const n = Math.round(Number(m[1]) * mult)
+  if (!Number.isSafeInteger(n)) throw new UsageError(`size "${v}" is too large`)
+  return n
 }
 
 export async function main (argv: string[]): Promise<number> {
