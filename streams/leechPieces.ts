@@ -31,6 +31,8 @@ export function leechPieces<P> (opts: LeechLoopOptions<P>): Observable<P> {
         if ('want' in step) return opts.fetch(step.want).pipe(map((got) => ({ got })))
         const o = opts.next()
         return o === null ? EMPTY : of({ want: o })
+      // a strict bound: a landed piece is passed on (and the next offset asked for) when its
+      // fetch completes and frees its slot, so `pipeline` fetches are never exceeded
       }, opts.pipeline),
       filter((s): s is { got: P } => 'got' in s),
       map((s) => s.got),

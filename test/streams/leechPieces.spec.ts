@@ -1,0 +1,78 @@
+import { TestScheduler } from 'rxjs/testing'
+import { Observable as RxObservable, type Observable } from 'rxjs'
+import { leechPieces } from '../../streams/leechPieces'
+
+function setup (): TestScheduler {
+  return new TestScheduler((actual, expected) => expect(actual).toEqual(expected))
+}
+
+/** Offsets handed out in order from a list, like a picker with one source. */
+function offsets (list: number[]): () => number | null {
+  let i = 0
+  return () => i < list.length ? list[i++] : null
+}
+
+describe('leechPieces', () => {
+  it('asks for the next offset as each piece lands, and completes when the offsets run out', () => {
+    setup().run(({ cold, expectObservable }) => {
+      const asked: number[] = []
+      const fetch = (o: number): Observable<string> => { asked.push(o); return cold('--p|', { p: `piece@${o}` }) }
+      const out = leechPieces({ next: offsets([0, 10, 20]), fetch, pipeline: 1 })
+      // each piece is passed on when its fetch completes (frame 3), and the next fetch starts then
+      expectObservable(out).toBe('---a--b--(c|)', { a: 'piece@0', b: 'piece@10', c: 'piece@20' })
+    })
+  })
+
+  it('pipelines: the second request goes out before the first piece lands', () => {
+    setup().run(({ cold, expectObservable }) => {
+      const fetch = (o: number): Observable<number> => cold(o === 0 ? '----p|' : '-p|', { p: o })
+      // with pipeline 2, offset 1 is fetched alongside 0 and lands first
+      expectObservable(leechPieces({ next: offsets([0, 1]), fetch, pipeline: 2 })).toBe('--b-a|', { a: 0, b: 1 })
+    })
+  })
+
+  it('never has more than `pipeline` fetches open, and fetches every offset once', () => {
+    const ts = setup()
+    ts.run(({ cold, flush }) => {
+      let open = 0; let peak = 0
+      const counting = (o: number): Observable<number> => new RxObservable<number>((sub) => {
+        open++; peak = Math.max(peak, open)
+        const s = cold('-x|', { x: o }).subscribe(sub)
+        return () => { open--; s.unsubscribe() }
+      })
+      const got: number[] = []
+      let completed = false
+      leechPieces({ next: offsets([...Array(20).keys()]), fetch: counting, pipeline: 3 }).subscribe({ next: (v) => got.push(v), complete: () => { completed = true } })
+      flush()
+      expect(peak).toBe(3)
+      expect(got).toEqual([...Array(20).keys()])
+      expect(completed).toBe(true)
+      expect(open).toBe(0)
+    })
+  })
+
+  it('errors when a fetch fails, and stops the other requests', () => {
+    setup().run(({ cold, expectObservable, expectSubscriptions }) => {
+      const ok = cold('----p|', { p: 'ok' })
+      const bad = cold('-#', undefined, new Error('peer gone'))
+      const out = leechPieces({ next: offsets([0, 1]), fetch: (o) => o === 0 ? ok : bad, pipeline: 2 })
+      expectObservable(out).toBe('-#', undefined, new Error('peer gone'))
+      expectSubscriptions(ok.subscriptions).toBe('^!')
+    })
+  })
+
+  it('completes at once when there is nothing to fetch', () => {
+    setup().run(({ expectObservable }) => {
+      expectObservable(leechPieces({ next: () => null, fetch: () => { throw new Error('not called') }, pipeline: 4 })).toBe('|')
+    })
+  })
+
+  it('cancels in-flight requests on early unsubscribe', () => {
+    setup().run(({ cold, expectObservable, expectSubscriptions }) => {
+      const slow = cold('------p|')
+      const out = leechPieces({ next: offsets([0, 1, 2]), fetch: () => slow, pipeline: 2 })
+      expectObservable(out, '^--!').toBe('---')
+      expectSubscriptions(slow.subscriptions).toBe(['^--!', '^--!'])
+    })
+  })
+})
