@@ -70,8 +70,9 @@ export function decodeFrameHeader (bytes: Uint8Array): PeerMessage {
 
 /**
  * Walks CBOR item headers without building values, to refuse deeply nested input before the
- * recursive decoder sees it. Returns true when nesting exceeds `max` (or the input is garbage
- * in a way that makes depth unknowable: the decoder will reject that anyway).
+ * recursive decoder sees it. Returns true when nesting exceeds `max` or a string claims more
+ * bytes than there are (so the walk could not see what follows); other garbage is left to the
+ * decoder, which rejects it.
  */
 export function exceedsDepth (b: Uint8Array, max: number): boolean {
   // stack of remaining item counts per open container (-1 = indefinite)
@@ -85,7 +86,7 @@ export function exceedsDepth (b: Uint8Array, max: number): boolean {
     const info = ib & 31
     let arg = 0
     if (info < 24) arg = info
-    else if (info === 24) { arg = b[i]; i += 1 } else if (info === 25) { arg = (b[i] << 8) | b[i + 1]; i += 2 } else if (info === 26) { arg = ((b[i] << 24) >>> 0) + (b[i + 1] << 16) + (b[i + 2] << 8) + b[i + 3]; i += 4 } else if (info === 27) { arg = Number.MAX_SAFE_INTEGER; i += 8 } else if (info === 31) arg = -1
+    else if (info === 24) { arg = b[i]; i += 1 } else if (info === 25) { arg = (b[i] << 8) | b[i + 1]; i += 2 } else if (info === 26) { arg = ((b[i] << 24) >>> 0) + (b[i + 1] << 16) + (b[i + 2] << 8) + b[i + 3]; i += 4 } else if (info === 27) { arg = b[i] === 0 && b[i + 1] === 0 ? (b[i + 2] * 2 ** 40) + (b[i + 3] * 2 ** 32) + (((b[i + 4] << 24) >>> 0) + (b[i + 5] << 16) + (b[i + 6] << 8) + b[i + 7]) : Number.MAX_SAFE_INTEGER; i += 8 } else if (info === 31) arg = -1
     else return false
     if (ib === 0xff) { // break of an indefinite container
       stack.pop()
@@ -93,6 +94,7 @@ export function exceedsDepth (b: Uint8Array, max: number): boolean {
       continue
     }
     if (major === 2 || major === 3) { // byte / text string
+      if (arg > b.length - i) return true // a length past the end: malformed, refuse without decoding
       if (arg >= 0) i += arg
       else { stack.push(-1); if (stack.length > max) return true; continue }
       closeItem(stack)

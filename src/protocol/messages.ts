@@ -139,7 +139,7 @@ export function trackerMessage (x: unknown): TrackerMessage {
     }
     case 'nodes': return { type: 'nodes', tx: tx(o), nodes: v.list(o, 'nodes', MAX_LIST_ITEMS, nodeInfo), ...next(o) }
     case 'error': return { type: 'error', tx: tx(o), code: v.str(o, 'code', 32), message: v.str(o, 'message', 512) }
-    default: throw new ProtocolError(`unknown tracker message type ${JSON.stringify(String(o.type)).slice(0, 40)}`)
+    default: throw new ProtocolError(`unknown tracker message type ${typeName(o.type)}`)
   }
 }
 
@@ -170,8 +170,13 @@ export function peerMessage (x: unknown): PeerMessage {
       return m
     }
     case 'error': return { type: 'error', req: req(o), code: v.str(o, 'code', 32), message: v.str(o, 'message', 512) }
-    default: throw new ProtocolError(`unknown peer message type ${JSON.stringify(String(o.type)).slice(0, 40)}`)
+    default: throw new ProtocolError(`unknown peer message type ${typeName(o.type)}`)
   }
+}
+
+/** A printable description of an unknown `type` field (which may be any CBOR value). */
+function typeName (t: unknown): string {
+  return typeof t === 'string' ? JSON.stringify(t.slice(0, 40)) : `of kind ${t === null ? 'null' : typeof t}`
 }
 
 /** Byte range of piece `index`: [index·blockSize, min(size, (index+1)·blockSize)). */

@@ -1,3 +1,4 @@
+import net from 'node:net'
 import { ProtocolError } from '../errors'
 import { MAX_NAME_BYTES } from '../limits'
 
@@ -83,6 +84,6 @@ export function list<T> (o: Obj, key: string, maxItems: number, item: (v: unknow
 /** Host as given by a node: an IPv4 or IPv6 literal (names are never resolved from the wire). */
 export function host (o: Obj, key = 'host'): string {
   const v = str(o, key, 45)
-  if (!/^[0-9.]+$/.test(v) && !/^[0-9a-fA-F:.]+$/.test(v)) throw new ProtocolError(`${key} is not an IP address`)
+  if (net.isIP(v) === 0) throw new ProtocolError(`${key} is not an IP address`)
   return v
 }

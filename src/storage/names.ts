@@ -3,8 +3,12 @@ import { MAX_NAME_BYTES } from '../limits'
 
 // Windows device names are refused everywhere: a file shared from Linux may be fetched on Windows
 const RESERVED = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$/i
-// C0 and C1 controls (terminal escapes start with ESC or CSI), DEL, and bidi overrides that can disguise a name
-const UNSAFE_CHARS = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/
+// C0 and C1 controls (terminal escapes start with ESC or CSI), DEL, line and paragraph separators,
+// and direction marks and overrides that can disguise a name
+const UNSAFE_CHARS = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/
+// characters Windows refuses in names (a:b would even open an NTFS stream)
+const WINDOWS_FORBIDDEN = /[<>:"|?*]/
+const UNSAFE_GLOBAL = new RegExp(UNSAFE_CHARS.source, 'g')
 
 /**
  * Check that a name from the network can be used as one path component inside the output
@@ -17,12 +21,13 @@ export function safeFileName (name: string): string {
   if (name.includes('/') || name.includes('\\')) throw new BadNameError(name, 'contains a path separator')
   if (name === '.' || name === '..') throw new BadNameError(name, 'is a relative path')
   if (UNSAFE_CHARS.test(name)) throw new BadNameError(name, 'contains control characters')
+  if (WINDOWS_FORBIDDEN.test(name)) throw new BadNameError(name, 'contains a character Windows forbids (<>:"|?*)')
   if (RESERVED.test(name)) throw new BadNameError(name, 'is a reserved device name')
   if (name.endsWith('.') || name.endsWith(' ')) throw new BadNameError(name, 'ends with a dot or space')
   return name
 }
 
-/** A name made safe for showing in a terminal: control characters escaped. */
+/** A name made safe for showing in a terminal: control, separator and direction characters escaped as \\uXXXX. */
 export function printable (name: string): string {
-  return JSON.stringify(name).slice(1, -1)
+  return name.replace(/\\/g, '\\\\').replace(UNSAFE_GLOBAL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
 }

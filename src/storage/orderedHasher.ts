@@ -24,7 +24,7 @@ export class OrderedHasher {
 
   /** A piece is written and its bytes are `data` (held only if needed). */
   add (offset: number, data: Buffer): void {
-    if (offset < this.cursor) return
+    if (offset < this.cursor || this.held.has(offset) || this.onDisk.has(offset)) return
     if (offset === this.cursor) {
       this.hash.update(data)
       this.cursor += data.length
@@ -39,7 +39,7 @@ export class OrderedHasher {
 
   /** A piece that is already on disk (a resumed download): read back when the cursor gets there. */
   addOnDisk (offset: number, length: number): void {
-    if (offset < this.cursor) return
+    if (offset < this.cursor || this.held.has(offset) || this.onDisk.has(offset)) return
     this.onDisk.set(offset, length)
     if (offset === this.cursor) this.drain()
   }

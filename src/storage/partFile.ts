@@ -67,14 +67,25 @@ export class PartFile implements PositionalWriter {
     return this.mapped
   }
 
-  /** Close the descriptor and rename .part to the final name. Call only for verified content. */
+  /**
+   * Close the descriptor and move .part to the final name. Call only for verified content.
+   * Never replaces an existing file: the move is a hard link (which fails if the name is taken)
+   * followed by removing the .part, so a concurrent or earlier file of that name survives.
+   */
   commit (): string {
     this.close()
     try {
-      fs.renameSync(this.partPath, this.finalPath)
+      fs.linkSync(this.partPath, this.finalPath)
     } catch (err) {
-      throw new StorageError(`cannot rename ${this.partPath}: ${(err as Error).message}`, err)
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === 'EEXIST') throw new StorageError(`${this.finalPath} already exists: remove it or choose another --out (the verified download is kept as ${this.partPath})`, err)
+      if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EXDEV') throw new StorageError(`cannot create ${this.finalPath}: ${(err as Error).message}`, err)
+      // a file system without hard links: rename, after checking the name is free
+      if (fs.existsSync(this.finalPath)) throw new StorageError(`${this.finalPath} already exists: remove it or choose another --out`, err)
+      fs.renameSync(this.partPath, this.finalPath)
+      return this.finalPath
     }
+    fs.unlinkSync(this.partPath)
     return this.finalPath
   }
 

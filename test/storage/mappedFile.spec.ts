@@ -1,0 +1,207 @@
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { FileChangedError, MappedFile } from '../../src/storage/mappedFile'
+import { PAGE_SIZE } from '../../src/limits'
+
+const WINDOW = 2 * PAGE_SIZE // 8192
+const SIZE = 50_000 // 6 whole windows and a short seventh: more than the 4 kept mapped
+
+let dir: string
+const open: MappedFile[] = []
+
+function content (n: number): Buffer {
+  const b = Buffer.alloc(n)
+  // a non-repeating pattern, so a view from the wrong offset can't match by chance
+  for (let i = 0; i < n; i++) b[i] = (i * 31 + (i >> 8) * 7 + (i >> 16)) & 0xff
+  return b
+}
+
+function fileWith (name: string, data: Buffer): string {
+  const p = path.join(dir, name)
+  fs.writeFileSync(p, data)
+  return p
+}
+
+function mapped (p: string, windowBytes?: number): MappedFile {
+  const m = MappedFile.open(p, windowBytes)
+  open.push(m)
+  return m
+}
+
+const joined = (views: Buffer[]): Buffer => Buffer.concat(views)
+
+beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lp2p-mapped-')) })
+afterAll(() => {
+  for (const m of open) m.close()
+  fs.rmSync(dir, { recursive: true, force: true })
+})
+
+describe('MappedFile', () => {
+  const data = content(SIZE)
+  let p: string
+  beforeAll(() => { p = fileWith('data.bin', data) })
+
+  it('reports the size of the file it mapped', () => {
+    expect(mapped(p, WINDOW).size).toBe(SIZE)
+  })
+
+  it('views the whole file across every window boundary', () => {
+    const m = mapped(p, WINDOW)
+    const views = m.view(0, SIZE)
+    expect(views).toHaveLength(Math.ceil(SIZE / WINDOW))
+    expect(views.slice(0, -1).every((v) => v.length === WINDOW)).toBe(true)
+    expect(views[views.length - 1].length).toBe(SIZE % WINDOW)
+    expect(joined(views).equals(data)).toBe(true)
+  })
+
+  it('splits a range that crosses one boundary into two views', () => {
+    const m = mapped(p, WINDOW)
+    const views = m.view(WINDOW - 100, 300)
+    expect(views.map((v) => v.length)).toEqual([100, 200])
+    expect(joined(views).equals(data.subarray(WINDOW - 100, WINDOW + 200))).toBe(true)
+  })
+
+  it('serves a range ending exactly on a boundary as one view', () => {
+    const m = mapped(p, WINDOW)
+    const views = m.view(WINDOW, WINDOW)
+    expect(views).toHaveLength(1)
+    expect(views[0].equals(data.subarray(WINDOW, 2 * WINDOW))).toBe(true)
+  })
+
+  it('serves the last bytes of the file and a single byte anywhere', () => {
+    const m = mapped(p, WINDOW)
+    expect(joined(m.view(SIZE - 1, 1)).equals(data.subarray(SIZE - 1))).toBe(true)
+    expect(joined(m.view(SIZE - 900, 900)).equals(data.subarray(SIZE - 900))).toBe(true)
+    for (const o of [0, 1, WINDOW - 1, WINDOW, 3 * WINDOW + 5]) expect(m.view(o, 1)[0][0]).toBe(data[o])
+  })
+
+  it('is right for many random ranges, in an order that keeps evicting and remapping windows', () => {
+    const m = mapped(p, WINDOW)
+    let s = 12345
+    const rand = (): number => { s = (s * 1103515245 + 12345) % 2 ** 31; return s }
+    for (let i = 0; i < 300; i++) {
+      const o = rand() % SIZE
+      const l = rand() % (SIZE - o + 1)
+      expect(joined(m.view(o, l)).equals(data.subarray(o, o + l))).toBe(true)
+    }
+    // walk back and forth over all 7 windows (only 4 stay mapped)
+    for (const w of [0, 6, 1, 5, 2, 4, 3, 0, 6]) {
+      const o = w * WINDOW
+      const l = Math.min(WINDOW, SIZE - o)
+      expect(joined(m.view(o, l)).equals(data.subarray(o, o + l))).toBe(true)
+    }
+  })
+
+  it('keeps earlier views valid after their window is evicted', () => {
+    const m = mapped(p, WINDOW)
+    const first = m.view(0, 100)[0]
+    for (let w = 1; w < 7; w++) m.view(w * WINDOW, 1)
+    expect(first.equals(data.subarray(0, 100))).toBe(true)
+  })
+
+  it('with the default window serves the whole file as one view', () => {
+    const m = mapped(p)
+    const views = m.view(0, SIZE)
+    expect(views).toHaveLength(1)
+    expect(views[0].equals(data)).toBe(true)
+  })
+
+  it('returns no views for an empty range', () => {
+    const m = mapped(p, WINDOW)
+    expect(m.view(0, 0)).toEqual([])
+    expect(m.view(SIZE, 0)).toEqual([])
+    expect(m.view(WINDOW, 0)).toEqual([])
+  })
+
+  it('throws RangeError for a range outside the file', () => {
+    const m = mapped(p, WINDOW)
+    expect(() => m.view(SIZE - 10, 11)).toThrow(RangeError)
+    expect(() => m.view(SIZE + 1, 0)).toThrow(RangeError)
+    expect(() => m.view(-1, 10)).toThrow(RangeError)
+    expect(() => m.view(0, -1)).toThrow(RangeError)
+  })
+
+  it('refuses a window that is not page aligned', () => {
+    expect(() => MappedFile.open(p, 5000)).toThrow(RangeError)
+  })
+
+  it('maps an empty file', () => {
+    const m = mapped(fileWith('empty.bin', Buffer.alloc(0)), WINDOW)
+    expect(m.size).toBe(0)
+    expect(m.view(0, 0)).toEqual([])
+    expect(() => m.view(0, 1)).toThrow(RangeError)
+    expect(() => m.checkSize()).not.toThrow()
+    m.close()
+  })
+
+  it('fails to open a missing file with the fs error code', () => {
+    expect(() => MappedFile.open(path.join(dir, 'missing.bin'))).toThrow(expect.objectContaining({ code: 'ENOENT' }))
+  })
+
+  it('refuses to map a directory', () => {
+    expect(() => MappedFile.open(dir)).toThrow()
+  })
+
+  describe('checkSize', () => {
+    it('passes while the file keeps its size', () => {
+      const m = mapped(p, WINDOW)
+      expect(() => m.checkSize()).not.toThrow()
+    })
+
+    // never view a mapping after its file shrank: touching a page past the new end is a SIGBUS
+    it('throws ERR_FILE_CHANGED after the file is truncated', () => {
+      const q = fileWith('shrinks.bin', content(20_000))
+      const m = mapped(q, WINDOW)
+      fs.truncateSync(q, 10_000)
+      let err: unknown
+      try { m.checkSize() } catch (e) { err = e }
+      expect(err).toBeInstanceOf(FileChangedError)
+      expect(err).toMatchObject({ code: 'ERR_FILE_CHANGED', path: q, expected: 20_000, actual: 10_000 })
+      m.close()
+    })
+
+    it('throws ERR_FILE_CHANGED after the file is truncated to zero', () => {
+      const q = fileWith('emptied.bin', content(20_000))
+      const m = mapped(q, WINDOW)
+      fs.truncateSync(q, 0)
+      expect(() => m.checkSize()).toThrow(expect.objectContaining({ code: 'ERR_FILE_CHANGED', actual: 0 }))
+      m.close()
+    })
+
+    it('throws ERR_FILE_CHANGED after the file grows', () => {
+      const q = fileWith('grows.bin', content(20_000))
+      const m = mapped(q, WINDOW)
+      fs.appendFileSync(q, Buffer.from('more'))
+      expect(() => m.checkSize()).toThrow(expect.objectContaining({ code: 'ERR_FILE_CHANGED', expected: 20_000, actual: 20_004 }))
+      m.close()
+    })
+
+    it('follows the open file, not the path: a file replaced by rename is still the old one', () => {
+      const q = fileWith('replaced.bin', content(20_000))
+      const m = mapped(q, WINDOW)
+      fs.writeFileSync(path.join(dir, 'replacement.bin'), content(5))
+      fs.renameSync(path.join(dir, 'replacement.bin'), q)
+      expect(() => m.checkSize()).not.toThrow()
+      expect(joined(m.view(0, 20_000)).equals(content(20_000))).toBe(true)
+      m.close()
+    })
+  })
+
+  describe('close', () => {
+    it('is safe to call twice', () => {
+      const m = MappedFile.open(p, WINDOW)
+      m.view(0, 10)
+      m.close()
+      expect(() => m.close()).not.toThrow()
+    })
+
+    it('makes later reads and size checks throw instead of touching a closed descriptor', () => {
+      const m = MappedFile.open(p, WINDOW)
+      m.view(0, 10)
+      m.close()
+      expect(() => m.checkSize()).toThrow()
+      expect(() => m.view(0, 10)).toThrow()
+    })
+  })
+})

@@ -1,0 +1,99 @@
+import { printable, safeFileName } from '../../src/storage/names'
+import { MAX_NAME_BYTES } from '../../src/limits'
+
+const BAD_NAME = expect.objectContaining({ name: 'BadNameError', code: 'ERR_BAD_NAME' })
+
+describe('safeFileName', () => {
+  it.each([
+    'movie.mkv',
+    'résumé.pdf',
+    'my holiday photos.zip',
+    '日本語のファイル.txt',
+    'emoji 🎉.png',
+    '.hidden',
+    '..dots-inside..txt',
+    'a..b',
+    'console.log',
+    'nullable',
+    'com10',
+    'lpt',
+    'CONTRIBUTING.md',
+    ' leading space',
+    'x',
+    'a'.repeat(MAX_NAME_BYTES),
+    'é'.repeat(127) + 'a', // 255 bytes
+  ])('accepts %j unchanged', (name) => {
+    expect(safeFileName(name)).toBe(name)
+  })
+
+  it.each<[string, string]>([
+    ['empty', ''],
+    ['dot', '.'],
+    ['dot-dot', '..'],
+    ['a path', 'a/b'],
+    ['an absolute path', '/etc/passwd'],
+    ['a trailing slash', 'dir/'],
+    ['a Windows parent path', '..\\x'],
+    ['a backslash', 'a\\b'],
+    ['a Windows drive path', 'C:\\Windows'],
+    ['a NUL byte', 'a\u0000b'],
+    ['a lone NUL', '\u0000'],
+    ['a newline', 'a\nb'],
+    ['a tab', 'a\tb'],
+    ['a carriage return', 'report\r.txt'],
+    ['a terminal escape', '\x1b[31mred'],
+    ['DEL', 'a\u007fb'],
+    ['a C1 CSI', 'a\u009b31mb'],
+    ['a right-to-left override', '\u202eevil'],
+    ['a left-to-right embedding', 'a\u202ab'],
+    ['a bidi isolate', 'a\u2066b'],
+    ['CON', 'CON'],
+    ['con', 'con'],
+    ['nul.txt', 'nul.txt'],
+    ['NUL.tar.gz', 'NUL.tar.gz'],
+    ['com1', 'com1'],
+    ['COM9.log', 'COM9.log'],
+    ['lpt1', 'lpt1'],
+    ['PRN', 'PRN'],
+    ['aux.c', 'aux.c'],
+    ['256 ASCII bytes', 'a'.repeat(MAX_NAME_BYTES + 1)],
+    ['256 UTF-8 bytes in 128 characters', 'é'.repeat(128)],
+    ['a long name of emoji', '🎉'.repeat(64) + 'x'], // 257 bytes, 129 UTF-16 units
+    ['a trailing dot', 'file.'],
+    ['a trailing space', 'file '],
+    ['only spaces', '   '],
+    ['three dots', '...'],
+  ])('rejects %s with ERR_BAD_NAME', (_, name) => {
+    expect(() => safeFileName(name)).toThrow(BAD_NAME)
+  })
+
+  it('the error carries the (shortened) offending name', () => {
+    let err: unknown
+    try { safeFileName('a/b') } catch (e) { err = e }
+    expect(err).toMatchObject({ code: 'ERR_BAD_NAME', fileName: 'a/b' })
+    try { safeFileName('x'.repeat(1000)) } catch (e) { err = e }
+    expect((err as { fileName: string }).fileName.length).toBeLessThanOrEqual(40)
+  })
+})
+
+describe('printable', () => {
+  it('leaves ordinary names alone', () => {
+    expect(printable('résumé 2024.pdf')).toBe('résumé 2024.pdf')
+  })
+
+  it('escapes C0 controls, so a terminal escape shows as text', () => {
+    const out = printable('\x1b[31mred\n\u0000')
+    expect(out).not.toMatch(/[\u0000-\u001f]/)
+    expect(out).toBe('\\u001b[31mred\\u000a\\u0000')
+  })
+
+  // DEL and the C1 controls (U+0080–U+009F; U+009B is CSI, a one-character terminal escape) must
+  // not reach the terminal raw through cli/format.ts either.
+  it.each([
+    ['DEL', 'a\u007fb'],
+    ['C1 CSI', '\u009b31mred'],
+    ['C1 NEL', 'a\u0085b'],
+  ])('escapes %s', (_, name) => {
+    expect(printable(name)).not.toMatch(/[\u0000-\u001f\u007f-\u009f]/)
+  })
+})

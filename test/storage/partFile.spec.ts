@@ -1,0 +1,201 @@
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { lastValueFrom, toArray } from 'rxjs'
+import { PartFile } from '../../src/storage/partFile'
+
+const BAD_NAME = expect.objectContaining({ code: 'ERR_BAD_NAME' })
+const STORAGE = expect.objectContaining({ name: 'StorageError', code: 'ERR_STORAGE' })
+
+let root: string
+let n = 0
+/** A fresh output folder per test, so nothing leaks between them. */
+const outDir = (): string => path.join(root, `out-${n++}`)
+const parts: PartFile[] = []
+
+function openPart (dir: string, name: string, size: number): PartFile {
+  const p = PartFile.open(dir, name, size)
+  parts.push(p)
+  return p
+}
+
+function content (size: number, seed = 3): Buffer {
+  const b = Buffer.alloc(size)
+  for (let i = 0; i < size; i++) b[i] = (i * 131 + seed + (i >> 10)) & 0xff
+  return b
+}
+
+const BLOCK = 16_384
+
+beforeAll(() => { root = fs.mkdtempSync(path.join(os.tmpdir(), 'lp2p-part-')) })
+afterAll(() => {
+  for (const p of parts) p.close()
+  fs.rmSync(root, { recursive: true, force: true })
+})
+
+describe('PartFile', () => {
+  it('creates OUT/NAME.part (and OUT) sized to the file', () => {
+    const dir = path.join(outDir(), 'nested', 'deeper')
+    const p = openPart(dir, 'movie.mkv', 100_000)
+    expect(p.partPath).toBe(path.join(dir, 'movie.mkv.part'))
+    expect(p.finalPath).toBe(path.join(dir, 'movie.mkv'))
+    expect(fs.statSync(p.partPath).size).toBe(100_000)
+    expect(fs.existsSync(p.finalPath)).toBe(false)
+  })
+
+  it('writes pieces out of order, then commit renames NAME.part to NAME with the exact content', async () => {
+    const dir = outDir()
+    const data = content(100_000)
+    const p = openPart(dir, 'résumé final.pdf', data.length)
+    const offsets = [6, 2, 0, 5, 1, 4, 3].map((i) => i * BLOCK)
+    for (const o of offsets) await lastValueFrom(p.write(data.subarray(o, o + BLOCK), o))
+    const final = p.commit()
+    expect(final).toBe(path.join(dir, 'résumé final.pdf'))
+    expect(fs.readFileSync(final).equals(data)).toBe(true)
+    expect(fs.existsSync(p.partPath)).toBe(false)
+    expect(fs.readdirSync(dir)).toEqual(['résumé final.pdf'])
+  })
+
+  it('writes many pieces in flight at once correctly', async () => {
+    const dir = outDir()
+    const data = content(200_000, 9)
+    const p = openPart(dir, 'c.bin', data.length)
+    const writes = []
+    for (let o = 0; o < data.length; o += 4096) writes.push(lastValueFrom(p.write(data.subarray(o, o + 4096), o)))
+    await Promise.all(writes)
+    expect(fs.readFileSync(p.commit()).equals(data)).toBe(true)
+  })
+
+  it('write emits once and completes', async () => {
+    const p = openPart(outDir(), 'once.bin', 10)
+    await expect(lastValueFrom(p.write(Buffer.from('hello'), 0).pipe(toArray()))).resolves.toEqual([undefined])
+    await expect(lastValueFrom(p.write(Buffer.alloc(0), 3).pipe(toArray()))).resolves.toEqual([undefined])
+  })
+
+  it('write does nothing until subscribed', async () => {
+    const p = openPart(outDir(), 'lazy.bin', 4)
+    const pending = p.write(Buffer.from('XXXX'), 0)
+    await lastValueFrom(p.write(Buffer.from('b'), 1)) // lets any stray async write land first
+    expect(fs.readFileSync(p.partPath)).toEqual(Buffer.from([0, 0x62, 0, 0]))
+    await lastValueFrom(pending)
+    expect(fs.readFileSync(p.partPath).toString()).toBe('XXXX')
+  })
+
+  it('source() reads back what was written through the mapping', async () => {
+    const data = content(50_000, 4)
+    const p = openPart(outDir(), 'src.bin', data.length)
+    await lastValueFrom(p.write(data.subarray(BLOCK), BLOCK))
+    const src = p.source()
+    expect(src.size).toBe(data.length)
+    expect(Buffer.concat(src.view(BLOCK, data.length - BLOCK)).equals(data.subarray(BLOCK))).toBe(true)
+    expect(Buffer.concat(src.view(0, BLOCK)).equals(Buffer.alloc(BLOCK))).toBe(true) // not written yet
+    // the mapping is shared: later writes show through the same source
+    await lastValueFrom(p.write(data.subarray(0, BLOCK), 0))
+    expect(p.source()).toBe(src)
+    expect(Buffer.concat(src.view(0, data.length)).equals(data)).toBe(true)
+  })
+
+  it('keeps the bytes of an existing .part of the right size (resume)', async () => {
+    const dir = outDir()
+    const data = content(40_000, 5)
+    const first = openPart(dir, 'resume.bin', data.length)
+    await lastValueFrom(first.write(data.subarray(0, BLOCK), 0))
+    first.close()
+    const again = openPart(dir, 'resume.bin', data.length)
+    expect(fs.readFileSync(again.partPath).subarray(0, BLOCK).equals(data.subarray(0, BLOCK))).toBe(true)
+    await lastValueFrom(again.write(data.subarray(BLOCK), BLOCK))
+    expect(fs.readFileSync(again.commit()).equals(data)).toBe(true)
+  })
+
+  it('resizes an existing .part of another size', () => {
+    const dir = outDir()
+    fs.mkdirSync(dir, { recursive: true })
+    fs.writeFileSync(path.join(dir, 'sized.bin.part'), content(500))
+    const p = openPart(dir, 'sized.bin', 200)
+    expect(fs.statSync(p.partPath).size).toBe(200)
+    p.close()
+    const q = openPart(dir, 'sized.bin', 1000)
+    expect(fs.statSync(q.partPath).size).toBe(1000)
+  })
+
+  it('handles an empty file', () => {
+    const p = openPart(outDir(), 'empty.txt', 0)
+    expect(p.source().size).toBe(0)
+    const final = p.commit()
+    expect(fs.statSync(final).size).toBe(0)
+  })
+
+  describe('open refuses', () => {
+    it.each<[string, string]>([
+      ['empty', ''], ['dot', '.'], ['dot-dot', '..'], ['../escape', '../escape'], ['a/b', 'a/b'], ['/etc/passwd', '/etc/passwd'],
+      ['..\\x', '..\\x'], ['NUL inside', 'a\u0000b'], ['ESC inside', '\x1b[31mred'], ['RLO inside', '\u202eevil'],
+      ['CON', 'CON'], ['nul.txt', 'nul.txt'], ['256 bytes long', 'x'.repeat(256)], ['trailing.', 'trailing.'],
+    ])('the unsafe name %s with ERR_BAD_NAME, creating nothing', (_, name) => {
+      const dir = outDir()
+      expect(() => PartFile.open(dir, name, 10)).toThrow(BAD_NAME)
+      expect(fs.existsSync(dir)).toBe(false)
+      expect(fs.existsSync(path.join(root, 'escape.part'))).toBe(false)
+    })
+
+    it('a folder below a regular file with ERR_STORAGE', () => {
+      const file = path.join(outDir() + '.file')
+      fs.writeFileSync(file, 'x')
+      expect(() => PartFile.open(path.join(file, 'sub'), 'a.bin', 10)).toThrow(STORAGE)
+      expect(() => PartFile.open(file, 'a.bin', 10)).toThrow(STORAGE)
+    })
+
+    // root ignores permission bits, so this case only means something for an ordinary user
+    const asUser = process.getuid?.() === 0 ? it.skip : it
+    asUser('a read-only folder with ERR_STORAGE', () => {
+      const dir = outDir()
+      fs.mkdirSync(dir, { mode: 0o555 })
+      try {
+        expect(() => PartFile.open(dir, 'a.bin', 10)).toThrow(STORAGE)
+      } finally {
+        fs.chmodSync(dir, 0o755)
+      }
+    })
+
+    it('a .part that is a symlink with ERR_STORAGE, leaving its target alone', () => {
+      const dir = outDir()
+      fs.mkdirSync(dir)
+      const target = path.join(dir, 'victim.txt')
+      fs.writeFileSync(target, 'precious')
+      fs.symlinkSync(target, path.join(dir, 'evil.bin.part'))
+      expect(() => PartFile.open(dir, 'evil.bin', 0)).toThrow(STORAGE)
+      expect(fs.readFileSync(target, 'utf8')).toBe('precious')
+    })
+  })
+
+  describe('close and commit', () => {
+    it('close is safe to call twice and leaves the .part for a resume', () => {
+      const p = openPart(outDir(), 'keep.bin', 10)
+      p.source()
+      p.close()
+      expect(() => p.close()).not.toThrow()
+      expect(fs.existsSync(p.partPath)).toBe(true)
+      expect(fs.existsSync(p.finalPath)).toBe(false)
+    })
+
+    it('close after commit is safe', () => {
+      const p = openPart(outDir(), 'done.bin', 10)
+      p.commit()
+      expect(() => p.close()).not.toThrow()
+    })
+
+    it('a write after close errors with ERR_STORAGE', async () => {
+      const p = openPart(outDir(), 'closed.bin', 10)
+      p.close()
+      await expect(lastValueFrom(p.write(Buffer.from('x'), 0))).rejects.toEqual(STORAGE)
+    })
+
+    it('commit fails with ERR_STORAGE when the final name is taken by a folder', () => {
+      const dir = outDir()
+      const p = openPart(dir, 'taken', 10)
+      fs.mkdirSync(path.join(dir, 'taken'))
+      fs.writeFileSync(path.join(dir, 'taken', 'inside'), 'x')
+      expect(() => p.commit()).toThrow(STORAGE)
+      expect(fs.existsSync(p.partPath)).toBe(true)
+    })
+  })
+})

@@ -1,0 +1,105 @@
+import { TestScheduler } from 'rxjs/testing'
+import { trackerFlow, type Inbound, type Outbound } from '../../src/tracker/flow'
+import { Registry } from '../../src/tracker/registry'
+import type { TrackerRequest } from '../../src/protocol/messages'
+
+const H = (c: string): string => c.repeat(64)
+const N = (c: string): string => c.repeat(32)
+const A = { address: '10.0.0.1', port: 5000 }
+const B = { address: '10.0.0.2', port: 6000 }
+
+function setup (): TestScheduler {
+  return new TestScheduler((actual, expected) => expect(actual).toEqual(expected))
+}
+
+const inb = (msg: TrackerRequest, from = A): Inbound => ({ msg, from })
+
+describe('trackerFlow', () => {
+  it('publishes a file with the segmentation it chooses, and lists it', () => {
+    setup().run(({ hot, expectObservable }) => {
+      const reg = new Registry(undefined, 1000)
+      const req$ = hot<Inbound>('-p-q-', {
+        p: inb({ type: 'publish', tx: 1, nodeId: N('a'), port: 7001, name: 'big.iso', hash: H('a'), size: 3 * 1024 * 1024 * 1024 }),
+        q: inb({ type: 'query_files', tx: 2 }, B),
+      })
+      const meta = { name: 'big.iso', hash: H('a'), size: 3 * 1024 * 1024 * 1024, blockSize: 4 * 1024 * 1024, pieces: 768 }
+      expectObservable(trackerFlow(req$, { registry: reg, sweepMs: 100 }), '^----!').toBe('-P-Q-', {
+        P: { msg: { type: 'published', tx: 1, meta }, to: A },
+        Q: { msg: { type: 'files', tx: 2, files: [meta] }, to: B },
+      } satisfies Record<string, Outbound>)
+    })
+  })
+
+  it('takes a node\'s address from the datagram source, not from the message', () => {
+    setup().run(({ hot, expectObservable }) => {
+      const reg = new Registry(undefined, 1000)
+      const req$ = hot<Inbound>('-p-n-', {
+        p: inb({ type: 'publish', tx: 1, nodeId: N('a'), port: 7001, name: 'f', hash: H('b'), size: 10 }, { address: '192.0.2.7', port: 40000 }),
+        n: inb({ type: 'get_nodes', tx: 2, fileId: H('b') }),
+      })
+      expectObservable(trackerFlow(req$, { registry: reg, sweepMs: 100 }), '^----!').toBe('-x-N-', {
+        x: expect.anything(),
+        N: { msg: { type: 'nodes', tx: 2, nodes: [{ nodeId: N('a'), host: '192.0.2.7', port: 7001, lastSeen: 1, files: [H('b')], fileCount: 1 }] }, to: A },
+      })
+    })
+  })
+
+  it('forgets a node that stops heartbeating, and asks a returning node to resync', () => {
+    setup().run(({ hot, expectObservable }) => {
+      const reg = new Registry(undefined, 5)
+      // announce at 1 and 3; silent after; the sweep every 2 frames drops it once 5 frames have passed
+      const req$ = hot<Inbound>('-p-a--n-----n-b-', {
+        p: inb({ type: 'publish', tx: 1, nodeId: N('a'), port: 7001, name: 'f', hash: H('c'), size: 10 }),
+        a: inb({ type: 'announce', tx: 2, nodeId: N('a'), port: 7001, files: 1 }),
+        n: inb({ type: 'get_nodes', tx: 3 }, B),
+        b: inb({ type: 'announce', tx: 4, nodeId: N('a'), port: 7001, files: 1 }),
+      })
+      expectObservable(trackerFlow(req$, { registry: reg, sweepMs: 2, heartbeatMs: 3 }), '^---------------!').toBe('-x-A--L-----E-R-', {
+        x: expect.anything(),
+        A: { msg: { type: 'announced', tx: 2, interval: 3, resync: false }, to: A },
+        L: { msg: { type: 'nodes', tx: 3, nodes: [expect.objectContaining({ nodeId: N('a') })] }, to: B },
+        E: { msg: { type: 'nodes', tx: 3, nodes: [] }, to: B },
+        // the tracker lost its file list for this node: it asks for a re-publish
+        R: { msg: { type: 'announced', tx: 4, interval: 3, resync: true }, to: A },
+      })
+    })
+  })
+
+  it('answers a bad request with an error reply and keeps serving', () => {
+    setup().run(({ hot, expectObservable }) => {
+      const reg = new Registry(undefined, 1000)
+      const req$ = hot<Inbound>('-p-r-q-', {
+        p: inb({ type: 'publish', tx: 1, nodeId: N('a'), port: 7001, name: 'f', hash: H('d'), size: 10 }),
+        // another node claims the same hash with another size
+        r: inb({ type: 'publish', tx: 5, nodeId: N('b'), port: 7002, name: 'f', hash: H('d'), size: 11 }, B),
+        q: inb({ type: 'query_files', tx: 9 }),
+      })
+      const errors: string[] = []
+      expectObservable(trackerFlow(req$, { registry: reg, sweepMs: 100, onError: (e) => errors.push(e.message) }), '^------!').toBe('-P-E-Q-', {
+        P: expect.objectContaining({ msg: expect.objectContaining({ type: 'published' }) }),
+        E: { msg: { type: 'error', tx: 5, code: 'BAD_REQUEST', message: expect.stringContaining('size') }, to: B },
+        Q: { msg: { type: 'files', tx: 9, files: [expect.objectContaining({ hash: H('d'), size: 10 })] }, to: A },
+      })
+    })
+  })
+
+  it('paginates long lists so every reply fits a datagram', () => {
+    setup().run(({ hot, expectObservable, flush }) => {
+      const reg = new Registry(undefined, 1000)
+      for (let i = 0; i < 400; i++) reg.publish({ nodeId: N('e'), host: '10.0.0.9', port: 1 }, { name: `file-${i}-${'x'.repeat(100)}`, hash: i.toString(16).padStart(64, '0'), size: 1 }, 0)
+      const req$ = hot<Inbound>('-q', { q: inb({ type: 'query_files', tx: 1 }) })
+      const replies: Outbound[] = []
+      const sub = trackerFlow(req$, { registry: reg, sweepMs: 100 }).subscribe((o) => replies.push(o))
+      // the flow never completes (it sweeps forever): stop it after the reply
+      hot('--x').subscribe(() => sub.unsubscribe())
+      flush()
+      const first = replies[0].msg
+      if (first.type !== 'files') throw new Error('expected files')
+      expect(first.files.length).toBeGreaterThan(10)
+      expect(first.files.length).toBeLessThan(400)
+      expect(first.next).toBe(first.files[first.files.length - 1].hash)
+      const { encodeDatagram } = require('../../src/protocol/codec') as typeof import('../../src/protocol/codec')
+      expect(() => encodeDatagram(first)).not.toThrow()
+    })
+  })
+})
