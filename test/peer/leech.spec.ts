@@ -1,0 +1,180 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { TestScheduler } from 'rxjs/testing'
+import { Observable, of, throwError, NEVER, delay, timer, mergeMap, type SchedulerLike } from 'rxjs'
+import { leech, type LeechDeps, type LeechEvent } from '../../src/peer/leech'
+import type { FileMetaData, NodeInfo, PeerAddress, PeerRequest } from '../../src/protocol/messages'
+import type { Frame } from '../../src/protocol/frames'
+import type { PeerLink, WithoutReq } from '../../src/net/peerConnection'
+import { MemorySink } from '../../src/storage/memorySink'
+
+const BLOCK = 4096
+const content = randomBytes(4 * BLOCK + 100) // 5 pieces, the last one short
+const meta: FileMetaData = { name: 'f.bin', hash: createHash('sha256').update(content).digest('hex'), size: content.length, blockSize: BLOCK, pieces: 5 }
+
+const peer = (c: string, port: number): NodeInfo => ({ nodeId: c.repeat(32), host: '127.0.0.1', port, lastSeen: 0, files: [meta.hash], fileCount: 1 })
+const A = peer('a', 1); const B = peer('b', 2); const C = peer('c', 3)
+
+/** How a fake peer behaves. Times are frames of the TestScheduler. */
+interface Behaviour {
+  cluster?: PeerAddress[] | 'silent'
+  probe?: 'silent' | 'error' | 'ok'
+  /** Frames a piece takes; 'silent' for never, 'error' for a dropped connection. */
+  piece?: (index: number) => number | 'silent' | 'error' | 'corrupt'
+}
+
+class FakeLink implements PeerLink {
+  readonly asked: number[] = []
+  constructor (readonly peer: PeerAddress, private readonly b: Behaviour, private readonly scheduler: SchedulerLike) {}
+  request (msg: WithoutReq<PeerRequest>): Observable<Frame> {
+    const reply = (f: Frame, frames = 1): Observable<Frame> => of(f).pipe(delay(frames, this.scheduler))
+    switch (msg.type) {
+      case 'find_cluster':
+        if (this.b.cluster === 'silent') return NEVER
+        return reply({ msg: { type: 'cluster', req: 1, fileId: msg.fileId, peers: this.b.cluster ?? [] } })
+      case 'probe':
+        if (this.b.probe === 'silent') return NEVER
+        if (this.b.probe === 'error') return throwError(() => new Error('refused'))
+        return reply({ msg: { type: 'have', req: 1, fileId: msg.fileId, totalPieces: meta.pieces } })
+      case 'leech': {
+        const index = msg.offset / BLOCK
+        this.asked.push(index)
+        const how = this.b.piece?.(index) ?? 2
+        if (how === 'silent') return NEVER
+        if (how === 'error') return timer(2, this.scheduler).pipe(mergeMap(() => throwError(() => Object.assign(new Error('connection reset'), { code: 'ERR_CONNECTION_CLOSED' }))))
+        const payload = Buffer.from(content.subarray(msg.offset, msg.offset + Math.min(BLOCK, meta.size - msg.offset)))
+        if (how === 'corrupt') payload[0] ^= 0xff
+        return reply({ msg: { type: 'piece', req: 1, pieceSize: payload.length, offset: msg.offset, totalPieces: meta.pieces, clusterName: meta.hash }, payload }, how === 'corrupt' ? 1 : how)
+      }
+    }
+  }
+
+  close (): void {}
+}
+
+function world (ts: TestScheduler, nodes: NodeInfo[], behaviours: Record<string, Behaviour>): { deps: LeechDeps, links: Map<string, FakeLink>, sinks: MemorySink[] } {
+  const links = new Map<string, FakeLink>()
+  const sinks: MemorySink[] = []
+  return {
+    links,
+    sinks,
+    deps: {
+      scheduler: ts,
+      tracker: {
+        files: () => of([meta]).pipe(delay(1, ts)),
+        nodes: () => of(nodes).pipe(delay(1, ts)),
+      },
+      link: (p) => {
+        let l = links.get(p.nodeId)
+        if (l === undefined) { l = new FakeLink(p, behaviours[p.nodeId] ?? {}, ts); links.set(p.nodeId, l) }
+        return l
+      },
+      openSink: (m) => { const s = new MemorySink(m); sinks.push(s); return s },
+    },
+  }
+}
+
+const opts = { queryTimeoutMs: 5, pieceTimeoutMs: 10, pipeline: 2 }
+
+function run (ts: TestScheduler, deps: LeechDeps): { events: LeechEvent[], error?: Error } {
+  const events: LeechEvent[] = []
+  const r: { events: LeechEvent[], error?: Error } = { events }
+  leech('f.bin', deps, opts).subscribe({ next: (e) => events.push(e), error: (e: Error) => { r.error = e } })
+  ts.flush()
+  return r
+}
+
+const newScheduler = (): TestScheduler => new TestScheduler((a, e) => expect(a).toEqual(e))
+
+describe('leech flow', () => {
+  it('goes query → bootstrap → cluster → probe → pieces from every source → verified done', () => {
+    const ts = newScheduler()
+    // A knows C (not in the tracker's list); B is a plain neighbour
+    const { deps, links, sinks } = world(ts, [A, B], { [A.nodeId]: { cluster: [C] } })
+    const { events, error } = run(ts, deps)
+    expect(error).toBeUndefined()
+    expect(events[0]).toMatchObject({ event: 'start', fileId: meta.hash, pieces: 5 })
+    expect(events[1]).toEqual({ event: 'peers', neighbours: 2, cluster: 3, sources: 3 })
+    const pieces = events.filter((e) => e.event === 'piece')
+    expect(pieces.map((e) => e.event === 'piece' && e.index).sort()).toEqual([0, 1, 2, 3, 4])
+    // more than one source was used
+    expect(new Set(pieces.map((e) => e.event === 'piece' && e.peer)).size).toBeGreaterThan(1)
+    expect(links.get(C.nodeId)?.asked.length).toBeGreaterThan(0)
+    expect(events.at(-1)).toEqual({ event: 'done', fileId: meta.hash, name: 'f.bin', path: 'memory:f.bin', bytes: meta.size, sha256: meta.hash, downloaded: meta.size })
+    expect(sinks[0].data.equals(content)).toBe(true)
+    expect(sinks[0].committed).toBe(true)
+  })
+
+  it('moves on from a neighbour that stays silent on the cluster query', () => {
+    const ts = newScheduler()
+    const { deps } = world(ts, [A, B], { [A.nodeId]: { cluster: 'silent' } })
+    const { events, error } = run(ts, deps)
+    expect(error).toBeUndefined()
+    expect(events[1]).toEqual({ event: 'peers', neighbours: 2, cluster: 1, sources: 1 })
+    expect(events.at(-1)).toMatchObject({ event: 'done', sha256: meta.hash })
+  })
+
+  it('drops a peer that goes silent mid-transfer and fetches its pieces elsewhere', () => {
+    const ts = newScheduler()
+    // A is handed pieces 0 and 1, B pieces 2 and 3; B answers 2, then goes silent for good
+    const { deps, links, sinks } = world(ts, [A, B], { [B.nodeId]: { piece: (i) => i === 2 ? 1 : 'silent' } })
+    const { events, error } = run(ts, deps)
+    expect(error).toBeUndefined()
+    const dropped = events.filter((e) => e.event === 'peer-dropped')
+    expect(dropped).toEqual([expect.objectContaining({ peer: '127.0.0.1:2', code: 'ERR_PEER_TIMEOUT' })])
+    // what B left unfinished was fetched from A
+    const fromB = events.filter((e) => e.event === 'piece' && e.peer === '127.0.0.1:2').map((e) => e.event === 'piece' && e.index)
+    expect(fromB).toEqual([2])
+    expect(links.get(A.nodeId)?.asked.sort()).toEqual([0, 1, 3, 4])
+    expect(sinks[0].data.equals(content)).toBe(true)
+    expect(events.at(-1)).toMatchObject({ event: 'done', sha256: meta.hash })
+  })
+
+  it('fails with ERR_NO_SOURCES when every source fails, keeping the partial file', () => {
+    const ts = newScheduler()
+    const { deps, sinks } = world(ts, [A, B], { [A.nodeId]: { piece: (i) => i === 0 ? 1 : 'error' }, [B.nodeId]: { piece: () => 'error' } })
+    const { events, error } = run(ts, deps)
+    expect(error).toMatchObject({ code: 'ERR_NO_SOURCES', missingPieces: 4 })
+    expect(events.filter((e) => e.event === 'peer-dropped')).toHaveLength(2)
+    expect(sinks[0].committed).toBe(false)
+    expect(sinks[0].closed).toBe(true)
+  })
+
+  it('fails with ERR_NO_SOURCES when nobody answers the probe', () => {
+    const ts = newScheduler()
+    const { deps } = world(ts, [A], { [A.nodeId]: { probe: 'silent' } })
+    expect(run(ts, deps).error).toMatchObject({ code: 'ERR_NO_SOURCES' })
+  })
+
+  it('never declares a file done when its bytes do not hash to the file id', () => {
+    const ts = newScheduler()
+    const { deps, sinks } = world(ts, [A], { [A.nodeId]: { piece: (i) => i === 3 ? 'corrupt' : 1 } })
+    const { events, error } = run(ts, deps)
+    expect(error).toMatchObject({ code: 'ERR_HASH_MISMATCH' })
+    expect(events.some((e) => e.event === 'done')).toBe(false)
+    expect(sinks[0].committed).toBe(false)
+  })
+
+  it('stops asking and closes the sink when unsubscribed', () => {
+    const ts = newScheduler()
+    const { deps, links, sinks } = world(ts, [A], { [A.nodeId]: { piece: () => 100 } })
+    const events: LeechEvent[] = []
+    const sub = leech('f.bin', deps, { ...opts, pieceTimeoutMs: 1000 }).subscribe((e) => events.push(e))
+    ts.schedule(() => sub.unsubscribe(), 20)
+    ts.flush()
+    expect(sinks[0].closed).toBe(true)
+    expect(sinks[0].committed).toBe(false)
+    expect(links.get(A.nodeId)?.asked).toEqual([0, 1]) // the pipeline, and nothing after
+    expect(events.some((e) => e.event === 'done')).toBe(false)
+  })
+
+  it('fails with ERR_NOT_FOUND for a file the tracker does not know, opening nothing', () => {
+    const ts = newScheduler()
+    const { deps, sinks } = world(ts, [A], {})
+    const events: LeechEvent[] = []
+    let error: unknown
+    leech('other.bin', deps, opts).subscribe({ next: (e) => events.push(e), error: (e) => { error = e } })
+    ts.flush()
+    expect(error).toMatchObject({ code: 'ERR_NOT_FOUND' })
+    expect(sinks).toHaveLength(0)
+  })
+})
