@@ -1,0 +1,49 @@
+import { createHash } from 'node:crypto'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { killAll, listening, spawnLp2p, type Spawned } from '../../src/cli/spawn'
+
+export { listening, spawnLp2p, killAll }
+export type { Spawned }
+
+/** SHA-256 of a file, streamed. */
+export function sha256File (p: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256')
+    fs.createReadStream(p).on('data', (d) => h.update(d)).on('end', () => resolve(h.digest('hex'))).on('error', reject)
+  })
+}
+
+export function tempDir (prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `lp2p-${prefix}-`))
+}
+
+/** Run `lp2p ARGS` to its end; its exit code, NDJSON events and stderr lines. */
+export async function runLp2p (args: string[], timeoutMs = 60_000): Promise<{ code: number | null, events: Record<string, unknown>[], stderr: string[] }> {
+  const p = spawnLp2p(args)
+  const t = setTimeout(() => { void p.stop(500) }, timeoutMs)
+  const code = await p.exited
+  clearTimeout(t)
+  // let the stdout reader deliver the last lines
+  await new Promise((r) => setImmediate(r))
+  return { code, events: p.events, stderr: p.stderr }
+}
+
+/** A tracker on a free port; resolves to its address. */
+export async function startTracker (procs: Spawned[], extra: string[] = []): Promise<{ proc: Spawned, address: string }> {
+  const proc = spawnLp2p(['tracker', '--port', '0', '--json', ...extra])
+  procs.push(proc)
+  return { proc, address: await listening(proc) }
+}
+
+export async function startPeer (procs: Spawned[], share: string, tracker: string, extra: string[] = []): Promise<{ proc: Spawned, address: string }> {
+  const proc = spawnLp2p(['peer', '--share', share, '--tracker', tracker, '--json', ...extra])
+  procs.push(proc)
+  return { proc, address: await listening(proc, 60_000) }
+}
+
+export async function stopAll (procs: Spawned[]): Promise<void> {
+  await Promise.all(procs.splice(0).map((p) => p.stop()))
+  killAll()
+}
