@@ -38,7 +38,7 @@ export async function demo (o: DemoOptions, say: (s: string) => void): Promise<n
   try {
     say(`generating ${bytes(o.size)} of random data in ${share}\n`)
     const want = writeRandomFile(path.join(share, 'demo.bin'), o.size)
-    const tracker = spawnLp2p(['tracker', '--port', '0', '--json'])
+    const tracker = spawnLp2p(['tracker', '--port', '0', '--data', path.join(dir, 'tracker'), '--json'])
     procs.push(tracker)
     const t = await listening(tracker)
     say(`tracker  udp ${t}\n`)

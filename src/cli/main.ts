@@ -1,3 +1,4 @@
+import os from 'node:os'
 import path from 'node:path'
 import { Command, Option } from 'commander'
 import { firstValueFrom, lastValueFrom } from 'rxjs'
@@ -7,12 +8,14 @@ import { formatEndpoint, parseEndpoint } from '../net/address'
 import { Lp2pNode } from '../peer/node'
 import type { LeechEvent } from '../peer/leech'
 import { TrackerServer } from '../tracker/server'
+import { SqliteFileStore } from '../tracker/sqliteStore'
 import { ago, bytes, table } from './format'
 import { errorCode, exitCode } from './exit'
 import { Progress } from './progress'
 import { demo } from './demo'
 
 const DEFAULT_TRACKER = '127.0.0.1:7070'
+const DEFAULT_DATA = path.join(process.env.XDG_DATA_HOME ?? path.join(os.homedir(), '.local', 'share'), 'lp2p', 'tracker')
 
 const out = (s: string): void => { process.stdout.write(s) }
 const json = (o: unknown): void => { process.stdout.write(JSON.stringify(o) + '\n') }
@@ -51,9 +54,11 @@ export function program (): Command {
     .description('run the tracker: a UDP service where nodes publish files, heartbeat and find each other')
     .addOption(new Option('--host <ip>', 'address to bind').default('127.0.0.1').env('LP2P_HOST'))
     .addOption(new Option('--port <port>', 'UDP port (0: any free port)').default(7070).argParser(port).env('LP2P_PORT'))
+    .addOption(new Option('--data <dir>', 'folder for the file registry (SQLite): files published stay listed across restarts').default(DEFAULT_DATA).env('LP2P_DATA'))
+    .option('--memory', 'keep the file registry in memory only: nothing survives a restart')
     .addOption(jsonOption('print the listening event as JSON'))
-    .action(async (o: { host: string, port: number, json?: boolean }) => {
-      const t = new TrackerServer({ host: o.host, port: o.port })
+    .action(async (o: { host: string, port: number, data: string, memory?: boolean, json?: boolean }) => {
+      const t = new TrackerServer({ host: o.host, port: o.port, files: o.memory === true ? undefined : new SqliteFileStore(path.resolve(o.data)) })
       const addr = await t.start()
       if (o.json === true) json({ event: 'listening', role: 'tracker', address: formatEndpoint(addr) })
       else out(`tracker listening on udp ${formatEndpoint(addr)}\n`)

@@ -17,6 +17,7 @@ export interface FileStore {
   /** Files with id > `after`, in id order, at most `limit`. */
   list: (after: string | undefined, limit: number) => FileMetaData[]
   readonly size: number
+  close?: () => void
 }
 
 /** Files kept sorted by id so pages are stable while files come and go. */

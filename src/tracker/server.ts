@@ -62,9 +62,10 @@ export class TrackerServer {
 
   address (): Endpoint | null { return this.udp?.address() ?? null }
 
-  /** Stop serving. Safe to call twice. */
+  /** Stop serving and close the file store. Safe to call twice. */
   close (): void {
     this.sub?.unsubscribe(); this.sub = null
     this.udp?.close(); this.udp = null
+    this.opts.files?.close?.()
   }
 }

@@ -31,7 +31,7 @@ export async function runLp2p (args: string[], timeoutMs = 60_000): Promise<{ co
 }
 
 /** A tracker on a free port; resolves to its address. */
-export async function startTracker (procs: Spawned[], extra: string[] = []): Promise<{ proc: Spawned, address: string }> {
+export async function startTracker (procs: Spawned[], extra: string[] = ['--memory']): Promise<{ proc: Spawned, address: string }> {
   const proc = spawnLp2p(['tracker', '--port', '0', '--json', ...extra])
   procs.push(proc)
   return { proc, address: await listening(proc) }

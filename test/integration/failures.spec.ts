@@ -1,0 +1,121 @@
+import dgram from 'node:dgram'
+import fs from 'node:fs'
+import net from 'node:net'
+import path from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { writeRandomFile } from '../../src/cli/demo'
+import { listening, runLp2p, sha256File, spawnLp2p, startPeer, startTracker, stopAll, tempDir, type Spawned } from './helpers'
+
+const portOf = (addr: string): number => Number(addr.split(':').pop())
+
+/** Failure is normal: crashes, restarts and hostile input, with real processes on 127.0.0.1. */
+describe('failures', () => {
+  const procs: Spawned[] = []
+  let dir: string
+
+  beforeEach(() => { dir = tempDir('fail') })
+  afterEach(async () => {
+    await stopAll(procs)
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('a download completes exact when one of two sharing peers is killed mid-transfer', async () => {
+    const share = path.join(dir, 'share')
+    fs.mkdirSync(share)
+    const sha = writeRandomFile(path.join(share, 'big.bin'), 256 * 1024 * 1024)
+    const { address: tracker } = await startTracker(procs)
+    const a = await startPeer(procs, share, tracker)
+    await startPeer(procs, share, tracker)
+    const out = path.join(dir, 'out')
+    const get = spawnLp2p(['get', 'big.bin', '--out', out, '--tracker', tracker, '--json'])
+    procs.push(get)
+    // kill one source once pieces are flowing from both
+    await get.waitFor((e) => e.event === 'progress', 30_000)
+    a.proc.child.kill('SIGKILL')
+    expect(await get.exited).toBe(0)
+    // the killed peer was noticed and dropped, and the other finished the job
+    expect(get.events).toContainEqual(expect.objectContaining({ event: 'peer-dropped', peer: a.address }))
+    expect(get.events.at(-1)).toMatchObject({ event: 'done', sha256: sha })
+    expect(await sha256File(path.join(out, 'big.bin'))).toBe(sha)
+  }, 120_000)
+
+  it('the tracker lists every file again at once after a restart, and nodes come back with heartbeats', async () => {
+    const share = path.join(dir, 'share')
+    fs.mkdirSync(share)
+    const sha = writeRandomFile(path.join(share, 'a.bin'), 100_000)
+    const data = path.join(dir, 'tracker-data')
+    const first = await startTracker(procs, ['--data', data])
+    await startPeer(procs, share, first.address)
+    first.proc.child.kill('SIGKILL')
+    await first.proc.exited
+    // same port, same data folder
+    const again = spawnLp2p(['tracker', '--port', String(portOf(first.address)), '--data', data, '--json'])
+    procs.push(again)
+    const tracker = await listening(again)
+    const ls = await runLp2p(['ls', '--tracker', tracker, '--json'])
+    expect(ls.code).toBe(0)
+    expect(ls.events[0]).toEqual([expect.objectContaining({ name: 'a.bin', fileId: sha })])
+    // the peer's next heartbeat is told to resync, and it re-publishes: it holds a.bin again
+    let nodes: { files: string[] }[] = []
+    for (let i = 0; i < 40 && nodes.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 250))
+      nodes = (await runLp2p(['status', '--tracker', tracker, '--json'])).events[0] as unknown as { files: string[] }[]
+    }
+    expect(nodes).toEqual([expect.objectContaining({ files: [sha] })])
+    const out = path.join(dir, 'out')
+    const get = await runLp2p(['get', 'a.bin', '--out', out, '--tracker', tracker, '--json'])
+    expect(get.code).toBe(0)
+    expect(await sha256File(path.join(out, 'a.bin'))).toBe(sha)
+  }, 60_000)
+
+  it('the tracker drops a flood of 10,000 malformed datagrams and still answers a real client', async () => {
+    const { address: tracker } = await startTracker(procs)
+    const sock = dgram.createSocket('udp4')
+    const port = portOf(tracker)
+    const { encode } = await import('cbor-x')
+    const hostile = [
+      () => randomBytes(1 + Math.floor(Math.random() * 200)),
+      () => Buffer.alloc(0),
+      () => randomBytes(40_000), // over the datagram cap
+      () => encode({ type: 'publish', tx: 1, nodeId: 'zz', port: 99999, name: '', hash: 'nothex', size: -1 }),
+      () => encode([1, 2, 3]),
+      () => encode({ type: 'get_nodes', tx: 2 ** 60 }),
+      () => Buffer.concat([Buffer.alloc(500, 0x81), Buffer.from([0])]), // 500 nested arrays
+      () => encode({ type: 'announced', tx: 1, interval: 1, resync: false }), // a reply, not a request
+    ]
+    const t0 = Date.now()
+    for (let i = 0; i < 10_000 && Date.now() - t0 < 20_000; i++) {
+      await new Promise<void>((resolve) => sock.send(hostile[i % hostile.length](), port, '127.0.0.1', () => resolve()))
+    }
+    sock.close()
+    const ls = await runLp2p(['ls', '--tracker', tracker, '--json'])
+    expect(ls.code).toBe(0)
+    expect(ls.events[0]).toEqual([])
+  }, 60_000)
+
+  it('a bad frame closes only that connection; the peer keeps serving others', async () => {
+    const share = path.join(dir, 'share')
+    fs.mkdirSync(share)
+    const sha = writeRandomFile(path.join(share, 'x.bin'), 300_000)
+    const { address: tracker } = await startTracker(procs)
+    const peer = await startPeer(procs, share, tracker)
+    const hostileFrames = [
+      Buffer.from([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1, 0]), // 4 GiB length prefix
+      Buffer.from([0, 0, 0, 8, 0, 0, 0, 100, 1, 2, 3, 4]), // header longer than the frame
+      Buffer.concat([Buffer.from([0, 0, 0, 9, 0, 0, 0, 5]), randomBytes(5)]), // garbage header
+    ]
+    for (const f of hostileFrames) {
+      const closed = await new Promise<boolean>((resolve) => {
+        const s = net.connect(portOf(peer.address), '127.0.0.1', () => s.write(f))
+        const t = setTimeout(() => { s.destroy(); resolve(false) }, 5000)
+        s.on('close', () => { clearTimeout(t); resolve(true) })
+        s.on('error', () => {})
+      })
+      expect(closed).toBe(true)
+    }
+    const out = path.join(dir, 'out')
+    const get = await runLp2p(['get', 'x.bin', '--out', out, '--tracker', tracker, '--json'])
+    expect(get.code).toBe(0)
+    expect(await sha256File(path.join(out, 'x.bin'))).toBe(sha)
+  }, 60_000)
+})

@@ -1,0 +1,50 @@
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { MemoryFileStore, type FileStore } from '../../src/tracker/registry'
+import { SqliteFileStore } from '../../src/tracker/sqliteStore'
+import type { FileMetaData } from '../../src/protocol/messages'
+
+const meta = (i: number, name = `f${i}`): FileMetaData => ({ name, hash: i.toString(16).padStart(64, '0'), size: i * 1000, blockSize: 16384, pieces: Math.ceil(i * 1000 / 16384) })
+
+const dirs: string[] = []
+afterAll(() => { for (const d of dirs) fs.rmSync(d, { recursive: true, force: true }) })
+const sqliteDir = (): string => { const d = fs.mkdtempSync(path.join(os.tmpdir(), 'lp2p-store-')); dirs.push(d); return d }
+
+/** One contract, every implementation. */
+describe.each<[string, () => FileStore]>([
+  ['MemoryFileStore', () => new MemoryFileStore()],
+  ['SqliteFileStore', () => new SqliteFileStore(sqliteDir())],
+])('%s', (_, make) => {
+  it('stores, gets and counts files; a re-publish replaces, not duplicates', () => {
+    const s = make()
+    expect(s.get(meta(1).hash)).toBeUndefined()
+    s.put(meta(1)); s.put(meta(2)); s.put(meta(1, 'renamed'))
+    expect(s.size).toBe(2)
+    expect(s.get(meta(1).hash)).toEqual(meta(1, 'renamed'))
+    s.close?.()
+  })
+
+  it('lists in id order, in pages that continue after a key', () => {
+    const s = make()
+    for (const i of [5, 3, 9, 1, 7]) s.put(meta(i))
+    expect(s.list(undefined, 3).map((m) => m.size)).toEqual([1000, 3000, 5000])
+    expect(s.list(meta(5).hash, 3).map((m) => m.size)).toEqual([7000, 9000])
+    expect(s.list(meta(9).hash, 3)).toEqual([])
+    s.close?.()
+  })
+})
+
+describe('SqliteFileStore', () => {
+  it('keeps every file across a reopen', () => {
+    const dir = sqliteDir()
+    const a = new SqliteFileStore(dir)
+    for (let i = 1; i <= 50; i++) a.put(meta(i))
+    a.close()
+    a.close() // twice is safe
+    const b = new SqliteFileStore(dir)
+    expect(b.size).toBe(50)
+    expect(b.list(undefined, 100)).toEqual(Array.from({ length: 50 }, (_, i) => meta(i + 1)))
+    b.close()
+  })
+})
