@@ -6,6 +6,9 @@ import { log } from '../log'
 import { encodeFrameHead } from '../protocol/codec'
 import { FrameDecoder, type Frame } from '../protocol/frames'
 import type { PeerAddress, PeerRequest } from '../protocol/messages'
+import type { BufferPool } from '../storage/bufferPool'
+
+const READ_BUFFER_BYTES = 256 * 1024
 
 export type WithoutReq<T> = T extends unknown ? Omit<T, 'req'> : never
 
@@ -30,35 +33,43 @@ export class PeerConnection implements PeerLink {
   private closed = false
   private readonly log = log.child({ module: 'peer-conn' })
 
-  constructor (readonly peer: PeerAddress) {}
+  /**
+   * @param pool piece payloads are read into its buffers (given back by whoever consumes them)
+   */
+  constructor (readonly peer: PeerAddress, private readonly pool?: BufferPool) {}
 
   private get label (): string { return `${this.peer.host}:${this.peer.port}` }
 
   private connect (): net.Socket {
     if (this.sock !== null) return this.sock
-    const sock = net.connect({ host: this.peer.host, port: this.peer.port, noDelay: true })
-    this.decoder = new FrameDecoder()
-    sock.on('data', (chunk) => {
-      let frames: Frame[]
-      try {
-        frames = this.decoder.push(chunk)
-      } catch (err) {
-        this.log.warn({ peer: this.label, err: (err as Error).message }, 'bad frame from peer: closing')
-        this.drop(sock, new ConnectionClosedError(this.label, `bad frame: ${(err as Error).message}`))
-        return
-      }
-      for (const f of frames) {
-        const p = this.pending.get(f.msg.req)
-        if (p === undefined) continue // a reply to a request we gave up on
-        this.pending.delete(f.msg.req)
-        if (f.msg.type === 'error') p.fail(new RemoteError(f.msg.code, f.msg.message))
-        else p.next(f)
-      }
-    })
+    // the socket reads into one reused buffer (no allocation per read); the decoder copies out
+    // what it keeps, payloads into pooled buffers
+    const readBuf = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES)
+    const pool = this.pool
+    this.decoder = new FrameDecoder({ transientChunks: true, allocPayload: pool === undefined ? undefined : (n) => pool.get(n) })
+    const sock = net.connect({ host: this.peer.host, port: this.peer.port, noDelay: true, onread: { buffer: readBuf, callback: (n: number, buf: Uint8Array) => { this.onData(sock, Buffer.from(buf.buffer, buf.byteOffset, n)); return true } } })
     sock.on('error', (err) => this.drop(sock, new ConnectionClosedError(this.label, err.message)))
     sock.on('close', () => this.drop(sock, new ConnectionClosedError(this.label)))
     this.sock = sock
     return sock
+  }
+
+  private onData (sock: net.Socket, chunk: Buffer): void {
+    let frames: Frame[]
+    try {
+      frames = this.decoder.push(chunk)
+    } catch (err) {
+      this.log.warn({ peer: this.label, err: (err as Error).message }, 'bad frame from peer: closing')
+      this.drop(sock, new ConnectionClosedError(this.label, `bad frame: ${(err as Error).message}`))
+      return
+    }
+    for (const f of frames) {
+      const p = this.pending.get(f.msg.req)
+      if (p === undefined) continue // a reply to a request we gave up on
+      this.pending.delete(f.msg.req)
+      if (f.msg.type === 'error') p.fail(new RemoteError(f.msg.code, f.msg.message))
+      else p.next(f)
+    }
   }
 
   private drop (sock: net.Socket, err: Error): void {

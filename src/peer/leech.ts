@@ -14,7 +14,7 @@ import { resolveFile } from './resolve'
 export interface PieceSink extends PositionalWriter {
   /** Pieces already stored and verified by an earlier run (resume), as piece indexes. */
   readonly present?: number[]
-  /** Tell the sink a piece is stored (after its write completed). */
+  /** Tell the sink a piece is stored (after its write completed). The sink owns `data` from here on. */
   stored: (offset: number, data: Buffer) => void
   /** Whole-file SHA-256 of what was stored. */
   digest: () => string

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { catchError, EMPTY, exhaustMap, finalize, from, last, map, mergeMap, type Observable, type Subscription, tap, timer, lastValueFrom, defaultIfEmpty } from 'rxjs'
-import { HEARTBEAT_MS } from '../limits'
+import { HEARTBEAT_MS, MAX_BLOCK_SIZE } from '../limits'
 import { log } from '../log'
 import type { FileMetaData, PeerAddress } from '../protocol/messages'
 import { bindUdp, type UdpPort } from '../net/udp'
@@ -9,6 +9,7 @@ import { udpTrackerTransport } from '../net/udpTrackerTransport'
 import { PeerConnection } from '../net/peerConnection'
 import { PeerServer } from '../net/peerServer'
 import { FileSink } from '../storage/fileSink'
+import { BufferPool } from '../storage/bufferPool'
 import type { Endpoint } from '../tracker/flow'
 import { ClusterTable } from './clusterTable'
 import { leech, type LeechEvent, type LeechOptions } from './leech'
@@ -47,6 +48,8 @@ export class Lp2pNode {
   private readonly links = new Map<string, PeerConnection>()
   private readonly log = log.child({ module: 'node' })
   private refreshCursor = 0
+  /** Piece buffers, sized for the largest block: reused across pieces and downloads. */
+  private readonly pool = new BufferPool(64 * 1024 * 1024, MAX_BLOCK_SIZE)
   /** Bytes of piece payloads sent and received. */
   uploaded = 0
   downloaded = 0
@@ -115,7 +118,7 @@ export class Lp2pNode {
 
   private link (p: PeerAddress): PeerConnection {
     let c = this.links.get(p.nodeId)
-    if (c === undefined) { c = new PeerConnection(p); this.links.set(p.nodeId, c) }
+    if (c === undefined) { c = new PeerConnection(p, this.pool); this.links.set(p.nodeId, c) }
     return c
   }
 
@@ -124,7 +127,7 @@ export class Lp2pNode {
     return leech(query, {
       tracker: { files: () => this.trackerClient.files(), nodes: (id) => this.trackerClient.nodes(id) },
       link: (p) => this.link(p),
-      openSink: (meta) => new FileSink(meta, out),
+      openSink: (meta) => new FileSink(meta, out, this.pool),
       selfId: this.nodeId,
     }, opts).pipe(
       tap((e) => { if (e.event === 'piece') this.downloaded += e.bytes }),

@@ -12,6 +12,13 @@ export interface Frame {
 export interface FrameDecoderOptions {
   maxFrameBytes?: number
   maxHeaderBytes?: number
+  /**
+   * The chunks pushed are reused by the caller after `push` returns (a socket reading into one
+   * static buffer): nothing may keep a view of them, so partial heads and payloads are copied.
+   */
+  transientChunks?: boolean
+  /** Where payload buffers come from (a pool); by default fresh allocations. */
+  allocPayload?: (n: number) => Buffer
 }
 
 /**
@@ -29,10 +36,14 @@ export class FrameDecoder {
   private payload: Buffer | null = null
   private payloadFilled = 0
   private broken = false
+  private readonly transient: boolean
+  private readonly alloc: (n: number) => Buffer
 
   constructor (opts: FrameDecoderOptions = {}) {
     this.maxFrame = opts.maxFrameBytes ?? MAX_FRAME_BYTES
     this.maxHeader = opts.maxHeaderBytes ?? MAX_HEADER_BYTES
+    this.transient = opts.transientChunks ?? false
+    this.alloc = opts.allocPayload ?? ((n) => Buffer.allocUnsafe(n))
   }
 
   /** Bytes held between calls (a partial frame). */
@@ -69,6 +80,7 @@ export class FrameDecoder {
       }
       this.pending.push(c); this.pendingBytes += c.length
       c = Buffer.alloc(0)
+      let keep = true
       // parse as many whole heads as we can from pending
       while (this.payload === null && this.pendingBytes >= FRAME_PREFIX_BYTES) {
         const head = this.peek(FRAME_PREFIX_BYTES)
@@ -89,19 +101,22 @@ export class FrameDecoder {
           out.push(msg.type === 'piece' ? { msg, payload: Buffer.alloc(0) } : { msg })
           continue
         }
-        if (this.pendingBytes >= payloadLen && this.pending[0].length >= payloadLen) {
+        if (!this.transient && this.pendingBytes >= payloadLen && this.pending[0].length >= payloadLen) {
           // whole payload inside one received chunk: no copy
           out.push({ msg, payload: this.take(payloadLen) })
           continue
         }
         this.msg = msg
-        this.payload = Buffer.allocUnsafe(payloadLen)
+        this.payload = this.alloc(payloadLen)
         this.payloadFilled = 0
         // move what is pending into the payload, then continue with the rest of the chunks
         const rest = this.pending; this.pending = []; this.pendingBytes = 0
+        keep = false
         for (const r of rest) out.push(...this.pushInner(r))
         return out
       }
+      // what stays pending must outlive a transient chunk
+      if (keep && this.transient && this.pendingBytes > 0) this.pending = [Buffer.concat(this.pending)] // concat copies
     }
     return out
   }

@@ -17,24 +17,36 @@ export class OrderedHasher {
   private heldBytes = 0
   private readonly onDisk = new Map<number, number>()
 
-  constructor (readonly size: number, private readonly disk: () => PageSource, private readonly holdBytes = HASH_HOLD_BYTES) {}
+  /**
+   * @param disk where pieces that were not held can be read back
+   * @param holdBytes most bytes of out-of-order pieces kept in memory
+   * @param onRelease called with each held buffer once it is hashed (to return it to a pool)
+   */
+  constructor (readonly size: number, private readonly disk: () => PageSource, private readonly holdBytes = HASH_HOLD_BYTES, private readonly onRelease?: (b: Buffer) => void) {}
 
   /** Bytes hashed so far (the length of the contiguous prefix). */
   get hashed (): number { return this.cursor }
 
-  /** A piece is written and its bytes are `data` (held only if needed). */
-  add (offset: number, data: Buffer): void {
-    if (offset < this.cursor || this.held.has(offset) || this.onDisk.has(offset)) return
+  /**
+   * A piece is written and its bytes are `data`. Returns true when the hasher kept `data` (the
+   * caller must leave it alone until `onRelease` gives it back); false when the caller may reuse
+   * it at once.
+   */
+  add (offset: number, data: Buffer): boolean {
+    if (offset < this.cursor || this.held.has(offset) || this.onDisk.has(offset)) return false
     if (offset === this.cursor) {
       this.hash.update(data)
       this.cursor += data.length
       this.drain()
-    } else if (this.heldBytes + data.length <= this.holdBytes) {
+      return false
+    }
+    if (this.heldBytes + data.length <= this.holdBytes) {
       this.held.set(offset, data)
       this.heldBytes += data.length
-    } else {
-      this.onDisk.set(offset, data.length)
+      return true
     }
+    this.onDisk.set(offset, data.length)
+    return false
   }
 
   /** A piece that is already on disk (a resumed download): read back when the cursor gets there. */
@@ -52,6 +64,7 @@ export class OrderedHasher {
         this.heldBytes -= h.length
         this.hash.update(h)
         this.cursor += h.length
+        this.onRelease?.(h)
         continue
       }
       const len = this.onDisk.get(this.cursor)
