@@ -17,7 +17,7 @@ export interface PieceSink extends PositionalWriter {
   /** Tell the sink a piece is stored (after its write completed). The sink owns `data` from here on. */
   stored: (offset: number, data: Buffer) => void
   /** Whole-file SHA-256 of what was stored. */
-  digest: () => string
+  digest: () => Observable<string>
   /** Make the verified file visible under its final name; returns where. */
   commit: () => string
   /** Give up without committing (the partial file stays for resume). */
@@ -83,12 +83,11 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         mergeMap(({ sources, event }) => concat(of(event), fetchAll(meta, sources, picker, sink, deps, opts, scheduler))),
         tap((e) => { if (e.event === 'piece') downloaded += e.bytes }),
       )
-    const finish$ = defer(() => {
-      const sha256 = sink.digest()
-      if (sha256 !== meta.hash) return throwError(() => new HashMismatchError(meta.hash, sha256))
+    const finish$ = defer(() => sink.digest()).pipe(map((sha256): LeechEvent => {
+      if (sha256 !== meta.hash) throw new HashMismatchError(meta.hash, sha256)
       const path = sink.commit()
-      return of<LeechEvent>({ event: 'done', fileId: meta.hash, name: meta.name, path, bytes: meta.size, sha256, downloaded })
-    })
+      return { event: 'done', fileId: meta.hash, name: meta.name, path, bytes: meta.size, sha256, downloaded }
+    }))
     const s = concat(of(start), transfer$, finish$).subscribe(sub)
     return () => { s.unsubscribe(); sink.close() }
   })

@@ -6,6 +6,7 @@
  */
 export class BufferPool {
   private readonly idle = new Map<number, Buffer[]>()
+  private readonly mine = new WeakSet<ArrayBufferLike>()
   private idleBytes = 0
   /** Buffers allocated because none was idle (for tests and tuning). */
   allocated = 0
@@ -23,15 +24,28 @@ export class BufferPool {
     if (n > this.maxBuffer) return Buffer.allocUnsafe(n)
     const size = BufferPool.bucket(n)
     let b = this.idle.get(size)?.pop()
-    if (b === undefined) { b = Buffer.allocUnsafeSlow(size); this.allocated++ } else this.idleBytes -= size
+    if (b === undefined) { b = Buffer.allocUnsafeSlow(size); this.mine.add(b.buffer); this.allocated++ } else this.idleBytes -= size
     return n === size ? b : b.subarray(0, n)
   }
+
+  /**
+   * Take back a buffer of ours that came home through a transfer (a worker): its ArrayBuffer is a
+   * new object, so it is recognised by size and made ours again.
+   */
+  adopt (b: Buffer): void {
+    if (b.byteOffset !== 0 || b.buffer.byteLength !== BufferPool.bucket(b.buffer.byteLength) || b.buffer.byteLength > this.maxBuffer) return
+    this.mine.add(b.buffer)
+    this.release(b)
+  }
+
+  /** Whether `b` is a view of a buffer this pool allocated (so its memory is ours to move). */
+  owns (b: Buffer): boolean { return this.mine.has(b.buffer) }
 
   /** Return a buffer from `get` (or a view of one). It must not be used afterwards. */
   release (b: Buffer): void {
     const size = b.buffer.byteLength
-    // only whole pool buffers come back: a view of something else is left to the GC
-    if (b.byteOffset !== 0 || size !== BufferPool.bucket(size) || size > this.maxBuffer) return
+    // only our own buffers come back: anything else is left to the GC
+    if (!this.mine.has(b.buffer) || b.byteOffset !== 0) return
     if (this.idleBytes + size > this.maxIdleBytes) return
     const whole = b.length === size ? b : Buffer.from(b.buffer, 0, size)
     let list = this.idle.get(size)

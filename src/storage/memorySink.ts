@@ -1,4 +1,4 @@
-import { Observable } from 'rxjs'
+import { defer, Observable } from 'rxjs'
 import { StorageError } from '../errors'
 import type { FileMetaData } from '../protocol/messages'
 import type { PieceSink } from '../peer/leech'
@@ -30,7 +30,7 @@ export class MemorySink implements PieceSink {
   }
 
   stored (offset: number, data: Buffer): void { this.hasher.add(offset, data) }
-  digest (): string { return this.hasher.digest() }
+  digest (): Observable<string> { return defer(() => this.hasher.digest()) }
   commit (): string { this.committed = true; return `memory:${this.meta.name}` }
   close (): void { this.closed = true }
 }

@@ -1,3 +1,4 @@
+import { firstValueFrom } from 'rxjs'
 import { createHash } from 'node:crypto'
 import { OrderedHasher } from '../../src/storage/orderedHasher'
 import type { PageSource } from '../../streams/readPages'
@@ -53,30 +54,30 @@ const want = sha256(file)
 const all = pieces(file, BLOCK) // 7 pieces, the last 1_696 bytes
 
 describe('OrderedHasher', () => {
-  it('hashes in-order pieces straight from their buffers, never reading the disk', () => {
+  it('hashes in-order pieces straight from their buffers, never reading the disk', async () => {
     const h = new OrderedHasher(SIZE, noDisk)
     for (const [o, d] of all) {
       h.add(o, d)
       expect(h.hashed).toBe(Math.min(SIZE, o + BLOCK))
     }
-    expect(h.digest()).toBe(want)
+    expect(await firstValueFrom(h.digest())).toBe(want)
   })
 
-  it('hashes pieces added in reverse order (held in memory)', () => {
+  it('hashes pieces added in reverse order (held in memory)', async () => {
     const h = new OrderedHasher(SIZE, noDisk)
     for (const [o, d] of [...all].reverse()) h.add(o, d)
     expect(h.hashed).toBe(SIZE)
-    expect(h.digest()).toBe(want)
+    expect(await firstValueFrom(h.digest())).toBe(want)
   })
 
-  it.each([1, 2, 3, 4, 5, 6])('hashes pieces added in random order (seed %i)', (seed) => {
+  it.each([1, 2, 3, 4, 5, 6])('hashes pieces added in random order (seed %i)', async (seed) => {
     const small = pieces(file, 4096) // 25 pieces
     const h = new OrderedHasher(SIZE, noDisk)
     for (const [o, d] of shuffled(small, seed)) h.add(o, d)
-    expect(h.digest()).toBe(want)
+    expect(await firstValueFrom(h.digest())).toBe(want)
   })
 
-  it('keeps the hashed prefix contiguous: nothing past a gap counts', () => {
+  it('keeps the hashed prefix contiguous: nothing past a gap counts', async () => {
     const h = new OrderedHasher(SIZE, noDisk)
     h.add(all[0][0], all[0][1])
     h.add(all[2][0], all[2][1])
@@ -86,34 +87,34 @@ describe('OrderedHasher', () => {
     expect(h.hashed).toBe(4 * BLOCK)
   })
 
-  it('with holdBytes = 0 reads every out-of-order piece back from the disk, and still matches', () => {
+  it('with holdBytes = 0 reads every out-of-order piece back from the disk, and still matches', async () => {
     const disk = diskOf(file)
     const h = new OrderedHasher(SIZE, disk.source, 0)
     for (const [o, d] of [...all].reverse()) h.add(o, d)
-    expect(h.digest()).toBe(want)
+    expect(await firstValueFrom(h.digest())).toBe(want)
     // piece 0 arrived at the cursor; pieces 1..6 were re-read, in order
     expect(disk.reads).toEqual(all.slice(1).map(([o, d]) => [o, d.length]))
   })
 
-  it.each([1, 2, 3])('with holdBytes = 0 in random order (seed %i)', (seed) => {
+  it.each([1, 2, 3])('with holdBytes = 0 in random order (seed %i)', async (seed) => {
     const disk = diskOf(file)
     const h = new OrderedHasher(SIZE, disk.source, 0)
     for (const [o, d] of shuffled(all, seed)) h.add(o, d)
-    expect(h.digest()).toBe(want)
+    expect(await firstValueFrom(h.digest())).toBe(want)
   })
 
-  it('holds up to holdBytes and spills the rest to the disk path', () => {
+  it('holds up to holdBytes and spills the rest to the disk path', async () => {
     const disk = diskOf(file)
     const h = new OrderedHasher(SIZE, disk.source, 2 * BLOCK)
     // pieces 1 and 2 fit in the hold budget, 3..6 do not
     for (const [o, d] of all.slice(1)) h.add(o, d)
     expect(disk.reads).toEqual([])
     h.add(all[0][0], all[0][1])
-    expect(h.digest()).toBe(want)
+    expect(await firstValueFrom(h.digest())).toBe(want)
     expect(disk.reads.map(([o]) => o)).toEqual([3, 4, 5, 6].map((i) => i * BLOCK))
   })
 
-  it('frees the hold budget as held pieces are hashed', () => {
+  it('frees the hold budget as held pieces are hashed', async () => {
     const disk = diskOf(file)
     const h = new OrderedHasher(SIZE, disk.source, BLOCK)
     h.add(all[1][0], all[1][1]) // held
@@ -122,28 +123,28 @@ describe('OrderedHasher', () => {
     h.add(all[2][0], all[2][1])
     expect(disk.reads).toEqual([])
     for (const [o, d] of all.slice(4)) h.add(o, d)
-    expect(h.digest()).toBe(want)
+    expect(await firstValueFrom(h.digest())).toBe(want)
   })
 
-  it('reads pieces announced with addOnDisk (a resumed download) when the cursor reaches them', () => {
+  it('reads pieces announced with addOnDisk (a resumed download) when the cursor reaches them', async () => {
     const disk = diskOf(file)
     const h = new OrderedHasher(SIZE, disk.source)
     // pieces 0, 2, 5 were on disk from an earlier run; the rest arrive now out of order
     for (const i of [5, 2, 0]) h.addOnDisk(all[i][0], all[i][1].length)
     expect(h.hashed).toBe(BLOCK)
     for (const i of [6, 4, 3, 1]) h.add(all[i][0], all[i][1])
-    expect(h.digest()).toBe(want)
+    expect(await firstValueFrom(h.digest())).toBe(want)
     expect(disk.reads).toEqual([0, 2, 5].map((i) => [all[i][0], all[i][1].length]))
   })
 
-  it('hashes a file entirely on disk', () => {
+  it('hashes a file entirely on disk', async () => {
     const disk = diskOf(file)
     const h = new OrderedHasher(SIZE, disk.source, 0)
     for (const [o, d] of shuffled(all, 9)) h.addOnDisk(o, d.length)
-    expect(h.digest()).toBe(want)
+    expect(await firstValueFrom(h.digest())).toBe(want)
   })
 
-  it('accepts views split across mapping windows', () => {
+  it('accepts views split across mapping windows', async () => {
     const src: PageSource = {
       size: SIZE,
       // two views per read, as MappedFile returns across a window boundary
@@ -151,30 +152,30 @@ describe('OrderedHasher', () => {
     }
     const h = new OrderedHasher(SIZE, () => src, 0)
     for (const [o, d] of [...all].reverse()) h.add(o, d)
-    expect(h.digest()).toBe(want)
+    expect(await firstValueFrom(h.digest())).toBe(want)
   })
 
-  it('ignores duplicates of pieces already hashed', () => {
+  it('ignores duplicates of pieces already hashed', async () => {
     const h = new OrderedHasher(SIZE, noDisk)
     h.add(all[0][0], all[0][1])
     h.add(all[0][0], Buffer.alloc(BLOCK, 0xaa)) // a second copy, even a wrong one, is not hashed again
     h.addOnDisk(all[0][0], BLOCK)
     for (const [o, d] of all.slice(1)) { h.add(o, d); h.add(o, d) }
-    expect(h.digest()).toBe(want)
+    expect(await firstValueFrom(h.digest())).toBe(want)
   })
 
-  it('ignores duplicates of pieces still waiting (held or on disk)', () => {
+  it('ignores duplicates of pieces still waiting (held or on disk)', async () => {
     const disk = diskOf(file)
     const h = new OrderedHasher(SIZE, disk.source, BLOCK)
     for (const [o, d] of all.slice(1)) { h.add(o, d); h.add(o, d) }
     h.addOnDisk(all[3][0], all[3][1].length)
     h.add(all[0][0], all[0][1])
-    expect(h.digest()).toBe(want)
+    expect(await firstValueFrom(h.digest())).toBe(want)
   })
 
   // regression: a duplicate (normal when two peers send the same piece) was counted into the
   // hold budget twice and given back once, sending later pieces to the slower disk path
-  it('a duplicate of a held piece does not use up the hold budget', () => {
+  it('a duplicate of a held piece does not use up the hold budget', async () => {
     const disk = diskOf(file)
     const h = new OrderedHasher(SIZE, disk.source, 2 * BLOCK)
     h.add(all[1][0], all[1][1])
@@ -182,16 +183,16 @@ describe('OrderedHasher', () => {
     h.add(all[2][0], all[2][1]) // fits: 2·BLOCK held
     h.add(all[0][0], all[0][1])
     for (const [o, d] of all.slice(3)) h.add(o, d)
-    expect(h.digest()).toBe(want)
+    expect(await firstValueFrom(h.digest())).toBe(want)
     expect(disk.reads).toEqual([])
   })
 
-  it('hashes an empty file', () => {
+  it('hashes an empty file', async () => {
     const h = new OrderedHasher(0, noDisk)
-    expect(h.digest()).toBe(sha256(Buffer.alloc(0)))
+    expect(await firstValueFrom(h.digest())).toBe(sha256(Buffer.alloc(0)))
   })
 
-  it('digest throws RangeError while bytes are missing', () => {
+  it('digest throws RangeError while bytes are missing', async () => {
     const h = new OrderedHasher(SIZE, noDisk)
     expect(() => h.digest()).toThrow(RangeError)
     for (const [o, d] of all.slice(1)) h.add(o, d) // everything but the first piece
@@ -202,7 +203,7 @@ describe('OrderedHasher', () => {
     expect(() => h2.digest()).toThrow(RangeError)
   })
 
-  it('digest throws RangeError when more bytes than the size were added', () => {
+  it('digest throws RangeError when more bytes than the size were added', async () => {
     const h = new OrderedHasher(SIZE - 1, noDisk)
     for (const [o, d] of all) h.add(o, d)
     expect(() => h.digest()).toThrow(RangeError)

@@ -1,0 +1,96 @@
+import { Worker } from 'node:worker_threads'
+import { Observable } from 'rxjs'
+import type { HashTarget } from './orderedHasher'
+
+// Plain JS, evaluated in the worker: no build step, same code under ts-node and from dist.
+const WORKER_SOURCE = `
+const { parentPort } = require('node:worker_threads')
+const crypto = require('node:crypto')
+const fs = require('node:fs')
+const hash = crypto.createHash('sha256')
+const scratch = Buffer.allocUnsafe(4 * 1024 * 1024)
+let fd = null
+parentPort.on('message', (m) => {
+  try {
+    if (m.t === 'data') {
+      hash.update(new Uint8Array(m.ab, m.off, m.len))
+      parentPort.postMessage({ t: 'back', ab: m.ab, off: m.off, len: m.len }, [m.ab])
+    } else if (m.t === 'disk') {
+      if (fd === null) fd = fs.openSync(m.path, 'r')
+      for (let pos = m.offset, end = m.offset + m.length; pos < end;) {
+        const n = fs.readSync(fd, scratch, 0, Math.min(scratch.length, end - pos), pos)
+        if (n <= 0) throw new Error('short read of ' + m.path + ' at ' + pos)
+        hash.update(scratch.subarray(0, n))
+        pos += n
+      }
+    } else if (m.t === 'digest') {
+      if (fd !== null) { fs.closeSync(fd); fd = null }
+      parentPort.postMessage({ t: 'digest', hex: hash.digest('hex') })
+    }
+  } catch (err) {
+    parentPort.postMessage({ t: 'error', message: String(err && err.message || err) })
+  }
+})
+`
+
+/**
+ * SHA-256 in a worker thread, so hashing a download runs beside receiving and writing it
+ * instead of on the same core. Piece buffers are transferred (not copied) to the worker and
+ * handed back through `onReturn` once hashed; bytes not held in memory are read by the worker
+ * from `path`. Messages are handled in order, so the hash sees the file in order.
+ */
+export class WorkerHashTarget implements HashTarget {
+  private readonly worker: Worker
+  private failed: Error | null = null
+  private waiting: { resolve: (hex: string) => void, reject: (e: Error) => void } | null = null
+
+  /**
+   * @param path the file being written, for bytes that must be read back
+   * @param owns whether a buffer's whole ArrayBuffer is ours to move to the worker (pool buffers
+   *   are; Node's shared small-buffer slab never is): others are copied
+   * @param onReturn receives each moved buffer back once hashed
+   */
+  constructor (private readonly path: string, private readonly owns: (b: Buffer) => boolean, onReturn: (b: Buffer) => void) {
+    this.worker = new Worker(WORKER_SOURCE, { eval: true })
+    this.worker.unref()
+    this.worker.on('message', (m: { t: string, ab?: ArrayBuffer, off?: number, len?: number, hex?: string, message?: string }) => {
+      if (m.t === 'back') onReturn(Buffer.from(m.ab as ArrayBuffer, m.off, m.len))
+      else if (m.t === 'digest') { this.waiting?.resolve(m.hex as string); this.waiting = null } else if (m.t === 'error') this.fail(new Error(`hash worker: ${m.message ?? '?'}`))
+    })
+    this.worker.on('error', (err) => this.fail(err))
+  }
+
+  private fail (err: Error): void {
+    this.failed ??= err
+    this.waiting?.reject(err)
+    this.waiting = null
+  }
+
+  update (data: Buffer): boolean {
+    if (!this.owns(data)) {
+      const copy = Uint8Array.prototype.slice.call(data).buffer
+      this.worker.postMessage({ t: 'data', ab: copy, off: 0, len: data.length }, [copy])
+      return false
+    }
+    const ab = data.buffer as ArrayBuffer
+    this.worker.postMessage({ t: 'data', ab, off: data.byteOffset, len: data.length }, [ab])
+    return true
+  }
+
+  updateFromDisk (offset: number, length: number): void {
+    this.worker.postMessage({ t: 'disk', path: this.path, offset, length })
+  }
+
+  digest (): Observable<string> {
+    return new Observable<string>((sub) => {
+      if (this.failed !== null) { sub.error(this.failed); return }
+      this.waiting = { resolve: (hex) => { sub.next(hex); sub.complete() }, reject: (e) => sub.error(e) }
+      this.worker.postMessage({ t: 'digest' })
+    })
+  }
+
+  /** Stop the worker. Safe to call twice. */
+  close (): void {
+    void this.worker.terminate()
+  }
+}
