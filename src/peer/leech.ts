@@ -161,9 +161,10 @@ function fetchAll (meta: FileMetaData, sources: Source[], picker: PiecePicker, s
       }),
       writeSink(sink, 1),
       map((c) => {
+        const bytes = c.data.length // the sink owns the buffer once stored (it may move it to a worker)
         sink.stored(c.position, c.data)
         picker.done(src.peer.nodeId, index)
-        return { event: 'piece', index, bytes: c.data.length, peer: label(src.peer) } as LeechEvent
+        return { event: 'piece', index, bytes, peer: label(src.peer) } as LeechEvent
       }),
     )
   }
