@@ -1,15 +1,15 @@
-import { defer, EMPTY, expand, filter, from, map, of, type Observable } from 'rxjs'
+import { defaultIfEmpty, defer, EMPTY, expand, filter, from, map, of, type Observable } from 'rxjs'
 
 export interface LeechLoopOptions<P> {
   /** The next piece offset to ask this source for, or null when it has nothing (more) to give. */
   next: () => number | null
-  /** Fetch (and store) one piece; emits once when it is done, errors when it fails. */
+  /** Fetch (and store) one piece; emits once when it is done, completes empty when it was cancelled, errors when it fails. */
   fetch: (offset: number) => Observable<P>
   /** Requests in flight at once. */
   pipeline: number
 }
 
-type Step<P> = { want: number } | { got: P }
+type Step<P> = { want: number } | { got: P } | { skipped: number }
 
 /**
  * The leech loop of one source: an `expand` over PieceHeader offsets. It starts `pipeline`
@@ -28,7 +28,9 @@ export function leechPieces<P> (opts: LeechLoopOptions<P>): Observable<P> {
     }
     return from(first).pipe(
       expand((step: Step<P>): Observable<Step<P>> => {
-        if ('want' in step) return opts.fetch(step.want).pipe(map((got) => ({ got })))
+        // a fetch that ends without a piece (cancelled: another source delivered it first) still
+        // frees its slot for the next offset
+        if ('want' in step) return opts.fetch(step.want).pipe(map((got): Step<P> => ({ got })), defaultIfEmpty<Step<P>, Step<P>>({ skipped: step.want }))
         const o = opts.next()
         return o === null ? EMPTY : of({ want: o })
       // a strict bound: a landed piece is passed on (and the next offset asked for) when its

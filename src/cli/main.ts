@@ -12,6 +12,7 @@ import { SqliteFileStore } from '../tracker/sqliteStore'
 import { ago, bytes, table } from './format'
 import { errorCode, exitCode } from './exit'
 import { Progress } from './progress'
+import { parseRate } from '../../streams/rateLimit'
 import { demo } from './demo'
 
 const DEFAULT_TRACKER = '127.0.0.1:7070'
@@ -25,6 +26,12 @@ function trackerOption (): Option {
 }
 function jsonOption (what: string): Option {
   return new Option('--json', what).env('LP2P_JSON')
+}
+function rate (v: string): number {
+  try { return parseRate(v) } catch (err) { throw new UsageError((err as Error).message) }
+}
+function uploadLimit (): Option {
+  return new Option('--upload-limit <rate>', 'cap on bytes/s sent to peers (k/M/G = 10^3/10^6/10^9, Ki/Mi/Gi = powers of 1024; 0: none)').default(Infinity, 'none').argParser(rate).env('LP2P_UPLOAD_LIMIT')
 }
 function port (v: string): number {
   const n = Number(v)
@@ -71,9 +78,10 @@ export function program (): Command {
     .addOption(trackerOption())
     .addOption(new Option('--host <ip>', 'address to bind and to be reached at').default('127.0.0.1').env('LP2P_HOST'))
     .addOption(new Option('--port <port>', 'TCP port for peers (0: any free port)').default(0).argParser(port).env('LP2P_PORT'))
+    .addOption(uploadLimit())
     .addOption(jsonOption('print shared files and the listening event as NDJSON'))
-    .action(async (o: { share: string, tracker: string, host: string, port: number, json?: boolean }) => {
-      const node = new Lp2pNode({ tracker: parseEndpoint(o.tracker, '--tracker'), host: o.host, port: o.port, share: path.resolve(o.share) })
+    .action(async (o: { share: string, tracker: string, host: string, port: number, uploadLimit: number, json?: boolean }) => {
+      const node = new Lp2pNode({ tracker: parseEndpoint(o.tracker, '--tracker'), host: o.host, port: o.port, share: path.resolve(o.share), uploadLimit: o.uploadLimit })
       await node.start()
       const addr = node.address as { address: string, port: number }
       const files = node.publishedFiles
@@ -93,15 +101,24 @@ export function program (): Command {
     .argument('<name-or-id>', 'exact file name, or a prefix of its hex file id')
     .addOption(new Option('-o, --out <dir>', 'folder to write into (NAME.part while downloading, NAME when verified)').default('.').env('LP2P_OUT'))
     .addOption(trackerOption())
-    .addOption(new Option('--host <ip>', 'address to bind').default('127.0.0.1').env('LP2P_HOST'))
-    .addOption(jsonOption('print NDJSON events (start, peers, progress, peer-dropped, done, error) instead of a progress line'))
-    .action(async (query: string, o: { out: string, tracker: string, host: string, json?: boolean }) => {
-      const node = new Lp2pNode({ tracker: parseEndpoint(o.tracker, '--tracker'), host: o.host })
+    .addOption(new Option('--host <ip>', 'address to bind and to serve pieces from').default('127.0.0.1').env('LP2P_HOST'))
+    .addOption(new Option('--port <port>', 'TCP port to serve verified pieces to other leechers on (0: any free port)').default(0).argParser(port).env('LP2P_PORT'))
+    .addOption(uploadLimit())
+    .addOption(new Option('--download-limit <rate>', 'cap on bytes/s fetched from peers (same units as --upload-limit)').default(Infinity, 'none').argParser(rate).env('LP2P_DOWNLOAD_LIMIT'))
+    .option('--seed', 'after the file is verified, keep serving it until interrupted (SIGINT/SIGTERM)')
+    .addOption(jsonOption('print NDJSON events (start, peers, progress, piece-failed, peer-dropped, done, error) instead of a progress line'))
+    .action(async (query: string, o: { out: string, tracker: string, host: string, port: number, uploadLimit: number, downloadLimit: number, seed?: boolean, json?: boolean }) => {
+      const node = new Lp2pNode({ tracker: parseEndpoint(o.tracker, '--tracker'), host: o.host, port: o.port, uploadLimit: o.uploadLimit, downloadLimit: o.downloadLimit })
       const progress = new Progress(o.json === true ? 'json' : process.stdout.isTTY ? 'tty' : 'lines', process.stdout)
       try {
         await node.start()
         const done = await lastValueFrom(node.leech(query, path.resolve(o.out)).pipe(progress.operator()))
         progress.finish(done as LeechEvent & { event: 'done' })
+        if (o.seed === true) {
+          if (o.json === true) json({ event: 'seeding', fileId: (done as { fileId: string }).fileId, address: formatEndpoint(node.address as { address: string, port: number }) })
+          else out(`seeding on tcp ${formatEndpoint(node.address as { address: string, port: number })} until interrupted\n`)
+          await untilSignal(() => {})
+        }
       } catch (err) {
         progress.fail(err)
         throw err
@@ -115,7 +132,7 @@ export function program (): Command {
     .addOption(trackerOption())
     .addOption(jsonOption('print a JSON array of {name, fileId, size, blockSize, pieces}'))
     .action(async (o: { tracker: string, json?: boolean }) => {
-      const node = new Lp2pNode({ tracker: parseEndpoint(o.tracker, '--tracker') })
+      const node = new Lp2pNode({ tracker: parseEndpoint(o.tracker, '--tracker'), serve: false })
       try {
         await node.start()
         const files = await firstValueFrom(node.trackerClient.files())
@@ -125,16 +142,28 @@ export function program (): Command {
     })
 
   p.command('status')
-    .description('list the live nodes the tracker knows, with the files they hold')
+    .description('list the live nodes the tracker knows: bytes uploaded and downloaded, files held and how complete')
     .addOption(trackerOption())
-    .addOption(jsonOption('print a JSON array of {nodeId, address, lastSeen, files}'))
+    .addOption(jsonOption('print a JSON array of {nodeId, address, lastSeen, uploaded, downloaded, files: [{fileId, have, pieces, completeness}]}'))
     .action(async (o: { tracker: string, json?: boolean }) => {
-      const node = new Lp2pNode({ tracker: parseEndpoint(o.tracker, '--tracker') })
+      const node = new Lp2pNode({ tracker: parseEndpoint(o.tracker, '--tracker'), serve: false })
       try {
         await node.start()
         const nodes = await firstValueFrom(node.trackerClient.nodes())
-        if (o.json === true) json(nodes.map((n) => ({ nodeId: n.nodeId, address: formatEndpoint({ address: n.host, port: n.port }), lastSeen: new Date(n.lastSeen).toISOString(), files: n.files, fileCount: n.fileCount })))
-        else out(nodes.length === 0 ? 'no nodes\n' : table(['NODE', 'ADDRESS', 'LAST SEEN', 'FILES'], nodes.map((n) => [n.nodeId.slice(0, 16), formatEndpoint({ address: n.host, port: n.port }), ago(Date.now() - n.lastSeen), n.fileCount])))
+        if (o.json === true) {
+          json(nodes.map((n) => ({
+            nodeId: n.nodeId,
+            address: formatEndpoint({ address: n.host, port: n.port }),
+            lastSeen: new Date(n.lastSeen).toISOString(),
+            uploaded: n.uploaded,
+            downloaded: n.downloaded,
+            files: n.files.map((f) => ({ fileId: f.fileId, have: f.have, pieces: f.pieces, completeness: f.pieces === 0 ? 1 : f.have / f.pieces })),
+            fileCount: n.fileCount,
+          })))
+        } else {
+          out(nodes.length === 0 ? 'no nodes\n' : table(['NODE', 'ADDRESS', 'LAST SEEN', 'UP', 'DOWN', 'FILES'], nodes.map((n) => [n.nodeId.slice(0, 16), formatEndpoint({ address: n.host, port: n.port }), ago(Date.now() - n.lastSeen), bytes(n.uploaded), bytes(n.downloaded),
+            n.files.map((f) => `${f.fileId.slice(0, 8)} ${f.pieces === 0 ? 100 : Math.floor(100 * f.have / f.pieces)}%`).join(', ') + (n.fileCount > n.files.length ? ', …' : '')])))
+        }
       } finally { await node.close() }
     })
   p.command('demo')

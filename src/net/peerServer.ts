@@ -4,7 +4,9 @@ import { log } from '../log'
 import { encodeFrameHead } from '../protocol/codec'
 import { FrameDecoder } from '../protocol/frames'
 import type { PeerRequest } from '../protocol/messages'
-import type { Outgoing } from '../peer/serve'
+import type { Outgoing, Remote } from '../peer/serve'
+import type { ByteBudget } from '../peer/leech'
+import { take, type Subscription } from 'rxjs'
 import type { Endpoint } from '../tracker/flow'
 import { readPages } from '../../streams/readPages'
 
@@ -16,11 +18,13 @@ export interface PeerServerOptions {
   maxOutstanding?: number
   /** Bytes queued in a socket before we stop answering its requests until it drains. */
   highWaterBytes?: number
-  /** Called with the bytes of each piece payload sent (for counters and upload caps). */
+  /** Called with the bytes of each piece payload sent (for counters). */
   onUpload?: (bytes: number) => void
+  /** Upload cap shared by every connection: a piece goes out only when the budget grants its bytes. */
+  budget?: ByteBudget
 }
 
-const REQUESTS = new Set(['find_cluster', 'probe', 'leech'])
+const REQUESTS = new Set(['find_cluster', 'get_hashes', 'probe', 'leech'])
 
 /**
  * Serves peer requests over TCP. Each connection has its own frame decoder and request queue:
@@ -33,7 +37,7 @@ export class PeerServer {
   private readonly sockets = new Set<net.Socket>()
   private readonly log = log.child({ module: 'peer-server' })
 
-  constructor (private readonly handle: (m: PeerRequest) => Outgoing, private readonly opts: PeerServerOptions = {}) {}
+  constructor (private readonly handle: (m: PeerRequest, remote: Remote) => Outgoing, private readonly opts: PeerServerOptions = {}) {}
 
   start (): Promise<Endpoint> {
     const server = net.createServer({ noDelay: true }, (sock) => this.accept(sock))
@@ -68,16 +72,31 @@ export class PeerServer {
       queue.length = 0
       sock.destroy()
     }
+    const remote: Remote = { host: sock.remoteAddress ?? '' }
+    let waiting: Subscription | null = null // a piece waiting for upload budget
+    const answer = (m: PeerRequest): void => {
+      const out = this.handle(m, remote)
+      if (out.payload === undefined) { sock.write(encodeFrameHead(out.msg)); return }
+      const { source, offset, length } = out.payload
+      sock.cork()
+      sock.write(encodeFrameHead(out.msg, length))
+      // the payload goes from the mapping to the socket, a chunk stream of page views
+      readPages(source, offset, length).subscribe({ next: (chunk) => sock.write(chunk), error: (err) => fail(`read failed: ${(err as Error).message}`) })
+      sock.uncork()
+      if (out.msg.type === 'piece') this.opts.onUpload?.(length)
+    }
     const pump = (): void => {
-      while (queue.length > 0 && sock.writableLength < highWater && !sock.destroyed) {
-        const out = this.handle(queue.shift() as PeerRequest)
-        if (out.payload === undefined) { sock.write(encodeFrameHead(out.msg)); continue }
-        const { source, offset, length } = out.payload
-        sock.cork()
-        sock.write(encodeFrameHead(out.msg, length))
-        readPages(source, offset, length).subscribe({ next: (chunk) => sock.write(chunk), error: (err) => fail(`read failed: ${(err as Error).message}`) })
-        sock.uncork()
-        this.opts.onUpload?.(length)
+      while (waiting === null && queue.length > 0 && sock.writableLength < highWater && !sock.destroyed) {
+        const m = queue.shift() as PeerRequest
+        const budget = this.opts.budget
+        if (budget === undefined || m.type !== 'leech') { answer(m); continue }
+        // answered (and the file checked) only once the budget grants the piece's bytes
+        waiting = budget.take(Math.min(m.blockSize, m.size - m.offset)).pipe(take(1)).subscribe(() => {
+          waiting = null
+          if (sock.destroyed) return
+          answer(m)
+          pump()
+        })
       }
     }
     sock.on('drain', pump)
@@ -95,7 +114,7 @@ export class PeerServer {
       pump()
     })
     sock.on('error', (err) => this.log.debug({ peer, err: err.message }, 'connection error'))
-    sock.on('close', () => { this.sockets.delete(sock); queue.length = 0 })
+    sock.on('close', () => { this.sockets.delete(sock); queue.length = 0; waiting?.unsubscribe(); waiting = null })
   }
 
   /** Stop accepting and close every connection. Safe to call twice. */

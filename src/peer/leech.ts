@@ -1,7 +1,11 @@
-import { asyncScheduler, catchError, concat, defer, EMPTY, filter, map, merge, mergeMap, Observable, of, tap, throwError, timeout, toArray, type SchedulerLike } from 'rxjs'
+import { createHash } from 'node:crypto'
+import {
+  asyncScheduler, catchError, concat, defer, EMPTY, exhaustMap, filter, finalize, from, ignoreElements, map, merge, mergeMap, Observable, of,
+  repeat, Subject, switchMap, take, takeUntil, tap, throwError, timeout, timer, toArray, type SchedulerLike,
+} from 'rxjs'
 import { HashMismatchError, NoSourcesError, PeerTimeoutError, ProtocolError } from '../errors'
 import { FAN_OUT, MAX_SOURCES, PIECE_TIMEOUT_MS, PIPELINE, QUERY_TIMEOUT_MS } from '../limits'
-import type { FileMetaData, NodeInfo, PeerAddress } from '../protocol/messages'
+import { MAX_HASHES_PER_FRAME, type FileMetaData, type NodeInfo, type PeerAddress } from '../protocol/messages'
 import type { Frame } from '../protocol/frames'
 import type { PeerLink } from '../net/peerConnection'
 import { fanOutQuery, isAnswer } from '../../streams/fanOutQuery'
@@ -24,6 +28,9 @@ export interface PieceSink extends PositionalWriter {
   close: () => void
 }
 
+/** Something that rations bytes (a token bucket): `take(n)` emits once when n bytes may go. */
+export interface ByteBudget { take: (n: number) => Observable<unknown> }
+
 export interface LeechDeps {
   tracker: {
     files: () => Observable<FileMetaData[]>
@@ -33,8 +40,15 @@ export interface LeechDeps {
   link: (peer: PeerAddress) => PeerLink
   openSink: (meta: FileMetaData) => PieceSink
   scheduler?: SchedulerLike
-  /** This node's id: never a source for itself. */
+  /** This node's id (never a source for itself) and, when it serves, its port: neighbours add it to their cluster tables. */
   selfId?: string
+  selfPort?: number
+  /** SHA-256 of one piece. Default: in this thread; production hashes in the thread pool. */
+  hashPiece?: (data: Buffer) => Observable<Buffer>
+  /** Download cap. */
+  budget?: ByteBudget
+  /** Random source for piece tie-breaks (seeded in simulations). */
+  random?: () => number
 }
 
 export interface LeechOptions {
@@ -43,6 +57,12 @@ export interface LeechOptions {
   pieceTimeoutMs?: number
   pipeline?: number
   maxSources?: number
+  /** How often the cluster is looked up and probed again (new peers, fresher bitfields). */
+  rediscoverMs?: number
+  /** How long to wait with no usable source before giving up. */
+  noSourceGraceMs?: number
+  /** Bad pieces from one peer before it is banned for this download. */
+  maxStrikes?: number
 }
 
 const label = (p: PeerAddress): string => `${p.host}:${p.port}`
@@ -50,16 +70,15 @@ const label = (p: PeerAddress): string => `${p.host}:${p.port}`
 export type LeechEvent =
   | { event: 'start', fileId: string, name: string, size: number, blockSize: number, pieces: number, present: number }
   | { event: 'peers', neighbours: number, cluster: number, sources: number }
+  | { event: 'hashes', pieceHashes: Buffer, from: string }
   | { event: 'piece', index: number, bytes: number, peer: string }
+  | { event: 'piece-failed', index: number, peer: string, reason: string }
   | { event: 'peer-dropped', peer: string, code: string, error: string }
   | { event: 'done', fileId: string, name: string, path: string, bytes: number, sha256: string, downloaded: number }
 
 /**
  * Fetch one file, as a stream of events ending in `done`: query files → resolve the name →
- * bootstrap nodes → fan a cluster query out to neighbours → probe the cluster → leech pieces
- * from every source at once (each an `expand` over offsets) → verify the whole-file hash →
- * commit. Pure wiring of the injected tracker, links and sink; time from the scheduler.
- * Unsubscribing stops everything and leaves the partial file for resume.
+ * then `leechFile`. Unsubscribing stops everything and leaves the partial file for resume.
  */
 export function leech (query: string, deps: LeechDeps, opts: LeechOptions = {}): Observable<LeechEvent> {
   return deps.tracker.files().pipe(
@@ -68,126 +87,225 @@ export function leech (query: string, deps: LeechDeps, opts: LeechOptions = {}):
   )
 }
 
-/** The flow after the file is known. */
+const localHash = (data: Buffer): Observable<Buffer> => defer(() => of(createHash('sha256').update(data).digest()))
+
+interface Source { peer: PeerAddress, bitfield: Uint8Array | null }
+
+/**
+ * The swarm download of one known file. Every `rediscoverMs` the cluster is rebuilt
+ * (bootstrap from the tracker → cluster fan-out to neighbours, each with its own timeout →
+ * probe): new peers become sources, known ones get fresher bitfields. Each source runs its own
+ * leech loop (an `expand` over offsets handed out rarest-first by the picker) and, when it has
+ * nothing left to give, waits for the next probe. Pieces are checked against hashes verified
+ * against the tracker's root; a bad piece is fetched elsewhere and a peer that sends
+ * `maxStrikes` of them is banned. A silent or failing peer is dropped ("doesn't matter, move on").
+ * Once every piece is stored, the whole-file hash must equal the file id before `done`.
+ */
 export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptions = {}): Observable<LeechEvent> {
   const scheduler = deps.scheduler ?? asyncScheduler
+  const hashPiece = deps.hashPiece ?? localHash
+  const pieceTimeoutMs = opts.pieceTimeoutMs ?? PIECE_TIMEOUT_MS
+  const pipeline = opts.pipeline ?? PIPELINE
+  const maxSources = opts.maxSources ?? MAX_SOURCES
+  const maxStrikes = opts.maxStrikes ?? 3
+  const rediscoverMs = opts.rediscoverMs ?? 1000
+  const graceMs = opts.noSourceGraceMs ?? 3000
+
   return new Observable<LeechEvent>((sub) => {
     const sink = deps.openSink(meta)
-    const picker = new PiecePicker(meta.pieces)
+    const picker = new PiecePicker(meta.pieces, { random: deps.random })
     for (const i of sink.present ?? []) picker.markDone(i)
+    const sources = new Map<string, Source>() // live sources by nodeId
+    const banned = new Set<string>()
+    // a dropped peer is asked again only after a cool-down that doubles with each failure (it may
+    // have restarted: transient failures heal, broken peers cost little)
+    const cooling = new Map<string, { until: number, failures: number }>()
+    const coolingDown = (id: string): boolean => (cooling.get(id)?.until ?? -Infinity) > scheduler.now()
+    const strikes = new Map<string, number>()
+    const landed = new Subject<number>()
+    const complete$ = new Subject<void>()
+    const wake = new Subject<void>()
+    let pieceHashes: Buffer | null = null
+    let hashesFrom = ''
     let downloaded = 0
-    const start: LeechEvent = { event: 'start', fileId: meta.hash, name: meta.name, size: meta.size, blockSize: meta.blockSize, pieces: meta.pieces, present: meta.pieces - picker.remaining }
-    const transfer$ = picker.complete
-      ? EMPTY
-      : discover(meta, deps, opts, scheduler).pipe(
-        mergeMap(({ sources, event }) => concat(of(event), fetchAll(meta, sources, picker, sink, deps, opts, scheduler))),
-        tap((e) => { if (e.event === 'piece') downloaded += e.bytes }),
+
+    const events = new Subject<LeechEvent>()
+    const emit = (e: LeechEvent): void => events.next(e)
+
+    // ------------------------------------------------------------ hash list, checked against the root
+    const fetchHashes = (src: Source): Observable<never> => defer(() => {
+      if (pieceHashes !== null || meta.root === undefined || meta.pieces === 0) return EMPTY
+      const pages = Math.ceil(meta.pieces / MAX_HASHES_PER_FRAME)
+      return from(Array.from({ length: pages }, (_, p) => p * MAX_HASHES_PER_FRAME)).pipe(
+        mergeMap((first) => deps.link(src.peer).request({ type: 'get_hashes', fileId: meta.hash, from: first, count: Math.min(MAX_HASHES_PER_FRAME, meta.pieces - first) }).pipe(
+          timeout({ first: opts.queryTimeoutMs ?? QUERY_TIMEOUT_MS, scheduler, with: () => throwError(() => new PeerTimeoutError(label(src.peer), 'get_hashes')) }),
+        ), 1),
+        toArray(),
+        tap((frames) => {
+          if (pieceHashes !== null) return
+          const all = Buffer.concat(frames.map((f) => f.payload ?? Buffer.alloc(0)))
+          const root = createHash('sha256').update(all).digest('hex')
+          if (all.length !== meta.pieces * 32 || root !== meta.root) throw new ProtocolError(`peer ${label(src.peer)} sent piece hashes that do not match the root`)
+          pieceHashes = all
+          hashesFrom = label(src.peer)
+          emit({ event: 'hashes', pieceHashes: all, from: hashesFrom })
+        }),
+        ignoreElements(),
       )
+    })
+
+    // ------------------------------------------------------------ one piece from one source
+    // emits the piece index once it is stored; events go out through `emit`
+    const fetchPiece = (src: Source, index: number): Observable<number> => {
+      const id = src.peer.nodeId
+      const offset = index * meta.blockSize
+      const expected = Math.min(meta.blockSize, meta.size - offset)
+      const ask$ = deps.link(src.peer).request({ type: 'leech', hash: meta.hash, size: meta.size, offset, blockSize: meta.blockSize, pieces: meta.pieces })
+      return (deps.budget === undefined ? ask$ : deps.budget.take(expected).pipe(take(1), switchMap(() => ask$))).pipe(
+        timeout({ first: pieceTimeoutMs, scheduler, with: () => throwError(() => new PeerTimeoutError(label(src.peer), `piece ${index}`)) }),
+        map((f: Frame) => {
+          const m = f.msg
+          if (m.type !== 'piece' || m.offset !== offset || m.pieceSize !== expected || m.clusterName !== meta.hash || f.payload?.length !== expected) {
+            throw new ProtocolError(`peer ${label(src.peer)} sent a piece that was not asked for`)
+          }
+          return f.payload
+        }),
+        mergeMap((data) => {
+          const hashes = pieceHashes
+          if (hashes === null) return of({ data, ok: true })
+          return hashPiece(data).pipe(map((h) => ({ data, ok: h.equals(hashes.subarray(index * 32, index * 32 + 32)) })))
+        }),
+        mergeMap(({ data, ok }): Observable<number> => {
+          if (!ok) {
+            picker.release(id, index)
+            const n = (strikes.get(id) ?? 0) + 1
+            strikes.set(id, n)
+            emit({ event: 'piece-failed', index, peer: label(src.peer), reason: 'hash mismatch' })
+            if (n >= maxStrikes) { banned.add(id); return throwError(() => new ProtocolError(`peer ${label(src.peer)} sent ${n} bad pieces: banned`)) }
+            return EMPTY
+          }
+          if (picker.isDone(index)) return EMPTY // another source won the race
+          return of({ position: offset, data }).pipe(
+            writeSink(sink, 1),
+            filter(() => !picker.isDone(index)),
+            map((c) => {
+              const bytes = c.data.length // the sink owns the buffer once stored (it may move it to a worker)
+              sink.stored(c.position, c.data)
+              picker.done(id, index)
+              downloaded += bytes
+              emit({ event: 'piece', index, bytes, peer: label(src.peer) })
+              landed.next(index) // cancels duplicates; completes the download after the last piece
+              return index
+            }),
+          )
+        }),
+        // the endgame: when another source delivers this piece first, stop waiting for ours
+        takeUntil(landed.pipe(filter((i) => i === index))),
+        finalize(() => { if (!picker.isDone(index)) picker.release(id, index) }),
+      )
+    }
+
+    // ------------------------------------------------------------ one source's loop
+    const runSource = (src: Source): Observable<never> => {
+      const id = src.peer.nodeId
+      return concat(fetchHashes(src), defer(() => leechPieces({
+        next: () => { const i = picker.complete ? null : picker.next(id); return i === null ? null : i * meta.blockSize },
+        fetch: (offset) => fetchPiece(src, offset / meta.blockSize),
+        pipeline,
+      }))).pipe(
+        // nothing more from it for now: wait for fresher bitfields (or a piece given back), then go on
+        repeat({ delay: () => merge(wake, timer(rediscoverMs, scheduler)).pipe(take(1), filter(() => !picker.complete)) }),
+        ignoreElements(),
+        catchError((err: Error) => {
+          picker.drop(id)
+          sources.delete(id)
+          const failures = (cooling.get(id)?.failures ?? 0) + 1
+          cooling.set(id, { failures, until: scheduler.now() + Math.min(60_000, 5 * rediscoverMs * 2 ** (failures - 1)) })
+          emit({ event: 'peer-dropped', peer: label(src.peer), code: (err as { code?: string }).code ?? 'ERR_PEER', error: err.message })
+          return EMPTY
+        }),
+      )
+    }
+
+    // ------------------------------------------------------------ discovery, again and again
+    const notSelf = (p: PeerAddress): boolean => p.nodeId !== deps.selfId
+    const timeoutMs = opts.queryTimeoutMs ?? QUERY_TIMEOUT_MS
+    const discoverOnce = (): Observable<Source[]> => deps.tracker.nodes(meta.hash).pipe(
+      catchError(() => of([] as NodeInfo[])), // a tracker hiccup: the known cluster still works
+      mergeMap((nodes) => {
+        const neighbours = nodes.filter(notSelf).slice(0, opts.fanOut ?? FAN_OUT)
+        const from = deps.selfPort === undefined || deps.selfId === undefined ? undefined : { nodeId: deps.selfId, port: deps.selfPort }
+        return fanOutQuery(neighbours, (n) => deps.link(n).request(from === undefined ? { type: 'find_cluster', fileId: meta.hash } : { type: 'find_cluster', fileId: meta.hash, from }), {
+          timeoutMs, concurrency: neighbours.length || 1, scheduler, onTimeout: (n) => new PeerTimeoutError(label(n), 'find_cluster'),
+        }).pipe(toArray(), map((answers) => ({ neighbours, answers })))
+      }),
+      mergeMap(({ neighbours, answers }) => {
+        const cluster = new Map<string, PeerAddress>()
+        for (const s of sources.values()) cluster.set(s.peer.nodeId, s.peer)
+        for (const a of answers) {
+          if (!isAnswer(a)) continue
+          cluster.set(a.target.nodeId, a.target)
+          if (a.value.msg.type === 'cluster') for (const p of a.value.msg.peers) if (notSelf(p) && !cluster.has(p.nodeId)) cluster.set(p.nodeId, p)
+        }
+        const members = [...cluster.values()].filter((p) => !banned.has(p.nodeId) && !coolingDown(p.nodeId)).slice(0, 4 * maxSources)
+        return fanOutQuery(members, (p) => deps.link(p).request({ type: 'probe', fileId: meta.hash }), {
+          timeoutMs, concurrency: members.length || 1, scheduler, onTimeout: (p) => new PeerTimeoutError(label(p), 'probe'),
+        }).pipe(
+          filter(isAnswer),
+          map((a) => toSource(a.target, a.value, meta)),
+          filter((s): s is Source => s !== null),
+          toArray(),
+          tap((found) => emit({ event: 'peers', neighbours: neighbours.length, cluster: members.length, sources: found.length })),
+        )
+      }),
+    )
+
+    const newSources$ = timer(0, rediscoverMs, scheduler).pipe(
+      exhaustMap(() => discoverOnce()),
+      mergeMap((found) => {
+        const fresh: Source[] = []
+        for (const s of found) {
+          const known = sources.get(s.peer.nodeId)
+          picker.setSource(s.peer.nodeId, s.bitfield)
+          if (known !== undefined) { known.bitfield = s.bitfield; continue }
+          if (sources.size >= maxSources) { picker.drop(s.peer.nodeId); continue }
+          sources.set(s.peer.nodeId, s)
+          fresh.push(s)
+        }
+        wake.next()
+        return from(fresh)
+      }),
+    )
+
+    // no source that holds a missing piece for `graceMs` (checked after each look) ends the download
+    let starvedSince: number | null = null
+    const starved$ = timer(rediscoverMs, rediscoverMs, scheduler).pipe(
+      filter(() => {
+        if (picker.complete || [...sources.keys()].some((id) => picker.useful(id))) { starvedSince = null; return false }
+        starvedSince ??= scheduler.now()
+        return scheduler.now() - starvedSince >= graceMs
+      }),
+      take(1),
+      mergeMap(() => throwError(() => new NoSourcesError(meta.hash, picker.remaining))),
+    )
+
+    const transfer$ = merge(newSources$.pipe(mergeMap(runSource, maxSources)), starved$)
+
     const finish$ = defer(() => sink.digest()).pipe(map((sha256): LeechEvent => {
       if (sha256 !== meta.hash) throw new HashMismatchError(meta.hash, sha256)
       const path = sink.commit()
       return { event: 'done', fileId: meta.hash, name: meta.name, path, bytes: meta.size, sha256, downloaded }
     }))
-    const s = concat(of(start), transfer$, finish$).subscribe(sub)
-    return () => { s.unsubscribe(); sink.close() }
+
+    const start: LeechEvent = { event: 'start', fileId: meta.hash, name: meta.name, size: meta.size, blockSize: meta.blockSize, pieces: meta.pieces, present: meta.pieces - picker.remaining }
+    const landedSub = landed.subscribe(() => { if (picker.complete) complete$.next() })
+    const middle$ = picker.complete ? EMPTY : merge(events, transfer$).pipe(takeUntil(complete$))
+    const s = concat(of(start), middle$, finish$).subscribe(sub)
+    return () => { s.unsubscribe(); landedSub.unsubscribe(); sink.close() }
   })
-}
-
-interface Source { peer: PeerAddress, bitfield: Uint8Array | null }
-
-/** Bootstrap → cluster fan-out → probe: the sources worth leeching from. */
-function discover (meta: FileMetaData, deps: LeechDeps, opts: LeechOptions, scheduler: SchedulerLike): Observable<{ sources: Source[], event: LeechEvent }> {
-  const timeoutMs = opts.queryTimeoutMs ?? QUERY_TIMEOUT_MS
-  const notSelf = (p: PeerAddress): boolean => p.nodeId !== deps.selfId
-  return deps.tracker.nodes(meta.hash).pipe(
-    mergeMap((nodes) => {
-      const neighbours = nodes.filter(notSelf).slice(0, opts.fanOut ?? FAN_OUT)
-      // the cluster query: every neighbour at once, each with its own timeout
-      return fanOutQuery(neighbours, (n) => deps.link(n).request({ type: 'find_cluster', fileId: meta.hash }), {
-        timeoutMs, concurrency: neighbours.length || 1, scheduler, onTimeout: (n) => new PeerTimeoutError(label(n), 'find_cluster'),
-      }).pipe(toArray(), map((answers) => ({ neighbours, answers })))
-    }),
-    mergeMap(({ neighbours, answers }) => {
-      const cluster = new Map<string, PeerAddress>()
-      for (const a of answers) {
-        if (!isAnswer(a)) continue
-        cluster.set(a.target.nodeId, a.target)
-        if (a.value.msg.type === 'cluster') for (const p of a.value.msg.peers) if (notSelf(p) && !cluster.has(p.nodeId)) cluster.set(p.nodeId, p)
-      }
-      const members = [...cluster.values()].slice(0, 4 * (opts.maxSources ?? MAX_SOURCES))
-      return fanOutQuery(members, (p) => deps.link(p).request({ type: 'probe', fileId: meta.hash }), {
-        timeoutMs, concurrency: members.length || 1, scheduler, onTimeout: (p) => new PeerTimeoutError(label(p), 'probe'),
-      }).pipe(
-        filter(isAnswer),
-        map((a) => toSource(a.target, a.value, meta)),
-        filter((s): s is Source => s !== null),
-        toArray(),
-        map((all) => {
-          const sources = all.slice(0, opts.maxSources ?? MAX_SOURCES)
-          return { sources, event: { event: 'peers', neighbours: neighbours.length, cluster: members.length, sources: sources.length } as LeechEvent }
-        }),
-      )
-    }),
-  )
 }
 
 function toSource (peer: PeerAddress, f: Frame, meta: FileMetaData): Source | null {
   if (f.msg.type !== 'have' || f.msg.fileId !== meta.hash || f.msg.totalPieces !== meta.pieces) return null
   return { peer, bitfield: f.msg.bitfield ?? null }
-}
-
-/**
- * Leech from every source at once until every piece is stored. A source that fails is dropped
- * (its in-flight pieces go back to the picker) and the others carry on; when a round ends with
- * pieces still missing, the sources still alive start another round, and with none left the
- * download fails with NoSourcesError.
- */
-function fetchAll (meta: FileMetaData, sources: Source[], picker: PiecePicker, sink: PieceSink, deps: LeechDeps, opts: LeechOptions, scheduler: SchedulerLike): Observable<LeechEvent> {
-  const pieceTimeoutMs = opts.pieceTimeoutMs ?? PIECE_TIMEOUT_MS
-  const pipeline = opts.pipeline ?? PIPELINE
-  for (const s of sources) picker.addSource(s.peer.nodeId, s.bitfield)
-
-  const fetchPiece = (src: Source, offset: number): Observable<LeechEvent> => {
-    const index = offset / meta.blockSize
-    const expected = Math.min(meta.blockSize, meta.size - offset)
-    return deps.link(src.peer).request({ type: 'leech', hash: meta.hash, size: meta.size, offset, blockSize: meta.blockSize, pieces: meta.pieces }).pipe(
-      timeout({ first: pieceTimeoutMs, scheduler, with: () => throwError(() => new PeerTimeoutError(label(src.peer), `piece ${index}`)) }),
-      map((f) => {
-        const m = f.msg
-        if (m.type !== 'piece' || m.offset !== offset || m.pieceSize !== expected || m.clusterName !== meta.hash || f.payload?.length !== expected) {
-          throw new ProtocolError(`peer ${label(src.peer)} sent a piece that was not asked for`)
-        }
-        return { position: offset, data: f.payload }
-      }),
-      writeSink(sink, 1),
-      map((c) => {
-        const bytes = c.data.length // the sink owns the buffer once stored (it may move it to a worker)
-        sink.stored(c.position, c.data)
-        picker.done(src.peer.nodeId, index)
-        return { event: 'piece', index, bytes, peer: label(src.peer) } as LeechEvent
-      }),
-    )
-  }
-
-  const loop = (src: Source): Observable<LeechEvent> => {
-    const id = src.peer.nodeId
-    return leechPieces({
-      next: () => { const i = picker.next(id); return i === null ? null : i * meta.blockSize },
-      fetch: (offset) => fetchPiece(src, offset),
-      pipeline,
-    }).pipe(catchError((err: Error) => {
-      picker.drop(id)
-      dropped.add(id)
-      return of<LeechEvent>({ event: 'peer-dropped', peer: label(src.peer), code: (err as { code?: string }).code ?? 'ERR_PEER', error: err.message })
-    }))
-  }
-
-  const dropped = new Set<string>()
-  const round = (): Observable<LeechEvent> => defer(() => {
-    if (picker.complete) return EMPTY
-    const live = sources.filter((s) => !dropped.has(s.peer.nodeId) && picker.useful(s.peer.nodeId))
-    if (live.length === 0) return throwError(() => new NoSourcesError(meta.hash, picker.remaining))
-    return concat(merge(...live.map(loop)), round())
-  })
-  return round()
 }

@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto'
-import { catchError, EMPTY, exhaustMap, finalize, from, last, map, mergeMap, type Observable, type Subscription, tap, timer, lastValueFrom, defaultIfEmpty } from 'rxjs'
+import { randomBytes, webcrypto } from 'node:crypto'
+import { catchError, defaultIfEmpty, EMPTY, exhaustMap, finalize, from, last, lastValueFrom, map, mergeMap, Observable, type Subscription, tap, timer } from 'rxjs'
 import { HEARTBEAT_MS, MAX_BLOCK_SIZE } from '../limits'
 import { log } from '../log'
 import type { FileMetaData, PeerAddress } from '../protocol/messages'
@@ -8,11 +8,15 @@ import { TrackerClient } from '../net/trackerClient'
 import { udpTrackerTransport } from '../net/udpTrackerTransport'
 import { PeerConnection } from '../net/peerConnection'
 import { PeerServer } from '../net/peerServer'
-import { FileSink } from '../storage/fileSink'
 import { BufferPool } from '../storage/bufferPool'
+import { FileSink } from '../storage/fileSink'
+import { hashPieces, hashRoot } from '../storage/hashFile'
+import { MappedFile } from '../storage/mappedFile'
 import type { Endpoint } from '../tracker/flow'
+import { TokenBucket } from '../../streams/rateLimit'
 import { ClusterTable } from './clusterTable'
 import { leech, type LeechEvent, type LeechOptions } from './leech'
+import { setBit } from './picker'
 import { serveRequest, type ServedFile } from './serve'
 import { scanShare, type LocalFile } from './share'
 
@@ -22,18 +26,39 @@ export interface NodeOptions {
   host?: string
   /** TCP port for peers (0: any free port). */
   port?: number
-  /** Folder whose files this node shares (and so serves). */
+  /** Folder whose files this node shares. */
   share?: string
+  /** Serve pieces to peers (sharing peers and leechers both do; off for one-shot queries like `ls`). */
+  serve?: boolean
+  /** Bytes per second; Infinity: no cap. */
+  uploadLimit?: number
+  downloadLimit?: number
   heartbeatMs?: number
   /** Tracker request tuning (tests use short timeouts). */
   trackerTimeoutMs?: number
   trackerAttempts?: number
 }
 
+/** What this node holds of a file it is downloading or has downloaded. */
+interface Held {
+  meta: FileMetaData
+  bits: Uint8Array
+  have: number
+  pieceHashes: Buffer | null
+  source: () => MappedFile
+  complete: boolean
+}
+
+/** Piece hashes in libuv's thread pool, so verifying pieces stays off the event loop. */
+const poolHash = (data: Buffer): Observable<Buffer> => new Observable<Buffer>((sub) => {
+  webcrypto.subtle.digest('SHA-256', data).then((h) => { sub.next(Buffer.from(h)); sub.complete() }, (e) => sub.error(e))
+})
+
 /**
  * A local-p2p node: wiring of adapters (UDP to the tracker, TCP to and from peers, mmap'd files)
- * around the flows. A sharing node hashes and publishes its folder, heartbeats, keeps a cluster
- * table and serves pieces; any node can leech.
+ * around the flows. It publishes what it shares, heartbeats with its counters, keeps a cluster
+ * table and serves pieces: of its shared files and, from the first verified piece on, of what it
+ * is downloading.
  */
 export class Lp2pNode {
   readonly nodeId = randomBytes(16).toString('hex')
@@ -42,19 +67,27 @@ export class Lp2pNode {
   private tracker: TrackerClient | null = null
   private server: PeerServer | null = null
   private listen: Endpoint | null = null
-  private readonly served = new Map<string, ServedFile & { local: LocalFile }>()
+  private readonly served = new Map<string, ServedFile>()
+  private readonly shared = new Map<string, LocalFile & { meta?: FileMetaData }>()
+  private readonly held = new Map<string, Held>()
   private local: LocalFile[] = []
   private readonly subs: Subscription[] = []
   private readonly links = new Map<string, PeerConnection>()
   private readonly log = log.child({ module: 'node' })
   private refreshCursor = 0
-  /** Piece buffers, sized for the largest block: reused across pieces and downloads. */
+  /** Piece buffers: reused across pieces and downloads. */
   private readonly pool = new BufferPool(64 * 1024 * 1024, MAX_BLOCK_SIZE)
+  private readonly uploadBudget: TokenBucket | undefined
+  private readonly downloadBudget: TokenBucket | undefined
   /** Bytes of piece payloads sent and received. */
   uploaded = 0
   downloaded = 0
 
-  constructor (private readonly opts: NodeOptions) {}
+  constructor (private readonly opts: NodeOptions) {
+    const cap = (r: number | undefined): TokenBucket | undefined => r === undefined || !Number.isFinite(r) || r <= 0 ? undefined : new TokenBucket({ rate: r })
+    this.uploadBudget = cap(opts.uploadLimit)
+    this.downloadBudget = cap(opts.downloadLimit)
+  }
 
   get trackerClient (): TrackerClient {
     if (this.tracker === null) throw new Error('node not started')
@@ -63,42 +96,66 @@ export class Lp2pNode {
 
   get address (): Endpoint | null { return this.listen }
   get sharedFiles (): LocalFile[] { return this.local }
-  get publishedFiles (): FileMetaData[] { return [...this.served.values()].map((s) => s.meta) }
+  get publishedFiles (): FileMetaData[] { return [...this.shared.values()].flatMap((s) => s.meta === undefined ? [] : [s.meta]) }
 
   async start (): Promise<void> {
     const host = this.opts.host ?? '127.0.0.1'
     this.udp = await bindUdp(host, 0, (err, to) => this.log.debug({ err: err.message, to }, 'udp send failed'))
     this.tracker = new TrackerClient(udpTrackerTransport(this.udp, this.opts.tracker), { timeoutMs: this.opts.trackerTimeoutMs, attempts: this.opts.trackerAttempts })
-    if (this.opts.share === undefined) return
-    this.local = await scanShare(this.opts.share)
-    this.server = new PeerServer((m) => serveRequest(m, {
-      file: (id) => this.served.get(id),
-      cluster: this.cluster,
-      onFileChanged: (id, err) => this.log.warn({ fileId: id, err: err.message }, 'shared file changed on disk: no longer served'),
-    }), { host, port: this.opts.port ?? 0, onUpload: (n) => { this.uploaded += n } })
-    this.listen = await this.server.start()
-    await lastValueFrom(this.publishAll().pipe(defaultIfEmpty(null)))
-    this.subs.push(this.heartbeats())
+    if (this.opts.share !== undefined) this.local = await scanShare(this.opts.share)
+    for (const f of this.local) this.shared.set(f.fileId, f)
+    if (this.opts.serve ?? true) {
+      this.server = new PeerServer((m, remote) => serveRequest(m, {
+        file: (id) => this.served.get(id),
+        cluster: this.cluster,
+        onFileChanged: (id, err) => this.log.warn({ fileId: id, err: err.message }, 'shared file changed on disk: not served'),
+      }, remote), { host, port: this.opts.port ?? 0, onUpload: (n) => { this.uploaded += n }, budget: this.uploadBudget })
+      this.listen = await this.server.start()
+      await lastValueFrom(this.publishShared().pipe(defaultIfEmpty(null)))
+      this.subs.push(this.heartbeats())
+    }
   }
 
-  /** Publish every local file; remember the tracker's segmentation for each. */
-  private publishAll (): Observable<FileMetaData> {
+  /** Publish every shared file with its root; re-hash pieces if the tracker chose another segmentation. */
+  private publishShared (): Observable<FileMetaData> {
     const port = this.listen?.port ?? 0
+    const publish = (f: LocalFile): Observable<FileMetaData> => this.trackerClient.request({ type: 'publish', nodeId: this.nodeId, port, name: f.name, hash: f.fileId, size: f.size, blockSize: f.blockSize, root: f.root }).pipe(map((r) => r.meta))
     return from(this.local).pipe(
-      mergeMap((f) => this.trackerClient.request({ type: 'publish', nodeId: this.nodeId, port, name: f.name, hash: f.fileId, size: f.size }).pipe(
-        map((r) => r.meta),
-        tap((meta) => this.served.set(meta.hash, { meta, local: f, source: f.file, checkSize: () => f.file.checkSize() })),
-        catchError((err: Error) => { this.log.warn({ file: f.name, err: err.message }, 'publish failed'); return EMPTY }),
+      mergeMap((f) => publish(f).pipe(
+        mergeMap((meta) => meta.blockSize === f.blockSize
+          ? [meta]
+          : from(hashPieces(f.file, meta.blockSize)).pipe(mergeMap((ph) => { f.blockSize = meta.blockSize; f.pieceHashes = ph; f.root = hashRoot(ph); return publish(f) }))),
+        tap((meta) => {
+          const entry = this.shared.get(f.fileId)
+          if (entry !== undefined) entry.meta = meta
+          this.served.set(meta.hash, { meta, source: () => f.file, checkSize: () => f.file.checkSize(), pieceHashes: () => f.blockSize === meta.blockSize ? f.pieceHashes : null, have: () => null })
+        }),
+        catchError((err: Error) => { this.log.warn({ file: f.name, err: err.message }, 'publish failed; retried with the next heartbeat'); return EMPTY }),
       ), 8),
     )
   }
 
-  /** Announce every period; re-publish when the tracker lost us; refresh a few cluster rows. */
+  /** Publish what this node holds of a download (partial or complete). */
+  private publishHeld (h: Held): Observable<unknown> {
+    const port = this.listen?.port ?? 0
+    const m = h.meta
+    return this.trackerClient.request(h.complete
+      ? { type: 'publish', nodeId: this.nodeId, port, name: m.name, hash: m.hash, size: m.size, ...(h.pieceHashes === null ? {} : { blockSize: m.blockSize, root: hashRoot(h.pieceHashes) }) }
+      : { type: 'publish', nodeId: this.nodeId, port, name: m.name, hash: m.hash, size: m.size, have: h.have }).pipe(
+      catchError((err: Error) => { this.log.warn({ file: m.name, err: err.message }, 'publish failed; retried with the next heartbeat'); return EMPTY }),
+    )
+  }
+
+  private get fileCount (): number { return this.shared.size + [...this.held.values()].filter((h) => h.have > 0).length }
+
+  /** Announce every period with the counters; re-publish when the tracker lost us; refresh a few cluster rows. */
   private heartbeats (): Subscription {
     const period = this.opts.heartbeatMs ?? HEARTBEAT_MS
     return timer(period, period).pipe(
-      exhaustMap(() => this.trackerClient.request({ type: 'announce', nodeId: this.nodeId, port: this.listen?.port ?? 0, files: this.served.size }).pipe(
-        mergeMap((r) => r.resync ? this.publishAll().pipe(last(undefined, null)) : this.refreshClusters()),
+      exhaustMap(() => this.trackerClient.request({ type: 'announce', nodeId: this.nodeId, port: this.listen?.port ?? 0, files: this.fileCount, uploaded: this.uploaded, downloaded: this.downloaded }).pipe(
+        mergeMap((r) => r.resync
+          ? from([this.publishShared(), ...[...this.held.values()].filter((h) => h.have > 0).map((h) => this.publishHeld(h))]).pipe(mergeMap((o) => o), last(undefined, null))
+          : from([this.refreshClusters(), ...[...this.held.values()].filter((h) => !h.complete && h.have > 0).map((h) => this.publishHeld(h))]).pipe(mergeMap((o) => o))),
         catchError((err: Error) => { this.log.warn({ err: err.message }, 'heartbeat failed; retrying next period'); return EMPTY }),
       )),
     ).subscribe()
@@ -122,16 +179,61 @@ export class Lp2pNode {
     return c
   }
 
-  /** Download a file by name or id prefix into `out`. Unsubscribe to stop (the .part stays). */
+  /**
+   * Download a file by name or id prefix into `out`, serving its verified pieces to others
+   * meanwhile. After `done`, the node keeps serving the complete file until it is closed.
+   * Unsubscribe to stop (the .part stays).
+   */
   leech (query: string, out: string, opts: LeechOptions = {}): Observable<LeechEvent> {
+    let sink: FileSink | null = null
+    let h: Held | null = null
     return leech(query, {
       tracker: { files: () => this.trackerClient.files(), nodes: (id) => this.trackerClient.nodes(id) },
       link: (p) => this.link(p),
-      openSink: (meta) => new FileSink(meta, out, this.pool),
+      openSink: (meta) => { sink = new FileSink(meta, out, this.pool); return sink },
       selfId: this.nodeId,
+      selfPort: this.listen?.port,
+      hashPiece: poolHash,
+      budget: this.downloadBudget,
     }, opts).pipe(
-      tap((e) => { if (e.event === 'piece') this.downloaded += e.bytes }),
-      finalize(() => { for (const c of this.links.values()) c.close(); this.links.clear() }),
+      tap((e) => {
+        switch (e.event) {
+          case 'start': {
+            const meta: FileMetaData = { name: e.name, hash: e.fileId, size: e.size, blockSize: e.blockSize, pieces: e.pieces }
+            const s = sink as FileSink | null
+            const held: Held = { meta, bits: new Uint8Array(Math.ceil(e.pieces / 8)), have: 0, pieceHashes: null, complete: false, source: () => (s as FileSink).source() }
+            h = held
+            this.held.set(meta.hash, held)
+            // pieces are served only once verified against hashes checked against the root
+            if (!this.served.has(meta.hash)) this.served.set(meta.hash, { meta, source: () => held.source(), checkSize: () => {}, pieceHashes: () => held.pieceHashes, have: () => held.pieceHashes === null ? new Uint8Array(held.bits.length) : held.bits })
+            return
+          }
+          case 'hashes': if (h !== null) h.pieceHashes = e.pieceHashes; return
+          case 'piece':
+            this.downloaded += e.bytes
+            if (h === null) return
+            setBit(h.bits, e.index)
+            if (++h.have === 1 && h.pieceHashes !== null) this.subs.push(this.publishHeld(h).subscribe())
+            return
+          case 'done': {
+            if (h === null) return
+            const held = h
+            const file = MappedFile.open(e.path)
+            held.complete = true
+            held.have = held.meta.pieces
+            held.source = () => file
+            this.served.set(held.meta.hash, { meta: held.meta, source: () => file, checkSize: () => file.checkSize(), pieceHashes: () => held.pieceHashes, have: () => null })
+            this.subs.push(this.publishHeld(held).subscribe())
+          }
+        }
+      }),
+      finalize(() => {
+        for (const c of this.links.values()) c.close()
+        this.links.clear()
+        // an unfinished download is no longer served once its sink is closed
+        const cur = h as Held | null
+        if (cur !== null && !cur.complete) { this.served.delete(cur.meta.hash); this.held.delete(cur.meta.hash) }
+      }),
     )
   }
 

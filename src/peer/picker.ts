@@ -1,85 +1,179 @@
+/** Bit i (MSB first) of a bitfield. */
+export function hasBit (bf: Uint8Array, i: number): boolean {
+  return (bf[i >> 3] & (0x80 >> (i & 7))) !== 0
+}
+
+export function setBit (bf: Uint8Array, i: number): void {
+  bf[i >> 3] |= 0x80 >> (i & 7)
+}
+
+export interface PickerOptions {
+  /** Random source in [0, 1) for tie-breaks: injectable so simulations are reproducible. */
+  random?: () => number
+  /** Most copies of one piece in flight at once in the endgame. */
+  maxDuplicates?: number
+}
+
+const MISSING = 0
+const IN_FLIGHT = 1
+const DONE = 2
+
 /**
- * Which piece a source should fetch next. Pure bookkeeping: every piece is missing, in flight
- * with one source, or done. Sources only get pieces their bitfield says they hold; a source that
- * fails gives its in-flight pieces back.
+ * Which piece a source should fetch next. Pure bookkeeping, no I/O and no time.
+ *
+ * - Rarest first: among the missing pieces a source holds, the one the fewest known sources
+ *   hold, ties broken at random, so copies spread and no piece ends up held by one peer only.
+ * - Endgame: when a source has nothing missing left to fetch, it may fetch a piece already in
+ *   flight elsewhere (at most `maxDuplicates` copies); the first copy to land wins and the flow
+ *   cancels the others.
+ * - A source that fails gives its in-flight pieces back.
  */
 export class PiecePicker {
-  private readonly state: Uint8Array // 0 missing, 1 in flight, 2 done
-  private readonly owner = new Map<number, string>()
+  private readonly state: Uint8Array
+  private readonly owners = new Map<number, Set<string>>()
   private readonly has = new Map<string, Uint8Array | null>() // null: holds everything
   private readonly inFlight = new Map<string, Set<number>>()
+  /** How many known sources hold each piece (sources holding everything are counted apart). */
+  private readonly availability: Uint16Array
+  private seeds = 0
   private doneCount = 0
-  private firstMissing = 0
+  private missingCount: number
+  readonly doneBits: Uint8Array
+  private readonly random: () => number
+  private readonly maxDuplicates: number
 
-  constructor (readonly pieces: number) {
+  constructor (readonly pieces: number, opts: PickerOptions = {}) {
     this.state = new Uint8Array(pieces)
+    this.availability = new Uint16Array(pieces)
+    this.doneBits = new Uint8Array(Math.ceil(pieces / 8))
+    this.missingCount = pieces
+    this.random = opts.random ?? Math.random
+    this.maxDuplicates = opts.maxDuplicates ?? 2
   }
 
   get remaining (): number { return this.pieces - this.doneCount }
   get complete (): boolean { return this.doneCount === this.pieces }
+  get sources (): number { return this.has.size }
+  isDone (index: number): boolean { return this.state[index] === DONE }
 
-  /** A source and the pieces it holds (null bitfield: all of them). */
-  addSource (id: string, bitfield: Uint8Array | null): void {
+  /** A source and the pieces it holds (null: all of them). Called again, it replaces the bitfield. */
+  setSource (id: string, bitfield: Uint8Array | null): void {
+    this.forget(id)
     this.has.set(id, bitfield)
     if (!this.inFlight.has(id)) this.inFlight.set(id, new Set())
+    if (bitfield === null) { this.seeds++; return }
+    for (let i = 0; i < this.pieces; i++) if (hasBit(bitfield, i)) this.availability[i]++
+  }
+
+  /** A source now holds one more piece (it told us, or it fetched it from us). */
+  sourceGot (id: string, index: number): void {
+    const bf = this.has.get(id)
+    if (bf === undefined || bf === null || hasBit(bf, index)) return
+    setBit(bf, index)
+    this.availability[index]++
+  }
+
+  private forget (id: string): void {
+    const bf = this.has.get(id)
+    if (bf === undefined) return
+    if (bf === null) this.seeds--
+    else for (let i = 0; i < this.pieces; i++) if (hasBit(bf, i)) this.availability[i]--
+    this.has.delete(id)
   }
 
   holds (id: string, index: number): boolean {
     const bf = this.has.get(id)
-    if (bf === undefined) return false
-    return bf === null || (bf[index >> 3] & (0x80 >> (index & 7))) !== 0
+    return bf !== undefined && (bf === null || hasBit(bf, index))
   }
 
-  /** A piece that was already verified before any source was asked (resume). */
+  /** Known sources holding piece `index`. */
+  availabilityOf (index: number): number { return this.seeds + this.availability[index] }
+
+  /** A piece verified before any source was asked (resume). */
   markDone (index: number): void {
-    if (this.state[index] === 2) return
-    this.state[index] = 2
+    if (this.state[index] === DONE) return
+    if (this.state[index] === MISSING) this.missingCount--
+    this.state[index] = DONE
+    setBit(this.doneBits, index)
     this.doneCount++
   }
 
-  /** The lowest missing piece that `id` holds, now in flight with it; null when there is none. */
+  /** The next piece for `id` (rarest first, then endgame duplicates), now in flight with it; null when there is none. */
   next (id: string): number | null {
     const flying = this.inFlight.get(id)
     if (flying === undefined) return null
-    while (this.firstMissing < this.pieces && this.state[this.firstMissing] !== 0) this.firstMissing++
-    for (let i = this.firstMissing; i < this.pieces; i++) {
-      if (this.state[i] !== 0 || !this.holds(id, i)) continue
-      this.state[i] = 1
-      this.owner.set(i, id)
-      flying.add(i)
-      return i
-    }
-    return null
-  }
-
-  /** Piece `index` arrived from `id` and is stored. */
-  done (id: string, index: number): void {
-    this.inFlight.get(id)?.delete(index)
-    if (this.state[index] === 2) return
-    this.state[index] = 2
-    this.owner.delete(index)
-    this.doneCount++
-  }
-
-  /** `id` failed: its in-flight pieces are missing again and it gets no more. */
-  drop (id: string): number[] {
-    const back = [...(this.inFlight.get(id) ?? [])]
-    for (const i of back) {
-      if (this.state[i] === 1 && this.owner.get(i) === id) {
-        this.state[i] = 0
-        this.owner.delete(i)
-        if (i < this.firstMissing) this.firstMissing = i
+    let best = -1
+    let bestAvail = Infinity
+    let ties = 0
+    if (this.missingCount > 0) {
+      for (let i = 0; i < this.pieces; i++) {
+        if (this.state[i] !== MISSING || !this.holds(id, i)) continue
+        const a = this.availability[i]
+        if (a < bestAvail) { best = i; bestAvail = a; ties = 1 } else if (a === bestAvail && this.random() * ++ties < 1) best = i // reservoir pick among ties
       }
     }
+    if (best < 0) best = this.endgamePick(id, flying)
+    if (best < 0) return null
+    if (this.state[best] === MISSING) this.missingCount--
+    this.state[best] = IN_FLIGHT
+    let o = this.owners.get(best)
+    if (o === undefined) { o = new Set(); this.owners.set(best, o) }
+    o.add(id)
+    flying.add(best)
+    return best
+  }
+
+  /** Endgame: a piece in flight elsewhere that `id` holds and is not fetching, with the fewest copies in flight. */
+  private endgamePick (id: string, flying: Set<number>): number {
+    let best = -1
+    let fewest = this.maxDuplicates
+    for (const [i, o] of this.owners) {
+      if (flying.has(i) || !this.holds(id, i) || o.size >= fewest) continue
+      best = i; fewest = o.size
+    }
+    return best
+  }
+
+  /** Piece `index` arrived from `id` and is stored. Returns the other sources fetching it (to cancel). */
+  done (id: string, index: number): string[] {
+    this.inFlight.get(id)?.delete(index)
+    const others = [...(this.owners.get(index) ?? [])].filter((o) => o !== id)
+    for (const o of others) this.inFlight.get(o)?.delete(index)
+    this.owners.delete(index)
+    if (this.state[index] !== DONE) {
+      if (this.state[index] === MISSING) this.missingCount--
+      this.state[index] = DONE
+      setBit(this.doneBits, index)
+      this.doneCount++
+    }
+    return others
+  }
+
+  /** `id` gives piece `index` back without it (bad data, cancelled): missing again unless others fetch it. */
+  release (id: string, index: number): void {
+    this.inFlight.get(id)?.delete(index)
+    const o = this.owners.get(index)
+    o?.delete(id)
+    if (this.state[index] === IN_FLIGHT && (o === undefined || o.size === 0)) {
+      this.owners.delete(index)
+      this.state[index] = MISSING
+      this.missingCount++
+    }
+  }
+
+  /** `id` failed: its in-flight pieces go back and it gets no more. */
+  drop (id: string): number[] {
+    const back = [...(this.inFlight.get(id) ?? [])]
+    for (const i of back) this.release(id, i)
     this.inFlight.delete(id)
-    this.has.delete(id)
+    this.forget(id)
     return back
   }
 
-  /** Does `id` hold any piece that is still missing? */
+  /** Does `id` hold a piece that is missing (or, in the endgame, in flight elsewhere)? */
   useful (id: string): boolean {
     if (!this.has.has(id)) return false
-    for (let i = this.firstMissing; i < this.pieces; i++) if (this.state[i] === 0 && this.holds(id, i)) return true
+    for (let i = 0; i < this.pieces; i++) if (this.state[i] !== DONE && this.holds(id, i)) return true
     return false
   }
 }

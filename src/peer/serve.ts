@@ -1,13 +1,18 @@
 import { REMOTE_CODES, type FileMetaData, type PeerReply, type PeerRequest } from '../protocol/messages'
 import type { PageSource } from '../../streams/readPages'
 import type { ClusterTable } from './clusterTable'
+import { hasBit } from './picker'
 
-/** A file this node can serve pieces of. */
+/** A file this node can serve pieces of: complete (a share, a finished download) or partial (a download in progress). */
 export interface ServedFile {
   meta: FileMetaData
-  source: PageSource
+  source: () => PageSource
   /** Throws when the file on disk no longer matches what was mapped. */
   checkSize: () => void
+  /** Piece hashes (32 bytes each), once known and verified. */
+  pieceHashes: () => Buffer | null
+  /** Pieces held: null means all of them. */
+  have: () => Uint8Array | null
 }
 
 export interface ServeContext {
@@ -17,30 +22,52 @@ export interface ServeContext {
   onFileChanged?: (fileId: string, err: Error) => void
 }
 
-/** A reply and, for pieces, the byte range of the file that follows it raw. */
+/** A reply and, for pieces and hash lists, the bytes that follow it raw. */
 export interface Outgoing {
   msg: PeerReply
   payload?: { source: PageSource, offset: number, length: number }
 }
 
+/** The connection a request came on: the neighbour's address as the socket saw it. */
+export interface Remote { host: string }
+
+const bufferSource = (b: Buffer): PageSource => ({ size: b.length, view: (o, l) => [b.subarray(o, o + l)] })
+
 /**
  * A peer's answer to one request from a neighbour. Pure: looks things up in the context and
  * says what to send; the connection adapter streams the payload pages from the mapping.
  */
-export function serveRequest (m: PeerRequest, ctx: ServeContext): Outgoing {
+export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote = { host: '' }): Outgoing {
   const err = (code: string, message: string): Outgoing => ({ msg: { type: 'error', req: m.req, code, message } })
   switch (m.type) {
-    case 'find_cluster':
-      return { msg: { type: 'cluster', req: m.req, fileId: m.fileId, peers: ctx.cluster.peers(m.fileId) } }
+    case 'find_cluster': {
+      const peers = ctx.cluster.peers(m.fileId)
+      // the asker serves what it fetches: it joins this file's cluster, at the address we see it at
+      if (m.from !== undefined && remote.host !== '') ctx.cluster.add(m.fileId, { nodeId: m.from.nodeId, host: remote.host, port: m.from.port })
+      return { msg: { type: 'cluster', req: m.req, fileId: m.fileId, peers: peers.filter((p) => p.nodeId !== m.from?.nodeId) } }
+    }
+    case 'get_hashes': {
+      const f = ctx.file(m.fileId)
+      const hashes = f?.pieceHashes() ?? null
+      if (f === undefined || hashes === null) return err(REMOTE_CODES.notFound, 'piece hashes not held here')
+      if (m.from + m.count > f.meta.pieces) return err(REMOTE_CODES.badRequest, 'hash range outside the file')
+      return { msg: { type: 'hashes', req: m.req, fileId: m.fileId, from: m.from, count: m.count }, payload: { source: bufferSource(hashes), offset: m.from * 32, length: m.count * 32 } }
+    }
     case 'probe': {
       const f = ctx.file(m.fileId)
       if (f === undefined) return err(REMOTE_CODES.notFound, 'file not held here')
-      return { msg: { type: 'have', req: m.req, fileId: m.fileId, totalPieces: f.meta.pieces } }
+      const have = f.have()
+      return { msg: have === null ? { type: 'have', req: m.req, fileId: m.fileId, totalPieces: f.meta.pieces } : { type: 'have', req: m.req, fileId: m.fileId, totalPieces: f.meta.pieces, bitfield: Uint8Array.prototype.slice.call(have) } }
     }
     case 'leech': {
       const f = ctx.file(m.hash)
       if (f === undefined) return err(REMOTE_CODES.notFound, 'file not held here')
       if (m.size !== f.meta.size) return err(REMOTE_CODES.badRequest, `size ${m.size} is not the file's size`)
+      const have = f.have()
+      if (have !== null) {
+        // a partial holder serves only pieces of the tracker's segmentation that it has verified
+        if (m.blockSize !== f.meta.blockSize || !hasBit(have, m.offset / m.blockSize)) return err(REMOTE_CODES.notFound, 'piece not held here')
+      }
       try {
         f.checkSize()
       } catch (e) {
@@ -49,7 +76,7 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext): Outgoing {
       }
       const length = Math.min(m.blockSize, m.size - m.offset)
       const header: PeerReply = { type: 'piece', req: m.req, pieceSize: length, offset: m.offset, totalPieces: m.pieces, clusterName: m.hash }
-      return { msg: header, payload: { source: f.source, offset: m.offset, length } }
+      return { msg: header, payload: { source: f.source(), offset: m.offset, length } }
     }
     default: {
       const never: never = m

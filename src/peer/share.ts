@@ -3,6 +3,7 @@ import path from 'node:path'
 import { log } from '../log'
 import { MappedFile } from '../storage/mappedFile'
 import { hashFile } from '../storage/hashFile'
+import { segment } from '../protocol/segmentation'
 import { safeFileName } from '../storage/names'
 
 /** Most files taken from one shared folder. */
@@ -15,6 +16,10 @@ export interface LocalFile {
   size: number
   fileId: string
   file: MappedFile
+  /** Piece hashes for `blockSize` (the segmentation the tracker will most likely choose). */
+  blockSize: number
+  pieceHashes: Buffer
+  root: string
 }
 
 /**
@@ -49,10 +54,10 @@ export async function scanShare (dir: string, onFile?: (f: LocalFile) => void): 
         l.warn({ path: p, err: (err as Error).message }, 'cannot open shared file: skipped')
         continue
       }
-      const fileId = await hashFile(file)
-      if (seen.has(fileId)) { file.close(); continue }
-      seen.add(fileId)
-      const f = { path: p, name: e.name, size: file.size, fileId, file }
+      const h = await hashFile(file, segment(file.size).blockSize)
+      if (seen.has(h.fileId)) { file.close(); continue }
+      seen.add(h.fileId)
+      const f: LocalFile = { path: p, name: e.name, size: file.size, file, ...h }
       out.push(f)
       onFile?.(f)
     }

@@ -94,11 +94,13 @@ export class FrameDecoder {
         const payloadLen = total - 4 - headerLen
         if (msg.type === 'piece') {
           if (msg.pieceSize !== payloadLen) throw new ProtocolError(`piece header says ${msg.pieceSize} bytes, frame carries ${payloadLen}`)
+        } else if (msg.type === 'hashes') {
+          if (msg.count * 32 !== payloadLen) throw new ProtocolError(`hashes header says ${msg.count} hashes, frame carries ${payloadLen} bytes`)
         } else if (payloadLen !== 0) {
           throw new ProtocolError(`${msg.type} frame carries an unexpected payload`)
         }
         if (payloadLen === 0) {
-          out.push(msg.type === 'piece' ? { msg, payload: Buffer.alloc(0) } : { msg })
+          out.push(msg.type === 'piece' || msg.type === 'hashes' ? { msg, payload: Buffer.alloc(0) } : { msg })
           continue
         }
         if (!this.transient && this.pendingBytes >= payloadLen && this.pending[0].length >= payloadLen) {

@@ -15,6 +15,16 @@ export interface FileMetaData {
   size: number
   blockSize: number
   pieces: number
+  /** SHA-256 over the concatenated piece hashes, once a seeder has reported it. */
+  root?: string
+}
+
+/** A node's share of one file, as the tracker reports it. */
+export interface NodeFile {
+  fileId: string
+  /** Pieces the node holds (= the file's pieces when it is a seeder). */
+  have: number
+  pieces: number
 }
 
 /** Where a node listens for peers. `host` is the source address the tracker saw, never a claim. */
@@ -27,20 +37,30 @@ export interface PeerAddress {
 /** A node as the tracker reports it. */
 export interface NodeInfo extends PeerAddress {
   lastSeen: number
-  /** Ids of the files it published (the first MAX_FILES_PER_NODE_ITEM of them). */
-  files: string[]
+  /** The files it holds (the first MAX_FILES_PER_NODE_ITEM of them), with completeness. */
+  files: NodeFile[]
   fileCount: number
+  /** Bytes of pieces it has sent and received, as it last reported. */
+  uploaded: number
+  downloaded: number
 }
 
 export const MAX_FILES_PER_NODE_ITEM = 32
+/** Most piece hashes in one `hashes` frame (2 MiB of payload). */
+export const MAX_HASHES_PER_FRAME = 65536
 export const MAX_LIST_ITEMS = 1024
 
 // ---------------------------------------------------------------- tracker wire (UDP)
 /** A node promotes itself as seeder of a file; the tracker answers with the segmentation it chose. */
-export interface Publish { type: 'publish', tx: number, nodeId: string, port: number, name: string, hash: string, size: number }
+/**
+ * A node promotes itself as seeder of a file (or, with `have` < pieces, as a partial holder).
+ * `blockSize` and `root` are the segmentation it hashed the pieces with and the root over those
+ * piece hashes: the tracker keeps the first root that matches its own segmentation.
+ */
+export interface Publish { type: 'publish', tx: number, nodeId: string, port: number, name: string, hash: string, size: number, blockSize?: number, root?: string, have?: number }
 export interface Published { type: 'published', tx: number, meta: FileMetaData }
 /** Heartbeat. `files` is how many files the node holds: when it differs from what the tracker knows, the tracker asks for a resync (re-publish). */
-export interface Announce { type: 'announce', tx: number, nodeId: string, port: number, files: number }
+export interface Announce { type: 'announce', tx: number, nodeId: string, port: number, files: number, uploaded: number, downloaded: number }
 export interface Announced { type: 'announced', tx: number, interval: number, resync: boolean }
 export interface QueryFiles { type: 'query_files', tx: number, after?: string }
 export interface Files { type: 'files', tx: number, files: FileMetaData[], next?: string }
@@ -55,8 +75,11 @@ export type TrackerMessage = TrackerRequest | TrackerReply
 
 // ---------------------------------------------------------------- peer wire (TCP)
 /** Ask a neighbour for the peers it knows for a file (its cluster table row). */
-export interface FindCluster { type: 'find_cluster', req: number, fileId: string }
+export interface FindCluster { type: 'find_cluster', req: number, fileId: string, from?: { nodeId: string, port: number } }
 export interface Cluster { type: 'cluster', req: number, fileId: string, peers: PeerAddress[] }
+/** Ask for the piece hashes [from, from+count) of a file; they come as the raw payload (32 bytes each). */
+export interface GetHashes { type: 'get_hashes', req: number, fileId: string, from: number, count: number }
+export interface Hashes { type: 'hashes', req: number, fileId: string, from: number, count: number }
 /** Ask which pieces a peer holds. */
 export interface Probe { type: 'probe', req: number, fileId: string }
 /** `bitfield` absent means the peer holds every piece. Bit i (MSB first) is piece i. */
@@ -67,8 +90,8 @@ export interface Leech { type: 'leech', req: number, hash: string, size: number,
 export interface Piece { type: 'piece', req: number, pieceSize: number, offset: number, totalPieces: number, clusterName: string }
 export interface PeerErrorReply { type: 'error', req: number, code: string, message: string }
 
-export type PeerRequest = FindCluster | Probe | Leech
-export type PeerReply = Cluster | Have | Piece | PeerErrorReply
+export type PeerRequest = FindCluster | GetHashes | Probe | Leech
+export type PeerReply = Cluster | Hashes | Have | Piece | PeerErrorReply
 export type PeerMessage = PeerRequest | PeerReply
 
 /** Error codes carried in `error` replies. */
@@ -87,8 +110,10 @@ const port = (o: v.Obj): number => v.int(o, 'port', 1, 65535)
 
 export function fileMetaData (x: unknown): FileMetaData {
   const o = v.obj(x, 'file')
-  const meta = { name: v.name(o), hash: v.hash(o, 'hash'), size: v.int(o, 'size'), blockSize: v.int(o, 'blockSize', PAGE_SIZE, MAX_BLOCK_SIZE), pieces: v.int(o, 'pieces') }
+  const meta: FileMetaData = { name: v.name(o), hash: v.hash(o, 'hash'), size: v.int(o, 'size'), blockSize: v.int(o, 'blockSize', PAGE_SIZE, MAX_BLOCK_SIZE), pieces: v.int(o, 'pieces') }
   checkSegmentation(meta.size, meta.blockSize, meta.pieces)
+  const root = v.optHash(o, 'root')
+  if (root !== undefined) meta.root = root
   return meta
 }
 
@@ -103,13 +128,22 @@ function peerAddress (x: unknown): PeerAddress {
   return { nodeId: v.nodeId(o), host: v.host(o), port: port(o) }
 }
 
+function nodeFile (x: unknown): NodeFile {
+  const o = v.obj(x, 'file')
+  const f = { fileId: v.hash(o, 'fileId'), have: v.int(o, 'have'), pieces: v.int(o, 'pieces') }
+  if (f.have > f.pieces) throw new ProtocolError('have is more than pieces')
+  return f
+}
+
 function nodeInfo (x: unknown): NodeInfo {
   const o = v.obj(x, 'node')
   return {
     ...peerAddress(o),
     lastSeen: v.int(o, 'lastSeen'),
-    files: v.list(o, 'files', MAX_FILES_PER_NODE_ITEM, (f) => { const h = { h: f }; return v.hash(h, 'h') }),
+    files: v.list(o, 'files', MAX_FILES_PER_NODE_ITEM, nodeFile),
     fileCount: v.int(o, 'fileCount'),
+    uploaded: v.int(o, 'uploaded'),
+    downloaded: v.int(o, 'downloaded'),
   }
 }
 
@@ -122,9 +156,16 @@ function next (o: v.Obj): { next?: string } {
 export function trackerMessage (x: unknown): TrackerMessage {
   const o = v.obj(x)
   switch (o.type) {
-    case 'publish': return { type: 'publish', tx: tx(o), nodeId: v.nodeId(o), port: port(o), name: v.name(o), hash: v.hash(o, 'hash'), size: v.int(o, 'size') }
+    case 'publish': {
+      const m: Publish = { type: 'publish', tx: tx(o), nodeId: v.nodeId(o), port: port(o), name: v.name(o), hash: v.hash(o, 'hash'), size: v.int(o, 'size') }
+      if (o.blockSize !== undefined) m.blockSize = v.int(o, 'blockSize', PAGE_SIZE, MAX_BLOCK_SIZE)
+      const root = v.optHash(o, 'root'); if (root !== undefined) m.root = root
+      if (o.have !== undefined) m.have = v.int(o, 'have')
+      if (m.root !== undefined && m.blockSize === undefined) throw new ProtocolError('root without blockSize')
+      return m
+    }
     case 'published': return { type: 'published', tx: tx(o), meta: fileMetaData(o.meta) }
-    case 'announce': return { type: 'announce', tx: tx(o), nodeId: v.nodeId(o), port: port(o), files: v.int(o, 'files') }
+    case 'announce': return { type: 'announce', tx: tx(o), nodeId: v.nodeId(o), port: port(o), files: v.int(o, 'files'), uploaded: v.int(o, 'uploaded'), downloaded: v.int(o, 'downloaded') }
     case 'announced': return { type: 'announced', tx: tx(o), interval: v.int(o, 'interval', 1, 3_600_000), resync: v.bool(o, 'resync') }
     case 'query_files': {
       const after = v.optHash(o, 'after')
@@ -147,7 +188,13 @@ export function trackerMessage (x: unknown): TrackerMessage {
 export function peerMessage (x: unknown): PeerMessage {
   const o = v.obj(x)
   switch (o.type) {
-    case 'find_cluster': return { type: 'find_cluster', req: req(o), fileId: v.hash(o, 'fileId') }
+    case 'find_cluster': {
+      const m: FindCluster = { type: 'find_cluster', req: req(o), fileId: v.hash(o, 'fileId') }
+      if (o.from !== undefined && o.from !== null) { const f = v.obj(o.from, 'from'); m.from = { nodeId: v.nodeId(f), port: port(f) } }
+      return m
+    }
+    case 'get_hashes': return { type: 'get_hashes', req: req(o), fileId: v.hash(o, 'fileId'), from: v.int(o, 'from'), count: v.int(o, 'count', 1, MAX_HASHES_PER_FRAME) }
+    case 'hashes': return { type: 'hashes', req: req(o), fileId: v.hash(o, 'fileId'), from: v.int(o, 'from'), count: v.int(o, 'count', 1, MAX_HASHES_PER_FRAME) }
     case 'cluster': return { type: 'cluster', req: req(o), fileId: v.hash(o, 'fileId'), peers: v.list(o, 'peers', MAX_PEERS_PER_REPLY, peerAddress) }
     case 'probe': return { type: 'probe', req: req(o), fileId: v.hash(o, 'fileId') }
     case 'have': {

@@ -4,6 +4,7 @@ import type { PieceSink } from '../peer/leech'
 import type { BufferPool } from './bufferPool'
 import { OrderedHasher } from './orderedHasher'
 import { PartFile } from './partFile'
+import type { MappedFile } from './mappedFile'
 import { WorkerHashTarget } from './workerHash'
 
 /** Files from this size on are hashed in a worker thread (below it, starting one costs more than it saves). */
@@ -31,5 +32,7 @@ export class FileSink implements PieceSink {
   }
   digest (): Observable<string> { return defer(() => this.hasher.digest()) }
   commit (): string { return this.part.commit() }
+  /** The bytes written so far, through a read-only mapping (for serving verified pieces). */
+  source (): MappedFile { return this.part.source() }
   close (): void { this.worker?.close(); this.part.close() }
 }

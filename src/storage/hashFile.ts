@@ -1,19 +1,45 @@
 import { createHash } from 'node:crypto'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
-import { MappedFile } from './mappedFile'
+import type { MappedFile } from './mappedFile'
 
 const SLICE = 16 * 1024 * 1024
 
+export interface FileHashes {
+  /** SHA-256 of the content: the file id. */
+  fileId: string
+  blockSize: number
+  /** SHA-256 of each piece, 32 bytes each. */
+  pieceHashes: Buffer
+  /** SHA-256 over the concatenated piece hashes. */
+  root: string
+}
+
+/** The root over piece hashes: what the tracker keeps so leechers can check a hash list from any peer. */
+export function hashRoot (pieceHashes: Buffer): string {
+  return createHash('sha256').update(pieceHashes).digest('hex')
+}
+
 /**
- * SHA-256 of a file read through its mapping, a slice at a time so the event loop keeps
- * serving in between. Memory stays flat whatever the size.
+ * The file id and the piece hashes for `blockSize`, in one pass through the mapping, a slice
+ * at a time so the event loop keeps serving in between. Memory stays flat whatever the size.
  */
-export async function hashFile (file: MappedFile): Promise<string> {
-  const h = createHash('sha256')
-  for (let pos = 0; pos < file.size; pos += SLICE) {
-    for (const v of file.view(pos, Math.min(SLICE, file.size - pos))) h.update(v)
-    await yieldToLoop()
+export async function hashFile (file: MappedFile, blockSize: number): Promise<FileHashes> {
+  const whole = createHash('sha256')
+  const pieces = Math.ceil(file.size / blockSize)
+  const pieceHashes = Buffer.alloc(pieces * 32)
+  let sinceYield = 0
+  for (let i = 0; i < pieces; i++) {
+    const off = i * blockSize
+    const piece = createHash('sha256')
+    for (const v of file.view(off, Math.min(blockSize, file.size - off))) { whole.update(v); piece.update(v); sinceYield += v.length }
+    piece.digest().copy(pieceHashes, i * 32)
+    if (sinceYield >= SLICE) { sinceYield = 0; await yieldToLoop() }
   }
   file.checkSize()
-  return h.digest('hex')
+  return { fileId: whole.digest('hex'), blockSize, pieceHashes, root: hashRoot(pieceHashes) }
+}
+
+/** Piece hashes only (the file id is known): for a segmentation other than the one first hashed. */
+export async function hashPieces (file: MappedFile, blockSize: number): Promise<Buffer> {
+  return (await hashFile(file, blockSize)).pieceHashes
 }

@@ -62,7 +62,7 @@ export class PartFile implements PositionalWriter {
   }
 
   /** The bytes written so far, through a read-only mapping (coherent with the writes). */
-  source (): PageSource {
+  source (): MappedFile {
     if (this.mapped === null) this.mapped = MappedFile.open(this.partPath)
     return this.mapped
   }

@@ -50,7 +50,7 @@ function handle (r: Inbound, reg: Registry, now: number, heartbeatMs: number): T
     case 'publish':
       return { type: 'published', tx: m.tx, meta: reg.publish(node(m.nodeId, m.port), m, now) }
     case 'announce':
-      return { type: 'announced', tx: m.tx, interval: heartbeatMs, resync: reg.announce(node(m.nodeId, m.port), m.files, now) }
+      return { type: 'announced', tx: m.tx, interval: heartbeatMs, resync: reg.announce(node(m.nodeId, m.port), m.files, now, m) }
     case 'query_files': {
       const { items, next } = page(reg.files.list(m.after, MAX_LIST_ITEMS), (f) => f.hash)
       return next === undefined ? { type: 'files', tx: m.tx, files: items } : { type: 'files', tx: m.tx, files: items, next }

@@ -1,13 +1,27 @@
 import { MAX_FILES_PER_NODE_ITEM, type FileMetaData, type NodeInfo } from '../protocol/messages'
 import { MAX_TRACKER_FILES, MAX_TRACKER_NODES } from '../limits'
-import { fileMeta } from './segmentation'
+import { fileMeta } from '../protocol/segmentation'
 
 interface NodeState {
   nodeId: string
   host: string
   port: number
   lastSeen: number
-  files: Set<string>
+  /** fileId → pieces held */
+  files: Map<string, number>
+  uploaded: number
+  downloaded: number
+}
+
+/** What a node says of a file when it publishes it. */
+export interface PublishedFile {
+  name: string
+  hash: string
+  size: number
+  blockSize?: number
+  root?: string
+  /** Pieces held; absent: all of them. */
+  have?: number
 }
 
 /** Where file metadata lives: in memory here; persistent stores implement the same interface. */
@@ -55,28 +69,40 @@ export class Registry {
 
   get nodeCount (): number { return this.nodes.size }
 
-  /** A node (at the source address the tracker saw) promotes itself as seeder of a file. */
-  publish (node: { nodeId: string, host: string, port: number }, file: { name: string, hash: string, size: number }, now: number): FileMetaData {
+  /**
+   * A node (at the source address the tracker saw) promotes itself as seeder of a file, or as a
+   * partial holder. The first publish fixes the segmentation (piece hashes depend on it): by
+   * size, and by the live nodes the file may spread to. The root over the piece hashes is taken
+   * from the first complete holder that hashed with that segmentation.
+   */
+  publish (node: { nodeId: string, host: string, port: number }, file: PublishedFile, now: number): FileMetaData {
     let meta = this.files.get(file.hash)
     if (meta === undefined) {
       if (this.files.size >= MAX_TRACKER_FILES) throw new RegistryFullError('tracker holds too many files')
-      meta = fileMeta(file.name, file.hash, file.size)
+      meta = fileMeta(file.name, file.hash, file.size, Math.max(1, this.nodes.size))
+      if (file.root !== undefined && file.blockSize === meta.blockSize && file.have === undefined) meta.root = file.root
       this.files.put(meta)
     } else if (meta.size !== file.size) {
       // same hash, other size: impossible for honest nodes
       throw new RangeError(`size ${file.size} does not match the published size ${meta.size}`)
+    } else if (meta.root === undefined && file.root !== undefined && file.blockSize === meta.blockSize && file.have === undefined) {
+      meta = { ...meta, root: file.root }
+      this.files.put(meta)
     }
+    if (file.have !== undefined && file.have > meta.pieces) throw new RangeError(`have ${file.have} is more than the ${meta.pieces} pieces`)
     const n = this.touch(node, now)
-    n.files.add(meta.hash)
+    n.files.set(meta.hash, file.have ?? meta.pieces)
     let h = this.holders.get(meta.hash)
     if (h === undefined) { h = new Set(); this.holders.set(meta.hash, h) }
     h.add(n.nodeId)
     return meta
   }
 
-  /** Heartbeat. Returns true when the node should re-publish (the tracker's view of it differs). */
-  announce (node: { nodeId: string, host: string, port: number }, fileCount: number, now: number): boolean {
+  /** Heartbeat, with the node's counters. Returns true when the node should re-publish (the tracker's view of it differs). */
+  announce (node: { nodeId: string, host: string, port: number }, fileCount: number, now: number, counters: { uploaded: number, downloaded: number } = { uploaded: 0, downloaded: 0 }): boolean {
     const n = this.touch(node, now)
+    n.uploaded = counters.uploaded
+    n.downloaded = counters.downloaded
     return n.files.size !== fileCount
   }
 
@@ -84,7 +110,7 @@ export class Registry {
     let n = this.nodes.get(node.nodeId)
     if (n === undefined) {
       if (this.nodes.size >= MAX_TRACKER_NODES) throw new RegistryFullError('tracker holds too many nodes')
-      n = { ...node, lastSeen: now, files: new Set() }
+      n = { ...node, lastSeen: now, files: new Map(), uploaded: 0, downloaded: 0 }
       this.nodes.set(node.nodeId, n)
     } else if (n.host !== node.host || n.port !== node.port) {
       // a node that moved: its old address is gone
@@ -100,7 +126,7 @@ export class Registry {
     for (const [id, n] of this.nodes) {
       if (now - n.lastSeen <= this.ttlMs) continue
       this.nodes.delete(id)
-      for (const f of n.files) {
+      for (const f of n.files.keys()) {
         const h = this.holders.get(f)
         h?.delete(id)
         if (h?.size === 0) this.holders.delete(f)
@@ -117,8 +143,8 @@ export class Registry {
     const start = after === undefined ? 0 : upperBound(ids, after)
     return ids.slice(start, start + limit).map((id) => {
       const n = this.nodes.get(id) as NodeState
-      const files = [...n.files].slice(0, MAX_FILES_PER_NODE_ITEM)
-      return { nodeId: n.nodeId, host: n.host, port: n.port, lastSeen: n.lastSeen, files, fileCount: n.files.size }
+      const files = [...n.files].slice(0, MAX_FILES_PER_NODE_ITEM).map(([fileId, have]) => ({ fileId, have, pieces: this.files.get(fileId)?.pieces ?? have }))
+      return { nodeId: n.nodeId, host: n.host, port: n.port, lastSeen: n.lastSeen, files, fileCount: n.files.size, uploaded: n.uploaded, downloaded: n.downloaded }
     })
   }
 }

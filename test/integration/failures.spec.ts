@@ -56,12 +56,12 @@ describe('failures', () => {
     expect(ls.code).toBe(0)
     expect(ls.events[0]).toEqual([expect.objectContaining({ name: 'a.bin', fileId: sha })])
     // the peer's next heartbeat is told to resync, and it re-publishes: it holds a.bin again
-    let nodes: { files: string[] }[] = []
+    let nodes: { files: unknown[] }[] = []
     for (let i = 0; i < 40 && nodes.length === 0; i++) {
       await new Promise((r) => setTimeout(r, 250))
-      nodes = (await runLp2p(['status', '--tracker', tracker, '--json'])).events[0] as unknown as { files: string[] }[]
+      nodes = (await runLp2p(['status', '--tracker', tracker, '--json'])).events[0] as unknown as { files: unknown[] }[]
     }
-    expect(nodes).toEqual([expect.objectContaining({ files: [sha] })])
+    expect(nodes).toEqual([expect.objectContaining({ files: [expect.objectContaining({ fileId: sha, completeness: 1 })] })])
     const out = path.join(dir, 'out')
     const get = await runLp2p(['get', 'a.bin', '--out', out, '--tracker', tracker, '--json'])
     expect(get.code).toBe(0)

@@ -79,11 +79,15 @@ describe('end-to-end transfer', () => {
   it('shows the sharing peer with status --json', async () => {
     const r = await runLp2p(['status', '--tracker', tracker, '--json'])
     expect(r.code).toBe(0)
-    const nodes = r.events[0] as unknown as { nodeId: string, address: string, lastSeen: string, files: string[] }[]
-    expect(nodes).toHaveLength(1)
-    expect(nodes[0].address).toMatch(/^127\.0\.0\.1:\d+$/)
-    expect(nodes[0].files.sort()).toEqual(Object.values(files).map((f) => f.sha).sort())
-    expect(Date.now() - Date.parse(nodes[0].lastSeen)).toBeLessThan(60_000)
+    const nodes = r.events[0] as unknown as { nodeId: string, address: string, lastSeen: string, uploaded: number, downloaded: number, files: { fileId: string, completeness: number }[] }[]
+    // the sharing peer, and the leechers of the tests above (which served while they fetched) are gone
+    const sharer = nodes.find((n) => n.files.length === Object.keys(files).length)
+    expect(sharer).toBeDefined()
+    expect(sharer?.address).toMatch(/^127\.0\.0\.1:\d+$/)
+    expect(sharer?.files.map((f) => f.fileId).sort()).toEqual(Object.values(files).map((f) => f.sha).sort())
+    expect(sharer?.files.every((f) => f.completeness === 1)).toBe(true)
+    expect(sharer?.downloaded).toBe(0)
+    expect(Date.now() - Date.parse(sharer?.lastSeen ?? '')).toBeLessThan(60_000)
   })
 
   it('refuses to overwrite an existing different file, and keeps the verified .part', async () => {

@@ -33,7 +33,7 @@ function scripted (ts: TestScheduler, answers: (number | 'error' | undefined)[])
   }
 }
 
-const announce = { type: 'announce', nodeId: 'a'.repeat(32), port: 1, files: 0 } as const
+const announce = { type: 'announce', nodeId: 'a'.repeat(32), port: 1, files: 0, uploaded: 0, downloaded: 0 } as const
 
 describe('trackerRequest', () => {
   it('sends once and emits the reply that echoes its transaction id', () => {

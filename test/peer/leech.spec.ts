@@ -11,13 +11,15 @@ const BLOCK = 4096
 const content = randomBytes(4 * BLOCK + 100) // 5 pieces, the last one short
 const meta: FileMetaData = { name: 'f.bin', hash: createHash('sha256').update(content).digest('hex'), size: content.length, blockSize: BLOCK, pieces: 5 }
 
-const peer = (c: string, port: number): NodeInfo => ({ nodeId: c.repeat(32), host: '127.0.0.1', port, lastSeen: 0, files: [meta.hash], fileCount: 1 })
+const peer = (c: string, port: number): NodeInfo => ({ nodeId: c.repeat(32), host: '127.0.0.1', port, lastSeen: 0, files: [{ fileId: meta.hash, have: 5, pieces: 5 }], fileCount: 1, uploaded: 0, downloaded: 0 })
 const A = peer('a', 1); const B = peer('b', 2); const C = peer('c', 3)
 
 /** How a fake peer behaves. Times are frames of the TestScheduler. */
 interface Behaviour {
   cluster?: PeerAddress[] | 'silent'
   probe?: 'silent' | 'error' | 'ok'
+  /** Pieces it holds (default: all). */
+  holds?: number[]
   /** Frames a piece takes; 'silent' for never, 'error' for a dropped connection. */
   piece?: (index: number) => number | 'silent' | 'error' | 'corrupt'
 }
@@ -31,9 +33,16 @@ class FakeLink implements PeerLink {
       case 'find_cluster':
         if (this.b.cluster === 'silent') return NEVER
         return reply({ msg: { type: 'cluster', req: 1, fileId: msg.fileId, peers: this.b.cluster ?? [] } })
+      case 'get_hashes':
+        return throwError(() => new Error('no hashes in this test'))
       case 'probe':
         if (this.b.probe === 'silent') return NEVER
         if (this.b.probe === 'error') return throwError(() => new Error('refused'))
+        if (this.b.holds !== undefined) {
+          const bitfield = new Uint8Array(1)
+          for (const i of this.b.holds) bitfield[0] |= 0x80 >> i
+          return reply({ msg: { type: 'have', req: 1, fileId: msg.fileId, totalPieces: meta.pieces, bitfield } })
+        }
         return reply({ msg: { type: 'have', req: 1, fileId: msg.fileId, totalPieces: meta.pieces } })
       case 'leech': {
         const index = msg.offset / BLOCK
@@ -73,7 +82,7 @@ function world (ts: TestScheduler, nodes: NodeInfo[], behaviours: Record<string,
   }
 }
 
-const opts = { queryTimeoutMs: 5, pieceTimeoutMs: 10, pipeline: 2 }
+const opts = { queryTimeoutMs: 5, pieceTimeoutMs: 10, pipeline: 2, rediscoverMs: 20, noSourceGraceMs: 60 }
 
 function run (ts: TestScheduler, deps: LeechDeps): { events: LeechEvent[], error?: Error } {
   const events: LeechEvent[] = []
@@ -113,25 +122,35 @@ describe('leech flow', () => {
     expect(events.at(-1)).toMatchObject({ event: 'done', sha256: meta.hash })
   })
 
-  it('drops a peer that goes silent mid-transfer and fetches its pieces elsewhere', () => {
+  it('does not wait for a peer that goes silent: another source fetches its pieces (endgame)', () => {
     const ts = newScheduler()
-    // A is handed pieces 0 and 1, B pieces 2 and 3; B answers 2, then goes silent for good
-    const { deps, links, sinks } = world(ts, [A, B], { [B.nodeId]: { piece: (i) => i === 2 ? 1 : 'silent' } })
+    const { deps, links, sinks } = world(ts, [A, B], { [B.nodeId]: { piece: () => 'silent' } })
     const { events, error } = run(ts, deps)
     expect(error).toBeUndefined()
-    const dropped = events.filter((e) => e.event === 'peer-dropped')
-    expect(dropped).toEqual([expect.objectContaining({ peer: '127.0.0.1:2', code: 'ERR_PEER_TIMEOUT' })])
-    // what B left unfinished was fetched from A
-    const fromB = events.filter((e) => e.event === 'piece' && e.peer === '127.0.0.1:2').map((e) => e.event === 'piece' && e.index)
-    expect(fromB).toEqual([2])
-    expect(links.get(A.nodeId)?.asked.sort()).toEqual([0, 1, 3, 4])
+    // every piece came from A, including those B was asked for and never sent
+    expect(events.filter((e) => e.event === 'piece').every((e) => e.event === 'piece' && e.peer === '127.0.0.1:1')).toBe(true)
+    expect(links.get(B.nodeId)?.asked.length).toBeGreaterThan(0)
     expect(sinks[0].data.equals(content)).toBe(true)
     expect(events.at(-1)).toMatchObject({ event: 'done', sha256: meta.hash })
+    // long before B's piece timeout (10 frames) would have fired more than once
+    expect(ts.now()).toBeLessThan(20)
+  })
+
+  it('drops a peer whose piece times out, and says which pieces nobody else can give', () => {
+    const ts = newScheduler()
+    // only B holds piece 4, and B never answers
+    const { deps, sinks } = world(ts, [A, B], { [A.nodeId]: { holds: [0, 1, 2, 3] }, [B.nodeId]: { piece: () => 'silent' } })
+    const { events, error } = run(ts, deps)
+    expect(events.filter((e) => e.event === 'peer-dropped')).toEqual([expect.objectContaining({ peer: '127.0.0.1:2', code: 'ERR_PEER_TIMEOUT' })])
+    expect(error).toMatchObject({ code: 'ERR_NO_SOURCES', missingPieces: 1 })
+    expect(sinks[0].committed).toBe(false)
   })
 
   it('fails with ERR_NO_SOURCES when every source fails, keeping the partial file', () => {
     const ts = newScheduler()
-    const { deps, sinks } = world(ts, [A, B], { [A.nodeId]: { piece: (i) => i === 0 ? 1 : 'error' }, [B.nodeId]: { piece: () => 'error' } })
+    // A sends the first piece it is asked for, then its connection breaks; B's breaks at once
+    let askedA = 0
+    const { deps, sinks } = world(ts, [A, B], { [A.nodeId]: { piece: () => askedA++ === 0 ? 1 : 'error' }, [B.nodeId]: { piece: () => 'error' } })
     const { events, error } = run(ts, deps)
     expect(error).toMatchObject({ code: 'ERR_NO_SOURCES', missingPieces: 4 })
     expect(events.filter((e) => e.event === 'peer-dropped')).toHaveLength(2)
@@ -163,7 +182,7 @@ describe('leech flow', () => {
     ts.flush()
     expect(sinks[0].closed).toBe(true)
     expect(sinks[0].committed).toBe(false)
-    expect(links.get(A.nodeId)?.asked).toEqual([0, 1]) // the pipeline, and nothing after
+    expect(links.get(A.nodeId)?.asked).toHaveLength(2) // the pipeline, and nothing after
     expect(events.some((e) => e.event === 'done')).toBe(false)
   })
 

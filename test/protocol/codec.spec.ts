@@ -17,7 +17,7 @@ const meta = (over: Partial<FileMetaData> = {}): FileMetaData =>
   ({ name: 'movie.mkv', hash: H1, size: 100_000, blockSize: 16384, pieces: 7, ...over })
 const peer = (over: Partial<PeerAddress> = {}): PeerAddress => ({ nodeId: NODE, host: '192.168.1.20', port: 7000, ...over })
 const node = (over: Partial<NodeInfo> = {}): NodeInfo =>
-  ({ ...peer(), lastSeen: 1_700_000_000_000, files: [H1, H2], fileCount: 2, ...over })
+  ({ ...peer(), lastSeen: 1_700_000_000_000, files: [{ fileId: H1, have: 7, pieces: 7 }, { fileId: H2, have: 3, pieces: 10 }], fileCount: 2, uploaded: 1_000_000, downloaded: 5, ...over })
 
 /** Raw CBOR of any value, bypassing every type check (for hostile input). */
 const raw = (v: unknown): Buffer => Buffer.from(encode(v))
@@ -63,7 +63,10 @@ describe('tracker datagrams', () => {
     ['publish of an empty file with a unicode name', { type: 'publish', tx: 0xffffffff, nodeId: NODE, port: 65535, name: 'résumé 2024.pdf', hash: H2, size: 0 }],
     ['published', { type: 'published', tx: 2, meta: meta() }],
     ['published of an empty file', { type: 'published', tx: 2, meta: meta({ size: 0, pieces: 0 }) }],
-    ['announce', { type: 'announce', tx: 3, nodeId: NODE, port: 1, files: 12 }],
+    ['announce', { type: 'announce', tx: 3, nodeId: NODE, port: 1, files: 12, uploaded: 2 ** 40, downloaded: 0 }],
+    ['publish with segmentation and root', { type: 'publish', tx: 1, nodeId: NODE, port: 7000, name: 'movie.mkv', hash: H1, size: 100_000, blockSize: 16384, root: H2 }],
+    ['publish of a partial holder', { type: 'publish', tx: 1, nodeId: NODE, port: 7000, name: 'movie.mkv', hash: H1, size: 100_000, have: 3 }],
+    ['published with a root', { type: 'published', tx: 2, meta: meta({ root: H2 }) }],
     ['announced', { type: 'announced', tx: 4, interval: 3000, resync: true }],
     ['announced without resync', { type: 'announced', tx: 4, interval: 1, resync: false }],
     ['query_files', { type: 'query_files', tx: 5 }],
@@ -84,7 +87,7 @@ describe('tracker datagrams', () => {
   })
 
   it('decodes from a Uint8Array view into a larger buffer (as a socket hands it over)', () => {
-    const msg: TrackerMessage = { type: 'announce', tx: 3, nodeId: NODE, port: 9, files: 0 }
+    const msg: TrackerMessage = { type: 'announce', tx: 3, nodeId: NODE, port: 9, files: 0, uploaded: 0, downloaded: 0 }
     const enc = encodeDatagram(msg)
     const big = Buffer.alloc(enc.length + 20, 0xee)
     enc.copy(big, 10)
@@ -97,8 +100,8 @@ describe('tracker datagrams', () => {
 
   describe('drops unknown fields', () => {
     it('at the top level', () => {
-      const out = dg({ type: 'announce', tx: 3, nodeId: NODE, port: 9, files: 0, admin: true, evil: { x: 1 } })
-      expect(out).toStrictEqual({ type: 'announce', tx: 3, nodeId: NODE, port: 9, files: 0 })
+      const out = dg({ type: 'announce', tx: 3, nodeId: NODE, port: 9, files: 0, uploaded: 1, downloaded: 2, admin: true, evil: { x: 1 } })
+      expect(out).toStrictEqual({ type: 'announce', tx: 3, nodeId: NODE, port: 9, files: 0, uploaded: 1, downloaded: 2 })
     })
     it('inside nested file metadata', () => {
       const out = dg({ type: 'files', tx: 1, files: [{ ...meta(), path: '/etc/passwd' }], extra: 1 })
@@ -324,9 +327,16 @@ describe('tracker datagrams', () => {
     })
 
     it('a node files list longer than MAX_FILES_PER_NODE_ITEM', () => {
-      const files = Array.from({ length: MAX_FILES_PER_NODE_ITEM }, () => H1)
+      const f = { fileId: H1, have: 1, pieces: 2 }
+      const files = Array.from({ length: MAX_FILES_PER_NODE_ITEM }, () => f)
       expect(dg({ type: 'nodes', tx: 1, nodes: [{ ...node(), files }] })).toMatchObject({ type: 'nodes' })
-      expectProtocolError(() => dg({ type: 'nodes', tx: 1, nodes: [{ ...node(), files: [...files, H1] }] }))
+      expectProtocolError(() => dg({ type: 'nodes', tx: 1, nodes: [{ ...node(), files: [...files, f] }] }))
+    })
+    it('a node file with more pieces held than it has', () => {
+      expectProtocolError(() => dg({ type: 'nodes', tx: 1, nodes: [{ ...node(), files: [{ fileId: H1, have: 3, pieces: 2 }] }] }))
+    })
+    it('a publish with a root but no blockSize', () => {
+      expectProtocolError(() => dg({ type: 'publish', tx: 1, nodeId: NODE, port: 7000, name: 'a', hash: H1, size: 1, root: H2 }))
     })
 
     it('files and nodes lists longer than MAX_LIST_ITEMS, before looking at the items', () => {

@@ -61,6 +61,14 @@ describe('leechPieces', () => {
     })
   })
 
+  it('moves on to the next offset when a fetch ends without a piece (cancelled)', () => {
+    setup().run(({ cold, expectObservable }) => {
+      const fetch = (o: number): Observable<number> => o === 0 ? cold('--|') : cold('-p|', { p: o })
+      // pipeline 1: offset 0 is cancelled at frame 2, then 1 is fetched and lands at frame 3
+      expectObservable(leechPieces({ next: offsets([0, 1]), fetch, pipeline: 1 })).toBe('----(b|)', { b: 1 })
+    })
+  })
+
   it('completes at once when there is nothing to fetch', () => {
     setup().run(({ expectObservable }) => {
       expectObservable(leechPieces({ next: () => null, fetch: () => { throw new Error('not called') }, pipeline: 4 })).toBe('|')

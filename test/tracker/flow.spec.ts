@@ -39,7 +39,7 @@ describe('trackerFlow', () => {
       })
       expectObservable(trackerFlow(req$, { registry: reg, sweepMs: 100 }), '^----!').toBe('-x-N-', {
         x: expect.anything(),
-        N: { msg: { type: 'nodes', tx: 2, nodes: [{ nodeId: N('a'), host: '192.0.2.7', port: 7001, lastSeen: 1, files: [H('b')], fileCount: 1 }] }, to: A },
+        N: { msg: { type: 'nodes', tx: 2, nodes: [{ nodeId: N('a'), host: '192.0.2.7', port: 7001, lastSeen: 1, files: [{ fileId: H('b'), have: 1, pieces: 1 }], fileCount: 1, uploaded: 0, downloaded: 0 }] }, to: A },
       })
     })
   })
@@ -50,9 +50,9 @@ describe('trackerFlow', () => {
       // announce at 1 and 3; silent after; the sweep every 2 frames drops it once 5 frames have passed
       const req$ = hot<Inbound>('-p-a--n-----n-b-', {
         p: inb({ type: 'publish', tx: 1, nodeId: N('a'), port: 7001, name: 'f', hash: H('c'), size: 10 }),
-        a: inb({ type: 'announce', tx: 2, nodeId: N('a'), port: 7001, files: 1 }),
+        a: inb({ type: 'announce', tx: 2, nodeId: N('a'), port: 7001, files: 1, uploaded: 0, downloaded: 0 }),
         n: inb({ type: 'get_nodes', tx: 3 }, B),
-        b: inb({ type: 'announce', tx: 4, nodeId: N('a'), port: 7001, files: 1 }),
+        b: inb({ type: 'announce', tx: 4, nodeId: N('a'), port: 7001, files: 1, uploaded: 0, downloaded: 0 }),
       })
       expectObservable(trackerFlow(req$, { registry: reg, sweepMs: 2, heartbeatMs: 3 }), '^---------------!').toBe('-x-A--L-----E-R-', {
         x: expect.anything(),
