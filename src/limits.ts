@@ -47,8 +47,11 @@ export const FAN_OUT = 8
 export const QUERY_TIMEOUT_MS = 2_000
 /** A requested piece must arrive within this time or the peer is dropped. */
 export const PIECE_TIMEOUT_MS = 15_000
-/** Requests kept in flight per peer. */
-export const PIPELINE = 8
+/** Bytes of piece requests kept in flight per peer: enough to cover a piece's round trip, hashing and write. */
+export const PIPELINE_BYTES = 16 * 1024 * 1024
+/** Requests in flight per peer: PIPELINE_BYTES worth of pieces, within these bounds. */
+export const MIN_PIPELINE = 4
+export const MAX_PIPELINE = 32
 /** Most peers returned in one cluster reply. */
 export const MAX_PEERS_PER_REPLY = 64
 /** Most peers a leecher uses at once. */
@@ -56,7 +59,7 @@ export const MAX_SOURCES = 16
 /** Most concurrent inbound connections a peer accepts. */
 export const MAX_CONNECTIONS = 128
 /** Most requests a connection may have outstanding at a peer. */
-export const MAX_OUTSTANDING_PER_CONNECTION = 32
+export const MAX_OUTSTANDING_PER_CONNECTION = 64
 /** A connection with nothing in flight is closed after this long. */
 export const IDLE_TIMEOUT_MS = 60_000
 /** Bytes of piece buffers the in-order file hasher may hold before falling back to re-reading from disk. */

@@ -40,6 +40,11 @@ export class Progress {
         this.sources = Math.max(0, this.sources - 1)
         if (this.mode === 'json') this.json(e)
         return
+      case 'piece-failed':
+        if (this.mode === 'json') this.json(e)
+        return
+      case 'hashes':
+        return
       case 'piece':
         this.have += e.bytes
         this.maybeShow()

@@ -90,13 +90,19 @@ export class PeerServer {
         const m = queue.shift() as PeerRequest
         const budget = this.opts.budget
         if (budget === undefined || m.type !== 'leech') { answer(m); continue }
-        // answered (and the file checked) only once the budget grants the piece's bytes
-        waiting = budget.take(Math.min(m.blockSize, m.size - m.offset)).pipe(take(1)).subscribe(() => {
+        // answered (and the file checked) only once the budget grants the piece's bytes; a grant
+        // may come at once (inside subscribe) or later (then the pump resumes from the callback)
+        let sync = true
+        let granted = false
+        const s = budget.take(Math.min(m.blockSize, m.size - m.offset)).pipe(take(1)).subscribe(() => {
+          granted = true
           waiting = null
           if (sock.destroyed) return
           answer(m)
-          pump()
+          if (!sync) pump()
         })
+        sync = false
+        if (!granted) waiting = s
       }
     }
     sock.on('drain', pump)

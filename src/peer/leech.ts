@@ -4,7 +4,7 @@ import {
   repeat, Subject, switchMap, take, takeUntil, tap, throwError, timeout, timer, toArray, type SchedulerLike,
 } from 'rxjs'
 import { HashMismatchError, NoSourcesError, PeerTimeoutError, ProtocolError } from '../errors'
-import { FAN_OUT, MAX_SOURCES, PIECE_TIMEOUT_MS, PIPELINE, QUERY_TIMEOUT_MS } from '../limits'
+import { FAN_OUT, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS } from '../limits'
 import { MAX_HASHES_PER_FRAME, type FileMetaData, type NodeInfo, type PeerAddress } from '../protocol/messages'
 import type { Frame } from '../protocol/frames'
 import type { PeerLink } from '../net/peerConnection'
@@ -26,6 +26,8 @@ export interface PieceSink extends PositionalWriter {
   commit: () => string
   /** Give up without committing (the partial file stays for resume). */
   close: () => void
+  /** Where piece hashes are computed for this download, when the sink has a better place (a worker). It may hand back another buffer with the same bytes. */
+  readonly hashPiece?: (data: Buffer) => Observable<{ digest: Buffer, data: Buffer }>
 }
 
 /** Something that rations bytes (a token bucket): `take(n)` emits once when n bytes may go. */
@@ -43,7 +45,7 @@ export interface LeechDeps {
   /** This node's id (never a source for itself) and, when it serves, its port: neighbours add it to their cluster tables. */
   selfId?: string
   selfPort?: number
-  /** SHA-256 of one piece. Default: in this thread; production hashes in the thread pool. */
+  /** SHA-256 of one piece, when the sink has no place of its own for it. Default: in this thread. */
   hashPiece?: (data: Buffer) => Observable<Buffer>
   /** Download cap. */
   budget?: ByteBudget
@@ -103,9 +105,8 @@ interface Source { peer: PeerAddress, bitfield: Uint8Array | null }
  */
 export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptions = {}): Observable<LeechEvent> {
   const scheduler = deps.scheduler ?? asyncScheduler
-  const hashPiece = deps.hashPiece ?? localHash
   const pieceTimeoutMs = opts.pieceTimeoutMs ?? PIECE_TIMEOUT_MS
-  const pipeline = opts.pipeline ?? PIPELINE
+  const pipeline = opts.pipeline ?? Math.max(MIN_PIPELINE, Math.min(MAX_PIPELINE, Math.floor(PIPELINE_BYTES / meta.blockSize)))
   const maxSources = opts.maxSources ?? MAX_SOURCES
   const maxStrikes = opts.maxStrikes ?? 3
   const rediscoverMs = opts.rediscoverMs ?? 1000
@@ -113,6 +114,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
 
   return new Observable<LeechEvent>((sub) => {
     const sink = deps.openSink(meta)
+    const pieceDigest = sink.hashPiece ?? ((data: Buffer) => (deps.hashPiece ?? localHash)(data).pipe(map((digest) => ({ digest, data }))))
     const picker = new PiecePicker(meta.pieces, { random: deps.random })
     for (const i of sink.present ?? []) picker.markDone(i)
     const sources = new Map<string, Source>() // live sources by nodeId
@@ -173,11 +175,11 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         mergeMap((data) => {
           const hashes = pieceHashes
           if (hashes === null) return of({ data, ok: true })
-          return hashPiece(data).pipe(map((h) => ({ data, ok: h.equals(hashes.subarray(index * 32, index * 32 + 32)) })))
+          return pieceDigest(data).pipe(map((h) => ({ data: h.data, ok: h.digest.equals(hashes.subarray(index * 32, index * 32 + 32)) })))
         }),
         mergeMap(({ data, ok }): Observable<number> => {
           if (!ok) {
-            picker.release(id, index)
+            picker.release(id, index, true) // fetched elsewhere, never again from this peer
             const n = (strikes.get(id) ?? 0) + 1
             strikes.set(id, n)
             emit({ event: 'piece-failed', index, peer: label(src.peer), reason: 'hash mismatch' })
@@ -265,6 +267,8 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       mergeMap((found) => {
         const fresh: Source[] = []
         for (const s of found) {
+          // a probe answered after its peer was banned or dropped does not bring it back
+          if (banned.has(s.peer.nodeId) || coolingDown(s.peer.nodeId)) continue
           const known = sources.get(s.peer.nodeId)
           picker.setSource(s.peer.nodeId, s.bitfield)
           if (known !== undefined) { known.bitfield = s.bitfield; continue }

@@ -1,4 +1,4 @@
-import { randomBytes, webcrypto } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { catchError, defaultIfEmpty, EMPTY, exhaustMap, finalize, from, last, lastValueFrom, map, mergeMap, Observable, type Subscription, tap, timer } from 'rxjs'
 import { HEARTBEAT_MS, MAX_BLOCK_SIZE } from '../limits'
 import { log } from '../log'
@@ -48,11 +48,6 @@ interface Held {
   source: () => MappedFile
   complete: boolean
 }
-
-/** Piece hashes in libuv's thread pool, so verifying pieces stays off the event loop. */
-const poolHash = (data: Buffer): Observable<Buffer> => new Observable<Buffer>((sub) => {
-  webcrypto.subtle.digest('SHA-256', data).then((h) => { sub.next(Buffer.from(h)); sub.complete() }, (e) => sub.error(e))
-})
 
 /**
  * A local-p2p node: wiring of adapters (UDP to the tracker, TCP to and from peers, mmap'd files)
@@ -193,7 +188,6 @@ export class Lp2pNode {
       openSink: (meta) => { sink = new FileSink(meta, out, this.pool); return sink },
       selfId: this.nodeId,
       selfPort: this.listen?.port,
-      hashPiece: poolHash,
       budget: this.downloadBudget,
     }, opts).pipe(
       tap((e) => {

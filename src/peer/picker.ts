@@ -33,6 +33,8 @@ export class PiecePicker {
   private readonly owners = new Map<number, Set<string>>()
   private readonly has = new Map<string, Uint8Array | null>() // null: holds everything
   private readonly inFlight = new Map<string, Set<number>>()
+  /** Pieces a source sent bad: never asked of it again. */
+  private readonly refused = new Map<string, Set<number>>()
   /** How many known sources hold each piece (sources holding everything are counted apart). */
   private readonly availability: Uint16Array
   private seeds = 0
@@ -83,7 +85,7 @@ export class PiecePicker {
 
   holds (id: string, index: number): boolean {
     const bf = this.has.get(id)
-    return bf !== undefined && (bf === null || hasBit(bf, index))
+    return bf !== undefined && (bf === null || hasBit(bf, index)) && this.refused.get(id)?.has(index) !== true
   }
 
   /** Known sources holding piece `index`. */
@@ -93,6 +95,8 @@ export class PiecePicker {
   markDone (index: number): void {
     if (this.state[index] === DONE) return
     if (this.state[index] === MISSING) this.missingCount--
+    for (const o of this.owners.get(index) ?? []) this.inFlight.get(o)?.delete(index)
+    this.owners.delete(index)
     this.state[index] = DONE
     setBit(this.doneBits, index)
     this.doneCount++
@@ -149,8 +153,16 @@ export class PiecePicker {
     return others
   }
 
-  /** `id` gives piece `index` back without it (bad data, cancelled): missing again unless others fetch it. */
-  release (id: string, index: number): void {
+  /**
+   * `id` gives piece `index` back without it (cancelled, or `bad` data: then it is never asked
+   * of `id` again): missing again unless others fetch it.
+   */
+  release (id: string, index: number, bad = false): void {
+    if (bad) {
+      let r = this.refused.get(id)
+      if (r === undefined) { r = new Set(); this.refused.set(id, r) }
+      r.add(index)
+    }
     this.inFlight.get(id)?.delete(index)
     const o = this.owners.get(index)
     o?.delete(id)

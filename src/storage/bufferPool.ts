@@ -33,9 +33,14 @@ export class BufferPool {
    * new object, so it is recognised by size and made ours again.
    */
   adopt (b: Buffer): void {
+    this.claim(b)
+    this.release(b)
+  }
+
+  /** Recognise a buffer of ours that came back through a transfer and is still in use. */
+  claim (b: Buffer): void {
     if (b.byteOffset !== 0 || b.buffer.byteLength !== BufferPool.bucket(b.buffer.byteLength) || b.buffer.byteLength > this.maxBuffer) return
     this.mine.add(b.buffer)
-    this.release(b)
   }
 
   /** Whether `b` is a view of a buffer this pool allocated (so its memory is ours to move). */

@@ -22,7 +22,7 @@ export class FileSink implements PieceSink {
     this.part = PartFile.open(outDir, meta.name, meta.size)
     const release = (b: Buffer): void => pool?.release(b)
     // big files are hashed in a worker thread, beside the transfer instead of on its core
-    if (meta.size >= WORKER_HASH_MIN_BYTES) this.worker = new WorkerHashTarget(this.part.partPath, (b) => pool?.owns(b) ?? false, (b) => pool?.adopt(b))
+    if (meta.size >= WORKER_HASH_MIN_BYTES) this.worker = new WorkerHashTarget(this.part.partPath, (b) => pool?.owns(b) ?? false, (b) => pool?.adopt(b), (b) => pool?.claim(b))
     this.hasher = new OrderedHasher(meta.size, this.worker ?? (() => this.part.source()), undefined, release)
   }
 
@@ -31,6 +31,12 @@ export class FileSink implements PieceSink {
     if (!this.hasher.add(offset, data)) this.pool?.release(data)
   }
   digest (): Observable<string> { return defer(() => this.hasher.digest()) }
+
+  /** Piece hashes in the worker too, when there is one: the event loop only moves bytes. */
+  get hashPiece (): ((data: Buffer) => Observable<{ digest: Buffer, data: Buffer }>) | undefined {
+    const w = this.worker
+    return w === null ? undefined : (data) => w.hashPiece(data)
+  }
   commit (): string { return this.part.commit() }
   /** The bytes written so far, through a read-only mapping (for serving verified pieces). */
   source (): MappedFile { return this.part.source() }

@@ -12,7 +12,10 @@ const scratch = Buffer.allocUnsafe(4 * 1024 * 1024)
 let fd = null
 parentPort.on('message', (m) => {
   try {
-    if (m.t === 'data') {
+    if (m.t === 'piece') {
+      const digest = crypto.createHash('sha256').update(new Uint8Array(m.ab, m.off, m.len)).digest()
+      parentPort.postMessage({ t: 'piece', id: m.id, ab: m.ab, off: m.off, len: m.len, digest }, [m.ab])
+    } else if (m.t === 'data') {
       hash.update(new Uint8Array(m.ab, m.off, m.len))
       parentPort.postMessage({ t: 'back', ab: m.ab, off: m.off, len: m.len }, [m.ab])
     } else if (m.t === 'disk') {
@@ -41,8 +44,12 @@ parentPort.on('message', (m) => {
  */
 export class WorkerHashTarget implements HashTarget {
   private readonly worker: Worker
+  /** A second worker for piece hashes, so checking pieces never queues behind the file hash. */
+  private readonly pieceWorker: Worker
   private failed: Error | null = null
   private waiting: { resolve: (hex: string) => void, reject: (e: Error) => void } | null = null
+  private readonly pieces = new Map<number, { resolve: (r: { digest: Buffer, data: Buffer }) => void, reject: (e: Error) => void }>()
+  private nextId = 1
 
   /**
    * @param path the file being written, for bytes that must be read back
@@ -50,18 +57,34 @@ export class WorkerHashTarget implements HashTarget {
    *   are; Node's shared small-buffer slab never is): others are copied
    * @param onReturn receives each moved buffer back once hashed
    */
-  constructor (private readonly path: string, private readonly owns: (b: Buffer) => boolean, onReturn: (b: Buffer) => void) {
+  constructor (private readonly path: string, private readonly owns: (b: Buffer) => boolean, onReturn: (b: Buffer) => void, private readonly claim: (b: Buffer) => void = () => {}) {
     this.worker = new Worker(WORKER_SOURCE, { eval: true })
-    this.worker.unref()
-    this.worker.on('message', (m: { t: string, ab?: ArrayBuffer, off?: number, len?: number, hex?: string, message?: string }) => {
+    this.pieceWorker = new Worker(WORKER_SOURCE, { eval: true })
+    for (const w of [this.worker, this.pieceWorker]) {
+      w.unref()
+      w.on('message', (m: { t: string, id?: number, ab?: ArrayBuffer, off?: number, len?: number, hex?: string, message?: string, digest?: Uint8Array }) => this.onMessage(m, onReturn))
+      w.on('error', (err) => this.fail(err))
+    }
+  }
+
+  private onMessage (m: { t: string, id?: number, ab?: ArrayBuffer, off?: number, len?: number, hex?: string, message?: string, digest?: Uint8Array }, onReturn: (b: Buffer) => void): void {
+    {
       if (m.t === 'back') onReturn(Buffer.from(m.ab as ArrayBuffer, m.off, m.len))
+      else if (m.t === 'piece') {
+        const p = this.pieces.get(m.id as number)
+        this.pieces.delete(m.id as number)
+        const data = Buffer.from(m.ab as ArrayBuffer, m.off, m.len)
+        this.claim(data)
+        p?.resolve({ digest: Buffer.from(m.digest as Uint8Array), data })
+      }
       else if (m.t === 'digest') { this.waiting?.resolve(m.hex as string); this.waiting = null } else if (m.t === 'error') this.fail(new Error(`hash worker: ${m.message ?? '?'}`))
-    })
-    this.worker.on('error', (err) => this.fail(err))
+    }
   }
 
   private fail (err: Error): void {
     this.failed ??= err
+    for (const p of this.pieces.values()) p.reject(err)
+    this.pieces.clear()
     this.waiting?.reject(err)
     this.waiting = null
   }
@@ -75,6 +98,27 @@ export class WorkerHashTarget implements HashTarget {
     const ab = data.buffer as ArrayBuffer
     this.worker.postMessage({ t: 'data', ab, off: data.byteOffset, len: data.length }, [ab])
     return true
+  }
+
+  /**
+   * SHA-256 of one piece, computed in the worker. The buffer travels there and back: use the
+   * `data` this emits, not the one passed in (a buffer we do not own is copied instead).
+   */
+  hashPiece (data: Buffer): Observable<{ digest: Buffer, data: Buffer }> {
+    return new Observable((sub) => {
+      if (this.failed !== null) { sub.error(this.failed); return }
+      const id = this.nextId++
+      this.pieces.set(id, { resolve: (r) => { sub.next(r); sub.complete() }, reject: (e) => sub.error(e) })
+      if (this.owns(data)) {
+        const ab = data.buffer as ArrayBuffer
+        this.pieceWorker.postMessage({ t: 'piece', id, ab, off: data.byteOffset, len: data.length }, [ab])
+      } else {
+        const copy = Uint8Array.prototype.slice.call(data).buffer
+        this.pieceWorker.postMessage({ t: 'piece', id, ab: copy, off: 0, len: data.length }, [copy])
+      }
+      // the answer cannot be recalled: an unsubscribed caller just stops listening
+      return () => { const p = this.pieces.get(id); if (p !== undefined) this.pieces.set(id, { resolve: () => {}, reject: () => {} }) }
+    })
   }
 
   updateFromDisk (offset: number, length: number): void {
@@ -92,5 +136,6 @@ export class WorkerHashTarget implements HashTarget {
   /** Stop the worker. Safe to call twice. */
   close (): void {
     void this.worker.terminate()
+    void this.pieceWorker.terminate()
   }
 }

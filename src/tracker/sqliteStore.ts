@@ -4,6 +4,13 @@ import Database from 'better-sqlite3'
 import type { FileMetaData } from '../protocol/messages'
 import type { FileStore } from './registry'
 
+type Row = FileMetaData & { root: string | null }
+
+function fromRow (r: Row): FileMetaData {
+  const { root, ...meta } = r
+  return root === null ? meta : { ...meta, root }
+}
+
 /**
  * The tracker's file registry in SQLite (`DIR/tracker.db`, WAL mode): after a restart every
  * published file is listed again at once. Nodes are not stored: they are soft state that
@@ -13,7 +20,7 @@ export class SqliteFileStore implements FileStore {
   private readonly db: Database.Database
   private readonly stmt: {
     get: Database.Statement<[string]>
-    put: Database.Statement<[string, string, number, number, number, number]>
+    put: Database.Statement<[string, string, number, number, number, number, string | null]>
     listAll: Database.Statement<[number]>
     listAfter: Database.Statement<[string, number]>
     count: Database.Statement<[]>
@@ -32,13 +39,17 @@ export class SqliteFileStore implements FileStore {
       size INTEGER NOT NULL,
       blockSize INTEGER NOT NULL,
       pieces INTEGER NOT NULL,
-      published INTEGER NOT NULL
+      published INTEGER NOT NULL,
+      root TEXT
     ) WITHOUT ROWID`)
+    // registries from before piece roots gain the column
+    const cols = this.db.prepare('PRAGMA table_info(files)').all() as { name: string }[]
+    if (!cols.some((c) => c.name === 'root')) this.db.exec('ALTER TABLE files ADD COLUMN root TEXT')
     this.stmt = {
-      get: this.db.prepare('SELECT name, hash, size, blockSize, pieces FROM files WHERE hash = ?'),
-      put: this.db.prepare('INSERT INTO files (hash, name, size, blockSize, pieces, published) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(hash) DO UPDATE SET name = excluded.name, size = excluded.size, blockSize = excluded.blockSize, pieces = excluded.pieces'),
-      listAll: this.db.prepare('SELECT name, hash, size, blockSize, pieces FROM files ORDER BY hash LIMIT ?'),
-      listAfter: this.db.prepare('SELECT name, hash, size, blockSize, pieces FROM files WHERE hash > ? ORDER BY hash LIMIT ?'),
+      get: this.db.prepare('SELECT name, hash, size, blockSize, pieces, root FROM files WHERE hash = ?'),
+      put: this.db.prepare('INSERT INTO files (hash, name, size, blockSize, pieces, published, root) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(hash) DO UPDATE SET name = excluded.name, size = excluded.size, blockSize = excluded.blockSize, pieces = excluded.pieces, root = excluded.root'),
+      listAll: this.db.prepare('SELECT name, hash, size, blockSize, pieces, root FROM files ORDER BY hash LIMIT ?'),
+      listAfter: this.db.prepare('SELECT name, hash, size, blockSize, pieces, root FROM files WHERE hash > ? ORDER BY hash LIMIT ?'),
       count: this.db.prepare('SELECT count(*) AS n FROM files'),
     }
     this.count = (this.stmt.count.get() as { n: number }).n
@@ -47,17 +58,18 @@ export class SqliteFileStore implements FileStore {
   get size (): number { return this.count }
 
   get (fileId: string): FileMetaData | undefined {
-    return this.stmt.get.get(fileId) as FileMetaData | undefined
+    const row = this.stmt.get.get(fileId) as Row | undefined
+    return row === undefined ? undefined : fromRow(row)
   }
 
   put (meta: FileMetaData): void {
     const had = this.get(meta.hash) !== undefined
-    this.stmt.put.run(meta.hash, meta.name, meta.size, meta.blockSize, meta.pieces, Date.now())
+    this.stmt.put.run(meta.hash, meta.name, meta.size, meta.blockSize, meta.pieces, Date.now(), meta.root ?? null)
     if (!had) this.count++
   }
 
   list (after: string | undefined, limit: number): FileMetaData[] {
-    return (after === undefined ? this.stmt.listAll.all(limit) : this.stmt.listAfter.all(after, limit)) as FileMetaData[]
+    return ((after === undefined ? this.stmt.listAll.all(limit) : this.stmt.listAfter.all(after, limit)) as Row[]).map(fromRow)
   }
 
   /** Close the database. Safe to call twice. */

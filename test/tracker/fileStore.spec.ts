@@ -22,6 +22,9 @@ describe.each<[string, () => FileStore]>([
     s.put(meta(1)); s.put(meta(2)); s.put(meta(1, 'renamed'))
     expect(s.size).toBe(2)
     expect(s.get(meta(1).hash)).toEqual(meta(1, 'renamed'))
+    s.put({ ...meta(2), root: 'f'.repeat(64) })
+    expect(s.get(meta(2).hash)).toEqual({ ...meta(2), root: 'f'.repeat(64) })
+    expect(s.size).toBe(2)
     s.close?.()
   })
 

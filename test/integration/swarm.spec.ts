@@ -1,0 +1,80 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import { writeRandomFile } from '../../src/cli/demo'
+import { runLp2p, sha256File, spawnLp2p, startPeer, startTracker, stopAll, tempDir, type Spawned } from './helpers'
+
+interface NodeStatus { nodeId: string, address: string, uploaded: number, downloaded: number, files: { fileId: string, completeness: number }[] }
+
+/** Swarms of real processes on 127.0.0.1. */
+describe('swarm', () => {
+  const procs: Spawned[] = []
+  let dir: string
+
+  beforeEach(() => { dir = tempDir('swarm') })
+  afterEach(async () => {
+    await stopAll(procs)
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('1 seeder + 3 leechers with upload caps: every copy exact, and the leechers upload to each other', async () => {
+    const F = 24 * 1024 * 1024
+    const share = path.join(dir, 'share')
+    fs.mkdirSync(share)
+    const sha = writeRandomFile(path.join(share, 'swarm.bin'), F)
+    const { address: tracker } = await startTracker(procs)
+    const seeder = await startPeer(procs, share, tracker, ['--upload-limit', '8M'])
+    const leechers = [0, 1, 2].map((i) => {
+      const p = spawnLp2p(['get', 'swarm.bin', '--out', path.join(dir, `l${i}`), '--tracker', tracker, '--upload-limit', '8M', '--seed', '--json'])
+      procs.push(p)
+      return p
+    })
+    for (const l of leechers) await l.waitFor((e) => e.event === 'seeding', 90_000)
+    for (let i = 0; i < 3; i++) {
+      expect(leechers[i].events.find((e) => e.event === 'done')).toMatchObject({ sha256: sha })
+      expect(await sha256File(path.join(dir, `l${i}`, 'swarm.bin'))).toBe(sha)
+    }
+    // counters arrive with heartbeats (every 3 s): wait until every leecher has reported its download
+    let nodes: NodeStatus[] = []
+    const leecherStatus = (): NodeStatus[] => nodes.filter((n) => n.address !== seeder.address)
+    for (let i = 0; i < 40; i++) {
+      nodes = (await runLp2p(['status', '--tracker', tracker, '--json'])).events[0] as unknown as NodeStatus[]
+      if (leecherStatus().length === 3 && leecherStatus().every((n) => n.downloaded === F)) break
+      await new Promise((r) => setTimeout(r, 250))
+    }
+    const ls = leecherStatus()
+    expect(ls).toHaveLength(3)
+    for (const n of ls) {
+      expect(n.downloaded).toBe(F)
+      expect(n.files).toEqual([expect.objectContaining({ fileId: sha, completeness: 1 })])
+    }
+    const fromLeechers = ls.reduce((s, n) => s + n.uploaded, 0)
+    const fromSeeder = nodes.find((n) => n.address === seeder.address)?.uploaded ?? NaN
+    // 3F were delivered; the leechers supplied a real share of it, so the seeder sent well under 3F
+    expect(fromLeechers + fromSeeder).toBeGreaterThanOrEqual(3 * F)
+    expect(fromLeechers).toBeGreaterThan(0.5 * F)
+    expect(fromSeeder).toBeLessThan(2.5 * F)
+  }, 120_000)
+
+  it('a peer whose copy was corrupted on disk after publishing never makes a leecher\'s copy wrong', async () => {
+    const F = 8 * 1024 * 1024
+    const good = path.join(dir, 'good')
+    const bad = path.join(dir, 'bad')
+    fs.mkdirSync(good); fs.mkdirSync(bad)
+    const sha = writeRandomFile(path.join(good, 'data.bin'), F)
+    fs.copyFileSync(path.join(good, 'data.bin'), path.join(bad, 'data.bin'))
+    const { address: tracker } = await startTracker(procs)
+    await startPeer(procs, bad, tracker)
+    await startPeer(procs, good, tracker)
+    // flip bytes all over the bad copy, keeping its size: its mapping now serves wrong pieces
+    const fd = fs.openSync(path.join(bad, 'data.bin'), 'r+')
+    for (let off = 0; off < F; off += 128 * 1024) fs.writeSync(fd, Buffer.from('corrupt!'), 0, 8, off + 1000)
+    fs.closeSync(fd)
+    const out = path.join(dir, 'out')
+    const r = await runLp2p(['get', 'data.bin', '--out', out, '--tracker', tracker, '--json'])
+    expect(r.code).toBe(0)
+    expect(r.events.at(-1)).toMatchObject({ event: 'done', sha256: sha })
+    expect(await sha256File(path.join(out, 'data.bin'))).toBe(sha)
+    // the bad peer's pieces were caught one by one
+    expect(r.events.some((e) => e.event === 'piece-failed')).toBe(true)
+  }, 60_000)
+})

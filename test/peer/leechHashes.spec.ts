@@ -1,0 +1,364 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { TestScheduler } from 'rxjs/testing'
+import { Observable, of, throwError, NEVER, delay, timer, mergeMap, type SchedulerLike } from 'rxjs'
+import { leech, type LeechDeps, type LeechEvent } from '../../src/peer/leech'
+import type { FileMetaData, NodeInfo, PeerAddress, PeerRequest } from '../../src/protocol/messages'
+import type { Frame } from '../../src/protocol/frames'
+import type { PeerLink, WithoutReq } from '../../src/net/peerConnection'
+import { MemorySink } from '../../src/storage/memorySink'
+import { hashRoot } from '../../src/storage/hashFile'
+
+// The piece-integrity half of the leech flow: piece hashes fetched from a peer and checked
+// against the tracker's root, each piece checked against its hash, strikes and bans.
+// Helpers adapted from leech.spec.ts; the fake peer here also answers `get_hashes`.
+
+const BLOCK = 4096
+const sha = (b: Buffer): Buffer => createHash('sha256').update(b).digest()
+
+/** A file to share: its bytes, piece hashes, and the metadata the tracker gives out. */
+interface TestFile { content: Buffer, pieces: number, pieceOf: (i: number) => Buffer, hashes: Buffer, meta: FileMetaData }
+
+function makeFile (size: number): TestFile {
+  const content = randomBytes(size)
+  const pieces = Math.ceil(size / BLOCK)
+  const pieceOf = (i: number): Buffer => content.subarray(i * BLOCK, Math.min((i + 1) * BLOCK, size))
+  const hashes = Buffer.concat(Array.from({ length: pieces }, (_, i) => sha(pieceOf(i))))
+  // with the root the tracker keeps over the piece hashes (see hashFile.ts)
+  const meta: FileMetaData = { name: 'f.bin', hash: createHash('sha256').update(content).digest('hex'), size, blockSize: BLOCK, pieces, root: hashRoot(hashes) }
+  return { content, pieces, pieceOf, hashes, meta }
+}
+
+const PIECES = 5
+const file = makeFile(4 * BLOCK + 100) // 5 pieces, the last one short
+const { content, meta } = file
+const realHashes = file.hashes
+const fileId = meta.hash
+/** The same file as published by a seeder that reported no root. */
+const fileNoRoot: TestFile = { ...file, meta: { ...meta } }
+delete fileNoRoot.meta.root
+
+const peer = (c: string, port: number): NodeInfo => ({ nodeId: c.repeat(32), host: '127.0.0.1', port, lastSeen: 0, files: [{ fileId, have: PIECES, pieces: PIECES }], fileCount: 1, uploaded: 0, downloaded: 0 })
+const A = peer('a', 1); const B = peer('b', 2); const C = peer('c', 3)
+const labelA = '127.0.0.1:1'; const labelB = '127.0.0.1:2'; const labelC = '127.0.0.1:3'
+
+/** How a fake peer behaves. Times are frames of the TestScheduler. */
+interface Behaviour {
+  probe?: 'silent' | 'ok'
+  /** Frames a piece takes; 'corrupt' sends it (after 1 frame, or after `{ corrupt: frames }`) with its first byte flipped. */
+  piece?: (index: number) => number | 'silent' | 'error' | 'corrupt' | { corrupt: number }
+  /** Frames the probe answer takes (default 1). */
+  probeDelay?: number
+  /** 'lie': well-formed but wrong hashes; 'short': one hash missing; default: the real ones. */
+  hashes?: 'ok' | 'lie' | 'short'
+  /** Frames the hash list takes (default 1). */
+  hashDelay?: number
+}
+
+interface Asked { t: number, type: PeerRequest['type'], index?: number }
+
+class FakeLink implements PeerLink {
+  /** Piece indexes asked for, in order. */
+  readonly asked: number[] = []
+  /** Every request, with the virtual time it was made. */
+  readonly log: Asked[] = []
+  constructor (readonly peer: PeerAddress, private readonly b: Behaviour, private readonly scheduler: SchedulerLike, private readonly f: TestFile) {}
+  request (msg: WithoutReq<PeerRequest>): Observable<Frame> {
+    const reply = (f: Frame, frames = 1): Observable<Frame> => of(f).pipe(delay(frames, this.scheduler))
+    this.log.push({ t: this.scheduler.now(), type: msg.type, ...(msg.type === 'leech' ? { index: msg.offset / BLOCK } : {}) })
+    switch (msg.type) {
+      case 'find_cluster':
+        return reply({ msg: { type: 'cluster', req: 1, fileId: msg.fileId, peers: [] } })
+      case 'get_hashes': {
+        const count = this.b.hashes === 'short' ? msg.count - 1 : msg.count
+        let payload = Buffer.from(this.f.hashes.subarray(msg.from * 32, (msg.from + count) * 32))
+        if (this.b.hashes === 'lie') payload = Buffer.concat(Array.from({ length: count }, (_, i) => sha(Buffer.concat([this.f.pieceOf(msg.from + i), Buffer.from('lie')]))))
+        return reply({ msg: { type: 'hashes', req: 1, fileId: msg.fileId, from: msg.from, count }, payload }, this.b.hashDelay ?? 1)
+      }
+      case 'probe':
+        if (this.b.probe === 'silent') return NEVER
+        return reply({ msg: { type: 'have', req: 1, fileId: msg.fileId, totalPieces: this.f.pieces } }, this.b.probeDelay ?? 1)
+      case 'leech': {
+        const index = msg.offset / BLOCK
+        this.asked.push(index)
+        const how = this.b.piece?.(index) ?? 2
+        if (how === 'silent') return NEVER
+        if (how === 'error') return timer(2, this.scheduler).pipe(mergeMap(() => throwError(() => Object.assign(new Error('connection reset'), { code: 'ERR_CONNECTION_CLOSED' }))))
+        const payload = Buffer.from(this.f.pieceOf(index))
+        const corrupt = how === 'corrupt' ? 1 : typeof how === 'object' ? how.corrupt : null
+        if (corrupt !== null) payload[0] ^= 0xff
+        return reply({ msg: { type: 'piece', req: 1, pieceSize: payload.length, offset: msg.offset, totalPieces: this.f.pieces, clusterName: this.f.meta.hash }, payload }, corrupt ?? (how as number))
+      }
+    }
+  }
+
+  close (): void {}
+  /** Piece requests made after virtual time `t`. */
+  piecesAskedAfter (t: number): number[] { return this.log.filter((e) => e.type === 'leech' && e.t > t).map((e) => e.index as number) }
+}
+
+function world (ts: TestScheduler, f: TestFile, nodes: NodeInfo[], behaviours: Record<string, Behaviour>, random?: () => number): { deps: LeechDeps, links: Map<string, FakeLink>, sinks: MemorySink[] } {
+  const links = new Map<string, FakeLink>()
+  const sinks: MemorySink[] = []
+  return {
+    links,
+    sinks,
+    deps: {
+      scheduler: ts,
+      random,
+      tracker: {
+        files: () => of([f.meta]).pipe(delay(1, ts)),
+        nodes: () => of(nodes).pipe(delay(1, ts)),
+      },
+      link: (p) => {
+        let l = links.get(p.nodeId)
+        if (l === undefined) { l = new FakeLink(p, behaviours[p.nodeId] ?? {}, ts, f); links.set(p.nodeId, l) }
+        return l
+      },
+      openSink: (mm) => { const s = new MemorySink(mm); sinks.push(s); return s },
+    },
+  }
+}
+
+const opts = { queryTimeoutMs: 5, pieceTimeoutMs: 10, pipeline: 2, rediscoverMs: 20, noSourceGraceMs: 60 }
+
+interface Run { events: LeechEvent[], times: number[], error?: Error & { code?: string, missingPieces?: number }, completed: boolean }
+
+function run (ts: TestScheduler, deps: LeechDeps): Run {
+  const r: Run = { events: [], times: [], completed: false }
+  leech('f.bin', deps, opts).subscribe({
+    next: (e) => { r.events.push(e); r.times.push(ts.now()) },
+    error: (e: Error) => { r.error = e },
+    complete: () => { r.completed = true },
+  })
+  ts.flush()
+  return r
+}
+
+const newScheduler = (): TestScheduler => new TestScheduler((a, e) => expect(a).toEqual(e))
+
+type Ev<K extends LeechEvent['event']> = Extract<LeechEvent, { event: K }>
+const only = <K extends LeechEvent['event']>(r: Run, kind: K): Ev<K>[] => r.events.filter((e): e is Ev<K> => e.event === kind)
+/** The virtual time an event was emitted. */
+const timeOf = (r: Run, e: LeechEvent): number => r.times[r.events.indexOf(e)]
+
+/** The download ended well: every byte right, committed, `done` last. */
+function expectDone (r: Run, sink: MemorySink, f: TestFile = file): void {
+  expect(r.error).toBeUndefined()
+  expect(r.completed).toBe(true)
+  expect(sink.data.equals(f.content)).toBe(true)
+  expect(sink.committed).toBe(true)
+  expect(r.events.at(-1)).toEqual({ event: 'done', fileId: f.meta.hash, name: 'f.bin', path: 'memory:f.bin', bytes: f.content.length, sha256: f.meta.hash, downloaded: f.content.length })
+  // every piece landed exactly once
+  expect(only(r, 'piece').map((e) => e.index).sort((x, y) => x - y)).toEqual(Array.from({ length: f.pieces }, (_, i) => i))
+}
+
+describe('leech: piece integrity', () => {
+  it('takes the piece hashes from a peer when they match the root, before asking for any piece', () => {
+    const ts = newScheduler()
+    const { deps, links, sinks } = world(ts, file, [A], {})
+    const r = run(ts, deps)
+    expectDone(r, sinks[0])
+    const [h] = only(r, 'hashes')
+    expect(h.from).toBe(labelA)
+    expect(h.pieceHashes.equals(realHashes)).toBe(true)
+    // the hash list is asked once, for all pieces, and before the first piece request
+    const log = links.get(A.nodeId)?.log ?? []
+    const gets = log.filter((e) => e.type === 'get_hashes')
+    expect(gets).toHaveLength(1)
+    expect(gets[0].t).toBeLessThanOrEqual(Math.min(...log.filter((e) => e.type === 'leech').map((e) => e.t)))
+    expect(r.events.indexOf(h)).toBeLessThan(r.events.findIndex((e) => e.event === 'piece'))
+  })
+
+  describe('(a) a corrupted piece', () => {
+    it('is rejected, fetched again from a good peer, and the download completes with exact content', () => {
+      const ts = newScheduler()
+      // A holds every piece but always corrupts piece 0; B is good (and slower)
+      const { deps, links, sinks } = world(ts, file, [A, B], { [A.nodeId]: { piece: (i) => i === 0 ? 'corrupt' : 2 }, [B.nodeId]: { piece: () => 3 } }, () => 0.5)
+      const r = run(ts, deps)
+      expectDone(r, sinks[0])
+      const failed = only(r, 'piece-failed')
+      expect(failed.length).toBeGreaterThanOrEqual(1)
+      expect(failed[0]).toEqual({ event: 'piece-failed', index: 0, peer: labelA, reason: 'hash mismatch' })
+      expect(failed.every((e) => e.peer === labelA && e.index === 0)).toBe(true)
+      // the stored copy of piece 0 came from B
+      expect(only(r, 'piece').find((e) => e.index === 0)?.peer).toBe(labelB)
+      expect(links.get(B.nodeId)?.asked).toContain(0)
+      expect(timeOf(r, only(r, 'piece').find((e) => e.index === 0) as LeechEvent)).toBeGreaterThan(timeOf(r, failed[0]))
+      // A's good pieces still count: one bad piece does not cost it its place
+      expect(only(r, 'piece').some((e) => e.peer === labelA)).toBe(true)
+    })
+
+    // regression: a rejected piece was handed straight back to the peer that sent it, which then
+    // collected three strikes for one bad piece
+    it('is not asked again from the peer that sent it while a good peer holds it (the piece is fetched elsewhere)', () => {
+      const ts = newScheduler()
+      const { deps, links, sinks } = world(ts, file, [A, B], { [A.nodeId]: { piece: (i) => i === 0 ? 'corrupt' : 2 }, [B.nodeId]: { piece: () => 3 } }, () => 0.5)
+      const r = run(ts, deps)
+      expectDone(r, sinks[0])
+      expect(links.get(A.nodeId)?.asked.filter((i) => i === 0)).toEqual([0])
+      expect(only(r, 'piece-failed')).toHaveLength(1)
+      expect(only(r, 'peer-dropped')).toEqual([])
+    })
+
+    it('a peer that sends one bad piece then good ones is kept (one strike is not a ban)', () => {
+      const ts = newScheduler()
+      let sentA = 0
+      const { deps, sinks } = world(ts, file, [A, B], { [A.nodeId]: { piece: () => sentA++ === 0 ? 'corrupt' : 2 }, [B.nodeId]: { piece: () => 3 } })
+      const r = run(ts, deps)
+      expectDone(r, sinks[0])
+      expect(only(r, 'piece-failed')).toHaveLength(1)
+      expect(only(r, 'peer-dropped')).toEqual([])
+    })
+  })
+
+  describe('(b) a peer that sends bad pieces again and again', () => {
+    it('is banned after 3 strikes (ERR_PROTOCOL), never used again, and the download completes from the good peer', () => {
+      const ts = newScheduler()
+      const { deps, links, sinks } = world(ts, file, [A, B], { [A.nodeId]: { piece: () => 'corrupt' }, [B.nodeId]: { piece: () => 3 } }, () => 0.5)
+      const r = run(ts, deps)
+      expectDone(r, sinks[0])
+      const failed = only(r, 'piece-failed')
+      expect(failed).toHaveLength(3)
+      expect(failed.every((e) => e.peer === labelA && e.reason === 'hash mismatch')).toBe(true)
+      const dropped = only(r, 'peer-dropped')
+      expect(dropped).toEqual([expect.objectContaining({ event: 'peer-dropped', peer: labelA, code: 'ERR_PROTOCOL' })])
+      // nothing asked of A after the ban, and every stored piece came from B
+      const banAt = timeOf(r, dropped[0])
+      expect(links.get(A.nodeId)?.piecesAskedAfter(banAt)).toEqual([])
+      expect(only(r, 'piece').every((e) => e.peer === labelB)).toBe(true)
+    })
+
+    it('stays banned across rediscovery: never probed or asked for a piece again (it may still answer cluster queries)', () => {
+      const ts = newScheduler()
+      // B is slow enough (but within the 10-frame piece timeout) that the download outlives a rediscovery round
+      const { deps, links, sinks } = world(ts, file, [A, B], { [A.nodeId]: { piece: () => 'corrupt' }, [B.nodeId]: { piece: () => 9 } }, () => 0.5)
+      const r = run(ts, deps)
+      expectDone(r, sinks[0])
+      const banAt = timeOf(r, only(r, 'peer-dropped')[0])
+      expect(ts.now()).toBeGreaterThan(banAt + opts.rediscoverMs)
+      expect((links.get(A.nodeId)?.log ?? []).filter((e) => e.t > banAt && e.type !== 'find_cluster')).toEqual([])
+      // B was probed again meanwhile: rediscovery did run
+      expect((links.get(B.nodeId)?.log ?? []).filter((e) => e.type === 'probe' && e.t > banAt).length).toBeGreaterThan(0)
+    })
+
+    // regression: a probe sent before a ban and answered after it brought the banned peer back
+    it('is not taken back by a rediscovery round whose probe was already out when it was banned', () => {
+      // 12 pieces; B is slow (9 frames a piece) so the download spans the second discovery round.
+      // A answers probes after 4 frames; its round-2 probe goes out at frame 23 and is answered at
+      // 27. A's strikes: two at frame 9, the third at frame 25, between the two.
+      const ts = newScheduler()
+      const big = makeFile(12 * BLOCK)
+      let sentA = 0
+      const seqA: Array<number | { corrupt: number }> = [{ corrupt: 1 }, { corrupt: 1 }, 9, 9, { corrupt: 7 }]
+      const { deps, links, sinks } = world(ts, big, [A, B], {
+        [A.nodeId]: { probeDelay: 4, piece: () => seqA[sentA++] ?? 9 },
+        [B.nodeId]: { piece: () => 9 },
+      }, () => 0.5)
+      const r = run(ts, deps)
+      expectDone(r, sinks[0], big)
+      const dropped = only(r, 'peer-dropped')
+      expect(dropped).toEqual([expect.objectContaining({ peer: labelA, code: 'ERR_PROTOCOL' })])
+      const banAt = timeOf(r, dropped[0])
+      // the race this test is about did happen: A's probe was sent before the ban and answered after
+      const probesA = (links.get(A.nodeId)?.log ?? []).filter((e) => e.type === 'probe').map((e) => e.t)
+      expect(probesA.some((t) => t < banAt && t + 4 > banAt)).toBe(true)
+      expect(links.get(A.nodeId)?.piecesAskedAfter(banAt)).toEqual([])
+    })
+
+    it('strikes count per peer: two peers each with one bad piece are both kept', () => {
+      const ts = newScheduler()
+      let sentA = 0; let sentB = 0
+      const { deps, sinks } = world(ts, file, [A, B, C], {
+        [A.nodeId]: { piece: () => sentA++ === 0 ? 'corrupt' : 2 },
+        [B.nodeId]: { piece: () => sentB++ === 0 ? 'corrupt' : 2 },
+        [C.nodeId]: { piece: () => 3 },
+      })
+      const r = run(ts, deps)
+      expectDone(r, sinks[0])
+      expect(only(r, 'piece-failed').map((e) => e.peer).sort()).toEqual([labelA, labelB])
+      expect(only(r, 'peer-dropped')).toEqual([])
+    })
+  })
+
+  describe('(c) a peer whose hash list does not match the root', () => {
+    it('is dropped (ERR_PROTOCOL) and the hashes are taken from a good peer', () => {
+      const ts = newScheduler()
+      // the liar answers first; B's good list comes a frame later
+      const { deps, links, sinks } = world(ts, file, [A, B], { [A.nodeId]: { hashes: 'lie' }, [B.nodeId]: { hashDelay: 2 } })
+      const r = run(ts, deps)
+      expectDone(r, sinks[0])
+      expect(only(r, 'peer-dropped')).toEqual([expect.objectContaining({ peer: labelA, code: 'ERR_PROTOCOL' })])
+      const hashes = only(r, 'hashes')
+      expect(hashes).toHaveLength(1)
+      expect(hashes[0].from).toBe(labelB)
+      expect(hashes[0].pieceHashes.equals(realHashes)).toBe(true)
+      // the liar was never asked for a piece; every piece came from B
+      expect(links.get(A.nodeId)?.asked).toEqual([])
+      expect(only(r, 'piece').every((e) => e.peer === labelB)).toBe(true)
+    })
+
+    it('a hash list one hash short is rejected too', () => {
+      const ts = newScheduler()
+      const { deps, links, sinks } = world(ts, file, [A, B], { [A.nodeId]: { hashes: 'short' }, [B.nodeId]: { hashDelay: 2 } })
+      const r = run(ts, deps)
+      expectDone(r, sinks[0])
+      expect(only(r, 'peer-dropped')).toEqual([expect.objectContaining({ peer: labelA, code: 'ERR_PROTOCOL' })])
+      expect(only(r, 'hashes').map((e) => e.from)).toEqual([labelB])
+      expect(links.get(A.nodeId)?.asked).toEqual([])
+    })
+
+    it('the pieces are then checked against the good hashes: a corrupt piece from a third peer is rejected', () => {
+      const ts = newScheduler()
+      const { deps, sinks } = world(ts, file, [A, B, C], { [A.nodeId]: { hashes: 'lie' }, [B.nodeId]: { hashDelay: 2, piece: () => 3 }, [C.nodeId]: { hashDelay: 2, piece: (i) => i === 2 ? 'corrupt' : 2 } }, () => 0.5)
+      const r = run(ts, deps)
+      expectDone(r, sinks[0])
+      expect(only(r, 'piece-failed').length).toBeGreaterThan(0)
+      expect(only(r, 'piece-failed').every((e) => e.peer === labelC && e.index === 2)).toBe(true)
+      expect(only(r, 'piece').find((e) => e.index === 2)?.peer).toBe(labelB)
+    })
+  })
+
+  describe('(d) every peer lies about the hashes', () => {
+    it('fails with ERR_NO_SOURCES, asks for no piece, and commits nothing', () => {
+      const ts = newScheduler()
+      const { deps, links, sinks } = world(ts, file, [A, B], { [A.nodeId]: { hashes: 'lie' }, [B.nodeId]: { hashes: 'lie' } })
+      const r = run(ts, deps)
+      expect(r.error).toMatchObject({ code: 'ERR_NO_SOURCES', missingPieces: PIECES })
+      expect(r.completed).toBe(false)
+      expect(only(r, 'peer-dropped').map((e) => [e.peer, e.code]).sort()).toEqual([[labelA, 'ERR_PROTOCOL'], [labelB, 'ERR_PROTOCOL']])
+      expect(only(r, 'hashes')).toEqual([])
+      expect(only(r, 'piece')).toEqual([])
+      expect(r.events.some((e) => e.event === 'done')).toBe(false)
+      expect(links.get(A.nodeId)?.asked).toEqual([])
+      expect(links.get(B.nodeId)?.asked).toEqual([])
+      expect(sinks[0].committed).toBe(false)
+      expect(sinks[0].closed).toBe(true)
+      expect(sinks[0].writes).toBe(0)
+    })
+  })
+
+  describe('(e) no root in the metadata', () => {
+    it('accepts pieces without piece hashes; the whole-file check catches a corrupted piece (ERR_HASH_MISMATCH)', () => {
+      const ts = newScheduler()
+      const { deps, links, sinks } = world(ts, fileNoRoot, [A], { [A.nodeId]: { piece: (i) => i === 3 ? 'corrupt' : 1 } })
+      const r = run(ts, deps)
+      expect(r.error).toMatchObject({ code: 'ERR_HASH_MISMATCH' })
+      // no hash list was asked for, and the bad piece was stored like the others
+      expect(links.get(A.nodeId)?.log.filter((e) => e.type === 'get_hashes')).toEqual([])
+      expect(only(r, 'hashes')).toEqual([])
+      expect(only(r, 'piece-failed')).toEqual([])
+      expect(only(r, 'piece').map((e) => e.index).sort()).toEqual([0, 1, 2, 3, 4])
+      expect(r.events.some((e) => e.event === 'done')).toBe(false)
+      expect(sinks[0].committed).toBe(false)
+      expect(sinks[0].closed).toBe(true)
+    })
+
+    it('without a root and with good pieces, completes on the whole-file check alone', () => {
+      const ts = newScheduler()
+      const { deps, links, sinks } = world(ts, fileNoRoot, [A, B], {})
+      const r = run(ts, deps)
+      expectDone(r, sinks[0])
+      for (const l of links.values()) expect(l.log.filter((e) => e.type === 'get_hashes')).toEqual([])
+    })
+  })
+})
