@@ -8,7 +8,7 @@ TRACKER ?= 127.0.0.1:7070
 SHARE ?= ./files
 OUT ?= ./downloads
 
-.PHONY: all install build typecheck test test-unit test-integration demo bench tracker peer get ls status clean
+.PHONY: all install build typecheck test test-unit test-integration demo bench bench-swarm tracker peer get ls status clean
 
 all: build
 
@@ -44,6 +44,10 @@ demo: $(BUILD)
 ## 1 peer -> 1 leecher on a 1 GiB file, against a plain Node TCP pipe measured in the same run.
 bench: $(BUILD)
 	node dist/bench/bench.js
+
+## 1 seeder + N leechers (N = 4 and 8), every upload capped: time against the Kumar-Ross bound, seeder upload / F.
+bench-swarm: $(BUILD)
+	node dist/bench/swarm.js
 
 tracker: $(BUILD)
 	$(LP2P) tracker

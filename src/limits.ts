@@ -48,7 +48,7 @@ export const QUERY_TIMEOUT_MS = 2_000
 /** A requested piece must arrive within this time or the peer is dropped. */
 export const PIECE_TIMEOUT_MS = 15_000
 /** Bytes of piece requests kept in flight per peer: enough to cover a piece's round trip, hashing and write. */
-export const PIPELINE_BYTES = 16 * 1024 * 1024
+export const PIPELINE_BYTES = 4 * 1024 * 1024
 /** Requests in flight per peer: PIPELINE_BYTES worth of pieces, within these bounds. */
 export const MIN_PIPELINE = 4
 export const MAX_PIPELINE = 32

@@ -3,9 +3,9 @@ import {
   asyncScheduler, catchError, concat, defer, EMPTY, exhaustMap, filter, finalize, from, ignoreElements, map, merge, mergeMap, Observable, of,
   repeat, Subject, switchMap, take, takeUntil, tap, throwError, timeout, timer, toArray, type SchedulerLike,
 } from 'rxjs'
-import { HashMismatchError, NoSourcesError, PeerTimeoutError, ProtocolError } from '../errors'
+import { HashMismatchError, NoSourcesError, PeerTimeoutError, ProtocolError, RemoteError } from '../errors'
 import { FAN_OUT, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS } from '../limits'
-import { MAX_HASHES_PER_FRAME, type FileMetaData, type NodeInfo, type PeerAddress } from '../protocol/messages'
+import { MAX_HASHES_PER_FRAME, REMOTE_CODES, type FileMetaData, type NodeInfo, type PeerAddress } from '../protocol/messages'
 import type { Frame } from '../protocol/frames'
 import type { PeerLink } from '../net/peerConnection'
 import { fanOutQuery, isAnswer } from '../../streams/fanOutQuery'
@@ -51,6 +51,8 @@ export interface LeechDeps {
   budget?: ByteBudget
   /** Random source for piece tie-breaks (seeded in simulations). */
   random?: () => number
+  /** Told, once, how to read which pieces this download is fetching (a node puts them in its `have` replies). */
+  onPending?: (pending: () => Uint8Array) => void
 }
 
 export interface LeechOptions {
@@ -61,6 +63,8 @@ export interface LeechOptions {
   maxSources?: number
   /** How often the cluster is looked up and probed again (new peers, fresher bitfields). */
   rediscoverMs?: number
+  /** How often sources that are still downloading are probed for their bitfields. */
+  reprobeMs?: number
   /** How long to wait with no usable source before giving up. */
   noSourceGraceMs?: number
   /** Bad pieces from one peer before it is banned for this download. */
@@ -91,7 +95,7 @@ export function leech (query: string, deps: LeechDeps, opts: LeechOptions = {}):
 
 const localHash = (data: Buffer): Observable<Buffer> => defer(() => of(createHash('sha256').update(data).digest()))
 
-interface Source { peer: PeerAddress, bitfield: Uint8Array | null }
+interface Source { peer: PeerAddress, bitfield: Uint8Array | null, pending?: Uint8Array }
 
 /**
  * The swarm download of one known file. Every `rediscoverMs` the cluster is rebuilt
@@ -116,6 +120,8 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     const sink = deps.openSink(meta)
     const pieceDigest = sink.hashPiece ?? ((data: Buffer) => (deps.hashPiece ?? localHash)(data).pipe(map((digest) => ({ digest, data }))))
     const picker = new PiecePicker(meta.pieces, { random: deps.random })
+    deps.onPending?.(() => picker.inFlightBits())
+    const reprobeMs = opts.reprobeMs ?? 250
     for (const i of sink.present ?? []) picker.markDone(i)
     const sources = new Map<string, Source>() // live sources by nodeId
     const banned = new Set<string>()
@@ -165,6 +171,11 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       const ask$ = deps.link(src.peer).request({ type: 'leech', hash: meta.hash, size: meta.size, offset, blockSize: meta.blockSize, pieces: meta.pieces })
       return (deps.budget === undefined ? ask$ : deps.budget.take(expected).pipe(take(1), switchMap(() => ask$))).pipe(
         timeout({ first: pieceTimeoutMs, scheduler, with: () => throwError(() => new PeerTimeoutError(label(src.peer), `piece ${index}`)) }),
+        // a seeder that already sent this piece to someone: get it from a peer (not a failure)
+        catchError((err: unknown) => {
+          if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.seeded) { picker.decline(id, index); return EMPTY }
+          throw err
+        }),
         map((f: Frame) => {
           const m = f.msg
           if (m.type !== 'piece' || m.offset !== offset || m.pieceSize !== expected || m.clusterName !== meta.hash || f.payload?.length !== expected) {
@@ -270,7 +281,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           // a probe answered after its peer was banned or dropped does not bring it back
           if (banned.has(s.peer.nodeId) || coolingDown(s.peer.nodeId)) continue
           const known = sources.get(s.peer.nodeId)
-          picker.setSource(s.peer.nodeId, s.bitfield)
+          picker.setSource(s.peer.nodeId, s.bitfield, s.pending)
           if (known !== undefined) { known.bitfield = s.bitfield; continue }
           if (sources.size >= maxSources) { picker.drop(s.peer.nodeId); continue }
           sources.set(s.peer.nodeId, s)
@@ -293,7 +304,24 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       mergeMap(() => throwError(() => new NoSourcesError(meta.hash, picker.remaining))),
     )
 
-    const transfer$ = merge(newSources$.pipe(mergeMap(runSource, maxSources)), starved$)
+    // sources that are downloading too change fast: their bitfields are refreshed more often
+    const reprobe$ = timer(reprobeMs, reprobeMs, scheduler).pipe(
+      exhaustMap(() => {
+        const partial = [...sources.values()].filter((s) => s.bitfield !== null)
+        return fanOutQuery(partial, (s) => deps.link(s.peer).request({ type: 'probe', fileId: meta.hash }), { timeoutMs, concurrency: partial.length || 1, scheduler })
+      }),
+      tap((a) => {
+        if (!isAnswer(a) || !sources.has(a.target.peer.nodeId)) return
+        const s = toSource(a.target.peer, a.value, meta)
+        if (s === null) return
+        a.target.bitfield = s.bitfield
+        picker.setSource(s.peer.nodeId, s.bitfield, s.pending)
+        wake.next()
+      }),
+      ignoreElements(),
+    )
+
+    const transfer$ = merge(newSources$.pipe(mergeMap(runSource, maxSources)), starved$, reprobe$)
 
     const finish$ = defer(() => sink.digest()).pipe(map((sha256): LeechEvent => {
       if (sha256 !== meta.hash) throw new HashMismatchError(meta.hash, sha256)
@@ -311,5 +339,5 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
 
 function toSource (peer: PeerAddress, f: Frame, meta: FileMetaData): Source | null {
   if (f.msg.type !== 'have' || f.msg.fileId !== meta.hash || f.msg.totalPieces !== meta.pieces) return null
-  return { peer, bitfield: f.msg.bitfield ?? null }
+  return f.msg.pending === undefined ? { peer, bitfield: f.msg.bitfield ?? null } : { peer, bitfield: f.msg.bitfield ?? null, pending: f.msg.pending }
 }

@@ -17,7 +17,7 @@ import { TokenBucket } from '../../streams/rateLimit'
 import { ClusterTable } from './clusterTable'
 import { leech, type LeechEvent, type LeechOptions } from './leech'
 import { setBit } from './picker'
-import { serveRequest, type ServedFile } from './serve'
+import { SentCounts, serveRequest, type ServedFile } from './serve'
 import { scanShare, type LocalFile } from './share'
 
 export interface NodeOptions {
@@ -123,7 +123,7 @@ export class Lp2pNode {
         tap((meta) => {
           const entry = this.shared.get(f.fileId)
           if (entry !== undefined) entry.meta = meta
-          this.served.set(meta.hash, { meta, source: () => f.file, checkSize: () => f.file.checkSize(), pieceHashes: () => f.blockSize === meta.blockSize ? f.pieceHashes : null, have: () => null })
+          this.served.set(meta.hash, { meta, source: () => f.file, checkSize: () => f.file.checkSize(), pieceHashes: () => f.blockSize === meta.blockSize ? f.pieceHashes : null, have: () => null, sent: new SentCounts(meta.pieces) })
         }),
         catchError((err: Error) => { this.log.warn({ file: f.name, err: err.message }, 'publish failed; retried with the next heartbeat'); return EMPTY }),
       ), 8),
@@ -182,6 +182,7 @@ export class Lp2pNode {
   leech (query: string, out: string, opts: LeechOptions = {}): Observable<LeechEvent> {
     let sink: FileSink | null = null
     let h: Held | null = null
+    let pending: (() => Uint8Array) | null = null
     return leech(query, {
       tracker: { files: () => this.trackerClient.files(), nodes: (id) => this.trackerClient.nodes(id) },
       link: (p) => this.link(p),
@@ -189,6 +190,7 @@ export class Lp2pNode {
       selfId: this.nodeId,
       selfPort: this.listen?.port,
       budget: this.downloadBudget,
+      onPending: (p) => { pending = p },
     }, opts).pipe(
       tap((e) => {
         switch (e.event) {
@@ -199,7 +201,16 @@ export class Lp2pNode {
             h = held
             this.held.set(meta.hash, held)
             // pieces are served only once verified against hashes checked against the root
-            if (!this.served.has(meta.hash)) this.served.set(meta.hash, { meta, source: () => held.source(), checkSize: () => {}, pieceHashes: () => held.pieceHashes, have: () => held.pieceHashes === null ? new Uint8Array(held.bits.length) : held.bits })
+            if (!this.served.has(meta.hash)) {
+              this.served.set(meta.hash, {
+                meta,
+                source: () => held.source(),
+                checkSize: () => {},
+                pieceHashes: () => held.pieceHashes,
+                have: () => held.pieceHashes === null ? new Uint8Array(held.bits.length) : held.bits,
+                pending: () => held.complete || pending === null ? null : pending(),
+              })
+            }
             return
           }
           case 'hashes': if (h !== null) h.pieceHashes = e.pieceHashes; return

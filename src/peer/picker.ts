@@ -23,9 +23,9 @@ const DONE = 2
  *
  * - Rarest first: among the missing pieces a source holds, the one the fewest known sources
  *   hold, ties broken at random, so copies spread and no piece ends up held by one peer only.
- * - Endgame: when a source has nothing missing left to fetch, it may fetch a piece already in
- *   flight elsewhere (at most `maxDuplicates` copies); the first copy to land wins and the flow
- *   cancels the others.
+ * - Endgame: once no piece is missing (each is done or in flight), an idle source may fetch a
+ *   piece already in flight elsewhere (at most `maxDuplicates` copies); the first copy to land
+ *   wins and the flow cancels the others.
  * - A source that fails gives its in-flight pieces back.
  */
 export class PiecePicker {
@@ -33,6 +33,9 @@ export class PiecePicker {
   private readonly owners = new Map<number, Set<string>>()
   private readonly has = new Map<string, Uint8Array | null>() // null: holds everything
   private readonly inFlight = new Map<string, Set<number>>()
+  private readonly pendingOf = new Map<string, Uint8Array>()
+  /** Pieces a source declined for now (a seeder that already sent them): not asked of it until its next probe. */
+  private readonly declined = new Map<string, Set<number>>()
   /** Pieces a source sent bad: never asked of it again. */
   private readonly refused = new Map<string, Set<number>>()
   /** How many known sources hold each piece (sources holding everything are counted apart). */
@@ -58,13 +61,25 @@ export class PiecePicker {
   get sources (): number { return this.has.size }
   isDone (index: number): boolean { return this.state[index] === DONE }
 
-  /** A source and the pieces it holds (null: all of them). Called again, it replaces the bitfield. */
-  setSource (id: string, bitfield: Uint8Array | null): void {
+  /**
+   * A source and the pieces it holds (null: all of them), and those it is fetching (`pending`:
+   * they count as held for rarity, not for asking). Called again, it replaces both.
+   */
+  setSource (id: string, bitfield: Uint8Array | null, pending?: Uint8Array): void {
     this.forget(id)
+    this.declined.delete(id)
     this.has.set(id, bitfield)
     if (!this.inFlight.has(id)) this.inFlight.set(id, new Set())
     if (bitfield === null) { this.seeds++; return }
-    for (let i = 0; i < this.pieces; i++) if (hasBit(bitfield, i)) this.availability[i]++
+    for (let i = 0; i < this.pieces; i++) if (hasBit(bitfield, i) || (pending !== undefined && hasBit(pending, i))) this.availability[i]++
+    if (pending !== undefined) this.pendingOf.set(id, pending)
+  }
+
+  /** The pieces this download is fetching now, as a bitfield (for `have` replies). */
+  inFlightBits (): Uint8Array {
+    const bf = new Uint8Array(Math.ceil(this.pieces / 8))
+    for (const i of this.owners.keys()) setBit(bf, i)
+    return bf
   }
 
   /** A source now holds one more piece (it told us, or it fetched it from us). */
@@ -72,20 +87,31 @@ export class PiecePicker {
     const bf = this.has.get(id)
     if (bf === undefined || bf === null || hasBit(bf, index)) return
     setBit(bf, index)
-    this.availability[index]++
+    const pending = this.pendingOf.get(id)
+    if (pending === undefined || !hasBit(pending, index)) this.availability[index]++
   }
 
   private forget (id: string): void {
     const bf = this.has.get(id)
     if (bf === undefined) return
+    const pending = this.pendingOf.get(id)
     if (bf === null) this.seeds--
-    else for (let i = 0; i < this.pieces; i++) if (hasBit(bf, i)) this.availability[i]--
+    else for (let i = 0; i < this.pieces; i++) if (hasBit(bf, i) || (pending !== undefined && hasBit(pending, i))) this.availability[i]--
     this.has.delete(id)
+    this.pendingOf.delete(id)
   }
 
   holds (id: string, index: number): boolean {
     const bf = this.has.get(id)
-    return bf !== undefined && (bf === null || hasBit(bf, index)) && this.refused.get(id)?.has(index) !== true
+    return bf !== undefined && (bf === null || hasBit(bf, index)) && this.refused.get(id)?.has(index) !== true && this.declined.get(id)?.has(index) !== true
+  }
+
+  /** `id` declined piece `index` for now: it goes back (unless others fetch it) and is not asked of `id` until `setSource(id)` again. */
+  decline (id: string, index: number): void {
+    let d = this.declined.get(id)
+    if (d === undefined) { d = new Set(); this.declined.set(id, d) }
+    d.add(index)
+    this.release(id, index)
   }
 
   /** Known sources holding piece `index`. */
@@ -116,7 +142,9 @@ export class PiecePicker {
         if (a < bestAvail) { best = i; bestAvail = a; ties = 1 } else if (a === bestAvail && this.random() * ++ties < 1) best = i // reservoir pick among ties
       }
     }
-    if (best < 0) best = this.endgamePick(id, flying)
+    // the endgame starts only when every piece is done or on its way: before that, a duplicate
+    // would take bandwidth from a piece nobody is fetching yet
+    if (best < 0 && this.missingCount === 0) best = this.endgamePick(id, flying)
     if (best < 0) return null
     if (this.state[best] === MISSING) this.missingCount--
     this.state[best] = IN_FLIGHT

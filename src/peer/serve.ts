@@ -13,6 +13,23 @@ export interface ServedFile {
   pieceHashes: () => Buffer | null
   /** Pieces held: null means all of them. */
   have: () => Uint8Array | null
+  /** Pieces being fetched right now (a download in progress). */
+  pending?: () => Uint8Array | null
+  /** For a seeder: how often each piece was sent, to send every piece once before any twice. */
+  sent?: SentCounts
+}
+
+/** Per piece of a seeded file: how often it went out, and how many never did. */
+export class SentCounts {
+  readonly counts: Uint32Array
+  unsent: number
+  constructor (pieces: number) { this.counts = new Uint32Array(pieces); this.unsent = pieces }
+  /** May piece `i` go out now? Yes if it never did, or if every piece already did once. */
+  take (i: number): boolean {
+    if (this.counts[i] > 0 && this.unsent > 0) return false
+    if (this.counts[i]++ === 0) this.unsent--
+    return true
+  }
 }
 
 export interface ServeContext {
@@ -57,7 +74,11 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
       const f = ctx.file(m.fileId)
       if (f === undefined) return err(REMOTE_CODES.notFound, 'file not held here')
       const have = f.have()
-      return { msg: have === null ? { type: 'have', req: m.req, fileId: m.fileId, totalPieces: f.meta.pieces } : { type: 'have', req: m.req, fileId: m.fileId, totalPieces: f.meta.pieces, bitfield: Uint8Array.prototype.slice.call(have) } }
+      if (have === null) return { msg: { type: 'have', req: m.req, fileId: m.fileId, totalPieces: f.meta.pieces } }
+      const pending = f.pending?.() ?? null
+      const msg: PeerReply = { type: 'have', req: m.req, fileId: m.fileId, totalPieces: f.meta.pieces, bitfield: Uint8Array.prototype.slice.call(have) }
+      if (pending !== null) msg.pending = pending
+      return { msg }
     }
     case 'leech': {
       const f = ctx.file(m.hash)
@@ -73,6 +94,11 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
       } catch (e) {
         ctx.onFileChanged?.(m.hash, e as Error)
         return err(REMOTE_CODES.unavailable, 'file changed on disk')
+      }
+      // a seeder sends every piece once before any piece twice (the leechers spread the copies):
+      // a piece already out is refused while some never went, and the asker fetches it from a peer
+      if (have === null && f.sent !== undefined && m.blockSize === f.meta.blockSize && !f.sent.take(m.offset / m.blockSize)) {
+        return err(REMOTE_CODES.seeded, 'piece already sent to a peer: fetch it there')
       }
       const length = Math.min(m.blockSize, m.size - m.offset)
       const header: PeerReply = { type: 'piece', req: m.req, pieceSize: length, offset: m.offset, totalPieces: m.pieces, clusterName: m.hash }

@@ -82,8 +82,12 @@ export interface GetHashes { type: 'get_hashes', req: number, fileId: string, fr
 export interface Hashes { type: 'hashes', req: number, fileId: string, from: number, count: number }
 /** Ask which pieces a peer holds. */
 export interface Probe { type: 'probe', req: number, fileId: string }
-/** `bitfield` absent means the peer holds every piece. Bit i (MSB first) is piece i. */
-export interface Have { type: 'have', req: number, fileId: string, totalPieces: number, bitfield?: Uint8Array }
+/**
+ * `bitfield` absent means the peer holds every piece. Bit i (MSB first) is piece i. `pending`:
+ * pieces a leecher is fetching right now, so others treat them as soon-available rather than
+ * fetch the same ones from a seeder.
+ */
+export interface Have { type: 'have', req: number, fileId: string, totalPieces: number, bitfield?: Uint8Array, pending?: Uint8Array }
 /** FileRequest: one piece, at `offset` (a multiple of blockSize) of the file `hash`. */
 export interface Leech { type: 'leech', req: number, hash: string, size: number, offset: number, blockSize: number, pieces: number }
 /** PieceHeader: `pieceSize` raw bytes follow the header in the same frame. clusterName is the fileId. */
@@ -101,6 +105,8 @@ export const REMOTE_CODES = {
   busy: 'BUSY',
   full: 'FULL',
   unavailable: 'UNAVAILABLE',
+  /** A seeder already sent this piece to someone while others have not gone out once: fetch it from a peer. */
+  seeded: 'SEEDED',
 } as const
 
 // ---------------------------------------------------------------- validation
@@ -203,6 +209,10 @@ export function peerMessage (x: unknown): PeerMessage {
       if (o.bitfield !== undefined && o.bitfield !== null) {
         m.bitfield = v.bytes(o, 'bitfield', Math.ceil(totalPieces / 8))
         if (m.bitfield.length !== Math.ceil(totalPieces / 8)) throw new ProtocolError('bitfield length does not match totalPieces')
+      }
+      if (o.pending !== undefined && o.pending !== null) {
+        m.pending = v.bytes(o, 'pending', Math.ceil(totalPieces / 8))
+        if (m.pending.length !== Math.ceil(totalPieces / 8)) throw new ProtocolError('pending length does not match totalPieces')
       }
       return m
     }
