@@ -95,7 +95,7 @@ export function leech (query: string, deps: LeechDeps, opts: LeechOptions = {}):
 
 const localHash = (data: Buffer): Observable<Buffer> => defer(() => of(createHash('sha256').update(data).digest()))
 
-interface Source { peer: PeerAddress, bitfield: Uint8Array | null, pending?: Uint8Array }
+interface Source { peer: PeerAddress, bitfield: Uint8Array | null, pending?: Uint8Array, sent?: Uint8Array }
 
 /**
  * The swarm download of one known file. Every `rediscoverMs` the cluster is rebuilt
@@ -281,8 +281,8 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           // a probe answered after its peer was banned or dropped does not bring it back
           if (banned.has(s.peer.nodeId) || coolingDown(s.peer.nodeId)) continue
           const known = sources.get(s.peer.nodeId)
-          picker.setSource(s.peer.nodeId, s.bitfield, s.pending)
-          if (known !== undefined) { known.bitfield = s.bitfield; continue }
+          picker.setSource(s.peer.nodeId, s.bitfield, s.pending, s.sent)
+          if (known !== undefined) { known.bitfield = s.bitfield; known.sent = s.sent; continue }
           if (sources.size >= maxSources) { picker.drop(s.peer.nodeId); continue }
           sources.set(s.peer.nodeId, s)
           fresh.push(s)
@@ -307,7 +307,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     // sources that are downloading too change fast: their bitfields are refreshed more often
     const reprobe$ = timer(reprobeMs, reprobeMs, scheduler).pipe(
       exhaustMap(() => {
-        const partial = [...sources.values()].filter((s) => s.bitfield !== null)
+        const partial = [...sources.values()].filter((s) => s.bitfield !== null || s.sent !== undefined)
         return fanOutQuery(partial, (s) => deps.link(s.peer).request({ type: 'probe', fileId: meta.hash }), { timeoutMs, concurrency: partial.length || 1, scheduler })
       }),
       tap((a) => {
@@ -315,7 +315,8 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         const s = toSource(a.target.peer, a.value, meta)
         if (s === null) return
         a.target.bitfield = s.bitfield
-        picker.setSource(s.peer.nodeId, s.bitfield, s.pending)
+        a.target.sent = s.sent
+        picker.setSource(s.peer.nodeId, s.bitfield, s.pending, s.sent)
         wake.next()
       }),
       ignoreElements(),
@@ -339,5 +340,8 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
 
 function toSource (peer: PeerAddress, f: Frame, meta: FileMetaData): Source | null {
   if (f.msg.type !== 'have' || f.msg.fileId !== meta.hash || f.msg.totalPieces !== meta.pieces) return null
-  return f.msg.pending === undefined ? { peer, bitfield: f.msg.bitfield ?? null } : { peer, bitfield: f.msg.bitfield ?? null, pending: f.msg.pending }
+  const s: Source = { peer, bitfield: f.msg.bitfield ?? null }
+  if (f.msg.pending !== undefined) s.pending = f.msg.pending
+  if (f.msg.sent !== undefined) s.sent = f.msg.sent
+  return s
 }

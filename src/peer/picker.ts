@@ -65,9 +65,14 @@ export class PiecePicker {
    * A source and the pieces it holds (null: all of them), and those it is fetching (`pending`:
    * they count as held for rarity, not for asking). Called again, it replaces both.
    */
-  setSource (id: string, bitfield: Uint8Array | null, pending?: Uint8Array): void {
+  setSource (id: string, bitfield: Uint8Array | null, pending?: Uint8Array, declined?: Uint8Array): void {
     this.forget(id)
     this.declined.delete(id)
+    if (declined !== undefined) {
+      const d = new Set<number>()
+      for (let i = 0; i < this.pieces; i++) if (hasBit(declined, i)) d.add(i)
+      this.declined.set(id, d)
+    }
     this.has.set(id, bitfield)
     if (!this.inFlight.has(id)) this.inFlight.set(id, new Set())
     if (bitfield === null) { this.seeds++; return }

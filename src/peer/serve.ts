@@ -24,6 +24,14 @@ export class SentCounts {
   readonly counts: Uint32Array
   unsent: number
   constructor (pieces: number) { this.counts = new Uint32Array(pieces); this.unsent = pieces }
+  /** Pieces that went out at least once, while some never did (null once every piece went out). */
+  sentBits (): Uint8Array | null {
+    if (this.unsent === 0) return null
+    const bf = new Uint8Array(Math.ceil(this.counts.length / 8))
+    for (let i = 0; i < this.counts.length; i++) if (this.counts[i] > 0) bf[i >> 3] |= 0x80 >> (i & 7)
+    return bf
+  }
+
   /** May piece `i` go out now? Yes if it never did, or if every piece already did once. */
   take (i: number): boolean {
     if (this.counts[i] > 0 && this.unsent > 0) return false
@@ -74,7 +82,10 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
       const f = ctx.file(m.fileId)
       if (f === undefined) return err(REMOTE_CODES.notFound, 'file not held here')
       const have = f.have()
-      if (have === null) return { msg: { type: 'have', req: m.req, fileId: m.fileId, totalPieces: f.meta.pieces } }
+      if (have === null) {
+        const sent = f.sent?.sentBits() ?? null
+        return { msg: sent === null ? { type: 'have', req: m.req, fileId: m.fileId, totalPieces: f.meta.pieces } : { type: 'have', req: m.req, fileId: m.fileId, totalPieces: f.meta.pieces, sent } }
+      }
       const pending = f.pending?.() ?? null
       const msg: PeerReply = { type: 'have', req: m.req, fileId: m.fileId, totalPieces: f.meta.pieces, bitfield: Uint8Array.prototype.slice.call(have) }
       if (pending !== null) msg.pending = pending

@@ -85,9 +85,10 @@ export interface Probe { type: 'probe', req: number, fileId: string }
 /**
  * `bitfield` absent means the peer holds every piece. Bit i (MSB first) is piece i. `pending`:
  * pieces a leecher is fetching right now, so others treat them as soon-available rather than
- * fetch the same ones from a seeder.
+ * fetch the same ones from a seeder. `sent`: pieces a seeder has already sent once, while some
+ * never went out: it declines them for now, so leechers ask it for the others.
  */
-export interface Have { type: 'have', req: number, fileId: string, totalPieces: number, bitfield?: Uint8Array, pending?: Uint8Array }
+export interface Have { type: 'have', req: number, fileId: string, totalPieces: number, bitfield?: Uint8Array, pending?: Uint8Array, sent?: Uint8Array }
 /** FileRequest: one piece, at `offset` (a multiple of blockSize) of the file `hash`. */
 export interface Leech { type: 'leech', req: number, hash: string, size: number, offset: number, blockSize: number, pieces: number }
 /** PieceHeader: `pieceSize` raw bytes follow the header in the same frame. clusterName is the fileId. */
@@ -209,6 +210,10 @@ export function peerMessage (x: unknown): PeerMessage {
       if (o.bitfield !== undefined && o.bitfield !== null) {
         m.bitfield = v.bytes(o, 'bitfield', Math.ceil(totalPieces / 8))
         if (m.bitfield.length !== Math.ceil(totalPieces / 8)) throw new ProtocolError('bitfield length does not match totalPieces')
+      }
+      if (o.sent !== undefined && o.sent !== null) {
+        m.sent = v.bytes(o, 'sent', Math.ceil(totalPieces / 8))
+        if (m.sent.length !== Math.ceil(totalPieces / 8)) throw new ProtocolError('sent length does not match totalPieces')
       }
       if (o.pending !== undefined && o.pending !== null) {
         m.pending = v.bytes(o, 'pending', Math.ceil(totalPieces / 8))
