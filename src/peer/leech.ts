@@ -3,7 +3,7 @@ import {
   asyncScheduler, catchError, concat, defer, EMPTY, exhaustMap, filter, finalize, from, ignoreElements, map, merge, mergeMap, Observable, of,
   repeat, Subject, switchMap, take, takeUntil, tap, throwError, timeout, timer, toArray, type SchedulerLike,
 } from 'rxjs'
-import { HashMismatchError, NoSourcesError, PeerTimeoutError, ProtocolError, RemoteError } from '../errors'
+import { HashMismatchError, NoSourcesError, PeerTimeoutError, ProtocolError, RemoteError, StorageError } from '../errors'
 import { FAN_OUT, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS } from '../limits'
 import { MAX_HASHES_PER_FRAME, REMOTE_CODES, type FileMetaData, type NodeInfo, type PeerAddress } from '../protocol/messages'
 import type { Frame } from '../protocol/frames'
@@ -26,6 +26,8 @@ export interface PieceSink extends PositionalWriter {
   commit: () => string
   /** Give up without committing (the partial file stays for resume). */
   close: () => void
+  /** The stored pieces did not hash to the file: do not resume from them. */
+  discardState?: () => void
   /** Where piece hashes are computed for this download, when the sink has a better place (a worker). It may hand back another buffer with the same bytes. */
   readonly hashPiece?: (data: Buffer) => Observable<{ digest: Buffer, data: Buffer }>
 }
@@ -230,6 +232,8 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         repeat({ delay: () => merge(wake, timer(rediscoverMs, scheduler)).pipe(take(1), filter(() => !picker.complete)) }),
         ignoreElements(),
         catchError((err: Error) => {
+          // our own disk failing is no fault of the peer's: the whole download stops
+          if (err instanceof StorageError) throw err
           picker.drop(id)
           sources.delete(id)
           const failures = (cooling.get(id)?.failures ?? 0) + 1
@@ -325,7 +329,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     const transfer$ = merge(newSources$.pipe(mergeMap(runSource, maxSources)), starved$, reprobe$)
 
     const finish$ = defer(() => sink.digest()).pipe(map((sha256): LeechEvent => {
-      if (sha256 !== meta.hash) throw new HashMismatchError(meta.hash, sha256)
+      if (sha256 !== meta.hash) { sink.discardState?.(); throw new HashMismatchError(meta.hash, sha256) }
       const path = sink.commit()
       return { event: 'done', fileId: meta.hash, name: meta.name, path, bytes: meta.size, sha256, downloaded }
     }))

@@ -6,29 +6,60 @@ import { OrderedHasher } from './orderedHasher'
 import { PartFile } from './partFile'
 import type { MappedFile } from './mappedFile'
 import { WorkerHashTarget } from './workerHash'
+import { loadState, removeState, saveState } from './resumeState'
+import { hasBit, setBit } from '../peer/picker'
 
 /** Files from this size on are hashed in a worker thread (below it, starting one costs more than it saves). */
 export const WORKER_HASH_MIN_BYTES = Number(process.env.LP2P_WORKER_HASH_MIN ?? 32 * 1024 * 1024)
 
-/** The production sink: OUT/NAME.part written positionally, hashed in order as pieces land. */
+/** The resume state is saved at most this often while pieces land (and when the sink closes). */
+const STATE_SAVE_MS = 500
+
+/**
+ * The production sink: OUT/NAME.part written positionally, hashed in order as pieces land, with
+ * NAME.part.state recording the verified pieces so a killed download resumes.
+ */
 export class FileSink implements PieceSink {
   private readonly part: PartFile
   private readonly hasher: OrderedHasher
-
   private readonly worker: WorkerHashTarget | null = null
+  private readonly have: Uint8Array
+  readonly present: number[] = []
+  private saveTimer: NodeJS.Timeout | null = null
+  private dirty = false
 
   /** @param pool where piece buffers go back once written and hashed */
-  constructor (meta: FileMetaData, outDir: string, private readonly pool?: BufferPool) {
+  constructor (private readonly meta: FileMetaData, outDir: string, private readonly pool?: BufferPool) {
     this.part = PartFile.open(outDir, meta.name, meta.size)
     const release = (b: Buffer): void => pool?.release(b)
     // big files are hashed in a worker thread, beside the transfer instead of on its core
     if (meta.size >= WORKER_HASH_MIN_BYTES) this.worker = new WorkerHashTarget(this.part.partPath, (b) => pool?.owns(b) ?? false, (b) => pool?.adopt(b), (b) => pool?.claim(b))
     this.hasher = new OrderedHasher(meta.size, this.worker ?? (() => this.part.source()), undefined, release)
+    // a resumed download: what the last run wrote and verified is read back, not fetched again
+    this.have = loadState(this.part.partPath, meta) ?? new Uint8Array(Math.ceil(meta.pieces / 8))
+    for (let i = 0; i < meta.pieces; i++) {
+      if (!hasBit(this.have, i)) continue
+      this.present.push(i)
+      this.hasher.addOnDisk(i * meta.blockSize, Math.min(meta.blockSize, meta.size - i * meta.blockSize))
+    }
   }
 
   write (data: Buffer, position: number): Observable<void> { return this.part.write(data, position) }
   stored (offset: number, data: Buffer): void {
+    setBit(this.have, offset / this.meta.blockSize)
+    this.dirty = true
+    this.saveTimer ??= setTimeout(() => { this.saveTimer = null; this.saveNow() }, STATE_SAVE_MS)
     if (!this.hasher.add(offset, data)) this.pool?.release(data)
+  }
+
+  private saveNow (): void {
+    if (!this.dirty) return
+    this.dirty = false
+    try {
+      saveState(this.part.partPath, this.meta, this.have)
+    } catch {
+      // a full disk may refuse the state too: the download itself reports the storage error
+    }
   }
   digest (): Observable<string> { return defer(() => this.hasher.digest()) }
 
@@ -37,8 +68,31 @@ export class FileSink implements PieceSink {
     const w = this.worker
     return w === null ? undefined : (data) => w.hashPiece(data)
   }
-  commit (): string { return this.part.commit() }
+  commit (): string {
+    this.stopSaving()
+    this.dirty = false
+    const done = this.part.commit()
+    removeState(this.part.partPath)
+    return done
+  }
+
+  private stopSaving (): void {
+    if (this.saveTimer !== null) { clearTimeout(this.saveTimer); this.saveTimer = null }
+  }
   /** The bytes written so far, through a read-only mapping (for serving verified pieces). */
   source (): MappedFile { return this.part.source() }
-  close (): void { this.worker?.close(); this.part.close() }
+  /** Stop; the .part and its state stay for a resume. Safe to call twice. */
+  close (): void {
+    this.stopSaving()
+    this.saveNow()
+    this.worker?.close()
+    this.part.close()
+  }
+
+  /** Forget what the state says (its pieces did not add up to the file): the next run starts over. */
+  discardState (): void {
+    this.stopSaving()
+    this.dirty = false
+    removeState(this.part.partPath)
+  }
 }

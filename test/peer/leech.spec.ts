@@ -186,6 +186,18 @@ describe('leech flow', () => {
     expect(events.some((e) => e.event === 'done')).toBe(false)
   })
 
+  it('stops the whole download on a storage error (not the peer\'s fault), keeping the partial file', () => {
+    const ts = newScheduler()
+    const { deps, sinks } = world(ts, [A, B], {})
+    // the disk fills up after two pieces
+    deps.openSink = (m) => { const s = new MemorySink(m, [], 2); sinks.push(s); return s }
+    const { events, error } = run(ts, deps)
+    expect(error).toMatchObject({ code: 'ERR_STORAGE' })
+    expect(events.some((e) => e.event === 'peer-dropped')).toBe(false)
+    expect(sinks[0].committed).toBe(false)
+    expect(sinks[0].closed).toBe(true)
+  })
+
   it('fails with ERR_NOT_FOUND for a file the tracker does not know, opening nothing', () => {
     const ts = newScheduler()
     const { deps, sinks } = world(ts, [A], {})

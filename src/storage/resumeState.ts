@@ -1,0 +1,42 @@
+import fs from 'node:fs'
+import type { FileMetaData } from '../protocol/messages'
+
+/**
+ * Which pieces of a `.part` are written and verified: `NAME.part.state`, a small JSON file
+ * beside it, so a download killed at any point resumes with only the rest to fetch. Saved
+ * atomically (write a temporary file, rename). A state that does not match the file (another
+ * id, size or segmentation) is ignored.
+ */
+export interface ResumeState { fileId: string, size: number, blockSize: number, pieces: number, have: string }
+
+const MAX_STATE_BYTES = 4 * 1024 * 1024
+
+export function statePath (partPath: string): string { return `${partPath}.state` }
+
+/** The verified pieces recorded for `meta`, or null when there is no usable state. */
+export function loadState (partPath: string, meta: FileMetaData): Uint8Array | null {
+  try {
+    const p = statePath(partPath)
+    if (fs.statSync(p).size > MAX_STATE_BYTES) return null
+    const s = JSON.parse(fs.readFileSync(p, 'utf8')) as Partial<ResumeState>
+    if (s.fileId !== meta.hash || s.size !== meta.size || s.blockSize !== meta.blockSize || s.pieces !== meta.pieces || typeof s.have !== 'string') return null
+    const bits = Buffer.from(s.have, 'base64')
+    if (bits.length !== Math.ceil(meta.pieces / 8)) return null
+    return new Uint8Array(bits)
+  } catch {
+    return null // none, unreadable or not JSON: start from nothing
+  }
+}
+
+export function saveState (partPath: string, meta: FileMetaData, have: Uint8Array): void {
+  const p = statePath(partPath)
+  const tmp = `${p}.tmp`
+  const s: ResumeState = { fileId: meta.hash, size: meta.size, blockSize: meta.blockSize, pieces: meta.pieces, have: Buffer.from(have).toString('base64') }
+  fs.writeFileSync(tmp, JSON.stringify(s))
+  fs.renameSync(tmp, p)
+}
+
+export function removeState (partPath: string): void {
+  fs.rmSync(statePath(partPath), { force: true })
+  fs.rmSync(`${statePath(partPath)}.tmp`, { force: true })
+}
