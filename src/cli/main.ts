@@ -1,7 +1,8 @@
 import os from 'node:os'
 import path from 'node:path'
 import { Command, Option } from 'commander'
-import { firstValueFrom, lastValueFrom } from 'rxjs'
+import { firstValueFrom, lastValueFrom, type Observable } from 'rxjs'
+import type { TrackerClient } from '../net/trackerClient'
 import { UsageError } from '../errors'
 import { log, setLogLevel } from '../log'
 import { formatEndpoint, parseEndpoint } from '../net/address'
@@ -37,6 +38,15 @@ function port (v: string): number {
   const n = Number(v)
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`port "${v}" is not 0..65535`)
   return n
+}
+
+/** One question to the tracker from a node that serves nothing (ls, status). */
+async function askTracker<T> (tracker: string, ask: (c: TrackerClient) => Observable<T>): Promise<T> {
+  const node = new Lp2pNode({ tracker: parseEndpoint(tracker, '--tracker'), serve: false })
+  try {
+    await node.start()
+    return await firstValueFrom(ask(node.trackerClient))
+  } finally { await node.close() }
 }
 
 /** Run until SIGINT/SIGTERM, then close. */
@@ -132,13 +142,9 @@ export function program (): Command {
     .addOption(trackerOption())
     .addOption(jsonOption('print a JSON array of {name, fileId, size, blockSize, pieces}'))
     .action(async (o: { tracker: string, json?: boolean }) => {
-      const node = new Lp2pNode({ tracker: parseEndpoint(o.tracker, '--tracker'), serve: false })
-      try {
-        await node.start()
-        const files = await firstValueFrom(node.trackerClient.files())
-        if (o.json === true) json(files.map((f) => ({ name: f.name, fileId: f.hash, size: f.size, blockSize: f.blockSize, pieces: f.pieces })))
-        else out(files.length === 0 ? 'no files\n' : table(['NAME', 'SIZE', 'PIECES', 'FILE ID'], files.map((f) => [f.name, bytes(f.size), `${f.pieces} × ${bytes(f.blockSize)}`, f.hash])))
-      } finally { await node.close() }
+      const files = await askTracker(o.tracker, (c) => c.files())
+      if (o.json === true) json(files.map((f) => ({ name: f.name, fileId: f.hash, size: f.size, blockSize: f.blockSize, pieces: f.pieces })))
+      else out(files.length === 0 ? 'no files\n' : table(['NAME', 'SIZE', 'PIECES', 'FILE ID'], files.map((f) => [f.name, bytes(f.size), `${f.pieces} × ${bytes(f.blockSize)}`, f.hash])))
     })
 
   p.command('status')
@@ -146,26 +152,23 @@ export function program (): Command {
     .addOption(trackerOption())
     .addOption(jsonOption('print a JSON array of {nodeId, address, lastSeen, uploaded, downloaded, files: [{fileId, have, pieces, completeness}]}'))
     .action(async (o: { tracker: string, json?: boolean }) => {
-      const node = new Lp2pNode({ tracker: parseEndpoint(o.tracker, '--tracker'), serve: false })
-      try {
-        await node.start()
-        const nodes = await firstValueFrom(node.trackerClient.nodes())
-        if (o.json === true) {
-          json(nodes.map((n) => ({
-            nodeId: n.nodeId,
-            address: formatEndpoint({ address: n.host, port: n.port }),
-            lastSeen: new Date(n.lastSeen).toISOString(),
-            uploaded: n.uploaded,
-            downloaded: n.downloaded,
-            files: n.files.map((f) => ({ fileId: f.fileId, have: f.have, pieces: f.pieces, completeness: f.pieces === 0 ? 1 : f.have / f.pieces })),
-            fileCount: n.fileCount,
-          })))
-        } else {
-          out(nodes.length === 0 ? 'no nodes\n' : table(['NODE', 'ADDRESS', 'LAST SEEN', 'UP', 'DOWN', 'FILES'], nodes.map((n) => [n.nodeId.slice(0, 16), formatEndpoint({ address: n.host, port: n.port }), ago(Date.now() - n.lastSeen), bytes(n.uploaded), bytes(n.downloaded),
-            n.files.map((f) => `${f.fileId.slice(0, 8)} ${f.pieces === 0 ? 100 : Math.floor(100 * f.have / f.pieces)}%`).join(', ') + (n.fileCount > n.files.length ? ', …' : '')])))
-        }
-      } finally { await node.close() }
+      const nodes = await askTracker(o.tracker, (c) => c.nodes())
+      if (o.json === true) {
+        json(nodes.map((n) => ({
+          nodeId: n.nodeId,
+          address: formatEndpoint({ address: n.host, port: n.port }),
+          lastSeen: new Date(n.lastSeen).toISOString(),
+          uploaded: n.uploaded,
+          downloaded: n.downloaded,
+          files: n.files.map((f) => ({ fileId: f.fileId, have: f.have, pieces: f.pieces, completeness: f.pieces === 0 ? 1 : f.have / f.pieces })),
+          fileCount: n.fileCount,
+        })))
+      } else {
+        out(nodes.length === 0 ? 'no nodes\n' : table(['NODE', 'ADDRESS', 'LAST SEEN', 'UP', 'DOWN', 'FILES'], nodes.map((n) => [n.nodeId.slice(0, 16), formatEndpoint({ address: n.host, port: n.port }), ago(Date.now() - n.lastSeen), bytes(n.uploaded), bytes(n.downloaded),
+          n.files.map((f) => `${f.fileId.slice(0, 8)} ${f.pieces === 0 ? 100 : Math.floor(100 * f.have / f.pieces)}%`).join(', ') + (n.fileCount > n.files.length ? ', …' : '')])))
+      }
     })
+
   p.command('demo')
     .description('run a local demo swarm: a tracker and peers on 127.0.0.1 share a generated file, one get downloads and verifies it; everything started is stopped')
     .addOption(new Option('--size <bytes>', 'size of the generated file (k/M/G suffixes)').default('256M').argParser(parseSize))

@@ -1,4 +1,5 @@
 import { hasBit, PiecePicker, setBit } from '../../src/peer/picker'
+import { seeded } from '../helpers/random'
 
 /** A bitfield of `pieces` bits with `held` set (MSB first, as on the wire). */
 function bits (pieces: number, held: number[]): Uint8Array {
@@ -7,17 +8,6 @@ function bits (pieces: number, held: number[]): Uint8Array {
   return bf
 }
 
-/** mulberry32: a small seeded PRNG, so tie-breaks are reproducible. */
-function seeded (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** Calls `next(id)` until it says null; the pieces handed out, in order. */
 function drain (p: PiecePicker, id: string): number[] {

@@ -1,6 +1,7 @@
 import { TestScheduler } from 'rxjs/testing'
 import { concatMap, from, map, timer } from 'rxjs'
 import { parseRate, rateLimit, TokenBucket } from '../../streams/rateLimit'
+import { seeded } from '../helpers/random'
 
 function setup (): TestScheduler {
   return new TestScheduler((actual, expected) => expect(actual).toEqual(expected))
@@ -14,17 +15,6 @@ const bytes = {
 /** What a grant of `take` emits. */
 const granted = { g: undefined }
 
-/** Deterministic PRNG (mulberry32) in [0, 1). */
-function seeded (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 describe('rateLimit', () => {
   it('passes everything through synchronously when unlimited (rate Infinity or 0)', () => {
