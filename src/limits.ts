@@ -47,8 +47,13 @@ export const FAN_OUT = 8
 export const QUERY_TIMEOUT_MS = 2_000
 /** A requested piece must arrive within this time or the peer is dropped. */
 export const PIECE_TIMEOUT_MS = 15_000
-/** Bytes of piece requests kept in flight per peer: enough to cover a piece's round trip, hashing and write. */
-export const PIPELINE_BYTES = 4 * 1024 * 1024
+/** Most bytes of piece requests in flight per peer: enough to cover a fast peer's round trip, hashing and write. */
+export const PIPELINE_BYTES = 16 * 1024 * 1024
+/**
+ * Within that, a peer gets about this much of its measured rate in flight: a peer behind an
+ * upload cap gets a short queue, so pieces are picked late, with fresh knowledge of the swarm.
+ */
+export const IN_FLIGHT_MS = 200
 /** Requests in flight per peer: PIPELINE_BYTES worth of pieces, within these bounds. */
 export const MIN_PIPELINE = 4
 export const MAX_PIPELINE = 32

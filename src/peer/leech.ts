@@ -4,7 +4,7 @@ import {
   repeat, Subject, switchMap, take, takeUntil, tap, throwError, timeout, timer, toArray, type SchedulerLike,
 } from 'rxjs'
 import { HashMismatchError, NoSourcesError, PeerTimeoutError, ProtocolError, RemoteError, StorageError } from '../errors'
-import { FAN_OUT, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS } from '../limits'
+import { FAN_OUT, IN_FLIGHT_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS } from '../limits'
 import { MAX_HASHES_PER_FRAME, REMOTE_CODES, type FileMetaData, type NodeInfo, type PeerAddress } from '../protocol/messages'
 import type { Frame } from '../protocol/frames'
 import type { PeerLink } from '../net/peerConnection'
@@ -124,6 +124,25 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     const picker = new PiecePicker(meta.pieces, { random: deps.random })
     deps.onPending?.(() => picker.inFlightBits())
     const reprobeMs = opts.reprobeMs ?? 250
+    // per source: its rate, measured over the pieces that land, sets how many requests it gets
+    const rates = new Map<string, { since: number, bytes: number, rate: number }>()
+    const landedFrom = (id: string, bytes: number): void => {
+      const now = scheduler.now()
+      const r = rates.get(id) ?? { since: now, bytes: 0, rate: 0 }
+      r.bytes += bytes
+      const dt = now - r.since
+      if (dt >= 100) {
+        const sample = r.bytes * 1000 / dt
+        r.rate = r.rate === 0 ? sample : 0.5 * r.rate + 0.5 * sample
+        r.bytes = 0; r.since = now
+      }
+      rates.set(id, r)
+    }
+    const windowOf = (id: string): number => {
+      const rate = rates.get(id)?.rate ?? 0
+      if (rate === 0) return Math.min(pipeline, 4) // unknown yet: a few, then what it earns
+      return Math.max(2, Math.ceil(rate * IN_FLIGHT_MS / 1000 / meta.blockSize))
+    }
     for (const i of sink.present ?? []) picker.markDone(i)
     const sources = new Map<string, Source>() // live sources by nodeId
     const banned = new Set<string>()
@@ -207,6 +226,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
               const bytes = c.data.length // the sink owns the buffer once stored (it may move it to a worker)
               sink.stored(c.position, c.data)
               picker.done(id, index)
+              landedFrom(id, bytes)
               downloaded += bytes
               emit({ event: 'piece', index, bytes, peer: label(src.peer) })
               landed.next(index) // cancels duplicates; completes the download after the last piece
@@ -227,6 +247,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         next: () => { const i = picker.complete ? null : picker.next(id); return i === null ? null : i * meta.blockSize },
         fetch: (offset) => fetchPiece(src, offset / meta.blockSize),
         pipeline,
+        window: () => windowOf(id),
       }))).pipe(
         // nothing more from it for now: wait for fresher bitfields (or a piece given back), then go on
         repeat({ delay: () => merge(wake, timer(rediscoverMs, scheduler)).pipe(take(1), filter(() => !picker.complete)) }),

@@ -1,5 +1,5 @@
 import { TestScheduler } from 'rxjs/testing'
-import { Observable as RxObservable, type Observable } from 'rxjs'
+import { Observable as RxObservable, tap, type Observable } from 'rxjs'
 import { leechPieces } from '../../streams/leechPieces'
 
 function setup (): TestScheduler {
@@ -48,6 +48,35 @@ describe('leechPieces', () => {
       expect(got).toEqual([...Array(20).keys()])
       expect(completed).toBe(true)
       expect(open).toBe(0)
+    })
+  })
+
+  it('follows a window that shrinks and grows, never past the pipeline', () => {
+    const ts = setup()
+    ts.run(({ cold, flush }) => {
+      // requests in flight: asked and not yet answered
+      let started = 0; let answered = 0
+      const peaks: number[] = []
+      let window = 3
+      const fetch = (o: number): Observable<number> => new RxObservable<number>((sub) => {
+        started++; peaks.push(started - answered)
+        return cold('-x|', { x: o }).pipe(tap(() => answered++)).subscribe(sub)
+      })
+      const got: number[] = []
+      leechPieces({ next: offsets([...Array(30).keys()]), fetch, pipeline: 4, window: () => window }).subscribe((v) => {
+        got.push(v)
+        if (got.length === 6) window = 1 // a slow source: one at a time
+        if (got.length === 15) window = 10 // faster again: capped at the pipeline
+      })
+      flush()
+      expect(got).toEqual([...Array(30).keys()])
+      expect(peaks.slice(0, 3)).toEqual([1, 2, 3])
+      expect(Math.max(...peaks.slice(0, 6))).toBe(3)
+      // after the shrink the flight drains to one at a time; after the growth, the pipeline caps it
+      const oneAtATime = peaks.slice(9, 14)
+      expect(oneAtATime.every((p) => p === 1)).toBe(true)
+      expect(Math.max(...peaks)).toBe(4)
+      expect(started).toBe(30)
     })
   })
 
