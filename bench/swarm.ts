@@ -8,8 +8,11 @@
  *   BENCH_SWARM_SIZE  F, k/M/G suffixes (default 256M)     BENCH_SWARM_N  leecher counts (default "4,8")
  *   BENCH_SWARM_UP    U in bytes/s (default 20M = 20e6)     BENCH_SWARM_RUNS  runs per N (default 1)
  *   BENCH_DIR         work folder (default <repo>/.bench)
+ *   WebTorrent beside ours, in the same run, when ../shared/anchors is set up in /tmp/anchors
+ *   (bash ../shared/anchors/setup.sh): the same file, N, and caps (BENCH_WEBTORRENT=0 to skip).
  * 1 MB = 1e6 bytes. Everything stays on 127.0.0.1.
  */
+import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { parseSize } from '../src/cli/main'
@@ -79,6 +82,18 @@ async function run (file: string, F: number, n: number, up: number, dir: string)
   }
 }
 
+const WT_DIR = process.env.ANCHOR_DIR ?? '/tmp/anchors'
+
+/** WebTorrent 2.8.5 (the anchors' harness) on the same swarm: total time and seeder upload / F, or null. */
+function webtorrent (file: string, n: number, up: number): { secs: number, seederUp: number } | null {
+  if (process.env.BENCH_WEBTORRENT === '0' || !fs.existsSync(path.join(WT_DIR, 'node_modules', 'webtorrent'))) return null
+  const r = spawnSync(process.execPath, ['wt_swarm.mjs', `--leechers=${n}`, '--runs=1', `--up=${up}`, `--file=${file}`, '--timeout=300'], { cwd: WT_DIR, encoding: 'utf8', timeout: RUN_TIMEOUT_MS })
+  const total = /run 1: N=\d+ total=([\d.]+) s/.exec(r.stdout ?? '')
+  const seeder = /seeder uploaded \/ F: .*median=([\d.]+)/.exec(r.stdout ?? '')
+  if (total === null || seeder === null) { say(`webtorrent: no result (exit ${String(r.status)}): ${(r.stdout ?? '').split('\n').slice(-3).join(' | ')}`); return null }
+  return { secs: Number(total[1]), seederUp: Number(seeder[1]) }
+}
+
 async function main (): Promise<void> {
   const F = parseSize(process.env.BENCH_SWARM_SIZE ?? '256M')
   const up = parseRate(process.env.BENCH_SWARM_UP ?? '20M')
@@ -89,14 +104,17 @@ async function main (): Promise<void> {
   const file = path.join(dir, 'share', 'swarm.bin')
   if (!fs.existsSync(file) || fs.statSync(file).size !== F) writeRandomFile(file, F)
   say(`swarm benchmark: F = ${(F / 1e6).toFixed(1)} MB, every node's upload capped at ${(up / 1e6).toFixed(1)} MB/s, ${runs} run(s) per N`)
-  say('N   time s   T_min s   time/T_min   seeder up/F   leechers up/F   aggregate MB/s')
+  say('N   time s   T_min s   time/T_min   seeder up/F   leechers up/F   aggregate MB/s   who')
   for (const n of ns) {
     for (let r = 0; r < runs; r++) {
       const x = await run(file, F, n, up, dir)
-      say(`${String(n).padEnd(3)} ${x.secs.toFixed(2).padStart(6)}   ${x.tmin.toFixed(2).padStart(7)}   ${(x.secs / x.tmin).toFixed(3).padStart(10)}   ${(x.seederUp / F).toFixed(3).padStart(11)}   ${(x.leechersUp / F).toFixed(3).padStart(13)}   ${(n * F / 1e6 / x.secs).toFixed(0).padStart(14)}`)
+      say(`${String(n).padEnd(3)} ${x.secs.toFixed(2).padStart(6)}   ${x.tmin.toFixed(2).padStart(7)}   ${(x.secs / x.tmin).toFixed(3).padStart(10)}   ${(x.seederUp / F).toFixed(3).padStart(11)}   ${(x.leechersUp / F).toFixed(3).padStart(13)}   ${(n * F / 1e6 / x.secs).toFixed(0).padStart(14)}   lp2p`)
+      const wt = webtorrent(file, n, up)
+      if (wt !== null) say(`${String(n).padEnd(3)} ${wt.secs.toFixed(2).padStart(6)}   ${x.tmin.toFixed(2).padStart(7)}   ${(wt.secs / x.tmin).toFixed(3).padStart(10)}   ${wt.seederUp.toFixed(3).padStart(11)}   ${'?'.padStart(13)}   ${(n * F / 1e6 / wt.secs).toFixed(0).padStart(14)}   webtorrent 2.8.5 (same file, caps)`)
     }
   }
-  say('targets: time/T_min ≤ 1.1 and seeder up/F ≤ 1.1. WebTorrent 2.8.5 anchor (../shared/anchors, 1+4 at 20 MB/s on 512 MiB): 1.18 × T_min, seeder 1.21 × F')
+  say('targets: time/T_min ≤ 1.1 and seeder up/F ≤ 1.1. lp2p times include process start; WebTorrent\'s run from "go" with its processes already started.')
+  say('WebTorrent 2.8.5 anchor from ../shared/anchors/README.md (1+4 at 20 MB/s, 512 MiB): 1.18 × T_min, seeder 1.21 × F')
 }
 
 main().catch((err) => { process.stderr.write(`bench-swarm: ${(err as Error).stack ?? String(err)}\n`); killAll(); process.exitCode = 1 })
