@@ -22,7 +22,7 @@ export interface TrackerClientOptions {
 export type WithoutTx<T> = T extends unknown ? Omit<T, 'tx'> : never
 type ReplyFor<R extends TrackerRequest['type']> =
   R extends 'publish' ? Published : R extends 'announce' ? Extract<TrackerReply, { type: 'announced' }> :
-    R extends 'query_files' ? Extract<TrackerReply, { type: 'files' }> : Extract<TrackerReply, { type: 'nodes' }>
+    R extends 'query_files' ? Extract<TrackerReply, { type: 'files' }> : R extends 'withdraw' ? Extract<TrackerReply, { type: 'withdrawn' }> : Extract<TrackerReply, { type: 'nodes' }>
 
 /**
  * Request/reply over datagrams: each attempt sends the request with a fresh transaction id and

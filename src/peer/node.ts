@@ -103,7 +103,7 @@ export class Lp2pNode {
       this.server = new PeerServer((m, remote) => serveRequest(m, {
         file: (id) => this.served.get(id),
         cluster: this.cluster,
-        onFileChanged: (id, err) => this.log.warn({ fileId: id, err: err.message }, 'shared file changed on disk: not served'),
+        onFileChanged: (id, err) => this.withdraw(id, err),
       }, remote), { host, port: this.opts.port ?? 0, onUpload: (n) => { this.uploaded += n }, budget: this.uploadBudget })
       this.listen = await this.server.start()
       await lastValueFrom(this.publishShared().pipe(defaultIfEmpty(null)))
@@ -128,6 +128,23 @@ export class Lp2pNode {
         catchError((err: Error) => { this.log.warn({ file: f.name, err: err.message }, 'publish failed; retried with the next heartbeat'); return EMPTY }),
       ), 8),
     )
+  }
+
+  /**
+   * A shared file changed or vanished on disk: stop serving it (reading a truncated mapping would
+   * kill the process) and tell the tracker, so leechers stop being sent here for it.
+   */
+  private withdraw (fileId: string, err: Error): void {
+    if (!this.served.has(fileId)) return
+    this.log.warn({ fileId, err: err.message }, 'shared file changed on disk: withdrawn')
+    this.served.delete(fileId)
+    const f = this.shared.get(fileId)
+    this.shared.delete(fileId)
+    this.local = this.local.filter((l) => l.fileId !== fileId)
+    f?.file.close()
+    this.subs.push(this.trackerClient.request({ type: 'withdraw', nodeId: this.nodeId, port: this.listen?.port ?? 0, fileId }).pipe(
+      catchError((e: Error) => { this.log.warn({ fileId, err: e.message }, 'withdraw not acknowledged; the next heartbeat resyncs'); return EMPTY }),
+    ).subscribe())
   }
 
   /** Publish what this node holds of a download (partial or complete). */

@@ -68,9 +68,12 @@ export interface Files { type: 'files', tx: number, files: FileMetaData[], next?
 export interface GetNodes { type: 'get_nodes', tx: number, fileId?: string, after?: string }
 export interface Nodes { type: 'nodes', tx: number, nodes: NodeInfo[], next?: string }
 export interface TrackerErrorReply { type: 'error', tx: number, code: string, message: string }
+/** A node no longer holds a file (it changed or vanished on disk). */
+export interface Withdraw { type: 'withdraw', tx: number, nodeId: string, port: number, fileId: string }
+export interface Withdrawn { type: 'withdrawn', tx: number }
 
-export type TrackerRequest = Publish | Announce | QueryFiles | GetNodes
-export type TrackerReply = Published | Announced | Files | Nodes | TrackerErrorReply
+export type TrackerRequest = Publish | Announce | QueryFiles | GetNodes | Withdraw
+export type TrackerReply = Published | Announced | Files | Nodes | Withdrawn | TrackerErrorReply
 export type TrackerMessage = TrackerRequest | TrackerReply
 
 // ---------------------------------------------------------------- peer wire (TCP)
@@ -186,6 +189,8 @@ export function trackerMessage (x: unknown): TrackerMessage {
       return m
     }
     case 'nodes': return { type: 'nodes', tx: tx(o), nodes: v.list(o, 'nodes', MAX_LIST_ITEMS, nodeInfo), ...next(o) }
+    case 'withdraw': return { type: 'withdraw', tx: tx(o), nodeId: v.nodeId(o), port: port(o), fileId: v.hash(o, 'fileId') }
+    case 'withdrawn': return { type: 'withdrawn', tx: tx(o) }
     case 'error': return { type: 'error', tx: tx(o), code: v.str(o, 'code', 32), message: v.str(o, 'message', 512) }
     default: throw new ProtocolError(`unknown tracker message type ${typeName(o.type)}`)
   }

@@ -59,6 +59,9 @@ function handle (r: Inbound, reg: Registry, now: number, heartbeatMs: number): T
       const { items, next } = page(reg.listNodes(m.fileId, m.after, MAX_LIST_ITEMS), (n) => n.nodeId)
       return next === undefined ? { type: 'nodes', tx: m.tx, nodes: items } : { type: 'nodes', tx: m.tx, nodes: items, next }
     }
+    case 'withdraw':
+      reg.withdraw(node(m.nodeId, m.port), m.fileId, now)
+      return { type: 'withdrawn', tx: m.tx }
     default: {
       const never: never = m
       throw new Error(`unhandled request ${(never as { type: string }).type}`)

@@ -120,6 +120,15 @@ export class Registry {
     return n
   }
 
+  /** A node no longer holds a file. */
+  withdraw (node: { nodeId: string, host: string, port: number }, fileId: string, now: number): void {
+    const n = this.touch(node, now)
+    n.files.delete(fileId)
+    const h = this.holders.get(fileId)
+    h?.delete(n.nodeId)
+    if (h?.size === 0) this.holders.delete(fileId)
+  }
+
   /** Drop nodes silent for longer than the TTL. Returns how many went. */
   expire (now: number): number {
     let gone = 0

@@ -16,7 +16,7 @@ export interface TrackerServerOptions {
   heartbeatMs?: number
 }
 
-const REQUEST_TYPES = new Set<string>(['publish', 'announce', 'query_files', 'get_nodes'])
+const REQUEST_TYPES = new Set<string>(['publish', 'announce', 'query_files', 'get_nodes', 'withdraw'])
 
 /** The tracker service: a UDP socket wired to the tracker flow. */
 export class TrackerServer {

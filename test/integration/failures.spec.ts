@@ -40,6 +40,30 @@ describe('failures', () => {
     expect(await sha256File(path.join(out, 'big.bin'))).toBe(sha)
   }, 120_000)
 
+  it('a shared file truncated while served does not crash its peer; it is withdrawn and the get finishes from another peer', async () => {
+    const F = 32 * 1024 * 1024
+    const a = path.join(dir, 'a')
+    const b = path.join(dir, 'b')
+    fs.mkdirSync(a); fs.mkdirSync(b)
+    const sha = writeRandomFile(path.join(a, 't.bin'), F)
+    fs.copyFileSync(path.join(a, 't.bin'), path.join(b, 't.bin'))
+    const { address: tracker } = await startTracker(procs)
+    const peerA = await startPeer(procs, a, tracker)
+    await startPeer(procs, b, tracker)
+    const out = path.join(dir, 'out')
+    const get = spawnLp2p(['get', 't.bin', '--out', out, '--tracker', tracker, '--download-limit', '16M', '--json'])
+    procs.push(get)
+    await get.waitFor((e) => e.event === 'progress', 30_000)
+    fs.truncateSync(path.join(a, 't.bin'), F / 2) // reading past the new end through the mapping would be a SIGBUS
+    expect(await get.exited).toBe(0)
+    expect(get.events.at(-1)).toMatchObject({ event: 'done', sha256: sha })
+    expect(await sha256File(path.join(out, 't.bin'))).toBe(sha)
+    // peer A is alive, and the tracker no longer sends anyone to it for this file
+    expect(peerA.proc.child.exitCode).toBeNull()
+    const nodes = (await runLp2p(['status', '--tracker', tracker, '--json'])).events[0] as unknown as { address: string, files: { fileId: string }[] }[]
+    expect(nodes.find((n) => n.address === peerA.address)?.files ?? []).toEqual([])
+  }, 60_000)
+
   it('a get killed mid-transfer resumes where it stopped: only the rest is fetched, and the file is exact', async () => {
     const F = 48 * 1024 * 1024
     const share = path.join(dir, 'share')

@@ -68,6 +68,8 @@ describe('tracker datagrams', () => {
     ['publish of a partial holder', { type: 'publish', tx: 1, nodeId: NODE, port: 7000, name: 'movie.mkv', hash: H1, size: 100_000, have: 3 }],
     ['published with a root', { type: 'published', tx: 2, meta: meta({ root: H2 }) }],
     ['announced', { type: 'announced', tx: 4, interval: 3000, resync: true }],
+    ['withdraw', { type: 'withdraw', tx: 8, nodeId: NODE, port: 7000, fileId: H1 }],
+    ['withdrawn', { type: 'withdrawn', tx: 8 }],
     ['announced without resync', { type: 'announced', tx: 4, interval: 1, resync: false }],
     ['query_files', { type: 'query_files', tx: 5 }],
     ['query_files after a cursor', { type: 'query_files', tx: 5, after: H1 }],

@@ -83,6 +83,22 @@ describe('trackerFlow', () => {
     })
   })
 
+  it('forgets that a node holds a file it withdraws', () => {
+    setup().run(({ hot, expectObservable }) => {
+      const reg = new Registry(undefined, 1000)
+      const req$ = hot<Inbound>('-p-w-n-', {
+        p: inb({ type: 'publish', tx: 1, nodeId: N('a'), port: 7001, name: 'f', hash: H('e'), size: 10 }),
+        w: inb({ type: 'withdraw', tx: 2, nodeId: N('a'), port: 7001, fileId: H('e') }),
+        n: inb({ type: 'get_nodes', tx: 3, fileId: H('e') }, B),
+      })
+      expectObservable(trackerFlow(req$, { registry: reg, sweepMs: 100 }), '^------!').toBe('-x-W-N-', {
+        x: expect.anything(),
+        W: { msg: { type: 'withdrawn', tx: 2 }, to: A },
+        N: { msg: { type: 'nodes', tx: 3, nodes: [] }, to: B },
+      })
+    })
+  })
+
   it('paginates long lists so every reply fits a datagram', () => {
     setup().run(({ hot, expectObservable, flush }) => {
       const reg = new Registry(undefined, 1000)
