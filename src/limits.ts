@@ -29,8 +29,8 @@ export const MAX_TRACKER_FILES = 100_000
 export const MAX_TRACKER_NODES = 100_000
 
 // ---- segmentation ----
-/** Smallest piece. */
-export const MIN_BLOCK_SIZE = 16 * 1024
+/** Smallest piece: each piece costs a request, a hash check and a write, so tiny pieces cap throughput. */
+export const MIN_BLOCK_SIZE = 256 * 1024
 /** Largest piece: also bounds every frame's payload. */
 export const MAX_BLOCK_SIZE = 8 * 1024 * 1024
 /** Segmentation aims at about this many pieces per file. */

@@ -12,7 +12,7 @@ import type { FileMetaData } from './messages'
  * seed it (the live nodes when it is published, all of which can fetch and then serve it), at
  * most 4×: more seeders get more, smaller pieces to work on in parallel.
  *
- *   1 MiB → 16 KiB × 64     64 MiB → 64 KiB × 1024     1 GiB → 1 MiB × 1024     64 GiB → 8 MiB × 8192
+ *   1 MiB → 256 KiB × 4     64 MiB → 256 KiB × 256     1 GiB → 1 MiB × 1024     64 GiB → 8 MiB × 8192
  *   1 GiB with 16 nodes live → 256 KiB × 4096
  */
 export function segment (size: number, seeders = 1): { blockSize: number, pieces: number } {

@@ -1,6 +1,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { writeRandomFile } from '../../src/cli/demo'
+import { MIN_BLOCK_SIZE } from '../../src/limits'
 import { runLp2p, sha256File, startPeer, startTracker, stopAll, tempDir, type Spawned } from './helpers'
 
 /** Real processes on 127.0.0.1: one tracker, one sharing peer, `get` runs compared by SHA-256. */
@@ -12,8 +13,8 @@ describe('end-to-end transfer', () => {
   const sizes: Record<string, number> = {
     'empty.bin': 0,
     'one-byte.bin': 1,
-    'one-block.bin': 16 * 1024, // the smallest block: files this small get 16 KiB pieces
-    'block-plus-one.bin': 16 * 1024 + 1,
+    'one-block.bin': MIN_BLOCK_SIZE, // files this small get the smallest pieces
+    'block-plus-one.bin': MIN_BLOCK_SIZE + 1,
     'big.bin': 64 * 1024 * 1024,
   }
 
