@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
-import { catchError, defaultIfEmpty, EMPTY, exhaustMap, finalize, from, last, lastValueFrom, map, mergeMap, Observable, type Subscription, tap, timer } from 'rxjs'
+import { catchError, defaultIfEmpty, EMPTY, finalize, from, last, lastValueFrom, map, mergeMap, Observable, repeat, switchMap, type Subscription, tap, timer } from 'rxjs'
+import { retryBackoff } from '../../streams/retryBackoff'
 import { HEARTBEAT_MS, MAX_BLOCK_SIZE } from '../limits'
 import { log } from '../log'
 import type { FileMetaData, PeerAddress } from '../protocol/messages'
@@ -163,13 +164,18 @@ export class Lp2pNode {
   /** Announce every period with the counters; re-publish when the tracker lost us; refresh a few cluster rows. */
   private heartbeats (): Subscription {
     const period = this.opts.heartbeatMs ?? HEARTBEAT_MS
-    return timer(period, period).pipe(
-      exhaustMap(() => this.trackerClient.request({ type: 'announce', nodeId: this.nodeId, port: this.listen?.port ?? 0, files: this.fileCount, uploaded: this.uploaded, downloaded: this.downloaded }).pipe(
-        mergeMap((r) => r.resync
-          ? from([this.publishShared(), ...[...this.held.values()].filter((h) => h.have > 0).map((h) => this.publishHeld(h))]).pipe(mergeMap((o) => o), last(undefined, null))
-          : from([this.refreshClusters(), ...[...this.held.values()].filter((h) => !h.complete && h.have > 0).map((h) => this.publishHeld(h))]).pipe(mergeMap((o) => o))),
-        catchError((err: Error) => { this.log.warn({ err: err.message }, 'heartbeat failed; retrying next period'); return EMPTY }),
-      )),
+    const beat = timer(period).pipe(
+      switchMap(() => this.trackerClient.request({ type: 'announce', nodeId: this.nodeId, port: this.listen?.port ?? 0, files: this.fileCount, uploaded: this.uploaded, downloaded: this.downloaded })),
+      mergeMap((r) => r.resync
+        ? from([this.publishShared(), ...[...this.held.values()].filter((h) => h.have > 0).map((h) => this.publishHeld(h))]).pipe(mergeMap((o) => o), last(undefined, null))
+        : from([this.refreshClusters(), ...[...this.held.values()].filter((h) => !h.complete && h.have > 0).map((h) => this.publishHeld(h))]).pipe(mergeMap((o) => o), last(undefined, null))),
+    )
+    return beat.pipe(
+      // the tracker is down: keep trying, with waits that double (with jitter, up to a minute) so
+      // a restarted tracker is found again without every node knocking at the same instant
+      tap({ error: (err: Error) => this.log.warn({ err: err.message }, 'heartbeat failed; backing off') }),
+      retryBackoff({ retries: Infinity, initialMs: period, maxMs: 60_000, jitter: 0.5 }),
+      repeat(),
     ).subscribe()
   }
 
