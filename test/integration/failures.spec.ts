@@ -5,25 +5,18 @@ import net from 'node:net'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { writeRandomFile } from '../../src/cli/demo'
-import { listening, runLp2p, sha256File, spawnLp2p, startPeer, startTracker, stopAll, tempDir, type Spawned } from './helpers'
+import { listening, perTest, runLp2p, sha256File, shareRandom, spawnLp2p, startPeer, startTracker } from './helpers'
 
 const portOf = (addr: string): number => Number(addr.split(':').pop())
 
 /** Failure is normal: crashes, restarts and hostile input, with real processes on 127.0.0.1. */
 describe('failures', () => {
-  const procs: Spawned[] = []
+  const { procs, dir: testDir } = perTest('fail')
   let dir: string
-
-  beforeEach(() => { dir = tempDir('fail') })
-  afterEach(async () => {
-    await stopAll(procs)
-    fs.rmSync(dir, { recursive: true, force: true })
-  })
+  beforeEach(() => { dir = testDir() })
 
   it('a download completes exact when one of two sharing peers is killed mid-transfer', async () => {
-    const share = path.join(dir, 'share')
-    fs.mkdirSync(share)
-    const sha = writeRandomFile(path.join(share, 'big.bin'), 256 * 1024 * 1024)
+    const { share, sha } = shareRandom(dir, 'share', 'big.bin', 256 * 1024 * 1024)
     const { address: tracker } = await startTracker(procs)
     const a = await startPeer(procs, share, tracker)
     await startPeer(procs, share, tracker)
@@ -66,9 +59,7 @@ describe('failures', () => {
 
   it('a get killed mid-transfer resumes where it stopped: only the rest is fetched, and the file is exact', async () => {
     const F = 48 * 1024 * 1024
-    const share = path.join(dir, 'share')
-    fs.mkdirSync(share)
-    const sha = writeRandomFile(path.join(share, 'r.bin'), F)
+    const { share, sha } = shareRandom(dir, 'share', 'r.bin', F)
     const { address: tracker } = await startTracker(procs)
     await startPeer(procs, share, tracker)
     const out = path.join(dir, 'out')
@@ -97,9 +88,7 @@ describe('failures', () => {
   // a real full disk: a 4 MiB tmpfs (needs root to mount; skipped with a note otherwise)
   const canMount = process.getuid?.() === 0
   ;(canMount ? it : it.skip)('a full disk ends the get with one line and exit 8, keeping the .part for a resume', async () => {
-    const share = path.join(dir, 'share')
-    fs.mkdirSync(share)
-    writeRandomFile(path.join(share, 'big.bin'), 16 * 1024 * 1024)
+    const { share } = shareRandom(dir, 'share', 'big.bin', 16 * 1024 * 1024)
     const { address: tracker } = await startTracker(procs)
     await startPeer(procs, share, tracker)
     const small = path.join(dir, 'small')
@@ -119,9 +108,7 @@ describe('failures', () => {
   }, 60_000)
 
   it('an unwritable --out gives one line and exit 8', async () => {
-    const share = path.join(dir, 'share')
-    fs.mkdirSync(share)
-    writeRandomFile(path.join(share, 'a.bin'), 1000)
+    const { share } = shareRandom(dir, 'share', 'a.bin', 1000)
     const { address: tracker } = await startTracker(procs)
     await startPeer(procs, share, tracker)
     const notADir = path.join(dir, 'file')
@@ -132,9 +119,7 @@ describe('failures', () => {
   }, 30_000)
 
   it('the tracker lists every file again at once after a restart, and nodes come back with heartbeats', async () => {
-    const share = path.join(dir, 'share')
-    fs.mkdirSync(share)
-    const sha = writeRandomFile(path.join(share, 'a.bin'), 100_000)
+    const { share, sha } = shareRandom(dir, 'share', 'a.bin', 100_000)
     const data = path.join(dir, 'tracker-data')
     const first = await startTracker(procs, ['--data', data])
     await startPeer(procs, share, first.address)
@@ -186,9 +171,7 @@ describe('failures', () => {
   }, 60_000)
 
   it('a bad frame closes only that connection; the peer keeps serving others', async () => {
-    const share = path.join(dir, 'share')
-    fs.mkdirSync(share)
-    const sha = writeRandomFile(path.join(share, 'x.bin'), 300_000)
+    const { share, sha } = shareRandom(dir, 'share', 'x.bin', 300_000)
     const { address: tracker } = await startTracker(procs)
     const peer = await startPeer(procs, share, tracker)
     const hostileFrames = [

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { writeRandomFile } from '../../src/cli/demo'
 import { killAll, listening, spawnLp2p, type Spawned } from '../../src/cli/spawn'
 
 export { listening, spawnLp2p, killAll }
@@ -46,4 +47,27 @@ export async function startPeer (procs: Spawned[], share: string, tracker: strin
 export async function stopAll (procs: Spawned[]): Promise<void> {
   await Promise.all(procs.splice(0).map((p) => p.stop()))
   killAll()
+}
+
+/**
+ * Processes and a temporary folder for each test of a describe block: whatever a test started is
+ * stopped (by PID) and its folder removed after it, pass or fail.
+ */
+export function perTest (prefix: string): { procs: Spawned[], dir: () => string } {
+  const procs: Spawned[] = []
+  let current = ''
+  beforeEach(() => { current = tempDir(prefix) })
+  afterEach(async () => {
+    await stopAll(procs)
+    fs.rmSync(current, { recursive: true, force: true })
+  })
+  return { procs, dir: () => current }
+}
+
+/** A new folder `sub` of `dir` holding one file of `size` random bytes; its path and SHA-256. */
+export function shareRandom (dir: string, sub: string, name: string, size: number): { share: string, file: string, sha: string } {
+  const share = path.join(dir, sub)
+  fs.mkdirSync(share, { recursive: true })
+  const file = path.join(share, name)
+  return { share, file, sha: writeRandomFile(file, size) }
 }

@@ -1,26 +1,19 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { writeRandomFile } from '../../src/cli/demo'
-import { runLp2p, sha256File, spawnLp2p, startPeer, startTracker, stopAll, tempDir, type Spawned } from './helpers'
+import { perTest, runLp2p, sha256File, shareRandom, spawnLp2p, startPeer, startTracker } from './helpers'
 
 interface NodeStatus { nodeId: string, address: string, uploaded: number, downloaded: number, files: { fileId: string, completeness: number }[] }
 
 /** Swarms of real processes on 127.0.0.1. */
 describe('swarm', () => {
-  const procs: Spawned[] = []
+  const { procs, dir: testDir } = perTest('swarm')
   let dir: string
-
-  beforeEach(() => { dir = tempDir('swarm') })
-  afterEach(async () => {
-    await stopAll(procs)
-    fs.rmSync(dir, { recursive: true, force: true })
-  })
+  beforeEach(() => { dir = testDir() })
 
   it('1 seeder + 3 leechers with upload caps: every copy exact, and the leechers upload to each other', async () => {
     const F = 24 * 1024 * 1024
-    const share = path.join(dir, 'share')
-    fs.mkdirSync(share)
-    const sha = writeRandomFile(path.join(share, 'swarm.bin'), F)
+    const { share, sha } = shareRandom(dir, 'share', 'swarm.bin', F)
     const { address: tracker } = await startTracker(procs)
     const seeder = await startPeer(procs, share, tracker, ['--upload-limit', '8M'])
     const leechers = [0, 1, 2].map((i) => {
