@@ -25,6 +25,8 @@ export const TRACKER_TIMEOUT_MS = 250
 export const TRACKER_ATTEMPTS = 5
 /** Most files a tracker keeps; publishes beyond this are refused. */
 export const MAX_TRACKER_FILES = 100_000
+/** Datagrams per second the tracker handles from one source address (twice that in a burst). */
+export const TRACKER_RATE_PER_SOURCE = 500
 /** Most nodes a tracker keeps. */
 export const MAX_TRACKER_NODES = 100_000
 

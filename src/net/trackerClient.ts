@@ -1,7 +1,10 @@
-import { asyncScheduler, defer, filter, map, Observable, of, retry, take, throwError, timeout, type SchedulerLike } from 'rxjs'
+import { asyncScheduler, catchError, defer, filter, finalize, map, Observable, of, retry, shareReplay, switchMap, take, tap, throwError, timeout, type SchedulerLike } from 'rxjs'
 import { RemoteError, TrackerUnreachableError } from '../errors'
 import { TRACKER_ATTEMPTS, TRACKER_TIMEOUT_MS } from '../limits'
-import type { FileMetaData, GetNodes, QueryFiles, NodeInfo, Published, TrackerMessage, TrackerReply, TrackerRequest } from '../protocol/messages'
+import { CONNECT_PAD_BYTES, type FileMetaData, type GetNodes, type QueryFiles, type NodeInfo, type Published, type TrackerMessage, type TrackerReply, type TrackerRequest } from '../protocol/messages'
+
+/** A connection token is renewed after this long (the tracker accepts it for 2 to 4 minutes). */
+export const TOKEN_REFRESH_MS = 60_000
 
 /** How a client reaches a tracker: send a message, see every message that comes back. */
 export interface TrackerTransport {
@@ -22,7 +25,8 @@ export interface TrackerClientOptions {
 export type WithoutTx<T> = T extends unknown ? Omit<T, 'tx'> : never
 type ReplyFor<R extends TrackerRequest['type']> =
   R extends 'publish' ? Published : R extends 'announce' ? Extract<TrackerReply, { type: 'announced' }> :
-    R extends 'query_files' ? Extract<TrackerReply, { type: 'files' }> : R extends 'withdraw' ? Extract<TrackerReply, { type: 'withdrawn' }> : Extract<TrackerReply, { type: 'nodes' }>
+    R extends 'query_files' ? Extract<TrackerReply, { type: 'files' }> : R extends 'withdraw' ? Extract<TrackerReply, { type: 'withdrawn' }> :
+      R extends 'connect' ? Extract<TrackerReply, { type: 'connected' }> : Extract<TrackerReply, { type: 'nodes' }>
 
 /**
  * Request/reply over datagrams: each attempt sends the request with a fresh transaction id and
@@ -62,10 +66,38 @@ function randomTx (): number { return (Math.random() * 0x100000000) >>> 0 }
  * `maxPages`), so callers get whole lists.
  */
 export class TrackerClient {
+  private token: { value: Uint8Array, at: number } | null = null
+  private connecting: Observable<Uint8Array> | null = null
+
   constructor (readonly transport: TrackerTransport, private readonly opts: TrackerClientOptions = {}) {}
 
-  request<M extends WithoutTx<TrackerRequest>> (msg: M): Observable<ReplyFor<M['type']>> {
-    return trackerRequest(this.transport, msg, this.opts)
+  /**
+   * A request with this client's connection token (obtained with `connect` first, refreshed
+   * before it expires, and once more if the tracker says it is stale, e.g. after a restart).
+   */
+  request<M extends WithoutTx<TrackerRequest>> (msg: M, retried = false): Observable<ReplyFor<M['type']>> {
+    if (msg.type === 'connect') return trackerRequest(this.transport, msg, this.opts)
+    return this.currentToken().pipe(
+      switchMap((token) => trackerRequest(this.transport, { ...msg, token }, this.opts)),
+      catchError((err: unknown) => {
+        if (retried || !(err instanceof RemoteError) || err.remoteCode !== 'BAD_TOKEN') throw err
+        this.token = null
+        return this.request(msg, true)
+      }),
+    ) as Observable<ReplyFor<M['type']>>
+  }
+
+  private currentToken (): Observable<Uint8Array> {
+    const now = (this.opts.scheduler ?? asyncScheduler).now()
+    if (this.token !== null && now - this.token.at < TOKEN_REFRESH_MS) return of(this.token.value)
+    // one handshake serves every request waiting for it
+    this.connecting ??= trackerRequest(this.transport, { type: 'connect', pad: new Uint8Array(CONNECT_PAD_BYTES) }, this.opts).pipe(
+      map((r) => r.token),
+      tap((value) => { this.token = { value, at: now } }),
+      finalize(() => { this.connecting = null }),
+      shareReplay({ bufferSize: 1, refCount: false }),
+    )
+    return this.connecting
   }
 
   /** Every published file. */

@@ -57,23 +57,33 @@ export const MAX_LIST_ITEMS = 1024
  * `blockSize` and `root` are the segmentation it hashed the pieces with and the root over those
  * piece hashes: the tracker keeps the first root that matches its own segmentation.
  */
-export interface Publish { type: 'publish', tx: number, nodeId: string, port: number, name: string, hash: string, size: number, blockSize?: number, root?: string, have?: number }
+export interface Publish { type: 'publish', tx: number, nodeId: string, port: number, name: string, hash: string, size: number, blockSize?: number, root?: string, have?: number, token?: Uint8Array }
 export interface Published { type: 'published', tx: number, meta: FileMetaData }
 /** Heartbeat. `files` is how many files the node holds: when it differs from what the tracker knows, the tracker asks for a resync (re-publish). */
-export interface Announce { type: 'announce', tx: number, nodeId: string, port: number, files: number, uploaded: number, downloaded: number }
+export interface Announce { type: 'announce', tx: number, nodeId: string, port: number, files: number, uploaded: number, downloaded: number, token?: Uint8Array }
 export interface Announced { type: 'announced', tx: number, interval: number, resync: boolean }
-export interface QueryFiles { type: 'query_files', tx: number, after?: string }
+export interface QueryFiles { type: 'query_files', tx: number, after?: string, token?: Uint8Array }
 export interface Files { type: 'files', tx: number, files: FileMetaData[], next?: string }
 /** Node list, optionally only nodes holding `fileId`; paginated by nodeId. */
-export interface GetNodes { type: 'get_nodes', tx: number, fileId?: string, after?: string }
+export interface GetNodes { type: 'get_nodes', tx: number, fileId?: string, after?: string, token?: Uint8Array }
 export interface Nodes { type: 'nodes', tx: number, nodes: NodeInfo[], next?: string }
 export interface TrackerErrorReply { type: 'error', tx: number, code: string, message: string }
 /** A node no longer holds a file (it changed or vanished on disk). */
-export interface Withdraw { type: 'withdraw', tx: number, nodeId: string, port: number, fileId: string }
+export interface Withdraw { type: 'withdraw', tx: number, nodeId: string, port: number, fileId: string, token?: Uint8Array }
 export interface Withdrawn { type: 'withdrawn', tx: number }
+/**
+ * The handshake that proves a source address (as UDP trackers do): the tracker answers with a
+ * token bound to the address it saw and the time, which every other request must carry. `pad`
+ * makes the request at least as big as the reply, so a spoofed source gains nothing.
+ */
+export interface Connect { type: 'connect', tx: number, pad: Uint8Array }
+export interface Connected { type: 'connected', tx: number, token: Uint8Array }
 
-export type TrackerRequest = Publish | Announce | QueryFiles | GetNodes | Withdraw
-export type TrackerReply = Published | Announced | Files | Nodes | Withdrawn | TrackerErrorReply
+export const TOKEN_BYTES = 16
+export const CONNECT_PAD_BYTES = 32
+
+export type TrackerRequest = Publish | Announce | QueryFiles | GetNodes | Withdraw | Connect
+export type TrackerReply = Published | Announced | Files | Nodes | Withdrawn | Connected | TrackerErrorReply
 export type TrackerMessage = TrackerRequest | TrackerReply
 
 // ---------------------------------------------------------------- peer wire (TCP)
@@ -162,10 +172,32 @@ function next (o: v.Obj): { next?: string } {
   return n === undefined ? {} : { next: n }
 }
 
+function token (o: v.Obj): { token?: Uint8Array } {
+  if (o.token === undefined || o.token === null) return {}
+  const t = v.bytes(o, 'token', TOKEN_BYTES)
+  if (t.length !== TOKEN_BYTES) throw new ProtocolError('token has the wrong length')
+  return { token: t }
+}
+
 /** Validate a decoded tracker datagram. Throws ProtocolError. */
 export function trackerMessage (x: unknown): TrackerMessage {
   const o = v.obj(x)
+  const m = trackerMessageWithoutToken(o)
+  return m.type === 'publish' || m.type === 'announce' || m.type === 'query_files' || m.type === 'get_nodes' || m.type === 'withdraw' ? { ...m, ...token(o) } : m
+}
+
+function trackerMessageWithoutToken (o: v.Obj): TrackerMessage {
   switch (o.type) {
+    case 'connect': {
+      const pad = v.bytes(o, 'pad', 1024)
+      if (pad.length < CONNECT_PAD_BYTES) throw new ProtocolError('connect request is not padded')
+      return { type: 'connect', tx: tx(o), pad }
+    }
+    case 'connected': {
+      const t = v.bytes(o, 'token', TOKEN_BYTES)
+      if (t.length !== TOKEN_BYTES) throw new ProtocolError('token has the wrong length')
+      return { type: 'connected', tx: tx(o), token: t }
+    }
     case 'publish': {
       const m: Publish = { type: 'publish', tx: tx(o), nodeId: v.nodeId(o), port: port(o), name: v.name(o), hash: v.hash(o, 'hash'), size: v.int(o, 'size') }
       if (o.blockSize !== undefined) m.blockSize = v.int(o, 'blockSize', PAGE_SIZE, MAX_BLOCK_SIZE)

@@ -1,12 +1,14 @@
-import { asyncScheduler, ignoreElements, interval, merge, mergeMap, of, tap, type Observable, type SchedulerLike } from 'rxjs'
+import { asyncScheduler, EMPTY, ignoreElements, interval, merge, mergeMap, of, tap, type Observable, type SchedulerLike } from 'rxjs'
 import { HEARTBEAT_MS, MAX_REPLY_ITEMS_BYTES, NODE_TTL_MS } from '../limits'
 import { encodeValue } from '../protocol/codec'
-import { MAX_LIST_ITEMS, type TrackerReply, type TrackerRequest } from '../protocol/messages'
+import { MAX_LIST_ITEMS, TOKEN_BYTES, type TrackerReply, type TrackerRequest } from '../protocol/messages'
+import { makeToken, tokenValid } from './token'
 import { Registry, RegistryFullError } from './registry'
 
 /** A UDP peer as the socket saw it. */
 export interface Endpoint { address: string, port: number }
-export interface Inbound { msg: TrackerRequest, from: Endpoint }
+/** A request, where it came from and how big its datagram was (no unproven source gets a bigger reply). */
+export interface Inbound { msg: TrackerRequest, from: Endpoint, bytes?: number }
 export interface Outbound { msg: TrackerReply, to: Endpoint }
 
 export interface TrackerFlowOptions {
@@ -17,6 +19,12 @@ export interface TrackerFlowOptions {
   sweepMs?: number
   /** Called for each request that failed (for logs and counters). */
   onError?: (err: Error, req: Inbound) => void
+  /**
+   * Key for connection tokens: with it, every request but `connect` must carry a token made for
+   * its source address (spoofed sources get nothing, or an error no bigger than their datagram).
+   */
+  secret?: Buffer
+  tokenPeriodMs?: number
 }
 
 /**
@@ -30,8 +38,18 @@ export function trackerFlow (requests$: Observable<Inbound>, opts: TrackerFlowOp
   const sweep$ = interval(opts.sweepMs ?? NODE_TTL_MS / 2, scheduler).pipe(tap(() => reg.expire(scheduler.now())), ignoreElements())
   const replies$ = requests$.pipe(
     mergeMap((r) => {
+      const now = scheduler.now()
+      if (r.msg.type === 'connect') {
+        return of<Outbound>({ msg: { type: 'connected', tx: r.msg.tx, token: opts.secret === undefined ? new Uint8Array(TOKEN_BYTES) : makeToken(opts.secret, r.from, now, opts.tokenPeriodMs) }, to: r.from })
+      }
+      if (opts.secret !== undefined && !tokenValid(opts.secret, r.from, r.msg.token, now, opts.tokenPeriodMs)) {
+        opts.onError?.(new Error('missing or stale connection token'), r)
+        const reply: Outbound = { msg: { type: 'error', tx: r.msg.tx, code: 'BAD_TOKEN', message: '' }, to: r.from }
+        // an unproven source never gets more bytes than it sent
+        return encodeValue(reply.msg).length <= (r.bytes ?? 0) ? of(reply) : EMPTY
+      }
       try {
-        return of<Outbound>({ msg: handle(r, reg, scheduler.now(), heartbeatMs), to: r.from })
+        return of<Outbound>({ msg: handle(r, reg, now, heartbeatMs), to: r.from })
       } catch (err) {
         opts.onError?.(err as Error, r)
         const code = err instanceof RegistryFullError ? 'FULL' : 'BAD_REQUEST'
@@ -62,6 +80,8 @@ function handle (r: Inbound, reg: Registry, now: number, heartbeatMs: number): T
     case 'withdraw':
       reg.withdraw(node(m.nodeId, m.port), m.fileId, now)
       return { type: 'withdrawn', tx: m.tx }
+    case 'connect': // answered before a token is asked for
+      throw new Error('unreachable')
     default: {
       const never: never = m
       throw new Error(`unhandled request ${(never as { type: string }).type}`)

@@ -1,6 +1,7 @@
 import { TestScheduler } from 'rxjs/testing'
 import { trackerFlow, type Inbound, type Outbound } from '../../src/tracker/flow'
 import { Registry } from '../../src/tracker/registry'
+import { makeToken, tokenValid } from '../../src/tracker/token'
 import type { TrackerRequest } from '../../src/protocol/messages'
 
 const H = (c: string): string => c.repeat(64)
@@ -97,6 +98,41 @@ describe('trackerFlow', () => {
         N: { msg: { type: 'nodes', tx: 3, nodes: [] }, to: B },
       })
     })
+  })
+
+  it('with a secret, answers only requests that carry a token made for their source address', () => {
+    const secret = Buffer.alloc(32, 7)
+    const ts = setup()
+    ts.run(({ hot, expectObservable }) => {
+      const reg = new Registry(undefined, 1000)
+      const good = makeToken(secret, A, 0)
+      const req$ = hot<Inbound>('-c-q-r-s-t-', {
+        c: inb({ type: 'connect', tx: 1, pad: new Uint8Array(32) }),
+        q: { msg: { type: 'query_files', tx: 2, token: good }, from: A, bytes: 60 },
+        // no token: a small error, only because it is no bigger than the request
+        r: { msg: { type: 'query_files', tx: 3 }, from: B, bytes: 100 },
+        // A's token from another address: refused, and too small a request to earn any reply
+        s: { msg: { type: 'query_files', tx: 4, token: good }, from: B, bytes: 20 },
+        // a forged token from the right address
+        t: { msg: { type: 'query_files', tx: 5, token: new Uint8Array(16) }, from: A, bytes: 60 },
+      })
+      expectObservable(trackerFlow(req$, { registry: reg, sweepMs: 100, secret }), '^----------!').toBe('-C-Q-R---T-', {
+        C: { msg: { type: 'connected', tx: 1, token: good }, to: A },
+        Q: { msg: { type: 'files', tx: 2, files: [] }, to: A },
+        R: { msg: { type: 'error', tx: 3, code: 'BAD_TOKEN', message: '' }, to: B },
+        T: { msg: { type: 'error', tx: 5, code: 'BAD_TOKEN', message: '' }, to: A },
+      })
+    })
+  })
+
+  it('accepts a token through the next period, not after', () => {
+    const secret = Buffer.alloc(32, 9)
+    const t = makeToken(secret, A, 0, 100)
+    expect(tokenValid(secret, A, t, 99, 100)).toBe(true)
+    expect(tokenValid(secret, A, t, 199, 100)).toBe(true)
+    expect(tokenValid(secret, A, t, 200, 100)).toBe(false)
+    expect(tokenValid(secret, { ...A, port: A.port + 1 }, t, 0, 100)).toBe(false)
+    expect(tokenValid(Buffer.alloc(32, 1), A, t, 0, 100)).toBe(false)
   })
 
   it('paginates long lists so every reply fits a datagram', () => {
