@@ -24,6 +24,12 @@ export class ClusterTable {
     if (row.size > MAX_CLUSTER_PEERS) row.delete(row.keys().next().value as string)
   }
 
+  /** The row for a file becomes exactly these peers (a fresh list from the tracker: the gone are gone). */
+  replace (fileId: string, peers: PeerAddress[]): void {
+    this.rows.delete(fileId)
+    for (const p of peers.slice(-MAX_CLUSTER_PEERS)) this.add(fileId, p)
+  }
+
   remove (fileId: string, nodeId: string): void {
     const row = this.rows.get(fileId)
     row?.delete(nodeId)

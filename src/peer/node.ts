@@ -185,8 +185,9 @@ export class Lp2pNode {
     if (ids.length === 0) return EMPTY
     const batch = Array.from({ length: Math.min(8, ids.length) }, () => ids[this.refreshCursor++ % ids.length])
     return from(new Set(batch)).pipe(
+      // the tracker's live holders replace the row: a peer that died or withdrew leaves it
       mergeMap((id) => this.trackerClient.nodes(id, 4).pipe(tap((nodes) => {
-        for (const n of nodes) if (n.nodeId !== this.nodeId) this.cluster.add(id, { nodeId: n.nodeId, host: n.host, port: n.port })
+        this.cluster.replace(id, nodes.filter((n) => n.nodeId !== this.nodeId).map((n) => ({ nodeId: n.nodeId, host: n.host, port: n.port })))
       })), 4),
     )
   }

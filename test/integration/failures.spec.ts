@@ -170,6 +170,34 @@ describe('failures', () => {
     expect(ls.events[0]).toEqual([])
   }, 60_000)
 
+  it('a hostile file name from the network never leaves --out: the get refuses it (exit 9) and writes nothing', async () => {
+    const { address: tracker } = await startTracker(procs)
+    const { encode, decode } = await import('cbor-x')
+    const sock = dgram.createSocket('udp4')
+    const ask = (msg: unknown): Promise<Record<string, unknown>> => new Promise((resolve) => {
+      sock.once('message', (d) => resolve(decode(d) as Record<string, unknown>))
+      sock.send(encode(msg), portOf(tracker), '127.0.0.1')
+    })
+    // a node that does the handshake honestly, then publishes names that point outside any folder
+    const { token } = await ask({ type: 'connect', tx: 1, pad: new Uint8Array(32) })
+    const hostile = ['../escape.bin', '/etc/evil.bin', 'ok\x1b]0;pwned\x07.bin']
+    for (const [i, name] of hostile.entries()) {
+      const r = await ask({ type: 'publish', tx: 10 + i, nodeId: 'a'.repeat(32), port: 9, name, hash: String(i).repeat(64), size: 5, token })
+      expect(r.type).toBe('published')
+    }
+    sock.close()
+    const out = path.join(dir, 'nested', 'out')
+    for (const [i] of hostile.entries()) {
+      const r = await runLp2p(['get', String(i).repeat(12), '--out', out, '--tracker', tracker])
+      expect(r.code).toBe(9)
+      expect(r.stderr.filter((l) => !l.startsWith('{'))).toEqual([expect.stringMatching(/^lp2p: unsafe file name/)])
+      // one printable line: no escape sequence reaches the terminal
+      expect(r.stderr.join('')).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f]/)
+    }
+    expect(fs.existsSync(path.join(dir, 'nested'))).toBe(false)
+    expect(fs.existsSync(path.join(dir, 'escape.bin'))).toBe(false)
+  }, 60_000)
+
   it('a bad frame closes only that connection; the peer keeps serving others', async () => {
     const { share, sha } = shareRandom(dir, 'share', 'x.bin', 300_000)
     const { address: tracker } = await startTracker(procs)
