@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer'
 import { Decoder, Encoder } from 'cbor-x'
 import { ProtocolError } from '../errors'
 import { MAX_DATAGRAM_BYTES, MAX_FRAME_BYTES, MAX_HEADER_BYTES } from '../limits'
@@ -15,7 +16,8 @@ export function encodeValue (value: unknown): Buffer {
 }
 
 function decodeValue (bytes: Uint8Array, what: string): unknown {
-  if (exceedsDepth(bytes, MAX_DEPTH)) throw new ProtocolError(`${what} nests deeper than ${MAX_DEPTH}`)
+  const bad = cborShapeError(bytes, MAX_DEPTH)
+  if (bad !== null) throw new ProtocolError(`${what} ${bad}`)
   try {
     return decoder.decode(bytes)
   } catch (err) {
@@ -75,42 +77,59 @@ export function decodeFrameHeader (bytes: Uint8Array): PeerMessage {
  * decoder, which rejects it.
  */
 export function exceedsDepth (b: Uint8Array, max: number): boolean {
+  return cborShapeError(b, max) !== null
+}
+
+/**
+ * What is wrong with the shape of a CBOR value before it is decoded: nesting deeper than `max`,
+ * a string claiming more bytes than there are, or a text string that is not UTF-8 (invalid CBOR,
+ * RFC 8949 §5.3.1: decoders would silently turn it into replacement characters, changing names
+ * and sizes). Null when the walk finds none of these.
+ */
+export function cborShapeError (b: Uint8Array, max: number): string | null {
+  const r = walkCbor(b, max)
+  return r === 'depth' ? `nests deeper than ${max}` : r === 'length' ? 'has a string longer than the input' : r === 'utf8' ? 'has text that is not UTF-8' : null
+}
+
+function walkCbor (b: Uint8Array, max: number): 'depth' | 'length' | 'utf8' | null {
   // stack of remaining item counts per open container (-1 = indefinite)
   const stack: number[] = []
   let i = 0
   let items = 0
   while (i < b.length) {
-    if (++items > 100_000) return true
+    if (++items > 100_000) return 'depth'
     const ib = b[i++]
     const major = ib >> 5
     const info = ib & 31
     let arg = 0
     if (info < 24) arg = info
     else if (info === 24) { arg = b[i]; i += 1 } else if (info === 25) { arg = (b[i] << 8) | b[i + 1]; i += 2 } else if (info === 26) { arg = ((b[i] << 24) >>> 0) + (b[i + 1] << 16) + (b[i + 2] << 8) + b[i + 3]; i += 4 } else if (info === 27) { arg = b[i] === 0 && b[i + 1] === 0 ? (b[i + 2] * 2 ** 40) + (b[i + 3] * 2 ** 32) + (((b[i + 4] << 24) >>> 0) + (b[i + 5] << 16) + (b[i + 6] << 8) + b[i + 7]) : Number.MAX_SAFE_INTEGER; i += 8 } else if (info === 31) arg = -1
-    else return false
+    else return null
     if (ib === 0xff) { // break of an indefinite container
       stack.pop()
       closeItem(stack)
       continue
     }
     if (major === 2 || major === 3) { // byte / text string
-      if (arg > b.length - i) return true // a length past the end: malformed, refuse without decoding
-      if (arg >= 0) i += arg
-      else { stack.push(-1); if (stack.length > max) return true; continue }
+      if (arg > b.length - i) return 'length' // a length past the end: malformed, refuse without decoding
+      if (arg >= 0) {
+        if (major === 3 && !isUtf8(b.subarray(i, i + arg))) return 'utf8'
+        i += arg
+      } else { stack.push(-1); if (stack.length > max) return 'depth'; continue }
       closeItem(stack)
     } else if (major === 4 || major === 5) { // array / map
       const n = arg < 0 ? -1 : major === 5 ? arg * 2 : arg
       if (n === 0) { closeItem(stack); continue }
       stack.push(n)
-      if (stack.length > max) return true
+      if (stack.length > max) return 'depth'
     } else if (major === 6) { // tag: the tagged item follows, count it as one level
       stack.push(1)
-      if (stack.length > max) return true
+      if (stack.length > max) return 'depth'
     } else {
       closeItem(stack)
     }
   }
-  return false
+  return null
 }
 
 function closeItem (stack: number[]): void {

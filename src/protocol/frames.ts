@@ -56,7 +56,9 @@ export class FrameDecoder {
     } catch (err) {
       this.broken = true
       this.pending = []
+      this.pendingBytes = 0
       this.payload = null
+      this.payloadFilled = 0
       throw err
     }
   }

@@ -81,6 +81,8 @@ export class Registry {
       if (this.files.size >= MAX_TRACKER_FILES) throw new RegistryFullError('tracker holds too many files')
       meta = fileMeta(file.name, file.hash, file.size, Math.max(1, this.nodes.size))
       if (file.root !== undefined && file.blockSize === meta.blockSize && file.have === undefined) meta.root = file.root
+      // a refused publish changes nothing
+      if (file.have !== undefined && file.have > meta.pieces) throw new RangeError(`have ${file.have} is more than the ${meta.pieces} pieces`)
       this.files.put(meta)
     } else if (meta.size !== file.size) {
       // same hash, other size: impossible for honest nodes
