@@ -171,7 +171,7 @@ export function program (): Command {
 
   p.command('demo')
     .description('run a local demo swarm: a tracker and peers on 127.0.0.1 share a generated file, one get downloads and verifies it; everything started is stopped')
-    .addOption(new Option('--size <bytes>', 'size of the generated file (k/M/G suffixes)').default('256M').argParser(parseSize))
+    .addOption(new Option('--size <bytes>', 'size of the generated file (k/M/G suffixes)').default(256 * 1024 * 1024, '256M').argParser(parseSize))
     .addOption(new Option('--peers <n>', 'sharing peers').default(2).argParser((v) => { const n = Number(v); if (!Number.isInteger(n) || n < 1 || n > 16) throw new UsageError('--peers is 1..16'); return n }))
     .option('--keep', 'keep the temporary folder')
     .action(async (o: { size: number, peers: number, keep?: boolean }) => {

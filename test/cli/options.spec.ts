@@ -1,0 +1,33 @@
+import type { Command } from 'commander'
+import { parseSize, program } from '../../src/cli/main'
+
+/** The options a command's action would get for `args`, without running it. */
+function optionsOf (name: string, args: string[]): Record<string, unknown> {
+  const p = program().exitOverride()
+  const cmd = p.commands.find((c) => c.name() === name) as Command
+  let got: Record<string, unknown> = {}
+  cmd.action((...a: unknown[]) => { got = (a.find((x) => x !== null && typeof x === 'object' && !Array.isArray(x) && !('commands' in (x as object))) ?? {}) as Record<string, unknown> })
+  p.parse(['node', 'lp2p', name, ...args])
+  return got
+}
+
+describe('CLI options', () => {
+  it('gives every default in the unit the action expects (a default is not run through the parser)', () => {
+    expect(optionsOf('demo', [])).toMatchObject({ size: 256 * 1024 * 1024, peers: 2 })
+    expect(optionsOf('tracker', ['--memory'])).toMatchObject({ port: 7070, host: '127.0.0.1' })
+    expect(optionsOf('peer', ['--share', '.'])).toMatchObject({ port: 0, uploadLimit: Infinity, tracker: '127.0.0.1:7070' })
+    expect(optionsOf('get', ['x'])).toMatchObject({ port: 0, uploadLimit: Infinity, downloadLimit: Infinity, out: '.' })
+  })
+
+  it('parses sizes and rates', () => {
+    expect(optionsOf('demo', ['--size', '64M'])).toMatchObject({ size: 64 * 1024 * 1024 })
+    expect(optionsOf('get', ['x', '--upload-limit', '20M', '--download-limit', '1Mi'])).toMatchObject({ uploadLimit: 20e6, downloadLimit: 1024 * 1024 })
+    expect(parseSize('1.5k')).toBe(1536)
+    expect(() => parseSize('lots')).toThrow(expect.objectContaining({ code: 'ERR_USAGE' }))
+  })
+
+  it('refuses a bad port or rate as a usage error', () => {
+    expect(() => optionsOf('peer', ['--share', '.', '--port', '70000'])).toThrow(expect.objectContaining({ code: 'ERR_USAGE' }))
+    expect(() => optionsOf('get', ['x', '--upload-limit', '20Mb'])).toThrow(expect.objectContaining({ code: 'ERR_USAGE' }))
+  })
+})
