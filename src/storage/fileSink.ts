@@ -10,7 +10,7 @@ import { loadState, removeState, saveState } from './resumeState'
 import { hasBit, setBit } from '../peer/picker'
 
 /** Files from this size on are hashed in a worker thread (below it, starting one costs more than it saves). */
-export const WORKER_HASH_MIN_BYTES = Number(process.env.LP2P_WORKER_HASH_MIN ?? 32 * 1024 * 1024)
+export const WORKER_HASH_MIN_BYTES = 32 * 1024 * 1024
 
 /** The resume state is saved at most this often while pieces land (and when the sink closes). */
 const STATE_SAVE_MS = 500

@@ -24,22 +24,28 @@ export function hashRoot (pieceHashes: Buffer): string {
  * at a time so the event loop keeps serving in between. Memory stays flat whatever the size.
  */
 export async function hashFile (file: MappedFile, blockSize: number): Promise<FileHashes> {
-  const whole = createHash('sha256')
+  return await hashPass(file, blockSize, true) as FileHashes
+}
+
+/** Piece hashes only (the file id is known): for a segmentation other than the one first hashed. */
+export async function hashPieces (file: MappedFile, blockSize: number): Promise<Buffer> {
+  return (await hashPass(file, blockSize, false)).pieceHashes
+}
+
+/** One pass through the mapping: piece hashes, and the whole-file hash when asked for. */
+async function hashPass (file: MappedFile, blockSize: number, withWhole: boolean): Promise<Omit<FileHashes, 'fileId'> & { fileId?: string }> {
+  const whole = withWhole ? createHash('sha256') : null
   const pieces = Math.ceil(file.size / blockSize)
   const pieceHashes = Buffer.alloc(pieces * 32)
   let sinceYield = 0
   for (let i = 0; i < pieces; i++) {
     const off = i * blockSize
     const piece = createHash('sha256')
-    for (const v of file.view(off, Math.min(blockSize, file.size - off))) { whole.update(v); piece.update(v); sinceYield += v.length }
+    for (const v of file.view(off, Math.min(blockSize, file.size - off))) { whole?.update(v); piece.update(v); sinceYield += v.length }
     piece.digest().copy(pieceHashes, i * 32)
     if (sinceYield >= SLICE) { sinceYield = 0; await yieldToLoop() }
   }
   file.checkSize()
-  return { fileId: whole.digest('hex'), blockSize, pieceHashes, root: hashRoot(pieceHashes) }
-}
-
-/** Piece hashes only (the file id is known): for a segmentation other than the one first hashed. */
-export async function hashPieces (file: MappedFile, blockSize: number): Promise<Buffer> {
-  return (await hashFile(file, blockSize)).pieceHashes
+  const hashes = { blockSize, pieceHashes, root: hashRoot(pieceHashes) }
+  return whole === null ? hashes : { fileId: whole.digest('hex'), ...hashes }
 }
