@@ -106,6 +106,11 @@ export class TrackerClient {
       .pipe(map((r) => ({ items: r.files, next: r.next }))), maxPages)
   }
 
+  /** Up to `k` live holders of `fileId`, drawn at random by the tracker (one request). */
+  sample (fileId: string, k: number): Observable<NodeInfo[]> {
+    return this.request({ type: 'get_nodes', fileId, sample: k }).pipe(map((r) => r.nodes))
+  }
+
   /** Live nodes, optionally only those holding `fileId`. */
   nodes (fileId?: string, maxPages = 1000): Observable<NodeInfo[]> {
     return collectPages((after) => {

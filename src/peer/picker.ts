@@ -70,14 +70,26 @@ export class PiecePicker {
     this.declined.delete(id)
     if (declined !== undefined) {
       const d = new Set<number>()
-      for (let i = 0; i < this.pieces; i++) if (hasBit(declined, i)) d.add(i)
+      this.eachBit(declined, undefined, (i) => d.add(i))
       this.declined.set(id, d)
     }
     this.has.set(id, bitfield)
     if (!this.inFlight.has(id)) this.inFlight.set(id, new Set())
     if (bitfield === null) { this.seeds++; return }
-    for (let i = 0; i < this.pieces; i++) if (hasBit(bitfield, i) || (pending !== undefined && hasBit(pending, i))) this.availability[i]++
+    const avail = this.availability
+    this.eachBit(bitfield, pending, (i) => { avail[i]++ })
     if (pending !== undefined) this.pendingOf.set(id, pending)
+  }
+
+  /** f(i) for every piece set in `a` or `b`, a byte at a time (probes refresh bitfields often: this is a hot path). */
+  private eachBit (a: Uint8Array, b: Uint8Array | undefined, f: (i: number) => void): void {
+    const bytes = Math.ceil(this.pieces / 8)
+    for (let j = 0; j < bytes; j++) {
+      const x = (a[j] ?? 0) | (b === undefined ? 0 : b[j] ?? 0)
+      if (x === 0) continue
+      const base = j << 3
+      for (let k = 0; k < 8; k++) if ((x & (0x80 >> k)) !== 0 && base + k < this.pieces) f(base + k)
+    }
   }
 
   /** The pieces this download is fetching now, as a bitfield (for `have` replies). */
@@ -100,8 +112,9 @@ export class PiecePicker {
     const bf = this.has.get(id)
     if (bf === undefined) return
     const pending = this.pendingOf.get(id)
+    const avail = this.availability
     if (bf === null) this.seeds--
-    else for (let i = 0; i < this.pieces; i++) if (hasBit(bf, i) || (pending !== undefined && hasBit(pending, i))) this.availability[i]--
+    else this.eachBit(bf, pending, (i) => { avail[i]-- })
     this.has.delete(id)
     this.pendingOf.delete(id)
   }
@@ -140,10 +153,19 @@ export class PiecePicker {
     let best = -1
     let bestAvail = Infinity
     let ties = 0
-    if (this.missingCount > 0) {
+    const bf = this.has.get(id)
+    if (this.missingCount > 0 && bf !== undefined) {
+      // the per-source lookups are hoisted out of the scan: it runs for every piece requested
+      const refused = this.refused.get(id)
+      const declined = this.declined.get(id)
+      const skips = (refused?.size ?? 0) + (declined?.size ?? 0) > 0
+      const state = this.state
+      const avail = this.availability
       for (let i = 0; i < this.pieces; i++) {
-        if (this.state[i] !== MISSING || !this.holds(id, i)) continue
-        const a = this.availability[i]
+        if (state[i] !== MISSING) continue
+        if (bf !== null && (bf[i >> 3] & (0x80 >> (i & 7))) === 0) continue
+        if (skips && (refused?.has(i) === true || declined?.has(i) === true)) continue
+        const a = avail[i]
         if (a < bestAvail) { best = i; bestAvail = a; ties = 1 } else if (a === bestAvail && this.random() * ++ties < 1) best = i // reservoir pick among ties
       }
     }
@@ -217,8 +239,14 @@ export class PiecePicker {
 
   /** Does `id` hold a piece that is missing (or, in the endgame, in flight elsewhere)? */
   useful (id: string): boolean {
-    if (!this.has.has(id)) return false
-    for (let i = 0; i < this.pieces; i++) if (this.state[i] !== DONE && this.holds(id, i)) return true
+    const bf = this.has.get(id)
+    if (bf === undefined) return false
+    const refused = this.refused.get(id)
+    const declined = this.declined.get(id)
+    for (let i = 0; i < this.pieces; i++) {
+      if (this.state[i] === DONE || (bf !== null && (bf[i >> 3] & (0x80 >> (i & 7))) === 0)) continue
+      if (refused?.has(i) !== true && declined?.has(i) !== true) return true
+    }
     return false
   }
 }

@@ -65,7 +65,12 @@ export interface Announced { type: 'announced', tx: number, interval: number, re
 export interface QueryFiles { type: 'query_files', tx: number, after?: string, token?: Uint8Array }
 export interface Files { type: 'files', tx: number, files: FileMetaData[], next?: string }
 /** Node list, optionally only nodes holding `fileId`; paginated by nodeId. */
-export interface GetNodes { type: 'get_nodes', tx: number, fileId?: string, after?: string, token?: Uint8Array }
+/**
+ * Live nodes (holding `fileId`, when given), a page at a time in id order; or, with `sample`, up
+ * to that many holders drawn at random (one reply, no paging): how a leecher finds neighbours
+ * without every leecher of a big swarm landing on the same first page.
+ */
+export interface GetNodes { type: 'get_nodes', tx: number, fileId?: string, after?: string, sample?: number, token?: Uint8Array }
 export interface Nodes { type: 'nodes', tx: number, nodes: NodeInfo[], next?: string }
 export interface TrackerErrorReply { type: 'error', tx: number, code: string, message: string }
 /** A node no longer holds a file (it changed or vanished on disk). */
@@ -218,6 +223,7 @@ function trackerMessageWithoutToken (o: v.Obj): TrackerMessage {
       const m: GetNodes = { type: 'get_nodes', tx: tx(o) }
       const fileId = v.optHash(o, 'fileId'); if (fileId !== undefined) m.fileId = fileId
       const after = v.optNodeId(o, 'after'); if (after !== undefined) m.after = after
+      if (o.sample !== undefined) m.sample = v.int(o, 'sample', 1, MAX_LIST_ITEMS)
       return m
     }
     case 'nodes': return { type: 'nodes', tx: tx(o), nodes: v.list(o, 'nodes', MAX_LIST_ITEMS, nodeInfo), ...next(o) }

@@ -74,6 +74,10 @@ function handle (r: Inbound, reg: Registry, now: number, heartbeatMs: number): T
       return next === undefined ? { type: 'files', tx: m.tx, files: items } : { type: 'files', tx: m.tx, files: items, next }
     }
     case 'get_nodes': {
+      if (m.sample !== undefined) {
+        if (m.fileId === undefined) throw new RangeError('sample needs a fileId')
+        return { type: 'nodes', tx: m.tx, nodes: page(reg.sampleNodes(m.fileId, m.sample), (n) => n.nodeId, MAX_REPLY_ITEMS_BYTES, false).items }
+      }
       const { items, next } = page(reg.listNodes(m.fileId, m.after, MAX_LIST_ITEMS), (n) => n.nodeId)
       return next === undefined ? { type: 'nodes', tx: m.tx, nodes: items } : { type: 'nodes', tx: m.tx, nodes: items, next }
     }
@@ -93,7 +97,7 @@ function handle (r: Inbound, reg: Registry, now: number, heartbeatMs: number): T
  * Take items while they fit in one datagram. `next` is the key to continue after when some
  * were left out (or when the store had more than MAX_LIST_ITEMS).
  */
-export function page<T> (all: T[], key: (t: T) => string, budget = MAX_REPLY_ITEMS_BYTES): { items: T[], next?: string } {
+export function page<T> (all: T[], key: (t: T) => string, budget = MAX_REPLY_ITEMS_BYTES, full = true): { items: T[], next?: string } {
   const items: T[] = []
   let used = 0
   for (const it of all) {
@@ -101,6 +105,6 @@ export function page<T> (all: T[], key: (t: T) => string, budget = MAX_REPLY_ITE
     if (used > budget) break
     items.push(it)
   }
-  const more = items.length < all.length || all.length === MAX_LIST_ITEMS
+  const more = items.length < all.length || (full && all.length === MAX_LIST_ITEMS)
   return more && items.length > 0 ? { items, next: key(items[items.length - 1]) } : { items }
 }

@@ -63,9 +63,10 @@ export class RegistryFullError extends Error {
  */
 export class Registry {
   private readonly nodes = new Map<string, NodeState>()
-  private readonly holders = new Map<string, Set<string>>()
+  private readonly holders = new Map<string, IndexedSet>()
 
-  constructor (readonly files: FileStore = new MemoryFileStore(), private readonly ttlMs: number) {}
+  /** @param random for `sampleNodes` (seeded in simulations) */
+  constructor (readonly files: FileStore = new MemoryFileStore(), private readonly ttlMs: number, private readonly random: () => number = Math.random) {}
 
   get nodeCount (): number { return this.nodes.size }
 
@@ -95,7 +96,7 @@ export class Registry {
     const n = this.touch(node, now)
     n.files.set(meta.hash, file.have ?? meta.pieces)
     let h = this.holders.get(meta.hash)
-    if (h === undefined) { h = new Set(); this.holders.set(meta.hash, h) }
+    if (h === undefined) { h = new IndexedSet(); this.holders.set(meta.hash, h) }
     h.add(n.nodeId)
     return meta
   }
@@ -152,11 +153,62 @@ export class Registry {
     const ids = fileId === undefined ? [...this.nodes.keys()] : [...(this.holders.get(fileId) ?? [])]
     ids.sort()
     const start = after === undefined ? 0 : upperBound(ids, after)
-    return ids.slice(start, start + limit).map((id) => {
-      const n = this.nodes.get(id) as NodeState
-      const files = [...n.files].slice(0, MAX_FILES_PER_NODE_ITEM).map(([fileId, have]) => ({ fileId, have, pieces: this.files.get(fileId)?.pieces ?? have }))
-      return { nodeId: n.nodeId, host: n.host, port: n.port, lastSeen: n.lastSeen, files, fileCount: n.files.size, uploaded: n.uploaded, downloaded: n.downloaded }
-    })
+    return ids.slice(start, start + limit).map((id) => this.info(id))
+  }
+
+  /**
+   * Up to `k` holders of `fileId` drawn at random, in O(k): leechers of a big swarm each get their
+   * own neighbours instead of all asking the same first page (which also cost a sort per query).
+   */
+  sampleNodes (fileId: string, k: number): NodeInfo[] {
+    const h = this.holders.get(fileId)
+    if (h === undefined) return []
+    return h.sample(k, this.random).map((id) => this.info(id))
+  }
+
+  private info (id: string): NodeInfo {
+    const n = this.nodes.get(id) as NodeState
+    const files = [...n.files].slice(0, MAX_FILES_PER_NODE_ITEM).map(([fileId, have]) => ({ fileId, have, pieces: this.files.get(fileId)?.pieces ?? have }))
+    return { nodeId: n.nodeId, host: n.host, port: n.port, lastSeen: n.lastSeen, files, fileCount: n.files.size, uploaded: n.uploaded, downloaded: n.downloaded }
+  }
+}
+
+/** A set of ids that can also be sampled at random in O(k) (array + index, swap-remove). */
+export class IndexedSet implements Iterable<string> {
+  private readonly ids: string[] = []
+  private readonly at = new Map<string, number>()
+  get size (): number { return this.ids.length }
+  has (id: string): boolean { return this.at.has(id) }
+  add (id: string): void {
+    if (this.at.has(id)) return
+    this.at.set(id, this.ids.length)
+    this.ids.push(id)
+  }
+
+  delete (id: string): boolean {
+    const i = this.at.get(id)
+    if (i === undefined) return false
+    const last = this.ids.pop() as string
+    if (last !== id) { this.ids[i] = last; this.at.set(last, i) }
+    this.at.delete(id)
+    return true
+  }
+
+  [Symbol.iterator] (): Iterator<string> { return this.ids[Symbol.iterator]() }
+
+  /** Up to k distinct ids, uniformly at random (a partial Fisher–Yates over a copy of the indexes drawn). */
+  sample (k: number, random: () => number): string[] {
+    const n = this.ids.length
+    if (k >= n) return [...this.ids]
+    const picked = new Map<number, number>() // sparse swaps: position → index now there
+    const out: string[] = []
+    for (let i = 0; i < k; i++) {
+      const j = i + Math.floor(random() * (n - i))
+      const vj = picked.get(j) ?? j
+      picked.set(j, picked.get(i) ?? i)
+      out.push(this.ids[vj])
+    }
+    return out
   }
 }
 
