@@ -194,7 +194,8 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         timeout({ first: pieceTimeoutMs, scheduler, with: () => throwError(() => new PeerTimeoutError(label(src.peer), `piece ${index}`)) }),
         // a seeder that already sent this piece to someone: get it from a peer (not a failure)
         catchError((err: unknown) => {
-          if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.seeded) { picker.decline(id, index); return EMPTY }
+          // a busy peer: the same, until its next probe (it is not at fault either)
+          if (err instanceof RemoteError && (err.remoteCode === REMOTE_CODES.seeded || err.remoteCode === REMOTE_CODES.busy)) { picker.decline(id, index); return EMPTY }
           throw err
         }),
         map((f: Frame) => {

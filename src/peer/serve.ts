@@ -45,6 +45,12 @@ export interface ServeContext {
   cluster: ClusterTable
   /** Reported when a served file turned out to have changed on disk. */
   onFileChanged?: (fileId: string, err: Error) => void
+  /**
+   * True while this node's upload queue is full (more queued than it can send in a short while):
+   * piece requests are then declined with BUSY and the asker goes to another source, instead of
+   * every leecher of a big swarm queueing seconds deep at the same seeder.
+   */
+  busy?: () => boolean
 }
 
 /** A reply and, for pieces and hash lists, the bytes that follow it raw. */
@@ -100,6 +106,7 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
         // a partial holder serves only pieces of the tracker's segmentation that it has verified
         if (m.blockSize !== f.meta.blockSize || !hasBit(have, m.offset / m.blockSize)) return err(REMOTE_CODES.notFound, 'piece not held here')
       }
+      if (ctx.busy?.() === true) return err(REMOTE_CODES.busy, 'upload queue full: ask another peer')
       try {
         f.checkSize()
       } catch (e) {

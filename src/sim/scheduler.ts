@@ -7,13 +7,13 @@ import { Subscription, type SchedulerAction, type SchedulerLike } from 'rxjs'
  *
  * rxjs's own VirtualTimeScheduler keeps its queue as a sorted array (every schedule re-sorts);
  * with thousands of nodes each holding a few timers that is quadratic. This one keeps a binary
- * heap: O(log n) per schedule, and a rescheduled or cancelled action leaves a stale entry that is
- * skipped when it comes up (lazy deletion).
+ * heap of live actions: O(log n) to schedule, reschedule or cancel. A cancelled timer (a timeout
+ * whose reply came) leaves the heap at once, so it holds no memory until its time would come.
  */
 export class SimScheduler implements SchedulerLike {
   private time = 0
   private seq = 0
-  private readonly heap: Entry[] = []
+  private readonly heap: SimAction<any>[] = []
   private stopped = false
   /** Actions run so far (a measure of simulation work). */
   executed = 0
@@ -24,41 +24,60 @@ export class SimScheduler implements SchedulerLike {
     return new SimAction<T>(this, work).schedule(state, delay)
   }
 
-  /** @internal queue `action` at now + delay; returns the generation that identifies this queueing. */
-  enqueue (action: SimAction<any>, delay: number): void {
-    const e: Entry = { time: this.time + Math.max(0, Number.isFinite(delay) ? delay : 0), seq: this.seq++, action, gen: ++action.gen }
+  /** @internal (re)queue `a` at now + delay. */
+  enqueue (a: SimAction<any>, delay: number): void {
+    a.time = this.time + (Number.isFinite(delay) && delay > 0 ? delay : 0)
+    a.seq = this.seq++
+    if (a.pos < 0) {
+      a.pos = this.heap.length
+      this.heap.push(a)
+      this.up(a.pos)
+    } else {
+      // rescheduled while queued: its key only grows (later time, later seq)
+      this.down(a.pos)
+    }
+  }
+
+  /** @internal take `a` out of the queue (it was cancelled): a cancelled timer costs nothing later. */
+  remove (a: SimAction<any>): void {
+    const i = a.pos
+    if (i < 0) return
+    a.pos = -1
+    const last = this.heap.pop() as SimAction<any>
+    if (i === this.heap.length) return
+    this.heap[i] = last
+    last.pos = i
+    this.up(i)
+    this.down(last.pos)
+  }
+
+  private up (i: number): void {
     const h = this.heap
-    h.push(e)
-    let i = h.length - 1
+    const a = h[i]
     while (i > 0) {
       const p = (i - 1) >> 1
-      if (!before(e, h[p])) break
-      h[i] = h[p]; i = p
+      if (!before(a, h[p])) break
+      h[i] = h[p]; h[i].pos = i; i = p
     }
-    h[i] = e
+    h[i] = a; a.pos = i
   }
 
-  private pop (): Entry | undefined {
+  private down (i: number): void {
     const h = this.heap
-    const top = h[0]
-    const last = h.pop()
-    if (h.length > 0 && last !== undefined) {
-      let i = 0
-      const n = h.length
-      for (;;) {
-        const l = 2 * i + 1
-        if (l >= n) break
-        const r = l + 1
-        const c = r < n && before(h[r], h[l]) ? r : l
-        if (!before(h[c], last)) break
-        h[i] = h[c]; i = c
-      }
-      h[i] = last
+    const n = h.length
+    const a = h[i]
+    for (;;) {
+      const l = 2 * i + 1
+      if (l >= n) break
+      const r = l + 1
+      const c = r < n && before(h[r], h[l]) ? r : l
+      if (!before(h[c], a)) break
+      h[i] = h[c]; h[i].pos = i; i = c
     }
-    return top
+    h[i] = a; a.pos = i
   }
 
-  /** Pending entries (stale ones included). */
+  /** Actions waiting. */
   get queued (): number { return this.heap.length }
 
   /**
@@ -69,14 +88,13 @@ export class SimScheduler implements SchedulerLike {
     this.stopped = false
     let n = 0
     while (!this.stopped && this.heap.length > 0 && n < maxActions) {
-      const e = this.heap[0]
-      if (e.time > untilMs) { this.time = untilMs; break }
-      this.pop()
-      if (e.gen !== e.action.gen || e.action.closed) continue
-      this.time = e.time
+      const a = this.heap[0]
+      if (a.time > untilMs) { this.time = untilMs; break }
+      this.remove(a)
+      this.time = a.time
       n++
       this.executed++
-      e.action.execute()
+      a.execute()
     }
     return this.time
   }
@@ -85,15 +103,18 @@ export class SimScheduler implements SchedulerLike {
   stop (): void { this.stopped = true }
 }
 
-interface Entry { time: number, seq: number, action: SimAction<any>, gen: number }
-
-const before = (a: Entry, b: Entry): boolean => a.time < b.time || (a.time === b.time && a.seq < b.seq)
+const before = (a: SimAction<any>, b: SimAction<any>): boolean => a.time < b.time || (a.time === b.time && a.seq < b.seq)
 
 class SimAction<T> extends Subscription implements SchedulerAction<T> {
-  gen = 0
+  time = 0
+  seq = 0
+  /** Index in the scheduler's heap; -1 when not queued. */
+  pos = -1
   private state: T | undefined
 
-  constructor (private readonly scheduler: SimScheduler, private readonly work: (this: SchedulerAction<T>, state: T) => void) { super() }
+  constructor (private readonly scheduler: SimScheduler, private readonly work: (this: SchedulerAction<T>, state: T) => void) {
+    super(() => scheduler.remove(this))
+  }
 
   schedule (state?: T, delay = 0): Subscription {
     if (this.closed) return this
@@ -103,9 +124,8 @@ class SimAction<T> extends Subscription implements SchedulerAction<T> {
   }
 
   execute (): void {
-    const gen = this.gen
     this.work.call(this, this.state as T)
-    // a one-shot action that did not reschedule itself is finished
-    if (gen === this.gen && !this.closed) this.unsubscribe()
+    // a one-shot action that did not queue itself again is finished
+    if (this.pos < 0 && !this.closed) this.unsubscribe()
   }
 }

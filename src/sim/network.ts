@@ -1,0 +1,168 @@
+import { Observable, type Subscription } from 'rxjs'
+import { ConnectionClosedError, RemoteError } from '../errors'
+import type { Frame } from '../protocol/frames'
+import type { PeerAddress, PeerRequest, TrackerMessage } from '../protocol/messages'
+import type { PeerLink, WithoutReq } from '../net/peerConnection'
+import type { Outgoing } from '../peer/serve'
+import type { Endpoint } from '../tracker/flow'
+import type { SimScheduler } from './scheduler'
+
+/**
+ * The simulated network: datagrams (to and from the tracker) and request/reply links between
+ * peers, in virtual time.
+ *
+ * Model (per frame, store and forward):
+ * - every message takes `latencyMs` one way;
+ * - a reply with a payload (a piece, a hash list) occupies the sender's uplink for
+ *   bytes / upload (frames leave one after another, first come first served), then the
+ *   receiver's downlink for bytes / download; it arrives when both are done and the latency has
+ *   passed. Control messages (probes, cluster queries, headers) take latency only: they are tiny
+ *   next to pieces;
+ * - datagrams are lost with probability `loss` (TCP links are not: TCP retransmits);
+ * - a partition splits hosts into groups: nothing crosses between groups (requests hang until the
+ *   production timeouts fire, as on a real network);
+ * - a crashed host answers nothing: requests to it fail with a connection error after a round
+ *   trip (a reset), frames it had not delivered yet are lost.
+ */
+export interface NetworkOptions {
+  scheduler: SimScheduler
+  latencyMs: number
+  loss?: number
+  random: () => number
+}
+
+/** What a host does with a peer request: the production `serveRequest` behind a node. */
+export type ServeFn = (msg: PeerRequest, remote: { host: string }) => Outgoing
+
+export interface HostOptions {
+  /** Bytes per second (Infinity: no cap). */
+  upload: number
+  download: number
+}
+
+export class SimHost {
+  alive = true
+  /** Bumped on every crash: replies prepared before it are never delivered. */
+  epoch = 0
+  upFree = 0
+  downFree = 0
+  /** Piece requests are declined (BUSY) while more than this much is queued on the uplink. */
+  queueMs = 500
+  uploaded = 0
+  downloaded = 0
+  group = 0
+  serve: ServeFn | null = null
+  onDatagram: ((msg: TrackerMessage, from: Endpoint) => void) | null = null
+  constructor (readonly host: string, public opts: HostOptions) {}
+}
+
+export interface NetworkStats {
+  datagrams: number
+  datagramsLost: number
+  peerRequests: number
+  payloadBytes: number
+}
+
+export class SimNetwork {
+  private readonly hosts = new Map<string, SimHost>()
+  readonly stats: NetworkStats = { datagrams: 0, datagramsLost: 0, peerRequests: 0, payloadBytes: 0 }
+  /** Builds the payload bytes a reply carries (the simulation's piece store decides what they are). */
+  payloadOf: (host: SimHost, out: Outgoing) => Buffer = (_h, out) => Buffer.alloc(out.payload?.length ?? 0)
+
+  constructor (private readonly opts: NetworkOptions) {}
+
+  addHost (host: string, opts: HostOptions): SimHost {
+    if (this.hosts.has(host)) throw new Error(`host ${host} exists`)
+    const h = new SimHost(host, opts)
+    this.hosts.set(host, h)
+    return h
+  }
+
+  host (host: string): SimHost | undefined { return this.hosts.get(host) }
+
+  /** Split the network: hosts in `isolated` can reach only each other. */
+  partition (isolated: string[], group = 1): void { for (const h of isolated) { const x = this.hosts.get(h); if (x !== undefined) x.group = group } }
+  heal (): void { for (const h of this.hosts.values()) h.group = 0 }
+
+  private reachable (a: SimHost, b: SimHost): boolean { return a.group === b.group }
+
+  crash (host: string): void {
+    const h = this.hosts.get(host)
+    if (h === undefined) return
+    h.alive = false
+    h.epoch++
+  }
+
+  restart (host: string): void {
+    const h = this.hosts.get(host)
+    if (h === undefined) return
+    h.alive = true
+    h.upFree = h.downFree = this.opts.scheduler.now()
+  }
+
+  private at (delay: number, f: () => void): Subscription { return this.opts.scheduler.schedule(f, delay) }
+
+  sendDatagram (from: Endpoint, to: Endpoint, msg: TrackerMessage): void {
+    this.stats.datagrams++
+    const a = this.hosts.get(from.address)
+    const b = this.hosts.get(to.address)
+    if (a === undefined || b === undefined || !a.alive || !this.reachable(a, b) || ((this.opts.loss ?? 0) > 0 && this.opts.random() < (this.opts.loss ?? 0))) {
+      this.stats.datagramsLost++
+      return
+    }
+    this.at(this.opts.latencyMs, () => { if (b.alive && b.onDatagram !== null) b.onDatagram(msg, from) })
+  }
+
+  /** A link from `from` to a peer: the same interface as a TCP PeerConnection. */
+  link (from: SimHost, peer: PeerAddress): PeerLink {
+    let nextReq = 1
+    const net = this
+    const lat = this.opts.latencyMs
+    return {
+      peer,
+      close: () => {},
+      request: (msg: WithoutReq<PeerRequest>) => new Observable<Frame>((sub) => {
+        const req = nextReq++
+        const timers: Subscription[] = []
+        net.stats.peerRequests++
+        const to = net.hosts.get(peer.host)
+        const fail = (): void => { timers.push(net.at(lat, () => sub.error(new ConnectionClosedError(`${peer.host}:${peer.port}`, 'connection reset')))) }
+        if (to === undefined || !to.alive) { fail(); return () => { for (const t of timers) t.unsubscribe() } }
+        if (!net.reachable(from, to)) return () => {} // lost in the partition: the caller's timeout decides
+        timers.push(net.at(lat, () => {
+          if (!to.alive || to.serve === null) { fail(); return }
+          const out = to.serve({ ...msg, req } as PeerRequest, { host: from.host })
+          const bytes = out.payload?.length ?? 0
+          const now = net.opts.scheduler.now()
+          let arrive = now + lat
+          let payload: Buffer | undefined
+          if (out.payload !== undefined) {
+            payload = net.payloadOf(to, out)
+            const upStart = Math.max(now, to.upFree)
+            const upDone = upStart + (Number.isFinite(to.opts.upload) ? bytes * 1000 / to.opts.upload : 0)
+            to.upFree = upDone
+            arrive = upDone + lat
+            if (Number.isFinite(from.opts.download)) {
+              const downStart = Math.max(upStart + lat, from.downFree)
+              arrive = Math.max(arrive, downStart + bytes * 1000 / from.opts.download)
+              from.downFree = arrive
+            }
+            net.stats.payloadBytes += bytes
+          }
+          const epoch = to.epoch
+          // bytes on their way arrive even if the asker stopped waiting (TCP does not call them back)
+          net.at(arrive - now, () => {
+            if (!to.alive || to.epoch !== epoch || !from.alive) { if (!sub.closed) sub.error(new ConnectionClosedError(`${peer.host}:${peer.port}`, 'connection reset')); return }
+            if (payload !== undefined) { from.downloaded += payload.length; to.uploaded += payload.length }
+            if (sub.closed) return
+            const m = out.msg
+            if (m.type === 'error') { sub.error(new RemoteError(m.code, m.message)); return }
+            sub.next(payload === undefined ? { msg: m } : { msg: m, payload })
+            sub.complete()
+          })
+        }))
+        return () => { for (const t of timers) t.unsubscribe() }
+      }),
+    }
+  }
+}

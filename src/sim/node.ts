@@ -1,0 +1,227 @@
+import { catchError, EMPTY, type Observable, Subject, type Subscription, tap } from 'rxjs'
+import { FAN_OUT, HEARTBEAT_MS, MAX_PEERS_PER_REPLY } from '../limits'
+import { TrackerClient, type TrackerTransport } from '../net/trackerClient'
+import type { PeerLink } from '../net/peerConnection'
+import { ClusterTable } from '../peer/clusterTable'
+import { heartbeats } from '../peer/heartbeat'
+import { leech, type LeechEvent, type LeechOptions } from '../peer/leech'
+import { setBit } from '../peer/picker'
+import { SentCounts, serveRequest, type ServedFile } from '../peer/serve'
+import type { FileMetaData, PeerAddress, TrackerMessage } from '../protocol/messages'
+import { hashRoot } from '../storage/hashFile'
+import type { Endpoint } from '../tracker/flow'
+import type { SimHost, SimNetwork } from './network'
+import { PieceTags, SimSink, type SimFile } from './pieces'
+import type { SimScheduler } from './scheduler'
+
+/** Port every simulated node serves peers on (hosts differ). */
+export const SIM_PEER_PORT = 7000
+const SIM_UDP_PORT = 7001
+
+const nothing = { size: 0, view: () => [] }
+
+export interface SimNodeOptions {
+  host: SimHost
+  net: SimNetwork
+  scheduler: SimScheduler
+  tracker: Endpoint
+  random: () => number
+  tags: PieceTags
+  leech?: LeechOptions
+  heartbeatMs?: number
+}
+
+/**
+ * One simulated node: the production pieces of `Lp2pNode` (tracker client with its handshake and
+ * retries, heartbeat loop, cluster table, `serveRequest`, the `leech` flow with its picker,
+ * timeouts and bans) wired to the simulated network instead of sockets and files.
+ */
+export class SimNode {
+  nodeId = ''
+  readonly cluster = new ClusterTable()
+  private client!: TrackerClient
+  private readonly served = new Map<string, ServedFile>()
+  private readonly links = new Map<string, PeerLink>()
+  private subs: Subscription[] = []
+  private seeding: SimFile | null = null
+  private held: { meta: FileMetaData, bits: Uint8Array, have: number, pieceHashes: Buffer | null, complete: boolean, pending: (() => Uint8Array) | null } | null = null
+  /** What a download stored so far (survives a crash, as a .part and its state do). */
+  private stored: Uint8Array | null = null
+  /** Virtual time when the download was verified. */
+  doneAt: number | null = null
+  /** Downloads that ended in an error and were started again. */
+  retries = 0
+  lastError: string | null = null
+  readonly endpoint: Endpoint
+
+  constructor (private readonly o: SimNodeOptions) {
+    this.endpoint = { address: o.host.host, port: SIM_UDP_PORT }
+    const h = o.host
+    const busy = (): boolean => h.upFree - o.scheduler.now() > h.queueMs
+    h.serve = (msg, remote) => serveRequest(msg, { file: (id) => this.served.get(id), cluster: this.cluster, busy }, remote)
+  }
+
+  get host (): string { return this.o.host.host }
+  get uploaded (): number { return this.o.host.uploaded }
+  get downloaded (): number { return this.o.host.downloaded }
+  get alive (): boolean { return this.o.host.alive }
+
+  private newIdentity (): void {
+    // a restarted process is a new node to the tracker and its neighbours
+    this.nodeId = Array.from({ length: 4 }, () => ((this.o.random() * 0x100000000) >>> 0).toString(16).padStart(8, '0')).join('')
+    const incoming = new Subject<TrackerMessage>()
+    const transport: TrackerTransport = {
+      name: `${this.o.tracker.address}:${this.o.tracker.port}`,
+      send: (msg) => this.o.net.sendDatagram(this.endpoint, this.o.tracker, msg),
+      incoming$: incoming,
+    }
+    this.o.host.onDatagram = (msg) => incoming.next(msg)
+    this.client = new TrackerClient(transport, { scheduler: this.o.scheduler, nextTx: () => (this.o.random() * 0x100000000) >>> 0 })
+    this.links.clear()
+  }
+
+  /** Share a complete file (the initial seeder). */
+  seed (file: SimFile): void {
+    this.newIdentity()
+    this.seeding = file
+    this.served.set(file.meta.hash, { meta: file.meta, source: () => nothing, checkSize: () => {}, pieceHashes: () => file.pieceHashes, have: () => null, sent: new SentCounts(file.meta.pieces) })
+    this.subs.push(this.publishSeed().subscribe())
+    this.subs.push(this.beat())
+  }
+
+  private publishSeed (): Observable<unknown> {
+    const f = this.seeding
+    if (f === null) return EMPTY
+    const m = f.meta
+    return this.client.request({ type: 'publish', nodeId: this.nodeId, port: SIM_PEER_PORT, name: m.name, hash: m.hash, size: m.size, blockSize: m.blockSize, root: f.root }).pipe(catchError(() => EMPTY))
+  }
+
+  private publishHeld (): Observable<unknown> {
+    const h = this.held
+    if (h === null) return EMPTY
+    const m = h.meta
+    return this.client.request(h.complete
+      ? { type: 'publish', nodeId: this.nodeId, port: SIM_PEER_PORT, name: m.name, hash: m.hash, size: m.size, ...(h.pieceHashes === null ? {} : { blockSize: m.blockSize, root: hashRoot(h.pieceHashes) }) }
+      : { type: 'publish', nodeId: this.nodeId, port: SIM_PEER_PORT, name: m.name, hash: m.hash, size: m.size, have: h.have }).pipe(catchError(() => EMPTY))
+  }
+
+  private beat (): Subscription {
+    return heartbeats({
+      periodMs: this.o.heartbeatMs ?? HEARTBEAT_MS,
+      scheduler: this.o.scheduler,
+      random: this.o.random,
+      announce: () => this.client.request({ type: 'announce', nodeId: this.nodeId, port: SIM_PEER_PORT, files: this.fileCount, uploaded: this.uploaded, downloaded: this.downloaded }),
+      republish: () => [this.publishSeed(), ...(this.held !== null && this.held.have > 0 ? [this.publishHeld()] : [])],
+      regular: () => [this.refreshCluster(), ...(this.held !== null && !this.held.complete && this.held.have > 0 ? [this.publishHeld()] : [])],
+    }).subscribe()
+  }
+
+  private get fileCount (): number { return (this.seeding === null ? 0 : 1) + (this.held !== null && this.held.have > 0 ? 1 : 0) }
+
+  private refreshCluster (): Observable<unknown> {
+    const id = this.seeding?.meta.hash ?? this.held?.meta.hash
+    if (id === undefined) return EMPTY
+    return this.client.sample(id, MAX_PEERS_PER_REPLY).pipe(
+      tap((nodes) => this.cluster.replace(id, nodes.filter((n) => n.nodeId !== this.nodeId).map((n) => ({ nodeId: n.nodeId, host: n.host, port: n.port })))),
+      catchError(() => EMPTY),
+    )
+  }
+
+  private link (p: PeerAddress): PeerLink {
+    let l = this.links.get(p.nodeId)
+    if (l === undefined) { l = this.o.net.link(this.o.host, p); this.links.set(p.nodeId, l) }
+    return l
+  }
+
+  /** Download `name` (resuming from what was stored before a crash); again after a failure. */
+  download (name: string): void {
+    if (this.nodeId === '') this.newIdentity()
+    if (this.subs.length === 0) this.subs.push(this.beat())
+    this.subs.push(leech(name, {
+      tracker: { files: () => this.client.files(), nodes: (id) => this.client.sample(id, 2 * FAN_OUT) },
+      link: (p) => this.link(p),
+      openSink: (meta) => {
+        this.stored ??= new Uint8Array(meta.pieces)
+        return new SimSink(meta, this.o.tags, this.stored)
+      },
+      scheduler: this.o.scheduler,
+      selfId: this.nodeId,
+      selfPort: SIM_PEER_PORT,
+      random: this.o.random,
+      onPending: (p) => { if (this.held !== null) this.held.pending = p; else this.pendingFirst = p },
+    }, this.o.leech).pipe(
+      tap((e) => this.on(e)),
+      catchError((err: Error) => {
+        // what a script would do with a failed `get`: run it again (it resumes)
+        this.lastError = err.message
+        this.retries++
+        this.o.scheduler.schedule(() => { if (this.alive && this.doneAt === null) this.download(name) }, 1000)
+        return EMPTY
+      }),
+    ).subscribe())
+  }
+
+  private pendingFirst: (() => Uint8Array) | null = null
+
+  private on (e: LeechEvent): void {
+    switch (e.event) {
+      case 'start': {
+        const meta: FileMetaData = { name: e.name, hash: e.fileId, size: e.size, blockSize: e.blockSize, pieces: e.pieces }
+        const bits = new Uint8Array(Math.ceil(e.pieces / 8))
+        let have = 0
+        if (this.stored !== null) for (let i = 0; i < e.pieces; i++) if (this.stored[i] === 1) { setBit(bits, i); have++ }
+        const held = { meta, bits, have, pieceHashes: null as Buffer | null, complete: false, pending: this.pendingFirst }
+        this.held = held
+        this.served.set(meta.hash, {
+          meta,
+          source: () => nothing,
+          checkSize: () => {},
+          pieceHashes: () => held.pieceHashes,
+          have: () => held.complete ? null : held.pieceHashes === null ? new Uint8Array(bits.length) : bits,
+          pending: () => held.complete || held.pending === null ? null : held.pending(),
+        })
+        return
+      }
+      case 'hashes':
+        if (this.held !== null) {
+          this.held.pieceHashes = e.pieceHashes
+          if (this.held.have > 0) this.subs.push(this.publishHeld().subscribe())
+        }
+        return
+      case 'piece': {
+        const h = this.held
+        if (h === null) return
+        setBit(h.bits, e.index)
+        if (++h.have === 1 && h.pieceHashes !== null) this.subs.push(this.publishHeld().subscribe())
+        return
+      }
+      case 'done': {
+        const h = this.held
+        this.doneAt = this.o.scheduler.now()
+        if (h === null) return
+        h.complete = true
+        h.have = h.meta.pieces
+        this.subs.push(this.publishHeld().subscribe())
+      }
+    }
+  }
+
+  /** The process dies: no more heartbeats, transfers or answers. What it stored stays. */
+  crash (): void {
+    this.o.net.crash(this.host)
+    for (const s of this.subs.splice(0)) s.unsubscribe()
+    this.served.clear()
+    this.held = null
+    this.pendingFirst = null
+  }
+
+  /** Started again (a new process, a new node id), resuming its download. */
+  restart (name: string): void {
+    this.o.net.restart(this.host)
+    this.newIdentity()
+    if (this.seeding !== null) { this.seed(this.seeding); return }
+    if (this.doneAt === null) this.download(name)
+  }
+
+  stop (): void { for (const s of this.subs.splice(0)) s.unsubscribe() }
+}

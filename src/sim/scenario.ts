@@ -1,0 +1,204 @@
+import { createHash } from 'node:crypto'
+import { Subject, type Subscription } from 'rxjs'
+import { NODE_TTL_MS } from '../limits'
+import type { LeechOptions } from '../peer/leech'
+import type { TrackerMessage, TrackerRequest } from '../protocol/messages'
+import { fileMeta } from '../protocol/segmentation'
+import { trackerFlow, type Endpoint, type Inbound } from '../tracker/flow'
+import { MemoryFileStore, Registry } from '../tracker/registry'
+import { SimNetwork } from './network'
+import { SimNode } from './node'
+import { PieceTags, simFile } from './pieces'
+import { seeded } from './random'
+import { SimScheduler } from './scheduler'
+
+export interface ScenarioOptions {
+  /** Leechers (downloading nodes). */
+  nodes: number
+  /** File size, bytes. */
+  size: number
+  /** Upload capacity of each leecher, bytes/s. */
+  upload: number
+  /** Upload capacity of each initial seeder, bytes/s. */
+  seederUpload: number
+  /** Download capacity of every node, bytes/s (default: none). */
+  download?: number
+  /** One-way latency of every link, ms (default 1). */
+  latencyMs?: number
+  /** Datagram loss probability (default 0). */
+  loss?: number
+  /** Fraction of leechers that crash once at a random moment and restart 1–5 s later, resuming. */
+  churn?: number
+  /** The first seeder crashes (for good) at this virtual time, ms. */
+  crashSeederAtMs?: number
+  /** Initial seeders (default 1). */
+  seeders?: number
+  /** Seed of every random choice: same seed, same result. */
+  seed?: number
+  /** Leechers start within this many ms of each other (default 100). */
+  startSpreadMs?: number
+  /** Give up at this virtual time (default 20 × the bound + 60 s). */
+  maxTimeMs?: number
+  /** Tuning of the leech flow (defaults: production). */
+  leech?: LeechOptions
+  /** Called about every virtual second with progress (for a CLI). */
+  onTick?: (t: { virtualMs: number, done: number, nodes: number }) => void
+}
+
+export interface ScenarioResult {
+  nodes: number
+  seeders: number
+  size: number
+  blockSize: number
+  pieces: number
+  /** Leechers whose file verified, and those that did not finish by the time limit. */
+  completed: number
+  unfinished: number
+  /** Per leecher: virtual ms from the scenario's start to `done`. */
+  timeMs: { p50: number, p99: number, max: number }
+  /** Kumar–Ross lower bound: max(F/u_s, N·F/(u_s + N·u), F/d). */
+  boundMs: number
+  /** max time / bound. */
+  ratio: number
+  /** Bytes the initial seeders uploaded / F. */
+  seederUploadPerF: number
+  /** Control messages: datagrams (tracker) + peer requests (probes, cluster queries, piece requests). */
+  controlMessages: number
+  trackerRequests: number
+  trackerRequestsByType: Record<string, number>
+  peerRequests: number
+  /** Downloads that failed (e.g. no sources for a while) and were started again. */
+  retries: number
+  crashes: number
+  /** Virtual time at which the run ended. */
+  virtualMs: number
+  /** Scheduler actions executed (simulation work). */
+  actions: number
+  /** Wall-clock ms and peak JS heap per simulated node: not part of the deterministic result. */
+  wallMs: number
+  peakHeapPerNodeBytes: number
+}
+
+/** Kumar–Ross: the least time any scheme needs to bring F bytes from seeders (u_s total) to N peers. */
+export function kumarRoss (N: number, F: number, us: number, u: number, d = Infinity): number {
+  return 1000 * Math.max(F / us, (N * F) / (us + N * u), F / d)
+}
+
+const hostOf = (i: number): string => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`
+
+function percentile (sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN
+  return sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]
+}
+
+/**
+ * Run one scenario to completion in virtual time: a tracker (the production flow), `seeders`
+ * nodes sharing one file and `nodes` leechers downloading it with the production leech flow,
+ * over the simulated network. Deterministic for a given `seed` (except wall time and memory).
+ */
+export function runScenario (o: ScenarioOptions): ScenarioResult {
+  const wall0 = Date.now()
+  const heap0 = process.memoryUsage().heapUsed
+  let peakHeap = heap0
+  const random = seeded(o.seed ?? 1)
+  const scheduler = new SimScheduler()
+  const net = new SimNetwork({ scheduler, latencyMs: o.latencyMs ?? 1, loss: o.loss ?? 0, random })
+  const tags = new PieceTags()
+  const seeders = o.seeders ?? 1
+  const F = o.size
+  const bound = kumarRoss(o.nodes, F, seeders * o.seederUpload, o.upload, o.download ?? Infinity)
+  const maxTime = o.maxTimeMs ?? 20 * bound + 60_000
+
+  // ---- the tracker: the production flow over simulated datagrams
+  const trackerHost = net.addHost('10.255.255.254', { upload: Infinity, download: Infinity })
+  const tracker: Endpoint = { address: trackerHost.host, port: 7070 }
+  const requests = new Subject<Inbound>()
+  const byType: Record<string, number> = {}
+  trackerHost.onDatagram = (msg: TrackerMessage, from) => {
+    byType[msg.type] = (byType[msg.type] ?? 0) + 1
+    requests.next({ msg: msg as TrackerRequest, from, bytes: 1500 })
+  }
+  const secret = Buffer.from(Array.from({ length: 32 }, () => Math.floor(random() * 256)))
+  const subs: Subscription[] = []
+  subs.push(trackerFlow(requests, { registry: new Registry(new MemoryFileStore(), NODE_TTL_MS, random), scheduler, secret })
+    .subscribe((out) => net.sendDatagram(tracker, out.to, out.msg)))
+
+  // ---- the file, cut as the tracker will cut it when the first seeder publishes
+  const name = `sim-${F}.bin`
+  const fileId = createHash('sha256').update(`${name}:${F}:${o.seed ?? 1}`).digest('hex')
+  const file = simFile(fileMeta(name, fileId, F, 1))
+  net.payloadOf = (_h, out) => {
+    const m = out.msg
+    if (m.type === 'piece') return tags.payload(m.clusterName, Math.floor(m.offset / file.meta.blockSize), m.pieceSize)
+    // hash lists are small and real
+    const p = out.payload
+    return p === undefined ? Buffer.alloc(0) : Buffer.concat(p.source.view(p.offset, p.length))
+  }
+
+  const mk = (i: number, upload: number): SimNode => new SimNode({
+    host: net.addHost(hostOf(i + 1), { upload, download: o.download ?? Infinity }),
+    net, scheduler, tracker, random, tags, leech: o.leech,
+  })
+  const seedNodes = Array.from({ length: seeders }, (_, i) => mk(i, o.seederUpload))
+  const leechers = Array.from({ length: o.nodes }, (_, i) => mk(seeders + i, o.upload))
+  for (const s of seedNodes) s.seed(file)
+  const spread = o.startSpreadMs ?? 100
+  for (const l of leechers) scheduler.schedule(() => l.download(name), random() * spread)
+
+  let crashes = 0
+  if (o.crashSeederAtMs !== undefined) scheduler.schedule(() => { seedNodes[0].crash(); crashes++ }, o.crashSeederAtMs)
+  for (const l of leechers) {
+    if ((o.churn ?? 0) <= 0 || random() >= (o.churn ?? 0)) continue
+    const at = random() * bound
+    const back = 1000 + random() * 4000
+    scheduler.schedule(() => {
+      if (l.doneAt !== null) return
+      l.crash(); crashes++
+      scheduler.schedule(() => l.restart(name), back)
+    }, at)
+  }
+
+  // ---- run until every leecher is done (or the time limit)
+  let ticks = 0
+  scheduler.schedule(function (this: { schedule: (s?: unknown, d?: number) => void }) {
+    const done = leechers.reduce((n, l) => n + (l.doneAt === null ? 0 : 1), 0)
+    if (++ticks % 10 === 0) {
+      peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed)
+      o.onTick?.({ virtualMs: scheduler.now(), done, nodes: leechers.length })
+    }
+    if (done === leechers.length || scheduler.now() >= maxTime) { scheduler.stop(); return }
+    this.schedule(undefined, 100)
+  }, 100)
+  scheduler.run(maxTime + 1000)
+  peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed)
+  const virtualMs = scheduler.now()
+  for (const n of [...seedNodes, ...leechers]) n.stop()
+  for (const s of subs) s.unsubscribe()
+
+  const times = leechers.flatMap((l) => l.doneAt === null ? [] : [l.doneAt]).sort((a, b) => a - b)
+  const max = times.length === leechers.length ? times[times.length - 1] ?? 0 : NaN
+  const trackerRequests = Object.values(byType).reduce((a, b) => a + b, 0)
+  return {
+    nodes: o.nodes,
+    seeders,
+    size: F,
+    blockSize: file.meta.blockSize,
+    pieces: file.meta.pieces,
+    completed: times.length,
+    unfinished: leechers.length - times.length,
+    timeMs: { p50: percentile(times, 0.5), p99: percentile(times, 0.99), max },
+    boundMs: bound,
+    ratio: max / bound,
+    seederUploadPerF: seedNodes.reduce((a, s) => a + s.uploaded, 0) / F,
+    controlMessages: net.stats.datagrams + net.stats.peerRequests,
+    trackerRequests,
+    trackerRequestsByType: byType,
+    peerRequests: net.stats.peerRequests,
+    retries: leechers.reduce((a, l) => a + l.retries, 0),
+    crashes,
+    virtualMs,
+    actions: scheduler.executed,
+    wallMs: Date.now() - wall0,
+    peakHeapPerNodeBytes: Math.max(0, Math.round((peakHeap - heap0) / (o.nodes + seeders))),
+  }
+}
