@@ -15,6 +15,7 @@ import { errorCode, exitCode } from './exit'
 import { Progress } from './progress'
 import { parseRate } from '../../streams/rateLimit'
 import { demo } from './demo'
+import { addSimulate } from './simulate'
 
 const DEFAULT_TRACKER = '127.0.0.1:7070'
 const DEFAULT_DATA = path.join(process.env.XDG_DATA_HOME ?? path.join(os.homedir(), '.local', 'share'), 'lp2p', 'tracker')
@@ -178,6 +179,7 @@ export function program (): Command {
       const code = await demo({ size: o.size, peers: o.peers, keep: o.keep === true }, out)
       if (code !== 0) process.exitCode = code
     })
+  addSimulate(p, parseSize, out)
   return p
 }
 

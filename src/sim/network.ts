@@ -60,12 +60,14 @@ export interface NetworkStats {
   datagrams: number
   datagramsLost: number
   peerRequests: number
+  /** Replies that carried a piece or a hash list. */
+  payloads: number
   payloadBytes: number
 }
 
 export class SimNetwork {
   private readonly hosts = new Map<string, SimHost>()
-  readonly stats: NetworkStats = { datagrams: 0, datagramsLost: 0, peerRequests: 0, payloadBytes: 0 }
+  readonly stats: NetworkStats = { datagrams: 0, datagramsLost: 0, peerRequests: 0, payloads: 0, payloadBytes: 0 }
   /** Builds the payload bytes a reply carries (the simulation's piece store decides what they are). */
   payloadOf: (host: SimHost, out: Outgoing) => Buffer = (_h, out) => Buffer.alloc(out.payload?.length ?? 0)
 
@@ -147,6 +149,7 @@ export class SimNetwork {
               arrive = Math.max(arrive, downStart + bytes * 1000 / from.opts.download)
               from.downFree = arrive
             }
+            net.stats.payloads++
             net.stats.payloadBytes += bytes
           }
           const epoch = to.epoch

@@ -62,8 +62,10 @@ export interface ScenarioResult {
   ratio: number
   /** Bytes the initial seeders uploaded / F. */
   seederUploadPerF: number
-  /** Control messages: datagrams (tracker) + peer requests (probes, cluster queries, piece requests). */
+  /** Control messages: datagrams (tracker) + peer requests and replies without a payload (probes, cluster queries, declines…). */
   controlMessages: number
+  /** Replies that carried a piece (or a hash list). */
+  pieceTransfers: number
   trackerRequests: number
   trackerRequestsByType: Record<string, number>
   peerRequests: number
@@ -190,7 +192,8 @@ export function runScenario (o: ScenarioOptions): ScenarioResult {
     boundMs: bound,
     ratio: max / bound,
     seederUploadPerF: seedNodes.reduce((a, s) => a + s.uploaded, 0) / F,
-    controlMessages: net.stats.datagrams + net.stats.peerRequests,
+    controlMessages: net.stats.datagrams + 2 * net.stats.peerRequests - net.stats.payloads,
+    pieceTransfers: net.stats.payloads,
     trackerRequests,
     trackerRequestsByType: byType,
     peerRequests: net.stats.peerRequests,

@@ -1,0 +1,83 @@
+import { type Command, Option } from 'commander'
+import { UsageError } from '../errors'
+import { parseRate } from '../../streams/rateLimit'
+import { runScenario, type ScenarioResult } from '../sim/scenario'
+import { bytes, table } from './format'
+
+function num (what: string, min: number, max: number, integer = false): (v: string) => number {
+  return (v: string) => {
+    const n = Number(v)
+    if (!Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n))) throw new UsageError(`${what} "${v}" is not ${integer ? 'an integer' : 'a number'} in ${min}..${max}`)
+    return n
+  }
+}
+function rate (v: string): number {
+  try { const r = parseRate(v); if (!Number.isFinite(r) || r <= 0) throw new Error(`rate "${v}" must be positive`); return r } catch (err) { throw new UsageError((err as Error).message) }
+}
+/** "30", "30s", "1500ms", "2m" → ms. */
+export function parseDuration (v: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(v.trim())
+  if (m === null) throw new UsageError(`duration "${v}" is not a number with an optional ms/s/m suffix (seconds by default)`)
+  return Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000)
+}
+
+const opt = (flags: string, what: string, env: string): Option => new Option(flags, what).env(env)
+
+/** `lp2p simulate`: a whole swarm in one process, in virtual time, on the production flows. */
+export function addSimulate (p: Command, parseSize: (v: string) => number, out: (s: string) => void): void {
+  p.command('simulate')
+    .description('simulate a swarm in virtual time: one tracker, seeders and N leechers running the production flows over a modelled network; prints completion times against the Kumar–Ross bound')
+    .addOption(opt('-n, --nodes <n>', 'leechers', 'LP2P_SIM_NODES').default(100).argParser(num('--nodes', 1, 100_000, true)))
+    .addOption(opt('--size <bytes>', 'file size (k/M/G/T suffixes, powers of 1024)', 'LP2P_SIM_SIZE').default(64 * 1024 * 1024, '64M').argParser((v) => { const n = parseSize(v); if (n < 1) throw new UsageError('--size must be at least 1 byte'); return n }))
+    .addOption(opt('--upload <rate>', 'upload capacity of each leecher, bytes/s (k/M/G = 10^3.., Ki/Mi/Gi = 2^10..)', 'LP2P_SIM_UPLOAD').default(20e6, '20M').argParser(rate))
+    .addOption(opt('--seeder-upload <rate>', 'upload capacity of each seeder (default: --upload)', 'LP2P_SIM_SEEDER_UPLOAD').argParser(rate))
+    .addOption(opt('--download <rate>', 'download capacity of every node (default: none)', 'LP2P_SIM_DOWNLOAD').argParser(rate))
+    .addOption(opt('--seeders <n>', 'initial seeders', 'LP2P_SIM_SEEDERS').default(1).argParser(num('--seeders', 1, 1000, true)))
+    .addOption(opt('--latency <ms>', 'one-way latency of every link, ms', 'LP2P_SIM_LATENCY').default(1).argParser(num('--latency', 0, 60_000)))
+    .addOption(opt('--loss <p>', 'probability a datagram (tracker traffic) is lost', 'LP2P_SIM_LOSS').default(0).argParser(num('--loss', 0, 0.9)))
+    .addOption(opt('--churn <p>', 'fraction of leechers that crash once at a random moment and restart 1–5 s later, resuming', 'LP2P_SIM_CHURN').default(0).argParser(num('--churn', 0, 1)))
+    .addOption(opt('--crash-seeder-at <time>', 'the first seeder crashes for good at this virtual time (30, 30s, 1500ms, 2m)', 'LP2P_SIM_CRASH_SEEDER_AT').argParser(parseDuration))
+    .addOption(opt('--seed <n>', 'seed of every random choice: the same seed gives the same result, bit for bit', 'LP2P_SIM_SEED').default(1).argParser(num('--seed', 0, 2 ** 32 - 1, true)))
+    .addOption(opt('--json', 'print the result as one JSON object', 'LP2P_JSON'))
+    .action((o: { nodes: number, size: number, upload: number, seederUpload?: number, download?: number, seeders: number, latency: number, loss: number, churn: number, crashSeederAt?: number, seed: number, json?: boolean }) => {
+      const tty = process.stderr.isTTY && o.json !== true
+      const r = runScenario({
+        nodes: o.nodes,
+        size: o.size,
+        upload: o.upload,
+        seederUpload: o.seederUpload ?? o.upload,
+        download: o.download,
+        seeders: o.seeders,
+        latencyMs: o.latency,
+        loss: o.loss,
+        churn: o.churn,
+        crashSeederAtMs: o.crashSeederAt,
+        seed: o.seed,
+        onTick: tty ? (t) => process.stderr.write(`\r\x1b[Kvirtual ${(t.virtualMs / 1000).toFixed(1)} s: ${t.done}/${t.nodes} done`) : undefined,
+      })
+      if (tty) process.stderr.write('\r\x1b[K')
+      out(o.json === true ? JSON.stringify(r) + '\n' : render(r, o))
+      if (r.unfinished > 0) {
+        process.stderr.write(`lp2p: ${r.unfinished} of ${r.nodes} leechers did not finish by virtual ${(r.virtualMs / 1000).toFixed(1)} s\n`)
+        process.exitCode = 1
+      }
+    })
+}
+
+const secs = (ms: number): string => Number.isFinite(ms) ? `${(ms / 1000).toFixed(2)} s` : '—'
+const mbs = (r: number): string => `${(r / 1e6).toFixed(r < 1e7 ? 1 : 0)} MB/s`
+
+function render (r: ScenarioResult, o: { upload: number, seederUpload?: number, latency: number }): string {
+  return `simulated ${r.nodes} leechers + ${r.seeders} seeder(s), ${bytes(r.size)} (${r.pieces} × ${bytes(r.blockSize)}), upload ${mbs(o.upload)}, seeder ${mbs(o.seederUpload ?? o.upload)}, latency ${o.latency} ms\n` +
+    table(['', 'VALUE'], [
+      ['leechers done', `${r.completed} / ${r.nodes}`],
+      ['time p50 / p99 / max', `${secs(r.timeMs.p50)} / ${secs(r.timeMs.p99)} / ${secs(r.timeMs.max)}`],
+      ['Kumar–Ross bound', secs(r.boundMs)],
+      ['ratio max / bound', Number.isFinite(r.ratio) ? r.ratio.toFixed(3) : '—'],
+      ['seeder upload / F', r.seederUploadPerF.toFixed(3)],
+      ['control messages', `${r.controlMessages} (tracker requests ${r.trackerRequests}); ${r.pieceTransfers} piece transfers`],
+      ['crashes / restarted downloads', `${r.crashes} / ${r.retries}`],
+      ['wall time', secs(r.wallMs)],
+      ['peak heap per node', bytes(r.peakHeapPerNodeBytes)],
+    ])
+}
