@@ -1,0 +1,71 @@
+import { kumarRoss, runScenario, type ScenarioOptions, type ScenarioResult } from '../../src/sim/scenario'
+
+const MiB = 1024 * 1024
+const base: ScenarioOptions = { nodes: 40, size: 16 * MiB, upload: 20e6, seederUpload: 20e6, seed: 7 }
+/** The deterministic part of a result (wall time and heap are the machine's). */
+const det = (r: ScenarioResult): Omit<ScenarioResult, 'wallMs' | 'peakHeapPerNodeBytes'> => { const { wallMs, peakHeapPerNodeBytes, ...rest } = r; return rest }
+
+describe('swarm simulation (production flows, virtual time)', () => {
+  it('the Kumar–Ross bound', () => {
+    // 10 peers, 100 MB, seeder 10 MB/s, peers 1 MB/s: max(10 s, 1000/20 = 50 s)
+    expect(kumarRoss(10, 100e6, 10e6, 1e6)).toBeCloseTo(50_000)
+    // seeder-bound, and download-bound
+    expect(kumarRoss(1, 100e6, 1e6, 10e6)).toBeCloseTo(100_000)
+    expect(kumarRoss(2, 100e6, 100e6, 100e6, 1e6)).toBeCloseTo(100_000)
+  })
+
+  let first: ScenarioResult
+  beforeAll(() => { first = runScenario(base) })
+
+  // a 16 MiB file at 20 MB/s is a 0.84 s bound: start-up (tracker handshake, discovery rounds) and
+  // the leechers' idle uplinks early on weigh more here than at the sizes of `make bench-sim`
+  it('every leecher completes, no faster than the bound allows and within 2.6× of it; the seeder sends fewer than 2.6 copies', () => {
+    expect(first.completed).toBe(40)
+    expect(first.unfinished).toBe(0)
+    expect(first.ratio).toBeGreaterThanOrEqual(1) // nothing beats Kumar–Ross: a model that did would be wrong
+    expect(first.ratio).toBeLessThan(2.6)
+    expect(first.seederUploadPerF).toBeGreaterThanOrEqual(1) // every piece left the seeder at least once
+    expect(first.seederUploadPerF).toBeLessThan(2.6)
+    expect(first.timeMs.p50).toBeLessThanOrEqual(first.timeMs.p99)
+    expect(first.trackerRequests).toBeGreaterThan(0)
+    expect(first.pieceTransfers).toBeGreaterThanOrEqual(40 * first.pieces)
+  })
+
+  it('is deterministic: the same seed gives the same result, another seed another', () => {
+    expect(det(runScenario(base))).toEqual(det(first))
+    expect(det(runScenario({ ...base, seed: 8 })).timeMs).not.toEqual(first.timeMs)
+  })
+
+  it('the only seeder crashing after every piece went out once: the leechers finish from each other', () => {
+    const r = runScenario({ ...base, crashSeederAtMs: 1.5 * (base.size / base.seederUpload) * 1000 })
+    expect(r.crashes).toBe(1)
+    expect(r.completed).toBe(40)
+  })
+
+  it('one of two seeders crashing early: everyone finishes from the other', () => {
+    const r = runScenario({ ...base, seeders: 2, crashSeederAtMs: 200 })
+    expect(r.crashes).toBe(1)
+    expect(r.completed).toBe(40)
+  })
+
+  it('the only seeder crashing before a copy is out: nobody completes (nothing is declared done unverified)', () => {
+    const r = runScenario({ ...base, nodes: 10, crashSeederAtMs: 100, maxTimeMs: 30_000 })
+    expect(r.completed).toBe(0)
+    expect(r.unfinished).toBe(10)
+    expect(r.retries).toBeGreaterThan(0) // downloads ran out of sources and were started again
+  })
+
+  it('with churn (a quarter of the leechers crash and restart) and 5 % datagram loss, all finish', () => {
+    const r = runScenario({ ...base, churn: 0.25, loss: 0.05 })
+    expect(r.crashes).toBeGreaterThan(0)
+    expect(r.completed).toBe(40)
+  })
+
+  it('a download cap binds: the time follows F/d', () => {
+    const r = runScenario({ ...base, nodes: 10, download: 5e6 })
+    expect(r.boundMs).toBeCloseTo(base.size / 5e6 * 1000)
+    expect(r.completed).toBe(10)
+    expect(r.ratio).toBeGreaterThanOrEqual(1)
+    expect(r.ratio).toBeLessThan(1.5)
+  })
+})
