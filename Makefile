@@ -8,7 +8,7 @@ TRACKER ?= 127.0.0.1:7070
 SHARE ?= ./files
 OUT ?= ./downloads
 
-.PHONY: all install browser build typecheck test test-unit test-integration demo bench bench-swarm tracker peer get ls status clean
+.PHONY: all install browser build typecheck test test-unit test-integration demo bench bench-swarm bench-sim simulate tracker peer get ls status clean
 
 all: build
 
@@ -56,6 +56,14 @@ bench: $(BUILD)
 ## 1 seeder + N leechers (N = 4 and 8), every upload capped: time against the Kumar-Ross bound, seeder upload / F.
 bench-swarm: $(BUILD)
 	node dist/bench/swarm.js
+
+## The simulator against real processes: 1 seeder + 4 leechers both ways (same F and caps), their time ratio; then 100 and 1,000 simulated nodes.
+bench-sim: $(BUILD)
+	node dist/bench/sim.js
+
+## A simulated swarm in virtual time (see lp2p simulate --help): make simulate ARGS='--nodes 1000'
+simulate: $(BUILD)
+	$(LP2P) simulate $(ARGS)
 
 tracker: $(BUILD)
 	$(LP2P) tracker

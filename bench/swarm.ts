@@ -34,7 +34,7 @@ async function status (tracker: string): Promise<NodeStatus[]> {
   return (p.events[0] ?? []) as unknown as NodeStatus[]
 }
 
-async function run (file: string, F: number, n: number, up: number, dir: string): Promise<{ secs: number, tmin: number, seederUp: number, leechersUp: number }> {
+export async function run (file: string, F: number, n: number, up: number, dir: string): Promise<{ secs: number, tmin: number, seederUp: number, leechersUp: number }> {
   const procs: Spawned[] = []
   try {
     const tracker = spawnLp2p(['tracker', '--port', '0', '--memory', '--json'])
@@ -117,4 +117,4 @@ async function main (): Promise<void> {
   say('WebTorrent 2.8.5 anchor from ../shared/anchors/README.md (1+4 at 20 MB/s, 512 MiB): 1.18 × T_min, seeder 1.21 × F')
 }
 
-main().catch((err) => { process.stderr.write(`bench-swarm: ${(err as Error).stack ?? String(err)}\n`); killAll(); process.exitCode = 1 })
+if (require.main === module) main().catch((err) => { process.stderr.write(`bench-swarm: ${(err as Error).stack ?? String(err)}\n`); killAll(); process.exitCode = 1 })
