@@ -244,7 +244,14 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     // ------------------------------------------------------------ one source's loop
     const runSource = (src: Source): Observable<never> => {
       const id = src.peer.nodeId
-      return concat(fetchHashes(src), defer(() => leechPieces({
+      const hashesKnown = (): boolean => pieceHashes !== null || meta.root === undefined || meta.pieces === 0
+      // a source with nothing for us yet is not asked for the hash list (a leecher that just started
+      // has none to give); one that has no list is not at fault: another source will have it
+      const hashes$ = defer(() => hashesKnown() || !picker.useful(id) ? EMPTY : fetchHashes(src)).pipe(
+        catchError((err: unknown) => { if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.notFound) return EMPTY; throw err }),
+      )
+      // pieces only once they can be checked
+      return concat(hashes$, defer(() => !hashesKnown() ? EMPTY : leechPieces({
         next: () => { const i = picker.complete ? null : picker.next(id); return i === null ? null : i * meta.blockSize },
         fetch: (offset) => fetchPiece(src, offset / meta.blockSize),
         pipeline,
@@ -299,8 +306,10 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       }),
     )
 
-    const newSources$ = timer(0, rediscoverMs, scheduler).pipe(
-      exhaustMap(() => discoverOnce()),
+    // while few sources are known (a swarm starting: the cluster fills as leechers arrive) look
+    // again four times as often
+    const newSources$ = defer(() => discoverOnce()).pipe(
+      repeat({ delay: () => timer(sources.size < maxSources / 2 ? rediscoverMs / 4 : rediscoverMs, scheduler) }),
       mergeMap((found) => {
         const fresh: Source[] = []
         for (const s of found) {

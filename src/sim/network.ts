@@ -63,11 +63,13 @@ export interface NetworkStats {
   /** Replies that carried a piece or a hash list. */
   payloads: number
   payloadBytes: number
+  /** Error replies by code (declines: BUSY, SEEDED; NOT_FOUND…). */
+  errors: Record<string, number>
 }
 
 export class SimNetwork {
   private readonly hosts = new Map<string, SimHost>()
-  readonly stats: NetworkStats = { datagrams: 0, datagramsLost: 0, peerRequests: 0, payloads: 0, payloadBytes: 0 }
+  readonly stats: NetworkStats = { datagrams: 0, datagramsLost: 0, peerRequests: 0, payloads: 0, payloadBytes: 0, errors: {} }
   /** Builds the payload bytes a reply carries (the simulation's piece store decides what they are). */
   payloadOf: (host: SimHost, out: Outgoing) => Buffer = (_h, out) => Buffer.alloc(out.payload?.length ?? 0)
 
@@ -159,7 +161,7 @@ export class SimNetwork {
             if (payload !== undefined) { from.downloaded += payload.length; to.uploaded += payload.length }
             if (sub.closed) return
             const m = out.msg
-            if (m.type === 'error') { sub.error(new RemoteError(m.code, m.message)); return }
+            if (m.type === 'error') { net.stats.errors[m.code] = (net.stats.errors[m.code] ?? 0) + 1; sub.error(new RemoteError(m.code, m.message)); return }
             sub.next(payload === undefined ? { msg: m } : { msg: m, payload })
             sub.complete()
           })

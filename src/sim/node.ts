@@ -65,6 +65,7 @@ export class SimNode {
   get uploaded (): number { return this.o.host.uploaded }
   get downloaded (): number { return this.o.host.downloaded }
   get alive (): boolean { return this.o.host.alive }
+  get piecesHeld (): number { return this.held?.have ?? 0 }
 
   private newIdentity (): void {
     // a restarted process is a new node to the tracker and its neighbours
@@ -163,7 +164,11 @@ export class SimNode {
 
   private pendingFirst: (() => Uint8Array) | null = null
 
+  /** Leech events by kind (peer-dropped, piece-failed…), for reports. */
+  readonly events: Record<string, number> = {}
+
   private on (e: LeechEvent): void {
+    this.events[e.event] = (this.events[e.event] ?? 0) + 1
     switch (e.event) {
       case 'start': {
         const meta: FileMetaData = { name: e.name, hash: e.fileId, size: e.size, blockSize: e.blockSize, pieces: e.pieces }

@@ -41,6 +41,8 @@ export interface ScenarioOptions {
   maxTimeMs?: number
   /** Tuning of the leech flow (defaults: production). */
   leech?: LeechOptions
+  /** Called every 100 virtual ms: how many uplinks are sending, pieces stored in all (for studying a swarm). */
+  trace?: (t: { virtualMs: number, busyUplinks: number, seederBusy: boolean, pieces: number }) => void
   /** Called about every virtual second with progress (for a CLI). */
   onTick?: (t: { virtualMs: number, done: number, nodes: number }) => void
 }
@@ -69,6 +71,9 @@ export interface ScenarioResult {
   trackerRequests: number
   trackerRequestsByType: Record<string, number>
   peerRequests: number
+  /** Error replies by code (BUSY and SEEDED are declines) and leech events summed over leechers. */
+  errors: Record<string, number>
+  events: Record<string, number>
   /** Downloads that failed (e.g. no sources for a while) and were started again. */
   retries: number
   crashes: number
@@ -164,6 +169,10 @@ export function runScenario (o: ScenarioOptions): ScenarioResult {
   let ticks = 0
   scheduler.schedule(function (this: { schedule: (s?: unknown, d?: number) => void }) {
     const done = leechers.reduce((n, l) => n + (l.doneAt === null ? 0 : 1), 0)
+    if (o.trace !== undefined) {
+      const now = scheduler.now()
+      o.trace({ virtualMs: now, busyUplinks: leechers.filter((l) => (net.host(l.host)?.upFree ?? 0) > now).length, seederBusy: (net.host(seedNodes[0].host)?.upFree ?? 0) > now, pieces: leechers.reduce((a, l) => a + l.piecesHeld, 0) })
+    }
     if (++ticks % 10 === 0) {
       peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed)
       o.onTick?.({ virtualMs: scheduler.now(), done, nodes: leechers.length })
@@ -197,6 +206,8 @@ export function runScenario (o: ScenarioOptions): ScenarioResult {
     trackerRequests,
     trackerRequestsByType: byType,
     peerRequests: net.stats.peerRequests,
+    errors: net.stats.errors,
+    events: leechers.reduce<Record<string, number>>((a, l) => { for (const [k, v] of Object.entries(l.events)) a[k] = (a[k] ?? 0) + v; return a }, {}),
     retries: leechers.reduce((a, l) => a + l.retries, 0),
     crashes,
     virtualMs,
