@@ -308,8 +308,10 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
 
     // while few sources are known (a swarm starting: the cluster fills as leechers arrive) look
     // again four times as often
-    const newSources$ = defer(() => discoverOnce()).pipe(
-      repeat({ delay: () => timer(sources.size < maxSources / 2 ? rediscoverMs / 4 : rediscoverMs, scheduler) }),
+    let roundAt = 0
+    const newSources$ = defer(() => { roundAt = scheduler.now(); return discoverOnce() }).pipe(
+      // rounds start on a fixed cadence (a slow round delays the next one, never doubles it)
+      repeat({ delay: () => timer(Math.max(0, roundAt + (sources.size < maxSources / 2 ? rediscoverMs / 4 : rediscoverMs) - scheduler.now()), scheduler) }),
       mergeMap((found) => {
         const fresh: Source[] = []
         for (const s of found) {
