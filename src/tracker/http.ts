@@ -33,11 +33,12 @@ const SECURITY_HEADERS = {
   'Referrer-Policy': 'no-referrer',
 }
 
-const STATIC: Record<string, { type: string, body: string }> = {
-  '/': { type: 'text/html; charset=utf-8', body: INDEX_HTML },
-  '/app.js': { type: 'text/javascript; charset=utf-8', body: APP_JS },
-  '/app.css': { type: 'text/css; charset=utf-8', body: APP_CSS },
-}
+// a Map, not an object: a request path is never looked up among Object.prototype's keys
+const STATIC = new Map<string, { type: string, body: string }>([
+  ['/', { type: 'text/html; charset=utf-8', body: INDEX_HTML }],
+  ['/app.js', { type: 'text/javascript; charset=utf-8', body: APP_JS }],
+  ['/app.css', { type: 'text/css; charset=utf-8', body: APP_CSS }],
+])
 
 /**
  * The tracker's read-only HTTP side: the dashboard page and its assets, `/api/state` (a JSON
@@ -90,7 +91,7 @@ export class DashboardHttp {
 
   private handle (req: http.IncomingMessage, res: http.ServerResponse): void {
     const path = (req.url ?? '/').split('?')[0]
-    const known = path in STATIC || path === '/favicon.ico' || path === '/api/state' || path === '/events' || path === '/metrics'
+    const known = STATIC.has(path) || path === '/favicon.ico' || path === '/api/state' || path === '/events' || path === '/metrics'
     const route = known ? path : 'other'
     const send = (status: number, type: string, body: string, extra: Record<string, string> = {}): void => {
       this.opts.metrics.httpRequest(route, status)
@@ -100,7 +101,7 @@ export class DashboardHttp {
     if (req.method !== 'GET') { send(405, 'text/plain; charset=utf-8', 'method not allowed: this dashboard is read-only\n', { Allow: 'GET' }); return }
     // browsers ask for it unprompted: answer without a 404 in their console
     if (path === '/favicon.ico') { send(204, 'image/x-icon', ''); return }
-    const asset = STATIC[path]
+    const asset = STATIC.get(path)
     if (asset !== undefined) { send(200, asset.type, asset.body); return }
     switch (path) {
       case '/api/state':
