@@ -108,7 +108,7 @@ export const APP_JS = `'use strict'
     while (n >= 1024 && i < u.length - 1) { n /= 1024; i++ }
     return (i === 0 ? String(n) : n.toFixed(n < 10 ? 2 : 1)) + ' ' + u[i]
   }
-  function rate (n) { return n > 0 ? bytes(n) + '/s' : '–' }
+  function rate (n) { return n === null ? '…' : n > 0 ? bytes(n) + '/s' : '–' }
   function ago (ms) { return ms < 1000 ? 'now' : Math.round(ms / 1000) + ' s ago' }
   function short (id) { return String(id).slice(0, 12) }
 
@@ -186,7 +186,7 @@ export const APP_JS = `'use strict'
         el('td', { cls: 'num', text: n.fileCount }),
         el('td', { cls: 'num', text: bytes(n.uploaded) }),
         el('td', { cls: 'num', text: bytes(n.downloaded) }),
-        el('td', { cls: 'num up-rate', text: rate(n.upRate) }),
+        el('td', { cls: 'num up-rate', text: rate(n.upRate), title: n.upRate === null ? 'measuring: a rate needs two heartbeats' : undefined }),
         el('td', { cls: 'num down-rate', text: rate(n.downRate) })
       ])
     }))

@@ -32,9 +32,9 @@ export interface NodeRow {
   ago: number
   uploaded: number
   downloaded: number
-  /** Bytes/s, from the deltas between its heartbeats. */
-  upRate: number
-  downRate: number
+  /** Bytes/s, from the deltas between its heartbeats; null until two heartbeats were seen. */
+  upRate: number | null
+  downRate: number | null
   fileCount: number
 }
 
@@ -90,15 +90,15 @@ export function buildSnapshot (reg: RegistryView, rates: NodeRates, availability
     return row
   })
   const infos = reg.listNodes(undefined, undefined, DASHBOARD_MAX_NODES)
-  const r = rates.observe(infos)
+  const r = rates.observe(infos, now)
   const nodes = infos.map((n): NodeRow => {
-    const rate = r.get(n.nodeId) ?? { up: 0, down: 0 }
-    return { nodeId: n.nodeId, address: addr(n), ago: Math.max(0, now - n.lastSeen), uploaded: n.uploaded, downloaded: n.downloaded, upRate: Math.round(rate.up), downRate: Math.round(rate.down), fileCount: n.fileCount }
+    const rate = r.get(n.nodeId) ?? null
+    return { nodeId: n.nodeId, address: addr(n), ago: Math.max(0, now - n.lastSeen), uploaded: n.uploaded, downloaded: n.downloaded, upRate: rate === null ? null : Math.round(rate.up), downRate: rate === null ? null : Math.round(rate.down), fileCount: n.fileCount }
   })
   const t = reg.counterTotals()
   return {
     at: now,
-    totals: { files: reg.files.size, nodes: reg.nodeCount, uploaded: t.uploaded, downloaded: t.downloaded, upRate: nodes.reduce((s, n) => s + n.upRate, 0), downRate: nodes.reduce((s, n) => s + n.downRate, 0) },
+    totals: { files: reg.files.size, nodes: reg.nodeCount, uploaded: t.uploaded, downloaded: t.downloaded, upRate: nodes.reduce((s, n) => s + (n.upRate ?? 0), 0), downRate: nodes.reduce((s, n) => s + (n.downRate ?? 0), 0) },
     files,
     nodes,
     limits: { files: DASHBOARD_MAX_FILES, nodes: DASHBOARD_MAX_NODES, probedFiles: DASHBOARD_PROBE_FILES, probedHolders: DASHBOARD_PROBE_HOLDERS },
