@@ -78,3 +78,8 @@ export class ConnectionClosedError extends Lp2pError {
 export class UsageError extends Lp2pError {
   constructor (message: string) { super('ERR_USAGE', message) }
 }
+
+/** A tracker request without a valid connection token for its source address. */
+export class BadTokenError extends Lp2pError {
+  constructor () { super('ERR_BAD_TOKEN', 'missing or stale connection token') }
+}

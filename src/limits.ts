@@ -73,3 +73,21 @@ export const IDLE_TIMEOUT_MS = 60_000
 export const HASH_HOLD_BYTES = 64 * 1024 * 1024
 /** mmap window for serving and hashing: big files are mapped in windows this large. */
 export const MMAP_WINDOW_BYTES = 256 * 1024 * 1024
+
+// ---- tracker dashboard (HTTP) ----
+/** Browsers following the live dashboard at once; more get 503. */
+export const MAX_DASHBOARD_CLIENTS = 32
+/** How often the dashboard pushes a snapshot (and probes holders for availability). */
+export const DASHBOARD_TICK_MS = 1_000
+/** Most files and nodes listed in one snapshot (the page says how many more there are). */
+export const DASHBOARD_MAX_FILES = 50
+export const DASHBOARD_MAX_NODES = 200
+/** Files whose holders are probed for the availability heatmap, and holders probed per file. */
+export const DASHBOARD_PROBE_FILES = 8
+export const DASHBOARD_PROBE_HOLDERS = 64
+/** A holder that does not answer a dashboard probe in this time counts as holding nothing this round. */
+export const DASHBOARD_PROBE_TIMEOUT_MS = 800
+/** Heatmap cells per file: files with more pieces are downsampled to this many columns. */
+export const DASHBOARD_HEATMAP_CELLS = 256
+/** A live client whose unsent output exceeds this is too slow: it is dropped. */
+export const DASHBOARD_CLIENT_BUFFER_BYTES = 1024 * 1024

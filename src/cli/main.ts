@@ -10,6 +10,8 @@ import { Lp2pNode } from '../peer/node'
 import type { LeechEvent } from '../peer/leech'
 import { TrackerServer } from '../tracker/server'
 import { SqliteFileStore } from '../tracker/sqliteStore'
+import { DashboardHttp } from '../tracker/http'
+import { TrackerMetrics } from '../tracker/metrics'
 import { ago, bytes, table } from './format'
 import { errorCode, exitCode } from './exit'
 import { Progress } from './progress'
@@ -74,13 +76,25 @@ export function program (): Command {
     .addOption(new Option('--port <port>', 'UDP port (0: any free port)').default(7070).argParser(port).env('LP2P_PORT'))
     .addOption(new Option('--data <dir>', 'folder for the file registry (SQLite): files published stay listed across restarts').default(DEFAULT_DATA).env('LP2P_DATA'))
     .option('--memory', 'keep the file registry in memory only: nothing survives a restart')
+    .addOption(new Option('--http <host:port>', 'also serve a read-only dashboard (/), a JSON snapshot (/api/state), live updates (/events) and Prometheus metrics (/metrics) over HTTP at this address (port 0: any free port); off by default').env('LP2P_HTTP'))
     .addOption(jsonOption('print the listening event as JSON'))
-    .action(async (o: { host: string, port: number, data: string, memory?: boolean, json?: boolean }) => {
+    .action(async (o: { host: string, port: number, data: string, memory?: boolean, http?: string, json?: boolean }) => {
+      const httpAt = o.http === undefined ? undefined : parseEndpoint(o.http, '--http', true)
       const t = new TrackerServer({ host: o.host, port: o.port, files: o.memory === true ? undefined : new SqliteFileStore(path.resolve(o.data)) })
+      const metrics = new TrackerMetrics(t.registry, { processMetrics: true })
+      t.observer = metrics
       const addr = await t.start()
-      if (o.json === true) json({ event: 'listening', role: 'tracker', address: formatEndpoint(addr) })
-      else out(`tracker listening on udp ${formatEndpoint(addr)}\n`)
-      await untilSignal(() => t.close())
+      const dash = httpAt === undefined ? undefined : new DashboardHttp({ host: httpAt.address, port: httpAt.port, registry: t.registry, metrics })
+      let httpAddr: string | undefined
+      try {
+        if (dash !== undefined) httpAddr = formatEndpoint(await dash.start())
+      } catch (err) {
+        t.close()
+        throw new UsageError(`--http ${o.http ?? ''}: ${(err as Error).message}`)
+      }
+      if (o.json === true) json({ event: 'listening', role: 'tracker', address: formatEndpoint(addr), ...(httpAddr === undefined ? {} : { http: httpAddr }) })
+      else out(`tracker listening on udp ${formatEndpoint(addr)}${httpAddr === undefined ? '' : `, dashboard on http://${httpAddr}/`}\n`)
+      await untilSignal(async () => { await dash?.close(); t.close() })
     })
 
   p.command('peer')

@@ -1,4 +1,5 @@
 import { asyncScheduler, EMPTY, ignoreElements, interval, merge, mergeMap, of, tap, type Observable, type SchedulerLike } from 'rxjs'
+import { BadTokenError } from '../errors'
 import { HEARTBEAT_MS, MAX_REPLY_ITEMS_BYTES, NODE_TTL_MS } from '../limits'
 import { encodeValue } from '../protocol/codec'
 import { MAX_LIST_ITEMS, TOKEN_BYTES, type TrackerReply, type TrackerRequest } from '../protocol/messages'
@@ -43,7 +44,7 @@ export function trackerFlow (requests$: Observable<Inbound>, opts: TrackerFlowOp
         return of<Outbound>({ msg: { type: 'connected', tx: r.msg.tx, token: opts.secret === undefined ? new Uint8Array(TOKEN_BYTES) : makeToken(opts.secret, r.from, now, opts.tokenPeriodMs) }, to: r.from })
       }
       if (opts.secret !== undefined && !tokenValid(opts.secret, r.from, r.msg.token, now, opts.tokenPeriodMs)) {
-        opts.onError?.(new Error('missing or stale connection token'), r)
+        opts.onError?.(new BadTokenError(), r)
         const reply: Outbound = { msg: { type: 'error', tx: r.msg.tx, code: 'BAD_TOKEN', message: '' }, to: r.from }
         // an unproven source never gets more bytes than it sent
         return encodeValue(reply.msg).length <= (r.bytes ?? 0) ? of(reply) : EMPTY

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { filter, map, mergeMap, of, type Subscription } from 'rxjs'
-import { ProtocolError } from '../errors'
+import { BadTokenError, ProtocolError } from '../errors'
 import { HEARTBEAT_MS, NODE_TTL_MS, TRACKER_RATE_PER_SOURCE } from '../limits'
 import { SourceLimiter } from './sourceLimiter'
 import { log } from '../log'
@@ -8,7 +8,7 @@ import { decodeDatagram, encodeDatagram } from '../protocol/codec'
 import type { TrackerRequest } from '../protocol/messages'
 import { bindUdp, type UdpPort } from '../net/udp'
 import { trackerFlow, type Endpoint, type Inbound } from './flow'
-import { Registry, type FileStore } from './registry'
+import { Registry, RegistryFullError, type FileStore } from './registry'
 
 export interface TrackerServerOptions {
   host?: string
@@ -18,6 +18,25 @@ export interface TrackerServerOptions {
   heartbeatMs?: number
   /** Datagrams per second handled from one source address (twice that in a burst). */
   ratePerSource?: number
+  /** Told of every request, reply and failure (metrics); the flow itself stays pure. */
+  observer?: TrackerObserver
+}
+
+/** Why the tracker dropped or refused a datagram. */
+export type TrackerErrorKind = 'malformed' | 'rate_limited' | 'bad_token' | 'full' | 'refused'
+
+/** Counts what the tracker server sees; every method is optional. */
+export interface TrackerObserver {
+  request?: (type: TrackerRequest['type']) => void
+  reply?: (type: string) => void
+  error?: (kind: TrackerErrorKind) => void
+}
+
+/** A failed request's kind, for counters. */
+export function errorKind (err: Error): TrackerErrorKind {
+  if (err instanceof BadTokenError) return 'bad_token'
+  if (err instanceof RegistryFullError) return 'full'
+  return 'refused'
 }
 
 const REQUEST_TYPES = new Set<string>(['connect', 'publish', 'announce', 'query_files', 'get_nodes', 'withdraw'])
@@ -33,9 +52,12 @@ export class TrackerServer {
   /** Datagrams dropped because their source sent too many, since start. */
   limited = 0
   private readonly limiter: SourceLimiter
+  /** Told of requests, replies and failures (set it before `start`, or any time after). */
+  observer: TrackerObserver | undefined
 
   constructor (private readonly opts: TrackerServerOptions = {}) {
     this.registry = new Registry(opts.files, opts.ttlMs ?? NODE_TTL_MS)
+    this.observer = opts.observer
     this.limiter = new SourceLimiter(opts.ratePerSource ?? TRACKER_RATE_PER_SOURCE, 2 * (opts.ratePerSource ?? TRACKER_RATE_PER_SOURCE))
   }
 
@@ -47,6 +69,7 @@ export class TrackerServer {
       filter((d) => {
         // a source that floods us is not answered (nor decoded) beyond its share
         if (this.limiter.allow(d.from.address, Date.now())) return true
+        this.observer?.error?.('rate_limited')
         if (this.limited++ % 1000 === 0) this.log.warn({ from: d.from.address, limited: this.limited }, 'source over its request rate: dropping')
         return false
       }),
@@ -54,9 +77,11 @@ export class TrackerServer {
         try {
           const msg = decodeDatagram(d.data)
           if (!REQUEST_TYPES.has(msg.type)) throw new ProtocolError(`${msg.type} is not a request`)
+          this.observer?.request?.(msg.type as TrackerRequest['type'])
           return of<Inbound>({ msg: msg as TrackerRequest, from: d.from, bytes: d.data.length })
         } catch (err) {
           this.dropped++
+          this.observer?.error?.('malformed')
           this.log.warn({ from: d.from, bytes: d.data.length, err: (err as Error).message }, 'dropped malformed datagram')
           return of(null)
         }
@@ -68,8 +93,11 @@ export class TrackerServer {
       heartbeatMs: this.opts.heartbeatMs ?? HEARTBEAT_MS,
       // tokens die with the process: after a restart clients simply connect again
       secret: randomBytes(32),
-      onError: (err, r) => this.log.warn({ from: r.from, type: r.msg.type, err: err.message }, 'request failed'),
-    }).pipe(map((o) => ({ data: encodeDatagram(o.msg), to: o.to })))
+      onError: (err, r) => {
+        this.observer?.error?.(errorKind(err))
+        this.log.warn({ from: r.from, type: r.msg.type, err: err.message }, 'request failed')
+      },
+    }).pipe(map((o) => { this.observer?.reply?.(o.msg.type); return { data: encodeDatagram(o.msg), to: o.to } }))
       .subscribe({ next: (o) => udp.send(o.data, o.to), error: (err) => this.log.error({ err }, 'tracker flow failed') })
     const addr = udp.address()
     this.log.info(addr, 'tracker listening')

@@ -1,0 +1,181 @@
+import dgram from 'node:dgram'
+import http from 'node:http'
+import { decodeDatagram, encodeDatagram } from '../../src/protocol/codec'
+import { CONNECT_PAD_BYTES, type TrackerMessage, type TrackerRequest } from '../../src/protocol/messages'
+import { DashboardHttp } from '../../src/tracker/http'
+import { TrackerMetrics } from '../../src/tracker/metrics'
+import { TrackerServer } from '../../src/tracker/server'
+import { APP_JS } from '../../src/tracker/dashboard/assets'
+
+const H = (c: string): string => c.repeat(64)
+
+/** A bare UDP client: send a request, get the reply with the same tx (bounded wait). */
+class Udp {
+  private readonly sock = dgram.createSocket('udp4')
+  private readonly waiting = new Map<number, (m: TrackerMessage) => void>()
+  constructor (private readonly port: number) {
+    this.sock.on('message', (buf) => {
+      const m = decodeDatagram(buf) as TrackerMessage & { tx: number }
+      this.waiting.get(m.tx)?.(m)
+    })
+  }
+
+  send (bytes: Buffer): void { this.sock.send(bytes, this.port, '127.0.0.1') }
+  ask (msg: TrackerRequest): Promise<TrackerMessage> {
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no reply to ${msg.type}`)), 5000)
+      this.waiting.set(msg.tx, (m) => { clearTimeout(t); resolve(m) })
+      this.send(encodeDatagram(msg))
+    })
+  }
+
+  close (): void { this.sock.close() }
+}
+
+interface Res { status: number, headers: http.IncomingHttpHeaders, body: string }
+function request (port: number, path: string, method = 'GET'): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path, method }, (res) => {
+      let body = ''
+      res.setEncoding('utf8').on('data', (d: string) => { body += d }).on('end', () => resolve({ status: res.statusCode as number, headers: res.headers, body }))
+    })
+    req.on('error', reject).end()
+  })
+}
+
+/** Open /events; resolves with the response once its first `state` event arrived. */
+function follow (port: number): Promise<{ res: http.IncomingMessage, first: string, req: http.ClientRequest }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/events' }, (res) => {
+      let buf = ''
+      res.setEncoding('utf8')
+      const onData = (d: string): void => {
+        buf += d
+        const i = buf.indexOf('event: state\ndata: ')
+        const end = buf.indexOf('\n\n', i)
+        if (i >= 0 && end > 0) { res.off('data', onData); resolve({ res, first: buf.slice(i + 19, end), req }) }
+      }
+      if (res.statusCode !== 200) { resolve({ res, first: '', req }); res.resume(); return }
+      res.on('data', onData)
+    })
+    req.on('error', reject)
+  })
+}
+
+function metricValue (text: string, series: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(series + ' '))
+  return line === undefined ? NaN : Number(line.slice(series.length + 1))
+}
+
+describe('tracker HTTP: dashboard routes and /metrics', () => {
+  let tracker: TrackerServer
+  let dash: DashboardHttp
+  let metrics: TrackerMetrics
+  let udp: Udp
+  let port: number
+
+  beforeAll(async () => {
+    tracker = new TrackerServer({ port: 0 })
+    metrics = new TrackerMetrics(tracker.registry)
+    tracker.observer = metrics
+    const t = await tracker.start()
+    dash = new DashboardHttp({ registry: tracker.registry, metrics, maxClients: 2, probe: false, tickMs: 100 })
+    port = (await dash.start()).port
+    udp = new Udp(t.port)
+  })
+  afterAll(async () => {
+    udp.close()
+    await dash.close()
+    await dash.close() // twice: no-op
+    tracker.close()
+  })
+
+  it('/metrics counts requests by type, errors by kind, and shows nodes, files and bytes moved', async () => {
+    const c = await udp.ask({ type: 'connect', tx: 1, pad: new Uint8Array(CONNECT_PAD_BYTES) })
+    if (c.type !== 'connected') throw new Error(`expected connected, got ${c.type}`)
+    const token = c.token
+    expect((await udp.ask({ type: 'publish', tx: 2, nodeId: 'a'.repeat(32), port: 7001, name: 'big.iso', hash: H('a'), size: 10_000_000, token })).type).toBe('published')
+    expect((await udp.ask({ type: 'announce', tx: 3, nodeId: 'a'.repeat(32), port: 7001, files: 1, uploaded: 123, downloaded: 456, token })).type).toBe('announced')
+    // refused: have beyond the file's pieces
+    expect((await udp.ask({ type: 'publish', tx: 4, nodeId: 'a'.repeat(32), port: 7001, name: 'big.iso', hash: H('a'), size: 10_000_000, have: 10_000, token })).type).toBe('error')
+    // no token, and garbage: neither gets a reply big enough to wait for, so poll the counters
+    udp.send(encodeDatagram({ type: 'publish', tx: 5, nodeId: 'b'.repeat(32), port: 7002, name: 'x', hash: H('b'), size: 1 }))
+    udp.send(Buffer.from('not cbor at all'))
+    let text = ''
+    for (let i = 0; i < 100; i++) {
+      text = (await request(port, '/metrics')).body
+      if (metricValue(text, 'lp2p_tracker_errors_total{kind="bad_token"}') === 1 && metricValue(text, 'lp2p_tracker_errors_total{kind="malformed"}') === 1) break
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    expect(metricValue(text, 'lp2p_tracker_requests_total{type="connect"}')).toBe(1)
+    expect(metricValue(text, 'lp2p_tracker_requests_total{type="publish"}')).toBe(3)
+    expect(metricValue(text, 'lp2p_tracker_requests_total{type="announce"}')).toBe(1)
+    expect(metricValue(text, 'lp2p_tracker_requests_total{type="withdraw"}')).toBe(0)
+    expect(metricValue(text, 'lp2p_tracker_replies_total{type="published"}')).toBe(1)
+    expect(metricValue(text, 'lp2p_tracker_errors_total{kind="bad_token"}')).toBe(1)
+    expect(metricValue(text, 'lp2p_tracker_errors_total{kind="malformed"}')).toBe(1)
+    expect(metricValue(text, 'lp2p_tracker_errors_total{kind="refused"}')).toBe(1)
+    expect(metricValue(text, 'lp2p_tracker_errors_total{kind="rate_limited"}')).toBe(0)
+    expect(metricValue(text, 'lp2p_tracker_nodes')).toBe(1)
+    expect(metricValue(text, 'lp2p_tracker_files')).toBe(1)
+    expect(metricValue(text, 'lp2p_tracker_node_bytes{direction="uploaded"}')).toBe(123)
+    expect(metricValue(text, 'lp2p_tracker_node_bytes{direction="downloaded"}')).toBe(456)
+    expect(text).toContain('# TYPE lp2p_tracker_requests_total counter')
+  })
+
+  it('serves the page and assets with a strict CSP; anything else is 404, anything but GET 405', async () => {
+    const page = await request(port, '/')
+    expect(page.status).toBe(200)
+    expect(page.headers['content-type']).toMatch(/^text\/html/)
+    expect(page.headers['content-security-policy']).toMatch(/^default-src 'self'/)
+    expect(page.headers['x-content-type-options']).toBe('nosniff')
+    expect(page.body).toContain('<script src="/app.js" defer></script>')
+    expect(page.body).not.toMatch(/<script>|\sstyle=|\son[a-z]+=/i)
+    const js = await request(port, '/app.js?v=1')
+    expect(js.status).toBe(200)
+    expect(js.headers['content-type']).toMatch(/^text\/javascript/)
+    expect((await request(port, '/app.css')).headers['content-type']).toMatch(/^text\/css/)
+    expect((await request(port, '/nope')).status).toBe(404)
+    expect((await request(port, '/toString')).status).toBe(404)
+    const post = await request(port, '/', 'POST')
+    expect(post.status).toBe(405)
+    expect(post.headers.allow).toBe('GET')
+    expect((await request(port, '/metrics', 'DELETE')).status).toBe(405)
+  })
+
+  it('the page script never turns data into HTML', () => {
+    expect(APP_JS).not.toMatch(/innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(|new Function/)
+  })
+
+  it('/api/state is a JSON snapshot of the registry', async () => {
+    const r = await request(port, '/api/state')
+    expect(r.status).toBe(200)
+    expect(r.headers['content-type']).toMatch(/^application\/json/)
+    const s = JSON.parse(r.body) as { files: { name: string, holders: number }[], totals: { nodes: number } }
+    expect(s.files).toEqual([expect.objectContaining({ name: 'big.iso', holders: 1 })])
+    expect(s.totals.nodes).toBe(1)
+  })
+
+  it('/events streams snapshots to at most maxClients browsers; the next gets 503 until one leaves', async () => {
+    const a = await follow(port)
+    const b = await follow(port)
+    expect(a.res.statusCode).toBe(200)
+    expect(a.res.headers['content-type']).toMatch(/^text\/event-stream/)
+    expect(JSON.parse(a.first)).toMatchObject({ files: [expect.objectContaining({ name: 'big.iso' })] })
+    const c = await follow(port)
+    expect(c.res.statusCode).toBe(503)
+    expect(metricValue((await request(port, '/metrics')).body, 'lp2p_dashboard_clients')).toBe(2)
+    // further snapshots keep coming, on the tick
+    const again = await new Promise<string>((resolve) => a.res.once('data', (d: string) => resolve(d)))
+    expect(again).toContain('event: state')
+    b.req.destroy()
+    let d: Awaited<ReturnType<typeof follow>> | undefined
+    for (let i = 0; i < 50; i++) {
+      d = await follow(port)
+      if (d.res.statusCode === 200) break
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    expect(d?.res.statusCode).toBe(200)
+    a.req.destroy(); d?.req.destroy()
+  })
+})
