@@ -171,6 +171,25 @@ export class Registry {
     const files = [...n.files].slice(0, MAX_FILES_PER_NODE_ITEM).map(([fileId, have]) => ({ fileId, have, pieces: this.files.get(fileId)?.pieces ?? have }))
     return { nodeId: n.nodeId, host: n.host, port: n.port, lastSeen: n.lastSeen, files, fileCount: n.files.size, uploaded: n.uploaded, downloaded: n.downloaded }
   }
+
+  // ---- read-only views for the dashboard and metrics ----
+
+  /** Live nodes holding a file. */
+  holderCount (fileId: string): number { return this.holders.get(fileId)?.size ?? 0 }
+
+  /** Files with at least one live holder, most held first, at most `limit`. */
+  heldFiles (limit: number): { fileId: string, holders: number }[] {
+    const all: { fileId: string, holders: number }[] = []
+    for (const [fileId, h] of this.holders) all.push({ fileId, holders: h.size })
+    return all.sort((a, b) => b.holders - a.holders || (a.fileId < b.fileId ? -1 : 1)).slice(0, limit)
+  }
+
+  /** Sum of the counters the live nodes last reported. */
+  counterTotals (): { uploaded: number, downloaded: number } {
+    let uploaded = 0; let downloaded = 0
+    for (const n of this.nodes.values()) { uploaded += n.uploaded; downloaded += n.downloaded }
+    return { uploaded, downloaded }
+  }
 }
 
 /** A set of ids that can also be sampled at random in O(k) (array + index, swap-remove). */
@@ -211,24 +230,6 @@ export class IndexedSet implements Iterable<string> {
     return out
   }
 
-  // ---- read-only views for the dashboard and metrics ----
-
-  /** Live nodes holding a file. */
-  holderCount (fileId: string): number { return this.holders.get(fileId)?.size ?? 0 }
-
-  /** Files with at least one live holder, most held first, at most `limit`. */
-  heldFiles (limit: number): { fileId: string, holders: number }[] {
-    const all: { fileId: string, holders: number }[] = []
-    for (const [fileId, h] of this.holders) all.push({ fileId, holders: h.size })
-    return all.sort((a, b) => b.holders - a.holders || (a.fileId < b.fileId ? -1 : 1)).slice(0, limit)
-  }
-
-  /** Sum of the counters the live nodes last reported. */
-  counterTotals (): { uploaded: number, downloaded: number } {
-    let uploaded = 0; let downloaded = 0
-    for (const n of this.nodes.values()) { uploaded += n.uploaded; downloaded += n.downloaded }
-    return { uploaded, downloaded }
-  }
 }
 
 function lowerBound (a: string[], x: string): number {
