@@ -12,5 +12,6 @@ export { TrackerClient, trackerRequest, type TrackerTransport } from './net/trac
 export { SqliteFileStore } from './tracker/sqliteStore'
 export { MemoryFileStore, Registry, type FileStore } from './tracker/registry'
 export { MemorySink } from './storage/memorySink'
+export { printable } from './storage/names'
 export type { FileMetaData, NodeInfo, PeerAddress, PeerMessage, TrackerMessage } from './protocol/messages'
 export * from './errors'
