@@ -4,6 +4,7 @@ import {
   catchError, debounceTime, defaultIfEmpty, defer, EMPTY, exhaustMap, finalize, from, last, lastValueFrom, map, merge, mergeMap, Observable, repeat,
   Subject, switchMap, type Subscription, take, tap, timer,
 } from 'rxjs'
+import { ConnectionClosedError } from '../errors'
 import { retryBackoff } from '../../streams/retryBackoff'
 import { HEARTBEAT_MS, MAX_BLOCK_SIZE } from '../limits'
 import { log } from '../log'
@@ -109,6 +110,8 @@ export class Lp2pNode {
   /** Files published or withdrawn after start, as the share folder changes. Hot; completes on close. */
   readonly shareChanges$: Observable<ShareEvent> = this.shareEvents.asObservable()
   private closed = false
+  /** Fires once, on close: downloads still running end with an error. */
+  private readonly closing = new Subject<void>()
   private readonly log = log.child({ module: 'node' })
   private refreshCursor = 0
   /** Piece buffers: reused across pieces and downloads. */
@@ -378,7 +381,14 @@ export class Lp2pNode {
    * closed. Cold: each subscription is one download.
    */
   leech (query: string, out: string, opts: NodeLeechOptions = {}): Observable<LeechEvent> {
-    return defer(() => this.leechOnce(query, out, opts))
+    const closed = (): Error => new ConnectionClosedError('node', 'the node was closed')
+    return new Observable<LeechEvent>((sub) => {
+      if (this.closed) { sub.error(closed()); return }
+      // the node closing ends the download as unsubscribing would (the .part stays), as an error
+      const c = this.closing.subscribe(() => sub.error(closed()))
+      const s = this.leechOnce(query, out, opts).subscribe(sub)
+      return () => { c.unsubscribe(); s.unsubscribe() }
+    })
   }
 
   private leechOnce (query: string, out: string, opts: NodeLeechOptions): Observable<LeechEvent> {
@@ -453,6 +463,7 @@ export class Lp2pNode {
   /** Stop everything: heartbeats, serving, sockets, mappings. Safe to call twice. */
   async close (): Promise<void> {
     this.closed = true
+    this.closing.next()
     for (const s of this.subs.splice(0)) s.unsubscribe()
     for (const l of this.links.values()) l.conn.close()
     this.links.clear()

@@ -14,6 +14,7 @@ describe('library API (createNode, leech)', () => {
   let seeder: NodeHandle
   let leecher: NodeHandle
   const sha: Record<string, string> = {}
+  let trackerAt = ''
 
   beforeAll(async () => {
     dir = tempDir('api')
@@ -22,6 +23,7 @@ describe('library API (createNode, leech)', () => {
     for (const [name, size] of [['a.bin', 12 * MB], ['b.bin', 10 * MB], ['c.bin', 16 * MB]] as const) sha[name] = writeRandomFile(path.join(share, name), size)
     tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
     const t = await tracker.start()
+    trackerAt = `127.0.0.1:${t.port}`
     seeder = await createNode({ tracker: `127.0.0.1:${t.port}`, share, watch: false })
     leecher = await createNode({ tracker: t })
   })
@@ -88,6 +90,22 @@ describe('library API (createNode, leech)', () => {
     expect(done.downloaded).toBeLessThan(16 * MB) // only what the first run did not fetch
     expect(await sha256File(done.path)).toBe(sha['c.bin'])
     expect(fs.existsSync(path.join(out, 'c.bin.part'))).toBe(false)
+  })
+
+  it('closing the node ends its running downloads with an error; the .part stays', async () => {
+    const other = await createNode({ tracker: trackerAt })
+    const out = path.join(dir, 'out4')
+    const events: DownloadEvent[] = []
+    const run = lastValueFrom(other.leech('b.bin', { out, downloadLimit: 2 * MB }).pipe(tap((e) => {
+      events.push(e)
+      if (e.event === 'progress') void other.close()
+    })))
+    await expect(run).rejects.toMatchObject({ code: 'ERR_CONNECTION_CLOSED' })
+    expect(events.some((e) => e.event === 'done')).toBe(false)
+    expect(fs.existsSync(path.join(out, 'b.bin.part'))).toBe(true)
+    expect(other.core.linkCount).toBe(0)
+    await other.close() // twice is fine
+    await expect(lastValueFrom(other.leech('b.bin', { out }))).rejects.toMatchObject({ code: 'ERR_CONNECTION_CLOSED' })
   })
 
   it('refuses bad input with a UsageError', async () => {
