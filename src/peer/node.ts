@@ -190,10 +190,10 @@ export class Lp2pNode {
    * A shared file changed or vanished on disk: stop serving it (reading a truncated mapping would
    * kill the process) and tell the tracker, so leechers stop being sent here for it.
    */
-  private withdraw (fileId: string, err: Error): void {
+  private withdraw (fileId: string, err: Error, level: 'warn' | 'info' = 'warn'): void {
     const f = this.shared.get(fileId)
     if (f === undefined) return
-    this.log.warn({ fileId, err: err.message }, 'shared file changed on disk: withdrawn')
+    this.log[level]({ fileId, err: err.message }, 'shared file changed on disk: withdrawn')
     this.served.delete(fileId)
     this.shared.delete(fileId)
     this.local = this.local.filter((l) => l.fileId !== fileId)
@@ -241,7 +241,7 @@ export class Lp2pNode {
       for (const p of plan.withdraw) {
         const k = this.known.get(p)
         this.known.delete(p)
-        if (k?.shared === true && k.fileId !== null) this.withdraw(k.fileId, new Error(`${p} was removed or changed`))
+        if (k?.shared === true && k.fileId !== null) this.withdraw(k.fileId, new Error(`${p} was removed or changed`), 'info')
       }
       const fresh: LocalFile[] = []
       for (const e of plan.hash) {
