@@ -8,7 +8,7 @@ TRACKER ?= 127.0.0.1:7070
 SHARE ?= ./files
 OUT ?= ./downloads
 
-.PHONY: all install browser build typecheck test test-unit test-integration demo bench bench-swarm bench-sim simulate tracker peer get ls status clean
+.PHONY: all install browser build typecheck test test-unit test-integration demo bench bench-swarm bench-sim simulate tracker peer get ls status session clean
 
 all: build
 
@@ -80,6 +80,14 @@ ls: $(BUILD)
 
 status: $(BUILD)
 	$(LP2P) status --tracker $(TRACKER)
+
+## A script against the library API (ts-node; types are checked by make typecheck):
+## make session SCRIPT=examples/leech-many.ts [ARGS='a.iso b.iso'] [LP2P_TRACKER=host:port]
+session: $(NODE_MODULES)
+	@test -n "$(SCRIPT)" || { echo 'usage: make session SCRIPT=examples/<script>.ts [ARGS=...]'; ls examples/*.ts; exit 2; }
+	@case '$(SCRIPT)' in *.ts) ;; *) echo 'make session: SCRIPT must be a .ts file'; exit 2;; esac
+	@test -f '$(SCRIPT)' || { echo 'make session: $(SCRIPT) not found'; exit 2; }
+	TS_NODE_TRANSPILE_ONLY=1 npx ts-node '$(SCRIPT)' $(ARGS)
 
 clean:
 	rm -rf dist

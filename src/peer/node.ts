@@ -1,5 +1,10 @@
 import { randomBytes } from 'node:crypto'
-import { catchError, defaultIfEmpty, EMPTY, finalize, from, last, lastValueFrom, map, mergeMap, Observable, repeat, switchMap, type Subscription, tap, timer } from 'rxjs'
+import fs from 'node:fs'
+import {
+  catchError, debounceTime, defaultIfEmpty, defer, EMPTY, exhaustMap, finalize, from, last, lastValueFrom, map, merge, mergeMap, Observable, repeat,
+  Subject, switchMap, type Subscription, take, tap, timer,
+} from 'rxjs'
+import { ConnectionClosedError } from '../errors'
 import { retryBackoff } from '../../streams/retryBackoff'
 import { HEARTBEAT_MS, MAX_BLOCK_SIZE } from '../limits'
 import { log } from '../log'
@@ -19,7 +24,9 @@ import { ClusterTable } from './clusterTable'
 import { leech, type LeechEvent, type LeechOptions } from './leech'
 import { setBit } from './picker'
 import { SentCounts, serveRequest, type ServedFile } from './serve'
-import { scanShare, type LocalFile } from './share'
+import { hashFile } from '../storage/hashFile'
+import { segment } from '../protocol/segmentation'
+import { listShare, MAX_SHARED_FILES, planShare, scanShare, SHARE_DEBOUNCE_MS, SHARE_RESCAN_MS, SHARE_SETTLE_MS, type KnownFile, type LocalFile, type ShareEntry } from './share'
 
 export interface NodeOptions {
   tracker: Endpoint
@@ -38,6 +45,29 @@ export interface NodeOptions {
   /** Tracker request tuning (tests use short timeouts). */
   trackerTimeoutMs?: number
   trackerAttempts?: number
+  /**
+   * Keep watching `share`: new files are hashed and published once settled, removed or replaced
+   * ones withdrawn (default true when `share` is given; false: the files found at start only).
+   */
+  watch?: boolean | ShareWatchOptions
+}
+
+export interface ShareWatchOptions {
+  /** How long a new file's size and mtime must hold still before it is hashed. */
+  settleMs?: number
+  /** Full rescan period (the safety net for missed watch events). */
+  rescanMs?: number
+}
+
+/** A change to what a node shares from its folder (the `shared` shape is the one `peer --json` prints). */
+export type ShareEvent =
+  | { event: 'shared', name: string, fileId: string, size: number, blockSize: number, pieces: number }
+  | { event: 'withdrawn', name: string, fileId: string, reason: string }
+
+/** A download's own options on top of the leech tuning. */
+export interface NodeLeechOptions extends LeechOptions {
+  /** Bytes per second for this download alone (within the node's `downloadLimit`); Infinity or 0: no cap. */
+  downloadLimit?: number
 }
 
 /** What this node holds of a file it is downloading or has downloaded. */
@@ -48,7 +78,12 @@ interface Held {
   pieceHashes: Buffer | null
   source: () => MappedFile
   complete: boolean
+  /** The verified file, mapped for serving once complete (closed with the node). */
+  file?: MappedFile
 }
+
+/** A connection to a peer, shared by the downloads that use it: closed when the last one ends. */
+interface SharedLink { conn: PeerConnection, users: number }
 
 /**
  * A local-p2p node: wiring of adapters (UDP to the tracker, TCP to and from peers, mmap'd files)
@@ -68,7 +103,15 @@ export class Lp2pNode {
   private readonly held = new Map<string, Held>()
   private local: LocalFile[] = []
   private readonly subs: Subscription[] = []
-  private readonly links = new Map<string, PeerConnection>()
+  private readonly links = new Map<string, SharedLink>()
+  /** What the share watcher hashed, by path. */
+  private readonly known = new Map<string, KnownFile>()
+  private readonly shareEvents = new Subject<ShareEvent>()
+  /** Files published or withdrawn after start, as the share folder changes. Hot; completes on close. */
+  readonly shareChanges$: Observable<ShareEvent> = this.shareEvents.asObservable()
+  private closed = false
+  /** Fires once, on close: downloads still running end with an error. */
+  private readonly closing = new Subject<void>()
   private readonly log = log.child({ module: 'node' })
   private refreshCursor = 0
   /** Piece buffers: reused across pieces and downloads. */
@@ -110,20 +153,32 @@ export class Lp2pNode {
       await lastValueFrom(this.publishShared().pipe(defaultIfEmpty(null)))
       this.subs.push(this.heartbeats())
     }
+    const watch = this.opts.watch ?? true
+    if (this.opts.share !== undefined && watch !== false) {
+      for (const f of this.local) {
+        try {
+          const st = fs.statSync(f.path)
+          this.known.set(f.path, { size: st.size, mtimeMs: st.mtimeMs, fileId: f.fileId, shared: true })
+        } catch { /* gone already: the first scan withdraws it */ }
+      }
+      this.subs.push(this.watchShare(this.opts.share, watch === true ? {} : watch))
+    }
   }
 
   /** Publish every shared file with its root; re-hash pieces if the tracker chose another segmentation. */
-  private publishShared (): Observable<FileMetaData> {
+  private publishShared (files: LocalFile[] = this.local): Observable<FileMetaData> {
+    if (this.listen === null) return EMPTY // a node that serves nothing publishes nothing
     const port = this.listen?.port ?? 0
     const publish = (f: LocalFile): Observable<FileMetaData> => this.trackerClient.request({ type: 'publish', nodeId: this.nodeId, port, name: f.name, hash: f.fileId, size: f.size, blockSize: f.blockSize, root: f.root }).pipe(map((r) => r.meta))
-    return from(this.local).pipe(
+    return from(files).pipe(
       mergeMap((f) => publish(f).pipe(
         mergeMap((meta) => meta.blockSize === f.blockSize
           ? [meta]
           : from(hashPieces(f.file, meta.blockSize)).pipe(mergeMap((ph) => { f.blockSize = meta.blockSize; f.pieceHashes = ph; f.root = hashRoot(ph); return publish(f) }))),
         tap((meta) => {
           const entry = this.shared.get(f.fileId)
-          if (entry !== undefined) entry.meta = meta
+          if (entry === undefined || entry.file !== f.file) return // withdrawn while the tracker answered
+          entry.meta = meta
           this.served.set(meta.hash, { meta, source: () => f.file, checkSize: () => f.file.checkSize(), pieceHashes: () => f.blockSize === meta.blockSize ? f.pieceHashes : null, have: () => null, sent: new SentCounts(meta.pieces) })
         }),
         catchError((err: Error) => { this.log.warn({ file: f.name, err: err.message }, 'publish failed; retried with the next heartbeat'); return EMPTY }),
@@ -135,17 +190,116 @@ export class Lp2pNode {
    * A shared file changed or vanished on disk: stop serving it (reading a truncated mapping would
    * kill the process) and tell the tracker, so leechers stop being sent here for it.
    */
-  private withdraw (fileId: string, err: Error): void {
-    if (!this.served.has(fileId)) return
-    this.log.warn({ fileId, err: err.message }, 'shared file changed on disk: withdrawn')
-    this.served.delete(fileId)
+  private withdraw (fileId: string, err: Error, level: 'warn' | 'info' = 'warn'): void {
     const f = this.shared.get(fileId)
+    if (f === undefined) return
+    this.log[level]({ fileId, err: err.message }, 'shared file changed on disk: withdrawn')
+    this.served.delete(fileId)
     this.shared.delete(fileId)
     this.local = this.local.filter((l) => l.fileId !== fileId)
-    f?.file.close()
+    f.file.close()
+    // the watcher hashes the path again once it has settled (a replaced file), and copies of the
+    // same contents elsewhere in the folder, so one of them takes over
+    for (const [p, k] of this.known) if (k.fileId === fileId) this.known.delete(p)
+    if (!this.closed) this.shareEvents.next({ event: 'withdrawn', name: f.name, fileId, reason: err.message })
+    if (this.listen === null || this.closed) return
     this.subs.push(this.trackerClient.request({ type: 'withdraw', nodeId: this.nodeId, port: this.listen?.port ?? 0, fileId }).pipe(
       catchError((e: Error) => { this.log.warn({ fileId, err: e.message }, 'withdraw not acknowledged; the next heartbeat resyncs'); return EMPTY }),
     ).subscribe())
+  }
+
+  /**
+   * Follow the shared folder: fs.watch events (debounced) and a periodic rescan trigger a scan;
+   * one scan runs at a time, and one more follows when something happened meanwhile or a file
+   * is still settling. A scan lists the folder (no hashing), withdraws what is gone or changed
+   * and hashes and publishes what has settled.
+   */
+  private watchShare (dir: string, o: ShareWatchOptions): Subscription {
+    const settleMs = o.settleMs ?? SHARE_SETTLE_MS
+    const rescanMs = o.rescanMs ?? SHARE_RESCAN_MS
+    let settling = new Map<string, ShareEntry>()
+    let again = false
+    let scanning = false
+    const kick = new Subject<void>()
+    const recheck = new Subject<void>()
+    const changes$ = new Observable<void>((sub) => {
+      let w: fs.FSWatcher
+      try {
+        w = fs.watch(dir, { recursive: true }, () => sub.next())
+      } catch (err) {
+        this.log.warn({ dir, err: (err as Error).message }, 'cannot watch the shared folder: rescanning periodically only')
+        return
+      }
+      w.on('error', (err) => this.log.warn({ dir, err: err.message }, 'watching the shared folder failed: rescanning periodically only'))
+      return () => w.close()
+    })
+    const scan = (): Observable<unknown> => defer(async () => {
+      scanning = true
+      again = false
+      const plan = planShare(this.known, settling, await listShare(dir), Date.now(), settleMs)
+      settling = plan.settling
+      for (const p of plan.withdraw) {
+        const k = this.known.get(p)
+        this.known.delete(p)
+        if (k?.shared === true && k.fileId !== null) this.withdraw(k.fileId, new Error(`${p} was removed or changed`), 'info')
+      }
+      const fresh: LocalFile[] = []
+      for (const e of plan.hash) {
+        if (this.closed) break
+        const f = await this.hashShared(e)
+        if (f !== null) fresh.push(f)
+      }
+      if (fresh.length > 0 && !this.closed) await lastValueFrom(this.publishShared(fresh).pipe(defaultIfEmpty(null)))
+      for (const f of fresh) {
+        const meta = this.shared.get(f.fileId)?.meta
+        if (meta !== undefined && !this.closed) this.shareEvents.next({ event: 'shared', name: meta.name, fileId: meta.hash, size: meta.size, blockSize: meta.blockSize, pieces: meta.pieces })
+      }
+    }).pipe(
+      catchError((err: Error) => { this.log.warn({ dir, err: err.message }, 'scanning the shared folder failed; retried with the next rescan'); return EMPTY }),
+      finalize(() => {
+        scanning = false
+        // something changed while we scanned, or a file is still settling: look again
+        if (again) kick.next()
+        else if (settling.size > 0) recheck.next()
+      }),
+    )
+    return merge(
+      merge(changes$, kick).pipe(tap(() => { if (scanning) again = true }), debounceTime(SHARE_DEBOUNCE_MS)),
+      recheck.pipe(switchMap(() => timer(settleMs))),
+      timer(rescanMs, rescanMs),
+    ).pipe(exhaustMap(() => scan())).subscribe()
+  }
+
+  /** Map and hash one settled file of the share; null when it vanished, changed meanwhile, or its contents are shared already. */
+  private async hashShared (e: ShareEntry): Promise<LocalFile | null> {
+    let file: MappedFile
+    try { file = MappedFile.open(e.path) } catch (err) {
+      this.log.warn({ path: e.path, err: (err as Error).message }, 'cannot open shared file: skipped')
+      this.known.set(e.path, { size: e.size, mtimeMs: e.mtimeMs, fileId: null, shared: false })
+      return null
+    }
+    try {
+      const h = await hashFile(file, segment(file.size).blockSize)
+      const st = await fs.promises.stat(e.path)
+      // written to while we hashed: it settles again first
+      if (st.size !== e.size || st.mtimeMs !== e.mtimeMs || file.size !== e.size) { file.close(); return null }
+      if (this.shared.has(h.fileId) || this.shared.size >= MAX_SHARED_FILES) {
+        if (!this.shared.has(h.fileId)) this.log.warn({ path: e.path }, `more than ${MAX_SHARED_FILES} files: not shared`)
+        file.close()
+        this.known.set(e.path, { size: e.size, mtimeMs: e.mtimeMs, fileId: h.fileId, shared: false })
+        return null
+      }
+      const f: LocalFile = { path: e.path, name: e.name, size: file.size, file, ...h }
+      this.known.set(e.path, { size: e.size, mtimeMs: e.mtimeMs, fileId: h.fileId, shared: true })
+      this.shared.set(f.fileId, f)
+      this.local = [...this.local, f]
+      return f
+    } catch (err) {
+      file.close()
+      this.log.warn({ path: e.path, err: (err as Error).message }, 'cannot hash shared file: retried when it changes')
+      this.known.set(e.path, { size: e.size, mtimeMs: e.mtimeMs, fileId: null, shared: false })
+      return null
+    }
   }
 
   /** Publish what this node holds of a download (partial or complete). */
@@ -192,30 +346,70 @@ export class Lp2pNode {
     )
   }
 
-  private link (p: PeerAddress): PeerConnection {
-    let c = this.links.get(p.nodeId)
-    if (c === undefined) { c = new PeerConnection(p, this.pool); this.links.set(p.nodeId, c) }
-    return c
+  /**
+   * A download's view of the node's peer connections: links are shared between downloads and
+   * counted, so one download ending closes only the connections no other download uses.
+   */
+  private linksFor (): { link: (p: PeerAddress) => PeerConnection, release: () => void } {
+    const mine = new Set<string>()
+    return {
+      link: (p) => {
+        let l = this.links.get(p.nodeId)
+        if (l === undefined) { l = { conn: new PeerConnection(p, this.pool), users: 0 }; this.links.set(p.nodeId, l) }
+        if (!mine.has(p.nodeId)) { mine.add(p.nodeId); l.users++ }
+        return l.conn
+      },
+      release: () => {
+        for (const id of mine) {
+          const l = this.links.get(id)
+          if (l === undefined || --l.users > 0) continue
+          l.conn.close()
+          this.links.delete(id)
+        }
+        mine.clear()
+      },
+    }
   }
+
+  /** How many peer connections are open (or ready to reconnect), for tests and status. */
+  get linkCount (): number { return this.links.size }
 
   /**
    * Download a file by name or id prefix into `out`, serving its verified pieces to others
    * meanwhile. After `done`, the node keeps serving the complete file until it is closed.
-   * Unsubscribe to stop (the .part stays).
+   * Unsubscribe to stop (the .part stays); only the connections no other download uses are
+   * closed. Cold: each subscription is one download.
    */
-  leech (query: string, out: string, opts: LeechOptions = {}): Observable<LeechEvent> {
+  leech (query: string, out: string, opts: NodeLeechOptions = {}): Observable<LeechEvent> {
+    const closed = (): Error => new ConnectionClosedError('node', 'the node was closed')
+    return new Observable<LeechEvent>((sub) => {
+      if (this.closed) { sub.error(closed()); return }
+      // the node closing ends the download as unsubscribing would (the .part stays), as an error
+      const c = this.closing.subscribe(() => sub.error(closed()))
+      const s = this.leechOnce(query, out, opts).subscribe(sub)
+      return () => { c.unsubscribe(); s.unsubscribe() }
+    })
+  }
+
+  private leechOnce (query: string, out: string, opts: NodeLeechOptions): Observable<LeechEvent> {
     let sink: FileSink | null = null
     let h: Held | null = null
     let pending: (() => Uint8Array) | null = null
+    const links = this.linksFor()
+    const { downloadLimit, ...leechOpts } = opts
+    const own = downloadLimit === undefined || !Number.isFinite(downloadLimit) || downloadLimit <= 0 ? undefined : new TokenBucket({ rate: downloadLimit })
+    const node = this.downloadBudget
+    // both caps hold: the node's (shared by its downloads) and this download's own
+    const budget = own === undefined ? node : node === undefined ? own : { take: (n: number) => node.take(n).pipe(take(1), switchMap(() => own.take(n))) }
     return leech(query, {
       tracker: { files: () => this.trackerClient.files(), nodes: (id) => this.trackerClient.nodes(id) },
-      link: (p) => this.link(p),
+      link: links.link,
       openSink: (meta) => { sink = new FileSink(meta, out, this.pool); return sink },
       selfId: this.nodeId,
       selfPort: this.listen?.port,
-      budget: this.downloadBudget,
+      budget,
       onPending: (p) => { pending = p },
-    }, opts).pipe(
+    }, leechOpts).pipe(
       tap((e) => {
         switch (e.event) {
           case 'start': {
@@ -248,6 +442,7 @@ export class Lp2pNode {
             if (h === null) return
             const held = h
             const file = MappedFile.open(e.path)
+            held.file = file
             held.complete = true
             held.have = held.meta.pieces
             held.source = () => file
@@ -257,23 +452,26 @@ export class Lp2pNode {
         }
       }),
       finalize(() => {
-        for (const c of this.links.values()) c.close()
-        this.links.clear()
+        links.release()
         // an unfinished download is no longer served once its sink is closed
         const cur = h as Held | null
-        if (cur !== null && !cur.complete) { this.served.delete(cur.meta.hash); this.held.delete(cur.meta.hash) }
+        if (cur !== null && !cur.complete && this.held.get(cur.meta.hash) === cur) { this.served.delete(cur.meta.hash); this.held.delete(cur.meta.hash) }
       }),
     )
   }
 
   /** Stop everything: heartbeats, serving, sockets, mappings. Safe to call twice. */
   async close (): Promise<void> {
+    this.closed = true
+    this.closing.next()
     for (const s of this.subs.splice(0)) s.unsubscribe()
-    for (const c of this.links.values()) c.close()
+    for (const l of this.links.values()) l.conn.close()
     this.links.clear()
     await this.server?.close()
     this.server = null
     this.udp?.close(); this.udp = null
     for (const f of this.local) f.file.close()
+    for (const h of this.held.values()) h.file?.close()
+    this.shareEvents.complete()
   }
 }

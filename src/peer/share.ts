@@ -9,6 +9,21 @@ import { safeFileName } from '../storage/names'
 /** Most files taken from one shared folder. */
 export const MAX_SHARED_FILES = 10_000
 const MAX_DEPTH = 16
+/** A new or changed file is hashed only once its size and mtime held still this long (it may still be being copied in). */
+export const SHARE_SETTLE_MS = 1000
+/** File-system events are gathered this long before a scan. */
+export const SHARE_DEBOUNCE_MS = 200
+/** The folder is rescanned this often anyway: watch events can be missed (overflow, network file systems). */
+export const SHARE_RESCAN_MS = 5000
+
+/**
+ * Names never shared: downloads in progress (`.part` and their `.part.state`), hidden files
+ * (editors' and rsync's temporaries are dot files) and the usual temporary suffixes.
+ */
+export function isShareable (name: string): boolean {
+  if (name.startsWith('.')) return false
+  return !/(\.part|\.part\.state|~|\.tmp|\.swp|\.crdownload)$/i.test(name)
+}
 
 export interface LocalFile {
   path: string
@@ -40,7 +55,7 @@ export async function scanShare (dir: string, onFile?: (f: LocalFile) => void): 
       const p = path.join(d, e.name)
       if (e.isDirectory()) { await walk(p, depth + 1); continue }
       if (!e.isFile()) continue
-      if (e.name.endsWith('.part')) continue // a download in progress is not a file to share
+      if (!isShareable(e.name)) continue // a download in progress or a temporary is not a file to share
       try {
         safeFileName(e.name)
       } catch (err) {
@@ -64,4 +79,67 @@ export async function scanShare (dir: string, onFile?: (f: LocalFile) => void): 
   }
   await walk(dir, 0)
   return out
+}
+
+/** A candidate file of a shared folder, as listed (not yet hashed). */
+export interface ShareEntry { path: string, name: string, size: number, mtimeMs: number }
+
+/**
+ * The shareable regular files under `dir` with their size and mtime: a cheap listing (no
+ * hashing) for the watcher to compare with what it published. At most `max` files.
+ */
+export async function listShare (dir: string, max = MAX_SHARED_FILES): Promise<ShareEntry[]> {
+  const out: ShareEntry[] = []
+  const walk = async (d: string, depth: number): Promise<void> => {
+    if (depth > MAX_DEPTH) return
+    let entries: fs.Dirent[]
+    try { entries = await fs.promises.readdir(d, { withFileTypes: true }) } catch { return } // a folder removed while we walk
+    for (const e of entries) {
+      if (out.length >= max) return
+      const p = path.join(d, e.name)
+      if (e.isDirectory()) { await walk(p, depth + 1); continue }
+      if (!e.isFile() || !isShareable(e.name)) continue
+      try {
+        safeFileName(e.name)
+        const st = await fs.promises.stat(p)
+        out.push({ path: p, name: e.name, size: st.size, mtimeMs: st.mtimeMs })
+      } catch { /* unsafe name (scanShare warned) or gone since readdir */ }
+    }
+  }
+  await walk(dir, 0)
+  return out
+}
+
+/** What the watcher knows of a path: the stat it hashed, its file id (null: could not be hashed), and whether it is the copy shared (not a duplicate). */
+export interface KnownFile { size: number, mtimeMs: number, fileId: string | null, shared: boolean }
+
+export interface SharePlan {
+  /** Settled new or changed files: hash and publish them. */
+  hash: ShareEntry[]
+  /** Paths gone or changed since they were hashed: withdraw what was published for them. */
+  withdraw: string[]
+  /** New or changed files still settling: what was seen now, to compare with at the next scan. */
+  settling: Map<string, ShareEntry>
+}
+
+/**
+ * Compare a listing with what is known (pure: time comes in as `now`). A new or changed file is
+ * ready once the previous scan saw the same size and mtime and it was last written at least
+ * `settleMs` ago: a file still being copied in is never published half-written.
+ */
+export function planShare (known: ReadonlyMap<string, KnownFile>, settling: ReadonlyMap<string, ShareEntry>, listing: readonly ShareEntry[], now: number, settleMs = SHARE_SETTLE_MS): SharePlan {
+  const plan: SharePlan = { hash: [], withdraw: [], settling: new Map() }
+  const listed = new Map(listing.map((e) => [e.path, e]))
+  for (const [p, k] of known) {
+    const e = listed.get(p)
+    if (e === undefined || e.size !== k.size || e.mtimeMs !== k.mtimeMs) plan.withdraw.push(p)
+  }
+  for (const e of listing) {
+    const k = known.get(e.path)
+    if (k !== undefined && k.size === e.size && k.mtimeMs === e.mtimeMs) continue
+    const before = settling.get(e.path)
+    if (before !== undefined && before.size === e.size && before.mtimeMs === e.mtimeMs && now - e.mtimeMs >= settleMs) plan.hash.push(e)
+    else plan.settling.set(e.path, e)
+  }
+  return plan
 }

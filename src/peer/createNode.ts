@@ -1,0 +1,129 @@
+import path from 'node:path'
+import { defer, distinctUntilChanged, exhaustMap, map, type Observable, timer } from 'rxjs'
+import { UsageError } from '../errors'
+import { parseEndpoint } from '../net/address'
+import type { FileMetaData } from '../protocol/messages'
+import type { Endpoint } from '../tracker/flow'
+import { parseRate } from '../../streams/rateLimit'
+import { downloadEvents, type DownloadEvent } from './events'
+import { Lp2pNode, type NodeLeechOptions, type ShareEvent, type ShareWatchOptions } from './node'
+
+/** Polling the tracker's file list faster than this is refused. */
+export const MIN_FILES_POLL_MS = 100
+
+export interface NodeOptions {
+  /** The tracker: "host:port" or `{ address, port }`. */
+  tracker: string | Endpoint
+  /** Address to bind and to be reached at (default 127.0.0.1). */
+  host?: string
+  /** TCP port for peers (default 0: any free port). */
+  port?: number
+  /** A folder whose files this node shares (hashed and published by `createNode`). */
+  share?: string
+  /** Keep following `share` (default true): new files published, removed ones withdrawn. */
+  watch?: boolean | ShareWatchOptions
+  /** Serve pieces to other peers (default true; false for a node that only asks the tracker). */
+  serve?: boolean
+  /** Bytes/s, or a rate like "10M" (k/M/G = 10^3/10^6/10^9, Ki/Mi/Gi powers of 1024); 0 or Infinity: no cap. */
+  uploadLimit?: number | string
+  /** The same, for all downloads of the node together. */
+  downloadLimit?: number | string
+  heartbeatMs?: number
+  trackerTimeoutMs?: number
+  trackerAttempts?: number
+}
+
+/** A file the tracker knows: the shape `lp2p ls --json` prints. */
+export interface FileInfo { name: string, fileId: string, size: number, blockSize: number, pieces: number }
+
+export interface LeechParams extends Omit<NodeLeechOptions, 'downloadLimit'> {
+  /** Folder to write into: NAME.part while downloading, NAME once verified. */
+  out: string
+  /** Bytes/s (or a rate string) for this download alone, within the node's `downloadLimit`. */
+  downloadLimit?: number | string
+  /** Least time between two `progress` events (default 250 ms). */
+  progressIntervalMs?: number
+}
+
+/** A started node (see `createNode`). */
+export interface NodeHandle {
+  readonly nodeId: string
+  /** Where peers reach this node (TCP), or null when it does not serve. */
+  readonly address: Endpoint | null
+  /** The files this node shares right now. */
+  readonly shared: FileInfo[]
+  /** The tracker's file list: one request per subscription, one emission, then complete. */
+  readonly files$: Observable<FileInfo[]>
+  /** The tracker's file list every `intervalMs`, emitted when it changed (first one at once). */
+  watchFiles: (intervalMs: number) => Observable<FileInfo[]>
+  /** Download one file by exact name or file-id prefix; cold, cancellable by unsubscribing. */
+  leech: (fileIdOrName: string, params: LeechParams) => Observable<DownloadEvent>
+  /** Files published or withdrawn as the shared folder changes (hot; completes on close). */
+  readonly shareChanges$: Observable<ShareEvent>
+  /** The node underneath, for what this facade does not cover. */
+  readonly core: Lp2pNode
+  /** Stop downloads, serving, heartbeats; release sockets and mappings. Safe to call twice. */
+  close: () => Promise<void>
+}
+
+const info = (f: FileMetaData): FileInfo => ({ name: f.name, fileId: f.hash, size: f.size, blockSize: f.blockSize, pieces: f.pieces })
+
+function rateOf (v: number | string | undefined, what: string): number | undefined {
+  if (v === undefined) return undefined
+  if (typeof v === 'number') {
+    if (Number.isNaN(v) || v < 0) throw new UsageError(`${what} must be a number of bytes/s >= 0, got ${v}`)
+    return v
+  }
+  try { return parseRate(v) } catch (err) { throw new UsageError(`${what}: ${(err as Error).message}`) }
+}
+
+/**
+ * Create and start a node: bind its sockets, hash and publish `share` (if given), start
+ * heartbeats. Resolves once the node is ready; rejects with a UsageError on bad options.
+ */
+export async function createNode (options: NodeOptions): Promise<NodeHandle> {
+  if (typeof options !== 'object' || options === null) throw new UsageError('createNode needs an options object')
+  const tracker = typeof options.tracker === 'string' ? parseEndpoint(options.tracker, 'tracker') : options.tracker
+  if (typeof tracker !== 'object' || tracker === null || typeof tracker.address !== 'string' || !Number.isInteger(tracker.port)) throw new UsageError('tracker must be "host:port" or { address, port }')
+  const core = new Lp2pNode({
+    tracker,
+    host: options.host,
+    port: options.port,
+    share: options.share === undefined ? undefined : path.resolve(options.share),
+    watch: options.watch,
+    serve: options.serve,
+    uploadLimit: rateOf(options.uploadLimit, 'uploadLimit'),
+    downloadLimit: rateOf(options.downloadLimit, 'downloadLimit'),
+    heartbeatMs: options.heartbeatMs,
+    trackerTimeoutMs: options.trackerTimeoutMs,
+    trackerAttempts: options.trackerAttempts,
+  })
+  try {
+    await core.start()
+  } catch (err) {
+    await core.close()
+    throw err
+  }
+  const files$ = defer(() => core.trackerClient.files()).pipe(map((fs) => fs.map(info)))
+  const key = (fs: FileInfo[]): string => fs.map((f) => f.fileId).join(',')
+  return {
+    nodeId: core.nodeId,
+    get address () { return core.address },
+    get shared () { return core.publishedFiles.map(info) },
+    files$,
+    watchFiles: (intervalMs) => {
+      if (!(Number.isFinite(intervalMs) && intervalMs >= MIN_FILES_POLL_MS)) throw new UsageError(`watchFiles interval must be at least ${MIN_FILES_POLL_MS} ms`)
+      return timer(0, intervalMs).pipe(exhaustMap(() => files$), distinctUntilChanged((a, b) => key(a) === key(b)))
+    },
+    leech: (fileIdOrName, params) => {
+      if (typeof fileIdOrName !== 'string' || fileIdOrName === '') throw new UsageError('leech needs a file name or id prefix')
+      if (typeof params?.out !== 'string' || params.out === '') throw new UsageError('leech needs { out: folder }')
+      const { out, downloadLimit, progressIntervalMs, ...tuning } = params
+      const own = rateOf(downloadLimit, 'downloadLimit')
+      return core.leech(fileIdOrName, path.resolve(out), { ...tuning, ...(own === undefined ? {} : { downloadLimit: own }) }).pipe(downloadEvents({ progressIntervalMs }))
+    },
+    shareChanges$: core.shareChanges$,
+    core,
+    close: () => core.close(),
+  }
+}

@@ -1,0 +1,121 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import { filter, firstValueFrom, lastValueFrom, tap, toArray } from 'rxjs'
+import { createNode, TrackerServer, UsageError, type DownloadEvent, type NodeHandle } from '../../src'
+import { writeRandomFile } from '../../src/cli/demo'
+import { sha256File, tempDir } from './helpers'
+
+const MB = 1024 * 1024
+
+/** The library API in one process: a real tracker and real nodes on 127.0.0.1, real files. */
+describe('library API (createNode, leech)', () => {
+  let dir: string
+  let tracker: TrackerServer
+  let seeder: NodeHandle
+  let leecher: NodeHandle
+  const sha: Record<string, string> = {}
+  let trackerAt = ''
+
+  beforeAll(async () => {
+    dir = tempDir('api')
+    const share = path.join(dir, 'share')
+    fs.mkdirSync(share)
+    for (const [name, size] of [['a.bin', 12 * MB], ['b.bin', 10 * MB], ['c.bin', 16 * MB]] as const) sha[name] = writeRandomFile(path.join(share, name), size)
+    tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
+    const t = await tracker.start()
+    trackerAt = `127.0.0.1:${t.port}`
+    seeder = await createNode({ tracker: `127.0.0.1:${t.port}`, share, watch: false })
+    leecher = await createNode({ tracker: t })
+  })
+
+  afterAll(async () => {
+    await leecher?.close()
+    await seeder?.close()
+    tracker?.close()
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('lists the tracker\'s files once per subscription', async () => {
+    const files = await firstValueFrom(leecher.files$)
+    expect(files.map((f) => f.name).sort()).toEqual(['a.bin', 'b.bin', 'c.bin'])
+    expect(files.find((f) => f.name === 'c.bin')).toMatchObject({ size: 16 * MB, fileId: sha['c.bin'] })
+    expect(seeder.shared.map((f) => f.name).sort()).toEqual(['a.bin', 'b.bin', 'c.bin'])
+  })
+
+  it('runs two downloads at once; each ends in progress 100% then done, verified', async () => {
+    const out = path.join(dir, 'out1')
+    const one = (name: string): Promise<DownloadEvent[]> => lastValueFrom(leecher.leech(name, { out }).pipe(toArray()))
+    const [a, b] = await Promise.all([one('a.bin'), one(sha['b.bin'].slice(0, 12))])
+    for (const [events, name] of [[a, 'a.bin'], [b, 'b.bin']] as const) {
+      expect(events[0]).toMatchObject({ event: 'start', name, present: 0 })
+      expect(events.at(-2)).toMatchObject({ event: 'progress', percent: 100 })
+      const done = events.at(-1) as DownloadEvent & { event: 'done' }
+      expect(done).toMatchObject({ event: 'done', name, sha256: sha[name] })
+      expect(await sha256File(done.path)).toBe(sha[name])
+      expect(events.some((e) => (e as { event: string }).event === 'hashes' || (e as { event: string }).event === 'piece')).toBe(false)
+    }
+    // both downloads over: no connection left open
+    expect(leecher.core.linkCount).toBe(0)
+  })
+
+  it('cancelling one download keeps its .part and the other download\'s link; a second leech resumes it', async () => {
+    const out = path.join(dir, 'out2')
+    // both slow (4 MB/s each) so the cancel happens while the other is mid-way
+    const other = lastValueFrom(leecher.leech('a.bin', { out, downloadLimit: '4Mi' }).pipe(toArray()))
+    let linksAtCancel = -1
+    const seen: DownloadEvent[] = []
+    await firstValueFrom(leecher.leech('c.bin', { out, downloadLimit: 4 * MB }).pipe(
+      tap((e) => seen.push(e)),
+      filter((e) => e.event === 'progress' && e.percent >= 20),
+    ))
+    // firstValueFrom unsubscribed: the c download is cancelled
+    linksAtCancel = leecher.core.linkCount
+    expect(seen.some((e) => e.event === 'done')).toBe(false)
+    expect(fs.existsSync(path.join(out, 'c.bin.part'))).toBe(true)
+    expect(fs.existsSync(path.join(out, 'c.bin'))).toBe(false)
+    // the seeder's link is still used by the other download
+    expect(linksAtCancel).toBe(1)
+
+    const a = await other
+    const aDone = a.at(-1) as DownloadEvent & { event: 'done' }
+    expect(aDone.event).toBe('done')
+    expect(await sha256File(aDone.path)).toBe(sha['a.bin'])
+
+    const again = await lastValueFrom(leecher.leech('c.bin', { out }).pipe(toArray()))
+    const start = again[0] as DownloadEvent & { event: 'start' }
+    expect(start.event).toBe('start')
+    expect(start.present).toBeGreaterThan(0)
+    const done = again.at(-1) as DownloadEvent & { event: 'done' }
+    expect(done.event).toBe('done')
+    expect(done.downloaded).toBeLessThan(16 * MB) // only what the first run did not fetch
+    expect(await sha256File(done.path)).toBe(sha['c.bin'])
+    expect(fs.existsSync(path.join(out, 'c.bin.part'))).toBe(false)
+  })
+
+  it('closing the node ends its running downloads with an error; the .part stays', async () => {
+    const other = await createNode({ tracker: trackerAt })
+    const out = path.join(dir, 'out4')
+    const events: DownloadEvent[] = []
+    const run = lastValueFrom(other.leech('b.bin', { out, downloadLimit: 2 * MB }).pipe(tap((e) => {
+      events.push(e)
+      if (e.event === 'progress') void other.close()
+    })))
+    await expect(run).rejects.toMatchObject({ code: 'ERR_CONNECTION_CLOSED' })
+    expect(events.some((e) => e.event === 'done')).toBe(false)
+    expect(fs.existsSync(path.join(out, 'b.bin.part'))).toBe(true)
+    expect(other.core.linkCount).toBe(0)
+    await other.close() // twice is fine
+    await expect(lastValueFrom(other.leech('b.bin', { out }))).rejects.toMatchObject({ code: 'ERR_CONNECTION_CLOSED' })
+  })
+
+  it('refuses bad input with a UsageError', async () => {
+    expect(() => leecher.leech('a.bin', {} as never)).toThrow(UsageError)
+    expect(() => leecher.watchFiles(1)).toThrow(UsageError)
+    await expect(createNode({ tracker: 'nowhere' })).rejects.toThrow(UsageError)
+    await expect(createNode({ tracker: '127.0.0.1:1', downloadLimit: 'fast' })).rejects.toThrow(UsageError)
+  })
+
+  it('an unknown file ends the stream with the not-found error', async () => {
+    await expect(lastValueFrom(leecher.leech('nope.bin', { out: path.join(dir, 'out3') }))).rejects.toMatchObject({ code: 'ERR_NOT_FOUND' })
+  })
+})

@@ -1,0 +1,77 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import { writeRandomFile } from '../../src/cli/demo'
+import { perTest, runLp2p, sha256File, shareRandom, startPeer, startTracker } from './helpers'
+
+interface Listed { name: string, fileId: string, size: number }
+interface NodeRow { nodeId: string, files: { fileId: string }[] }
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+/** `lp2p ARGS --json` parsed (ls and status print one JSON array). */
+async function ask<T> (args: string[]): Promise<T> {
+  const r = await runLp2p([...args, '--json'])
+  expect(r.code).toBe(0)
+  return r.events[0] as T
+}
+
+/** Ask again every 300 ms until `ok` or `ms` has passed (bounded); the last answer. */
+async function poll<T> (q: () => Promise<T>, ok: (t: T) => boolean, ms: number): Promise<T> {
+  const until = Date.now() + ms
+  let last = await q()
+  while (!ok(last) && Date.now() < until) { await sleep(300); last = await q() }
+  return last
+}
+
+describe('peer --share follows its folder', () => {
+  const t = perTest('watch')
+
+  it('publishes a file copied in, without a restart; withdraws it when deleted', async () => {
+    const { address: tracker } = await startTracker(t.procs)
+    const { share } = shareRandom(t.dir(), 'share', 'first.bin', 1 << 20)
+    const { proc: peer } = await startPeer(t.procs, share, tracker)
+    const nodeId = (peer.events.find((e) => e.event === 'listening') as { nodeId: string }).nodeId
+
+    // written elsewhere, then copied in (as a user would)
+    const src = path.join(t.dir(), 'new.bin')
+    const sha = writeRandomFile(src, 3 << 20)
+    fs.copyFileSync(src, path.join(share, 'new.bin'))
+    const ls = () => ask<Listed[]>(['ls', '--tracker', tracker])
+    const listed = await poll(ls, (l) => l.some((f) => f.name === 'new.bin'), 15_000)
+    expect(listed.find((f) => f.name === 'new.bin')).toMatchObject({ fileId: sha, size: 3 << 20 })
+
+    const out = path.join(t.dir(), 'out')
+    const get = await runLp2p(['get', 'new.bin', '--out', out, '--tracker', tracker, '--json'])
+    expect(get.code).toBe(0)
+    expect(await sha256File(path.join(out, 'new.bin'))).toBe(sha)
+
+    fs.unlinkSync(path.join(share, 'new.bin'))
+    const holds = (rows: NodeRow[]): boolean => rows.some((n) => n.nodeId === nodeId && n.files.some((f) => f.fileId === sha))
+    const status = await poll(() => ask<NodeRow[]>(['status', '--tracker', tracker]), (rows) => !holds(rows), 15_000)
+    expect(holds(status)).toBe(false)
+    // the peer still shares its other file
+    expect(status.find((n) => n.nodeId === nodeId)?.files.length).toBe(1)
+    // the tracker keeps file metadata (durable by design): the file stays listed, with no holder
+    expect((await ls()).some((f) => f.fileId === sha)).toBe(true)
+    expect(await runLp2p(['get', 'new.bin', '--out', path.join(t.dir(), 'out2'), '--tracker', tracker, '--json'], 30_000).then((r) => r.code)).not.toBe(0)
+  })
+
+  it('does not publish a file while it is still being written', async () => {
+    const { address: tracker } = await startTracker(t.procs)
+    const { share } = shareRandom(t.dir(), 'share', 'first.bin', 1 << 20)
+    await startPeer(t.procs, share, tracker)
+    const file = path.join(share, 'slow.bin')
+    const chunk = Buffer.alloc(256 * 1024, 7)
+    const seen: Listed[][] = []
+    // 12 appends, 250 ms apart (3 s): never settled for the default 1 s
+    for (let i = 0; i < 12; i++) {
+      fs.appendFileSync(file, chunk)
+      if (i % 4 === 3) seen.push(await ask<Listed[]>(['ls', '--tracker', tracker]))
+      await sleep(250)
+    }
+    const whole = 12 * chunk.length
+    const listed = await poll(() => ask<Listed[]>(['ls', '--tracker', tracker]), (l) => l.some((f) => f.name === 'slow.bin'), 15_000)
+    expect(seen.flat().filter((f) => f.name === 'slow.bin')).toEqual([])
+    expect(listed.filter((f) => f.name === 'slow.bin')).toEqual([expect.objectContaining({ size: whole })])
+  })
+})

@@ -1,0 +1,65 @@
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { isShareable, listShare, planShare, type KnownFile, type ShareEntry } from '../../src/peer/share'
+
+const entry = (name: string, size: number, mtimeMs: number): ShareEntry => ({ path: `/s/${name}`, name, size, mtimeMs })
+const known = (size: number, mtimeMs: number, fileId = 'f'): KnownFile => ({ size, mtimeMs, fileId, shared: true })
+
+describe('planShare', () => {
+  it('a new file settles first, and is hashed when the next scan sees it unchanged and written long enough ago', () => {
+    const e = entry('a.bin', 10, 1000)
+    const first = planShare(new Map(), new Map(), [e], 1100, 500)
+    expect(first.hash).toEqual([])
+    expect([...first.settling.values()]).toEqual([e])
+    // unchanged, but written only 400 ms ago: still settling
+    expect(planShare(new Map(), first.settling, [e], 1400, 500).hash).toEqual([])
+    const ready = planShare(new Map(), first.settling, [e], 1600, 500)
+    expect(ready.hash).toEqual([e])
+    expect(ready.settling.size).toBe(0)
+  })
+
+  it('a file still growing between scans is not hashed (a copy in progress)', () => {
+    const s1 = planShare(new Map(), new Map(), [entry('a.bin', 10, 1000)], 5000, 500)
+    const s2 = planShare(new Map(), s1.settling, [entry('a.bin', 20, 1000)], 6000, 500)
+    expect(s2.hash).toEqual([])
+    expect(s2.settling.get('/s/a.bin')?.size).toBe(20)
+  })
+
+  it('withdraws removed and changed files; a changed one settles again before it is hashed', () => {
+    const k = new Map([['/s/a.bin', known(10, 1000)], ['/s/b.bin', known(5, 1000, 'g')]])
+    const p = planShare(k, new Map(), [entry('a.bin', 10, 2000)], 9000, 500)
+    expect(p.withdraw.sort()).toEqual(['/s/a.bin', '/s/b.bin'])
+    expect(p.hash).toEqual([])
+    expect([...p.settling.keys()]).toEqual(['/s/a.bin'])
+  })
+
+  it('leaves known, unchanged files alone', () => {
+    const p = planShare(new Map([['/s/a.bin', known(10, 1000)]]), new Map(), [entry('a.bin', 10, 1000)], 9000, 500)
+    expect(p).toEqual({ hash: [], withdraw: [], settling: new Map() })
+  })
+})
+
+describe('isShareable', () => {
+  it('skips downloads in progress, hidden and temporary files', () => {
+    for (const n of ['x.part', 'x.part.state', '.hidden', '.x.bin.Ab12Cd', 'x~', 'x.tmp', 'x.swp', 'x.crdownload']) expect([n, isShareable(n)]).toEqual([n, false])
+    for (const n of ['x.bin', 'party.iso', 'a.partition']) expect([n, isShareable(n)]).toEqual([n, true])
+  })
+})
+
+describe('listShare', () => {
+  it('lists shareable regular files recursively with size and mtime, bounded', async () => {
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'lp2p-share-'))
+    try {
+      fs.mkdirSync(path.join(d, 'sub'))
+      fs.writeFileSync(path.join(d, 'a.bin'), 'aaa')
+      fs.writeFileSync(path.join(d, 'sub', 'b.bin'), 'bb')
+      fs.writeFileSync(path.join(d, 'c.bin.part'), 'c')
+      fs.writeFileSync(path.join(d, '.hidden'), 'h')
+      const all = await listShare(d)
+      expect(all.map((e) => [path.relative(d, e.path), e.name, e.size]).sort()).toEqual([['a.bin', 'a.bin', 3], [path.join('sub', 'b.bin'), 'b.bin', 2]])
+      expect(all.every((e) => e.mtimeMs > 0)).toBe(true)
+      expect(await listShare(d, 1)).toHaveLength(1)
+    } finally { fs.rmSync(d, { recursive: true, force: true }) }
+  })
+})
