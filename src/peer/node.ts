@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import {
-  catchError, debounceTime, defaultIfEmpty, defer, EMPTY, exhaustMap, finalize, from, last, lastValueFrom, map, merge, mergeMap, Observable, repeat,
+  catchError, debounceTime, defaultIfEmpty, defer, EMPTY, exhaustMap, finalize, from, lastValueFrom, map, merge, mergeMap, Observable,
   Subject, switchMap, type Subscription, take, tap, timer,
 } from 'rxjs'
 import { ConnectionClosedError } from '../errors'
-import { retryBackoff } from '../../streams/retryBackoff'
-import { HEARTBEAT_MS, MAX_BLOCK_SIZE } from '../limits'
+import { heartbeats } from './heartbeat'
+import { FAN_OUT, HEARTBEAT_MS, MAX_BLOCK_SIZE, MAX_PEERS_PER_REPLY } from '../limits'
 import { log } from '../log'
 import type { FileMetaData, PeerAddress } from '../protocol/messages'
 import { bindUdp, type UdpPort } from '../net/udp'
@@ -317,20 +317,13 @@ export class Lp2pNode {
 
   /** Announce every period with the counters; re-publish when the tracker lost us; refresh a few cluster rows. */
   private heartbeats (): Subscription {
-    const period = this.opts.heartbeatMs ?? HEARTBEAT_MS
-    const beat = timer(period).pipe(
-      switchMap(() => this.trackerClient.request({ type: 'announce', nodeId: this.nodeId, port: this.listen?.port ?? 0, files: this.fileCount, uploaded: this.uploaded, downloaded: this.downloaded })),
-      mergeMap((r) => r.resync
-        ? from([this.publishShared(), ...[...this.held.values()].filter((h) => h.have > 0).map((h) => this.publishHeld(h))]).pipe(mergeMap((o) => o), last(undefined, null))
-        : from([this.refreshClusters(), ...[...this.held.values()].filter((h) => !h.complete && h.have > 0).map((h) => this.publishHeld(h))]).pipe(mergeMap((o) => o), last(undefined, null))),
-    )
-    return beat.pipe(
-      // the tracker is down: keep trying, with waits that double (with jitter, up to a minute) so
-      // a restarted tracker is found again without every node knocking at the same instant
-      tap({ error: (err: Error) => this.log.warn({ err: err.message }, 'heartbeat failed; backing off') }),
-      retryBackoff({ retries: Infinity, initialMs: period, maxMs: 60_000, jitter: 0.5 }),
-      repeat(),
-    ).subscribe()
+    return heartbeats({
+      periodMs: this.opts.heartbeatMs ?? HEARTBEAT_MS,
+      announce: () => this.trackerClient.request({ type: 'announce', nodeId: this.nodeId, port: this.listen?.port ?? 0, files: this.fileCount, uploaded: this.uploaded, downloaded: this.downloaded }),
+      republish: () => [this.publishShared(), ...[...this.held.values()].filter((h) => h.have > 0).map((h) => this.publishHeld(h))],
+      regular: () => [this.refreshClusters(), ...[...this.held.values()].filter((h) => !h.complete && h.have > 0).map((h) => this.publishHeld(h))],
+      onError: (err) => this.log.warn({ err: err.message }, 'heartbeat failed; backing off'),
+    }).subscribe()
   }
 
   /** Learn other holders of a few of our files (round robin) for the cluster table. */
@@ -340,7 +333,7 @@ export class Lp2pNode {
     const batch = Array.from({ length: Math.min(8, ids.length) }, () => ids[this.refreshCursor++ % ids.length])
     return from(new Set(batch)).pipe(
       // the tracker's live holders replace the row: a peer that died or withdrew leaves it
-      mergeMap((id) => this.trackerClient.nodes(id, 4).pipe(tap((nodes) => {
+      mergeMap((id) => this.trackerClient.sample(id, MAX_PEERS_PER_REPLY).pipe(tap((nodes) => {
         this.cluster.replace(id, nodes.filter((n) => n.nodeId !== this.nodeId).map((n) => ({ nodeId: n.nodeId, host: n.host, port: n.port })))
       })), 4),
     )
@@ -402,7 +395,8 @@ export class Lp2pNode {
     // both caps hold: the node's (shared by its downloads) and this download's own
     const budget = own === undefined ? node : node === undefined ? own : { take: (n: number) => node.take(n).pipe(take(1), switchMap(() => own.take(n))) }
     return leech(query, {
-      tracker: { files: () => this.trackerClient.files(), nodes: (id) => this.trackerClient.nodes(id) },
+      // a random sample of holders: in a big swarm every leecher gets its own neighbours
+      tracker: { files: () => this.trackerClient.files(), nodes: (id) => this.trackerClient.sample(id, 2 * FAN_OUT) },
       link: links.link,
       openSink: (meta) => { sink = new FileSink(meta, out, this.pool); return sink },
       selfId: this.nodeId,
