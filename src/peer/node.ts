@@ -276,4 +276,7 @@ export class Lp2pNode {
     this.udp?.close(); this.udp = null
     for (const f of this.local) f.file.close()
   }
+
+  /** Peers connected to this node's piece server right now (for `peer`'s status line). */
+  get peerConnections (): number { return this.server?.connections ?? 0 }
 }
