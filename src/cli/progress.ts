@@ -22,6 +22,8 @@ export const SERVING_LINES_EVERY_MS = 5000
 const MAX_RATE_SAMPLES = 32
 const MAX_TRACKED_PEERS = 1024
 const NAME_WIDTH = 24
+const MIN_BAR_WIDTH = 8
+const MAX_BAR_WIDTH = 30
 
 export type ProgressMode = 'json' | 'tty' | 'lines'
 /** Milliseconds, like `Date.now`; tests pass a fake one. */
@@ -233,7 +235,7 @@ export class TtyProgress implements ProgressView {
       stream: stream as NodeJS.WritableStream & { isTTY: boolean },
       fps,
       format: (o, params) => this.line(o, params.maxWidth),
-      barsize: 20,
+      barsize: MAX_BAR_WIDTH, // the widest; each line draws what fits
       barCompleteChar: '█',
       barIncompleteChar: '░',
       // nothing that would outlive a killed process: keep the cursor and line wrapping as they are
@@ -248,11 +250,15 @@ export class TtyProgress implements ProgressView {
     this.bar = new SingleBar(options)
   }
 
-  /** The bar's text for a terminal `width` columns wide. */
+  /** The bar's text for a terminal `width` columns wide: the numbers always, name and bar as room allows. */
   private line (o: BarOptions, width: number): string {
     const s = this.tally
-    const bar = Format.BarFormat(Math.min(1, s.percent / 100), o)
-    return clip(`${clip(printable(s.name), NAME_WIDTH)} ${bar} ${s.stats()}`, Math.max(1, width - 1))
+    const stats = s.stats()
+    const room = width - 1 - stats.length - 2
+    const name = clip(printable(s.name), Math.min(NAME_WIDTH, Math.max(8, room - MIN_BAR_WIDTH - 1)))
+    const size = Math.min(MAX_BAR_WIDTH, room - name.length - 1)
+    const bar = size >= MIN_BAR_WIDTH ? ' ' + Format.BarFormat(Math.min(1, s.percent / 100), { ...o, barsize: size }) : ''
+    return clip(`${name}${bar} ${stats}`, Math.max(1, width - 1))
   }
 
   operator (): MonoTypeOperatorFunction<LeechEvent> { return tap((e) => this.on(e)) }

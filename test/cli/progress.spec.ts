@@ -133,7 +133,7 @@ describe('get on a terminal', () => {
     ;(view as TtyProgress).draw()
     const last = out.text.split('\x1b[1G').at(-1) ?? ''
     expect(last).toContain('big.iso ')
-    expect(last).toContain('████████░░░░░░░░░░░░') // 40 % of a 20-wide bar
+    expect(last).toContain(' ' + '█'.repeat(12) + '░'.repeat(18) + ' ') // 40 % of a 30-wide bar (120 columns)
     // 40 MiB landed between the start (t = 100 ms) and now (4200 ms): 9.76 MiB/s, 60 MiB left: 7 s
     expect(last).toContain(' 40.0%  40.0 MiB / 100.0 MiB  9.76 MiB/s  ETA 7s  peers 2/3')
     view.finish(done(100 * MiB))
@@ -149,6 +149,12 @@ describe('get on a terminal', () => {
     ;(view as TtyProgress).draw()
     const last = out.text.split('\x1b[1G').at(-1) ?? ''
     expect(last.replace(/\x1b\[\d*K/g, '').length).toBeLessThanOrEqual(49)
+    // on 80 columns the numbers all show; the bar gets what is left
+    out.columns = 80
+    ;(view as TtyProgress).draw()
+    const at80 = (out.text.split('\x1b[1G').at(-1) ?? '').replace(/\x1b\[\d*K/g, '')
+    expect(at80.length).toBeLessThanOrEqual(79)
+    expect(at80).toMatch(/^a-very-… ░{8} {3}1\.0%  1\.00 MiB \/ 100\.0 MiB  .*peers 1\/0$/)
     view.fail(new Error('x'))
   })
 
