@@ -20,3 +20,19 @@ export function ago (ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000))
   return s < 60 ? `${s}s ago` : s < 3600 ? `${Math.round(s / 60)}m ago` : `${Math.round(s / 3600)}h ago`
 }
+
+/** Seconds left as a short clock: "42s", "3m05s", "2h07m"; "?" when unknown. */
+export function duration (secs: number): string {
+  if (!Number.isFinite(secs) || secs < 0) return '?'
+  const s = Math.ceil(secs)
+  if (s < 60) return `${s}s`
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`
+  if (s < 100 * 3600) return `${Math.floor(s / 3600)}h${String(Math.floor(s / 60) % 60).padStart(2, '0')}m`
+  return '>99h'
+}
+
+/** The first `width` characters of `s`, with "…" when cut. */
+export function clip (s: string, width: number): string {
+  if (width <= 0) return ''
+  return s.length <= width ? s : s.slice(0, width - 1) + '…'
+}

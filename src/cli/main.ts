@@ -1,20 +1,19 @@
 import os from 'node:os'
 import path from 'node:path'
 import { Command, Option } from 'commander'
-import { firstValueFrom, lastValueFrom, type Observable } from 'rxjs'
+import { firstValueFrom, lastValueFrom, ReplaySubject, takeUntil, type Observable } from 'rxjs'
 import type { TrackerClient } from '../net/trackerClient'
-import { UsageError } from '../errors'
-import { log, setLogLevel } from '../log'
+import { Lp2pError, UsageError } from '../errors'
+import { log, LOG_FORMATS, setLogFormat, setLogLevel, type LogFormat } from '../log'
 import { formatEndpoint, parseEndpoint } from '../net/address'
 import { Lp2pNode } from '../peer/node'
-import type { LeechEvent } from '../peer/leech'
 import { TrackerServer } from '../tracker/server'
 import { SqliteFileStore } from '../tracker/sqliteStore'
 import { DashboardHttp } from '../tracker/http'
 import { TrackerMetrics } from '../tracker/metrics'
 import { ago, bytes, table } from './format'
 import { errorCode, exitCode } from './exit'
-import { Progress } from './progress'
+import { progress, ServingView } from './progress'
 import { parseRate } from '../../streams/rateLimit'
 import { demo } from './demo'
 import { addSimulate } from './simulate'
@@ -43,6 +42,51 @@ function port (v: string): number {
   return n
 }
 
+/** Environment values that turn a switch (`--json`, `--seed`, …) on or off. */
+const ENV_TRUE = ['1', 'true', 'yes', 'on']
+const ENV_FALSE = ['0', 'false', 'no', 'off', '']
+/** How often `peer` reads its counters for its status display. */
+const SERVING_TICK_MS = 1000
+
+/** `uploadLimit` → `LP2P_UPLOAD_LIMIT`. */
+export function envName (attribute: string): string {
+  return 'LP2P_' + attribute.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()
+}
+
+/** A switch's environment value: on, off, or a usage error naming the variable. */
+export function envSwitch (name: string, value: string | undefined): boolean {
+  const v = (value ?? '').trim().toLowerCase()
+  if (ENV_TRUE.includes(v)) return true
+  if (ENV_FALSE.includes(v)) return false
+  throw new UsageError(`${name}=${JSON.stringify(value)}: expected ${ENV_TRUE.join('/')} (on) or ${ENV_FALSE.filter((x) => x !== '').join('/')}/empty (off)`)
+}
+
+/**
+ * Every option of every command can also come from the environment: one that names no variable
+ * gets `LP2P_<NAME>`, so a flag added later cannot miss one. Commander turns a switch on whenever
+ * its variable is set at all; here its value decides, so `LP2P_JSON=0` means off.
+ */
+class Lp2pCommand extends Command {
+  override createCommand (name?: string): Command { return new Lp2pCommand(name) }
+
+  override addOption (option: Option): this {
+    if (option.envVar === undefined) option.env(envName(option.attributeName()))
+    super.addOption(option)
+    const variable = option.envVar as string
+    if (option.isBoolean() && !option.negate) {
+      this.on(`optionEnv:${option.name()}`, () => { this.setOptionValueWithSource(option.attributeName(), envSwitch(variable, process.env[variable]), 'env') })
+    }
+    return this
+  }
+}
+
+const ENV_HELP = `
+Environment:
+  Every option can also be set by the LP2P_* variable shown beside it (env: …);
+  a flag on the command line wins. Switches (--json, --seed, --memory, --keep)
+  are on for ${ENV_TRUE.join(', ')}, off for ${ENV_FALSE.filter((x) => x !== '').join(', ')} or empty;
+  any other value is a usage error.`
+
 /** One question to the tracker from a node that serves nothing (ls, status). */
 async function askTracker<T> (tracker: string, ask: (c: TrackerClient) => Observable<T>): Promise<T> {
   const node = new Lp2pNode({ tracker: parseEndpoint(tracker, '--tracker'), serve: false })
@@ -64,11 +108,17 @@ function untilSignal (close: () => Promise<void> | void): Promise<void> {
 }
 
 export function program (): Command {
-  const p = new Command('lp2p')
+  const p = new Lp2pCommand('lp2p')
     .description('local-p2p: spread big files across the machines of a local network, verified, from many peers at once')
-    .addOption(new Option('--log-level <level>', 'pino log level for the JSON logs on stderr').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('warn').env('LP2P_LOG_LEVEL'))
+    .addOption(new Option('--log-level <level>', 'pino log level for the logs on stderr').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('warn').env('LP2P_LOG_LEVEL'))
+    .addOption(new Option('--log-format <format>', 'logs on stderr as JSON lines or pretty text (auto: pretty on a terminal)').choices(LOG_FORMATS).default('auto').env('LP2P_LOG_FORMAT'))
     .showHelpAfterError()
-    .hook('preAction', (cmd) => { setLogLevel(cmd.opts().logLevel as string) })
+    .addHelpText('afterAll', ENV_HELP)
+    .hook('preAction', (cmd) => {
+      const o = cmd.opts<{ logLevel: string, logFormat: LogFormat }>()
+      setLogLevel(o.logLevel)
+      setLogFormat(o.logFormat)
+    })
 
   p.command('tracker')
     .description('run the tracker: a UDP service where nodes publish files, heartbeat and find each other')
@@ -99,12 +149,12 @@ export function program (): Command {
 
   p.command('peer')
     .description('share the files of a folder: hash, publish to the tracker, serve pieces to leechers')
-    .requiredOption('-s, --share <dir>', 'folder whose regular files are shared (recursively)')
+    .addOption(new Option('-s, --share <dir>', 'folder whose regular files are shared (recursively)').makeOptionMandatory().env('LP2P_SHARE'))
     .addOption(trackerOption())
     .addOption(new Option('--host <ip>', 'address to bind and to be reached at').default('127.0.0.1').env('LP2P_HOST'))
     .addOption(new Option('--port <port>', 'TCP port for peers (0: any free port)').default(0).argParser(port).env('LP2P_PORT'))
     .addOption(uploadLimit())
-    .addOption(jsonOption('print shared files and the listening event as NDJSON'))
+    .addOption(jsonOption('print NDJSON events: shared (one per file), listening, then serving every 2 s (files, connections, uploaded bytes, rate)'))
     .action(async (o: { share: string, tracker: string, host: string, port: number, uploadLimit: number, json?: boolean }) => {
       const node = new Lp2pNode({ tracker: parseEndpoint(o.tracker, '--tracker'), host: o.host, port: o.port, share: path.resolve(o.share), uploadLimit: o.uploadLimit })
       await node.start()
@@ -118,7 +168,13 @@ export function program (): Command {
         out(`peer ${node.nodeId.slice(0, 8)} sharing ${files.length} file(s), listening on tcp ${formatEndpoint(addr)}\n`)
       }
       if (files.length < node.sharedFiles.length) log.warn({ published: files.length, local: node.sharedFiles.length }, 'some files could not be published: the tracker may be down; retrying with heartbeats')
-      await untilSignal(() => node.close())
+      const view = new ServingView(o.json === true ? 'json' : process.stdout.isTTY ? 'tty' : 'lines', process.stdout)
+      const tick = setInterval(() => { view.tick({ files: node.publishedFiles.length, connections: node.peerConnections, uploaded: node.uploaded }) }, SERVING_TICK_MS)
+      await untilSignal(() => {
+        clearInterval(tick)
+        view.stop()
+        return node.close()
+      })
     })
 
   p.command('get')
@@ -130,24 +186,38 @@ export function program (): Command {
     .addOption(new Option('--port <port>', 'TCP port to serve verified pieces to other leechers on (0: any free port)').default(0).argParser(port).env('LP2P_PORT'))
     .addOption(uploadLimit())
     .addOption(new Option('--download-limit <rate>', 'cap on bytes/s fetched from peers (same units as --upload-limit)').default(Infinity, 'none').argParser(rate).env('LP2P_DOWNLOAD_LIMIT'))
-    .option('--seed', 'after the file is verified, keep serving it until interrupted (SIGINT/SIGTERM)')
-    .addOption(jsonOption('print NDJSON events (start, peers, progress, piece-failed, peer-dropped, done, error) instead of a progress line'))
+    .addOption(new Option('--seed', 'after the file is verified, keep serving it until interrupted (SIGINT/SIGTERM)').env('LP2P_SEED'))
+    .addOption(jsonOption('print NDJSON events (start, peers, progress at most 4 a second, piece-failed, peer-dropped, done, error) instead of a progress bar'))
     .action(async (query: string, o: { out: string, tracker: string, host: string, port: number, uploadLimit: number, downloadLimit: number, seed?: boolean, json?: boolean }) => {
       const node = new Lp2pNode({ tracker: parseEndpoint(o.tracker, '--tracker'), host: o.host, port: o.port, uploadLimit: o.uploadLimit, downloadLimit: o.downloadLimit })
-      const progress = new Progress(o.json === true ? 'json' : process.stdout.isTTY ? 'tty' : 'lines', process.stdout)
+      const view = progress(o.json === true ? 'json' : process.stdout.isTTY ? 'tty' : 'lines', process.stdout)
+      // a signal stops the download (the .part file stays for a resume) and the display, then exits 130/143
+      const signalled = new ReplaySubject<NodeJS.Signals>(1)
+      const onSignal = (sig: NodeJS.Signals): void => { signalled.next(sig) }
+      process.once('SIGINT', onSignal); process.once('SIGTERM', onSignal)
       try {
         await node.start()
-        const done = await lastValueFrom(node.leech(query, path.resolve(o.out)).pipe(progress.operator()))
-        progress.finish(done as LeechEvent & { event: 'done' })
+        const last = await lastValueFrom(node.leech(query, path.resolve(o.out)).pipe(view.operator(), takeUntil(signalled)), { defaultValue: null })
+        process.off('SIGINT', onSignal); process.off('SIGTERM', onSignal)
+        if (last?.event !== 'done') {
+          const sig = await firstValueFrom(signalled)
+          view.fail(new Lp2pError('ERR_INTERRUPTED', `interrupted by ${sig}; the .part file is kept and the same get resumes it`))
+          process.stderr.write(`lp2p: interrupted by ${sig}; the .part file is kept and the same get resumes it\n`)
+          process.exitCode = sig === 'SIGINT' ? 130 : 143
+          return
+        }
+        const done = last
+        view.finish(done)
         if (o.seed === true) {
           if (o.json === true) json({ event: 'seeding', fileId: (done as { fileId: string }).fileId, address: formatEndpoint(node.address as { address: string, port: number }) })
           else out(`seeding on tcp ${formatEndpoint(node.address as { address: string, port: number })} until interrupted\n`)
           await untilSignal(() => {})
         }
       } catch (err) {
-        progress.fail(err)
+        view.fail(err)
         throw err
       } finally {
+        process.off('SIGINT', onSignal); process.off('SIGTERM', onSignal)
         await node.close()
       }
     })
@@ -186,9 +256,9 @@ export function program (): Command {
 
   p.command('demo')
     .description('run a local demo swarm: a tracker and peers on 127.0.0.1 share a generated file, one get downloads and verifies it; everything started is stopped')
-    .addOption(new Option('--size <bytes>', 'size of the generated file (k/M/G suffixes)').default(256 * 1024 * 1024, '256M').argParser(parseSize))
-    .addOption(new Option('--peers <n>', 'sharing peers').default(2).argParser((v) => { const n = Number(v); if (!Number.isInteger(n) || n < 1 || n > 16) throw new UsageError('--peers is 1..16'); return n }))
-    .option('--keep', 'keep the temporary folder')
+    .addOption(new Option('--size <bytes>', 'size of the generated file (k/M/G suffixes)').default(256 * 1024 * 1024, '256M').argParser(parseSize).env('LP2P_DEMO_SIZE'))
+    .addOption(new Option('--peers <n>', 'sharing peers').default(2).argParser((v) => { const n = Number(v); if (!Number.isInteger(n) || n < 1 || n > 16) throw new UsageError('--peers is 1..16'); return n }).env('LP2P_DEMO_PEERS'))
+    .addOption(new Option('--keep', 'keep the temporary folder').env('LP2P_DEMO_KEEP'))
     .action(async (o: { size: number, peers: number, keep?: boolean }) => {
       const code = await demo({ size: o.size, peers: o.peers, keep: o.keep === true }, out)
       if (code !== 0) process.exitCode = code
@@ -211,7 +281,8 @@ export async function main (argv: string[]): Promise<number> {
   const p = program().exitOverride()
   try {
     await p.parseAsync(argv)
-    return 0
+    // an action that ends without throwing may still have set a status (demo's failure, get's interruption)
+    return Number(process.exitCode ?? 0)
   } catch (err) {
     const e = err as { code?: string, exitCode?: number }
     if (typeof e.code === 'string' && e.code.startsWith('commander.')) return e.exitCode ?? 2

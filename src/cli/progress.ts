@@ -1,87 +1,362 @@
+import readline from 'node:readline'
+import { Format, SingleBar, type Options as BarOptions } from 'cli-progress'
 import { tap, type MonoTypeOperatorFunction } from 'rxjs'
 import type { LeechEvent } from '../peer/leech'
-import { bytes } from './format'
+import { printable } from '../storage/names'
+import { aroundLogWrites } from '../log'
+import { bytes, clip, duration } from './format'
 import { errorCode } from './exit'
 
-type Mode = 'json' | 'tty' | 'lines'
+/** At most this many `progress` NDJSON events a second (one per 250 ms). */
+export const JSON_PROGRESS_EVERY_MS = 250
+/** Plain lines (not a terminal): one every 5 s, plus one at each of 25/50/75 %. */
+export const LINES_EVERY_MS = 5000
+export const LINES_MILESTONES = [25, 50, 75]
+/** Redraws a second of the terminal bar. */
+export const TTY_FPS = 5
+/** Rates are measured over the last few seconds, so a stall shows at once and old bursts fade. */
+export const RATE_WINDOW_MS = 5000
+/** `peer --json`: one `serving` event every 2 s; plain lines: at most one every 5 s, only after a change. */
+export const SERVING_JSON_EVERY_MS = 2000
+export const SERVING_LINES_EVERY_MS = 5000
+const MAX_RATE_SAMPLES = 32
+const MAX_TRACKED_PEERS = 1024
+const NAME_WIDTH = 24
+const MIN_BAR_WIDTH = 8
+const MAX_BAR_WIDTH = 30
+
+export type ProgressMode = 'json' | 'tty' | 'lines'
+/** Milliseconds, like `Date.now`; tests pass a fake one. */
+export type Clock = () => number
+
+export interface ProgressOptions {
+  now?: Clock
+  /** For the terminal bar's redraw timer; tests turn it down to keep runs quiet. */
+  fps?: number
+}
 
 /**
- * What `get` shows while it runs: NDJSON events (progress at most 4 per second), a live line on a
- * terminal, or a plain line every few seconds otherwise.
+ * Bytes a second over the last `windowMs`, from a running total. One sample per
+ * `windowMs / MAX_RATE_SAMPLES` slot (a later one in the same slot replaces it), so memory stays
+ * bounded however often it is fed.
  */
-export class Progress {
-  private size = 0
-  private have = 0
-  private sources = 0
-  private readonly t0 = Date.now()
-  private lastShown = Date.now()
-  private name = ''
+export class RateMeter {
+  private readonly samples: { t: number, total: number }[] = []
 
-  constructor (private readonly mode: Mode, private readonly stream: NodeJS.WritableStream) {}
+  constructor (private readonly windowMs = RATE_WINDOW_MS) {}
 
-  private json (o: unknown): void { this.stream.write(JSON.stringify(o) + '\n') }
-
-  operator (): MonoTypeOperatorFunction<LeechEvent> {
-    return tap((e) => this.on(e))
+  record (t: number, total: number): void {
+    const step = this.windowMs / MAX_RATE_SAMPLES
+    const n = this.samples.length
+    if (n >= 2 && Math.floor(t / step) === Math.floor(this.samples[n - 1].t / step)) this.samples[n - 1] = { t, total }
+    else this.samples.push({ t, total })
+    this.prune(t)
   }
 
-  private on (e: LeechEvent): void {
+  rate (t: number): number {
+    this.prune(t)
+    const first = this.samples[0]
+    const last = this.samples[this.samples.length - 1]
+    if (first === undefined || t - first.t <= 0) return 0
+    return Math.max(0, (last.total - first.total) * 1000 / (t - first.t))
+  }
+
+  /** Keep one sample at or before the window's start as the baseline. */
+  private prune (t: number): void {
+    while (this.samples.length > 1 && this.samples[1].t <= t - this.windowMs) this.samples.shift()
+    while (this.samples.length > MAX_RATE_SAMPLES + 3) this.samples.shift()
+  }
+}
+
+/** What every view of a download needs, kept from the leech events. */
+class Tally {
+  name = ''
+  size = 0
+  have = 0
+  sources = 0
+  private readonly meter = new RateMeter()
+  /** Peers that delivered a piece lately, by id: "peers in use". */
+  private readonly recent = new Map<string, number>()
+
+  constructor (private readonly now: Clock) {}
+
+  on (e: LeechEvent): void {
+    const t = this.now()
     switch (e.event) {
       case 'start':
         this.size = e.size; this.name = e.name
-        this.have = e.present * e.blockSize > e.size ? e.size : e.present * e.blockSize
-        if (this.mode === 'json') this.json(e)
+        this.have = Math.min(e.size, e.present * e.blockSize)
+        this.meter.record(t, this.have)
         return
-      case 'peers':
-        this.sources = e.sources
-        if (this.mode === 'json') this.json(e)
-        return
-      case 'peer-dropped':
-        this.sources = Math.max(0, this.sources - 1)
-        if (this.mode === 'json') this.json(e)
-        return
-      case 'piece-failed':
-        if (this.mode === 'json') this.json(e)
-        return
-      case 'hashes':
-        return
+      case 'peers': this.sources = e.sources; return
+      case 'peer-dropped': this.sources = Math.max(0, this.sources - 1); this.recent.delete(e.peer); return
       case 'piece':
-        this.have += e.bytes
-        this.maybeShow()
+        this.have = Math.min(this.size, this.have + e.bytes)
+        this.meter.record(t, this.have)
+        this.recent.delete(e.peer)
+        this.recent.set(e.peer, t)
+        if (this.recent.size > MAX_TRACKED_PEERS) this.recent.delete(this.recent.keys().next().value as string)
         return
-      case 'done':
-        return
+      case 'piece-failed': case 'hashes': case 'done': return
     }
   }
 
-  private maybeShow (): void {
-    const now = Date.now()
-    const every = this.mode === 'json' ? 250 : this.mode === 'tty' ? 200 : 5000
-    if (now - this.lastShown < every) return
-    this.lastShown = now
-    const secs = (now - this.t0) / 1000
-    const rate = secs > 0 ? this.have / secs : 0
-    const pct = this.size === 0 ? 100 : (100 * this.have) / this.size
-    const eta = rate > 0 ? (this.size - this.have) / rate : NaN
-    if (this.mode === 'json') {
-      this.json({ event: 'progress', bytes: this.have, size: this.size, percent: Math.round(pct * 10) / 10, rate: Math.round(rate), peers: this.sources })
+  get percent (): number { return this.size === 0 ? 100 : 100 * this.have / this.size }
+  rate (): number { return this.meter.rate(this.now()) }
+  eta (): number {
+    const r = this.rate()
+    return this.have >= this.size ? 0 : r > 0 ? (this.size - this.have) / r : NaN
+  }
+
+  /** Peers that delivered within the rate window (the map is in delivery order, oldest first). */
+  inUse (): number {
+    const since = this.now() - RATE_WINDOW_MS
+    for (const [peer, t] of this.recent) {
+      if (t >= since) break
+      this.recent.delete(peer)
+    }
+    return this.recent.size
+  }
+
+  /** "42.0%  1.20 GiB / 3.00 GiB  85.3 MiB/s  ETA 21s  peers 3/5" */
+  stats (): string {
+    return `${this.percent.toFixed(1).padStart(5)}%  ${bytes(this.have)} / ${bytes(this.size)}  ${bytes(Math.round(this.rate()))}/s  ETA ${duration(this.eta())}  peers ${this.inUse()}/${this.sources}`
+  }
+}
+
+/** What `get` shows while it runs, whatever the mode. */
+export interface ProgressView {
+  operator: () => MonoTypeOperatorFunction<LeechEvent>
+  /** The verified file: the closing summary (or the `done` event). */
+  finish: (done: LeechEvent & { event: 'done' }) => void
+  /** The download failed or was interrupted: stop any live display (or print the `error` event). */
+  fail: (err: unknown) => void
+}
+
+/** The view for `mode` on `stream` (stdout). */
+export function progress (mode: ProgressMode, stream: NodeJS.WritableStream, opts: ProgressOptions = {}): ProgressView {
+  const now = opts.now ?? Date.now
+  return mode === 'json' ? new JsonProgress(stream, now) : mode === 'tty' ? new TtyProgress(stream, now, opts.fps ?? TTY_FPS) : new LinesProgress(stream, now)
+}
+
+/**
+ * NDJSON events: the leech events as they come (less the bulky `hashes` and the per-piece ones),
+ * a `progress` event at most every 250 ms, `done`, or `error` with its code and message.
+ */
+export class JsonProgress implements ProgressView {
+  private readonly tally: Tally
+  private last = -Infinity
+
+  constructor (private readonly stream: NodeJS.WritableStream, private readonly now: Clock) { this.tally = new Tally(now) }
+
+  private json (o: unknown): void { this.stream.write(JSON.stringify(o) + '\n') }
+
+  operator (): MonoTypeOperatorFunction<LeechEvent> { return tap((e) => this.on(e)) }
+
+  private on (e: LeechEvent): void {
+    this.tally.on(e)
+    switch (e.event) {
+      case 'start': case 'peers': case 'peer-dropped': case 'piece-failed':
+        this.json(e)
+        return
+      case 'piece': {
+        const t = this.now()
+        if (t - this.last < JSON_PROGRESS_EVERY_MS) return
+        this.last = t
+        const s = this.tally
+        this.json({ event: 'progress', bytes: s.have, size: s.size, percent: Math.round(s.percent * 10) / 10, rate: Math.round(s.rate()), peers: s.sources })
+        return
+      }
+      case 'hashes': case 'done': return
+    }
+  }
+
+  finish (done: LeechEvent & { event: 'done' }): void { this.json(done) }
+  fail (err: unknown): void { this.json({ event: 'error', code: errorCode(err), message: (err as Error).message }) }
+}
+
+/** The closing summary of the human views. */
+function summary (done: LeechEvent & { event: 'done' }, secs: number): string {
+  const rate = secs > 0 ? done.downloaded / secs : 0
+  return `${printable(done.name)}: ${bytes(done.bytes)} verified, sha256 ${done.sha256}\n` +
+    `  → ${printable(done.path)} (${bytes(done.downloaded)} fetched in ${secs.toFixed(2)} s, ${bytes(Math.round(rate))}/s)\n`
+}
+
+/** Not a terminal: a plain line every 5 s and at 25/50/75 %; never an escape code. */
+export class LinesProgress implements ProgressView {
+  private readonly tally: Tally
+  private readonly t0: number
+  private last: number
+  private milestone = 0
+
+  constructor (private readonly stream: NodeJS.WritableStream, private readonly now: Clock) {
+    this.tally = new Tally(now)
+    this.t0 = now()
+    this.last = this.t0
+  }
+
+  operator (): MonoTypeOperatorFunction<LeechEvent> { return tap((e) => this.on(e)) }
+
+  private on (e: LeechEvent): void {
+    this.tally.on(e)
+    if (e.event === 'start') {
+      this.stream.write(`${printable(e.name)}: ${bytes(e.size)} in ${e.pieces} piece(s)${e.present > 0 ? `, ${e.present} already here` : ''}\n`)
+      while (this.milestone < LINES_MILESTONES.length && this.tally.percent >= LINES_MILESTONES[this.milestone]) this.milestone++
       return
     }
-    const line = `${this.name}  ${pct.toFixed(1).padStart(5)}%  ${bytes(this.have)} / ${bytes(this.size)}  ${bytes(rate)}/s  ETA ${Number.isFinite(eta) ? Math.ceil(eta) + 's' : '?'}  ${this.sources} peer(s)`
-    this.stream.write(this.mode === 'tty' ? `\r\x1b[K${line}` : `${line}\n`)
+    if (e.event !== 'piece') return
+    const t = this.now()
+    let crossed = false
+    while (this.milestone < LINES_MILESTONES.length && this.tally.percent >= LINES_MILESTONES[this.milestone]) { this.milestone++; crossed = true }
+    if (!crossed && t - this.last < LINES_EVERY_MS) return
+    this.last = t
+    this.stream.write(`${printable(this.tally.name)}  ${this.tally.stats()}\n`)
+  }
+
+  finish (done: LeechEvent & { event: 'done' }): void { this.stream.write(summary(done, (this.now() - this.t0) / 1000)) }
+  fail (): void {}
+}
+
+/**
+ * A terminal: a cli-progress bar redrawn a few times a second, with percent, bytes, rate over the
+ * last seconds, ETA and peers in use. Log lines (stderr, same terminal) clear it first and it is
+ * redrawn after them; any end (done, error, signal) stops it and clears its line.
+ */
+export class TtyProgress implements ProgressView {
+  private readonly tally: Tally
+  private readonly t0: number
+  private readonly bar: SingleBar
+  private started = false
+
+  constructor (private readonly stream: NodeJS.WritableStream, private readonly now: Clock, fps: number) {
+    this.tally = new Tally(now)
+    this.t0 = now()
+    const options: BarOptions = {
+      stream: stream as NodeJS.WritableStream & { isTTY: boolean },
+      fps,
+      format: (o, params) => this.line(o, params.maxWidth),
+      barsize: MAX_BAR_WIDTH, // the widest; each line draws what fits
+      barCompleteChar: '█',
+      barIncompleteChar: '░',
+      // nothing that would outlive a killed process: keep the cursor and line wrapping as they are
+      hideCursor: false,
+      linewrap: true,
+      // a redraw after a log line must not wait for the bar to change
+      forceRedraw: true,
+      clearOnComplete: true,
+      synchronousUpdate: false,
+      gracefulExit: false,
+    }
+    this.bar = new SingleBar(options)
+  }
+
+  /** The bar's text for a terminal `width` columns wide: the numbers always, name and bar as room allows. */
+  private line (o: BarOptions, width: number): string {
+    const s = this.tally
+    const stats = s.stats()
+    const room = width - 1 - stats.length - 2
+    const name = clip(printable(s.name), Math.min(NAME_WIDTH, Math.max(8, room - MIN_BAR_WIDTH - 1)))
+    const size = Math.min(MAX_BAR_WIDTH, room - name.length - 1)
+    const bar = size >= MIN_BAR_WIDTH ? ' ' + Format.BarFormat(Math.min(1, s.percent / 100), { ...o, barsize: size }) : ''
+    return clip(`${name}${bar} ${stats}`, Math.max(1, width - 1))
+  }
+
+  operator (): MonoTypeOperatorFunction<LeechEvent> { return tap((e) => this.on(e)) }
+
+  private on (e: LeechEvent): void {
+    this.tally.on(e)
+    if (e.event === 'start') {
+      this.bar.start(Math.max(1, e.size), this.tally.have)
+      this.started = true
+      aroundLogWrites({ before: () => this.beforeLog(), after: () => this.afterLog() })
+    } else if (e.event === 'piece' && this.started) {
+      this.bar.update(this.tally.have)
+    }
+  }
+
+  /** Draw now (the bar's own timer does it `fps` times a second). */
+  draw (): void { if (this.started) this.bar.render() }
+
+  /** A log line is about to be written: clear the bar's line. */
+  beforeLog (): void {
+    if (!this.started) return
+    readline.cursorTo(this.stream, 0)
+    readline.clearLine(this.stream, 0)
+  }
+
+  /** A log line was written: the bar goes on the next line; move the saved cursor there too. */
+  afterLog (): void {
+    if (!this.started) return
+    this.stream.write('\x1b7')
+    this.bar.render()
+  }
+
+  private stop (): void {
+    if (!this.started) return
+    this.started = false
+    aroundLogWrites(null)
+    this.bar.stop()
   }
 
   finish (done: LeechEvent & { event: 'done' }): void {
-    const secs = (Date.now() - this.t0) / 1000
-    if (this.mode === 'json') { this.json(done); return }
-    if (this.mode === 'tty') this.stream.write('\r\x1b[K')
-    const rate = secs > 0 ? done.downloaded / secs / 1e6 : 0
-    this.stream.write(`${JSON.stringify(done.name).slice(1, -1)}: ${bytes(done.bytes)} verified, sha256 ${done.sha256}\n` +
-      `  → ${done.path} (${bytes(done.downloaded)} fetched in ${secs.toFixed(2)} s, ${rate.toFixed(0)} MB/s)\n`)
+    this.stop()
+    this.stream.write(summary(done, (this.now() - this.t0) / 1000))
   }
 
-  fail (err: unknown): void {
-    if (this.mode === 'json') this.json({ event: 'error', code: errorCode(err), message: (err as Error).message })
-    else if (this.mode === 'tty') this.stream.write('\r\x1b[K')
+  fail (): void { this.stop() }
+}
+
+/** What a sharing peer can report cheaply, read once a second. */
+export interface ServingStats { files: number, connections: number, uploaded: number }
+
+/**
+ * What `peer` shows while it serves: a live status line on a terminal, a plain line when something
+ * changed (at most every 5 s) otherwise, or a `serving` NDJSON event every 2 s.
+ */
+export class ServingView {
+  private readonly meter = new RateMeter()
+  private last = -Infinity
+  private lastText = ''
+  private live = false
+  private shown = ''
+
+  constructor (private readonly mode: ProgressMode, private readonly stream: NodeJS.WritableStream, private readonly now: Clock = Date.now) {}
+
+  tick (s: ServingStats): void {
+    const t = this.now()
+    this.meter.record(t, s.uploaded)
+    const rate = Math.round(this.meter.rate(t))
+    if (this.mode === 'json') {
+      if (t - this.last < SERVING_JSON_EVERY_MS) return
+      this.last = t
+      this.stream.write(JSON.stringify({ event: 'serving', files: s.files, connections: s.connections, uploaded: s.uploaded, rate }) + '\n')
+      return
+    }
+    const text = `serving ${s.files} file(s) to ${s.connections} connection(s): ${bytes(s.uploaded)} sent`
+    if (this.mode === 'tty') {
+      if (!this.live) { this.live = true; aroundLogWrites({ before: () => this.clear(), after: () => this.draw() }) }
+      this.shown = `${text}, ${bytes(rate)}/s`
+      this.draw()
+      return
+    }
+    if (text === this.lastText || t - this.last < SERVING_LINES_EVERY_MS) return
+    this.last = t
+    this.lastText = text
+    this.stream.write(`${text}, ${bytes(rate)}/s\n`)
+  }
+
+  private draw (): void {
+    const width = (this.stream as { columns?: number }).columns ?? 80
+    this.stream.write(`\r${clip(this.shown, width - 1)}\x1b[K`)
+  }
+
+  private clear (): void { this.stream.write('\r\x1b[K') }
+
+  /** Clear the live line (terminal) before the process says goodbye. */
+  stop (): void {
+    if (!this.live) return
+    this.live = false
+    aroundLogWrites(null)
+    this.clear()
   }
 }

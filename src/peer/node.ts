@@ -468,4 +468,7 @@ export class Lp2pNode {
     for (const h of this.held.values()) h.file?.close()
     this.shareEvents.complete()
   }
+
+  /** Peers connected to this node's piece server right now (for `peer`'s status line). */
+  get peerConnections (): number { return this.server?.connections ?? 0 }
 }

@@ -1,0 +1,55 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import { perTest, sha256File, shareRandom, spawnLp2p, startPeer, startTracker } from './helpers'
+
+/** What a user sees from real processes on 127.0.0.1: plain progress when piped, env-only config, status events, signals. */
+describe('CLI output of real processes', () => {
+  const { procs, dir } = perTest('cli')
+  const F = 16 * 1024 * 1024
+
+  it('get piped (not a terminal), configured only by LP2P_* variables: plain lines, no escape codes, exit 0; the peer reports what it served', async () => {
+    const { share, sha } = shareRandom(dir(), 'share', 'plain.bin', F)
+    const { address: tracker } = await startTracker(procs)
+    const peer = await startPeer(procs, share, tracker)
+    const out = path.join(dir(), 'out')
+    const get = spawnLp2p(['get', 'plain.bin'], { LP2P_TRACKER: tracker, LP2P_OUT: out, LP2P_JSON: '0', LP2P_LOG_FORMAT: 'auto' })
+    procs.push(get)
+    expect(await get.exited).toBe(0)
+    await new Promise((r) => setImmediate(r))
+    const lines = get.events.map((e) => e.line as string)
+    expect(lines.every((l) => typeof l === 'string')).toBe(true) // nothing was JSON
+    expect(lines.join('\n')).not.toMatch(/[\x1b\r]/)
+    expect(lines[0]).toMatch(/^plain\.bin: 16\.0 MiB in \d+ piece\(s\)$/)
+    expect(lines.some((l) => /^plain\.bin {2}\s*\d+\.\d% {2}.* MiB \/ 16\.0 MiB {2}.*\/s {2}ETA \S+ {2}peers \d+\/\d+$/.test(l))).toBe(true)
+    expect(lines).toContain(`plain.bin: 16.0 MiB verified, sha256 ${sha}`)
+    expect(get.stderr.filter((l) => !l.startsWith('{'))).toEqual([]) // logs piped stay JSON
+    expect(await sha256File(path.join(out, 'plain.bin'))).toBe(sha)
+
+    // peer --json: `serving` events every 2 s, counting what was sent
+    const served = await peer.proc.waitFor((e) => e.event === 'serving' && (e.uploaded as number) >= F, 10_000)
+    expect(served).toMatchObject({ files: 1, uploaded: expect.any(Number), connections: expect.any(Number), rate: expect.any(Number) })
+  }, 90_000)
+
+  it('a get stopped by SIGINT ends its display with an error event, keeps the .part and exits 130', async () => {
+    const { share } = shareRandom(dir(), 'share', 'slow.bin', F)
+    const { address: tracker } = await startTracker(procs)
+    await startPeer(procs, share, tracker)
+    const out = path.join(dir(), 'out')
+    const get = spawnLp2p(['get', 'slow.bin', '--out', out, '--tracker', tracker, '--download-limit', '4M', '--json'])
+    procs.push(get)
+    await get.waitFor((e) => e.event === 'progress', 30_000)
+    get.child.kill('SIGINT')
+    expect(await get.exited).toBe(130)
+    await new Promise((r) => setImmediate(r))
+    expect(get.events.at(-1)).toMatchObject({ event: 'error', code: 'ERR_INTERRUPTED' })
+    expect(get.stderr.filter((l) => !l.startsWith('{'))).toEqual(['lp2p: interrupted by SIGINT; the .part file is kept and the same get resumes it'])
+    expect(fs.existsSync(path.join(out, 'slow.bin.part'))).toBe(true)
+  }, 90_000)
+
+  it('a bad switch value in the environment is a usage error (exit 2) naming the variable', async () => {
+    const ls = spawnLp2p(['ls', '--tracker', '127.0.0.1:9'], { LP2P_JSON: 'maybe' })
+    procs.push(ls)
+    expect(await ls.exited).toBe(2)
+    expect(ls.stderr.join('\n')).toContain('LP2P_JSON="maybe"')
+  })
+})
