@@ -1,6 +1,7 @@
 import readline from 'node:readline'
 import { Format, SingleBar, type Options as BarOptions } from 'cli-progress'
-import { tap, type MonoTypeOperatorFunction } from 'rxjs'
+import { asyncScheduler, Observable, Subject, tap, type MonoTypeOperatorFunction, type SchedulerLike } from 'rxjs'
+import { downloadEvents } from '../peer/events'
 import type { LeechEvent } from '../peer/leech'
 import { printable } from '../storage/names'
 import { aroundLogWrites } from '../log'
@@ -143,32 +144,34 @@ export function progress (mode: ProgressMode, stream: NodeJS.WritableStream, opt
  * NDJSON events: the leech events as they come (less the bulky `hashes` and the per-piece ones),
  * a `progress` event at most every 250 ms, `done`, or `error` with its code and message.
  */
+/**
+ * `--json`: the library's public download events (`downloadEvents`, the same stream `createNode`'s
+ * `leech` returns), one per line; `error` is printed when the download fails.
+ */
 export class JsonProgress implements ProgressView {
-  private readonly tally: Tally
-  private last = -Infinity
-
-  constructor (private readonly stream: NodeJS.WritableStream, private readonly now: Clock) { this.tally = new Tally(now) }
+  private readonly scheduler: SchedulerLike
+  constructor (private readonly stream: NodeJS.WritableStream, now: Clock) {
+    // the events only read the time: a clock is all the scheduler has to give
+    this.scheduler = { now, schedule: asyncScheduler.schedule.bind(asyncScheduler) }
+  }
 
   private json (o: unknown): void { this.stream.write(JSON.stringify(o) + '\n') }
 
-  operator (): MonoTypeOperatorFunction<LeechEvent> { return tap((e) => this.on(e)) }
-
-  private on (e: LeechEvent): void {
-    this.tally.on(e)
-    switch (e.event) {
-      case 'start': case 'peers': case 'peer-dropped': case 'piece-failed':
-        this.json(e)
-        return
-      case 'piece': {
-        const t = this.now()
-        if (t - this.last < JSON_PROGRESS_EVERY_MS) return
-        this.last = t
-        const s = this.tally
-        this.json({ event: 'progress', bytes: s.have, size: s.size, percent: Math.round(s.percent * 10) / 10, rate: Math.round(s.rate()), peers: s.sources })
-        return
-      }
-      case 'hashes': case 'done': return
-    }
+  operator (): MonoTypeOperatorFunction<LeechEvent> {
+    return (source) => new Observable<LeechEvent>((sub) => {
+      const events = new Subject<LeechEvent>()
+      // `done` is printed by finish(), after the caller's own checks; errors by fail()
+      const printing = events.pipe(downloadEvents({ progressIntervalMs: JSON_PROGRESS_EVERY_MS, scheduler: this.scheduler })).subscribe({
+        next: (e) => { if (e.event !== 'done') this.json(e) },
+        error: () => {},
+      })
+      const s = source.subscribe({
+        next: (e) => { events.next(e); sub.next(e) },
+        error: (err) => { events.error(err); sub.error(err) },
+        complete: () => { events.complete(); sub.complete() },
+      })
+      return () => { s.unsubscribe(); printing.unsubscribe() }
+    })
   }
 
   finish (done: LeechEvent & { event: 'done' }): void { this.json(done) }

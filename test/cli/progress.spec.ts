@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream'
-import { of } from 'rxjs'
+import { Subject } from 'rxjs'
 import { NotFoundError } from '../../src/errors'
 import type { LeechEvent } from '../../src/peer/leech'
 import { JSON_PROGRESS_EVERY_MS, LINES_EVERY_MS, progress, RateMeter, ServingView, TtyProgress, type ProgressMode } from '../../src/cli/progress'
@@ -30,10 +30,12 @@ function run (mode: ProgressMode, events: LeechEvent[], stepMs: number, tty = fa
   out.isTTY = tty
   const view = progress(mode, out, { now: () => clock.t, fps: 1 })
   views.push(view)
-  const op = view.operator()
+  // one download: one subscription that sees every event
+  const source = new Subject<LeechEvent>()
+  source.pipe(view.operator()).subscribe({ error: () => {} })
   for (const e of events) {
     clock.t += stepMs
-    of(e).pipe(op).subscribe()
+    source.next(e)
   }
   return { out, clock, view }
 }
