@@ -16,6 +16,7 @@ import { errorCode, exitCode } from './exit'
 import { progress, ServingView } from './progress'
 import { parseRate } from '../../streams/rateLimit'
 import { demo } from './demo'
+import { printable } from '../storage/names'
 import { addSimulate } from './simulate'
 
 const DEFAULT_TRACKER = '127.0.0.1:7070'
@@ -73,7 +74,8 @@ class Lp2pCommand extends Command {
     if (option.envVar === undefined) option.env(envName(option.attributeName()))
     super.addOption(option)
     const variable = option.envVar as string
-    if (option.isBoolean() && !option.negate) {
+    // a negated switch (--no-watch) reads its variable the positive way: LP2P_WATCH=0 turns it off
+    if (option.isBoolean()) {
       this.on(`optionEnv:${option.name()}`, () => { this.setOptionValueWithSource(option.attributeName(), envSwitch(variable, process.env[variable]), 'env') })
     }
     return this
@@ -154,9 +156,10 @@ export function program (): Command {
     .addOption(new Option('--host <ip>', 'address to bind and to be reached at').default('127.0.0.1').env('LP2P_HOST'))
     .addOption(new Option('--port <port>', 'TCP port for peers (0: any free port)').default(0).argParser(port).env('LP2P_PORT'))
     .addOption(uploadLimit())
-    .addOption(jsonOption('print NDJSON events: shared (one per file), listening, then serving every 2 s (files, connections, uploaded bytes, rate)'))
-    .action(async (o: { share: string, tracker: string, host: string, port: number, uploadLimit: number, json?: boolean }) => {
-      const node = new Lp2pNode({ tracker: parseEndpoint(o.tracker, '--tracker'), host: o.host, port: o.port, share: path.resolve(o.share), uploadLimit: o.uploadLimit })
+    .addOption(new Option('--no-watch', 'share the folder as it is at start: files added, changed or removed later are not noticed until a restart (by default they are published or withdrawn within seconds)'))
+    .addOption(jsonOption('print NDJSON events: shared (one per file, and for files added later), withdrawn, listening, then serving every 2 s (files, connections, uploaded bytes, rate)'))
+    .action(async (o: { share: string, tracker: string, host: string, port: number, uploadLimit: number, watch: boolean, json?: boolean }) => {
+      const node = new Lp2pNode({ tracker: parseEndpoint(o.tracker, '--tracker'), host: o.host, port: o.port, share: path.resolve(o.share), uploadLimit: o.uploadLimit, watch: o.watch })
       await node.start()
       const addr = node.address as { address: string, port: number }
       const files = node.publishedFiles
@@ -169,8 +172,14 @@ export function program (): Command {
       }
       if (files.length < node.sharedFiles.length) log.warn({ published: files.length, local: node.sharedFiles.length }, 'some files could not be published: the tracker may be down; retrying with heartbeats')
       const view = new ServingView(o.json === true ? 'json' : process.stdout.isTTY ? 'tty' : 'lines', process.stdout)
+      // files added to or removed from the folder later (watching)
+      const changes = node.shareChanges$.subscribe((e) => {
+        if (o.json === true) { json(e); return }
+        view.note(e.event === 'shared' ? `shared ${printable(e.name)} (${bytes(e.size)}, ${e.fileId.slice(0, 16)})` : `withdrawn ${printable(e.name)}: ${printable(e.reason)}`)
+      })
       const tick = setInterval(() => { view.tick({ files: node.publishedFiles.length, connections: node.peerConnections, uploaded: node.uploaded }) }, SERVING_TICK_MS)
       await untilSignal(() => {
+        changes.unsubscribe()
         clearInterval(tick)
         view.stop()
         return node.close()

@@ -355,6 +355,14 @@ export class ServingView {
 
   private clear (): void { this.stream.write('\r\x1b[K') }
 
+  /** A line of its own (a file shared or withdrawn later): above the live line on a terminal. */
+  note (line: string): void {
+    if (this.mode === 'json') return
+    if (this.live) this.clear()
+    this.stream.write(line + '\n')
+    if (this.live) this.draw()
+  }
+
   /** Clear the live line (terminal) before the process says goodbye. */
   stop (): void {
     if (!this.live) return

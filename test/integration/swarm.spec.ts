@@ -56,7 +56,8 @@ describe('swarm', () => {
     const sha = writeRandomFile(path.join(good, 'data.bin'), F)
     fs.copyFileSync(path.join(good, 'data.bin'), path.join(bad, 'data.bin'))
     const { address: tracker } = await startTracker(procs)
-    await startPeer(procs, bad, tracker)
+    // --no-watch: the bad copy rots unnoticed (a watching peer would see the write and withdraw it)
+    await startPeer(procs, bad, tracker, ['--no-watch'])
     await startPeer(procs, good, tracker)
     // flip bytes all over the bad copy, keeping its size: its mapping now serves wrong pieces
     const fd = fs.openSync(path.join(bad, 'data.bin'), 'r+')

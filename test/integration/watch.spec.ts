@@ -1,6 +1,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { writeRandomFile } from '../../src/cli/demo'
+import { listening, spawnLp2p } from '../../src/cli/spawn'
 import { perTest, runLp2p, sha256File, shareRandom, startPeer, startTracker } from './helpers'
 
 interface Listed { name: string, fileId: string, size: number }
@@ -51,6 +52,11 @@ describe('peer --share follows its folder', () => {
     expect(holds(status)).toBe(false)
     // the peer still shares its other file
     expect(status.find((n) => n.nodeId === nodeId)?.files.length).toBe(1)
+    // and told its user, on stdout
+    expect(peer.events).toEqual(expect.arrayContaining([
+      expect.objectContaining({ event: 'shared', name: 'new.bin', fileId: sha }),
+      expect.objectContaining({ event: 'withdrawn', name: 'new.bin', fileId: sha }),
+    ]))
     // the tracker keeps file metadata (durable by design): the file stays listed, with no holder
     expect((await ls()).some((f) => f.fileId === sha)).toBe(true)
     expect(await runLp2p(['get', 'new.bin', '--out', path.join(t.dir(), 'out2'), '--tracker', tracker, '--json'], 30_000).then((r) => r.code)).not.toBe(0)
@@ -63,15 +69,29 @@ describe('peer --share follows its folder', () => {
     const file = path.join(share, 'slow.bin')
     const chunk = Buffer.alloc(256 * 1024, 7)
     const seen: Listed[][] = []
-    // 12 appends, 250 ms apart (3 s): never settled for the default 1 s
-    for (let i = 0; i < 12; i++) {
-      fs.appendFileSync(file, chunk)
-      if (i % 4 === 3) seen.push(await ask<Listed[]>(['ls', '--tracker', tracker]))
-      await sleep(250)
-    }
+    // 12 appends, 250 ms apart (3 s): never settled for the default 1 s. The appends run on a
+    // timer of their own, so the `ls` processes asked meanwhile cannot stretch the gaps.
+    let appended = 0
+    const appender = setInterval(() => { if (appended < 12) { fs.appendFileSync(file, chunk); appended++ } }, 250)
+    try {
+      while (appended < 12) seen.push(await ask<Listed[]>(['ls', '--tracker', tracker]))
+    } finally { clearInterval(appender) }
     const whole = 12 * chunk.length
     const listed = await poll(() => ask<Listed[]>(['ls', '--tracker', tracker]), (l) => l.some((f) => f.name === 'slow.bin'), 15_000)
     expect(seen.flat().filter((f) => f.name === 'slow.bin')).toEqual([])
     expect(listed.filter((f) => f.name === 'slow.bin')).toEqual([expect.objectContaining({ size: whole })])
+  })
+
+  it('--no-watch (or LP2P_WATCH=0) shares the folder as it was at start', async () => {
+    const { address: tracker } = await startTracker(t.procs)
+    const { share } = shareRandom(t.dir(), 'share', 'first.bin', 1 << 20)
+    await startPeer(t.procs, share, tracker, ['--no-watch'])
+    const env = spawnLp2p(['peer', '--share', share, '--tracker', tracker, '--json'], { LP2P_WATCH: '0' })
+    t.procs.push(env)
+    await listening(env, 60_000)
+    writeRandomFile(path.join(share, 'late.bin'), 1 << 20)
+    // a watching peer publishes in about a second; give these five
+    await sleep(5000)
+    expect((await ask<Listed[]>(['ls', '--tracker', tracker])).map((f) => f.name)).toEqual(['first.bin'])
   })
 })
