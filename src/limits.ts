@@ -91,3 +91,10 @@ export const DASHBOARD_PROBE_TIMEOUT_MS = 800
 export const DASHBOARD_HEATMAP_CELLS = 256
 /** A live client whose unsent output exceeds this is too slow: it is dropped. */
 export const DASHBOARD_CLIENT_BUFFER_BYTES = 1024 * 1024
+
+// ---- upload queue ----
+/**
+ * A peer with more than this much upload queued (at its upload cap) declines new piece requests
+ * with BUSY: askers go to other sources instead of queueing seconds deep at one popular peer.
+ */
+export const UPLOAD_QUEUE_MS = 500

@@ -3,7 +3,7 @@ import { IDLE_TIMEOUT_MS, MAX_CONNECTIONS, MAX_OUTSTANDING_PER_CONNECTION } from
 import { log } from '../log'
 import { encodeFrameHead } from '../protocol/codec'
 import { FrameDecoder } from '../protocol/frames'
-import type { PeerRequest } from '../protocol/messages'
+import { REMOTE_CODES, type PeerRequest } from '../protocol/messages'
 import type { Outgoing, Remote } from '../peer/serve'
 import type { ByteBudget } from '../peer/leech'
 import { take, type Subscription } from 'rxjs'
@@ -22,6 +22,12 @@ export interface PeerServerOptions {
   onUpload?: (bytes: number) => void
   /** Upload cap shared by every connection: a piece goes out only when the budget grants its bytes. */
   budget?: ByteBudget
+  /**
+   * Piece bytes queued (over all connections) beyond which a new piece request is declined at
+   * once with BUSY, so the asker goes to another source instead of waiting in a long queue.
+   * Default: none (TCP backpressure and `maxOutstanding` bound what waits).
+   */
+  busyBytes?: number
 }
 
 const REQUESTS = new Set(['find_cluster', 'get_hashes', 'probe', 'leech'])
@@ -55,11 +61,15 @@ export class PeerServer {
   }
 
   get connections (): number { return this.sockets.size }
+  /** Piece bytes waiting to be sent, over all connections. */
+  queuedPieceBytes = 0
 
   private accept (sock: net.Socket): void {
     const peer = `${sock.remoteAddress ?? '?'}:${sock.remotePort ?? '?'}`
     const decoder = new FrameDecoder()
     const queue: PeerRequest[] = []
+    const pieceBytes = (m: PeerRequest): number => m.type === 'leech' ? Math.max(0, Math.min(m.blockSize, m.size - m.offset)) : 0
+    let mine = 0 // piece bytes of this connection's queue, counted in this.queuedPieceBytes
     const maxOutstanding = this.opts.maxOutstanding ?? MAX_OUTSTANDING_PER_CONNECTION
     const highWater = this.opts.highWaterBytes ?? 4 * 1024 * 1024
     this.sockets.add(sock)
@@ -67,9 +77,10 @@ export class PeerServer {
       this.log.debug({ peer }, 'idle connection closed')
       sock.destroy()
     })
+    const forget = (): void => { this.queuedPieceBytes -= mine; mine = 0; queue.length = 0 }
     const fail = (why: string): void => {
       this.log.warn({ peer, why }, 'closing connection')
-      queue.length = 0
+      forget()
       sock.destroy()
     }
     const remote: Remote = { host: sock.remoteAddress ?? '' }
@@ -88,8 +99,10 @@ export class PeerServer {
     const pump = (): void => {
       while (waiting === null && queue.length > 0 && sock.writableLength < highWater && !sock.destroyed) {
         const m = queue.shift() as PeerRequest
+        const bytes = pieceBytes(m)
+        const sent = (): void => { mine -= bytes; this.queuedPieceBytes -= bytes }
         const budget = this.opts.budget
-        if (budget === undefined || m.type !== 'leech') { answer(m); continue }
+        if (budget === undefined || m.type !== 'leech') { sent(); answer(m); continue }
         // answered (and the file checked) only once the budget grants the piece's bytes; a grant
         // may come at once (inside subscribe) or later (then the pump resumes from the callback)
         let sync = true
@@ -98,6 +111,7 @@ export class PeerServer {
           granted = true
           waiting = null
           if (sock.destroyed) return
+          sent()
           answer(m)
           if (!sync) pump()
         })
@@ -111,7 +125,14 @@ export class PeerServer {
         for (const f of decoder.push(chunk)) {
           if (!REQUESTS.has(f.msg.type)) { fail(`unexpected ${f.msg.type} frame`); return }
           if (queue.length >= maxOutstanding) { fail(`more than ${maxOutstanding} requests outstanding`); return }
-          queue.push(f.msg as PeerRequest)
+          const m = f.msg as PeerRequest
+          const bytes = pieceBytes(m)
+          if (bytes > 0 && this.queuedPieceBytes > 0 && this.queuedPieceBytes + bytes > (this.opts.busyBytes ?? Infinity)) {
+            sock.write(encodeFrameHead({ type: 'error', req: m.req, code: REMOTE_CODES.busy, message: 'upload queue full: ask another peer' }))
+            continue
+          }
+          mine += bytes; this.queuedPieceBytes += bytes
+          queue.push(m)
         }
       } catch (err) {
         fail(`bad frame: ${(err as Error).message}`)
@@ -120,7 +141,7 @@ export class PeerServer {
       pump()
     })
     sock.on('error', (err) => this.log.debug({ peer, err: err.message }, 'connection error'))
-    sock.on('close', () => { this.sockets.delete(sock); queue.length = 0; waiting?.unsubscribe(); waiting = null })
+    sock.on('close', () => { this.sockets.delete(sock); forget(); waiting?.unsubscribe(); waiting = null })
   }
 
   /** Stop accepting and close every connection. Safe to call twice. */

@@ -6,7 +6,7 @@ import {
 } from 'rxjs'
 import { ConnectionClosedError } from '../errors'
 import { heartbeats } from './heartbeat'
-import { FAN_OUT, HEARTBEAT_MS, MAX_BLOCK_SIZE, MAX_PEERS_PER_REPLY } from '../limits'
+import { FAN_OUT, HEARTBEAT_MS, MAX_BLOCK_SIZE, MAX_PEERS_PER_REPLY, UPLOAD_QUEUE_MS } from '../limits'
 import { log } from '../log'
 import type { FileMetaData, PeerAddress } from '../protocol/messages'
 import { bindUdp, type UdpPort } from '../net/udp'
@@ -148,7 +148,14 @@ export class Lp2pNode {
         file: (id) => this.served.get(id),
         cluster: this.cluster,
         onFileChanged: (id, err) => this.withdraw(id, err),
-      }, remote), { host, port: this.opts.port ?? 0, onUpload: (n) => { this.uploaded += n }, budget: this.uploadBudget })
+      }, remote), {
+        host,
+        port: this.opts.port ?? 0,
+        onUpload: (n) => { this.uploaded += n },
+        budget: this.uploadBudget,
+        // behind an upload cap, a queue longer than UPLOAD_QUEUE_MS of it is declined (BUSY)
+        busyBytes: this.uploadBudget === undefined ? undefined : (this.opts.uploadLimit as number) * UPLOAD_QUEUE_MS / 1000,
+      })
       this.listen = await this.server.start()
       await lastValueFrom(this.publishShared().pipe(defaultIfEmpty(null)))
       this.subs.push(this.heartbeats())

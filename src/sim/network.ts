@@ -1,5 +1,6 @@
 import { Observable, type Subscription } from 'rxjs'
 import { ConnectionClosedError, RemoteError } from '../errors'
+import { UPLOAD_QUEUE_MS } from '../limits'
 import type { Frame } from '../protocol/frames'
 import type { PeerAddress, PeerRequest, TrackerMessage } from '../protocol/messages'
 import type { PeerLink, WithoutReq } from '../net/peerConnection'
@@ -47,7 +48,7 @@ export class SimHost {
   upFree = 0
   downFree = 0
   /** Piece requests are declined (BUSY) while more than this much is queued on the uplink. */
-  queueMs = 500
+  queueMs = UPLOAD_QUEUE_MS
   uploaded = 0
   downloaded = 0
   group = 0
