@@ -3,11 +3,11 @@
  * Without it, a self-contained swarm on 127.0.0.1: a tracker and a sharing node in this process,
  * serving generated files from a temporary folder that `stop()` removes.
  */
-import { createHash, randomFillSync } from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { createNode, TrackerServer, type NodeHandle } from '../src'
+import { writeRandomFile } from '../src/cli/demo'
 
 export interface Swarm {
   /** "host:port" of the tracker. */
@@ -35,7 +35,7 @@ export async function localSwarm (): Promise<Swarm> {
   const names: string[] = []
   for (let i = 0; i < FILES; i++) {
     const name = `sample-${i + 1}.bin`
-    writeRandom(path.join(share, name), SIZE_MIB * 1024 * 1024)
+    writeRandomFile(path.join(share, name), SIZE_MIB * 1024 * 1024)
     names.push(name)
   }
   const tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
@@ -54,20 +54,4 @@ export async function localSwarm (): Promise<Swarm> {
     await stop()
     throw err
   }
-}
-
-function writeRandom (file: string, size: number): string {
-  const h = createHash('sha256')
-  const fd = fs.openSync(file, 'w')
-  const buf = Buffer.allocUnsafe(Math.min(size, 8 << 20))
-  try {
-    for (let done = 0; done < size;) {
-      const n = Math.min(buf.length, size - done)
-      randomFillSync(buf, 0, n)
-      fs.writeSync(fd, buf, 0, n)
-      h.update(buf.subarray(0, n))
-      done += n
-    }
-  } finally { fs.closeSync(fd) }
-  return h.digest('hex')
 }

@@ -1,15 +1,5 @@
-import type { Command } from 'commander'
-import { parseSize, program } from '../../src/cli/main'
-
-/** The options a command's action would get for `args`, without running it. */
-function optionsOf (name: string, args: string[]): Record<string, unknown> {
-  const p = program().exitOverride()
-  const cmd = p.commands.find((c) => c.name() === name) as Command
-  let got: Record<string, unknown> = {}
-  cmd.action((...a: unknown[]) => { got = (a.find((x) => x !== null && typeof x === 'object' && !Array.isArray(x) && !('commands' in (x as object))) ?? {}) as Record<string, unknown> })
-  p.parse(['node', 'lp2p', name, ...args])
-  return got
-}
+import { parseSize } from '../../src/cli/main'
+import { optionsOf } from '../helpers/cli'
 
 describe('CLI options', () => {
   it('gives every default in the unit the action expects (a default is not run through the parser)', () => {
