@@ -1,4 +1,4 @@
-import { Observable, type Subscription } from 'rxjs'
+import { Observable } from 'rxjs'
 import { ConnectionClosedError, RemoteError } from '../errors'
 import { UPLOAD_QUEUE_MS } from '../limits'
 import type { Frame } from '../protocol/frames'
@@ -105,7 +105,7 @@ export class SimNetwork {
     h.upFree = h.downFree = this.opts.scheduler.now()
   }
 
-  private at (delay: number, f: () => void): Subscription { return this.opts.scheduler.schedule(f, delay) }
+  private at (delay: number, f: () => void): { cancel: () => void } { return this.opts.scheduler.at(delay, f) }
 
   sendDatagram (from: Endpoint, to: Endpoint, msg: TrackerMessage): void {
     this.stats.datagrams++
@@ -128,11 +128,11 @@ export class SimNetwork {
       close: () => {},
       request: (msg: WithoutReq<PeerRequest>) => new Observable<Frame>((sub) => {
         const req = nextReq++
-        const timers: Subscription[] = []
+        const timers: Array<{ cancel: () => void }> = []
         net.stats.peerRequests++
         const to = net.hosts.get(peer.host)
         const fail = (): void => { timers.push(net.at(lat, () => sub.error(new ConnectionClosedError(`${peer.host}:${peer.port}`, 'connection reset')))) }
-        if (to === undefined || !to.alive) { fail(); return () => { for (const t of timers) t.unsubscribe() } }
+        if (to === undefined || !to.alive) { fail(); return () => { for (const t of timers) t.cancel() } }
         if (!net.reachable(from, to)) return () => {} // lost in the partition: the caller's timeout decides
         timers.push(net.at(lat, () => {
           if (!to.alive || to.serve === null) { fail(); return }
@@ -167,7 +167,7 @@ export class SimNetwork {
             sub.complete()
           })
         }))
-        return () => { for (const t of timers) t.unsubscribe() }
+        return () => { for (const t of timers) t.cancel() }
       }),
     }
   }

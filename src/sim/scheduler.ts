@@ -13,7 +13,7 @@ import { Subscription, type SchedulerAction, type SchedulerLike } from 'rxjs'
 export class SimScheduler implements SchedulerLike {
   private time = 0
   private seq = 0
-  private readonly heap: SimAction<any>[] = []
+  private readonly heap: Queued[] = []
   private stopped = false
   /** Actions run so far (a measure of simulation work). */
   executed = 0
@@ -24,8 +24,18 @@ export class SimScheduler implements SchedulerLike {
     return new SimAction<T>(this, work).schedule(state, delay)
   }
 
+  /**
+   * `f` after `delay`, without the weight of an rxjs action (the simulated network queues two of
+   * these per message). Cancel with `cancel()`.
+   */
+  at (delay: number, f: () => void): { cancel: () => void } {
+    const t = new Timer(this, f)
+    this.enqueue(t, delay)
+    return t
+  }
+
   /** @internal (re)queue `a` at now + delay. */
-  enqueue (a: SimAction<any>, delay: number): void {
+  enqueue (a: Queued, delay: number): void {
     a.time = this.time + (Number.isFinite(delay) && delay > 0 ? delay : 0)
     a.seq = this.seq++
     if (a.pos < 0) {
@@ -39,11 +49,11 @@ export class SimScheduler implements SchedulerLike {
   }
 
   /** @internal take `a` out of the queue (it was cancelled): a cancelled timer costs nothing later. */
-  remove (a: SimAction<any>): void {
+  remove (a: Queued): void {
     const i = a.pos
     if (i < 0) return
     a.pos = -1
-    const last = this.heap.pop() as SimAction<any>
+    const last = this.heap.pop() as Queued
     if (i === this.heap.length) return
     this.heap[i] = last
     last.pos = i
@@ -103,9 +113,21 @@ export class SimScheduler implements SchedulerLike {
   stop (): void { this.stopped = true }
 }
 
-const before = (a: SimAction<any>, b: SimAction<any>): boolean => a.time < b.time || (a.time === b.time && a.seq < b.seq)
+/** What the heap holds: an rxjs action or a bare timer. */
+interface Queued { time: number, seq: number, pos: number, execute: () => void }
 
-class SimAction<T> extends Subscription implements SchedulerAction<T> {
+const before = (a: Queued, b: Queued): boolean => a.time < b.time || (a.time === b.time && a.seq < b.seq)
+
+class Timer implements Queued {
+  time = 0
+  seq = 0
+  pos = -1
+  constructor (private readonly scheduler: SimScheduler, private readonly f: () => void) {}
+  execute (): void { this.f() }
+  cancel (): void { this.scheduler.remove(this) }
+}
+
+class SimAction<T> extends Subscription implements SchedulerAction<T>, Queued {
   time = 0
   seq = 0
   /** Index in the scheduler's heap; -1 when not queued. */
