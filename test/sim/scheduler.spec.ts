@@ -52,7 +52,7 @@ describe('SimScheduler', () => {
     for (let i = 0; i < 2000; i++) {
       const d = Math.floor(rnd() * 500)
       // rxjs actions and bare timers share the heap
-      const cancel = i % 2 === 0 ? ((sub) => () => sub.unsubscribe())(s.schedule(() => got.push([s.now(), i]), d)) : s.at(d, () => got.push([s.now(), i])).cancel
+      const cancel = i % 2 === 0 ? ((sub) => () => sub.unsubscribe())(s.schedule(() => got.push([s.now(), i]), d)) : ((t) => () => t.cancel())(s.at(d, () => got.push([s.now(), i])))
       if (rnd() < 0.3) cancel(); else expected.push([d, i])
     }
     s.run()
