@@ -222,6 +222,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           if (m.type !== 'piece' || m.offset !== offset || m.pieceSize !== expected || m.clusterName !== meta.hash || f.payload?.length !== expected) {
             throw new ProtocolError(`peer ${label(src.peer)} sent a piece that was not asked for`)
           }
+          if (m.bitfield !== undefined && m.totalPieces === meta.pieces) picker.addHave(id, m.bitfield)
           return f.payload
         }),
         mergeMap((data) => {
