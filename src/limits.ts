@@ -65,6 +65,11 @@ export const IN_FLIGHT_MS = 50
 export const BUSY_QUEUE_MS = 25
 /** A peer that said BUSY is asked again after this long (its piece goes to another holder meanwhile). */
 export const BUSY_RETRY_MS = 20
+/**
+ * Sources still downloading are probed for their bitfields this often (pieces they send carry it
+ * too): a new piece at a holder must become known fast, or uplinks idle while it has it alone.
+ */
+export const REPROBE_MS = 100
 /** Requests in flight per peer: PIPELINE_BYTES worth of pieces, within these bounds. */
 export const MIN_PIPELINE = 4
 export const MAX_PIPELINE = 32

@@ -4,7 +4,7 @@ import {
   repeat, Subject, switchMap, take, takeUntil, tap, throwError, timeout, timer, toArray, type SchedulerLike,
 } from 'rxjs'
 import { HashMismatchError, NoSourcesError, PeerTimeoutError, ProtocolError, RemoteError, StorageError } from '../errors'
-import { BUSY_RETRY_MS, FAN_OUT, IN_FLIGHT_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS } from '../limits'
+import { BUSY_RETRY_MS, FAN_OUT, IN_FLIGHT_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS, REPROBE_MS } from '../limits'
 import { MAX_HASHES_PER_FRAME, REMOTE_CODES, type FileMetaData, type NodeInfo, type PeerAddress } from '../protocol/messages'
 import type { Frame } from '../protocol/frames'
 import type { PeerLink } from '../net/peerConnection'
@@ -129,7 +129,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     const pieceDigest = sink.hashPiece ?? ((data: Buffer) => (deps.hashPiece ?? localHash)(data).pipe(map((digest) => ({ digest, data }))))
     const picker = new PiecePicker(meta.pieces, { random: deps.random })
     deps.onPending?.(() => picker.inFlightBits())
-    const reprobeMs = opts.reprobeMs ?? 250
+    const reprobeMs = opts.reprobeMs ?? REPROBE_MS
     // per source: its rate, measured over the pieces that land, sets how many requests it gets
     const rates = new Map<string, { since: number, bytes: number, rate: number }>()
     const landedFrom = (id: string, bytes: number): void => {
