@@ -52,10 +52,24 @@ export const PIECE_TIMEOUT_MS = 15_000
 /** Most bytes of piece requests in flight per peer: enough to cover a fast peer's round trip, hashing and write. */
 export const PIPELINE_BYTES = 16 * 1024 * 1024
 /**
- * Within that, a peer gets about this much of its measured rate in flight: a peer behind an
- * upload cap gets a short queue, so pieces are picked late, with fresh knowledge of the swarm.
+ * Within that, a peer gets about this much of its measured rate in flight (at least one piece,
+ * and one while its rate is unknown): a peer behind an upload cap gets a short queue, so pieces
+ * are picked late, with fresh knowledge of the swarm, and a piece never waits long in one
+ * uplink's queue while other holders are idle.
  */
-export const IN_FLIGHT_MS = 200
+export const IN_FLIGHT_MS = 50
+/**
+ * A peer with more than this much queued on its uplink declines piece requests (BUSY): short
+ * queues keep every holder's uplink fed by many askers instead of a few askers queueing deep.
+ */
+export const BUSY_QUEUE_MS = 25
+/** A peer that said BUSY is asked again after this long (its piece goes to another holder meanwhile). */
+export const BUSY_RETRY_MS = 20
+/**
+ * Sources still downloading are probed for their bitfields this often (pieces they send carry it
+ * too): a new piece at a holder must become known fast, or uplinks idle while it has it alone.
+ */
+export const REPROBE_MS = 100
 /** Requests in flight per peer: PIPELINE_BYTES worth of pieces, within these bounds. */
 export const MIN_PIPELINE = 4
 export const MAX_PIPELINE = 32
@@ -91,10 +105,3 @@ export const DASHBOARD_PROBE_TIMEOUT_MS = 800
 export const DASHBOARD_HEATMAP_CELLS = 256
 /** A live client whose unsent output exceeds this is too slow: it is dropped. */
 export const DASHBOARD_CLIENT_BUFFER_BYTES = 1024 * 1024
-
-// ---- upload queue ----
-/**
- * A peer with more than this much upload queued (at its upload cap) declines new piece requests
- * with BUSY: askers go to other sources instead of queueing seconds deep at one popular peer.
- */
-export const UPLOAD_QUEUE_MS = 500

@@ -4,7 +4,7 @@ import {
   repeat, Subject, switchMap, take, takeUntil, tap, throwError, timeout, timer, toArray, type SchedulerLike,
 } from 'rxjs'
 import { HashMismatchError, NoSourcesError, PeerTimeoutError, ProtocolError, RemoteError, StorageError } from '../errors'
-import { FAN_OUT, IN_FLIGHT_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS } from '../limits'
+import { BUSY_RETRY_MS, FAN_OUT, IN_FLIGHT_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS, REPROBE_MS } from '../limits'
 import { MAX_HASHES_PER_FRAME, REMOTE_CODES, type FileMetaData, type NodeInfo, type PeerAddress } from '../protocol/messages'
 import type { Frame } from '../protocol/frames'
 import type { PeerLink } from '../net/peerConnection'
@@ -71,6 +71,12 @@ export interface LeechOptions {
   noSourceGraceMs?: number
   /** Bad pieces from one peer before it is banned for this download. */
   maxStrikes?: number
+  /** How much of a source's measured rate is kept in flight (IN_FLIGHT_MS). */
+  inFlightMs?: number
+  /** Requests in flight to a source whose rate is not measured yet (default 1). */
+  startWindow?: number
+  /** A source that answered BUSY is asked again after this long (BUSY_RETRY_MS). */
+  busyRetryMs?: number
 }
 
 const label = (p: PeerAddress): string => `${p.host}:${p.port}`
@@ -123,7 +129,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     const pieceDigest = sink.hashPiece ?? ((data: Buffer) => (deps.hashPiece ?? localHash)(data).pipe(map((digest) => ({ digest, data }))))
     const picker = new PiecePicker(meta.pieces, { random: deps.random })
     deps.onPending?.(() => picker.inFlightBits())
-    const reprobeMs = opts.reprobeMs ?? 250
+    const reprobeMs = opts.reprobeMs ?? REPROBE_MS
     // per source: its rate, measured over the pieces that land, sets how many requests it gets
     const rates = new Map<string, { since: number, bytes: number, rate: number }>()
     const landedFrom = (id: string, bytes: number): void => {
@@ -138,11 +144,17 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       }
       rates.set(id, r)
     }
+    const inFlightMs = opts.inFlightMs ?? IN_FLIGHT_MS
+    const startWindow = opts.startWindow ?? 1
     const windowOf = (id: string): number => {
       const rate = rates.get(id)?.rate ?? 0
-      if (rate === 0) return Math.min(pipeline, 4) // unknown yet: a few, then what it earns
-      return Math.max(2, Math.ceil(rate * IN_FLIGHT_MS / 1000 / meta.blockSize))
+      if (rate === 0) return startWindow // unknown yet: one, then what it earns
+      return Math.max(1, Math.ceil(rate * inFlightMs / 1000 / meta.blockSize))
     }
+    // a source that said BUSY is not asked again for a short while (its queue drains meanwhile)
+    const pausedUntil = new Map<string, number>()
+    const busyRetryMs = opts.busyRetryMs ?? BUSY_RETRY_MS
+    const resumeIn = (id: string): number => { const p = (pausedUntil.get(id) ?? 0) - scheduler.now(); return p > 0 ? Math.min(rediscoverMs, p) : rediscoverMs }
     for (const i of sink.present ?? []) picker.markDone(i)
     const sources = new Map<string, Source>() // live sources by nodeId
     const banned = new Set<string>()
@@ -194,8 +206,15 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         timeout({ first: pieceTimeoutMs, scheduler, with: () => throwError(() => new PeerTimeoutError(label(src.peer), `piece ${index}`)) }),
         // a seeder that already sent this piece to someone: get it from a peer (not a failure)
         catchError((err: unknown) => {
-          // a busy peer: the same, until its next probe (it is not at fault either)
-          if (err instanceof RemoteError && (err.remoteCode === REMOTE_CODES.seeded || err.remoteCode === REMOTE_CODES.busy)) { picker.decline(id, index); return EMPTY }
+          // a busy peer (not at fault either): the piece goes back for another holder, and this
+          // peer is asked again after a short pause (waiting for its next probe left uplinks idle)
+          if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.busy) {
+            pausedUntil.set(id, scheduler.now() + busyRetryMs)
+            picker.release(id, index)
+            wake.next()
+            return EMPTY
+          }
+          if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.seeded) { picker.decline(id, index); return EMPTY }
           throw err
         }),
         map((f: Frame) => {
@@ -203,6 +222,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           if (m.type !== 'piece' || m.offset !== offset || m.pieceSize !== expected || m.clusterName !== meta.hash || f.payload?.length !== expected) {
             throw new ProtocolError(`peer ${label(src.peer)} sent a piece that was not asked for`)
           }
+          if (m.bitfield !== undefined && m.totalPieces === meta.pieces) picker.addHave(id, m.bitfield)
           return f.payload
         }),
         mergeMap((data) => {
@@ -252,13 +272,13 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       )
       // pieces only once they can be checked
       return concat(hashes$, defer(() => !hashesKnown() ? EMPTY : leechPieces({
-        next: () => { const i = picker.complete ? null : picker.next(id); return i === null ? null : i * meta.blockSize },
+        next: () => { const i = picker.complete || (pausedUntil.get(id) ?? 0) > scheduler.now() ? null : picker.next(id); return i === null ? null : i * meta.blockSize },
         fetch: (offset) => fetchPiece(src, offset / meta.blockSize),
         pipeline,
         window: () => windowOf(id),
       }))).pipe(
         // nothing more from it for now: wait for fresher bitfields (or a piece given back), then go on
-        repeat({ delay: () => merge(wake, timer(rediscoverMs, scheduler)).pipe(take(1), filter(() => !picker.complete)) }),
+        repeat({ delay: () => merge(wake, timer(resumeIn(id), scheduler)).pipe(take(1), filter(() => !picker.complete)) }),
         ignoreElements(),
         catchError((err: Error) => {
           // our own disk failing is no fault of the peer's: the whole download stops

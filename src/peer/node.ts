@@ -6,7 +6,7 @@ import {
 } from 'rxjs'
 import { ConnectionClosedError } from '../errors'
 import { heartbeats } from './heartbeat'
-import { FAN_OUT, HEARTBEAT_MS, MAX_BLOCK_SIZE, MAX_PEERS_PER_REPLY, UPLOAD_QUEUE_MS } from '../limits'
+import { FAN_OUT, HEARTBEAT_MS, MAX_BLOCK_SIZE, MAX_PEERS_PER_REPLY, BUSY_QUEUE_MS } from '../limits'
 import { log } from '../log'
 import type { FileMetaData, PeerAddress } from '../protocol/messages'
 import { bindUdp, type UdpPort } from '../net/udp'
@@ -153,8 +153,8 @@ export class Lp2pNode {
         port: this.opts.port ?? 0,
         onUpload: (n) => { this.uploaded += n },
         budget: this.uploadBudget,
-        // behind an upload cap, a queue longer than UPLOAD_QUEUE_MS of it is declined (BUSY)
-        busyBytes: this.uploadBudget === undefined ? undefined : (this.opts.uploadLimit as number) * UPLOAD_QUEUE_MS / 1000,
+        // behind an upload cap, a queue longer than BUSY_QUEUE_MS of it is declined (BUSY)
+        busyBytes: this.uploadBudget === undefined ? undefined : (this.opts.uploadLimit as number) * BUSY_QUEUE_MS / 1000,
       })
       this.listen = await this.server.start()
       await lastValueFrom(this.publishShared().pipe(defaultIfEmpty(null)))

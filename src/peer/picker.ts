@@ -108,6 +108,18 @@ export class PiecePicker {
     if (pending === undefined || !hasBit(pending, index)) this.availability[index]++
   }
 
+  /** A source holds (at least) the pieces in `bitfield` now (it said so with a piece): the new ones count, the rest stays. */
+  addHave (id: string, bitfield: Uint8Array): void {
+    const bf = this.has.get(id)
+    if (bf === undefined || bf === null) return
+    const bytes = Math.ceil(this.pieces / 8)
+    for (let j = 0; j < bytes; j++) {
+      const fresh = (bitfield[j] ?? 0) & ~(bf[j] ?? 0)
+      if (fresh === 0) continue
+      for (let k = 0; k < 8; k++) if ((fresh & (0x80 >> k)) !== 0 && (j << 3) + k < this.pieces) this.sourceGot(id, (j << 3) + k)
+    }
+  }
+
   private forget (id: string): void {
     const bf = this.has.get(id)
     if (bf === undefined) return

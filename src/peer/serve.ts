@@ -120,6 +120,8 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
       }
       const length = Math.min(m.blockSize, m.size - m.offset)
       const header: PeerReply = { type: 'piece', req: m.req, pieceSize: length, offset: m.offset, totalPieces: m.pieces, clusterName: m.hash }
+      // a holder still downloading says what it holds now: its askers learn its new pieces at once
+      if (have !== null && m.pieces === f.meta.pieces) header.bitfield = Uint8Array.prototype.slice.call(have)
       return { msg: header, payload: { source: f.source(), offset: m.offset, length } }
     }
     default: {

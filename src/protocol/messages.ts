@@ -109,8 +109,12 @@ export interface Probe { type: 'probe', req: number, fileId: string }
 export interface Have { type: 'have', req: number, fileId: string, totalPieces: number, bitfield?: Uint8Array, pending?: Uint8Array, sent?: Uint8Array }
 /** FileRequest: one piece, at `offset` (a multiple of blockSize) of the file `hash`. */
 export interface Leech { type: 'leech', req: number, hash: string, size: number, offset: number, blockSize: number, pieces: number }
-/** PieceHeader: `pieceSize` raw bytes follow the header in the same frame. clusterName is the fileId. */
-export interface Piece { type: 'piece', req: number, pieceSize: number, offset: number, totalPieces: number, clusterName: string }
+/**
+ * PieceHeader: `pieceSize` raw bytes follow the header in the same frame. clusterName is the fileId.
+ * `bitfield` (optional): the pieces a sender that is still downloading holds now, so an asker
+ * learns its new pieces with every piece, without waiting for its next probe.
+ */
+export interface Piece { type: 'piece', req: number, pieceSize: number, offset: number, totalPieces: number, clusterName: string, bitfield?: Uint8Array }
 export interface PeerErrorReply { type: 'error', req: number, code: string, message: string }
 
 export type PeerRequest = FindCluster | GetHashes | Probe | Leech
@@ -272,6 +276,10 @@ export function peerMessage (x: unknown): PeerMessage {
     }
     case 'piece': {
       const m: Piece = { type: 'piece', req: req(o), pieceSize: v.int(o, 'pieceSize', 0, MAX_BLOCK_SIZE), offset: v.int(o, 'offset'), totalPieces: v.int(o, 'totalPieces'), clusterName: v.hash(o, 'clusterName') }
+      if (o.bitfield !== undefined && o.bitfield !== null) {
+        m.bitfield = v.bytes(o, 'bitfield', Math.ceil(m.totalPieces / 8))
+        if (m.bitfield.length !== Math.ceil(m.totalPieces / 8)) throw new ProtocolError('bitfield length does not match totalPieces')
+      }
       return m
     }
     case 'error': return { type: 'error', req: req(o), code: v.str(o, 'code', 32), message: v.str(o, 'message', 512) }

@@ -1,6 +1,6 @@
 import { Observable } from 'rxjs'
 import { ConnectionClosedError, RemoteError } from '../errors'
-import { UPLOAD_QUEUE_MS } from '../limits'
+import { BUSY_QUEUE_MS } from '../limits'
 import type { Frame } from '../protocol/frames'
 import type { PeerAddress, PeerRequest, TrackerMessage } from '../protocol/messages'
 import type { PeerLink, WithoutReq } from '../net/peerConnection'
@@ -47,8 +47,8 @@ export class SimHost {
   epoch = 0
   upFree = 0
   downFree = 0
-  /** Piece requests are declined (BUSY) while more than this much is queued on the uplink. */
-  queueMs = UPLOAD_QUEUE_MS
+  /** Piece requests are declined (BUSY) while more than this much is queued on the uplink (the production threshold). */
+  queueMs = BUSY_QUEUE_MS
   uploaded = 0
   downloaded = 0
   group = 0

@@ -6,6 +6,7 @@ import type { FileMetaData, NodeInfo, PeerAddress, PeerRequest } from '../../src
 import type { Frame } from '../../src/protocol/frames'
 import type { PeerLink, WithoutReq } from '../../src/net/peerConnection'
 import { MemorySink } from '../../src/storage/memorySink'
+import { RemoteError } from '../../src/errors'
 
 const BLOCK = 4096
 const content = randomBytes(4 * BLOCK + 100) // 5 pieces, the last one short
@@ -21,11 +22,13 @@ interface Behaviour {
   /** Pieces it holds (default: all). */
   holds?: number[]
   /** Frames a piece takes; 'silent' for never, 'error' for a dropped connection. */
-  piece?: (index: number) => number | 'silent' | 'error' | 'corrupt'
+  piece?: (index: number) => number | 'silent' | 'error' | 'corrupt' | 'busy'
 }
 
 class FakeLink implements PeerLink {
   readonly asked: number[] = []
+  /** When each piece request came (frames). */
+  readonly askedAt: number[] = []
   constructor (readonly peer: PeerAddress, private readonly b: Behaviour, private readonly scheduler: SchedulerLike) {}
   request (msg: WithoutReq<PeerRequest>): Observable<Frame> {
     const reply = (f: Frame, frames = 1): Observable<Frame> => of(f).pipe(delay(frames, this.scheduler))
@@ -47,7 +50,9 @@ class FakeLink implements PeerLink {
       case 'leech': {
         const index = msg.offset / BLOCK
         this.asked.push(index)
+        this.askedAt.push(this.scheduler.now())
         const how = this.b.piece?.(index) ?? 2
+        if (how === 'busy') return timer(1, this.scheduler).pipe(mergeMap(() => throwError(() => new RemoteError('BUSY', 'upload queue full'))))
         if (how === 'silent') return NEVER
         if (how === 'error') return timer(2, this.scheduler).pipe(mergeMap(() => throwError(() => Object.assign(new Error('connection reset'), { code: 'ERR_CONNECTION_CLOSED' }))))
         const payload = Buffer.from(content.subarray(msg.offset, msg.offset + Math.min(BLOCK, meta.size - msg.offset)))
@@ -177,7 +182,7 @@ describe('leech flow', () => {
     const ts = newScheduler()
     const { deps, links, sinks } = world(ts, [A], { [A.nodeId]: { piece: () => 100 } })
     const events: LeechEvent[] = []
-    const sub = leech('f.bin', deps, { ...opts, pieceTimeoutMs: 1000 }).subscribe((e) => events.push(e))
+    const sub = leech('f.bin', deps, { ...opts, pieceTimeoutMs: 1000, startWindow: 2 }).subscribe((e) => events.push(e))
     ts.schedule(() => sub.unsubscribe(), 20)
     ts.flush()
     expect(sinks[0].closed).toBe(true)
@@ -207,5 +212,37 @@ describe('leech flow', () => {
     ts.flush()
     expect(error).toMatchObject({ code: 'ERR_NOT_FOUND' })
     expect(sinks).toHaveLength(0)
+  })
+
+  describe('a source that answers BUSY', () => {
+    it('is asked again after busyRetryMs, not at its next probe, and is not dropped', () => {
+      const ts = newScheduler()
+      let asks = 0
+      const { deps, links, sinks } = world(ts, [A], { [A.nodeId]: { piece: () => ++asks <= 2 ? 'busy' : 1 } })
+      const events: LeechEvent[] = []
+      leech('f.bin', deps, { ...opts, busyRetryMs: 3 }).subscribe((e) => events.push(e))
+      ts.flush()
+      expect(events.at(-1)).toMatchObject({ event: 'done' })
+      expect(sinks[0].committed).toBe(true)
+      expect(events.some((e) => e.event === 'peer-dropped')).toBe(false)
+      const at = links.get(A.nodeId)?.askedAt ?? []
+      // BUSY arrives a frame after the ask; the next ask follows the 3-frame pause, well before the 20-frame rediscovery
+      expect(at[1] - at[0]).toBe(1 + 3)
+      expect(at[2] - at[1]).toBe(1 + 3)
+    })
+
+    it('gives its piece back at once: another holder serves it meanwhile', () => {
+      const ts = newScheduler()
+      const { deps, links, sinks } = world(ts, [A, B], { [A.nodeId]: { piece: () => 'busy' }, [B.nodeId]: { piece: () => 1 } })
+      const events: LeechEvent[] = []
+      leech('f.bin', deps, { ...opts, busyRetryMs: 3 }).subscribe((e) => events.push(e))
+      ts.flush()
+      expect(events.at(-1)).toMatchObject({ event: 'done' })
+      expect(sinks[0].committed).toBe(true)
+      // every piece came from B, A (always busy) was asked more than once and never dropped
+      expect(events.filter((e) => e.event === 'piece').map((e) => (e as { peer: string }).peer)).toEqual(Array(5).fill('127.0.0.1:2'))
+      expect((links.get(A.nodeId)?.asked ?? []).length).toBeGreaterThan(1)
+      expect(events.some((e) => e.event === 'peer-dropped')).toBe(false)
+    })
   })
 })

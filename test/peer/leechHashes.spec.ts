@@ -119,7 +119,7 @@ function world (ts: TestScheduler, f: TestFile, nodes: NodeInfo[], behaviours: R
   }
 }
 
-const opts = { queryTimeoutMs: 5, pieceTimeoutMs: 10, pipeline: 2, rediscoverMs: 20, noSourceGraceMs: 60, maxSources: 4 } // two sources are half the maximum: discovery keeps its 20 ms period
+const opts = { queryTimeoutMs: 5, pieceTimeoutMs: 10, pipeline: 2, startWindow: 2, rediscoverMs: 20, noSourceGraceMs: 60, maxSources: 4 } // two sources are half the maximum: discovery keeps its 20 ms period
 
 interface Run { events: LeechEvent[], times: number[], error?: Error & { code?: string, missingPieces?: number }, completed: boolean }
 

@@ -199,6 +199,29 @@ describe('PiecePicker', () => {
     })
   })
 
+  describe('addHave (a bitfield that came with a piece)', () => {
+    it('counts only the new pieces, keeps the old ones and what the source is fetching', () => {
+      const p = new PiecePicker(10)
+      p.setSource('a', bits(10, [1]), bits(10, [2]))
+      expect([p.availabilityOf(1), p.availabilityOf(2), p.availabilityOf(9)]).toEqual([1, 1, 0])
+      p.addHave('a', bits(10, [2, 9]))
+      // 1 is not forgotten (pieces are never lost), 2 was counted as pending already, 9 is new
+      expect([p.availabilityOf(1), p.availabilityOf(2), p.availabilityOf(9)]).toEqual([1, 1, 1])
+      expect([p.holds('a', 1), p.holds('a', 2), p.holds('a', 9)]).toEqual([true, true, true])
+      p.addHave('a', bits(10, [9]))
+      expect(p.availabilityOf(9)).toBe(1)
+    })
+
+    it('changes nothing for a source that holds everything or that is unknown', () => {
+      const p = new PiecePicker(10)
+      p.setSource('seed', null)
+      p.addHave('seed', bits(10, [3]))
+      p.addHave('stranger', bits(10, [3]))
+      expect(p.availabilityOf(3)).toBe(1)
+      expect(p.sources).toBe(1)
+    })
+  })
+
   describe('sourceGot', () => {
     it('raises availability once per piece and lets the source be asked for it', () => {
       const p = new PiecePicker(4)

@@ -426,6 +426,13 @@ describe('peer frames', () => {
     expect(Buffer.compare(frames[0].payload as Buffer, payload)).toBe(0)
   })
 
+  it('round-trips piece with the sender\'s bitfield', () => {
+    const msg: PeerMessage = { type: 'piece', req: 6, pieceSize: 3, offset: 0, totalPieces: 10, clusterName: H1, bitfield: new Uint8Array([0xa0, 0x40]) }
+    const [f] = viaFrames(msg, Buffer.from([1, 2, 3]))
+    expect(f.msg).toMatchObject({ type: 'piece', totalPieces: 10 })
+    expect(Array.from((f.msg as { bitfield: Uint8Array }).bitfield)).toEqual([0xa0, 0x40])
+  })
+
   it('round-trips an empty piece', () => {
     const msg: PeerMessage = { type: 'piece', req: 6, pieceSize: 0, offset: 0, totalPieces: 0, clusterName: H1 }
     const [f] = viaFrames(msg)
@@ -530,6 +537,14 @@ describe('peer frames', () => {
       expectProtocolError(() => fh({ ...have, bitfield: Buffer.alloc(0) }))
       expectProtocolError(() => fh({ ...have, totalPieces: 0, bitfield: Buffer.alloc(1) }))
       expectProtocolError(() => fh({ ...have, bitfield: Buffer.alloc(60_000) }))
+    })
+
+    it('piece with a bitfield of the wrong length', () => {
+      const piece = { type: 'piece', req: 6, pieceSize: 10, offset: 0, totalPieces: 10, clusterName: H1 }
+      expect(fh({ ...piece, bitfield: Buffer.alloc(2) })).toMatchObject({ totalPieces: 10 })
+      expectProtocolError(() => fh({ ...piece, bitfield: Buffer.alloc(1) }))
+      expectProtocolError(() => fh({ ...piece, bitfield: Buffer.alloc(3) }))
+      expectProtocolError(() => fh({ ...piece, bitfield: Buffer.alloc(60_000) }))
     })
 
     it('a cluster with more than MAX_PEERS_PER_REPLY peers', () => {
