@@ -153,6 +153,9 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     }
     // a source that said BUSY is not asked again for a short while (its queue drains meanwhile)
     const pausedUntil = new Map<string, number>()
+    const busyStreak = new Map<string, number>()
+    /** When a source's bitfield last came with a piece it sent: no need to probe it as well. */
+    const newsAt = new Map<string, number>()
     const busyRetryMs = opts.busyRetryMs ?? BUSY_RETRY_MS
     const resumeIn = (id: string): number => { const p = (pausedUntil.get(id) ?? 0) - scheduler.now(); return p > 0 ? Math.min(rediscoverMs, p) : rediscoverMs }
     for (const i of sink.present ?? []) picker.markDone(i)
@@ -209,7 +212,11 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           // a busy peer (not at fault either): the piece goes back for another holder, and this
           // peer is asked again after a short pause (waiting for its next probe left uplinks idle)
           if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.busy) {
-            pausedUntil.set(id, scheduler.now() + busyRetryMs)
+            // the pause doubles with each BUSY in a row (a peer that stays busy is not polled
+            // every few ms by each of its askers), up to 16 times; a piece that lands resets it
+            const streak = Math.min(4, busyStreak.get(id) ?? 0)
+            busyStreak.set(id, streak + 1)
+            pausedUntil.set(id, scheduler.now() + busyRetryMs * 2 ** streak)
             picker.release(id, index)
             wake.next()
             return EMPTY
@@ -222,7 +229,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           if (m.type !== 'piece' || m.offset !== offset || m.pieceSize !== expected || m.clusterName !== meta.hash || f.payload?.length !== expected) {
             throw new ProtocolError(`peer ${label(src.peer)} sent a piece that was not asked for`)
           }
-          if (m.bitfield !== undefined && m.totalPieces === meta.pieces) picker.addHave(id, m.bitfield)
+          if (m.bitfield !== undefined && m.totalPieces === meta.pieces) { picker.addHave(id, m.bitfield); newsAt.set(id, scheduler.now()) }
           return f.payload
         }),
         mergeMap((data) => {
@@ -247,6 +254,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
               const bytes = c.data.length // the sink owns the buffer once stored (it may move it to a worker)
               sink.stored(c.position, c.data)
               picker.done(id, index)
+              busyStreak.delete(id)
               landedFrom(id, bytes)
               downloaded += bytes
               emit({ event: 'piece', index, bytes, peer: label(src.peer) })
@@ -278,7 +286,8 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         window: () => windowOf(id),
       }))).pipe(
         // nothing more from it for now: wait for fresher bitfields (or a piece given back), then go on
-        repeat({ delay: () => merge(wake, timer(resumeIn(id), scheduler)).pipe(take(1), filter(() => !picker.complete)) }),
+        // (a paused source sleeps its pause out: waking it on every piece news would only spin it)
+        repeat({ delay: () => ((pausedUntil.get(id) ?? 0) > scheduler.now() ? timer(resumeIn(id), scheduler) : merge(wake, timer(resumeIn(id), scheduler))).pipe(take(1), filter(() => !picker.complete)) }),
         ignoreElements(),
         catchError((err: Error) => {
           // our own disk failing is no fault of the peer's: the whole download stops
@@ -364,7 +373,8 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     // sources that are downloading too change fast: their bitfields are refreshed more often
     const reprobe$ = timer(reprobeMs, reprobeMs, scheduler).pipe(
       exhaustMap(() => {
-        const partial = [...sources.values()].filter((s) => s.bitfield !== null || s.sent !== undefined)
+        const now = scheduler.now()
+        const partial = [...sources.values()].filter((s) => (s.bitfield !== null || s.sent !== undefined) && now - (newsAt.get(s.peer.nodeId) ?? -Infinity) >= reprobeMs)
         return fanOutQuery(partial, (s) => deps.link(s.peer).request({ type: 'probe', fileId: meta.hash }), { timeoutMs, concurrency: partial.length || 1, scheduler })
       }),
       tap((a) => {

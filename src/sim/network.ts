@@ -66,11 +66,13 @@ export interface NetworkStats {
   payloadBytes: number
   /** Error replies by code (declines: BUSY, SEEDED; NOT_FOUND…). */
   errors: Record<string, number>
+  /** Peer requests by type (probe, find_cluster, get_hashes, leech). */
+  requests: Record<string, number>
 }
 
 export class SimNetwork {
   private readonly hosts = new Map<string, SimHost>()
-  readonly stats: NetworkStats = { datagrams: 0, datagramsLost: 0, peerRequests: 0, payloads: 0, payloadBytes: 0, errors: {} }
+  readonly stats: NetworkStats = { datagrams: 0, datagramsLost: 0, peerRequests: 0, payloads: 0, payloadBytes: 0, errors: {}, requests: {} }
   /** Builds the payload bytes a reply carries (the simulation's piece store decides what they are). */
   payloadOf: (host: SimHost, out: Outgoing) => Buffer = (_h, out) => Buffer.alloc(out.payload?.length ?? 0)
 
@@ -130,6 +132,7 @@ export class SimNetwork {
         const req = nextReq++
         const timers: Array<{ cancel: () => void }> = []
         net.stats.peerRequests++
+        net.stats.requests[msg.type] = (net.stats.requests[msg.type] ?? 0) + 1
         const to = net.hosts.get(peer.host)
         const fail = (): void => { timers.push(net.at(lat, () => sub.error(new ConnectionClosedError(`${peer.host}:${peer.port}`, 'connection reset')))) }
         if (to === undefined || !to.alive) { fail(); return () => { for (const t of timers) t.cancel() } }

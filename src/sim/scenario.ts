@@ -73,6 +73,8 @@ export interface ScenarioResult {
   peerRequests: number
   /** Error replies by code (BUSY and SEEDED are declines) and leech events summed over leechers. */
   errors: Record<string, number>
+  /** Peer requests by type. */
+  peerRequestsByType: Record<string, number>
   events: Record<string, number>
   /** Downloads that failed (e.g. no sources for a while) and were started again. */
   retries: number
@@ -215,6 +217,7 @@ function run (o: ScenarioOptions): ScenarioResult {
     trackerRequestsByType: byType,
     peerRequests: net.stats.peerRequests,
     errors: net.stats.errors,
+    peerRequestsByType: net.stats.requests,
     events: leechers.reduce<Record<string, number>>((a, l) => { for (const [k, v] of Object.entries(l.events)) a[k] = (a[k] ?? 0) + v; return a }, {}),
     retries: leechers.reduce((a, l) => a + l.retries, 0),
     crashes,

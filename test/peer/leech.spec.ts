@@ -215,7 +215,7 @@ describe('leech flow', () => {
   })
 
   describe('a source that answers BUSY', () => {
-    it('is asked again after busyRetryMs, not at its next probe, and is not dropped', () => {
+    it('is asked again after busyRetryMs (doubling while it stays busy), not at its next probe, and is not dropped', () => {
       const ts = newScheduler()
       let asks = 0
       const { deps, links, sinks } = world(ts, [A], { [A.nodeId]: { piece: () => ++asks <= 2 ? 'busy' : 1 } })
@@ -226,9 +226,10 @@ describe('leech flow', () => {
       expect(sinks[0].committed).toBe(true)
       expect(events.some((e) => e.event === 'peer-dropped')).toBe(false)
       const at = links.get(A.nodeId)?.askedAt ?? []
-      // BUSY arrives a frame after the ask; the next ask follows the 3-frame pause, well before the 20-frame rediscovery
+      // BUSY arrives a frame after the ask; the next ask follows the 3-frame pause, well before the
+      // 20-frame rediscovery; a second BUSY in a row doubles the pause
       expect(at[1] - at[0]).toBe(1 + 3)
-      expect(at[2] - at[1]).toBe(1 + 3)
+      expect(at[2] - at[1]).toBe(1 + 6)
     })
 
     it('gives its piece back at once: another holder serves it meanwhile', () => {
