@@ -103,6 +103,16 @@ export class Lp2pNode {
   private readonly held = new Map<string, Held>()
   private local: LocalFile[] = []
   private readonly subs: Subscription[] = []
+  /** One-off requests (publish, withdraw): each leaves this set when it completes, so a long-running peer does not pile them up. */
+  private readonly oneOffs = new Set<Subscription>()
+  private fire (o: Observable<unknown>): void {
+    let s: Subscription | undefined
+    s = o.pipe(finalize(() => { if (s !== undefined) this.oneOffs.delete(s) })).subscribe()
+    if (!s.closed) this.oneOffs.add(s)
+  }
+
+  /** One-off tracker requests still running. */
+  get pendingRequests (): number { return this.oneOffs.size }
   private readonly links = new Map<string, SharedLink>()
   /** What the share watcher hashed, by path. */
   private readonly known = new Map<string, KnownFile>()
@@ -210,9 +220,9 @@ export class Lp2pNode {
     for (const [p, k] of this.known) if (k.fileId === fileId) this.known.delete(p)
     if (!this.closed) this.shareEvents.next({ event: 'withdrawn', name: f.name, fileId, reason: err.message })
     if (this.listen === null || this.closed) return
-    this.subs.push(this.trackerClient.request({ type: 'withdraw', nodeId: this.nodeId, port: this.listen?.port ?? 0, fileId }).pipe(
+    this.fire(this.trackerClient.request({ type: 'withdraw', nodeId: this.nodeId, port: this.listen?.port ?? 0, fileId }).pipe(
       catchError((e: Error) => { this.log.warn({ fileId, err: e.message }, 'withdraw not acknowledged; the next heartbeat resyncs'); return EMPTY }),
-    ).subscribe())
+    ))
   }
 
   /**
@@ -437,7 +447,7 @@ export class Lp2pNode {
             this.downloaded += e.bytes
             if (h === null) return
             setBit(h.bits, e.index)
-            if (++h.have === 1 && h.pieceHashes !== null) this.subs.push(this.publishHeld(h).subscribe())
+            if (++h.have === 1 && h.pieceHashes !== null) this.fire(this.publishHeld(h))
             return
           case 'done': {
             if (h === null) return
@@ -448,7 +458,7 @@ export class Lp2pNode {
             held.have = held.meta.pieces
             held.source = () => file
             this.served.set(held.meta.hash, { meta: held.meta, source: () => file, checkSize: () => file.checkSize(), pieceHashes: () => held.pieceHashes, have: () => null })
-            this.subs.push(this.publishHeld(held).subscribe())
+            this.fire(this.publishHeld(held))
           }
         }
       }),
@@ -466,6 +476,8 @@ export class Lp2pNode {
     this.closed = true
     this.closing.next()
     for (const s of this.subs.splice(0)) s.unsubscribe()
+    for (const s of this.oneOffs) s.unsubscribe()
+    this.oneOffs.clear()
     for (const l of this.links.values()) l.conn.close()
     this.links.clear()
     await this.server?.close()

@@ -56,6 +56,9 @@ describe('library API (createNode, leech)', () => {
     }
     // both downloads over: no connection left open
     expect(leecher.core.linkCount).toBe(0)
+    // and the one-off publishes they sent (first piece, complete file) do not pile up once answered
+    for (let i = 0; i < 100 && leecher.core.pendingRequests > 0; i++) await new Promise((r) => setTimeout(r, 20))
+    expect(leecher.core.pendingRequests).toBe(0)
   })
 
   it('cancelling one download keeps its .part and the other download\'s link; a second leech resumes it', async () => {
