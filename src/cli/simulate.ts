@@ -21,6 +21,17 @@ export function parseDuration (v: string): number {
   return Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000)
 }
 
+/** "1s,4s,0.3" → a partition from 1 s to 4 s of 30 % of the leechers. */
+export function parsePartition (v: string): { atMs: number, healMs: number, fraction: number } {
+  const [at, heal, fraction, ...rest] = v.split(',')
+  const f = Number(fraction)
+  if (rest.length > 0 || at === undefined || heal === undefined || !Number.isFinite(f) || f <= 0 || f >= 1) throw new UsageError(`--partition "${v}" is not at,heal,fraction (e.g. 1s,4s,0.3; fraction between 0 and 1)`)
+  const atMs = parseDuration(at)
+  const healMs = parseDuration(heal)
+  if (healMs <= atMs) throw new UsageError(`--partition "${v}": heal must come after at`)
+  return { atMs, healMs, fraction: f }
+}
+
 const opt = (flags: string, what: string, env: string): Option => new Option(flags, what).env(env)
 
 /** `lp2p simulate`: a whole swarm in one process, in virtual time, on the production flows. */
@@ -37,9 +48,10 @@ export function addSimulate (p: Command, parseSize: (v: string) => number, out: 
     .addOption(opt('--loss <p>', 'probability a datagram (tracker traffic) is lost', 'LP2P_SIM_LOSS').default(0).argParser(num('--loss', 0, 0.9)))
     .addOption(opt('--churn <p>', 'fraction of leechers that crash once at a random moment and restart 1–5 s later, resuming', 'LP2P_SIM_CHURN').default(0).argParser(num('--churn', 0, 1)))
     .addOption(opt('--crash-seeder-at <time>', 'the first seeder crashes for good at this virtual time (30, 30s, 1500ms, 2m)', 'LP2P_SIM_CRASH_SEEDER_AT').argParser(parseDuration))
+    .addOption(opt('--partition <at,heal,fraction>', 'cut this fraction of the leechers off (from the tracker, the seeders and the rest) from time at to time heal, e.g. 1s,4s,0.3', 'LP2P_SIM_PARTITION').argParser(parsePartition))
     .addOption(opt('--seed <n>', 'seed of every random choice: the same seed gives the same result, bit for bit', 'LP2P_SIM_SEED').default(1).argParser(num('--seed', 0, 2 ** 32 - 1, true)))
     .addOption(opt('--json', 'print the result as one JSON object', 'LP2P_JSON'))
-    .action((o: { nodes: number, size: number, upload: number, seederUpload?: number, download?: number, seeders: number, latency: number, loss: number, churn: number, crashSeederAt?: number, seed: number, json?: boolean }) => {
+    .action((o: { nodes: number, size: number, upload: number, seederUpload?: number, download?: number, seeders: number, latency: number, loss: number, churn: number, crashSeederAt?: number, partition?: { atMs: number, healMs: number, fraction: number }, seed: number, json?: boolean }) => {
       const tty = process.stderr.isTTY && o.json !== true
       const r = runScenario({
         nodes: o.nodes,
@@ -52,6 +64,7 @@ export function addSimulate (p: Command, parseSize: (v: string) => number, out: 
         loss: o.loss,
         churn: o.churn,
         crashSeederAtMs: o.crashSeederAt,
+        partition: o.partition,
         seed: o.seed,
         onTick: tty ? (t) => process.stderr.write(`\r\x1b[Kvirtual ${(t.virtualMs / 1000).toFixed(1)} s: ${t.done}/${t.nodes} done`) : undefined,
       })

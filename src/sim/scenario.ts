@@ -31,6 +31,11 @@ export interface ScenarioOptions {
   churn?: number
   /** The first seeder crashes (for good) at this virtual time, ms. */
   crashSeederAtMs?: number
+  /**
+   * A network partition: at `atMs`, this fraction of the leechers can reach only each other (the
+   * tracker and seeders are on the other side); at `healMs` the network is whole again.
+   */
+  partition?: { atMs: number, healMs: number, fraction: number }
   /** Initial seeders (default 1). */
   seeders?: number
   /** Seed of every random choice: same seed, same result. */
@@ -161,6 +166,13 @@ function run (o: ScenarioOptions): ScenarioResult {
   for (const s of seedNodes) s.seed(file)
   const spread = o.startSpreadMs ?? 100
   for (const l of leechers) scheduler.schedule(() => l.download(name), random() * spread)
+
+  if (o.partition !== undefined) {
+    const { atMs, healMs, fraction } = o.partition
+    const cut = leechers.filter(() => random() < fraction).map((l) => l.host)
+    scheduler.schedule(() => net.partition(cut), atMs)
+    scheduler.schedule(() => net.heal(), healMs)
+  }
 
   let crashes = 0
   if (o.crashSeederAtMs !== undefined) scheduler.schedule(() => { seedNodes[0].crash(); crashes++ }, o.crashSeederAtMs)
