@@ -371,11 +371,18 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     )
 
     // sources that are downloading too change fast: their bitfields are refreshed more often
+    // each source has at most one probe out; a silent one (its probe waits for the timeout) does
+    // not hold back the news of the others, as one round waiting for all of them did
+    const probing = new Set<string>()
     const reprobe$ = timer(reprobeMs, reprobeMs, scheduler).pipe(
-      exhaustMap(() => {
+      mergeMap(() => {
         const now = scheduler.now()
-        const partial = [...sources.values()].filter((s) => (s.bitfield !== null || s.sent !== undefined) && now - (newsAt.get(s.peer.nodeId) ?? -Infinity) >= reprobeMs)
-        return fanOutQuery(partial, (s) => deps.link(s.peer).request({ type: 'probe', fileId: meta.hash }), { timeoutMs, concurrency: partial.length || 1, scheduler })
+        const partial = [...sources.values()].filter((s) => (s.bitfield !== null || s.sent !== undefined) && !probing.has(s.peer.nodeId) && now - (newsAt.get(s.peer.nodeId) ?? -Infinity) >= reprobeMs)
+        for (const s of partial) probing.add(s.peer.nodeId)
+        return fanOutQuery(partial, (s) => deps.link(s.peer).request({ type: 'probe', fileId: meta.hash }), { timeoutMs, concurrency: partial.length || 1, scheduler }).pipe(
+          tap((a) => probing.delete(a.target.peer.nodeId)),
+          finalize(() => { for (const s of partial) probing.delete(s.peer.nodeId) }),
+        )
       }),
       tap((a) => {
         if (!isAnswer(a) || !sources.has(a.target.peer.nodeId)) return
