@@ -4,8 +4,7 @@ import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { writeRandomFile } from '../../src/cli/demo'
-import { listening, perTest, runLp2p, sha256File, shareRandom, spawnLp2p, startPeer, startTracker } from './helpers'
+import { listening, perTest, runLp2p, sha256File, shareRandom, shareTwice, spawnLp2p, startPeer, startTracker } from './helpers'
 
 const portOf = (addr: string): number => Number(addr.split(':').pop())
 
@@ -35,11 +34,7 @@ describe('failures', () => {
 
   it('a shared file truncated while served does not crash its peer; it is withdrawn and the get finishes from another peer', async () => {
     const F = 32 * 1024 * 1024
-    const a = path.join(dir, 'a')
-    const b = path.join(dir, 'b')
-    fs.mkdirSync(a); fs.mkdirSync(b)
-    const sha = writeRandomFile(path.join(a, 't.bin'), F)
-    fs.copyFileSync(path.join(a, 't.bin'), path.join(b, 't.bin'))
+    const { a, b, sha } = shareTwice(dir, 'a', 'b', 't.bin', F)
     const { address: tracker } = await startTracker(procs)
     const peerA = await startPeer(procs, a, tracker)
     await startPeer(procs, b, tracker)

@@ -71,3 +71,12 @@ export function shareRandom (dir: string, sub: string, name: string, size: numbe
   const file = path.join(share, name)
   return { share, file, sha: writeRandomFile(file, size) }
 }
+
+/** The same random file `name` in two share folders `dir/a` and `dir/b` (two sources of one file). */
+export function shareTwice (dir: string, a: string, b: string, name: string, size: number): { a: string, b: string, sha: string } {
+  const first = shareRandom(dir, a, name, size)
+  const other = path.join(dir, b)
+  fs.mkdirSync(other, { recursive: true })
+  fs.copyFileSync(first.file, path.join(other, name))
+  return { a: first.share, b: other, sha: first.sha }
+}

@@ -1,7 +1,6 @@
 import fs from 'node:fs'
 import path from 'node:path'
-import { writeRandomFile } from '../../src/cli/demo'
-import { perTest, runLp2p, sha256File, shareRandom, spawnLp2p, startPeer, startTracker } from './helpers'
+import { perTest, runLp2p, sha256File, shareRandom, shareTwice, spawnLp2p, startPeer, startTracker } from './helpers'
 
 interface NodeStatus { nodeId: string, address: string, uploaded: number, downloaded: number, files: { fileId: string, completeness: number }[] }
 
@@ -50,11 +49,7 @@ describe('swarm', () => {
 
   it('a peer whose copy was corrupted on disk after publishing never makes a leecher\'s copy wrong', async () => {
     const F = 8 * 1024 * 1024
-    const good = path.join(dir, 'good')
-    const bad = path.join(dir, 'bad')
-    fs.mkdirSync(good); fs.mkdirSync(bad)
-    const sha = writeRandomFile(path.join(good, 'data.bin'), F)
-    fs.copyFileSync(path.join(good, 'data.bin'), path.join(bad, 'data.bin'))
+    const { a: good, b: bad, sha } = shareTwice(dir, 'good', 'bad', 'data.bin', F)
     const { address: tracker } = await startTracker(procs)
     // --no-watch: the bad copy rots unnoticed (a watching peer would see the write and withdraw it)
     await startPeer(procs, bad, tracker, ['--no-watch'])
