@@ -223,8 +223,8 @@ export class SimNode {
   /** Started again (a new process, a new node id), resuming its download. */
   restart (name: string): void {
     this.o.net.restart(this.host)
+    if (this.seeding !== null) { this.seed(this.seeding); return } // seed() takes a new identity itself
     this.newIdentity()
-    if (this.seeding !== null) { this.seed(this.seeding); return }
     if (this.doneAt === null) this.download(name)
   }
 
