@@ -157,6 +157,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     /** When a source's bitfield last came with a piece it sent: no need to probe it as well. */
     const newsAt = new Map<string, number>()
     const busyRetryMs = opts.busyRetryMs ?? BUSY_RETRY_MS
+    const paused = (id: string): boolean => (pausedUntil.get(id) ?? 0) > scheduler.now()
     const resumeIn = (id: string): number => { const p = (pausedUntil.get(id) ?? 0) - scheduler.now(); return p > 0 ? Math.min(rediscoverMs, p) : rediscoverMs }
     for (const i of sink.present ?? []) picker.markDone(i)
     const sources = new Map<string, Source>() // live sources by nodeId
@@ -280,14 +281,14 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       )
       // pieces only once they can be checked
       return concat(hashes$, defer(() => !hashesKnown() ? EMPTY : leechPieces({
-        next: () => { const i = picker.complete || (pausedUntil.get(id) ?? 0) > scheduler.now() ? null : picker.next(id); return i === null ? null : i * meta.blockSize },
+        next: () => { const i = picker.complete || paused(id) ? null : picker.next(id); return i === null ? null : i * meta.blockSize },
         fetch: (offset) => fetchPiece(src, offset / meta.blockSize),
         pipeline,
         window: () => windowOf(id),
       }))).pipe(
         // nothing more from it for now: wait for fresher bitfields (or a piece given back), then go on
         // (a paused source sleeps its pause out: waking it on every piece news would only spin it)
-        repeat({ delay: () => ((pausedUntil.get(id) ?? 0) > scheduler.now() ? timer(resumeIn(id), scheduler) : merge(wake, timer(resumeIn(id), scheduler))).pipe(take(1), filter(() => !picker.complete)) }),
+        repeat({ delay: () => (paused(id) ? timer(resumeIn(id), scheduler) : merge(wake, timer(resumeIn(id), scheduler))).pipe(take(1), filter(() => !picker.complete)) }),
         ignoreElements(),
         catchError((err: Error) => {
           // our own disk failing is no fault of the peer's: the whole download stops
