@@ -63,6 +63,11 @@ export const IN_FLIGHT_MS = 50
  * queues keep every holder's uplink fed by many askers instead of a few askers queueing deep.
  */
 export const BUSY_QUEUE_MS = 25
+/**
+ * A piece that never went out from a node (new in the swarm, wanted by many) is accepted until
+ * its uplink queue is this many times BUSY_QUEUE_MS: new pieces spread at once.
+ */
+export const FRESH_QUEUE_FACTOR = 2
 /** A peer that said BUSY is asked again after this long (its piece goes to another holder meanwhile). */
 export const BUSY_RETRY_MS = 20
 /**
@@ -70,6 +75,15 @@ export const BUSY_RETRY_MS = 20
  * too): a new piece at a holder must become known fast, or uplinks idle while it has it alone.
  */
 export const REPROBE_MS = 100
+/**
+ * A watch (a probe that waits for news) is answered after this long when no news came: a
+ * liveness check of an idle source. The asker gives up on it QUERY_TIMEOUT_MS later.
+ */
+export const WATCH_MS = 2_000
+/** Longest wait a watch may ask for. */
+export const MAX_WATCH_MS = 10_000
+/** Longest bitfield accepted in a request (196,608 pieces: 1.5 TiB at the largest block size). */
+export const MAX_BITFIELD_BYTES = 24 * 1024
 /** Requests in flight per peer: PIPELINE_BYTES worth of pieces, within these bounds. */
 export const MIN_PIPELINE = 4
 export const MAX_PIPELINE = 32

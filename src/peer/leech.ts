@@ -4,7 +4,7 @@ import {
   repeat, Subject, switchMap, take, takeUntil, tap, throwError, timeout, timer, toArray, type SchedulerLike,
 } from 'rxjs'
 import { HashMismatchError, NoSourcesError, PeerTimeoutError, ProtocolError, RemoteError, StorageError } from '../errors'
-import { BUSY_RETRY_MS, FAN_OUT, IN_FLIGHT_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS, REPROBE_MS } from '../limits'
+import { BUSY_RETRY_MS, FAN_OUT, IN_FLIGHT_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS, REPROBE_MS, WATCH_MS } from '../limits'
 import { MAX_HASHES_PER_FRAME, REMOTE_CODES, type FileMetaData, type NodeInfo, type PeerAddress } from '../protocol/messages'
 import type { Frame } from '../protocol/frames'
 import type { PeerLink } from '../net/peerConnection'
@@ -53,6 +53,8 @@ export interface LeechDeps {
   budget?: ByteBudget
   /** Random source for piece tie-breaks (seeded in simulations). */
   random?: () => number
+  /** Peers that asked this node about the file (they download it too): candidate sources. */
+  askers?: Observable<PeerAddress>
   /** Told, once, how to read which pieces this download is fetching (a node puts them in its `have` replies). */
   onPending?: (pending: () => Uint8Array) => void
 }
@@ -65,8 +67,10 @@ export interface LeechOptions {
   maxSources?: number
   /** How often the cluster is looked up and probed again (new peers, fresher bitfields). */
   rediscoverMs?: number
-  /** How often sources that are still downloading are probed for their bitfields. */
+  /** How often a source that does not answer watches (an older peer) is probed for its bitfield. */
   reprobeMs?: number
+  /** How long a watched source may hold its answer when it has no news for us (WATCH_MS). */
+  watchMs?: number
   /** How long to wait with no usable source before giving up. */
   noSourceGraceMs?: number
   /** Bad pieces from one peer before it is banned for this download. */
@@ -103,7 +107,7 @@ export function leech (query: string, deps: LeechDeps, opts: LeechOptions = {}):
 
 const localHash = (data: Buffer): Observable<Buffer> => defer(() => of(createHash('sha256').update(data).digest()))
 
-interface Source { peer: PeerAddress, bitfield: Uint8Array | null, pending?: Uint8Array, sent?: Uint8Array }
+interface Source { peer: PeerAddress, bitfield: Uint8Array | null, pending?: Uint8Array, sent?: Uint8Array, version?: number }
 
 /**
  * The swarm download of one known file. Every `rediscoverMs` the cluster is rebuilt
@@ -130,6 +134,11 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     const picker = new PiecePicker(meta.pieces, { random: deps.random })
     deps.onPending?.(() => picker.inFlightBits())
     const reprobeMs = opts.reprobeMs ?? REPROBE_MS
+    const watchMs = opts.watchMs ?? WATCH_MS
+    const notSelf = (p: PeerAddress): boolean => p.nodeId !== deps.selfId
+    // this node serves what it fetches: those it asks may fetch from it in turn
+    const fromSelf = deps.selfPort === undefined || deps.selfId === undefined ? undefined : { nodeId: deps.selfId, port: deps.selfPort }
+    const timeoutMs = opts.queryTimeoutMs ?? QUERY_TIMEOUT_MS
     // per source: its rate, measured over the pieces that land, sets how many requests it gets
     const rates = new Map<string, { since: number, bytes: number, rate: number }>()
     const landedFrom = (id: string, bytes: number): void => {
@@ -154,8 +163,6 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     // a source that said BUSY is not asked again for a short while (its queue drains meanwhile)
     const pausedUntil = new Map<string, number>()
     const busyStreak = new Map<string, number>()
-    /** When a source's bitfield last came with a piece it sent: no need to probe it as well. */
-    const newsAt = new Map<string, number>()
     const busyRetryMs = opts.busyRetryMs ?? BUSY_RETRY_MS
     const paused = (id: string): boolean => (pausedUntil.get(id) ?? 0) > scheduler.now()
     const resumeIn = (id: string): number => { const p = (pausedUntil.get(id) ?? 0) - scheduler.now(); return p > 0 ? Math.min(rediscoverMs, p) : rediscoverMs }
@@ -169,7 +176,10 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     const strikes = new Map<string, number>()
     const landed = new Subject<number>()
     const complete$ = new Subject<void>()
-    const wake = new Subject<void>()
+    // wakes idle sources: all of them (null), one source (its id: it has news), or those holding a
+    // piece that went back (its index)
+    const wake = new Subject<string | number | null>()
+    const wakes = (id: string) => (w: string | number | null): boolean => w === null || w === id || (typeof w === 'number' && picker.holds(id, w))
     let pieceHashes: Buffer | null = null
     let hashesFrom = ''
     let downloaded = 0
@@ -194,6 +204,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           pieceHashes = all
           hashesFrom = label(src.peer)
           emit({ event: 'hashes', pieceHashes: all, from: hashesFrom })
+          wake.next(null) // sources that waited for a way to check pieces
         }),
         ignoreElements(),
       )
@@ -219,10 +230,10 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
             busyStreak.set(id, streak + 1)
             pausedUntil.set(id, scheduler.now() + busyRetryMs * 2 ** streak)
             picker.release(id, index)
-            wake.next()
+            wake.next(index)
             return EMPTY
           }
-          if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.seeded) { picker.decline(id, index); return EMPTY }
+          if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.seeded) { picker.decline(id, index); wake.next(index); return EMPTY }
           throw err
         }),
         map((f: Frame) => {
@@ -230,7 +241,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           if (m.type !== 'piece' || m.offset !== offset || m.pieceSize !== expected || m.clusterName !== meta.hash || f.payload?.length !== expected) {
             throw new ProtocolError(`peer ${label(src.peer)} sent a piece that was not asked for`)
           }
-          if (m.bitfield !== undefined && m.totalPieces === meta.pieces) { picker.addHave(id, m.bitfield); newsAt.set(id, scheduler.now()) }
+          if (m.bitfield !== undefined && m.totalPieces === meta.pieces) picker.addHave(id, m.bitfield)
           return f.payload
         }),
         mergeMap((data) => {
@@ -260,6 +271,8 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
               downloaded += bytes
               emit({ event: 'piece', index, bytes, peer: label(src.peer) })
               landed.next(index) // cancels duplicates; completes the download after the last piece
+              // in the endgame an idle source may take a copy of a piece still in flight elsewhere
+              if (picker.missing === 0 && !picker.complete) wake.next(null)
               return index
             }),
           )
@@ -279,16 +292,44 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       const hashes$ = defer(() => hashesKnown() || !picker.useful(id) ? EMPTY : fetchHashes(src)).pipe(
         catchError((err: unknown) => { if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.notFound) return EMPTY; throw err }),
       )
+      // a source still downloading that has nothing for us now is watched: it answers when it
+      // stores a piece we lack (one watch out at a time; its news wakes this source's loop)
+      const idle = new Subject<void>()
+      const watch$ = idle.pipe(exhaustMap(() => defer(() => {
+        if (src.bitfield === null || picker.complete || sources.get(id) !== src) return EMPTY
+        const watch = { type: 'probe' as const, fileId: meta.hash, since: src.version ?? 0, lacks: picker.wantBits(), waitMs: watchMs }
+        return deps.link(src.peer).request(fromSelf === undefined ? watch : { ...watch, from: fromSelf }).pipe(
+          timeout({ first: watchMs + timeoutMs, scheduler, with: () => throwError(() => new PeerTimeoutError(label(src.peer), 'watch')) }),
+          mergeMap((f) => {
+            const s = toSource(src.peer, f, meta)
+            if (s !== null && sources.get(id) === src) {
+              src.bitfield = s.bitfield; src.sent = s.sent; src.version = s.version
+              picker.setSource(id, s.bitfield, s.pending, s.sent)
+              wake.next(id)
+            }
+            // a peer that does not know watches answers at once: it is asked again only after a while
+            return s === null || s.version === undefined ? timer(reprobeMs, scheduler) : EMPTY
+          }),
+        )
+      })))
       // pieces only once they can be checked
-      return concat(hashes$, defer(() => !hashesKnown() ? EMPTY : leechPieces({
+      const fetch$ = concat(hashes$, defer(() => !hashesKnown() ? EMPTY : leechPieces({
         next: () => { const i = picker.complete || paused(id) ? null : picker.next(id); return i === null ? null : i * meta.blockSize },
         fetch: (offset) => fetchPiece(src, offset / meta.blockSize),
         pipeline,
         window: () => windowOf(id),
       }))).pipe(
-        // nothing more from it for now: wait for fresher bitfields (or a piece given back), then go on
+        // nothing more from it for now: wait for its news (or a piece given back), then go on
         // (a paused source sleeps its pause out: waking it on every piece news would only spin it)
-        repeat({ delay: () => (paused(id) ? timer(resumeIn(id), scheduler) : merge(wake, timer(resumeIn(id), scheduler))).pipe(take(1), filter(() => !picker.complete)) }),
+        repeat({
+          delay: () => {
+            if (paused(id)) return timer(resumeIn(id), scheduler).pipe(filter(() => !picker.complete))
+            idle.next()
+            return wake.pipe(filter(wakes(id)), take(1), filter(() => !picker.complete))
+          },
+        }),
+      )
+      return merge(fetch$, watch$).pipe(
         ignoreElements(),
         catchError((err: Error) => {
           // our own disk failing is no fault of the peer's: the whole download stops
@@ -298,19 +339,18 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           const failures = (cooling.get(id)?.failures ?? 0) + 1
           cooling.set(id, { failures, until: scheduler.now() + Math.min(60_000, 5 * rediscoverMs * 2 ** (failures - 1)) })
           emit({ event: 'peer-dropped', peer: label(src.peer), code: (err as { code?: string }).code ?? 'ERR_PEER', error: err.message })
+          wake.next(null) // its pieces went back: the others may fetch them
           return EMPTY
         }),
       )
     }
 
     // ------------------------------------------------------------ discovery, again and again
-    const notSelf = (p: PeerAddress): boolean => p.nodeId !== deps.selfId
-    const timeoutMs = opts.queryTimeoutMs ?? QUERY_TIMEOUT_MS
     const discoverOnce = (): Observable<Source[]> => deps.tracker.nodes(meta.hash).pipe(
       catchError(() => of([] as NodeInfo[])), // a tracker hiccup: the known cluster still works
       mergeMap((nodes) => {
         const neighbours = nodes.filter(notSelf).slice(0, opts.fanOut ?? FAN_OUT)
-        const from = deps.selfPort === undefined || deps.selfId === undefined ? undefined : { nodeId: deps.selfId, port: deps.selfPort }
+        const from = fromSelf
         return fanOutQuery(neighbours, (n) => deps.link(n).request(from === undefined ? { type: 'find_cluster', fileId: meta.hash } : { type: 'find_cluster', fileId: meta.hash, from }), {
           timeoutMs, concurrency: neighbours.length || 1, scheduler, onTimeout: (n) => new PeerTimeoutError(label(n), 'find_cluster'),
         }).pipe(toArray(), map((answers) => ({ neighbours, answers })))
@@ -324,7 +364,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           if (a.value.msg.type === 'cluster') for (const p of a.value.msg.peers) if (notSelf(p) && !cluster.has(p.nodeId)) cluster.set(p.nodeId, p)
         }
         const members = [...cluster.values()].filter((p) => !banned.has(p.nodeId) && !coolingDown(p.nodeId)).slice(0, 4 * maxSources)
-        return fanOutQuery(members, (p) => deps.link(p).request({ type: 'probe', fileId: meta.hash }), {
+        return fanOutQuery(members, (p) => deps.link(p).request(fromSelf === undefined ? { type: 'probe', fileId: meta.hash } : { type: 'probe', fileId: meta.hash, from: fromSelf }), {
           timeoutMs, concurrency: members.length || 1, scheduler, onTimeout: (p) => new PeerTimeoutError(label(p), 'probe'),
         }).pipe(
           filter(isAnswer),
@@ -349,13 +389,37 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           if (banned.has(s.peer.nodeId) || coolingDown(s.peer.nodeId)) continue
           const known = sources.get(s.peer.nodeId)
           picker.setSource(s.peer.nodeId, s.bitfield, s.pending, s.sent)
-          if (known !== undefined) { known.bitfield = s.bitfield; known.sent = s.sent; continue }
+          if (known !== undefined) { known.bitfield = s.bitfield; known.sent = s.sent; known.version = s.version; continue }
           if (sources.size >= maxSources) { picker.drop(s.peer.nodeId); continue }
           sources.set(s.peer.nodeId, s)
           fresh.push(s)
         }
-        wake.next()
+        wake.next(null)
         return from(fresh)
+      }),
+    )
+
+    // a peer that asked us about this file is downloading it too: it may become a source (up to
+    // twice maxSources in all), so the swarm's graph has edges both ways and a late joiner's uplink
+    // is not left idle until others look for peers again
+    const asking = new Set<string>()
+    const askers$ = (deps.askers ?? EMPTY).pipe(
+      filter((p) => notSelf(p) && !sources.has(p.nodeId) && !asking.has(p.nodeId) && asking.size < FAN_OUT && !banned.has(p.nodeId) && !coolingDown(p.nodeId) && sources.size < 2 * maxSources),
+      mergeMap((p) => {
+        asking.add(p.nodeId)
+        return deps.link(p).request(fromSelf === undefined ? { type: 'probe', fileId: meta.hash } : { type: 'probe', fileId: meta.hash, from: fromSelf }).pipe(
+          timeout({ first: timeoutMs, scheduler }),
+          map((f) => toSource(p, f, meta)),
+          catchError(() => of(null)),
+          finalize(() => asking.delete(p.nodeId)),
+        )
+      }),
+      mergeMap((s) => {
+        const id = s?.peer.nodeId ?? ''
+        if (s === null || picker.complete || sources.has(id) || sources.size >= 2 * maxSources || banned.has(id) || coolingDown(id)) return EMPTY
+        picker.setSource(id, s.bitfield, s.pending, s.sent)
+        sources.set(id, s)
+        return of(s)
       }),
     )
 
@@ -371,33 +435,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       mergeMap(() => throwError(() => new NoSourcesError(meta.hash, picker.remaining))),
     )
 
-    // sources that are downloading too change fast: their bitfields are refreshed more often
-    // each source has at most one probe out; a silent one (its probe waits for the timeout) does
-    // not hold back the news of the others, as one round waiting for all of them did
-    const probing = new Set<string>()
-    const reprobe$ = timer(reprobeMs, reprobeMs, scheduler).pipe(
-      mergeMap(() => {
-        const now = scheduler.now()
-        const partial = [...sources.values()].filter((s) => (s.bitfield !== null || s.sent !== undefined) && !probing.has(s.peer.nodeId) && now - (newsAt.get(s.peer.nodeId) ?? -Infinity) >= reprobeMs)
-        for (const s of partial) probing.add(s.peer.nodeId)
-        return fanOutQuery(partial, (s) => deps.link(s.peer).request({ type: 'probe', fileId: meta.hash }), { timeoutMs, concurrency: partial.length || 1, scheduler }).pipe(
-          tap((a) => probing.delete(a.target.peer.nodeId)),
-          finalize(() => { for (const s of partial) probing.delete(s.peer.nodeId) }),
-        )
-      }),
-      tap((a) => {
-        if (!isAnswer(a) || !sources.has(a.target.peer.nodeId)) return
-        const s = toSource(a.target.peer, a.value, meta)
-        if (s === null) return
-        a.target.bitfield = s.bitfield
-        a.target.sent = s.sent
-        picker.setSource(s.peer.nodeId, s.bitfield, s.pending, s.sent)
-        wake.next()
-      }),
-      ignoreElements(),
-    )
-
-    const transfer$ = merge(newSources$.pipe(mergeMap(runSource, maxSources)), starved$, reprobe$)
+    const transfer$ = merge(merge(newSources$, askers$).pipe(mergeMap(runSource)), starved$)
 
     const finish$ = defer(() => sink.digest()).pipe(map((sha256): LeechEvent => {
       if (sha256 !== meta.hash) { sink.discardState?.(); throw new HashMismatchError(meta.hash, sha256) }
@@ -418,5 +456,6 @@ function toSource (peer: PeerAddress, f: Frame, meta: FileMetaData): Source | nu
   const s: Source = { peer, bitfield: f.msg.bitfield ?? null }
   if (f.msg.pending !== undefined) s.pending = f.msg.pending
   if (f.msg.sent !== undefined) s.sent = f.msg.sent
+  if (f.msg.version !== undefined) s.version = f.msg.version
   return s
 }

@@ -57,6 +57,8 @@ export class PiecePicker {
   }
 
   get remaining (): number { return this.pieces - this.doneCount }
+  /** Pieces neither done nor in flight (0: the endgame). */
+  get missing (): number { return this.missingCount }
   get complete (): boolean { return this.doneCount === this.pieces }
   get sources (): number { return this.has.size }
   isDone (index: number): boolean { return this.state[index] === DONE }
@@ -96,6 +98,18 @@ export class PiecePicker {
   inFlightBits (): Uint8Array {
     const bf = new Uint8Array(Math.ceil(this.pieces / 8))
     for (const i of this.owners.keys()) setBit(bf, i)
+    return bf
+  }
+
+  /**
+   * The pieces worth news from a source, as a bitfield (a watch's `lacks`): those missing, or,
+   * in the endgame, those not done.
+   */
+  wantBits (): Uint8Array {
+    const bf = new Uint8Array(Math.ceil(this.pieces / 8))
+    const endgame = this.missingCount === 0
+    const state = this.state
+    for (let i = 0; i < this.pieces; i++) if (state[i] === MISSING || (endgame && state[i] !== DONE)) bf[i >> 3] |= 0x80 >> (i & 7)
     return bf
   }
 

@@ -1,7 +1,9 @@
-import { REMOTE_CODES, type FileMetaData, type PeerReply, type PeerRequest } from '../protocol/messages'
+import { filter, map, merge, of, take, timer, type Observable, type SchedulerLike } from 'rxjs'
+import { REMOTE_CODES, type FileMetaData, type PeerAddress, type PeerReply, type PeerRequest, type Probe } from '../protocol/messages'
 import type { PageSource } from '../../streams/readPages'
 import type { ClusterTable } from './clusterTable'
 import { hasBit } from './picker'
+import type { PieceLog } from './pieceLog'
 
 /** A file this node can serve pieces of: complete (a share, a finished download) or partial (a download in progress). */
 export interface ServedFile {
@@ -17,6 +19,8 @@ export interface ServedFile {
   pending?: () => Uint8Array | null
   /** For a seeder: how often each piece was sent, to send every piece once before any twice. */
   sent?: SentCounts
+  /** For a download in progress: its pieces in the order stored (answers watches). */
+  log?: PieceLog
 }
 
 /** Per piece of a seeded file: how often it went out, and how many never did. */
@@ -31,6 +35,12 @@ export class SentCounts {
     for (let i = 0; i < this.counts.length; i++) if (this.counts[i] > 0) bf[i >> 3] |= 0x80 >> (i & 7)
     return bf
   }
+
+  /** Piece `i` went out (counted, no rule: a holder still downloading sends what it has). */
+  note (i: number): void { if (this.counts[i]++ === 0) this.unsent-- }
+
+  /** Has piece `i` never gone out from here? (Likely a rare piece: it is let through a busy uplink.) */
+  fresh (i: number): boolean { return this.counts[i] === 0 }
 
   /** May piece `i` go out now? Yes if it never did, or if every piece already did once. */
   take (i: number): boolean {
@@ -48,9 +58,16 @@ export interface ServeContext {
   /**
    * True while this node's upload queue is full (more queued than it can send in a short while):
    * piece requests are then declined with BUSY and the asker goes to another source, instead of
-   * every leecher of a big swarm queueing seconds deep at the same seeder.
+   * every leecher of a big swarm queueing seconds deep at the same seeder. `fresh`: the piece never
+   * went out from here yet (a piece new in the swarm); a busy node lets those through a longer
+   * queue (FRESH_QUEUE_FACTOR), so new pieces spread at once instead of waiting out the backlog.
    */
-  busy?: () => boolean
+  busy?: (fresh: boolean) => boolean
+  /**
+   * A peer downloading a file asked us about it and serves it too (`from` of a probe or cluster
+   * query), at the address we see it at: our own download of that file may fetch from it.
+   */
+  onAsker?: (fileId: string, peer: PeerAddress) => void
 }
 
 /** A reply and, for pieces and hash lists, the bytes that follow it raw. */
@@ -74,7 +91,11 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
     case 'find_cluster': {
       const peers = ctx.cluster.peers(m.fileId)
       // the asker serves what it fetches: it joins this file's cluster, at the address we see it at
-      if (m.from !== undefined && remote.host !== '') ctx.cluster.add(m.fileId, { nodeId: m.from.nodeId, host: remote.host, port: m.from.port })
+      if (m.from !== undefined && remote.host !== '') {
+        const asker = { nodeId: m.from.nodeId, host: remote.host, port: m.from.port }
+        ctx.cluster.add(m.fileId, asker)
+        ctx.onAsker?.(m.fileId, asker)
+      }
       return { msg: { type: 'cluster', req: m.req, fileId: m.fileId, peers: peers.filter((p) => p.nodeId !== m.from?.nodeId) } }
     }
     case 'get_hashes': {
@@ -85,6 +106,7 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
       return { msg: { type: 'hashes', req: m.req, fileId: m.fileId, from: m.from, count: m.count }, payload: { source: bufferSource(hashes), offset: m.from * 32, length: m.count * 32 } }
     }
     case 'probe': {
+      if (m.from !== undefined && remote.host !== '') ctx.onAsker?.(m.fileId, { nodeId: m.from.nodeId, host: remote.host, port: m.from.port })
       const f = ctx.file(m.fileId)
       if (f === undefined) return err(REMOTE_CODES.notFound, 'file not held here')
       const have = f.have()
@@ -95,6 +117,7 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
       const pending = f.pending?.() ?? null
       const msg: PeerReply = { type: 'have', req: m.req, fileId: m.fileId, totalPieces: f.meta.pieces, bitfield: Uint8Array.prototype.slice.call(have) }
       if (pending !== null) msg.pending = pending
+      if (f.log !== undefined) msg.version = f.log.version
       return { msg }
     }
     case 'leech': {
@@ -106,7 +129,9 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
         // a partial holder serves only pieces of the tracker's segmentation that it has verified
         if (m.blockSize !== f.meta.blockSize || !hasBit(have, m.offset / m.blockSize)) return err(REMOTE_CODES.notFound, 'piece not held here')
       }
-      if (ctx.busy?.() === true) return err(REMOTE_CODES.busy, 'upload queue full: ask another peer')
+      const index = m.offset / m.blockSize
+      const known = m.blockSize === f.meta.blockSize && f.sent !== undefined
+      if (ctx.busy?.(known && (f.sent as SentCounts).fresh(index)) === true) return err(REMOTE_CODES.busy, 'upload queue full: ask another peer')
       try {
         f.checkSize()
       } catch (e) {
@@ -115,9 +140,10 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
       }
       // a seeder sends every piece once before any piece twice (the leechers spread the copies):
       // a piece already out is refused while some never went, and the asker fetches it from a peer
-      if (have === null && f.sent !== undefined && m.blockSize === f.meta.blockSize && !f.sent.take(m.offset / m.blockSize)) {
+      if (have === null && known && !(f.sent as SentCounts).take(index)) {
         return err(REMOTE_CODES.seeded, 'piece already sent to a peer: fetch it there')
       }
+      if (have !== null && known) (f.sent as SentCounts).note(index)
       const length = Math.min(m.blockSize, m.size - m.offset)
       const header: PeerReply = { type: 'piece', req: m.req, pieceSize: length, offset: m.offset, totalPieces: m.pieces, clusterName: m.hash }
       // a holder still downloading says what it holds now: its askers learn its new pieces at once
@@ -129,4 +155,27 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
       return err(REMOTE_CODES.badRequest, `unknown request ${(never as { type: string }).type}`)
     }
   }
+}
+
+/**
+ * The answer to a probe that may be a watch (`since` given): at once when there is news for the
+ * asker (a piece it lacks stored after `since`), when the file is complete or unknown here, or
+ * when the request is not a watch; otherwise when such a piece is stored, or after `waitMs`.
+ * Pure: the wait runs on `scheduler`; the adapter sends what this emits (once) and unsubscribes
+ * when the connection goes or the asker sends a newer watch.
+ */
+export function serveWatch (m: Probe, ctx: ServeContext, scheduler: SchedulerLike, remote: Remote = { host: '' }): Observable<Outgoing> {
+  if (m.since === undefined) return of(serveRequest(m, ctx, remote))
+  if (m.from !== undefined && remote.host !== '') ctx.onAsker?.(m.fileId, { nodeId: m.from.nodeId, host: remote.host, port: m.from.port })
+  const { from: _told, ...probe } = m
+  const now = (): Outgoing => serveRequest(probe, ctx, remote)
+  const f = ctx.file(m.fileId)
+  const log = f?.log
+  if (f === undefined || log === undefined || f.have() === null) return of(now())
+  const lacks = m.lacks ?? new Uint8Array(0)
+  if (lacks.length !== Math.ceil(f.meta.pieces / 8)) {
+    return of({ msg: { type: 'error', req: m.req, code: REMOTE_CODES.badRequest, message: 'lacks does not match the file\'s pieces' } })
+  }
+  if (log.newSince(m.since, lacks)) return of(now())
+  return merge(log.news$.pipe(filter((i) => hasBit(lacks, i))), timer(m.waitMs ?? 0, scheduler)).pipe(take(1), map(now))
 }

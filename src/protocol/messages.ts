@@ -1,5 +1,5 @@
 import { ProtocolError } from '../errors'
-import { MAX_BLOCK_SIZE, MAX_PEERS_PER_REPLY, PAGE_SIZE } from '../limits'
+import { MAX_BITFIELD_BYTES, MAX_BLOCK_SIZE, MAX_PEERS_PER_REPLY, MAX_WATCH_MS, PAGE_SIZE } from '../limits'
 import * as v from './validate'
 
 /**
@@ -98,15 +98,22 @@ export interface Cluster { type: 'cluster', req: number, fileId: string, peers: 
 /** Ask for the piece hashes [from, from+count) of a file; they come as the raw payload (32 bytes each). */
 export interface GetHashes { type: 'get_hashes', req: number, fileId: string, from: number, count: number }
 export interface Hashes { type: 'hashes', req: number, fileId: string, from: number, count: number }
-/** Ask which pieces a peer holds. */
-export interface Probe { type: 'probe', req: number, fileId: string }
+/**
+ * Ask which pieces a peer holds. A watch (`since` given): the peer answers once it has stored a
+ * piece the asker `lacks` (bit i: piece i) after the `version` it last reported, or after `waitMs`
+ * with no such news; a complete holder answers at once. Pieces then spread as fast as news of
+ * them can travel, without polling. `from`: the asker serves this file too (it is downloading
+ * it): the peer may fetch from it in turn.
+ */
+export interface Probe { type: 'probe', req: number, fileId: string, since?: number, lacks?: Uint8Array, waitMs?: number, from?: { nodeId: string, port: number } }
 /**
  * `bitfield` absent means the peer holds every piece. Bit i (MSB first) is piece i. `pending`:
  * pieces a leecher is fetching right now, so others treat them as soon-available rather than
  * fetch the same ones from a seeder. `sent`: pieces a seeder has already sent once, while some
- * never went out: it declines them for now, so leechers ask it for the others.
+ * never went out: it declines them for now, so leechers ask it for the others. `version`: how
+ * many pieces a peer still downloading has stored (the `since` of its askers' next watch).
  */
-export interface Have { type: 'have', req: number, fileId: string, totalPieces: number, bitfield?: Uint8Array, pending?: Uint8Array, sent?: Uint8Array }
+export interface Have { type: 'have', req: number, fileId: string, totalPieces: number, bitfield?: Uint8Array, pending?: Uint8Array, sent?: Uint8Array, version?: number }
 /** FileRequest: one piece, at `offset` (a multiple of blockSize) of the file `hash`. */
 export interface Leech { type: 'leech', req: number, hash: string, size: number, offset: number, blockSize: number, pieces: number }
 /**
@@ -250,7 +257,16 @@ export function peerMessage (x: unknown): PeerMessage {
     case 'get_hashes': return { type: 'get_hashes', req: req(o), fileId: v.hash(o, 'fileId'), from: v.int(o, 'from'), count: v.int(o, 'count', 1, MAX_HASHES_PER_FRAME) }
     case 'hashes': return { type: 'hashes', req: req(o), fileId: v.hash(o, 'fileId'), from: v.int(o, 'from'), count: v.int(o, 'count', 1, MAX_HASHES_PER_FRAME) }
     case 'cluster': return { type: 'cluster', req: req(o), fileId: v.hash(o, 'fileId'), peers: v.list(o, 'peers', MAX_PEERS_PER_REPLY, peerAddress) }
-    case 'probe': return { type: 'probe', req: req(o), fileId: v.hash(o, 'fileId') }
+    case 'probe': {
+      const m: Probe = { type: 'probe', req: req(o), fileId: v.hash(o, 'fileId') }
+      if (o.from !== undefined && o.from !== null) { const f = v.obj(o.from, 'from'); m.from = { nodeId: v.nodeId(f), port: port(f) } }
+      if (o.since !== undefined && o.since !== null) {
+        m.since = v.int(o, 'since')
+        m.lacks = v.bytes(o, 'lacks', MAX_BITFIELD_BYTES)
+        m.waitMs = v.int(o, 'waitMs', 0, MAX_WATCH_MS)
+      }
+      return m
+    }
     case 'have': {
       const totalPieces = v.int(o, 'totalPieces')
       const m: Have = { type: 'have', req: req(o), fileId: v.hash(o, 'fileId'), totalPieces }
@@ -266,6 +282,7 @@ export function peerMessage (x: unknown): PeerMessage {
         m.pending = v.bytes(o, 'pending', Math.ceil(totalPieces / 8))
         if (m.pending.length !== Math.ceil(totalPieces / 8)) throw new ProtocolError('pending length does not match totalPieces')
       }
+      if (o.version !== undefined && o.version !== null) m.version = v.int(o, 'version', 0, totalPieces)
       return m
     }
     case 'leech': {

@@ -1,8 +1,8 @@
-import { Observable } from 'rxjs'
+import { Observable, type Subscription } from 'rxjs'
 import { ConnectionClosedError, RemoteError } from '../errors'
 import { BUSY_QUEUE_MS } from '../limits'
 import type { Frame } from '../protocol/frames'
-import type { PeerAddress, PeerRequest, TrackerMessage } from '../protocol/messages'
+import type { PeerAddress, PeerReply, PeerRequest, Probe, TrackerMessage } from '../protocol/messages'
 import type { PeerLink, WithoutReq } from '../net/peerConnection'
 import type { Outgoing } from '../peer/serve'
 import type { Endpoint } from '../tracker/flow'
@@ -22,6 +22,9 @@ import type { SimScheduler } from './scheduler'
  * - datagrams are lost with probability `loss` (TCP links are not: TCP retransmits);
  * - a partition splits hosts into groups: nothing crosses between groups (requests hang until the
  *   production timeouts fire, as on a real network);
+ * - a watch (a probe that waits for news) is held by the production `serveWatch` at the peer; an
+ *   asker that stops waiting withdraws it at once (a real peer drops it when the next watch of
+ *   that connection comes, or answers it into the void);
  * - a crashed host answers nothing: requests to it fail with a connection error after a round
  *   trip (a reset), frames it had not delivered yet are lost.
  */
@@ -34,6 +37,8 @@ export interface NetworkOptions {
 
 /** What a host does with a peer request: the production `serveRequest` behind a node. */
 export type ServeFn = (msg: PeerRequest, remote: { host: string }) => Outgoing
+/** What a host does with a watch (a probe with `since`): the production `serveWatch`. */
+export type WatchFn = (msg: Probe, remote: { host: string }) => Observable<Outgoing>
 
 export interface HostOptions {
   /** Bytes per second (Infinity: no cap). */
@@ -53,6 +58,12 @@ export class SimHost {
   downloaded = 0
   group = 0
   serve: ServeFn | null = null
+  watch: WatchFn | null = null
+  /**
+   * A reply with a payload starts leaving the uplink (after the frames queued before it): a real
+   * peer server builds the header then, so a piece header's bitfield is as fresh as at that moment.
+   */
+  onSend: ((msg: PeerReply) => void) | null = null
   onDatagram: ((msg: TrackerMessage, from: Endpoint) => void) | null = null
   constructor (readonly host: string, public opts: HostOptions) {}
 }
@@ -137,9 +148,17 @@ export class SimNetwork {
         const fail = (): void => { timers.push(net.at(lat, () => sub.error(new ConnectionClosedError(`${peer.host}:${peer.port}`, 'connection reset')))) }
         if (to === undefined || !to.alive) { fail(); return () => { for (const t of timers) t.cancel() } }
         if (!net.reachable(from, to)) return () => {} // lost in the partition: the caller's timeout decides
+        let held: Subscription | null = null
         timers.push(net.at(lat, () => {
           if (!to.alive || to.serve === null) { fail(); return }
-          const out = to.serve({ ...msg, req } as PeerRequest, { host: from.host })
+          const request = { ...msg, req } as PeerRequest
+          if (request.type === 'probe' && request.since !== undefined && to.watch !== null) {
+            held = to.watch(request, { host: from.host }).subscribe((out) => reply(out))
+            return
+          }
+          reply(to.serve(request, { host: from.host }))
+        }))
+        const reply = (out: Outgoing): void => {
           const bytes = out.payload?.length ?? 0
           const now = net.opts.scheduler.now()
           let arrive = now + lat
@@ -147,6 +166,10 @@ export class SimNetwork {
           if (out.payload !== undefined) {
             payload = net.payloadOf(to, out)
             const upStart = Math.max(now, to.upFree)
+            if (to.onSend !== null) {
+              const send = to.onSend
+              if (upStart > now) net.at(upStart - now, () => send(out.msg)); else send(out.msg)
+            }
             const upDone = upStart + (Number.isFinite(to.opts.upload) ? bytes * 1000 / to.opts.upload : 0)
             to.upFree = upDone
             arrive = upDone + lat
@@ -169,8 +192,8 @@ export class SimNetwork {
             sub.next(payload === undefined ? { msg: m } : { msg: m, payload })
             sub.complete()
           })
-        }))
-        return () => { for (const t of timers) t.cancel() }
+        }
+        return () => { for (const t of timers) t.cancel(); held?.unsubscribe() }
       }),
     }
   }

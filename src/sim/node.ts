@@ -1,12 +1,13 @@
-import { catchError, EMPTY, type Observable, Subject, type Subscription, tap } from 'rxjs'
-import { FAN_OUT, HEARTBEAT_MS, MAX_PEERS_PER_REPLY } from '../limits'
+import { catchError, EMPTY, filter, map, type Observable, Subject, type Subscription, tap } from 'rxjs'
+import { FAN_OUT, FRESH_QUEUE_FACTOR, HEARTBEAT_MS, MAX_PEERS_PER_REPLY } from '../limits'
 import { TrackerClient, type TrackerTransport } from '../net/trackerClient'
 import type { PeerLink } from '../net/peerConnection'
 import { ClusterTable } from '../peer/clusterTable'
 import { heartbeats } from '../peer/heartbeat'
 import { leech, type LeechEvent, type LeechOptions } from '../peer/leech'
 import { setBit } from '../peer/picker'
-import { SentCounts, serveRequest, type ServedFile } from '../peer/serve'
+import { PieceLog } from '../peer/pieceLog'
+import { SentCounts, serveRequest, serveWatch, type ServeContext, type ServedFile } from '../peer/serve'
 import type { FileMetaData, PeerAddress, TrackerMessage } from '../protocol/messages'
 import { hashRoot } from '../storage/hashFile'
 import type { Endpoint } from '../tracker/flow'
@@ -44,7 +45,7 @@ export class SimNode {
   private readonly links = new Map<string, PeerLink>()
   private subs: Subscription[] = []
   private seeding: SimFile | null = null
-  private held: { meta: FileMetaData, bits: Uint8Array, have: number, pieceHashes: Buffer | null, complete: boolean, pending: (() => Uint8Array) | null } | null = null
+  private held: { meta: FileMetaData, bits: Uint8Array, have: number, pieceHashes: Buffer | null, complete: boolean, pending: (() => Uint8Array) | null, log: PieceLog } | null = null
   /** What a download stored so far (survives a crash, as a .part and its state do). */
   private stored: Uint8Array | null = null
   /** Virtual time when the download was verified. */
@@ -53,12 +54,20 @@ export class SimNode {
   retries = 0
   lastError: string | null = null
   readonly endpoint: Endpoint
+  /** Peers that asked this node about a file (for its download: candidate sources). */
+  private readonly askers = new Subject<{ fileId: string, peer: PeerAddress }>()
 
   constructor (private readonly o: SimNodeOptions) {
     this.endpoint = { address: o.host.host, port: SIM_UDP_PORT }
     const h = o.host
-    const busy = (): boolean => h.upFree - o.scheduler.now() > h.queueMs
-    h.serve = (msg, remote) => serveRequest(msg, { file: (id) => this.served.get(id), cluster: this.cluster, busy }, remote)
+    const busy = (fresh: boolean): boolean => h.upFree - o.scheduler.now() > (fresh ? FRESH_QUEUE_FACTOR : 1) * h.queueMs
+    const ctx: ServeContext = { file: (id) => this.served.get(id), cluster: this.cluster, busy, onAsker: (fileId, peer) => this.askers.next({ fileId, peer }) }
+    h.serve = (msg, remote) => serveRequest(msg, ctx, remote)
+    h.watch = (msg, remote) => serveWatch(msg, ctx, o.scheduler, remote)
+    h.onSend = (msg) => {
+      const held = this.held
+      if (msg.type === 'piece' && msg.bitfield !== undefined && held !== null && !held.complete && msg.clusterName === held.meta.hash) msg.bitfield = held.bits.slice()
+    }
   }
 
   get host (): string { return this.o.host.host }
@@ -150,6 +159,7 @@ export class SimNode {
       selfPort: SIM_PEER_PORT,
       random: this.o.random,
       onPending: (p) => { if (this.held !== null) this.held.pending = p; else this.pendingFirst = p },
+      askers: this.askers.pipe(filter((a) => a.fileId === this.held?.meta.hash), map((a) => a.peer)),
     }, this.o.leech).pipe(
       tap((e) => this.on(e)),
       catchError((err: Error) => {
@@ -174,8 +184,9 @@ export class SimNode {
         const meta: FileMetaData = { name: e.name, hash: e.fileId, size: e.size, blockSize: e.blockSize, pieces: e.pieces }
         const bits = new Uint8Array(Math.ceil(e.pieces / 8))
         let have = 0
-        if (this.stored !== null) for (let i = 0; i < e.pieces; i++) if (this.stored[i] === 1) { setBit(bits, i); have++ }
-        const held = { meta, bits, have, pieceHashes: null as Buffer | null, complete: false, pending: this.pendingFirst }
+        const log = new PieceLog(e.pieces)
+        if (this.stored !== null) for (let i = 0; i < e.pieces; i++) if (this.stored[i] === 1) { setBit(bits, i); have++; log.add(i) }
+        const held = { meta, bits, have, pieceHashes: null as Buffer | null, complete: false, pending: this.pendingFirst, log }
         this.held = held
         this.served.set(meta.hash, {
           meta,
@@ -184,6 +195,8 @@ export class SimNode {
           pieceHashes: () => held.pieceHashes,
           have: () => held.complete ? null : held.pieceHashes === null ? new Uint8Array(bits.length) : bits,
           pending: () => held.complete || held.pending === null ? null : held.pending(),
+          log,
+          sent: new SentCounts(meta.pieces),
         })
         return
       }
@@ -197,6 +210,7 @@ export class SimNode {
         const h = this.held
         if (h === null) return
         setBit(h.bits, e.index)
+        h.log.add(e.index)
         if (++h.have === 1 && h.pieceHashes !== null) this.subs.push(this.publishHeld().subscribe())
         return
       }
