@@ -9,6 +9,7 @@ import { MAX_HASHES_PER_FRAME, REMOTE_CODES, type FileMetaData, type NodeInfo, t
 import type { Frame } from '../protocol/frames'
 import type { PeerLink } from '../net/peerConnection'
 import { fanOutQuery, isAnswer } from '../../streams/fanOutQuery'
+import { KeyedSignal } from '../../streams/keyedSignal'
 import { leechPieces } from '../../streams/leechPieces'
 import { writeSink, type PositionalWriter } from '../../streams/writeSink'
 import { PiecePicker } from './picker'
@@ -174,12 +175,18 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     const cooling = new Map<string, { until: number, failures: number }>()
     const coolingDown = (id: string): boolean => (cooling.get(id)?.until ?? -Infinity) > scheduler.now()
     const strikes = new Map<string, number>()
-    const landed = new Subject<number>()
+    const landed = new KeyedSignal<number>() // piece i stored: other fetches of it stop
     const complete$ = new Subject<void>()
     // wakes idle sources: all of them (null), one source (its id: it has news), or those holding a
     // piece that went back (its index)
-    const wake = new Subject<string | number | null>()
-    const wakes = (id: string) => (w: string | number | null): boolean => w === null || w === id || (typeof w === 'number' && picker.holds(id, w))
+    const idleSources = new KeyedSignal<string>()
+    const wake = {
+      next: (w: string | number | null): void => {
+        if (w === null) idleSources.fireAll()
+        else if (typeof w === 'string') idleSources.fire(w)
+        else idleSources.fireWhere((id) => picker.holds(id, w))
+      },
+    }
     let pieceHashes: Buffer | null = null
     let hashesFrom = ''
     let downloaded = 0
@@ -270,7 +277,8 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
               landedFrom(id, bytes)
               downloaded += bytes
               emit({ event: 'piece', index, bytes, peer: label(src.peer) })
-              landed.next(index) // cancels duplicates; completes the download after the last piece
+              landed.fire(index) // cancels duplicates
+              if (picker.complete) complete$.next()
               // in the endgame an idle source may take a copy of a piece still in flight elsewhere
               if (picker.missing === 0 && !picker.complete) wake.next(null)
               return index
@@ -278,7 +286,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           )
         }),
         // the endgame: when another source delivers this piece first, stop waiting for ours
-        takeUntil(landed.pipe(filter((i) => i === index))),
+        takeUntil(landed.once(index)),
         finalize(() => { if (!picker.isDone(index)) picker.release(id, index) }),
       )
     }
@@ -294,13 +302,20 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       )
       // a source still downloading that has nothing for us now is watched: it answers when it
       // stores a piece we lack (one watch out at a time; its news wakes this source's loop)
+      // (the flag is cleared before the news is acted on: the loop it wakes may go idle again at
+      // once, and must be able to send the next watch)
       const idle = new Subject<void>()
-      const watch$ = idle.pipe(exhaustMap(() => defer(() => {
+      let watching = false
+      const watch$ = idle.pipe(filter(() => !watching), mergeMap(() => defer(() => {
         if (src.bitfield === null || picker.complete || sources.get(id) !== src) return EMPTY
+        watching = true
+        let open = true
+        const over = (): void => { if (open) { open = false; watching = false } }
         const watch = { type: 'probe' as const, fileId: meta.hash, since: src.version ?? 0, lacks: picker.wantBits(), waitMs: watchMs }
         return deps.link(src.peer).request(fromSelf === undefined ? watch : { ...watch, from: fromSelf }).pipe(
           timeout({ first: watchMs + timeoutMs, scheduler, with: () => throwError(() => new PeerTimeoutError(label(src.peer), 'watch')) }),
           mergeMap((f) => {
+            over()
             const s = toSource(src.peer, f, meta)
             if (s !== null && sources.get(id) === src) {
               src.bitfield = s.bitfield; src.sent = s.sent; src.version = s.version
@@ -310,6 +325,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
             // a peer that does not know watches answers at once: it is asked again only after a while
             return s === null || s.version === undefined ? timer(reprobeMs, scheduler) : EMPTY
           }),
+          finalize(over),
         )
       })))
       // pieces only once they can be checked
@@ -325,7 +341,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           delay: () => {
             if (paused(id)) return timer(resumeIn(id), scheduler).pipe(filter(() => !picker.complete))
             idle.next()
-            return wake.pipe(filter(wakes(id)), take(1), filter(() => !picker.complete))
+            return idleSources.once(id).pipe(filter(() => !picker.complete))
           },
         }),
       )
@@ -444,10 +460,9 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     }))
 
     const start: LeechEvent = { event: 'start', fileId: meta.hash, name: meta.name, size: meta.size, blockSize: meta.blockSize, pieces: meta.pieces, present: meta.pieces - picker.remaining }
-    const landedSub = landed.subscribe(() => { if (picker.complete) complete$.next() })
     const middle$ = picker.complete ? EMPTY : merge(events, transfer$).pipe(takeUntil(complete$))
     const s = concat(of(start), middle$, finish$).subscribe(sub)
-    return () => { s.unsubscribe(); landedSub.unsubscribe(); sink.close() }
+    return () => { s.unsubscribe(); sink.close() }
   })
 }
 

@@ -1,4 +1,4 @@
-import { Subject, type Observable } from 'rxjs'
+import { Observable } from 'rxjs'
 
 /**
  * The pieces a download has stored, in the order they were stored. Its length is the holder's
@@ -8,9 +8,7 @@ import { Subject, type Observable } from 'rxjs'
 export class PieceLog {
   private readonly order: Uint32Array
   private count = 0
-  private readonly news = new Subject<number>()
-  /** Each piece index as it is stored. */
-  readonly news$: Observable<number> = this.news
+  private readonly listeners = new Set<(index: number) => void>()
 
   constructor (readonly pieces: number) { this.order = new Uint32Array(pieces) }
 
@@ -20,7 +18,16 @@ export class PieceLog {
   add (index: number): void {
     if (this.count >= this.pieces) return
     this.order[this.count++] = index
-    this.news.next(index)
+    for (const f of [...this.listeners]) f(index)
+  }
+
+  /** Each piece stored from now on that is set in `lacks` (a watch waits on this). */
+  newsIn (lacks: Uint8Array): Observable<number> {
+    return new Observable<number>((sub) => {
+      const f = (i: number): void => { if (hasBitIn(lacks, i)) sub.next(i) }
+      this.listeners.add(f)
+      return () => { this.listeners.delete(f) }
+    })
   }
 
   /** Was a piece set in `lacks` stored after version `since`? */

@@ -1,4 +1,4 @@
-import { filter, map, merge, of, take, timer, type Observable, type SchedulerLike } from 'rxjs'
+import { map, merge, of, take, timer, type Observable, type SchedulerLike } from 'rxjs'
 import { REMOTE_CODES, type FileMetaData, type PeerAddress, type PeerReply, type PeerRequest, type Probe } from '../protocol/messages'
 import type { PageSource } from '../../streams/readPages'
 import type { ClusterTable } from './clusterTable'
@@ -177,5 +177,5 @@ export function serveWatch (m: Probe, ctx: ServeContext, scheduler: SchedulerLik
     return of({ msg: { type: 'error', req: m.req, code: REMOTE_CODES.badRequest, message: 'lacks does not match the file\'s pieces' } })
   }
   if (log.newSince(m.since, lacks)) return of(now())
-  return merge(log.news$.pipe(filter((i) => hasBit(lacks, i))), timer(m.waitMs ?? 0, scheduler)).pipe(take(1), map(now))
+  return merge(log.newsIn(lacks), timer(m.waitMs ?? 0, scheduler)).pipe(take(1), map(now))
 }
