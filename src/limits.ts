@@ -80,6 +80,8 @@ export const REPROBE_MS = 100
  * liveness check of an idle source. The asker gives up on it QUERY_TIMEOUT_MS later.
  */
 export const WATCH_MS = 2_000
+/** A piece a node stores answers at most this many of the watches waiting for it (see PieceLog). */
+export const WATCH_NOTIFY = 2
 /** Longest wait a watch may ask for. */
 export const MAX_WATCH_MS = 10_000
 /** Longest bitfield accepted in a request (196,608 pieces: 1.5 TiB at the largest block size). */

@@ -1,16 +1,22 @@
 import { Observable } from 'rxjs'
+import { WATCH_NOTIFY } from '../limits'
 
 /**
  * The pieces a download has stored, in the order they were stored. Its length is the holder's
  * `version`: an asker that last saw version v learns what is new since then, and a watch waits on
- * `news$` for the next piece.
+ * `newsIn` for the next piece.
+ *
+ * A stored piece wakes at most `notify` of the watches waiting for it (the longest waiting first):
+ * a holder can serve only a few askers at once, and telling all of them made all of them ask, and
+ * most of them hear BUSY. The others are told by the next pieces, or by the last one (which tells
+ * everyone: the holder is complete), or when their wait runs out.
  */
 export class PieceLog {
   private readonly order: Uint32Array
   private count = 0
-  private readonly listeners = new Set<(index: number) => void>()
+  private readonly listeners = new Set<(index: number) => boolean>()
 
-  constructor (readonly pieces: number) { this.order = new Uint32Array(pieces) }
+  constructor (readonly pieces: number, private readonly notify = WATCH_NOTIFY) { this.order = new Uint32Array(pieces) }
 
   get version (): number { return this.count }
 
@@ -18,13 +24,15 @@ export class PieceLog {
   add (index: number): void {
     if (this.count >= this.pieces) return
     this.order[this.count++] = index
-    for (const f of [...this.listeners]) f(index)
+    const last = this.count === this.pieces
+    let told = 0
+    for (const f of [...this.listeners]) if (f(index) && ++told >= this.notify && !last) break
   }
 
   /** Each piece stored from now on that is set in `lacks` (a watch waits on this). */
   newsIn (lacks: Uint8Array): Observable<number> {
     return new Observable<number>((sub) => {
-      const f = (i: number): void => { if (hasBitIn(lacks, i)) sub.next(i) }
+      const f = (i: number): boolean => { if (!hasBitIn(lacks, i)) return false; sub.next(i); return true }
       this.listeners.add(f)
       return () => { this.listeners.delete(f) }
     })
