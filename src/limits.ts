@@ -84,6 +84,11 @@ export const WATCH_MS = 2_000
 export const WATCH_NOTIFY = 2
 /** Longest wait a watch may ask for. */
 export const MAX_WATCH_MS = 10_000
+/**
+ * Watches a peer server holds at once per connection (one per file: a newer watch for the same
+ * file replaces the older). More are declined with BAD_REQUEST.
+ */
+export const MAX_WATCHES_PER_CONNECTION = 64
 /** Longest bitfield accepted in a request (196,608 pieces: 1.5 TiB at the largest block size). */
 export const MAX_BITFIELD_BYTES = 24 * 1024
 /** Requests in flight per peer: PIPELINE_BYTES worth of pieces, within these bounds. */

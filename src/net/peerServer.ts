@@ -1,12 +1,12 @@
 import net from 'node:net'
-import { IDLE_TIMEOUT_MS, MAX_CONNECTIONS, MAX_OUTSTANDING_PER_CONNECTION } from '../limits'
+import { FRESH_QUEUE_FACTOR, IDLE_TIMEOUT_MS, MAX_CONNECTIONS, MAX_OUTSTANDING_PER_CONNECTION, MAX_WATCHES_PER_CONNECTION } from '../limits'
 import { log } from '../log'
 import { encodeFrameHead } from '../protocol/codec'
 import { FrameDecoder } from '../protocol/frames'
-import { REMOTE_CODES, type PeerRequest } from '../protocol/messages'
+import { REMOTE_CODES, type Leech, type PeerRequest, type Probe } from '../protocol/messages'
 import type { Outgoing, Remote } from '../peer/serve'
 import type { ByteBudget } from '../peer/leech'
-import { take, type Subscription } from 'rxjs'
+import { take, type Observable, type Subscription } from 'rxjs'
 import type { Endpoint } from '../tracker/flow'
 import { readPages } from '../../streams/readPages'
 
@@ -28,19 +28,42 @@ export interface PeerServerOptions {
    * Default: none (TCP backpressure and `maxOutstanding` bound what waits).
    */
   busyBytes?: number
+  /**
+   * Is this piece request for a piece that never went out from this node (new in the swarm)? Such
+   * a piece is accepted until FRESH_QUEUE_FACTOR × `busyBytes` are queued, so new pieces spread at
+   * once instead of waiting out the backlog of pieces many peers have already.
+   */
+  freshPiece?: (m: Leech) => boolean
+  /**
+   * The answer to a watch (a probe with `since`): emits once, when the node has news for the asker
+   * or its wait is over. Watches are held beside the connection's request queue (a held watch
+   * would block the requests after it for seconds) and answered whenever they emit: the client
+   * matches replies by `req`. Without it, watches are answered at once through `handle`.
+   */
+  watch?: (m: Probe, remote: Remote) => Observable<Outgoing>
+  /** Watches held at once per connection (one per file); more are declined with BAD_REQUEST. */
+  maxWatches?: number
 }
 
 const REQUESTS = new Set(['find_cluster', 'get_hashes', 'probe', 'leech'])
+
+const isWatch = (m: PeerRequest): m is Probe => m.type === 'probe' && m.since !== undefined
 
 /**
  * Serves peer requests over TCP. Each connection has its own frame decoder and request queue:
  * requests are answered in order, at most `maxOutstanding` may wait (a client that pipelines more
  * is cut off), and while the socket's send buffer is above `highWaterBytes` nothing new is
  * answered, so a slow reader costs us no memory. A bad frame closes that connection only.
+ * Watches (probes that wait for news) are held out of that order, at most one per file and
+ * `maxWatches` per connection; a watch that arrives while the socket is backed up waits its turn
+ * in the queue (started, not awaited, when reached), so a client that does not read its replies
+ * cannot make us buffer them.
  */
 export class PeerServer {
   private server: net.Server | null = null
   private readonly sockets = new Set<net.Socket>()
+  /** Held watches of each connection, by fileId. */
+  private readonly watches = new Map<net.Socket, Map<string, Subscription>>()
   private readonly log = log.child({ module: 'peer-server' })
 
   constructor (private readonly handle: (m: PeerRequest, remote: Remote) => Outgoing, private readonly opts: PeerServerOptions = {}) {}
@@ -61,6 +84,12 @@ export class PeerServer {
   }
 
   get connections (): number { return this.sockets.size }
+  /** Watches held (not yet answered), over all connections. */
+  get heldWatches (): number {
+    let n = 0
+    for (const w of this.watches.values()) n += w.size
+    return n
+  }
   /** Piece bytes waiting to be sent, over all connections. */
   queuedPieceBytes = 0
 
@@ -72,7 +101,10 @@ export class PeerServer {
     let mine = 0 // piece bytes of this connection's queue, counted in this.queuedPieceBytes
     const maxOutstanding = this.opts.maxOutstanding ?? MAX_OUTSTANDING_PER_CONNECTION
     const highWater = this.opts.highWaterBytes ?? 4 * 1024 * 1024
+    const maxWatches = this.opts.maxWatches ?? MAX_WATCHES_PER_CONNECTION
+    const held = new Map<string, Subscription>() // this connection's watches, by fileId
     this.sockets.add(sock)
+    this.watches.set(sock, held)
     sock.setTimeout(this.opts.idleMs ?? IDLE_TIMEOUT_MS, () => {
       this.log.debug({ peer }, 'idle connection closed')
       sock.destroy()
@@ -85,8 +117,7 @@ export class PeerServer {
     }
     const remote: Remote = { host: sock.remoteAddress ?? '' }
     let waiting: Subscription | null = null // a piece waiting for upload budget
-    const answer = (m: PeerRequest): void => {
-      const out = this.handle(m, remote)
+    const send = (out: Outgoing): void => {
       if (out.payload === undefined) { sock.write(encodeFrameHead(out.msg)); return }
       const { source, offset, length } = out.payload
       sock.cork()
@@ -96,9 +127,38 @@ export class PeerServer {
       sock.uncork()
       if (out.msg.type === 'piece') this.opts.onUpload?.(length)
     }
+    const answer = (m: PeerRequest): void => send(this.handle(m, remote))
+    const watchFn = this.opts.watch
+    // a watch is held until it emits; a newer one for the same file replaces it (the older one is
+    // never answered: its asker sends a new watch only once the last was answered or given up)
+    const startWatch = (m: Probe): void => {
+      if (watchFn === undefined) return
+      held.get(m.fileId)?.unsubscribe()
+      held.delete(m.fileId)
+      if (held.size >= maxWatches) {
+        sock.write(encodeFrameHead({ type: 'error', req: m.req, code: REMOTE_CODES.badRequest, message: `more than ${maxWatches} watches held` }))
+        return
+      }
+      let s: Subscription | undefined
+      let over = false // answered at once, inside subscribe (s not assigned yet)
+      const done = (): void => { over = true; if (s !== undefined && held.get(m.fileId) === s) held.delete(m.fileId) }
+      s = watchFn(m, remote).pipe(take(1)).subscribe({
+        next: (out) => { done(); if (!sock.destroyed) send(out) },
+        error: (err: Error) => {
+          done()
+          this.log.warn({ peer, err: err.message }, 'watch failed')
+          if (!sock.destroyed) sock.write(encodeFrameHead({ type: 'error', req: m.req, code: REMOTE_CODES.unavailable, message: 'watch failed' }))
+        },
+        complete: done,
+      })
+      if (!over && !sock.destroyed) held.set(m.fileId, s)
+      else s.unsubscribe()
+    }
+    const dropWatches = (): void => { for (const w of held.values()) w.unsubscribe(); held.clear() }
     const pump = (): void => {
       while (waiting === null && queue.length > 0 && sock.writableLength < highWater && !sock.destroyed) {
         const m = queue.shift() as PeerRequest
+        if (isWatch(m) && watchFn !== undefined) { startWatch(m); continue } // queued only while the socket was backed up
         const bytes = pieceBytes(m)
         const sent = (): void => { mine -= bytes; this.queuedPieceBytes -= bytes }
         const budget = this.opts.budget
@@ -124,10 +184,12 @@ export class PeerServer {
       try {
         for (const f of decoder.push(chunk)) {
           if (!REQUESTS.has(f.msg.type)) { fail(`unexpected ${f.msg.type} frame`); return }
-          if (queue.length >= maxOutstanding) { fail(`more than ${maxOutstanding} requests outstanding`); return }
           const m = f.msg as PeerRequest
+          // a watch waits beside the queue, unless our replies are piling up unread
+          if (isWatch(m) && watchFn !== undefined && sock.writableLength < highWater) { startWatch(m); continue }
+          if (queue.length >= maxOutstanding) { fail(`more than ${maxOutstanding} requests outstanding`); return }
           const bytes = pieceBytes(m)
-          if (bytes > 0 && this.queuedPieceBytes > 0 && this.queuedPieceBytes + bytes > (this.opts.busyBytes ?? Infinity)) {
+          if (bytes > 0 && this.overBusy(m as Leech, bytes)) {
             sock.write(encodeFrameHead({ type: 'error', req: m.req, code: REMOTE_CODES.busy, message: 'upload queue full: ask another peer' }))
             continue
           }
@@ -141,13 +203,25 @@ export class PeerServer {
       pump()
     })
     sock.on('error', (err) => this.log.debug({ peer, err: err.message }, 'connection error'))
-    sock.on('close', () => { this.sockets.delete(sock); forget(); waiting?.unsubscribe(); waiting = null })
+    sock.on('close', () => { this.sockets.delete(sock); this.watches.delete(sock); dropWatches(); forget(); waiting?.unsubscribe(); waiting = null })
+  }
+
+  /**
+   * Would queueing `bytes` more for this piece request exceed what we accept? One piece is always
+   * accepted when nothing is queued; a fresh piece (never sent from here) gets a longer queue.
+   */
+  private overBusy (m: Leech, bytes: number): boolean {
+    const limit = this.opts.busyBytes
+    if (limit === undefined || this.queuedPieceBytes === 0 || this.queuedPieceBytes + bytes <= limit) return false
+    return this.queuedPieceBytes + bytes > FRESH_QUEUE_FACTOR * limit || this.opts.freshPiece?.(m) !== true
   }
 
   /** Stop accepting and close every connection. Safe to call twice. */
   close (): Promise<void> {
     const server = this.server
     this.server = null
+    for (const w of this.watches.values()) { for (const s of w.values()) s.unsubscribe(); w.clear() }
+    this.watches.clear()
     for (const s of this.sockets) s.destroy()
     this.sockets.clear()
     if (server === null) return Promise.resolve()

@@ -1,14 +1,14 @@
 import { randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import {
-  catchError, debounceTime, defaultIfEmpty, defer, EMPTY, exhaustMap, finalize, from, lastValueFrom, map, merge, mergeMap, Observable,
-  Subject, switchMap, type Subscription, take, tap, timer,
+  asyncScheduler, catchError, debounceTime, defaultIfEmpty, defer, EMPTY, exhaustMap, filter, finalize, from, lastValueFrom, map, merge,
+  mergeMap, Observable, Subject, switchMap, type Subscription, take, tap, timer,
 } from 'rxjs'
 import { ConnectionClosedError } from '../errors'
 import { heartbeats } from './heartbeat'
 import { FAN_OUT, HEARTBEAT_MS, MAX_BLOCK_SIZE, MAX_PEERS_PER_REPLY, BUSY_QUEUE_MS } from '../limits'
 import { log } from '../log'
-import type { FileMetaData, PeerAddress } from '../protocol/messages'
+import type { FileMetaData, Leech, PeerAddress } from '../protocol/messages'
 import { bindUdp, type UdpPort } from '../net/udp'
 import { TrackerClient } from '../net/trackerClient'
 import { udpTrackerTransport } from '../net/udpTrackerTransport'
@@ -23,7 +23,8 @@ import { TokenBucket } from '../../streams/rateLimit'
 import { ClusterTable } from './clusterTable'
 import { leech, type LeechEvent, type LeechOptions } from './leech'
 import { setBit } from './picker'
-import { SentCounts, serveRequest, type ServedFile } from './serve'
+import { PieceLog } from './pieceLog'
+import { SentCounts, serveRequest, serveWatch, type ServeContext, type ServedFile } from './serve'
 import { hashFile } from '../storage/hashFile'
 import { segment } from '../protocol/segmentation'
 import { listShare, MAX_SHARED_FILES, planShare, scanShare, SHARE_DEBOUNCE_MS, SHARE_RESCAN_MS, SHARE_SETTLE_MS, type KnownFile, type LocalFile, type ShareEntry } from './share'
@@ -80,7 +81,12 @@ interface Held {
   complete: boolean
   /** The verified file, mapped for serving once complete (closed with the node). */
   file?: MappedFile
+  /** Pieces in the order stored: answers the watches of this download's askers. */
+  log: PieceLog
 }
+
+/** Does a held download have something to advertise? (Its pieces are served only once its hash list is verified.) */
+const servable = (h: Held): boolean => h.have > 0 && (h.complete || h.pieceHashes !== null)
 
 /** A connection to a peer, shared by the downloads that use it: closed when the last one ends. */
 interface SharedLink { conn: PeerConnection, users: number }
@@ -123,6 +129,8 @@ export class Lp2pNode {
   /** Fires once, on close: downloads still running end with an error. */
   private readonly closing = new Subject<void>()
   private readonly log = log.child({ module: 'node' })
+  /** Peers that asked this node about a file they download too (candidate sources for our download of it). */
+  private readonly askers = new Subject<{ fileId: string, peer: PeerAddress }>()
   private refreshCursor = 0
   /** Piece buffers: reused across pieces and downloads. */
   private readonly pool = new BufferPool(64 * 1024 * 1024, MAX_BLOCK_SIZE)
@@ -154,17 +162,21 @@ export class Lp2pNode {
     if (this.opts.share !== undefined) this.local = await scanShare(this.opts.share)
     for (const f of this.local) this.shared.set(f.fileId, f)
     if (this.opts.serve ?? true) {
-      this.server = new PeerServer((m, remote) => serveRequest(m, {
+      const ctx: ServeContext = {
         file: (id) => this.served.get(id),
         cluster: this.cluster,
         onFileChanged: (id, err) => this.withdraw(id, err),
-      }, remote), {
+        onAsker: (fileId, peer) => this.askers.next({ fileId, peer }),
+      }
+      this.server = new PeerServer((m, remote) => serveRequest(m, ctx, remote), {
         host,
         port: this.opts.port ?? 0,
         onUpload: (n) => { this.uploaded += n },
         budget: this.uploadBudget,
         // behind an upload cap, a queue longer than BUSY_QUEUE_MS of it is declined (BUSY)
         busyBytes: this.uploadBudget === undefined ? undefined : (this.opts.uploadLimit as number) * BUSY_QUEUE_MS / 1000,
+        freshPiece: (m) => this.freshPiece(m),
+        watch: (m, remote) => serveWatch(m, ctx, asyncScheduler, remote),
       })
       this.listen = await this.server.start()
       await lastValueFrom(this.publishShared().pipe(defaultIfEmpty(null)))
@@ -330,15 +342,21 @@ export class Lp2pNode {
     )
   }
 
-  private get fileCount (): number { return this.shared.size + [...this.held.values()].filter((h) => h.have > 0).length }
+  private get fileCount (): number { return this.shared.size + [...this.held.values()].filter(servable).length }
+
+  /** A piece request for a piece that never went out from here (it may pass a busy uplink). */
+  private freshPiece (m: Leech): boolean {
+    const f = this.served.get(m.hash)
+    return f?.sent !== undefined && m.size === f.meta.size && m.blockSize === f.meta.blockSize && f.sent.fresh(m.offset / m.blockSize)
+  }
 
   /** Announce every period with the counters; re-publish when the tracker lost us; refresh a few cluster rows. */
   private heartbeats (): Subscription {
     return heartbeats({
       periodMs: this.opts.heartbeatMs ?? HEARTBEAT_MS,
       announce: () => this.trackerClient.request({ type: 'announce', nodeId: this.nodeId, port: this.listen?.port ?? 0, files: this.fileCount, uploaded: this.uploaded, downloaded: this.downloaded }),
-      republish: () => [this.publishShared(), ...[...this.held.values()].filter((h) => h.have > 0).map((h) => this.publishHeld(h))],
-      regular: () => [this.refreshClusters(), ...[...this.held.values()].filter((h) => !h.complete && h.have > 0).map((h) => this.publishHeld(h))],
+      republish: () => [this.publishShared(), ...[...this.held.values()].filter(servable).map((h) => this.publishHeld(h))],
+      regular: () => [this.refreshClusters(), ...[...this.held.values()].filter((h) => !h.complete && servable(h)).map((h) => this.publishHeld(h))],
       onError: (err) => this.log.warn({ err: err.message }, 'heartbeat failed; backing off'),
     }).subscribe()
   }
@@ -405,6 +423,7 @@ export class Lp2pNode {
     let sink: FileSink | null = null
     let h: Held | null = null
     let pending: (() => Uint8Array) | null = null
+    let fileId: string | null = null
     const links = this.linksFor()
     const { downloadLimit, ...leechOpts } = opts
     const own = downloadLimit === undefined || !Number.isFinite(downloadLimit) || downloadLimit <= 0 ? undefined : new TokenBucket({ rate: downloadLimit })
@@ -415,18 +434,22 @@ export class Lp2pNode {
       // a random sample of holders: in a big swarm every leecher gets its own neighbours
       tracker: { files: () => this.trackerClient.files(), nodes: (id) => this.trackerClient.sample(id, 2 * FAN_OUT) },
       link: links.link,
-      openSink: (meta) => { sink = new FileSink(meta, out, this.pool); return sink },
+      openSink: (meta) => { fileId = meta.hash; sink = new FileSink(meta, out, this.pool); return sink },
       selfId: this.nodeId,
       selfPort: this.listen?.port,
       budget,
       onPending: (p) => { pending = p },
+      // peers that asked us about this file download it too: they may serve us in turn
+      askers: this.askers.pipe(filter((a) => a.fileId === fileId), map((a) => a.peer)),
     }, leechOpts).pipe(
       tap((e) => {
         switch (e.event) {
           case 'start': {
             const meta: FileMetaData = { name: e.name, hash: e.fileId, size: e.size, blockSize: e.blockSize, pieces: e.pieces }
             const s = sink as FileSink | null
-            const held: Held = { meta, bits: new Uint8Array(Math.ceil(e.pieces / 8)), have: 0, pieceHashes: null, complete: false, source: () => (s as FileSink).source() }
+            const held: Held = { meta, bits: new Uint8Array(Math.ceil(e.pieces / 8)), have: 0, pieceHashes: null, complete: false, source: () => (s as FileSink).source(), log: new PieceLog(e.pieces) }
+            // a resumed download holds what the last run verified and wrote: it serves those too
+            for (const i of s?.present ?? []) { setBit(held.bits, i); held.have++; held.log.add(i) }
             h = held
             this.held.set(meta.hash, held)
             // pieces are served only once verified against hashes checked against the root
@@ -438,15 +461,24 @@ export class Lp2pNode {
                 pieceHashes: () => held.pieceHashes,
                 have: () => held.pieceHashes === null ? new Uint8Array(held.bits.length) : held.bits,
                 pending: () => held.complete || pending === null ? null : pending(),
+                log: held.log,
+                sent: new SentCounts(meta.pieces),
               })
             }
             return
           }
-          case 'hashes': if (h !== null) h.pieceHashes = e.pieceHashes; return
+          case 'hashes':
+            if (h === null) return
+            h.pieceHashes = e.pieceHashes
+            // a resumed download serves its pieces from now on: the tracker may send askers here
+            if (h.have > 0) this.fire(this.publishHeld(h))
+            return
           case 'piece':
             this.downloaded += e.bytes
             if (h === null) return
+            // the bit first: the log wakes watches at once, and their answers read the bitfield
             setBit(h.bits, e.index)
+            h.log.add(e.index)
             if (++h.have === 1 && h.pieceHashes !== null) this.fire(this.publishHeld(h))
             return
           case 'done': {
@@ -486,6 +518,7 @@ export class Lp2pNode {
     for (const f of this.local) f.file.close()
     for (const h of this.held.values()) h.file?.close()
     this.shareEvents.complete()
+    this.askers.complete()
   }
 
   /** Peers connected to this node's piece server right now (for `peer`'s status line). */

@@ -1,8 +1,14 @@
-import { firstValueFrom, NEVER, timeout } from 'rxjs'
-import { PeerConnection } from '../../src/net/peerConnection'
-import { PeerServer } from '../../src/net/peerServer'
-import type { PeerRequest } from '../../src/protocol/messages'
-import type { Outgoing } from '../../src/peer/serve'
+import net from 'node:net'
+import { asyncScheduler, firstValueFrom, NEVER, Observable, timeout } from 'rxjs'
+import { FRESH_QUEUE_FACTOR } from '../../src/limits'
+import { PeerConnection, type WithoutReq } from '../../src/net/peerConnection'
+import { PeerServer, type PeerServerOptions } from '../../src/net/peerServer'
+import { ClusterTable } from '../../src/peer/clusterTable'
+import { setBit } from '../../src/peer/picker'
+import { PieceLog } from '../../src/peer/pieceLog'
+import { encodeFrameHead } from '../../src/protocol/codec'
+import type { Leech, PeerMessage, PeerRequest } from '../../src/protocol/messages'
+import { serveRequest, serveWatch, type Outgoing, type ServeContext, type ServedFile } from '../../src/peer/serve'
 
 const BLOCK = 64 * 1024
 const data = Buffer.alloc(8 * BLOCK, 1)
@@ -41,5 +47,225 @@ describe('PeerServer upload queue', () => {
     conns.push(c)
     expect(await Promise.all([0, 1, 2, 3, 4, 5].map((i) => ask(c, i)))).toEqual(Array(6).fill('piece'))
     expect(server.queuedPieceBytes).toBe(0)
+  })
+})
+
+describe('PeerServer fresh pieces and busyBytes', () => {
+  let server: PeerServer | null = null
+  const conns: PeerConnection[] = []
+  afterEach(async () => { for (const c of conns.splice(0)) c.close(); await server?.close(); server = null })
+
+  it('lets a fresh piece through up to FRESH_QUEUE_FACTOR × busyBytes; others get BUSY past busyBytes', async () => {
+    // pieces 4..7 never went out from here (fresh); the budget never grants: all accepted stays queued
+    expect(FRESH_QUEUE_FACTOR).toBe(2) // the counts below assume it
+    const asked: number[] = []
+    const freshPiece = (m: Leech): boolean => { asked.push(m.offset / BLOCK); return m.offset >= 4 * BLOCK }
+    server = new PeerServer(handle, { host: '127.0.0.1', port: 0, budget: { take: () => NEVER }, busyBytes: 2 * BLOCK, freshPiece })
+    const addr = await server.start()
+    const c = new PeerConnection({ nodeId: 'a'.repeat(32), host: '127.0.0.1', port: addr.port })
+    conns.push(c)
+    const answers = [0, 1, 2, 4, 5, 6].map((i) => ask(c, i))
+    const late = (p: Promise<unknown>): Promise<unknown> => Promise.race([p, new Promise((r) => setTimeout(() => r('no answer'), 300))])
+    // 0 and 1 fill busyBytes; 2 is not fresh: BUSY; 4 and 5 are fresh: queued up to 2 × busyBytes; 6 would pass that: BUSY
+    expect(await answers[2]).toBe('BUSY')
+    expect(await answers[5]).toBe('BUSY')
+    expect(await late(answers[3])).toBe('no answer')
+    expect(await late(answers[4])).toBe('no answer')
+    expect(server.queuedPieceBytes).toBe(4 * BLOCK)
+    // asked only for pieces past busyBytes and within the fresh allowance
+    expect(asked).toEqual([2, 4, 5])
+  })
+})
+
+describe('PeerServer watches (probes with since)', () => {
+  const FILE = 'ab'.repeat(32)
+  const OTHER = 'cd'.repeat(32)
+  const THIRD = 'ef'.repeat(32)
+  let server: PeerServer | null = null
+  const conns: PeerConnection[] = []
+  const raws: net.Socket[] = []
+  afterEach(async () => {
+    for (const c of conns.splice(0)) c.close()
+    for (const r of raws.splice(0)) r.destroy()
+    await server?.close()
+    server = null
+  })
+
+  /** A download in progress holding pieces `held` of an 8-piece file, served as Lp2pNode does. */
+  function node (held: number[]): { ctx: ServeContext, store: (i: number) => void } {
+    const bits = new Uint8Array(1)
+    const log = new PieceLog(8)
+    const store = (i: number): void => { setBit(bits, i); log.add(i) }
+    for (const i of held) store(i)
+    const file: ServedFile = {
+      meta: { name: 'f.bin', hash: FILE, size: data.length, blockSize: BLOCK, pieces: 8 },
+      source: () => ({ size: data.length, view: (o, l) => [data.subarray(o, o + l)] }),
+      checkSize: () => {},
+      pieceHashes: () => Buffer.alloc(8 * 32),
+      have: () => bits,
+      log,
+    }
+    return { ctx: { file: (id) => id === FILE ? file : undefined, cluster: new ClusterTable() }, store }
+  }
+
+  const connect = (port: number): PeerConnection => {
+    const c = new PeerConnection({ nodeId: 'a'.repeat(32), host: '127.0.0.1', port })
+    conns.push(c)
+    return c
+  }
+  const lacks = (...pieces: number[]): Uint8Array => { const b = new Uint8Array(1); for (const i of pieces) setBit(b, i); return b }
+  /** The reply to a request as a promise: its header, or the remote error code. */
+  const send = (c: PeerConnection, msg: WithoutReq<PeerRequest>): Promise<PeerMessage | string> => firstValueFrom(c.request(msg).pipe(timeout(8000)))
+    .then((f) => f.msg, (e: { remoteCode?: string, message: string }) => e.remoteCode ?? e.message)
+  const watchFor = (c: PeerConnection, since: number, missing: number[], waitMs = 5000, fileId = FILE): Promise<PeerMessage | string> =>
+    send(c, { type: 'probe', fileId, since, lacks: lacks(...missing), waitMs })
+  const leechOf = (c: PeerConnection, i: number): Promise<PeerMessage | string> =>
+    send(c, { type: 'leech', hash: FILE, size: data.length, offset: i * BLOCK, blockSize: BLOCK, pieces: 8 })
+  /** Settles to 'pending' when `p` has not settled within `ms`. */
+  const within = (p: Promise<unknown>, ms: number): Promise<unknown> => Promise.race([p, new Promise((r) => setTimeout(() => r('pending'), ms))])
+  const until = async (ok: () => boolean, ms = 2000): Promise<void> => {
+    for (let t = 0; t < ms && !ok(); t += 10) await new Promise((r) => setTimeout(r, 10))
+  }
+  const serving = (ctx: ServeContext, extra: Partial<PeerServerOptions> = {}): PeerServer =>
+    new PeerServer((m, remote) => serveRequest(m, ctx, remote), { host: '127.0.0.1', port: 0, watch: (m, remote) => serveWatch(m, ctx, asyncScheduler, remote), ...extra })
+
+  it('holds a watch while later requests of the connection are answered; answers it when a lacked piece is stored', async () => {
+    const { ctx, store } = node([0])
+    server = serving(ctx)
+    const c = connect((await server.start()).port)
+    let answered = false
+    const w = watchFor(c, 1, [3, 5]).then((r) => { answered = true; return r })
+    // the leech was sent after the watch, on the same connection: it is answered first
+    expect(await leechOf(c, 0)).toMatchObject({ type: 'piece', offset: 0 })
+    expect(answered).toBe(false)
+    expect(server.heldWatches).toBe(1)
+    // a piece the asker does not lack is no news
+    store(2)
+    expect(await within(w, 200)).toBe('pending')
+    store(5)
+    expect(await w).toMatchObject({ type: 'have', fileId: FILE, totalPieces: 8, bitfield: lacks(0, 2, 5), version: 3 })
+    expect(server.heldWatches).toBe(0)
+  })
+
+  it('answers a watch with news since `since` at once', async () => {
+    const { ctx } = node([0, 4])
+    server = serving(ctx)
+    const c = connect((await server.start()).port)
+    expect(await within(watchFor(c, 1, [4]), 1000)).toMatchObject({ type: 'have', bitfield: lacks(0, 4), version: 2 })
+    expect(server.heldWatches).toBe(0)
+  })
+
+  it('answers a watch with no news after waitMs', async () => {
+    const { ctx } = node([0])
+    server = serving(ctx)
+    const c = connect((await server.start()).port)
+    const t0 = Date.now()
+    expect(await watchFor(c, 1, [3], 300)).toMatchObject({ type: 'have', bitfield: lacks(0), version: 1 })
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250)
+    expect(server.heldWatches).toBe(0)
+  })
+
+  it('a newer watch for the same file replaces the older: only the newer is answered', async () => {
+    const { ctx, store } = node([0])
+    server = serving(ctx)
+    const c = connect((await server.start()).port)
+    const first = watchFor(c, 1, [3])
+    const second = watchFor(c, 1, [3])
+    await leechOf(c, 0) // both watches reached the server
+    expect(server.heldWatches).toBe(1)
+    store(3)
+    expect(await second).toMatchObject({ type: 'have', version: 2 })
+    // the replaced watch is never answered (its asker would have timed it out)
+    expect(await within(first, 300)).toBe('pending')
+    expect(server.heldWatches).toBe(0)
+  })
+
+  it('declines watches past maxWatches with BAD_REQUEST; replacing a held one is not one more', async () => {
+    let live = 0
+    const held = (): Observable<Outgoing> => new Observable<Outgoing>(() => { live++; return () => { live-- } })
+    server = new PeerServer(handle, { host: '127.0.0.1', port: 0, watch: held, maxWatches: 2 })
+    const c = connect((await server.start()).port)
+    void watchFor(c, 0, [1], 5000, FILE)
+    void watchFor(c, 0, [1], 5000, OTHER)
+    expect(await watchFor(c, 0, [1], 5000, THIRD)).toBe('BAD_REQUEST')
+    void watchFor(c, 0, [1], 5000, FILE)
+    await leechOf(c, 0)
+    expect(server.heldWatches).toBe(2)
+    expect(live).toBe(2)
+    expect(server.connections).toBe(1)
+  })
+
+  it('drops a connection\'s watches when it closes, and every watch when the server closes', async () => {
+    let live = 0
+    const held = (): Observable<Outgoing> => new Observable<Outgoing>(() => { live++; return () => { live-- } })
+    const s = new PeerServer(handle, { host: '127.0.0.1', port: 0, watch: held })
+    server = s
+    const port = (await s.start()).port
+    const a = connect(port)
+    const b = connect(port)
+    for (const f of [FILE, OTHER]) { void watchFor(a, 0, [1], 5000, f); void watchFor(b, 0, [1], 5000, f) }
+    await Promise.all([leechOf(a, 0), leechOf(b, 0)])
+    expect(s.heldWatches).toBe(4)
+    expect(live).toBe(4)
+    a.close()
+    await until(() => s.heldWatches === 2)
+    expect(s.heldWatches).toBe(2)
+    expect(live).toBe(2)
+    await s.close()
+    expect(s.heldWatches).toBe(0)
+    expect(live).toBe(0)
+  })
+
+  it('a watch whose connection closed is dropped: a later lacked piece answers nothing', async () => {
+    const { ctx, store } = node([0])
+    server = serving(ctx)
+    const s = server
+    const c = connect((await s.start()).port)
+    void watchFor(c, 1, [3])
+    await leechOf(c, 0)
+    c.close()
+    await until(() => s.heldWatches === 0)
+    expect(s.heldWatches).toBe(0)
+    store(3) // its log listener is gone: nothing to answer
+    expect(s.connections).toBe(0)
+  })
+
+  it('without the watch option, a watch is answered at once through handle, in order', async () => {
+    const { ctx } = node([0])
+    server = new PeerServer((m, remote) => serveRequest(m, ctx, remote), { host: '127.0.0.1', port: 0 })
+    const c = connect((await server.start()).port)
+    expect(await within(watchFor(c, 1, [3]), 1000)).toMatchObject({ type: 'have', bitfield: lacks(0), version: 1 })
+    expect(server.heldWatches).toBe(0)
+  })
+
+  it('a watch that arrives while the socket is backed up waits its turn in the queue (a reader that does not read costs no memory)', async () => {
+    const BIG = 1024 * 1024
+    const big = Buffer.alloc(8 * BIG, 2)
+    const bigHandle = (m: PeerRequest): Outgoing => m.type === 'leech'
+      ? { msg: { type: 'piece', req: m.req, pieceSize: BIG, offset: m.offset, totalPieces: 8, clusterName: m.hash }, payload: { source: { size: big.length, view: (o, l) => [big.subarray(o, o + l)] }, offset: m.offset, length: BIG } }
+      : { msg: { type: 'error', req: m.req, code: 'BAD_REQUEST', message: 'only pieces here' } }
+    let started = 0
+    const s = new PeerServer(bigHandle, { host: '127.0.0.1', port: 0, highWaterBytes: BIG, watch: () => { started++; return NEVER } })
+    server = s
+    const port = (await s.start()).port
+    // a raw client that asks for 48 MiB of pieces and reads nothing
+    const sock = net.connect({ host: '127.0.0.1', port })
+    raws.push(sock)
+    sock.pause()
+    await new Promise((r) => sock.once('connect', r))
+    for (let i = 0; i < 48; i++) sock.write(encodeFrameHead({ type: 'leech', req: i + 1, hash: FILE, size: big.length, offset: (i % 8) * BIG, blockSize: BIG, pieces: 8 }))
+    // the server stops answering once its send buffer is over highWater: pieces stay queued
+    let before = -1
+    await until(() => { const q = s.queuedPieceBytes; const stuck = q > 0 && q === before; before = q; return stuck }, 5000)
+    expect(s.queuedPieceBytes).toBeGreaterThan(0)
+    sock.write(encodeFrameHead({ type: 'probe', req: 100, fileId: FILE, since: 0, lacks: new Uint8Array(1), waitMs: 5000 }))
+    await new Promise((r) => setTimeout(r, 200))
+    expect(started).toBe(0)
+    expect(s.heldWatches).toBe(0)
+    // the client reads again: the queue drains, and the watch is held once reached
+    sock.resume()
+    await until(() => started === 1, 5000)
+    expect(started).toBe(1)
+    expect(s.heldWatches).toBe(1)
   })
 })

@@ -5,7 +5,7 @@ import {
   checkSegmentation, fileMetaData, MAX_FILES_PER_NODE_ITEM, MAX_LIST_ITEMS, peerMessage, pieceLength, trackerMessage,
   type FileMetaData, type NodeInfo, type PeerAddress, type PeerMessage, type TrackerMessage,
 } from '../../src/protocol/messages'
-import { MAX_BLOCK_SIZE, MAX_DATAGRAM_BYTES, MAX_FRAME_BYTES, MAX_HEADER_BYTES, MAX_PEERS_PER_REPLY, PAGE_SIZE } from '../../src/limits'
+import { MAX_BITFIELD_BYTES, MAX_BLOCK_SIZE, MAX_DATAGRAM_BYTES, MAX_FRAME_BYTES, MAX_HEADER_BYTES, MAX_PEERS_PER_REPLY, MAX_WATCH_MS, PAGE_SIZE } from '../../src/limits'
 
 // ---------------------------------------------------------------- fixtures
 const H1 = '0123456789abcdef'.repeat(4)
@@ -384,6 +384,9 @@ describe('peer frames', () => {
     ['cluster', { type: 'cluster', req: 2, fileId: H1, peers: [peer(), peer({ nodeId: NODE2, host: '::1', port: 65535 })] }],
     ['cluster with no peers', { type: 'cluster', req: 2, fileId: H1, peers: [] }],
     ['probe', { type: 'probe', req: 3, fileId: H2 }],
+    ['probe from a peer that serves the file too', { type: 'probe', req: 3, fileId: H2, from: { nodeId: NODE, port: 7000 } }],
+    ['watch', { type: 'probe', req: 3, fileId: H2, since: 12, lacks: new Uint8Array([0xf0, 0x01]), waitMs: 2000, from: { nodeId: NODE, port: 7000 } }],
+    ['have of a holder still downloading, with its version', { type: 'have', req: 4, fileId: H1, totalPieces: 10, bitfield: new Uint8Array([0xc0, 0x00]), pending: new Uint8Array([0x20, 0x00]), version: 2 }],
     ['have without bitfield (every piece)', { type: 'have', req: 4, fileId: H1, totalPieces: 7 }],
     ['leech of the first piece', { type: 'leech', req: 5, hash: H1, size: 100_000, offset: 0, blockSize: 16384, pieces: 7 }],
     ['leech of the last (short) piece', { type: 'leech', req: 0xffffffff, hash: H1, size: 100_000, offset: 6 * 16384, blockSize: 16384, pieces: 7 }],
@@ -545,6 +548,47 @@ describe('peer frames', () => {
       expectProtocolError(() => fh({ ...piece, bitfield: Buffer.alloc(1) }))
       expectProtocolError(() => fh({ ...piece, bitfield: Buffer.alloc(3) }))
       expectProtocolError(() => fh({ ...piece, bitfield: Buffer.alloc(60_000) }))
+    })
+
+    describe('watches (probe with since, lacks, waitMs, from) and have.version', () => {
+      const watch = { type: 'probe', req: 3, fileId: H1, since: 4, lacks: Buffer.alloc(2), waitMs: 2000 }
+
+      it('accepts the bounds: waitMs 0 and MAX_WATCH_MS, lacks of MAX_BITFIELD_BYTES, an empty lacks', () => {
+        expect(fh({ ...watch, waitMs: 0 })).toMatchObject({ since: 4, waitMs: 0 })
+        expect(fh({ ...watch, waitMs: MAX_WATCH_MS })).toMatchObject({ waitMs: MAX_WATCH_MS })
+        expect((fh({ ...watch, lacks: Buffer.alloc(MAX_BITFIELD_BYTES) }) as { lacks: Uint8Array }).lacks).toHaveLength(MAX_BITFIELD_BYTES)
+        expect((fh({ ...watch, lacks: Buffer.alloc(0) }) as { lacks: Uint8Array }).lacks).toHaveLength(0)
+      })
+
+      it('a plain probe ignores lacks and waitMs without since (they mean nothing there)', () => {
+        expect(fh({ type: 'probe', req: 3, fileId: H1, lacks: 'junk', waitMs: -1 })).toStrictEqual({ type: 'probe', req: 3, fileId: H1 })
+      })
+
+      it.each<[string, Record<string, unknown>]>([
+        ['waitMs over MAX_WATCH_MS', { waitMs: MAX_WATCH_MS + 1 }],
+        ['waitMs negative', { waitMs: -1 }],
+        ['waitMs missing', { waitMs: undefined }],
+        ['waitMs a float', { waitMs: 1.5 }],
+        ['lacks longer than MAX_BITFIELD_BYTES', { lacks: Buffer.alloc(MAX_BITFIELD_BYTES + 1) }],
+        ['lacks missing', { lacks: undefined }],
+        ['lacks as an array of numbers', { lacks: [0xff] }],
+        ['since negative', { since: -1 }],
+        ['since a string', { since: '4' }],
+        ['since over 2^53', { since: 2 ** 53 }],
+        ['from with a bad node id', { from: { nodeId: 'x', port: 7000 } }],
+        ['from with port 0', { from: { nodeId: NODE, port: 0 } }],
+        ['from not a map', { from: 7000 }],
+      ])('a watch with %s', (_, over) => {
+        expectProtocolError(() => fh({ ...watch, ...over }))
+      })
+
+      it('have.version is at most totalPieces', () => {
+        expect(fh({ ...have, version: 0 })).toMatchObject({ version: 0 })
+        expect(fh({ ...have, version: 10 })).toMatchObject({ version: 10 })
+        expectProtocolError(() => fh({ ...have, version: 11 }))
+        expectProtocolError(() => fh({ ...have, version: -1 }))
+        expectProtocolError(() => fh({ ...have, version: '3' }))
+      })
     })
 
     it('a cluster with more than MAX_PEERS_PER_REPLY peers', () => {

@@ -1,0 +1,139 @@
+import { TestScheduler } from 'rxjs/testing'
+import { ClusterTable } from '../../src/peer/clusterTable'
+import { setBit } from '../../src/peer/picker'
+import { PieceLog } from '../../src/peer/pieceLog'
+import { serveWatch, type Outgoing, type ServeContext, type ServedFile } from '../../src/peer/serve'
+import type { FileMetaData, PeerAddress, Probe } from '../../src/protocol/messages'
+
+const H = 'ab'.repeat(32)
+const OTHER = 'cd'.repeat(32)
+const NODE = '00112233445566778899aabbccddeeff'
+const meta: FileMetaData = { name: 'f.bin', hash: H, size: 10 * 4096, blockSize: 4096, pieces: 10 }
+
+const bits = (...pieces: number[]): Uint8Array => {
+  const b = new Uint8Array(2)
+  for (const i of pieces) setBit(b, i)
+  return b
+}
+
+/** A download in progress holding `held` (stored in that order), as Lp2pNode serves it. */
+function partial (held: number[]): { ctx: ServeContext, store: (i: number) => void, asked: Array<[string, PeerAddress]> } {
+  const have = new Uint8Array(2)
+  const log = new PieceLog(meta.pieces)
+  // as the node does: the bit first, then the log (which wakes the watches that read the bits)
+  const store = (i: number): void => { setBit(have, i); log.add(i) }
+  for (const i of held) store(i)
+  const file: ServedFile = { meta, source: () => ({ size: 0, view: () => [] }), checkSize: () => {}, pieceHashes: () => Buffer.alloc(320), have: () => have, log }
+  const asked: Array<[string, PeerAddress]> = []
+  const ctx: ServeContext = { file: (id) => id === H ? file : undefined, cluster: new ClusterTable(), onAsker: (id, p) => asked.push([id, p]) }
+  return { ctx, store, asked }
+}
+
+const watch = (over: Partial<Probe> = {}): Probe => ({ type: 'probe', req: 9, fileId: H, since: 0, lacks: bits(7), waitMs: 20, ...over })
+const have = (held: number[], version: number): Outgoing => ({ msg: { type: 'have', req: 9, fileId: H, totalPieces: 10, bitfield: bits(...held), version } })
+
+function setup (): TestScheduler {
+  return new TestScheduler((actual, expected) => expect(actual).toEqual(expected))
+}
+
+describe('serveWatch', () => {
+  it('answers at once when a lacked piece was stored after `since`', () => {
+    const ts = setup()
+    ts.run(({ expectObservable }) => {
+      const { ctx } = partial([2, 7, 4])
+      // the asker last saw version 1 (piece 2): piece 7 came after, and it lacks it
+      expectObservable(serveWatch(watch({ since: 1 }), ctx, ts)).toBe('(a|)', { a: have([2, 4, 7], 3) })
+    })
+  })
+
+  it('holds a watch with no news, and answers when a lacked piece is stored', () => {
+    const ts = setup()
+    ts.run(({ expectObservable }) => {
+      const { ctx, store } = partial([2, 7])
+      // piece 7 is old news (before version 2): the watch waits
+      ts.schedule(() => store(5), 5)
+      expectObservable(serveWatch(watch({ since: 2, lacks: bits(5, 7, 9) }), ctx, ts)).toBe('-----(a|)', { a: have([2, 5, 7], 3) })
+    })
+  })
+
+  it('is not answered by a piece the asker does not lack; answered after waitMs then', () => {
+    const ts = setup()
+    ts.run(({ expectObservable }) => {
+      const { ctx, store } = partial([2])
+      ts.schedule(() => store(3), 5)
+      expectObservable(serveWatch(watch({ since: 1, lacks: bits(7), waitMs: 20 }), ctx, ts)).toBe('20ms (a|)', { a: have([2, 3], 2) })
+    })
+  })
+
+  it('with no news at all, answers after waitMs with what is held', () => {
+    const ts = setup()
+    ts.run(({ expectObservable }) => {
+      const { ctx } = partial([1, 2])
+      expectObservable(serveWatch(watch({ since: 2, waitMs: 30 }), ctx, ts)).toBe('30ms (a|)', { a: have([1, 2], 2) })
+    })
+  })
+
+  it('unsubscribing a held watch stops it: a later lacked piece is not answered', () => {
+    const ts = setup()
+    ts.run(({ expectObservable }) => {
+      const { ctx, store } = partial([])
+      ts.schedule(() => store(7), 8)
+      expectObservable(serveWatch(watch({ waitMs: 20 }), ctx, ts), '^---!').toBe('----')
+    })
+  })
+
+  it('a complete holder answers at once (no bitfield), as does a holder without a log or an unknown file', () => {
+    const ts = setup()
+    ts.run(({ expectObservable }) => {
+      const complete: ServedFile = { meta, source: () => ({ size: 0, view: () => [] }), checkSize: () => {}, pieceHashes: () => null, have: () => null }
+      const ctx: ServeContext = { file: (id) => id === H ? complete : undefined, cluster: new ClusterTable() }
+      expectObservable(serveWatch(watch({ waitMs: 1000 }), ctx, ts)).toBe('(a|)', { a: { msg: { type: 'have', req: 9, fileId: H, totalPieces: 10 } } })
+      const noLog: ServedFile = { ...complete, have: () => bits(1) }
+      expectObservable(serveWatch(watch({ waitMs: 1000 }), { ...ctx, file: () => noLog }, ts)).toBe('(a|)', { a: { msg: { type: 'have', req: 9, fileId: H, totalPieces: 10, bitfield: bits(1) } } })
+      expectObservable(serveWatch(watch({ fileId: OTHER, waitMs: 1000 }), ctx, ts)).toBe('(a|)', { a: { msg: expect.objectContaining({ type: 'error', code: 'NOT_FOUND' }) } })
+    })
+  })
+
+  it('a plain probe (no `since`) is answered at once, with the holder\'s version', () => {
+    const ts = setup()
+    ts.run(({ expectObservable }) => {
+      const { ctx } = partial([3])
+      expectObservable(serveWatch({ type: 'probe', req: 9, fileId: H }, ctx, ts)).toBe('(a|)', { a: have([3], 1) })
+    })
+  })
+
+  it.each([
+    ['one byte short', new Uint8Array(1)],
+    ['one byte long', new Uint8Array(3)],
+    ['empty', new Uint8Array(0)],
+  ])('a `lacks` that does not match the file\'s pieces (%s) is a BAD_REQUEST, at once', (_, lacks) => {
+    const ts = setup()
+    ts.run(({ expectObservable }) => {
+      const { ctx } = partial([])
+      expectObservable(serveWatch(watch({ lacks }), ctx, ts)).toBe('(a|)', { a: { msg: expect.objectContaining({ type: 'error', req: 9, code: 'BAD_REQUEST' }) } })
+    })
+  })
+
+  it('`from` reports the asker once, at arrival, at the address the connection saw', () => {
+    const ts = setup()
+    ts.run(({ expectObservable, flush }) => {
+      const { ctx, store, asked } = partial([])
+      ts.schedule(() => store(7), 5)
+      const out = serveWatch(watch({ from: { nodeId: NODE, port: 7100 } }), ctx, ts, { host: '10.0.0.2' })
+      expect(asked).toEqual([[H, { nodeId: NODE, host: '10.0.0.2', port: 7100 }]])
+      expectObservable(out).toBe('-----(a|)', { a: have([7], 1) })
+      flush()
+      // answering the watch does not report the asker again
+      expect(asked).toHaveLength(1)
+    })
+  })
+
+  it('`from` is ignored without a remote address', () => {
+    const ts = setup()
+    ts.run(() => {
+      const { ctx, asked } = partial([])
+      serveWatch(watch({ from: { nodeId: NODE, port: 7100 } }), ctx, ts)
+      expect(asked).toEqual([])
+    })
+  })
+})
