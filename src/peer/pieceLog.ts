@@ -6,7 +6,7 @@ import { WATCH_NOTIFY } from '../limits'
  * `version`: an asker that last saw version v learns what is new since then, and a watch waits on
  * `newsIn` for the next piece.
  *
- * A stored piece wakes at most `notify` of the watches waiting for it (the longest waiting first):
+ * A stored piece wakes at most `notify` of the watches waiting for it (those that lack the most):
  * a holder can serve only a few askers at once, and telling all of them made all of them ask, and
  * most of them hear BUSY. The others are told by the next pieces, or by the last one (which tells
  * everyone: the holder is complete), or when their wait runs out.
@@ -14,7 +14,7 @@ import { WATCH_NOTIFY } from '../limits'
 export class PieceLog {
   private readonly order: Uint32Array
   private count = 0
-  private readonly listeners = new Set<(index: number) => boolean>()
+  private readonly listeners = new Set<{ lacks: Uint8Array, missing: number, tell: (index: number) => void }>()
 
   constructor (readonly pieces: number, private readonly notify = WATCH_NOTIFY) { this.order = new Uint32Array(pieces) }
 
@@ -25,16 +25,21 @@ export class PieceLog {
     if (this.count >= this.pieces) return
     this.order[this.count++] = index
     const last = this.count === this.pieces
-    let told = 0
-    for (const f of [...this.listeners]) if (f(index) && ++told >= this.notify && !last) break
+    // those that lack the most first (an asker that holds little has an idle uplink: its first
+    // pieces put it to work), the longest waiting among equals
+    const want = [...this.listeners].filter((l) => hasBitIn(l.lacks, index))
+    if (!last && want.length > this.notify) want.sort((a, b) => b.missing - a.missing)
+    for (const l of last ? want : want.slice(0, this.notify)) l.tell(index)
   }
 
   /** Each piece stored from now on that is set in `lacks` (a watch waits on this). */
   newsIn (lacks: Uint8Array): Observable<number> {
     return new Observable<number>((sub) => {
-      const f = (i: number): boolean => { if (!hasBitIn(lacks, i)) return false; sub.next(i); return true }
-      this.listeners.add(f)
-      return () => { this.listeners.delete(f) }
+      let missing = 0
+      for (const b of lacks) missing += POPCOUNT[b]
+      const l = { lacks, missing, tell: (i: number): void => sub.next(i) }
+      this.listeners.add(l)
+      return () => { this.listeners.delete(l) }
     })
   }
 
@@ -45,4 +50,5 @@ export class PieceLog {
   }
 }
 
+const POPCOUNT = Uint8Array.from({ length: 256 }, (_, b) => { let n = 0; for (let x = b; x > 0; x >>= 1) n += x & 1; return n })
 const hasBitIn = (bf: Uint8Array, i: number): boolean => (bf[i >> 3] & (0x80 >> (i & 7))) !== 0
