@@ -91,6 +91,13 @@ export const MAX_WATCH_MS = 10_000
 export const MAX_WATCHES_PER_CONNECTION = 64
 /** Longest bitfield accepted in a request (196,608 pieces: 1.5 TiB at the largest block size). */
 export const MAX_BITFIELD_BYTES = 24 * 1024
+/**
+ * A piece from a source whose rate is measured must come within STALL_FACTOR times what it should
+ * take (its window ahead of it included), at least STALL_MIN_MS, else the source is dropped and its
+ * pieces go elsewhere (PIECE_TIMEOUT_MS still bounds it, and applies while the rate is unknown).
+ */
+export const STALL_FACTOR = 10
+export const STALL_MIN_MS = 500
 /** Requests in flight per peer: PIPELINE_BYTES worth of pieces, within these bounds. */
 export const MIN_PIPELINE = 4
 export const MAX_PIPELINE = 32

@@ -4,7 +4,7 @@ import {
   repeat, Subject, switchMap, take, takeUntil, tap, throwError, timeout, timer, toArray, type SchedulerLike,
 } from 'rxjs'
 import { HashMismatchError, NoSourcesError, PeerTimeoutError, ProtocolError, RemoteError, StorageError } from '../errors'
-import { BUSY_RETRY_MS, FAN_OUT, IN_FLIGHT_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS, REPROBE_MS, WATCH_MS } from '../limits'
+import { BUSY_RETRY_MS, FAN_OUT, IN_FLIGHT_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS, REPROBE_MS, STALL_FACTOR, STALL_MIN_MS, WATCH_MS } from '../limits'
 import { MAX_HASHES_PER_FRAME, REMOTE_CODES, type FileMetaData, type NodeInfo, type PeerAddress } from '../protocol/messages'
 import type { Frame } from '../protocol/frames'
 import type { PeerLink } from '../net/peerConnection'
@@ -161,6 +161,14 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       if (rate === 0) return startWindow // unknown yet: one, then what it earns
       return Math.max(1, Math.ceil(rate * inFlightMs / 1000 / meta.blockSize))
     }
+    // a source whose rate is known is given STALL_FACTOR times what a piece should take from it
+    // (behind the rest of its window), at least STALL_MIN_MS: one that went silent (a partition, a
+    // wedged process) is dropped in seconds, not after pieceTimeoutMs, and its pieces go elsewhere
+    const stallMs = (id: string, bytes: number): number => {
+      const rate = rates.get(id)?.rate ?? 0
+      if (rate === 0) return pieceTimeoutMs
+      return Math.min(pieceTimeoutMs, Math.max(STALL_MIN_MS, STALL_FACTOR * (windowOf(id) + 1) * bytes * 1000 / rate))
+    }
     // a source that said BUSY is not asked again for a short while (its queue drains meanwhile)
     const pausedUntil = new Map<string, number>()
     const busyStreak = new Map<string, number>()
@@ -225,7 +233,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       const expected = Math.min(meta.blockSize, meta.size - offset)
       const ask$ = deps.link(src.peer).request({ type: 'leech', hash: meta.hash, size: meta.size, offset, blockSize: meta.blockSize, pieces: meta.pieces })
       return (deps.budget === undefined ? ask$ : deps.budget.take(expected).pipe(take(1), switchMap(() => ask$))).pipe(
-        timeout({ first: pieceTimeoutMs, scheduler, with: () => throwError(() => new PeerTimeoutError(label(src.peer), `piece ${index}`)) }),
+        timeout({ first: stallMs(id, expected), scheduler, with: () => throwError(() => new PeerTimeoutError(label(src.peer), `piece ${index}`)) }),
         // a seeder that already sent this piece to someone: get it from a peer (not a failure)
         catchError((err: unknown) => {
           // a busy peer (not at fault either): the piece goes back for another holder, and this
@@ -330,7 +338,17 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       })))
       // pieces only once they can be checked
       const fetch$ = concat(hashes$, defer(() => !hashesKnown() ? EMPTY : leechPieces({
-        next: () => { const i = picker.complete || paused(id) ? null : picker.next(id); return i === null ? null : i * meta.blockSize },
+        next: () => {
+          const missing = picker.missing
+          // endgame copies go only to sources that delivered at this download's pace: an idle source
+          // that never did may be one that went silent, and would hold the copy as well
+          if (missing === 0 && (rates.get(id)?.rate ?? 0) === 0) return null
+          const i = picker.complete || paused(id) ? null : picker.next(id)
+          // the last missing piece went out: the endgame begins, idle sources may now fetch
+          // copies of pieces in flight elsewhere (one may be stuck at a peer that went silent)
+          if (missing > 0 && picker.missing === 0) scheduler.schedule(() => wake.next(null))
+          return i === null ? null : i * meta.blockSize
+        },
         fetch: (offset) => fetchPiece(src, offset / meta.blockSize),
         pipeline,
         window: () => windowOf(id),
@@ -341,7 +359,8 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           delay: () => {
             if (paused(id)) return timer(resumeIn(id), scheduler).pipe(filter(() => !picker.complete))
             idle.next()
-            return idleSources.once(id).pipe(filter(() => !picker.complete))
+            // (and look again after rediscoverMs in any case: a wake lost to a silent peer costs a second, not the download)
+            return merge(idleSources.once(id), timer(rediscoverMs, scheduler)).pipe(take(1), filter(() => !picker.complete))
           },
         }),
       )

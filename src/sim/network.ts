@@ -20,8 +20,9 @@ import type { SimScheduler } from './scheduler'
  *   passed. Control messages (probes, cluster queries, headers) take latency only: they are tiny
  *   next to pieces;
  * - datagrams are lost with probability `loss` (TCP links are not: TCP retransmits);
- * - a partition splits hosts into groups: nothing crosses between groups (requests hang until the
- *   production timeouts fire, as on a real network);
+ * - a partition splits hosts into groups: nothing crosses between groups. Datagrams are lost;
+ *   frames on peer links wait and cross when the partition heals (TCP retransmits them), unless
+ *   the asker gave up first (the production timeouts);
  * - a watch (a probe that waits for news) is held by the production `serveWatch` at the peer; an
  *   asker that stops waiting withdraws it at once (a real peer drops it when the next watch of
  *   that connection comes, or answers it into the void);
@@ -100,7 +101,13 @@ export class SimNetwork {
 
   /** Split the network: hosts in `isolated` can reach only each other. */
   partition (isolated: string[], group = 1): void { for (const h of isolated) { const x = this.hosts.get(h); if (x !== undefined) x.group = group } }
-  heal (): void { for (const h of this.hosts.values()) h.group = 0 }
+  heal (): void {
+    for (const h of this.hosts.values()) h.group = 0
+    for (const f of this.afterHeal.splice(0)) f()
+  }
+
+  /** Frames held by a partition, sent on when it heals. */
+  private readonly afterHeal: Array<() => void> = []
 
   private reachable (a: SimHost, b: SimHost): boolean { return a.group === b.group }
 
@@ -147,9 +154,8 @@ export class SimNetwork {
         const to = net.hosts.get(peer.host)
         const fail = (): void => { timers.push(net.at(lat, () => sub.error(new ConnectionClosedError(`${peer.host}:${peer.port}`, 'connection reset')))) }
         if (to === undefined || !to.alive) { fail(); return () => { for (const t of timers) t.cancel() } }
-        if (!net.reachable(from, to)) return () => {} // lost in the partition: the caller's timeout decides
         let held: Subscription | null = null
-        timers.push(net.at(lat, () => {
+        const deliver = (): void => {
           if (!to.alive || to.serve === null) { fail(); return }
           const request = { ...msg, req } as PeerRequest
           if (request.type === 'probe' && request.since !== undefined && to.watch !== null) {
@@ -157,7 +163,10 @@ export class SimNetwork {
             return
           }
           reply(to.serve(request, { host: from.host }))
-        }))
+        }
+        // across a partition the request waits for the heal (unless the asker gives up first)
+        if (net.reachable(from, to)) timers.push(net.at(lat, deliver))
+        else net.afterHeal.push(() => { if (!sub.closed) timers.push(net.at(lat, deliver)) })
         const reply = (out: Outgoing): void => {
           const bytes = out.payload?.length ?? 0
           const now = net.opts.scheduler.now()
@@ -183,7 +192,8 @@ export class SimNetwork {
           }
           const epoch = to.epoch
           // bytes on their way arrive even if the asker stopped waiting (TCP does not call them back)
-          net.at(arrive - now, () => {
+          const land = (): void => {
+            if (!net.reachable(from, to)) { net.afterHeal.push(() => net.at(lat, land)); return }
             if (!to.alive || to.epoch !== epoch || !from.alive) { if (!sub.closed) sub.error(new ConnectionClosedError(`${peer.host}:${peer.port}`, 'connection reset')); return }
             if (payload !== undefined) { from.downloaded += payload.length; to.uploaded += payload.length }
             if (sub.closed) return
@@ -191,7 +201,8 @@ export class SimNetwork {
             if (m.type === 'error') { net.stats.errors[m.code] = (net.stats.errors[m.code] ?? 0) + 1; sub.error(new RemoteError(m.code, m.message)); return }
             sub.next(payload === undefined ? { msg: m } : { msg: m, payload })
             sub.complete()
-          })
+          }
+          net.at(arrive - now, land)
         }
         return () => { for (const t of timers) t.cancel(); held?.unsubscribe() }
       }),
