@@ -115,7 +115,8 @@ interface Source { peer: PeerAddress, bitfield: Uint8Array | null, pending?: Uin
  * (bootstrap from the tracker → cluster fan-out to neighbours, each with its own timeout →
  * probe): new peers become sources, known ones get fresher bitfields. Each source runs its own
  * leech loop (an `expand` over offsets handed out rarest-first by the picker) and, when it has
- * nothing left to give, waits for the next probe. Pieces are checked against hashes verified
+ * nothing left to give, watches it: the source answers as soon as it stores a piece we lack.
+ * Peers that ask this node about the file become sources too. Pieces are checked against hashes verified
  * against the tracker's root; a bad piece is fetched elsewhere and a peer that sends
  * `maxStrikes` of them is banned. A silent or failing peer is dropped ("doesn't matter, move on").
  * Once every piece is stored, the whole-file hash must equal the file id before `done`.
@@ -323,15 +324,16 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         return deps.link(src.peer).request(fromSelf === undefined ? watch : { ...watch, from: fromSelf }).pipe(
           timeout({ first: watchMs + timeoutMs, scheduler, with: () => throwError(() => new PeerTimeoutError(label(src.peer), 'watch')) }),
           mergeMap((f) => {
-            over()
             const s = toSource(src.peer, f, meta)
+            // a peer that does not know watches answers at once: its next watch waits a while
+            const legacy = s === null || s.version === undefined
+            if (!legacy) over()
             if (s !== null && sources.get(id) === src) {
               src.bitfield = s.bitfield; src.sent = s.sent; src.version = s.version
               picker.setSource(id, s.bitfield, s.pending, s.sent)
               wake.next(id)
             }
-            // a peer that does not know watches answers at once: it is asked again only after a while
-            return s === null || s.version === undefined ? timer(reprobeMs, scheduler) : EMPTY
+            return legacy ? timer(reprobeMs, scheduler) : EMPTY
           }),
           finalize(over),
         )
@@ -385,8 +387,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       catchError(() => of([] as NodeInfo[])), // a tracker hiccup: the known cluster still works
       mergeMap((nodes) => {
         const neighbours = nodes.filter(notSelf).slice(0, opts.fanOut ?? FAN_OUT)
-        const from = fromSelf
-        return fanOutQuery(neighbours, (n) => deps.link(n).request(from === undefined ? { type: 'find_cluster', fileId: meta.hash } : { type: 'find_cluster', fileId: meta.hash, from }), {
+        return fanOutQuery(neighbours, (n) => deps.link(n).request(fromSelf === undefined ? { type: 'find_cluster', fileId: meta.hash } : { type: 'find_cluster', fileId: meta.hash, from: fromSelf }), {
           timeoutMs, concurrency: neighbours.length || 1, scheduler, onTimeout: (n) => new PeerTimeoutError(label(n), 'find_cluster'),
         }).pipe(toArray(), map((answers) => ({ neighbours, answers })))
       }),
