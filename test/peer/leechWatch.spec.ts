@@ -1,0 +1,241 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { NEVER, Observable, Subject, finalize, map, mergeMap, throwError, timer } from 'rxjs'
+import { leechFile, type LeechDeps, type LeechEvent, type LeechOptions } from '../../src/peer/leech'
+import type { FileMetaData, PeerAddress, PeerRequest, Probe } from '../../src/protocol/messages'
+import type { Frame } from '../../src/protocol/frames'
+import type { PeerLink, WithoutReq } from '../../src/net/peerConnection'
+import { MemorySink } from '../../src/storage/memorySink'
+import { SimScheduler } from '../../src/sim/scheduler'
+import { REPROBE_MS, STALL_MIN_MS } from '../../src/limits'
+
+// Watches, askers, stall timeouts and endgame copies of `leechFile`, on a SimScheduler (virtual
+// milliseconds, no frame limit). Each fake peer is a script: a function from a request (and the
+// virtual time) to its reply.
+
+const BLOCK = 4096
+
+interface TestFile { content: Buffer, meta: FileMetaData }
+function makeFile (pieces: number): TestFile {
+  const size = (pieces - 1) * BLOCK + 100
+  const content = randomBytes(size)
+  return { content, meta: { name: 'f.bin', hash: createHash('sha256').update(content).digest('hex'), size, blockSize: BLOCK, pieces } }
+}
+
+const addr = (c: string, port: number): PeerAddress => ({ nodeId: c.repeat(32), host: '127.0.0.1', port })
+const A = addr('a', 1); const B = addr('b', 2); const C = addr('c', 3); const D = addr('d', 4)
+const label = (p: PeerAddress): string => `${p.host}:${p.port}`
+const SELF = { nodeId: 'f'.repeat(32), port: 9999 }
+
+const bits = (n: number, holds: number[]): Uint8Array => {
+  const bf = new Uint8Array(Math.ceil(n / 8))
+  for (const i of holds) bf[i >> 3] |= 0x80 >> (i & 7)
+  return bf
+}
+const range = (a: number, b: number): number[] => Array.from({ length: b - a }, (_, i) => a + i)
+
+type Req = WithoutReq<PeerRequest>
+type Script = (msg: Req, now: number) => Observable<Frame>
+interface Logged { t: number, msg: Req }
+
+class ScriptLink implements PeerLink {
+  readonly log: Logged[] = []
+  /** Watches (probes with `since`) open right now, and the most ever open at once. */
+  openWatches = 0
+  maxOpenWatches = 0
+  constructor (readonly peer: PeerAddress, private readonly script: Script, private readonly s: SimScheduler) {}
+  request (msg: Req): Observable<Frame> {
+    this.log.push({ t: this.s.now(), msg })
+    const reply = this.script(msg, this.s.now())
+    if (msg.type !== 'probe' || msg.since === undefined) return reply
+    this.openWatches++
+    this.maxOpenWatches = Math.max(this.maxOpenWatches, this.openWatches)
+    return reply.pipe(finalize(() => { this.openWatches-- }))
+  }
+
+  close (): void {}
+  watches (): Array<{ t: number, msg: Probe }> { return this.log.filter((l) => l.msg.type === 'probe' && l.msg.since !== undefined) as Array<{ t: number, msg: Probe }> }
+  plainProbes (): Logged[] { return this.log.filter((l) => l.msg.type === 'probe' && l.msg.since === undefined) }
+  pieceAsks (): Array<{ t: number, index: number }> {
+    return this.log.filter((l) => l.msg.type === 'leech').map((l) => ({ t: l.t, index: (l.msg as { offset: number }).offset / BLOCK }))
+  }
+}
+
+/** Replies for scripts. */
+function replies (s: SimScheduler, f: TestFile): {
+  have: (holds: number[] | null, version?: number, after?: number) => Observable<Frame>
+  piece: (msg: Req, after: number) => Observable<Frame>
+  cluster: () => Observable<Frame>
+} {
+  const later = (fr: Frame, ms: number): Observable<Frame> => timer(ms, s).pipe(map(() => fr))
+  return {
+    have: (holds, version, after = 1) => later({
+      msg: {
+        type: 'have', req: 1, fileId: f.meta.hash, totalPieces: f.meta.pieces,
+        ...(holds === null ? {} : { bitfield: bits(f.meta.pieces, holds) }),
+        ...(version === undefined ? {} : { version }),
+      },
+    }, after),
+    piece: (msg, after) => {
+      const offset = (msg as { offset: number }).offset
+      const payload = Buffer.from(f.content.subarray(offset, Math.min(offset + BLOCK, f.meta.size)))
+      return later({ msg: { type: 'piece', req: 1, pieceSize: payload.length, offset, totalPieces: f.meta.pieces, clusterName: f.meta.hash }, payload }, after)
+    },
+    cluster: () => later({ msg: { type: 'cluster', req: 1, fileId: f.meta.hash, peers: [] } }, 1),
+  }
+}
+
+interface World { s: SimScheduler, deps: LeechDeps, links: Map<string, ScriptLink>, events: Array<LeechEvent & { t: number }>, sink: () => MemorySink, error: () => unknown, stop: () => void }
+
+/** `tracker(now)`: who the tracker lists. Every peer's `find_cluster` answers an empty cluster. */
+function world (f: TestFile, tracker: (now: number) => PeerAddress[], scripts: Record<string, Script>, opts: LeechOptions, extra: Partial<LeechDeps> = {}): World {
+  const s = new SimScheduler()
+  const links = new Map<string, ScriptLink>()
+  const events: Array<LeechEvent & { t: number }> = []
+  let sink: MemorySink | undefined
+  let error: unknown
+  const deps: LeechDeps = {
+    scheduler: s,
+    selfId: SELF.nodeId,
+    selfPort: SELF.port,
+    tracker: {
+      files: () => timer(1, s).pipe(map(() => [f.meta])),
+      nodes: () => timer(1, s).pipe(map(() => tracker(s.now()).map((p) => ({ ...p, lastSeen: 0, files: [], fileCount: 1, uploaded: 0, downloaded: 0 })))),
+    },
+    link: (p) => {
+      let l = links.get(p.nodeId)
+      if (l === undefined) {
+        const script = scripts[p.nodeId] ?? ((): Observable<Frame> => NEVER)
+        const r = replies(s, f)
+        l = new ScriptLink(p, (msg, now) => msg.type === 'find_cluster' ? r.cluster() : script(msg, now), s)
+        links.set(p.nodeId, l)
+      }
+      return l
+    },
+    openSink: (m) => { sink = new MemorySink(m); return sink },
+    ...extra,
+  }
+  const sub = leechFile(f.meta, deps, opts).subscribe({ next: (e) => events.push({ ...e, t: s.now() }), error: (e) => { error = e } })
+  return { s, deps, links, events, sink: () => sink as MemorySink, error: () => error, stop: () => sub.unsubscribe() }
+}
+
+const piecesFrom = (w: World, p: PeerAddress): Array<{ index: number, t: number }> =>
+  w.events.flatMap((e) => e.event === 'piece' && e.peer === label(p) ? [{ index: e.index, t: e.t }] : [])
+const drops = (w: World): Array<{ peer: string, code: string, t: number }> =>
+  w.events.flatMap((e) => e.event === 'peer-dropped' ? [{ peer: e.peer, code: e.code, t: e.t }] : [])
+
+describe('leechFile: watches', () => {
+  it('watches an idle partial holder (since = its version, lacks = missing pieces, waitMs, from), one watch at a time, and fetches its news', () => {
+    const f = makeFile(6)
+    const s0: { r?: ReturnType<typeof replies> } = {}
+    const NEWS_AT = 300
+    const w = world(f, () => [A], {
+      // A holds pieces 0-2 (version 3) until NEWS_AT, then all six (version 6); a watch is held
+      // until A has news, or for its waitMs
+      [A.nodeId]: (msg, now) => {
+        const r = s0.r as ReturnType<typeof replies>
+        if (msg.type === 'leech') return r.piece(msg, 5)
+        if (msg.type !== 'probe') return NEVER
+        const holds = now >= NEWS_AT ? range(0, 6) : range(0, 3)
+        const version = holds.length
+        if (msg.since === undefined || msg.since < version) return r.have(holds, version)
+        return r.have(range(0, 6), 6, Math.min(NEWS_AT - now, msg.waitMs ?? 0))
+      },
+    }, { queryTimeoutMs: 50, pieceTimeoutMs: 1000, rediscoverMs: 8000, noSourceGraceMs: 60_000, watchMs: 1500 })
+    s0.r = replies(w.s, f)
+    w.s.run(5000)
+    w.stop()
+
+    expect(w.error()).toBeUndefined()
+    const a = w.links.get(A.nodeId) as ScriptLink
+    const watches = a.watches()
+    expect(watches.length).toBeGreaterThan(0)
+    expect(watches[0].t).toBeLessThan(NEWS_AT)
+    expect(watches[0].msg).toMatchObject({ type: 'probe', fileId: f.meta.hash, since: 3, waitMs: 1500, from: SELF })
+    expect(Buffer.from(watches[0].msg.lacks as Uint8Array)).toEqual(Buffer.from(bits(6, [3, 4, 5])))
+    expect(a.maxOpenWatches).toBe(1)
+    // the news came through the watch (no other probe was sent to A before the file was done)
+    const done = w.events.find((e) => e.event === 'done')
+    expect(done).toMatchObject({ sha256: f.meta.hash })
+    expect(piecesFrom(w, A).map((p) => p.index).sort()).toEqual(range(0, 6))
+    expect(piecesFrom(w, A).filter((p) => p.index >= 3).every((p) => p.t >= NEWS_AT && p.t < NEWS_AT + 100)).toBe(true)
+    expect(a.plainProbes().filter((l) => l.t < (done as { t: number }).t)).toHaveLength(1)
+    expect(w.sink().data.equals(f.content)).toBe(true)
+  })
+
+  it.each([
+    ['times out', 'ERR_PEER_TIMEOUT', (): Observable<Frame> => NEVER, 1500 + 50],
+    ['errors', 'ERR_CONNECTION_CLOSED', (s: SimScheduler): Observable<Frame> => timer(30, s).pipe(mergeMap(() => throwError(() => Object.assign(new Error('connection reset'), { code: 'ERR_CONNECTION_CLOSED' })))), 30],
+  ])('drops a source whose watch %s', (_, code, watchReply, after) => {
+    const f = makeFile(6)
+    const s0: { r?: ReturnType<typeof replies>, s?: SimScheduler } = {}
+    // A holds 0-2 and nobody holds the rest: A goes idle and is watched
+    const w = world(f, () => [A], {
+      [A.nodeId]: (msg) => {
+        const r = s0.r as ReturnType<typeof replies>
+        if (msg.type === 'leech') return r.piece(msg, 5)
+        if (msg.type !== 'probe') return NEVER
+        return msg.since === undefined ? r.have(range(0, 3), 3) : watchReply(s0.s as SimScheduler)
+      },
+    }, { queryTimeoutMs: 50, pieceTimeoutMs: 1000, rediscoverMs: 20_000, noSourceGraceMs: 60_000, watchMs: 1500 })
+    s0.r = replies(w.s, f); s0.s = w.s
+    w.s.run(4000)
+    w.stop()
+    const a = w.links.get(A.nodeId) as ScriptLink
+    const watches = a.watches()
+    expect(watches).toHaveLength(1)
+    expect(drops(w)).toEqual([{ peer: label(A), code, t: watches[0].t + after }])
+  })
+
+  it('re-watches a peer that answers watches at once (no version) at most every reprobeMs: no spin', () => {
+    const f = makeFile(6)
+    const s0: { r?: ReturnType<typeof replies> } = {}
+    // an older peer: holds 0-2, answers every probe at once, never with a version
+    const w = world(f, () => [A], {
+      [A.nodeId]: (msg) => {
+        const r = s0.r as ReturnType<typeof replies>
+        if (msg.type === 'leech') return r.piece(msg, 5)
+        if (msg.type !== 'probe') return NEVER
+        return r.have(range(0, 3))
+      },
+      // frequent looks (every 10 ms while few sources are known) wake the idle loop often: each
+      // wake could send a watch, and one answered at once would spin without the pause
+    }, { queryTimeoutMs: 50, pieceTimeoutMs: 1000, rediscoverMs: 40, noSourceGraceMs: 60_000, watchMs: 1500 })
+    s0.r = replies(w.s, f)
+    const WINDOW = 2000
+    w.s.run(WINDOW)
+    w.stop()
+    const watches = (w.links.get(A.nodeId) as ScriptLink).watches()
+    expect(watches.length).toBeGreaterThanOrEqual(5) // it is still asked, now and then
+    expect(watches.length).toBeLessThanOrEqual(WINDOW / REPROBE_MS + 2)
+    // consecutive watches at least reprobeMs apart (+ the 1 ms answer)
+    for (let i = 1; i < watches.length; i++) expect(watches[i].t - watches[i - 1].t).toBeGreaterThanOrEqual(REPROBE_MS)
+    expect(drops(w)).toEqual([])
+  })
+})
+
+describe('leechFile: askers', () => {
+  it('probes a peer that asked about the file (never listed by the tracker) and fetches pieces from it', () => {
+    const f = makeFile(4)
+    const s0: { r?: ReturnType<typeof replies> } = {}
+    const askers = new Subject<PeerAddress>()
+    const w = world(f, () => [], {
+      [D.nodeId]: (msg) => {
+        const r = s0.r as ReturnType<typeof replies>
+        if (msg.type === 'leech') return r.piece(msg, 5)
+        if (msg.type === 'probe') return r.have(null) // a seeder
+        return NEVER
+      },
+    }, { queryTimeoutMs: 50, pieceTimeoutMs: 1000, rediscoverMs: 400, noSourceGraceMs: 60_000 }, { askers })
+    s0.r = replies(w.s, f)
+    w.s.schedule(() => { askers.next({ nodeId: SELF.nodeId, host: '127.0.0.1', port: SELF.port }); askers.next(D) }, 200)
+    w.s.run(5000)
+    w.stop()
+    expect(w.error()).toBeUndefined()
+    const d = w.links.get(D.nodeId) as ScriptLink
+    expect(d.plainProbes()[0]).toMatchObject({ t: 200, msg: { type: 'probe', fileId: f.meta.hash, from: SELF } })
+    expect(w.links.has(SELF.nodeId)).toBe(false) // itself: never asked
+    expect(piecesFrom(w, D).map((p) => p.index).sort()).toEqual(range(0, 4))
+    expect(w.events.at(-1)).toMatchObject({ event: 'done', sha256: f.meta.hash })
+    expect(w.sink().data.equals(f.content)).toBe(true)
+  })
+})
