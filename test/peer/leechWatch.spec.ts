@@ -239,3 +239,108 @@ describe('leechFile: askers', () => {
     expect(w.sink().data.equals(f.content)).toBe(true)
   })
 })
+
+describe('leechFile: stalls', () => {
+  it('drops a source with a measured rate soon after it stops answering (max(STALL_MIN_MS, 10x its pace), not pieceTimeoutMs), and its piece comes from another source', () => {
+    const f = makeFile(60)
+    const s0: { r?: ReturnType<typeof replies> } = {}
+    const SILENT_FROM = 150
+    // A: a fast seeder (20 ms a piece) that goes silent at SILENT_FROM; B: a slower seeder
+    const w = world(f, () => [A, B], {
+      [A.nodeId]: (msg, now) => {
+        const r = s0.r as ReturnType<typeof replies>
+        if (msg.type === 'probe') return r.have(null)
+        if (msg.type !== 'leech') return NEVER
+        return now >= SILENT_FROM ? NEVER : r.piece(msg, 20)
+      },
+      [B.nodeId]: (msg) => {
+        const r = s0.r as ReturnType<typeof replies>
+        if (msg.type === 'probe') return r.have(null)
+        return msg.type === 'leech' ? r.piece(msg, 60) : NEVER
+      },
+    }, { queryTimeoutMs: 50, rediscoverMs: 1000, noSourceGraceMs: 60_000 }) // pieceTimeoutMs: the default 15 s
+    s0.r = replies(w.s, f)
+    w.s.run(30_000)
+    w.stop()
+    expect(w.error()).toBeUndefined()
+    const a = w.links.get(A.nodeId) as ScriptLink
+    const stuck = a.pieceAsks().filter((p) => p.t >= SILENT_FROM)
+    expect(stuck.length).toBeGreaterThan(0)
+    expect(piecesFrom(w, A).filter((p) => p.t < SILENT_FROM).length).toBeGreaterThan(5) // its rate was measured
+    const [drop] = drops(w)
+    expect(drop).toMatchObject({ peer: label(A), code: 'ERR_PEER_TIMEOUT' })
+    expect(drops(w)).toHaveLength(1)
+    const waited = drop.t - stuck[0].t
+    expect(waited).toBeGreaterThanOrEqual(STALL_MIN_MS)
+    expect(waited).toBeLessThan(3000) // far below the 15 s piece timeout
+    // the pieces A held are fetched from B, and the file is done
+    for (const p of stuck) expect(piecesFrom(w, B).map((q) => q.index)).toContain(p.index)
+    expect(w.events.at(-1)).toMatchObject({ event: 'done', sha256: f.meta.hash })
+    expect(w.sink().data.equals(f.content)).toBe(true)
+  })
+
+  it('gives a source whose rate is unknown the full pieceTimeoutMs', () => {
+    const f = makeFile(10)
+    const s0: { r?: ReturnType<typeof replies> } = {}
+    // A delivers pieces 0-8 (and holds its watches); only C holds piece 9, and never sends it
+    const w = world(f, () => [A, C], {
+      [A.nodeId]: (msg) => {
+        const r = s0.r as ReturnType<typeof replies>
+        if (msg.type === 'leech') return r.piece(msg, 20)
+        if (msg.type !== 'probe') return NEVER
+        return msg.since === undefined ? r.have(range(0, 9), 9) : NEVER
+      },
+      [C.nodeId]: (msg) => msg.type === 'probe' ? (s0.r as ReturnType<typeof replies>).have(null) : NEVER,
+    }, { queryTimeoutMs: 50, pieceTimeoutMs: 3000, rediscoverMs: 20_000, noSourceGraceMs: 60_000, watchMs: 20_000 })
+    s0.r = replies(w.s, f)
+    w.s.run(8000)
+    w.stop()
+    const c = w.links.get(C.nodeId) as ScriptLink
+    expect(c.pieceAsks().map((p) => p.index)).toEqual([9])
+    expect(piecesFrom(w, A).length).toBe(9) // A's rate is known, C's never was
+    expect(drops(w)).toEqual([{ peer: label(C), code: 'ERR_PEER_TIMEOUT', t: c.pieceAsks()[0].t + 3000 }])
+  })
+})
+
+describe('leechFile: endgame', () => {
+  it('sends endgame copies only to sources that delivered: a late idle source with no rate gets none', () => {
+    const N = 30
+    const f = makeFile(N)
+    const s0: { r?: ReturnType<typeof replies> } = {}
+    // A and B: seeders at 10 ms a piece, except that the N-th piece request (the last piece to go
+    // out) and every request after it take SLOW ms (under STALL_MIN_MS: not a stall); C: a seeder
+    // whose probes go unanswered until C_FROM, found by a later look, once no piece is missing
+    const C_FROM = 250
+    const SLOW = 450
+    let asks = 0
+    const seeder = (msg: Req): Observable<Frame> => {
+      const r = s0.r as ReturnType<typeof replies>
+      if (msg.type === 'probe') return r.have(null)
+      return msg.type === 'leech' ? r.piece(msg, ++asks >= N ? SLOW : 10) : NEVER
+    }
+    const w = world(f, () => [A, B, C], {
+      [A.nodeId]: seeder,
+      [B.nodeId]: seeder,
+      [C.nodeId]: (msg, now) => {
+        const r = s0.r as ReturnType<typeof replies>
+        if (msg.type === 'probe') return now >= C_FROM ? r.have(null) : NEVER
+        return msg.type === 'leech' ? r.piece(msg, 10) : NEVER
+      },
+    }, { queryTimeoutMs: 50, rediscoverMs: 400, noSourceGraceMs: 60_000 })
+    s0.r = replies(w.s, f)
+    w.s.run(20_000)
+    w.stop()
+    expect(w.error()).toBeUndefined()
+    const done = w.events.find((e) => e.event === 'done') as { t: number }
+    expect(done).toMatchObject({ sha256: f.meta.hash })
+    const a = w.links.get(A.nodeId) as ScriptLink; const b = w.links.get(B.nodeId) as ScriptLink; const c = w.links.get(C.nodeId) as ScriptLink
+    // C was found (answered a probe) while the last piece was still out, and was never asked for a copy
+    const foundAt = c.plainProbes().find((l) => l.t >= C_FROM)?.t as number
+    expect(foundAt).toBeLessThan(done.t - 100)
+    expect(drops(w)).toEqual([])
+    expect(c.pieceAsks()).toEqual([])
+    // the delivering sources did get copies: some piece was asked of both A and B
+    const ofA = new Set(a.pieceAsks().map((p) => p.index))
+    expect(b.pieceAsks().some((p) => ofA.has(p.index))).toBe(true)
+  })
+})
