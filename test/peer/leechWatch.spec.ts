@@ -303,24 +303,25 @@ describe('leechFile: stalls', () => {
 })
 
 describe('leechFile: endgame', () => {
-  it('sends endgame copies only to sources that delivered: a late idle source with no rate gets none', () => {
-    const N = 30
+  // Seeders at 10 ms a piece, except that the N-th piece request (the last piece to go out) and
+  // every request after it take SLOW ms (under STALL_MIN_MS: not a stall); C: a seeder whose probes
+  // go unanswered until C_FROM, so a later look finds it once no piece is missing.
+  // (the picker allows at most 2 copies of a piece in flight: with one delivering seeder there is
+  // room for C's copy, so only the rule keeps it from C)
+  const N = 30
+  const C_FROM = 250
+  const SLOW = 450
+  function endgame (seeders: PeerAddress[]): { w: World, f: TestFile, done: { t: number } } {
     const f = makeFile(N)
     const s0: { r?: ReturnType<typeof replies> } = {}
-    // A and B: seeders at 10 ms a piece, except that the N-th piece request (the last piece to go
-    // out) and every request after it take SLOW ms (under STALL_MIN_MS: not a stall); C: a seeder
-    // whose probes go unanswered until C_FROM, found by a later look, once no piece is missing
-    const C_FROM = 250
-    const SLOW = 450
     let asks = 0
     const seeder = (msg: Req): Observable<Frame> => {
       const r = s0.r as ReturnType<typeof replies>
       if (msg.type === 'probe') return r.have(null)
       return msg.type === 'leech' ? r.piece(msg, ++asks >= N ? SLOW : 10) : NEVER
     }
-    const w = world(f, () => [A, B, C], {
-      [A.nodeId]: seeder,
-      [B.nodeId]: seeder,
+    const w = world(f, () => [...seeders, C], {
+      ...Object.fromEntries(seeders.map((p) => [p.nodeId, seeder])),
       [C.nodeId]: (msg, now) => {
         const r = s0.r as ReturnType<typeof replies>
         if (msg.type === 'probe') return now >= C_FROM ? r.have(null) : NEVER
@@ -333,14 +334,26 @@ describe('leechFile: endgame', () => {
     expect(w.error()).toBeUndefined()
     const done = w.events.find((e) => e.event === 'done') as { t: number }
     expect(done).toMatchObject({ sha256: f.meta.hash })
-    const a = w.links.get(A.nodeId) as ScriptLink; const b = w.links.get(B.nodeId) as ScriptLink; const c = w.links.get(C.nodeId) as ScriptLink
-    // C was found (answered a probe) while the last piece was still out, and was never asked for a copy
+    expect(drops(w)).toEqual([])
+    return { w, f, done }
+  }
+
+  it('gives no copy to an idle source that never delivered (found once no piece is missing)', () => {
+    const { w, done } = endgame([A])
+    const c = w.links.get(C.nodeId) as ScriptLink
+    // C was found (answered a probe) while the last piece was still out, and never asked for a copy
     const foundAt = c.plainProbes().find((l) => l.t >= C_FROM)?.t as number
     expect(foundAt).toBeLessThan(done.t - 100)
-    expect(drops(w)).toEqual([])
     expect(c.pieceAsks()).toEqual([])
-    // the delivering sources did get copies: some piece was asked of both A and B
+    expect(piecesFrom(w, A)).toHaveLength(N)
+  })
+
+  it('gives a copy to an idle source that delivered', () => {
+    const { w } = endgame([A, B])
+    const a = w.links.get(A.nodeId) as ScriptLink; const b = w.links.get(B.nodeId) as ScriptLink
+    // some piece was asked of both A and B (a copy), and C got none
     const ofA = new Set(a.pieceAsks().map((p) => p.index))
     expect(b.pieceAsks().some((p) => ofA.has(p.index))).toBe(true)
+    expect((w.links.get(C.nodeId) as ScriptLink).pieceAsks()).toEqual([])
   })
 })
