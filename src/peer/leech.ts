@@ -333,7 +333,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
               picker.setSource(id, s.bitfield, s.pending, s.sent)
               wake.next(id)
             }
-            return legacy ? timer(reprobeMs, scheduler) : EMPTY
+            return legacy ? timer(reprobeMs, scheduler).pipe(tap(() => { over(); wake.next(id) })) : EMPTY
           }),
           finalize(over),
         )
