@@ -220,6 +220,9 @@ export class SimNode {
         if (h === null) return
         h.complete = true
         h.have = h.meta.pieces
+        // served from here on as Lp2pNode serves a finished download: the whole file, no piece log,
+        // no send-once rule (that is the initial seeder's)
+        this.served.set(h.meta.hash, { meta: h.meta, source: () => nothing, checkSize: () => {}, pieceHashes: () => h.pieceHashes, have: () => null })
         this.subs.push(this.publishHeld().subscribe())
       }
     }
