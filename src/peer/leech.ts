@@ -140,6 +140,8 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     const notSelf = (p: PeerAddress): boolean => p.nodeId !== deps.selfId
     // this node serves what it fetches: those it asks may fetch from it in turn
     const fromSelf = deps.selfPort === undefined || deps.selfId === undefined ? undefined : { nodeId: deps.selfId, port: deps.selfPort }
+    const probe = fromSelf === undefined ? { type: 'probe' as const, fileId: meta.hash } : { type: 'probe' as const, fileId: meta.hash, from: fromSelf }
+    const findCluster = fromSelf === undefined ? { type: 'find_cluster' as const, fileId: meta.hash } : { type: 'find_cluster' as const, fileId: meta.hash, from: fromSelf }
     const timeoutMs = opts.queryTimeoutMs ?? QUERY_TIMEOUT_MS
     // per source: its rate, measured over the pieces that land, sets how many requests it gets
     const rates = new Map<string, { since: number, bytes: number, rate: number }>()
@@ -189,12 +191,10 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     // wakes idle sources: all of them (null), one source (its id: it has news), or those holding a
     // piece that went back (its index)
     const idleSources = new KeyedSignal<string>()
-    const wake = {
-      next: (w: string | number | null): void => {
-        if (w === null) idleSources.fireAll()
-        else if (typeof w === 'string') idleSources.fire(w)
-        else idleSources.fireWhere((id) => picker.holds(id, w))
-      },
+    const wake = (w: string | number | null): void => {
+      if (w === null) idleSources.fireAll()
+      else if (typeof w === 'string') idleSources.fire(w)
+      else idleSources.fireWhere((id) => picker.holds(id, w))
     }
     let pieceHashes: Buffer | null = null
     let hashesFrom = ''
@@ -220,7 +220,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           pieceHashes = all
           hashesFrom = label(src.peer)
           emit({ event: 'hashes', pieceHashes: all, from: hashesFrom })
-          wake.next(null) // sources that waited for a way to check pieces
+          wake(null) // sources that waited for a way to check pieces
         }),
         ignoreElements(),
       )
@@ -246,10 +246,10 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
             busyStreak.set(id, streak + 1)
             pausedUntil.set(id, scheduler.now() + busyRetryMs * 2 ** streak)
             picker.release(id, index)
-            wake.next(index)
+            wake(index)
             return EMPTY
           }
-          if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.seeded) { picker.decline(id, index); wake.next(index); return EMPTY }
+          if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.seeded) { picker.decline(id, index); wake(index); return EMPTY }
           throw err
         }),
         map((f: Frame) => {
@@ -289,7 +289,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
               landed.fire(index) // cancels duplicates
               if (picker.complete) complete$.next()
               // in the endgame an idle source may take a copy of a piece still in flight elsewhere
-              if (picker.missing === 0 && !picker.complete) wake.next(null)
+              if (picker.missing === 0 && !picker.complete) wake(null)
               return index
             }),
           )
@@ -320,8 +320,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         watching = true
         let open = true
         const over = (): void => { if (open) { open = false; watching = false } }
-        const watch = { type: 'probe' as const, fileId: meta.hash, since: src.version ?? 0, lacks: picker.wantBits(), waitMs: watchMs }
-        return deps.link(src.peer).request(fromSelf === undefined ? watch : { ...watch, from: fromSelf }).pipe(
+        return deps.link(src.peer).request({ ...probe, since: src.version ?? 0, lacks: picker.wantBits(), waitMs: watchMs }).pipe(
           timeout({ first: watchMs + timeoutMs, scheduler, with: () => throwError(() => new PeerTimeoutError(label(src.peer), 'watch')) }),
           mergeMap((f) => {
             const s = toSource(src.peer, f, meta)
@@ -331,9 +330,9 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
             if (s !== null && sources.get(id) === src) {
               src.bitfield = s.bitfield; src.sent = s.sent; src.version = s.version
               picker.setSource(id, s.bitfield, s.pending, s.sent)
-              wake.next(id)
+              wake(id)
             }
-            return legacy ? timer(reprobeMs, scheduler).pipe(tap(() => { over(); wake.next(id) })) : EMPTY
+            return legacy ? timer(reprobeMs, scheduler).pipe(tap(() => { over(); wake(id) })) : EMPTY
           }),
           finalize(over),
         )
@@ -348,7 +347,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           const i = picker.complete || paused(id) ? null : picker.next(id)
           // the last missing piece went out: the endgame begins, idle sources may now fetch
           // copies of pieces in flight elsewhere (one may be stuck at a peer that went silent)
-          if (missing > 0 && picker.missing === 0) scheduler.schedule(() => wake.next(null))
+          if (missing > 0 && picker.missing === 0) scheduler.schedule(() => wake(null))
           return i === null ? null : i * meta.blockSize
         },
         fetch: (offset) => fetchPiece(src, offset / meta.blockSize),
@@ -376,7 +375,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           const failures = (cooling.get(id)?.failures ?? 0) + 1
           cooling.set(id, { failures, until: scheduler.now() + Math.min(60_000, 5 * rediscoverMs * 2 ** (failures - 1)) })
           emit({ event: 'peer-dropped', peer: label(src.peer), code: (err as { code?: string }).code ?? 'ERR_PEER', error: err.message })
-          wake.next(null) // its pieces went back: the others may fetch them
+          wake(null) // its pieces went back: the others may fetch them
           return EMPTY
         }),
       )
@@ -387,7 +386,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       catchError(() => of([] as NodeInfo[])), // a tracker hiccup: the known cluster still works
       mergeMap((nodes) => {
         const neighbours = nodes.filter(notSelf).slice(0, opts.fanOut ?? FAN_OUT)
-        return fanOutQuery(neighbours, (n) => deps.link(n).request(fromSelf === undefined ? { type: 'find_cluster', fileId: meta.hash } : { type: 'find_cluster', fileId: meta.hash, from: fromSelf }), {
+        return fanOutQuery(neighbours, (n) => deps.link(n).request(findCluster), {
           timeoutMs, concurrency: neighbours.length || 1, scheduler, onTimeout: (n) => new PeerTimeoutError(label(n), 'find_cluster'),
         }).pipe(toArray(), map((answers) => ({ neighbours, answers })))
       }),
@@ -400,7 +399,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           if (a.value.msg.type === 'cluster') for (const p of a.value.msg.peers) if (notSelf(p) && !cluster.has(p.nodeId)) cluster.set(p.nodeId, p)
         }
         const members = [...cluster.values()].filter((p) => !banned.has(p.nodeId) && !coolingDown(p.nodeId)).slice(0, 4 * maxSources)
-        return fanOutQuery(members, (p) => deps.link(p).request(fromSelf === undefined ? { type: 'probe', fileId: meta.hash } : { type: 'probe', fileId: meta.hash, from: fromSelf }), {
+        return fanOutQuery(members, (p) => deps.link(p).request(probe), {
           timeoutMs, concurrency: members.length || 1, scheduler, onTimeout: (p) => new PeerTimeoutError(label(p), 'probe'),
         }).pipe(
           filter(isAnswer),
@@ -430,7 +429,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           sources.set(s.peer.nodeId, s)
           fresh.push(s)
         }
-        wake.next(null)
+        wake(null)
         return from(fresh)
       }),
     )
@@ -443,7 +442,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       filter((p) => notSelf(p) && !sources.has(p.nodeId) && !asking.has(p.nodeId) && asking.size < FAN_OUT && !banned.has(p.nodeId) && !coolingDown(p.nodeId) && sources.size < 2 * maxSources),
       mergeMap((p) => {
         asking.add(p.nodeId)
-        return deps.link(p).request(fromSelf === undefined ? { type: 'probe', fileId: meta.hash } : { type: 'probe', fileId: meta.hash, from: fromSelf }).pipe(
+        return deps.link(p).request(probe).pipe(
           timeout({ first: timeoutMs, scheduler }),
           map((f) => toSource(p, f, meta)),
           catchError(() => of(null)),

@@ -24,7 +24,7 @@ import { ClusterTable } from './clusterTable'
 import { leech, type LeechEvent, type LeechOptions } from './leech'
 import { setBit } from './picker'
 import { PieceLog } from './pieceLog'
-import { SentCounts, serveRequest, serveWatch, type ServeContext, type ServedFile } from './serve'
+import { freshPiece, SentCounts, serveRequest, serveWatch, type ServeContext, type ServedFile } from './serve'
 import { hashFile } from '../storage/hashFile'
 import { segment } from '../protocol/segmentation'
 import { listShare, MAX_SHARED_FILES, planShare, scanShare, SHARE_DEBOUNCE_MS, SHARE_RESCAN_MS, SHARE_SETTLE_MS, type KnownFile, type LocalFile, type ShareEntry } from './share'
@@ -347,7 +347,7 @@ export class Lp2pNode {
   /** A piece request for a piece that never went out from here (it may pass a busy uplink). */
   private freshPiece (m: Leech): boolean {
     const f = this.served.get(m.hash)
-    return f?.sent !== undefined && m.size === f.meta.size && m.blockSize === f.meta.blockSize && f.sent.fresh(m.offset / m.blockSize)
+    return f !== undefined && freshPiece(f, m)
   }
 
   /** Announce every period with the counters; re-publish when the tracker lost us; refresh a few cluster rows. */

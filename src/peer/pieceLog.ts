@@ -1,5 +1,6 @@
 import { Observable } from 'rxjs'
 import { WATCH_NOTIFY } from '../limits'
+import { hasBit } from './picker'
 
 /**
  * The pieces a download has stored, in the order they were stored. Its length is the holder's
@@ -27,7 +28,7 @@ export class PieceLog {
     const last = this.count === this.pieces
     // those that lack the most first (an asker that holds little has an idle uplink: its first
     // pieces put it to work), the longest waiting among equals
-    const want = [...this.listeners].filter((l) => hasBitIn(l.lacks, index))
+    const want = [...this.listeners].filter((l) => hasBit(l.lacks, index))
     if (!last && want.length > this.notify) want.sort((a, b) => b.missing - a.missing)
     for (const l of last ? want : want.slice(0, this.notify)) l.tell(index)
   }
@@ -45,10 +46,9 @@ export class PieceLog {
 
   /** Was a piece set in `lacks` stored after version `since`? */
   newSince (since: number, lacks: Uint8Array): boolean {
-    for (let k = Math.max(0, since); k < this.count; k++) if (lacks.length > 0 && hasBitIn(lacks, this.order[k])) return true
+    for (let k = Math.max(0, since); k < this.count; k++) if (hasBit(lacks, this.order[k])) return true
     return false
   }
 }
 
 const POPCOUNT = Uint8Array.from({ length: 256 }, (_, b) => { let n = 0; for (let x = b; x > 0; x >>= 1) n += x & 1; return n })
-const hasBitIn = (bf: Uint8Array, i: number): boolean => (bf[i >> 3] & (0x80 >> (i & 7))) !== 0

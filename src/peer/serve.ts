@@ -1,5 +1,5 @@
 import { map, merge, of, take, timer, type Observable, type SchedulerLike } from 'rxjs'
-import { REMOTE_CODES, type FileMetaData, type PeerAddress, type PeerReply, type PeerRequest, type Probe } from '../protocol/messages'
+import { REMOTE_CODES, type FileMetaData, type Leech, type PeerAddress, type PeerReply, type PeerRequest, type Probe } from '../protocol/messages'
 import type { PageSource } from '../../streams/readPages'
 import type { ClusterTable } from './clusterTable'
 import { hasBit } from './picker'
@@ -131,7 +131,7 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
       }
       const index = m.offset / m.blockSize
       const known = m.blockSize === f.meta.blockSize && f.sent !== undefined
-      if (ctx.busy?.(known && (f.sent as SentCounts).fresh(index)) === true) return err(REMOTE_CODES.busy, 'upload queue full: ask another peer')
+      if (ctx.busy?.(freshPiece(f, m)) === true) return err(REMOTE_CODES.busy, 'upload queue full: ask another peer')
       try {
         f.checkSize()
       } catch (e) {
@@ -155,6 +155,11 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
       return err(REMOTE_CODES.badRequest, `unknown request ${(never as { type: string }).type}`)
     }
   }
+}
+
+/** Is this request for a piece that never went out from here (of this file's segmentation)? */
+export function freshPiece (f: ServedFile, m: Leech): boolean {
+  return f.sent !== undefined && m.size === f.meta.size && m.blockSize === f.meta.blockSize && f.sent.fresh(m.offset / m.blockSize)
 }
 
 /**

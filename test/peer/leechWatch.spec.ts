@@ -186,7 +186,13 @@ describe('leechFile: watches', () => {
     expect(drops(w)).toEqual([{ peer: label(A), code, t: watches[0].t + after }])
   })
 
-  it('re-watches a peer that answers watches at once (no version) at most every reprobeMs: no spin', () => {
+  // frequent looks (every 10 ms while few sources are known) wake the idle loop often: each wake
+  // could send a watch, and one answered at once would spin without the pause; with rare looks
+  // (every 250 ms) only the pause's end wakes the loop, and the peer must still be asked
+  it.each([
+    ['at most every reprobeMs when frequent looks wake its loop: no spin', 40],
+    ['about every reprobeMs even when nothing else wakes its loop', 1000],
+  ])('re-watches a peer that answers watches at once (no version) %s', (_what, rediscoverMs) => {
     const f = makeFile(6)
     const s0: { r?: ReturnType<typeof replies> } = {}
     // an older peer: holds 0-2, answers every probe at once, never with a version
@@ -197,36 +203,7 @@ describe('leechFile: watches', () => {
         if (msg.type !== 'probe') return NEVER
         return r.have(range(0, 3))
       },
-      // frequent looks (every 10 ms while few sources are known) wake the idle loop often: each
-      // wake could send a watch, and one answered at once would spin without the pause
-    }, { queryTimeoutMs: 50, pieceTimeoutMs: 1000, rediscoverMs: 40, noSourceGraceMs: 60_000, watchMs: 1500 })
-    s0.r = replies(w.s, f)
-    const WINDOW = 2000
-    w.s.run(WINDOW)
-    w.stop()
-    const watches = (w.links.get(A.nodeId) as ScriptLink).watches()
-    expect(watches.length).toBeGreaterThanOrEqual(WINDOW / REPROBE_MS / 2) // it is still asked, about every REPROBE_MS
-    expect(watches.length).toBeLessThanOrEqual(WINDOW / REPROBE_MS + 2)
-    // consecutive watches at least reprobeMs apart (+ the 1 ms answer)
-    for (let i = 1; i < watches.length; i++) expect(watches[i].t - watches[i - 1].t).toBeGreaterThanOrEqual(REPROBE_MS)
-    expect(drops(w)).toEqual([])
-  })
-})
-
-describe('leechFile: askers', () => {
-  it('re-watches such a peer about every reprobeMs even when nothing else wakes its loop', () => {
-    const f = makeFile(6)
-    const s0: { r?: ReturnType<typeof replies> } = {}
-    // an older peer: holds 0-2, answers every probe at once, never with a version
-    const w = world(f, () => [A], {
-      [A.nodeId]: (msg) => {
-        const r = s0.r as ReturnType<typeof replies>
-        if (msg.type === 'leech') return r.piece(msg, 5)
-        if (msg.type !== 'probe') return NEVER
-        return r.have(range(0, 3))
-      },
-      // rare looks (every 250 ms while few sources are known): only the pause's end wakes the loop
-    }, { queryTimeoutMs: 50, pieceTimeoutMs: 1000, rediscoverMs: 1000, noSourceGraceMs: 60_000, watchMs: 1500 })
+    }, { queryTimeoutMs: 50, pieceTimeoutMs: 1000, rediscoverMs, noSourceGraceMs: 60_000, watchMs: 1500 })
     s0.r = replies(w.s, f)
     const WINDOW = 2000
     w.s.run(WINDOW)
