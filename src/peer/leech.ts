@@ -398,7 +398,16 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           cluster.set(a.target.nodeId, a.target)
           if (a.value.msg.type === 'cluster') for (const p of a.value.msg.peers) if (notSelf(p) && !cluster.has(p.nodeId)) cluster.set(p.nodeId, p)
         }
-        const members = [...cluster.values()].filter((p) => !banned.has(p.nodeId) && !coolingDown(p.nodeId)).slice(0, 4 * maxSources)
+        // a known source that answers watches keeps its bitfield fresh itself: a round probes the
+        // sources that do not (complete holders, older peers) and only as many unknown peers as
+        // there is room for (at scale, re-probing every member each round was a third of all requests)
+        let room = maxSources - sources.size
+        const members = [...cluster.values()].filter((p) => {
+          if (banned.has(p.nodeId) || coolingDown(p.nodeId)) return false
+          const known = sources.get(p.nodeId)
+          if (known !== undefined) return known.version === undefined
+          return room-- > 0
+        })
         return fanOutQuery(members, (p) => deps.link(p).request(probe), {
           timeoutMs, concurrency: members.length || 1, scheduler, onTimeout: (p) => new PeerTimeoutError(label(p), 'probe'),
         }).pipe(

@@ -217,6 +217,43 @@ describe('leechFile: watches', () => {
   })
 })
 
+describe('leechFile: discovery rounds', () => {
+  it('re-probes only sources that do not answer watches, and probes no more unknown peers than there is room for', () => {
+    const f = makeFile(6)
+    const s0: { r?: ReturnType<typeof replies> } = {}
+    // A: a partial holder that answers watches (0-2, version 3, no news); B: a slow seeder (no
+    // version: it is probed every round); C and D: listed too, but two sources fill the room
+    const w = world(f, () => [A, B, C, D], {
+      [A.nodeId]: (msg) => {
+        const r = s0.r as ReturnType<typeof replies>
+        if (msg.type === 'leech') return r.piece(msg, 5)
+        if (msg.type !== 'probe') return NEVER
+        return msg.since === undefined ? r.have(range(0, 3), 3) : r.have(range(0, 3), 3, msg.waitMs)
+      },
+      [B.nodeId]: (msg) => {
+        const r = s0.r as ReturnType<typeof replies>
+        if (msg.type === 'leech') return r.piece(msg, 200)
+        return msg.type === 'probe' ? r.have(null) : NEVER
+      },
+      [C.nodeId]: (msg) => (s0.r as ReturnType<typeof replies>).have(null),
+      [D.nodeId]: (msg) => (s0.r as ReturnType<typeof replies>).have(null),
+    }, { queryTimeoutMs: 50, pieceTimeoutMs: 5000, rediscoverMs: 100, noSourceGraceMs: 60_000, watchMs: 1500, maxSources: 2, pipeline: 1 })
+    s0.r = replies(w.s, f)
+    w.s.run(5000)
+    w.stop()
+    expect(w.error()).toBeUndefined()
+    const done = w.events.find((e) => e.event === 'done') as { t: number }
+    expect(done).toMatchObject({ sha256: f.meta.hash })
+    const before = (l: ScriptLink): Logged[] => l.plainProbes().filter((p) => p.t < done.t)
+    const a = w.links.get(A.nodeId) as ScriptLink
+    const b = w.links.get(B.nodeId) as ScriptLink
+    expect(before(a)).toHaveLength(1) // found once; its watches keep it fresh
+    expect(a.watches().length).toBeGreaterThan(0)
+    expect(before(b).length).toBeGreaterThanOrEqual(3) // a complete holder: probed each round
+    for (const x of [C, D]) expect(w.links.get(x.nodeId)?.plainProbes() ?? []).toEqual([])
+  })
+})
+
 describe('leechFile: askers', () => {
 
   it('probes a peer that asked about the file (never listed by the tracker) and fetches pieces from it', () => {
