@@ -82,6 +82,12 @@ export const REPROBE_MS = 100
 export const WATCH_MS = 2_000
 /** A piece a node stores answers at most this many of the watches waiting for it (see PieceLog). */
 export const WATCH_NOTIFY = 2
+/**
+ * A holder whose uplink went idle tells up to WATCH_NOTIFY of its waiting watches what it has
+ * (PieceLog.kick), and again after this long while it stays idle: a watch told may have wanted
+ * nothing after all (it asked long ago), and the uplink must not idle while others want its pieces.
+ */
+export const KICK_RETRY_MS = 5
 /** Longest wait a watch may ask for. */
 export const MAX_WATCH_MS = 10_000
 /**

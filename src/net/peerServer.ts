@@ -43,6 +43,11 @@ export interface PeerServerOptions {
   watch?: (m: Probe, remote: Remote) => Observable<Outgoing>
   /** Watches held at once per connection (one per file); more are declined with BAD_REQUEST. */
   maxWatches?: number
+  /**
+   * The last queued piece went out (its upload budget granted, its bytes handed to the socket):
+   * nothing is queued now. The node tells its held watches what it has (see WatchKicker).
+   */
+  onIdle?: () => void
 }
 
 const REQUESTS = new Set(['find_cluster', 'get_hashes', 'probe', 'leech'])
@@ -162,7 +167,7 @@ export class PeerServer {
         const bytes = pieceBytes(m)
         const sent = (): void => { mine -= bytes; this.queuedPieceBytes -= bytes }
         const budget = this.opts.budget
-        if (budget === undefined || m.type !== 'leech') { sent(); answer(m); continue }
+        if (budget === undefined || m.type !== 'leech') { sent(); answer(m); if (bytes > 0) this.idleCheck(); continue }
         // answered (and the file checked) only once the budget grants the piece's bytes; a grant
         // may come at once (inside subscribe) or later (then the pump resumes from the callback)
         let sync = true
@@ -173,6 +178,7 @@ export class PeerServer {
           if (sock.destroyed) return
           sent()
           answer(m)
+          this.idleCheck()
           if (!sync) pump()
         })
         sync = false
@@ -205,6 +211,8 @@ export class PeerServer {
     sock.on('error', (err) => this.log.debug({ peer, err: err.message }, 'connection error'))
     sock.on('close', () => { this.sockets.delete(sock); this.watches.delete(sock); dropWatches(); forget(); waiting?.unsubscribe(); waiting = null })
   }
+
+  private idleCheck (): void { if (this.queuedPieceBytes === 0) this.opts.onIdle?.() }
 
   /**
    * Would queueing `bytes` more for this piece request exceed what we accept? One piece is always

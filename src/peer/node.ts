@@ -24,7 +24,7 @@ import { ClusterTable } from './clusterTable'
 import { leech, type LeechEvent, type LeechOptions } from './leech'
 import { setBit } from './picker'
 import { PieceLog } from './pieceLog'
-import { freshPiece, SentCounts, serveRequest, serveWatch, type ServeContext, type ServedFile } from './serve'
+import { freshPiece, SentCounts, serveRequest, serveWatch, WatchKicker, type ServeContext, type ServedFile } from './serve'
 import { hashFile } from '../storage/hashFile'
 import { segment } from '../protocol/segmentation'
 import { listShare, MAX_SHARED_FILES, planShare, scanShare, SHARE_DEBOUNCE_MS, SHARE_RESCAN_MS, SHARE_SETTLE_MS, type KnownFile, type LocalFile, type ShareEntry } from './share'
@@ -105,6 +105,8 @@ export class Lp2pNode {
   private server: PeerServer | null = null
   private listen: Endpoint | null = null
   private readonly served = new Map<string, ServedFile>()
+  /** An idle uplink tells held watches what it has (a node that does not serve never holds any). */
+  private readonly kicker = new WatchKicker(() => this.served.values(), () => this.server !== null && this.server.queuedPieceBytes === 0, asyncScheduler)
   private readonly shared = new Map<string, LocalFile & { meta?: FileMetaData }>()
   private readonly held = new Map<string, Held>()
   private local: LocalFile[] = []
@@ -177,6 +179,7 @@ export class Lp2pNode {
         busyBytes: this.uploadBudget === undefined ? undefined : (this.opts.uploadLimit as number) * BUSY_QUEUE_MS / 1000,
         freshPiece: (m) => this.freshPiece(m),
         watch: (m, remote) => serveWatch(m, ctx, asyncScheduler, remote),
+        onIdle: () => this.kicker.poke(),
       })
       this.listen = await this.server.start()
       await lastValueFrom(this.publishShared().pipe(defaultIfEmpty(null)))
@@ -480,6 +483,7 @@ export class Lp2pNode {
             setBit(h.bits, e.index)
             h.log.add(e.index)
             if (++h.have === 1 && h.pieceHashes !== null) this.fire(this.publishHeld(h))
+            this.kicker.poke()
             return
           case 'done': {
             if (h === null) return
@@ -510,6 +514,7 @@ export class Lp2pNode {
     for (const s of this.subs.splice(0)) s.unsubscribe()
     for (const s of this.oneOffs) s.unsubscribe()
     this.oneOffs.clear()
+    this.kicker.close()
     for (const l of this.links.values()) l.conn.close()
     this.links.clear()
     await this.server?.close()

@@ -33,7 +33,21 @@ export class PieceLog {
     for (const l of last ? want : want.slice(0, this.notify)) l.tell(index)
   }
 
-  /** Each piece stored from now on that is set in `lacks` (a watch waits on this). */
+  /**
+   * The holder's uplink has gone idle: tell up to `notify` waiting watches that lack a piece set in
+   * `have` (those that lack the most first). Pieces are told only when stored, to at most `notify`
+   * watches each; without this, a holder that served those few sat idle until its next piece came,
+   * while its other watchers lacked what it had. Returns how many were told.
+   */
+  kick (have: Uint8Array): number {
+    const want = [...this.listeners].filter((l) => intersects(l.lacks, have))
+    if (want.length > this.notify) want.sort((a, b) => b.missing - a.missing)
+    const told = want.slice(0, this.notify)
+    for (const l of told) l.tell(-1)
+    return told.length
+  }
+
+  /** Each piece stored from now on that is set in `lacks` (a watch waits on this; -1: see `kick`). */
   newsIn (lacks: Uint8Array): Observable<number> {
     return new Observable<number>((sub) => {
       let missing = 0
@@ -49,6 +63,12 @@ export class PieceLog {
     for (let k = Math.max(0, since); k < this.count; k++) if (hasBit(lacks, this.order[k])) return true
     return false
   }
+}
+
+function intersects (a: Uint8Array, b: Uint8Array): boolean {
+  const n = Math.min(a.length, b.length)
+  for (let i = 0; i < n; i++) if ((a[i] & b[i]) !== 0) return true
+  return false
 }
 
 const POPCOUNT = Uint8Array.from({ length: 256 }, (_, b) => { let n = 0; for (let x = b; x > 0; x >>= 1) n += x & 1; return n })

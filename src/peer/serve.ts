@@ -1,4 +1,5 @@
-import { map, merge, of, take, timer, type Observable, type SchedulerLike } from 'rxjs'
+import { map, merge, of, take, timer, type Observable, type SchedulerLike, type Subscription } from 'rxjs'
+import { KICK_RETRY_MS } from '../limits'
 import { REMOTE_CODES, type FileMetaData, type Leech, type PeerAddress, type PeerReply, type PeerRequest, type Probe } from '../protocol/messages'
 import type { PageSource } from '../../streams/readPages'
 import type { ClusterTable } from './clusterTable'
@@ -155,6 +156,47 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
       return err(REMOTE_CODES.badRequest, `unknown request ${(never as { type: string }).type}`)
     }
   }
+}
+
+/**
+ * This node's uplink went idle: each partial download it serves tells a few of the watches it
+ * holds that lack one of its pieces (see `PieceLog.kick`), so they ask for it. Returns how many
+ * were told (the adapter kicks again KICK_RETRY_MS later while its uplink stays idle).
+ */
+export function kickWatches (files: Iterable<ServedFile>): number {
+  let told = 0
+  for (const f of files) {
+    if (f.log === undefined) continue
+    const have = f.have()
+    if (have !== null) told += f.log.kick(have)
+  }
+  return told
+}
+
+/**
+ * Keeps an idle uplink fed from the watches it holds: `poke()` when the uplink went idle or a piece
+ * was stored; while `idle()` holds, it kicks the held watches (`kickWatches`), and again every
+ * KICK_RETRY_MS as long as a kick told someone (a watch told may have wanted nothing after all).
+ * The loop ends when the uplink is busy again or no held watch lacks anything held here.
+ */
+export class WatchKicker {
+  private retry: Subscription | null = null
+  constructor (private readonly files: () => Iterable<ServedFile>, private readonly idle: () => boolean, private readonly scheduler: SchedulerLike, private readonly retryMs = KICK_RETRY_MS) {}
+
+  poke (): void { if (this.retry === null) this.kick() }
+
+  /** Watches told so far. */
+  told = 0
+
+  private kick (): void {
+    this.retry = null
+    if (!this.idle()) return
+    const n = kickWatches(this.files())
+    this.told += n
+    if (n > 0) this.retry = this.scheduler.schedule(() => this.kick(), this.retryMs)
+  }
+
+  close (): void { this.retry?.unsubscribe(); this.retry = null }
 }
 
 /** Is this request for a piece that never went out from here (of this file's segmentation)? */

@@ -25,7 +25,9 @@ import type { SimScheduler } from './scheduler'
  *   the asker gave up first (the production timeouts);
  * - a watch (a probe that waits for news) is held by the production `serveWatch` at the peer; an
  *   asker that stops waiting withdraws it at once (a real peer drops it when the next watch of
- *   that connection comes, or answers it into the void);
+ *   that connection comes, or answers it into the void); when a host's uplink sends its last
+ *   queued byte, `onIdle` runs (the node kicks its held watches, as `Lp2pNode` does when its
+ *   server's piece queue empties);
  * - a crashed host answers nothing: requests to it fail with a connection error after a round
  *   trip (a reset), frames it had not delivered yet are lost.
  */
@@ -65,6 +67,8 @@ export class SimHost {
    * peer server builds the header then, so a piece header's bitfield is as fresh as at that moment.
    */
   onSend: ((msg: PeerReply) => void) | null = null
+  /** The uplink sent its last queued byte (what a peer server sees when its send queue empties). */
+  onIdle: (() => void) | null = null
   onDatagram: ((msg: TrackerMessage, from: Endpoint) => void) | null = null
   constructor (readonly host: string, public opts: HostOptions) {}
 }
@@ -181,6 +185,10 @@ export class SimNetwork {
             }
             const upDone = upStart + (Number.isFinite(to.opts.upload) ? bytes * 1000 / to.opts.upload : 0)
             to.upFree = upDone
+            if (to.onIdle !== null) {
+              const idle = to.onIdle
+              net.at(upDone - now, () => { if (to.alive && to.upFree <= net.opts.scheduler.now()) idle() })
+            }
             arrive = upDone + lat
             if (Number.isFinite(from.opts.download)) {
               const downStart = Math.max(upStart + lat, from.downFree)

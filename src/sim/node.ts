@@ -7,7 +7,7 @@ import { heartbeats } from '../peer/heartbeat'
 import { leech, type LeechEvent, type LeechOptions } from '../peer/leech'
 import { setBit } from '../peer/picker'
 import { PieceLog } from '../peer/pieceLog'
-import { SentCounts, serveRequest, serveWatch, type ServeContext, type ServedFile } from '../peer/serve'
+import { SentCounts, serveRequest, serveWatch, WatchKicker, type ServeContext, type ServedFile } from '../peer/serve'
 import type { FileMetaData, PeerAddress, TrackerMessage } from '../protocol/messages'
 import { hashRoot } from '../storage/hashFile'
 import type { Endpoint } from '../tracker/flow'
@@ -54,6 +54,7 @@ export class SimNode {
   retries = 0
   lastError: string | null = null
   readonly endpoint: Endpoint
+  private readonly kicker: WatchKicker
   /** Peers that asked this node about a file (for its download: candidate sources). */
   private readonly askers = new Subject<{ fileId: string, peer: PeerAddress }>()
 
@@ -64,6 +65,9 @@ export class SimNode {
     const ctx: ServeContext = { file: (id) => this.served.get(id), cluster: this.cluster, busy, onAsker: (fileId, peer) => this.askers.next({ fileId, peer }) }
     h.serve = (msg, remote) => serveRequest(msg, ctx, remote)
     h.watch = (msg, remote) => serveWatch(msg, ctx, o.scheduler, remote)
+    // an idle uplink (or one that just stored a piece) tells its watchers what it has
+    this.kicker = new WatchKicker(() => this.served.values(), () => h.alive && h.upFree <= o.scheduler.now(), o.scheduler)
+    h.onIdle = () => this.kicker.poke()
     h.onSend = (msg) => {
       const held = this.held
       if (msg.type === 'piece' && msg.bitfield !== undefined && held !== null && !held.complete && msg.clusterName === held.meta.hash) msg.bitfield = held.bits.slice()
@@ -211,6 +215,7 @@ export class SimNode {
         if (h === null) return
         setBit(h.bits, e.index)
         h.log.add(e.index)
+        this.kicker.poke()
         if (++h.have === 1 && h.pieceHashes !== null) this.subs.push(this.publishHeld().subscribe())
         return
       }
@@ -231,6 +236,7 @@ export class SimNode {
   /** The process dies: no more heartbeats, transfers or answers. What it stored stays. */
   crash (): void {
     this.o.net.crash(this.host)
+    this.kicker.close()
     for (const s of this.subs.splice(0)) s.unsubscribe()
     this.served.clear()
     this.held = null
@@ -245,5 +251,5 @@ export class SimNode {
     if (this.doneAt === null) this.download(name)
   }
 
-  stop (): void { for (const s of this.subs.splice(0)) s.unsubscribe() }
+  stop (): void { for (const s of this.subs.splice(0)) s.unsubscribe(); this.kicker.close() }
 }

@@ -50,6 +50,47 @@ describe('PeerServer upload queue', () => {
   })
 })
 
+describe('PeerServer onIdle', () => {
+  let server: PeerServer | null = null
+  const conns: PeerConnection[] = []
+  afterEach(async () => { for (const c of conns.splice(0)) c.close(); await server?.close(); server = null })
+
+  it('is called when the last queued piece is granted and sent, not while pieces still wait', async () => {
+    // a budget granted by hand: three pieces queue, each goes out when its grant comes
+    const grants: Array<() => void> = []
+    const budget = { take: () => new Observable<unknown>((sub) => { grants.push(() => { sub.next(null); sub.complete() }) }) }
+    const idle: number[] = []
+    server = new PeerServer(handle, { host: '127.0.0.1', port: 0, budget, onIdle: () => idle.push(server?.queuedPieceBytes ?? -1) })
+    const addr = await server.start()
+    const c = new PeerConnection({ nodeId: 'a'.repeat(32), host: '127.0.0.1', port: addr.port })
+    conns.push(c)
+    const answers = [0, 1, 2].map((i) => ask(c, i))
+    for (let i = 0; i < 100 && grants.length === 0; i++) await new Promise((r) => setTimeout(r, 10))
+    grants.shift()?.() // piece 0 goes; 1 and 2 wait
+    await answers[0]
+    for (let i = 0; i < 100 && grants.length === 0; i++) await new Promise((r) => setTimeout(r, 10))
+    expect(idle).toEqual([])
+    grants.shift()?.()
+    await answers[1]
+    for (let i = 0; i < 100 && grants.length === 0; i++) await new Promise((r) => setTimeout(r, 10))
+    expect(idle).toEqual([])
+    grants.shift()?.() // the last: nothing is queued after it
+    expect(await answers[2]).toBe('piece')
+    expect(idle).toEqual([0])
+  })
+
+  it('without a budget, is called after each piece sent with nothing queued behind it (never for other replies)', async () => {
+    const idle: number[] = []
+    server = new PeerServer(handle, { host: '127.0.0.1', port: 0, onIdle: () => idle.push(server?.queuedPieceBytes ?? -1) })
+    const addr = await server.start()
+    const c = new PeerConnection({ nodeId: 'a'.repeat(32), host: '127.0.0.1', port: addr.port })
+    conns.push(c)
+    expect(await ask(c, 0)).toBe('piece')
+    expect(await firstValueFrom(c.request({ type: 'probe', fileId: 'ab'.repeat(32) }).pipe(timeout(3000))).then(() => 'answer', (e: { remoteCode?: string }) => e.remoteCode)).toBe('BAD_REQUEST')
+    expect(idle).toEqual([0])
+  })
+})
+
 describe('PeerServer fresh pieces and busyBytes', () => {
   let server: PeerServer | null = null
   const conns: PeerConnection[] = []

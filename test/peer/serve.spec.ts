@@ -2,7 +2,8 @@ import { TestScheduler } from 'rxjs/testing'
 import { ClusterTable } from '../../src/peer/clusterTable'
 import { setBit } from '../../src/peer/picker'
 import { PieceLog } from '../../src/peer/pieceLog'
-import { serveWatch, type Outgoing, type ServeContext, type ServedFile } from '../../src/peer/serve'
+import { KICK_RETRY_MS, WATCH_NOTIFY } from '../../src/limits'
+import { serveWatch, WatchKicker, type Outgoing, type ServeContext, type ServedFile } from '../../src/peer/serve'
 import type { FileMetaData, PeerAddress, Probe } from '../../src/protocol/messages'
 
 const H = 'ab'.repeat(32)
@@ -17,7 +18,7 @@ const bits = (...pieces: number[]): Uint8Array => {
 }
 
 /** A download in progress holding `held` (stored in that order), as Lp2pNode serves it. */
-function partial (held: number[]): { ctx: ServeContext, store: (i: number) => void, asked: Array<[string, PeerAddress]> } {
+function partial (held: number[]): { ctx: ServeContext, store: (i: number) => void, asked: Array<[string, PeerAddress]>, file: ServedFile } {
   const have = new Uint8Array(2)
   const log = new PieceLog(meta.pieces)
   // as the node does: the bit first, then the log (which wakes the watches that read the bits)
@@ -26,7 +27,7 @@ function partial (held: number[]): { ctx: ServeContext, store: (i: number) => vo
   const file: ServedFile = { meta, source: () => ({ size: 0, view: () => [] }), checkSize: () => {}, pieceHashes: () => Buffer.alloc(320), have: () => have, log }
   const asked: Array<[string, PeerAddress]> = []
   const ctx: ServeContext = { file: (id) => id === H ? file : undefined, cluster: new ClusterTable(), onAsker: (id, p) => asked.push([id, p]) }
-  return { ctx, store, asked }
+  return { ctx, store, asked, file }
 }
 
 const watch = (over: Partial<Probe> = {}): Probe => ({ type: 'probe', req: 9, fileId: H, since: 0, lacks: bits(7), waitMs: 20, ...over })
@@ -134,6 +135,61 @@ describe('serveWatch', () => {
       const { ctx, asked } = partial([])
       serveWatch(watch({ from: { nodeId: NODE, port: 7100 } }), ctx, ts)
       expect(asked).toEqual([])
+    })
+  })
+})
+
+describe('WatchKicker (an idle uplink tells held watches what it has)', () => {
+  // a holder of pieces 2 and 4 (version 2) and five watches with no news (since 2), waiting 50 ms
+  const held = (): { ctx: ServeContext, file: ServedFile, store: (i: number) => void } => partial([2, 4])
+  const wait = { since: 2, waitMs: 50 }
+
+  it('tells at most WATCH_NOTIFY watches that lack a held piece, those lacking the most first, and again every KICK_RETRY_MS while idle', () => {
+    expect([WATCH_NOTIFY, KICK_RETRY_MS]).toEqual([2, 5]) // the marbles below assume them
+    const ts = setup()
+    ts.run(({ expectObservable }) => {
+      const { ctx, file } = held()
+      const kicker = new WatchKicker(() => [file], () => true, ts)
+      ts.schedule(() => kicker.poke(), 3)
+      const a = { a: have([2, 4], 2) }
+      expectObservable(serveWatch(watch({ ...wait, lacks: bits(4, 5, 6, 8) }), ctx, ts)).toBe('---(a|)', a) // lacks 4 pieces
+      expectObservable(serveWatch(watch({ ...wait, lacks: bits(2, 4, 9) }), ctx, ts)).toBe('---(a|)', a) // 3
+      expectObservable(serveWatch(watch({ ...wait, lacks: bits(2) }), ctx, ts)).toBe('--------(a|)', a) // 1: the retry
+      expectObservable(serveWatch(watch({ ...wait, lacks: bits(4) }), ctx, ts)).toBe('--------(a|)', a)
+      // lacks nothing held here: never told, answered when its wait is over
+      expectObservable(serveWatch(watch({ ...wait, lacks: bits(7) }), ctx, ts)).toBe('50ms (a|)', a)
+      ts.schedule(() => expect(kicker.told).toBe(4), 40)
+    })
+  })
+
+  it('tells nobody while the uplink is busy; a poke once it is idle does', () => {
+    const ts = setup()
+    ts.run(({ expectObservable }) => {
+      const { ctx, file } = held()
+      let idle = false
+      const kicker = new WatchKicker(() => [file], () => idle, ts)
+      ts.schedule(() => kicker.poke(), 2)
+      ts.schedule(() => { idle = true; kicker.poke() }, 10)
+      expectObservable(serveWatch(watch({ ...wait, lacks: bits(2) }), ctx, ts)).toBe('----------(a|)', { a: have([2, 4], 2) })
+    })
+  })
+
+  it('a retry finds the uplink busy again: the loop ends; close() cancels a pending retry', () => {
+    const ts = setup()
+    ts.run(({ expectObservable }) => {
+      const { ctx, file } = held()
+      let idle = true
+      const kicker = new WatchKicker(() => [file], () => idle, ts)
+      const closed = new WatchKicker(() => [file], () => true, ts)
+      ts.schedule(() => kicker.poke(), 1)
+      ts.schedule(() => { idle = false }, 2) // busy again before the retry at 6
+      ts.schedule(() => { closed.poke(); closed.close() }, 20)
+      const a = { a: have([2, 4], 2) }
+      expectObservable(serveWatch(watch({ ...wait, lacks: bits(2, 4) }), ctx, ts)).toBe('-(a|)', a)
+      expectObservable(serveWatch(watch({ ...wait, lacks: bits(2, 4) }), ctx, ts)).toBe('-(a|)', a)
+      expectObservable(serveWatch(watch({ ...wait, lacks: bits(2, 4) }), ctx, ts)).toBe('20ms (a|)', a) // told by `closed`'s first kick
+      expectObservable(serveWatch(watch({ ...wait, lacks: bits(2) }), ctx, ts)).toBe('20ms (a|)', a)
+      expectObservable(serveWatch(watch({ ...wait, lacks: bits(4) }), ctx, ts)).toBe('50ms (a|)', a) // no retry after close
     })
   })
 })
