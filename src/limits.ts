@@ -70,6 +70,8 @@ export const BUSY_QUEUE_MS = 25
 export const FRESH_QUEUE_FACTOR = 2
 /** A peer that said BUSY is asked again after this long (its piece goes to another holder meanwhile). */
 export const BUSY_RETRY_MS = 20
+/** The pause after BUSY doubles with each BUSY in a row from the same peer, at most this many times. */
+export const BUSY_MAX_DOUBLINGS = 4
 /**
  * Sources still downloading are probed for their bitfields this often (pieces they send carry it
  * too): a new piece at a holder must become known fast, or uplinks idle while it has it alone.

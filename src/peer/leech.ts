@@ -4,7 +4,7 @@ import {
   repeat, Subject, switchMap, take, takeUntil, tap, throwError, timeout, timer, toArray, type SchedulerLike,
 } from 'rxjs'
 import { HashMismatchError, NoSourcesError, PeerTimeoutError, ProtocolError, RemoteError, StorageError } from '../errors'
-import { BUSY_RETRY_MS, FAN_OUT, IN_FLIGHT_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS, REPROBE_MS, STALL_FACTOR, STALL_MIN_MS, WATCH_MS } from '../limits'
+import { BUSY_MAX_DOUBLINGS, BUSY_RETRY_MS, FAN_OUT, IN_FLIGHT_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS, REPROBE_MS, STALL_FACTOR, STALL_MIN_MS, WATCH_MS } from '../limits'
 import { MAX_HASHES_PER_FRAME, REMOTE_CODES, type FileMetaData, type NodeInfo, type PeerAddress } from '../protocol/messages'
 import type { Frame } from '../protocol/frames'
 import type { PeerLink } from '../net/peerConnection'
@@ -177,6 +177,13 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     const busyStreak = new Map<string, number>()
     const busyRetryMs = opts.busyRetryMs ?? BUSY_RETRY_MS
     const paused = (id: string): boolean => (pausedUntil.get(id) ?? 0) > scheduler.now()
+    // the pause doubles with each BUSY in a row (a peer that stays busy is not polled every few ms
+    // by each of its askers), up to 2^BUSY_MAX_DOUBLINGS times; a piece that lands resets it
+    const pauseBusy = (id: string): void => {
+      const streak = Math.min(BUSY_MAX_DOUBLINGS, busyStreak.get(id) ?? 0)
+      busyStreak.set(id, streak + 1)
+      pausedUntil.set(id, scheduler.now() + busyRetryMs * 2 ** streak)
+    }
     const resumeIn = (id: string): number => { const p = (pausedUntil.get(id) ?? 0) - scheduler.now(); return p > 0 ? Math.min(rediscoverMs, p) : rediscoverMs }
     for (const i of sink.present ?? []) picker.markDone(i)
     const sources = new Map<string, Source>() // live sources by nodeId
@@ -240,11 +247,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           // a busy peer (not at fault either): the piece goes back for another holder, and this
           // peer is asked again after a short pause (waiting for its next probe left uplinks idle)
           if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.busy) {
-            // the pause doubles with each BUSY in a row (a peer that stays busy is not polled
-            // every few ms by each of its askers), up to 16 times; a piece that lands resets it
-            const streak = Math.min(4, busyStreak.get(id) ?? 0)
-            busyStreak.set(id, streak + 1)
-            pausedUntil.set(id, scheduler.now() + busyRetryMs * 2 ** streak)
+            pauseBusy(id)
             picker.release(id, index)
             wake(index)
             return EMPTY
@@ -306,7 +309,10 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       const hashesKnown = (): boolean => pieceHashes !== null || meta.root === undefined || meta.pieces === 0
       // a source with nothing for us yet is not asked for the hash list (a leecher that just started
       // has none to give); one that has no list is not at fault: another source will have it
-      const hashes$ = defer(() => hashesKnown() || !picker.useful(id) ? EMPTY : fetchHashes(src)).pipe(
+      // a complete holder (a seeder: the swarm's scarcest uplink) is not asked while a source still
+      // downloading that holds pieces could give it
+      const partialHas = (): boolean => { for (const s of sources.values()) if (s.bitfield !== null && picker.useful(s.peer.nodeId)) return true; return false }
+      const hashes$ = defer(() => hashesKnown() || !picker.useful(id) || (src.bitfield === null && partialHas()) ? EMPTY : fetchHashes(src)).pipe(
         catchError((err: unknown) => { if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.notFound) return EMPTY; throw err }),
       )
       // a source still downloading that has nothing for us now is watched: it answers when it

@@ -52,6 +52,8 @@ interface Behaviour {
   hashes?: 'ok' | 'lie' | 'short'
   /** Frames the hash list takes (default 1). */
   hashDelay?: number
+  /** A peer still downloading: the pieces it holds (its probe answer carries them). Default: a complete holder. */
+  holds?: number[]
 }
 
 interface Asked { t: number, type: PeerRequest['type'], index?: number }
@@ -76,6 +78,11 @@ class FakeLink implements PeerLink {
       }
       case 'probe':
         if (this.b.probe === 'silent') return NEVER
+        if (this.b.holds !== undefined) {
+          const bitfield = new Uint8Array(Math.ceil(this.f.pieces / 8))
+          for (const i of this.b.holds) bitfield[i >> 3] |= 0x80 >> (i & 7)
+          return reply({ msg: { type: 'have', req: 1, fileId: msg.fileId, totalPieces: this.f.pieces, bitfield } }, this.b.probeDelay ?? 1)
+        }
         return reply({ msg: { type: 'have', req: 1, fileId: msg.fileId, totalPieces: this.f.pieces } }, this.b.probeDelay ?? 1)
       case 'leech': {
         const index = msg.offset / BLOCK
@@ -167,6 +174,17 @@ describe('leech: piece integrity', () => {
     expect(gets).toHaveLength(1)
     expect(gets[0].t).toBeLessThanOrEqual(Math.min(...log.filter((e) => e.type === 'leech').map((e) => e.t)))
     expect(r.events.indexOf(h)).toBeLessThan(r.events.findIndex((e) => e.event === 'piece'))
+  })
+
+  it('takes the hash list from a peer still downloading that holds pieces, not from a complete holder (a seeder\'s uplink is the scarcest)', () => {
+    const ts = newScheduler()
+    const { deps, links, sinks } = world(ts, file, [A, B], { [B.nodeId]: { holds: Array.from({ length: PIECES }, (_, i) => i) } })
+    const r = run(ts, deps)
+    expectDone(r, sinks[0])
+    expect(only(r, 'hashes').map((h) => h.from)).toEqual([labelB])
+    const gets = (p: NodeInfo): number => (links.get(p.nodeId)?.log ?? []).filter((e) => e.type === 'get_hashes').length
+    expect([gets(A), gets(B)]).toEqual([0, 1])
+    expect(only(r, 'piece').some((e) => e.peer === labelA)).toBe(true) // A is still a source of pieces
   })
 
   describe('(a) a corrupted piece', () => {
