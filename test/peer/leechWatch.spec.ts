@@ -235,8 +235,8 @@ describe('leechFile: discovery rounds', () => {
         if (msg.type === 'leech') return r.piece(msg, 200)
         return msg.type === 'probe' ? r.have(null) : NEVER
       },
-      [C.nodeId]: (msg) => (s0.r as ReturnType<typeof replies>).have(null),
-      [D.nodeId]: (msg) => (s0.r as ReturnType<typeof replies>).have(null),
+      [C.nodeId]: () => (s0.r as ReturnType<typeof replies>).have(null),
+      [D.nodeId]: () => (s0.r as ReturnType<typeof replies>).have(null),
     }, { queryTimeoutMs: 50, pieceTimeoutMs: 5000, rediscoverMs: 100, noSourceGraceMs: 60_000, watchMs: 1500, maxSources: 2, pipeline: 1 })
     s0.r = replies(w.s, f)
     w.s.run(5000)
