@@ -233,6 +233,13 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       )
     })
 
+    // a source still downloading that holds pieces we lack has verified the hash list (it serves
+    // pieces only once it has)
+    const partialCanGiveHashes = (): boolean => {
+      for (const s of sources.values()) if (s.bitfield !== null && picker.useful(s.peer.nodeId)) return true
+      return false
+    }
+
     // ------------------------------------------------------------ one piece from one source
     // emits the piece index once it is stored; events go out through `emit`
     const fetchPiece = (src: Source, index: number): Observable<number> => {
@@ -311,8 +318,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       // has none to give); one that has no list is not at fault: another source will have it
       // a complete holder (a seeder: the swarm's scarcest uplink) is not asked while a source still
       // downloading that holds pieces could give it
-      const partialHas = (): boolean => { for (const s of sources.values()) if (s.bitfield !== null && picker.useful(s.peer.nodeId)) return true; return false }
-      const hashes$ = defer(() => hashesKnown() || !picker.useful(id) || (src.bitfield === null && partialHas()) ? EMPTY : fetchHashes(src)).pipe(
+      const hashes$ = defer(() => hashesKnown() || !picker.useful(id) || (src.bitfield === null && partialCanGiveHashes()) ? EMPTY : fetchHashes(src)).pipe(
         catchError((err: unknown) => { if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.notFound) return EMPTY; throw err }),
       )
       // a source still downloading that has nothing for us now is watched: it answers when it

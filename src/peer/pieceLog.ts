@@ -2,6 +2,9 @@ import { Observable } from 'rxjs'
 import { WATCH_NOTIFY } from '../limits'
 import { hasBit } from './picker'
 
+/** A waiting watch: what it lacks, how many pieces that is, and how to answer it. */
+interface Listener { lacks: Uint8Array, missing: number, tell: (index: number) => void }
+
 /**
  * The pieces a download has stored, in the order they were stored. Its length is the holder's
  * `version`: an asker that last saw version v learns what is new since then, and a watch waits on
@@ -15,7 +18,7 @@ import { hasBit } from './picker'
 export class PieceLog {
   private readonly order: Uint32Array
   private count = 0
-  private readonly listeners = new Set<{ lacks: Uint8Array, missing: number, tell: (index: number) => void }>()
+  private readonly listeners = new Set<Listener>()
 
   constructor (readonly pieces: number, private readonly notify = WATCH_NOTIFY) { this.order = new Uint32Array(pieces) }
 
@@ -28,9 +31,7 @@ export class PieceLog {
     const last = this.count === this.pieces
     // those that lack the most first (an asker that holds little has an idle uplink: its first
     // pieces put it to work), the longest waiting among equals
-    const want = [...this.listeners].filter((l) => hasBit(l.lacks, index))
-    if (!last && want.length > this.notify) want.sort((a, b) => b.missing - a.missing)
-    for (const l of last ? want : want.slice(0, this.notify)) l.tell(index)
+    this.tellMostLacking([...this.listeners].filter((l) => hasBit(l.lacks, index)), last ? Infinity : this.notify, index)
   }
 
   /**
@@ -40,10 +41,14 @@ export class PieceLog {
    * while its other watchers lacked what it had. Returns how many were told.
    */
   kick (have: Uint8Array): number {
-    const want = [...this.listeners].filter((l) => intersects(l.lacks, have))
-    if (want.length > this.notify) want.sort((a, b) => b.missing - a.missing)
-    const told = want.slice(0, this.notify)
-    for (const l of told) l.tell(-1)
+    return this.tellMostLacking([...this.listeners].filter((l) => intersects(l.lacks, have)), this.notify, -1)
+  }
+
+  /** Tell at most `limit` of `want`, those that lack the most first (the longest waiting among equals); how many were told. */
+  private tellMostLacking (want: Listener[], limit: number, index: number): number {
+    if (want.length > limit) want.sort((a, b) => b.missing - a.missing)
+    const told = want.length > limit ? want.slice(0, limit) : want
+    for (const l of told) l.tell(index)
     return told.length
   }
 
@@ -52,7 +57,7 @@ export class PieceLog {
     return new Observable<number>((sub) => {
       let missing = 0
       for (const b of lacks) missing += POPCOUNT[b]
-      const l = { lacks, missing, tell: (i: number): void => sub.next(i) }
+      const l: Listener = { lacks, missing, tell: (i: number): void => sub.next(i) }
       this.listeners.add(l)
       return () => { this.listeners.delete(l) }
     })
