@@ -194,6 +194,11 @@ export class PeerServer {
           // a watch waits beside the queue, unless our replies are piling up unread
           if (isWatch(m) && watchFn !== undefined && sock.writableLength < highWater) { startWatch(m); continue }
           if (queue.length >= maxOutstanding) { fail(`more than ${maxOutstanding} requests outstanding`); return }
+          // a full uplink (busyBytes queued) gives no hash list either: those who hold it spread it
+          if (m.type === 'get_hashes' && this.opts.busyBytes !== undefined && this.queuedPieceBytes >= this.opts.busyBytes) {
+            sock.write(encodeFrameHead({ type: 'error', req: m.req, code: REMOTE_CODES.busy, message: 'upload queue full: fetch the hash list from another peer' }))
+            continue
+          }
           const bytes = pieceBytes(m)
           if (bytes > 0 && this.overBusy(m as Leech, bytes)) {
             sock.write(encodeFrameHead({ type: 'error', req: m.req, code: REMOTE_CODES.busy, message: 'upload queue full: ask another peer' }))

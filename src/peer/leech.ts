@@ -108,7 +108,12 @@ export function leech (query: string, deps: LeechDeps, opts: LeechOptions = {}):
 
 const localHash = (data: Buffer): Observable<Buffer> => defer(() => of(createHash('sha256').update(data).digest()))
 
-interface Source { peer: PeerAddress, bitfield: Uint8Array | null, pending?: Uint8Array, sent?: Uint8Array, version?: number }
+interface Source { peer: PeerAddress, bitfield: Uint8Array | null, pending?: Uint8Array, sent?: Uint8Array, version?: number, hashes?: boolean }
+
+/** A known source's fresh answer: what it holds now. */
+function refresh (known: Source, s: Source): void {
+  known.bitfield = s.bitfield; known.sent = s.sent; known.version = s.version; known.hashes = s.hashes
+}
 
 /**
  * The swarm download of one known file. Every `rediscoverMs` the cluster is rebuilt
@@ -211,8 +216,12 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     const emit = (e: LeechEvent): void => events.next(e)
 
     // ------------------------------------------------------------ hash list, checked against the root
+    // one source at a time is asked (news that several sources got the list wakes them together);
+    // when that ask fails, the others are woken to try
+    let askingHashes = false
     const fetchHashes = (src: Source): Observable<never> => defer(() => {
-      if (pieceHashes !== null || meta.root === undefined || meta.pieces === 0) return EMPTY
+      if (pieceHashes !== null || meta.root === undefined || meta.pieces === 0 || askingHashes) return EMPTY
+      askingHashes = true
       const pages = Math.ceil(meta.pieces / MAX_HASHES_PER_FRAME)
       return from(Array.from({ length: pages }, (_, p) => p * MAX_HASHES_PER_FRAME)).pipe(
         mergeMap((first) => deps.link(src.peer).request({ type: 'get_hashes', fileId: meta.hash, from: first, count: Math.min(MAX_HASHES_PER_FRAME, meta.pieces - first) }).pipe(
@@ -227,16 +236,19 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           pieceHashes = all
           hashesFrom = label(src.peer)
           emit({ event: 'hashes', pieceHashes: all, from: hashesFrom })
-          wake(null) // sources that waited for a way to check pieces
+          // sources that waited for a way to check pieces (after this one, which goes on at once)
+          scheduler.schedule(() => wake(null))
         }),
         ignoreElements(),
+        finalize(() => { askingHashes = false; if (pieceHashes === null) scheduler.schedule(() => wake(null)) }),
       )
     })
 
-    // a source still downloading that holds pieces we lack has verified the hash list (it serves
-    // pieces only once it has)
+    // a source still downloading gives the hash list if it says it holds it, or if it holds pieces
+    // we lack (it serves pieces only once it has verified the list)
+    const canGiveHashes = (s: Source): boolean => s.bitfield !== null && (s.hashes === true || picker.useful(s.peer.nodeId))
     const partialCanGiveHashes = (): boolean => {
-      for (const s of sources.values()) if (s.bitfield !== null && picker.useful(s.peer.nodeId)) return true
+      for (const s of sources.values()) if (canGiveHashes(s)) return true
       return false
     }
 
@@ -314,12 +326,20 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     const runSource = (src: Source): Observable<never> => {
       const id = src.peer.nodeId
       const hashesKnown = (): boolean => pieceHashes !== null || meta.root === undefined || meta.pieces === 0
-      // a source with nothing for us yet is not asked for the hash list (a leecher that just started
-      // has none to give); one that has no list is not at fault: another source will have it
-      // a complete holder (a seeder: the swarm's scarcest uplink) is not asked while a source still
-      // downloading that holds pieces could give it
-      const hashes$ = defer(() => hashesKnown() || !picker.useful(id) || (src.bitfield === null && partialCanGiveHashes()) ? EMPTY : fetchHashes(src)).pipe(
-        catchError((err: unknown) => { if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.notFound) return EMPTY; throw err }),
+      // the hash list comes from a source still downloading that holds it; a complete holder (a
+      // seeder: the swarm's scarcest uplink) is asked only while no such source is known. One that
+      // has no list is not at fault (another source will have it); a busy one is asked again after
+      // a pause (meanwhile the watches below hear when another source gets the list)
+      const hashes$ = defer(() => {
+        if (hashesKnown()) return EMPTY
+        const ask = src.bitfield === null ? picker.useful(id) && !partialCanGiveHashes() : canGiveHashes(src)
+        return ask ? fetchHashes(src) : EMPTY
+      }).pipe(
+        catchError((err: unknown) => {
+          if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.notFound) return EMPTY
+          if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.busy) { pauseBusy(id); return EMPTY }
+          throw err
+        }),
       )
       // a source still downloading that has nothing for us now is watched: it answers when it
       // stores a piece we lack (one watch out at a time; its news wakes this source's loop)
@@ -332,7 +352,9 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         watching = true
         let open = true
         const over = (): void => { if (open) { open = false; watching = false } }
-        return deps.link(src.peer).request({ ...probe, since: src.version ?? 0, lacks: picker.wantBits(), waitMs: watchMs }).pipe(
+        // (without a hash list yet, it also answers as soon as it holds one)
+        const w = { ...probe, since: src.version ?? 0, lacks: picker.wantBits(), waitMs: watchMs }
+        return deps.link(src.peer).request(hashesKnown() ? w : { ...w, needHashes: true }).pipe(
           timeout({ first: watchMs + timeoutMs, scheduler, with: () => throwError(() => new PeerTimeoutError(label(src.peer), 'watch')) }),
           mergeMap((f) => {
             const s = toSource(src.peer, f, meta)
@@ -340,7 +362,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
             const legacy = s === null || s.version === undefined
             if (!legacy) over()
             if (s !== null && sources.get(id) === src) {
-              src.bitfield = s.bitfield; src.sent = s.sent; src.version = s.version
+              refresh(src, s)
               picker.setSource(id, s.bitfield, s.pending, s.sent)
               wake(id)
             }
@@ -445,7 +467,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           if (banned.has(s.peer.nodeId) || coolingDown(s.peer.nodeId)) continue
           const known = sources.get(s.peer.nodeId)
           picker.setSource(s.peer.nodeId, s.bitfield, s.pending, s.sent)
-          if (known !== undefined) { known.bitfield = s.bitfield; known.sent = s.sent; known.version = s.version; continue }
+          if (known !== undefined) { refresh(known, s); continue }
           if (sources.size >= maxSources) { picker.drop(s.peer.nodeId); continue }
           sources.set(s.peer.nodeId, s)
           fresh.push(s)
@@ -512,5 +534,6 @@ function toSource (peer: PeerAddress, f: Frame, meta: FileMetaData): Source | nu
   if (f.msg.pending !== undefined) s.pending = f.msg.pending
   if (f.msg.sent !== undefined) s.sent = f.msg.sent
   if (f.msg.version !== undefined) s.version = f.msg.version
+  if (f.msg.hashes === true) s.hashes = true
   return s
 }

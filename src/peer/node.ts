@@ -473,6 +473,7 @@ export class Lp2pNode {
           case 'hashes':
             if (h === null) return
             h.pieceHashes = e.pieceHashes
+            h.log.gotHashes() // watchers that have no list yet may fetch it here
             // a resumed download serves its pieces from now on: the tracker may send askers here
             if (h.have > 0) this.fire(this.publishHeld(h))
             return

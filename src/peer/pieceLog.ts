@@ -2,8 +2,8 @@ import { Observable } from 'rxjs'
 import { WATCH_NOTIFY } from '../limits'
 import { hasBit } from './picker'
 
-/** A waiting watch: what it lacks, how many pieces that is, and how to answer it. */
-interface Listener { lacks: Uint8Array, missing: number, tell: (index: number) => void }
+/** A waiting watch: what it lacks, how many pieces that is, whether it waits for the hash list, and how to answer it. */
+interface Listener { lacks: Uint8Array, missing: number, needHashes: boolean, tell: (index: number) => void }
 
 /**
  * The pieces a download has stored, in the order they were stored. Its length is the holder's
@@ -44,6 +44,18 @@ export class PieceLog {
     return this.tellMostLacking([...this.listeners].filter((l) => intersects(l.lacks, have)), this.notify, -1)
   }
 
+  /**
+   * The holder now holds the verified hash list: every waiting watch whose asker has none is told
+   * (-1), whatever it lacks. A hash list is a few KiB: it spreads from each peer that has it to its
+   * watchers, instead of every leecher of a big swarm fetching it from the seeder, whose uplink is
+   * the scarcest there is. Returns how many were told.
+   */
+  gotHashes (): number {
+    let told = 0
+    for (const l of [...this.listeners]) if (l.needHashes) { l.tell(-1); told++ }
+    return told
+  }
+
   /** Tell at most `limit` of `want`, those that lack the most first (the longest waiting among equals); how many were told. */
   private tellMostLacking (want: Listener[], limit: number, index: number): number {
     if (want.length > limit) want.sort((a, b) => b.missing - a.missing)
@@ -52,12 +64,15 @@ export class PieceLog {
     return told.length
   }
 
-  /** Each piece stored from now on that is set in `lacks` (a watch waits on this; -1: see `kick`). */
-  newsIn (lacks: Uint8Array): Observable<number> {
+  /**
+   * Each piece stored from now on that is set in `lacks` (a watch waits on this; -1: see `kick`
+   * and, with `needHashes`, `gotHashes`).
+   */
+  newsIn (lacks: Uint8Array, needHashes = false): Observable<number> {
     return new Observable<number>((sub) => {
       let missing = 0
       for (const b of lacks) missing += POPCOUNT[b]
-      const l: Listener = { lacks, missing, tell: (i: number): void => sub.next(i) }
+      const l: Listener = { lacks, missing, needHashes, tell: (i: number): void => sub.next(i) }
       this.listeners.add(l)
       return () => { this.listeners.delete(l) }
     })

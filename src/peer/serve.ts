@@ -104,6 +104,8 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
       const hashes = f?.pieceHashes() ?? null
       if (f === undefined || hashes === null) return err(REMOTE_CODES.notFound, 'piece hashes not held here')
       if (m.from + m.count > f.meta.pieces) return err(REMOTE_CODES.badRequest, 'hash range outside the file')
+      // a busy uplink gives no hash list either: those who hold it spread it (see `PieceLog.gotHashes`)
+      if (ctx.busy?.(false) === true) return err(REMOTE_CODES.busy, 'upload queue full: fetch the hash list from another peer')
       return { msg: { type: 'hashes', req: m.req, fileId: m.fileId, from: m.from, count: m.count }, payload: { source: bufferSource(hashes), offset: m.from * 32, length: m.count * 32 } }
     }
     case 'probe': {
@@ -119,6 +121,7 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
       const msg: PeerReply = { type: 'have', req: m.req, fileId: m.fileId, totalPieces: f.meta.pieces, bitfield: Uint8Array.prototype.slice.call(have) }
       if (pending !== null) msg.pending = pending
       if (f.log !== undefined) msg.version = f.log.version
+      if (f.pieceHashes() !== null) msg.hashes = true
       return { msg }
     }
     case 'leech': {
@@ -206,8 +209,9 @@ export function freshPiece (f: ServedFile, m: Leech): boolean {
 
 /**
  * The answer to a probe that may be a watch (`since` given): at once when there is news for the
- * asker (a piece it lacks stored after `since`), when the file is complete or unknown here, or
- * when the request is not a watch; otherwise when such a piece is stored, or after `waitMs`.
+ * asker (a piece it lacks stored after `since`, or the hash list it `needHashes`), when the file is
+ * complete or unknown here, or when the request is not a watch; otherwise when such news comes,
+ * or after `waitMs`.
  * Pure: the wait runs on `scheduler`; the adapter sends what this emits (once) and unsubscribes
  * when the connection goes or the asker sends a newer watch.
  */
@@ -223,6 +227,7 @@ export function serveWatch (m: Probe, ctx: ServeContext, scheduler: SchedulerLik
   if (lacks.length !== Math.ceil(f.meta.pieces / 8)) {
     return of({ msg: { type: 'error', req: m.req, code: REMOTE_CODES.badRequest, message: 'lacks does not match the file\'s pieces' } })
   }
-  if (log.newSince(m.since, lacks)) return of(now())
-  return merge(log.newsIn(lacks), timer(m.waitMs ?? 0, scheduler)).pipe(take(1), map(now))
+  const needHashes = m.needHashes === true
+  if (log.newSince(m.since, lacks) || (needHashes && f.pieceHashes() !== null)) return of(now())
+  return merge(log.newsIn(lacks, needHashes), timer(m.waitMs ?? 0, scheduler)).pipe(take(1), map(now))
 }

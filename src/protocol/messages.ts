@@ -102,18 +102,22 @@ export interface Hashes { type: 'hashes', req: number, fileId: string, from: num
  * Ask which pieces a peer holds. A watch (`since` given): the peer answers once it has stored a
  * piece the asker `lacks` (bit i: piece i) after the `version` it last reported, or after `waitMs`
  * with no such news; a complete holder answers at once. Pieces then spread as fast as news of
- * them can travel, without polling. `from`: the asker serves this file too (it is downloading
- * it): the peer may fetch from it in turn.
+ * them can travel, without polling. `needHashes` (a watch): the asker has no verified hash list
+ * yet: the peer also answers as soon as it holds one (the list spreads from peer to peer, not
+ * from the seeder to everyone). `from`: the asker serves this file too (it is downloading it): the
+ * peer may fetch from it in turn.
  */
-export interface Probe { type: 'probe', req: number, fileId: string, since?: number, lacks?: Uint8Array, waitMs?: number, from?: { nodeId: string, port: number } }
+export interface Probe { type: 'probe', req: number, fileId: string, since?: number, lacks?: Uint8Array, waitMs?: number, needHashes?: boolean, from?: { nodeId: string, port: number } }
 /**
  * `bitfield` absent means the peer holds every piece. Bit i (MSB first) is piece i. `pending`:
  * pieces a leecher is fetching right now, so others treat them as soon-available rather than
  * fetch the same ones from a seeder. `sent`: pieces a seeder has already sent once, while some
  * never went out: it declines them for now, so leechers ask it for the others. `version`: how
  * many pieces a peer still downloading has stored (the `since` of its askers' next watch).
+ * `hashes`: a peer still downloading holds the verified hash list (it may give it before it holds
+ * a piece).
  */
-export interface Have { type: 'have', req: number, fileId: string, totalPieces: number, bitfield?: Uint8Array, pending?: Uint8Array, sent?: Uint8Array, version?: number }
+export interface Have { type: 'have', req: number, fileId: string, totalPieces: number, bitfield?: Uint8Array, pending?: Uint8Array, sent?: Uint8Array, version?: number, hashes?: boolean }
 /** FileRequest: one piece, at `offset` (a multiple of blockSize) of the file `hash`. */
 export interface Leech { type: 'leech', req: number, hash: string, size: number, offset: number, blockSize: number, pieces: number }
 /**
@@ -264,6 +268,7 @@ export function peerMessage (x: unknown): PeerMessage {
         m.since = v.int(o, 'since')
         m.lacks = v.bytes(o, 'lacks', MAX_BITFIELD_BYTES)
         m.waitMs = v.int(o, 'waitMs', 0, MAX_WATCH_MS)
+        if (o.needHashes !== undefined && o.needHashes !== null) m.needHashes = v.bool(o, 'needHashes')
       }
       return m
     }
@@ -283,6 +288,7 @@ export function peerMessage (x: unknown): PeerMessage {
         if (m.pending.length !== Math.ceil(totalPieces / 8)) throw new ProtocolError('pending length does not match totalPieces')
       }
       if (o.version !== undefined && o.version !== null) m.version = v.int(o, 'version', 0, totalPieces)
+      if (o.hashes !== undefined && o.hashes !== null) m.hashes = v.bool(o, 'hashes')
       return m
     }
     case 'leech': {

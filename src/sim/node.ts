@@ -207,6 +207,7 @@ export class SimNode {
       case 'hashes':
         if (this.held !== null) {
           this.held.pieceHashes = e.pieceHashes
+          this.held.log.gotHashes()
           if (this.held.have > 0) this.subs.push(this.publishHeld().subscribe())
         }
         return

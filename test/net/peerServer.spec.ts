@@ -40,6 +40,20 @@ describe('PeerServer upload queue', () => {
     expect(server.queuedPieceBytes).toBe(0)
   })
 
+  it('declines a hash list with BUSY while busyBytes are queued (those who hold the list spread it); passes it on before', async () => {
+    server = new PeerServer(handle, { host: '127.0.0.1', port: 0, budget: { take: () => NEVER }, busyBytes: 2 * BLOCK })
+    const addr = await server.start()
+    const c = new PeerConnection({ nodeId: 'a'.repeat(32), host: '127.0.0.1', port: addr.port })
+    conns.push(c)
+    const hashes = (): Promise<unknown> => firstValueFrom(c.request({ type: 'get_hashes', fileId: 'ab'.repeat(32), from: 0, count: 8 }).pipe(timeout(3000)))
+      .then(() => 'hashes', (e: { remoteCode?: string, message: string }) => e.remoteCode ?? e.message)
+    // (the handler here answers anything but pieces with BAD_REQUEST: that is the request passed on)
+    expect(await hashes()).toBe('BAD_REQUEST')
+    void ask(c, 0); void ask(c, 1)
+    for (let i = 0; i < 50 && server.queuedPieceBytes < 2 * BLOCK; i++) await new Promise((r) => setTimeout(r, 20))
+    expect(await hashes()).toBe('BUSY')
+  })
+
   it('without busyBytes, queues every request (up to the outstanding limit)', async () => {
     server = new PeerServer(handle, { host: '127.0.0.1', port: 0 })
     const addr = await server.start()

@@ -1,12 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { TestScheduler } from 'rxjs/testing'
-import { Observable, of, throwError, NEVER, delay, timer, mergeMap, type SchedulerLike } from 'rxjs'
+import { Observable, of, throwError, NEVER, delay, timer, map, mergeMap, type SchedulerLike } from 'rxjs'
 import { leech, type LeechDeps, type LeechEvent } from '../../src/peer/leech'
 import type { FileMetaData, NodeInfo, PeerAddress, PeerRequest } from '../../src/protocol/messages'
 import type { Frame } from '../../src/protocol/frames'
 import type { PeerLink, WithoutReq } from '../../src/net/peerConnection'
 import { MemorySink } from '../../src/storage/memorySink'
 import { hashRoot } from '../../src/storage/hashFile'
+import { RemoteError } from '../../src/errors'
 
 // The piece-integrity half of the leech flow: piece hashes fetched from a peer and checked
 // against the tracker's root, each piece checked against its hash, strikes and bans.
@@ -54,9 +55,17 @@ interface Behaviour {
   hashDelay?: number
   /** A peer still downloading: the pieces it holds (its probe answer carries them). Default: a complete holder. */
   holds?: number[]
+  /** Its uplink is full: every `get_hashes` is declined with BUSY. */
+  hashesBusy?: boolean
+  /**
+   * A peer still downloading (with `holds`) that gets the verified hash list at this frame: from
+   * then on its probe answers say `hashes: true`, and a watch that needs hashes is answered then.
+   * Before it, it has no list to give (NOT_FOUND).
+   */
+  hashesAt?: number
 }
 
-interface Asked { t: number, type: PeerRequest['type'], index?: number }
+interface Asked { t: number, type: PeerRequest['type'], index?: number, needHashes?: boolean }
 
 class FakeLink implements PeerLink {
   /** Piece indexes asked for, in order. */
@@ -66,11 +75,14 @@ class FakeLink implements PeerLink {
   constructor (readonly peer: PeerAddress, private readonly b: Behaviour, private readonly scheduler: SchedulerLike, private readonly f: TestFile) {}
   request (msg: WithoutReq<PeerRequest>): Observable<Frame> {
     const reply = (f: Frame, frames = 1): Observable<Frame> => of(f).pipe(delay(frames, this.scheduler))
-    this.log.push({ t: this.scheduler.now(), type: msg.type, ...(msg.type === 'leech' ? { index: msg.offset / BLOCK } : {}) })
+    this.log.push({ t: this.scheduler.now(), type: msg.type, ...(msg.type === 'leech' ? { index: msg.offset / BLOCK } : {}), ...(msg.type === 'probe' && msg.needHashes === true ? { needHashes: true } : {}) })
+    const listAt = this.b.hashesAt
     switch (msg.type) {
       case 'find_cluster':
         return reply({ msg: { type: 'cluster', req: 1, fileId: msg.fileId, peers: [] } })
       case 'get_hashes': {
+        if (this.b.hashesBusy === true) return timer(1, this.scheduler).pipe(mergeMap(() => throwError(() => new RemoteError('BUSY', 'upload queue full'))))
+        if (listAt !== undefined && this.scheduler.now() < listAt) return timer(1, this.scheduler).pipe(mergeMap(() => throwError(() => new RemoteError('NOT_FOUND', 'piece hashes not held here'))))
         const count = this.b.hashes === 'short' ? msg.count - 1 : msg.count
         let payload = Buffer.from(this.f.hashes.subarray(msg.from * 32, (msg.from + count) * 32))
         if (this.b.hashes === 'lie') payload = Buffer.concat(Array.from({ length: count }, (_, i) => sha(Buffer.concat([this.f.pieceOf(msg.from + i), Buffer.from('lie')]))))
@@ -81,7 +93,12 @@ class FakeLink implements PeerLink {
         if (this.b.holds !== undefined) {
           const bitfield = new Uint8Array(Math.ceil(this.f.pieces / 8))
           for (const i of this.b.holds) bitfield[i >> 3] |= 0x80 >> (i & 7)
-          return reply({ msg: { type: 'have', req: 1, fileId: msg.fileId, totalPieces: this.f.pieces, bitfield } }, this.b.probeDelay ?? 1)
+          const have = (): Frame => ({ msg: { type: 'have', req: 1, fileId: msg.fileId, totalPieces: this.f.pieces, bitfield, ...(listAt === undefined ? {} : { version: this.b.holds?.length ?? 0 }), ...(listAt !== undefined && this.scheduler.now() >= listAt ? { hashes: true } : {}) } })
+          // a watch that needs the hash list waits for it (a watch otherwise waits for nothing here: no piece comes)
+          if (msg.since !== undefined && listAt !== undefined && this.scheduler.now() < listAt) {
+            return msg.needHashes === true ? timer(listAt - this.scheduler.now(), this.scheduler).pipe(map(have)) : NEVER
+          }
+          return reply(have(), this.b.probeDelay ?? 1)
         }
         return reply({ msg: { type: 'have', req: 1, fileId: msg.fileId, totalPieces: this.f.pieces } }, this.b.probeDelay ?? 1)
       case 'leech': {
@@ -185,6 +202,41 @@ describe('leech: piece integrity', () => {
     const gets = (p: NodeInfo): number => (links.get(p.nodeId)?.log ?? []).filter((e) => e.type === 'get_hashes').length
     expect([gets(A), gets(B)]).toEqual([0, 1])
     expect(only(r, 'piece').some((e) => e.peer === labelA)).toBe(true) // A is still a source of pieces
+  })
+
+  it('a seeder whose uplink is full (BUSY) is asked again later, not dropped; meanwhile a watch that needs hashes learns when a peer still downloading gets the list, and the list comes from that peer', () => {
+    const ts = newScheduler()
+    // B holds no piece and gets the list at frame 30: before that only the seeder A has it, and A is busy
+    const { deps, links, sinks } = world(ts, file, [A, B], { [A.nodeId]: { hashesBusy: true }, [B.nodeId]: { holds: [], hashesAt: 30 } })
+    const r = run(ts, deps)
+    const logA = links.get(A.nodeId)?.log ?? []
+    const logB = links.get(B.nodeId)?.log ?? []
+    // A was asked, said BUSY, was asked again after a pause, and never dropped
+    expect(logA.filter((e) => e.type === 'get_hashes').length).toBeGreaterThanOrEqual(2)
+    expect(only(r, 'peer-dropped')).toEqual([])
+    // B was watched with needHashes before it had the list, and asked for it once it had
+    const watch = logB.find((e) => e.type === 'probe' && e.needHashes === true)
+    expect(watch?.t).toBeLessThan(30)
+    const getsB = logB.filter((e) => e.type === 'get_hashes')
+    expect(getsB).toHaveLength(1)
+    expect(getsB[0].t).toBeGreaterThanOrEqual(30)
+    expect(getsB[0].t).toBeLessThanOrEqual(32) // at once: the watch answer woke it, no poll
+    const [h] = only(r, 'hashes')
+    expect(h.from).toBe(labelB)
+    expect(timeOf(r, h)).toBeLessThanOrEqual(34)
+    // and the pieces come from the seeder A, checked against B's list
+    expectDone(r, sinks[0])
+    expect(only(r, 'piece').every((e) => e.peer === labelA)).toBe(true)
+  })
+
+  it('a watch once the hash list is known no longer asks for it', () => {
+    const ts = newScheduler()
+    const { deps, links, sinks } = world(ts, file, [A, B], { [B.nodeId]: { holds: [], hashesAt: 0 }, [A.nodeId]: { piece: () => 4 } })
+    const r = run(ts, deps)
+    expectDone(r, sinks[0])
+    const watches = (links.get(B.nodeId)?.log ?? []).filter((e) => e.type === 'probe' && e.t > timeOf(r, only(r, 'hashes')[0]))
+    expect(watches.length).toBeGreaterThan(0)
+    expect(watches.every((e) => e.needHashes !== true)).toBe(true)
   })
 
   describe('(a) a corrupted piece', () => {

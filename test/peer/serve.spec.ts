@@ -3,7 +3,7 @@ import { ClusterTable } from '../../src/peer/clusterTable'
 import { setBit } from '../../src/peer/picker'
 import { PieceLog } from '../../src/peer/pieceLog'
 import { KICK_RETRY_MS, WATCH_NOTIFY } from '../../src/limits'
-import { serveWatch, WatchKicker, type Outgoing, type ServeContext, type ServedFile } from '../../src/peer/serve'
+import { serveRequest, serveWatch, WatchKicker, type Outgoing, type ServeContext, type ServedFile } from '../../src/peer/serve'
 import type { FileMetaData, PeerAddress, Probe } from '../../src/protocol/messages'
 
 const H = 'ab'.repeat(32)
@@ -17,21 +17,27 @@ const bits = (...pieces: number[]): Uint8Array => {
   return b
 }
 
-/** A download in progress holding `held` (stored in that order), as Lp2pNode serves it. */
-function partial (held: number[]): { ctx: ServeContext, store: (i: number) => void, asked: Array<[string, PeerAddress]>, file: ServedFile } {
+/**
+ * A download in progress holding `held` (stored in that order), as Lp2pNode serves it; with
+ * `noHashes`, it has no verified hash list until `gotHashes()`.
+ */
+function partial (held: number[], noHashes = false): { ctx: ServeContext, store: (i: number) => void, asked: Array<[string, PeerAddress]>, file: ServedFile, gotHashes: () => void } {
   const have = new Uint8Array(2)
   const log = new PieceLog(meta.pieces)
+  let hashes: Buffer | null = noHashes ? null : Buffer.alloc(320)
+  // as the node does: the list first, then the log (which wakes the watches that need it)
+  const gotHashes = (): void => { hashes = Buffer.alloc(320); log.gotHashes() }
   // as the node does: the bit first, then the log (which wakes the watches that read the bits)
   const store = (i: number): void => { setBit(have, i); log.add(i) }
   for (const i of held) store(i)
-  const file: ServedFile = { meta, source: () => ({ size: 0, view: () => [] }), checkSize: () => {}, pieceHashes: () => Buffer.alloc(320), have: () => have, log }
+  const file: ServedFile = { meta, source: () => ({ size: 0, view: () => [] }), checkSize: () => {}, pieceHashes: () => hashes, have: () => have, log }
   const asked: Array<[string, PeerAddress]> = []
   const ctx: ServeContext = { file: (id) => id === H ? file : undefined, cluster: new ClusterTable(), onAsker: (id, p) => asked.push([id, p]) }
-  return { ctx, store, asked, file }
+  return { ctx, store, asked, file, gotHashes }
 }
 
 const watch = (over: Partial<Probe> = {}): Probe => ({ type: 'probe', req: 9, fileId: H, since: 0, lacks: bits(7), waitMs: 20, ...over })
-const have = (held: number[], version: number): Outgoing => ({ msg: { type: 'have', req: 9, fileId: H, totalPieces: 10, bitfield: bits(...held), version } })
+const have = (held: number[], version: number, hashes = true): Outgoing => ({ msg: { type: 'have', req: 9, fileId: H, totalPieces: 10, bitfield: bits(...held), version, ...(hashes ? { hashes } : {}) } })
 
 function setup (): TestScheduler {
   return new TestScheduler((actual, expected) => expect(actual).toEqual(expected))
@@ -72,6 +78,42 @@ describe('serveWatch', () => {
       const { ctx } = partial([1, 2])
       expectObservable(serveWatch(watch({ since: 2, waitMs: 30 }), ctx, ts)).toBe('30ms (a|)', { a: have([1, 2], 2) })
     })
+  })
+
+  it('a watch that needs hashes is answered as soon as the holder gets the list (even holding no piece), or at once if it has it', () => {
+    const ts = setup()
+    ts.run(({ expectObservable }) => {
+      const { ctx, gotHashes } = partial([], true)
+      ts.schedule(() => gotHashes(), 4)
+      expectObservable(serveWatch(watch({ needHashes: true, waitMs: 20 }), ctx, ts)).toBe('----(a|)', { a: have([], 0) })
+      // an asker that has the list is not told about it: it waits for a piece (or waitMs)
+      expectObservable(serveWatch(watch({ waitMs: 20 }), ctx, ts)).toBe('20ms (a|)', { a: have([], 0) })
+    })
+    const ts2 = setup()
+    ts2.run(({ expectObservable }) => {
+      const { ctx } = partial([])
+      expectObservable(serveWatch(watch({ needHashes: true, waitMs: 20 }), ctx, ts2)).toBe('(a|)', { a: have([], 0) })
+    })
+  })
+
+  it('a holder without the list says nothing of hashes, and gives none (NOT_FOUND)', () => {
+    const ts = setup()
+    ts.run(({ expectObservable }) => {
+      const { ctx } = partial([], true)
+      expectObservable(serveWatch(watch({ needHashes: true, waitMs: 20 }), ctx, ts)).toBe('20ms (a|)', { a: have([], 0, false) })
+    })
+    const { ctx } = partial([], true)
+    expect(serveRequest({ type: 'get_hashes', req: 3, fileId: H, from: 0, count: 10 }, ctx).msg).toEqual(expect.objectContaining({ type: 'error', code: 'NOT_FOUND' }))
+  })
+
+  it('a busy uplink declines a hash list with BUSY (the asker gets it elsewhere); an idle one gives it', () => {
+    const { ctx } = partial([1])
+    let busy = true
+    const c: ServeContext = { ...ctx, busy: () => busy }
+    const ask = { type: 'get_hashes' as const, req: 3, fileId: H, from: 0, count: 10 }
+    expect(serveRequest(ask, c).msg).toEqual(expect.objectContaining({ type: 'error', code: 'BUSY' }))
+    busy = false
+    expect(serveRequest(ask, c)).toEqual(expect.objectContaining({ msg: { type: 'hashes', req: 3, fileId: H, from: 0, count: 10 }, payload: expect.objectContaining({ offset: 0, length: 320 }) }))
   })
 
   it('unsubscribing a held watch stops it: a later lacked piece is not answered', () => {

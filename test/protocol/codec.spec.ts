@@ -386,6 +386,8 @@ describe('peer frames', () => {
     ['probe', { type: 'probe', req: 3, fileId: H2 }],
     ['probe from a peer that serves the file too', { type: 'probe', req: 3, fileId: H2, from: { nodeId: NODE, port: 7000 } }],
     ['watch', { type: 'probe', req: 3, fileId: H2, since: 12, lacks: new Uint8Array([0xf0, 0x01]), waitMs: 2000, from: { nodeId: NODE, port: 7000 } }],
+    ['watch of an asker with no hash list yet', { type: 'probe', req: 3, fileId: H2, since: 0, lacks: new Uint8Array([0xff, 0xc0]), waitMs: 2000, needHashes: true }],
+    ['have of a holder with the hash list and no piece yet', { type: 'have', req: 4, fileId: H1, totalPieces: 10, bitfield: new Uint8Array([0, 0]), version: 0, hashes: true }],
     ['have of a holder still downloading, with its version', { type: 'have', req: 4, fileId: H1, totalPieces: 10, bitfield: new Uint8Array([0xc0, 0x00]), pending: new Uint8Array([0x20, 0x00]), version: 2 }],
     ['have without bitfield (every piece)', { type: 'have', req: 4, fileId: H1, totalPieces: 7 }],
     ['leech of the first piece', { type: 'leech', req: 5, hash: H1, size: 100_000, offset: 0, blockSize: 16384, pieces: 7 }],
@@ -578,6 +580,8 @@ describe('peer frames', () => {
         ['from with a bad node id', { from: { nodeId: 'x', port: 7000 } }],
         ['from with port 0', { from: { nodeId: NODE, port: 0 } }],
         ['from not a map', { from: 7000 }],
+        ['needHashes not a boolean', { needHashes: 1 }],
+        ['needHashes a string', { needHashes: 'yes' }],
       ])('a watch with %s', (_, over) => {
         expectProtocolError(() => fh({ ...watch, ...over }))
       })
@@ -588,6 +592,12 @@ describe('peer frames', () => {
         expectProtocolError(() => fh({ ...have, version: 11 }))
         expectProtocolError(() => fh({ ...have, version: -1 }))
         expectProtocolError(() => fh({ ...have, version: '3' }))
+      })
+
+      it('have.hashes is a boolean', () => {
+        expect(fh({ ...have, hashes: true })).toMatchObject({ hashes: true })
+        expectProtocolError(() => fh({ ...have, hashes: 1 }))
+        expectProtocolError(() => fh({ ...have, hashes: 'true' }))
       })
     })
 
