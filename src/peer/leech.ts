@@ -352,9 +352,11 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         watching = true
         let open = true
         const over = (): void => { if (open) { open = false; watching = false } }
-        // (without a hash list yet, it also answers as soon as it holds one)
+        // (without a hash list, it also answers as soon as it holds one; not once it said it does:
+        // while a list is on its way from another source, that watch would be answered at once,
+        // again and again)
         const w = { ...probe, since: src.version ?? 0, lacks: picker.wantBits(), waitMs: watchMs }
-        return deps.link(src.peer).request(hashesKnown() ? w : { ...w, needHashes: true }).pipe(
+        return deps.link(src.peer).request(hashesKnown() || src.hashes === true ? w : { ...w, needHashes: true }).pipe(
           timeout({ first: watchMs + timeoutMs, scheduler, with: () => throwError(() => new PeerTimeoutError(label(src.peer), 'watch')) }),
           mergeMap((f) => {
             const s = toSource(src.peer, f, meta)
@@ -399,7 +401,10 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           },
         }),
       )
-      return merge(fetch$, watch$).pipe(
+      // (watch$ first: a source with nothing for us goes idle at once, inside fetch$'s subscribe,
+      // and that first idle signal must find watch$ listening, or the source is not watched
+      // until something wakes it, a second later at worst)
+      return merge(watch$, fetch$).pipe(
         ignoreElements(),
         catchError((err: Error) => {
           // our own disk failing is no fault of the peer's: the whole download stops

@@ -94,9 +94,10 @@ class FakeLink implements PeerLink {
           const bitfield = new Uint8Array(Math.ceil(this.f.pieces / 8))
           for (const i of this.b.holds) bitfield[i >> 3] |= 0x80 >> (i & 7)
           const have = (): Frame => ({ msg: { type: 'have', req: 1, fileId: msg.fileId, totalPieces: this.f.pieces, bitfield, ...(listAt === undefined ? {} : { version: this.b.holds?.length ?? 0 }), ...(listAt !== undefined && this.scheduler.now() >= listAt ? { hashes: true } : {}) } })
-          // a watch that needs the hash list waits for it (a watch otherwise waits for nothing here: no piece comes)
-          if (msg.since !== undefined && listAt !== undefined && this.scheduler.now() < listAt) {
-            return msg.needHashes === true ? timer(listAt - this.scheduler.now(), this.scheduler).pipe(map(have)) : NEVER
+          // a watch that needs the hash list waits for it (at once if it is here); a watch otherwise
+          // waits for nothing here: no piece comes
+          if (msg.since !== undefined && listAt !== undefined) {
+            return msg.needHashes === true ? timer(Math.max(1, listAt - this.scheduler.now()), this.scheduler).pipe(map(have)) : NEVER
           }
           return reply(have(), this.b.probeDelay ?? 1)
         }
@@ -229,12 +230,36 @@ describe('leech: piece integrity', () => {
     expect(only(r, 'piece').every((e) => e.peer === labelA)).toBe(true)
   })
 
+  it('a watch sent while the list is on its way from another source does not ask for it (it would be answered at once, again and again)', () => {
+    const ts = newScheduler()
+    // the seeder A is asked (nobody has the list yet) and takes 4 frames; B, watched, gets the list at frame 5
+    const { deps, links, sinks } = world(ts, file, [A, B], { [A.nodeId]: { hashDelay: 4 }, [B.nodeId]: { holds: [], hashesAt: 5 } })
+    const r = run(ts, deps)
+    expectDone(r, sinks[0])
+    const [h] = only(r, 'hashes')
+    expect(h.from).toBe(labelA)
+    const probesB = (links.get(B.nodeId)?.log ?? []).filter((e) => e.type === 'probe' && e.t < timeOf(r, h))
+    expect(probesB.length).toBeLessThanOrEqual(3) // the first probe, a watch that needs hashes, one that does not
+    expect(probesB.filter((e) => e.needHashes === true && e.t > 5)).toEqual([])
+  })
+
+  it('a source with nothing for us is watched as soon as it is found, not only when something wakes it', () => {
+    const ts = newScheduler()
+    // no root: no hash list to wait for, so nothing wakes B's loop before the next round
+    const { deps, links, sinks } = world(ts, fileNoRoot, [A, B], { [A.nodeId]: { piece: () => 3 }, [B.nodeId]: { holds: [], hashesAt: 0 } })
+    const r = run(ts, deps)
+    expectDone(r, sinks[0], fileNoRoot)
+    const probes = (links.get(B.nodeId)?.log ?? []).filter((e) => e.type === 'probe')
+    // the round's probe at 3 is answered at 4: the watch goes out then (rounds here are 20 frames apart)
+    expect(probes.map((e) => e.t).slice(0, 2)).toEqual([3, 4])
+  })
+
   it('a watch once the hash list is known no longer asks for it', () => {
     const ts = newScheduler()
     const { deps, links, sinks } = world(ts, file, [A, B], { [B.nodeId]: { holds: [], hashesAt: 0 }, [A.nodeId]: { piece: () => 4 } })
     const r = run(ts, deps)
     expectDone(r, sinks[0])
-    const watches = (links.get(B.nodeId)?.log ?? []).filter((e) => e.type === 'probe' && e.t > timeOf(r, only(r, 'hashes')[0]))
+    const watches = (links.get(B.nodeId)?.log ?? []).filter((e) => e.type === 'probe' && e.t >= timeOf(r, only(r, 'hashes')[0]))
     expect(watches.length).toBeGreaterThan(0)
     expect(watches.every((e) => e.needHashes !== true)).toBe(true)
   })
