@@ -219,8 +219,10 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     // one source at a time is asked (news that several sources got the list wakes them together);
     // when that ask fails, the others are woken to try
     let askingHashes = false
+    // pieces can be checked: the list is here, or there is none to check against
+    const hashesKnown = (): boolean => pieceHashes !== null || meta.root === undefined || meta.pieces === 0
     const fetchHashes = (src: Source): Observable<never> => defer(() => {
-      if (pieceHashes !== null || meta.root === undefined || meta.pieces === 0 || askingHashes) return EMPTY
+      if (hashesKnown() || askingHashes) return EMPTY
       askingHashes = true
       const pages = Math.ceil(meta.pieces / MAX_HASHES_PER_FRAME)
       return from(Array.from({ length: pages }, (_, p) => p * MAX_HASHES_PER_FRAME)).pipe(
@@ -325,7 +327,6 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     // ------------------------------------------------------------ one source's loop
     const runSource = (src: Source): Observable<never> => {
       const id = src.peer.nodeId
-      const hashesKnown = (): boolean => pieceHashes !== null || meta.root === undefined || meta.pieces === 0
       // the hash list comes from a source still downloading that holds it; a complete holder (a
       // seeder: the swarm's scarcest uplink) is asked only while no such source is known. One that
       // has no list is not at fault (another source will have it); a busy one is asked again after
