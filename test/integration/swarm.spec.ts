@@ -25,12 +25,15 @@ describe('swarm', () => {
       expect(leechers[i].events.find((e) => e.event === 'done')).toMatchObject({ sha256: sha })
       expect(await sha256File(path.join(dir, `l${i}`, 'swarm.bin'))).toBe(sha)
     }
-    // counters arrive with heartbeats (every 3 s): wait until every leecher has reported its download
+    // counters arrive with heartbeats (every 3 s), each node on its own clock: wait until every
+    // leecher has reported its download and every sender its uploads (a piece's sender may report
+    // it a heartbeat after its receiver did)
     let nodes: NodeStatus[] = []
     const leecherStatus = (): NodeStatus[] => nodes.filter((n) => n.address !== seeder.address)
     for (let i = 0; i < 40; i++) {
       nodes = (await runLp2p(['status', '--tracker', tracker, '--json'])).events[0] as unknown as NodeStatus[]
-      if (leecherStatus().length === 3 && leecherStatus().every((n) => n.downloaded === F)) break
+      const reported = nodes.reduce((sum, n) => sum + n.uploaded, 0)
+      if (leecherStatus().length === 3 && leecherStatus().every((n) => n.downloaded === F) && reported >= 3 * F) break
       await new Promise((r) => setTimeout(r, 250))
     }
     const ls = leecherStatus()
