@@ -85,8 +85,6 @@ interface Held {
   log: PieceLog
 }
 
-/** Does a held download have something to advertise? (Its pieces are served only once its hash list is verified.) */
-const servable = (h: Held): boolean => h.have > 0 && (h.complete || h.pieceHashes !== null)
 
 /** A connection to a peer, shared by the downloads that use it: closed when the last one ends. */
 interface SharedLink { conn: PeerConnection, users: number }
@@ -345,7 +343,17 @@ export class Lp2pNode {
     )
   }
 
-  private get fileCount (): number { return this.shared.size + [...this.held.values()].filter(servable).length }
+  /**
+   * Downloads this node lists at the tracker: all of them, from their start (with `have: 0` at
+   * first), when it serves. A leecher that has nothing yet is still a neighbour others can ask
+   * for the cluster, and those that ask it become its sources: a swarm that starts at once is linked
+   * at random from its first second. (Listed only once they held a piece, the first leechers knew
+   * only the seeder and the few that had asked it just before them: a chain of small
+   * neighbourhoods, along which pieces crept.) Its pieces are served only once verified.
+   */
+  private get listedHeld (): Held[] { return this.listen === null ? [] : [...this.held.values()] }
+
+  private get fileCount (): number { return this.shared.size + this.listedHeld.length }
 
   /** A piece request for a piece that never went out from here (it may pass a busy uplink). */
   private freshPiece (m: Leech): boolean {
@@ -358,8 +366,8 @@ export class Lp2pNode {
     return heartbeats({
       periodMs: this.opts.heartbeatMs ?? HEARTBEAT_MS,
       announce: () => this.trackerClient.request({ type: 'announce', nodeId: this.nodeId, port: this.listen?.port ?? 0, files: this.fileCount, uploaded: this.uploaded, downloaded: this.downloaded }),
-      republish: () => [this.publishShared(), ...[...this.held.values()].filter(servable).map((h) => this.publishHeld(h))],
-      regular: () => [this.refreshClusters(), ...[...this.held.values()].filter((h) => !h.complete && servable(h)).map((h) => this.publishHeld(h))],
+      republish: () => [this.publishShared(), ...this.listedHeld.map((h) => this.publishHeld(h))],
+      regular: () => [this.refreshClusters(), ...this.listedHeld.filter((h) => !h.complete).map((h) => this.publishHeld(h))],
       onError: (err) => this.log.warn({ err: err.message }, 'heartbeat failed; backing off'),
     }).subscribe()
   }
@@ -455,6 +463,8 @@ export class Lp2pNode {
             for (const i of s?.present ?? []) { setBit(held.bits, i); held.have++; held.log.add(i) }
             h = held
             this.held.set(meta.hash, held)
+            // listed at the tracker at once, with what it holds (see listedHeld)
+            if (this.listen !== null) this.fire(this.publishHeld(held))
             // pieces are served only once verified against hashes checked against the root
             if (!this.served.has(meta.hash)) {
               this.served.set(meta.hash, {
@@ -474,8 +484,8 @@ export class Lp2pNode {
             if (h === null) return
             h.pieceHashes = e.pieceHashes
             h.log.gotHashes() // watchers that have no list yet may fetch it here
-            // a resumed download serves its pieces from now on: the tracker may send askers here
-            if (h.have > 0) this.fire(this.publishHeld(h))
+            // a resumed download serves its pieces from now on: the tracker learns what it holds
+            if (h.have > 0 && this.listen !== null) this.fire(this.publishHeld(h))
             return
           case 'piece':
             this.downloaded += e.bytes
@@ -483,7 +493,7 @@ export class Lp2pNode {
             // the bit first: the log wakes watches at once, and their answers read the bitfield
             setBit(h.bits, e.index)
             h.log.add(e.index)
-            if (++h.have === 1 && h.pieceHashes !== null) this.fire(this.publishHeld(h))
+            if (++h.have === 1 && h.pieceHashes !== null && this.listen !== null) this.fire(this.publishHeld(h))
             this.kicker.poke()
             return
           case 'done': {
@@ -495,7 +505,7 @@ export class Lp2pNode {
             held.have = held.meta.pieces
             held.source = () => file
             this.served.set(held.meta.hash, { meta: held.meta, source: () => file, checkSize: () => file.checkSize(), pieceHashes: () => held.pieceHashes, have: () => null })
-            this.fire(this.publishHeld(held))
+            if (this.listen !== null) this.fire(this.publishHeld(held))
           }
         }
       }),

@@ -125,12 +125,13 @@ export class SimNode {
       scheduler: this.o.scheduler,
       random: this.o.random,
       announce: () => this.client.request({ type: 'announce', nodeId: this.nodeId, port: SIM_PEER_PORT, files: this.fileCount, uploaded: this.uploaded, downloaded: this.downloaded }),
-      republish: () => [this.publishSeed(), ...(this.held !== null && this.held.have > 0 ? [this.publishHeld()] : [])],
-      regular: () => [this.refreshCluster(), ...(this.held !== null && !this.held.complete && this.held.have > 0 ? [this.publishHeld()] : [])],
+      republish: () => [this.publishSeed(), ...(this.held !== null ? [this.publishHeld()] : [])],
+      regular: () => [this.refreshCluster(), ...(this.held !== null && !this.held.complete ? [this.publishHeld()] : [])],
     }).subscribe()
   }
 
-  private get fileCount (): number { return (this.seeding === null ? 0 : 1) + (this.held !== null && this.held.have > 0 ? 1 : 0) }
+  // a download is listed at the tracker from its start, as Lp2pNode lists it (see its listedHeld)
+  private get fileCount (): number { return (this.seeding === null ? 0 : 1) + (this.held !== null ? 1 : 0) }
 
   private refreshCluster (): Observable<unknown> {
     const id = this.seeding?.meta.hash ?? this.held?.meta.hash
@@ -202,6 +203,8 @@ export class SimNode {
           log,
           sent: new SentCounts(meta.pieces),
         })
+        // listed at the tracker at once, with what it holds
+        this.subs.push(this.publishHeld().subscribe())
         return
       }
       case 'hashes':

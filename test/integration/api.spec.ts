@@ -111,6 +111,32 @@ describe('library API (createNode, leech)', () => {
     await expect(lastValueFrom(other.leech('b.bin', { out }))).rejects.toMatchObject({ code: 'ERR_CONNECTION_CLOSED' })
   })
 
+  it('a download is listed at the tracker from its start, with nothing held yet: others can find it as a neighbour at once', async () => {
+    // a file whose only holder is gone: the download starts but gets no piece
+    const share = path.join(dir, 'share-gone')
+    fs.mkdirSync(share)
+    const fileId = writeRandomFile(path.join(share, 'gone.bin'), MB)
+    const gone = await createNode({ tracker: trackerAt, share, watch: false })
+    await gone.close()
+    const other = await createNode({ tracker: trackerAt })
+    expect(other.address).not.toBeNull()
+    const events: DownloadEvent[] = []
+    const sub = other.leech('gone.bin', { out: path.join(dir, 'out5') }).subscribe({ next: (e) => events.push(e), error: () => {} })
+    try {
+      let listed: { have: number } | undefined
+      for (let i = 0; i < 40 && listed === undefined; i++) {
+        await new Promise((r) => setTimeout(r, 25))
+        const nodes = await firstValueFrom(leecher.core.trackerClient.sample(fileId, 16))
+        listed = nodes.find((n) => n.nodeId === other.nodeId)?.files.find((f) => f.fileId === fileId)
+      }
+      expect(events[0]).toMatchObject({ event: 'start', name: 'gone.bin' })
+      expect(listed).toMatchObject({ have: 0 })
+    } finally {
+      sub.unsubscribe()
+      await other.close()
+    }
+  })
+
   it('refuses bad input with a UsageError', async () => {
     expect(() => leecher.leech('a.bin', {} as never)).toThrow(UsageError)
     expect(() => leecher.watchFiles(1)).toThrow(UsageError)
