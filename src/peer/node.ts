@@ -232,8 +232,13 @@ export class Lp2pNode {
     // same contents elsewhere in the folder, so one of them takes over
     for (const [p, k] of this.known) if (k.fileId === fileId) this.known.delete(p)
     if (!this.closed) this.shareEvents.next({ event: 'withdrawn', name: f.name, fileId, reason: err.message })
+    this.unlist(fileId)
+  }
+
+  /** Tell the tracker this node no longer holds a file (when it serves and is not closing: a closed node's records expire). */
+  private unlist (fileId: string): void {
     if (this.listen === null || this.closed) return
-    this.fire(this.trackerClient.request({ type: 'withdraw', nodeId: this.nodeId, port: this.listen?.port ?? 0, fileId }).pipe(
+    this.fire(this.trackerClient.request({ type: 'withdraw', nodeId: this.nodeId, port: this.listen.port, fileId }).pipe(
       catchError((e: Error) => { this.log.warn({ fileId, err: e.message }, 'withdraw not acknowledged; the next heartbeat resyncs'); return EMPTY }),
     ))
   }
@@ -513,7 +518,12 @@ export class Lp2pNode {
         links.release()
         // an unfinished download is no longer served once its sink is closed
         const cur = h as Held | null
-        if (cur !== null && !cur.complete && this.held.get(cur.meta.hash) === cur) { this.served.delete(cur.meta.hash); this.held.delete(cur.meta.hash) }
+        if (cur !== null && !cur.complete && this.held.get(cur.meta.hash) === cur) {
+          this.served.delete(cur.meta.hash)
+          this.held.delete(cur.meta.hash)
+          // nor listed at the tracker (it was from its start): no one is sent here for it
+          if (!this.shared.has(cur.meta.hash)) this.unlist(cur.meta.hash)
+        }
       }),
     )
   }

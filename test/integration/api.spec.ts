@@ -131,6 +131,14 @@ describe('library API (createNode, leech)', () => {
       }
       expect(events[0]).toMatchObject({ event: 'start', name: 'gone.bin' })
       expect(listed).toMatchObject({ have: 0 })
+      // cancelled, it is listed no more (the node lives on)
+      sub.unsubscribe()
+      let still = true
+      for (let i = 0; i < 40 && still; i++) {
+        await new Promise((r) => setTimeout(r, 25))
+        still = (await firstValueFrom(leecher.core.trackerClient.sample(fileId, 16))).some((n) => n.nodeId === other.nodeId)
+      }
+      expect(still).toBe(false)
     } finally {
       sub.unsubscribe()
       await other.close()
