@@ -85,7 +85,6 @@ interface Held {
   log: PieceLog
 }
 
-
 /** A connection to a peer, shared by the downloads that use it: closed when the last one ends. */
 interface SharedLink { conn: PeerConnection, users: number }
 
@@ -337,9 +336,10 @@ export class Lp2pNode {
     }
   }
 
-  /** Publish what this node holds of a download (partial or complete). */
+  /** Publish what this node holds of a download (partial or complete); a node that serves nothing publishes nothing. */
   private publishHeld (h: Held): Observable<unknown> {
-    const port = this.listen?.port ?? 0
+    if (this.listen === null) return EMPTY
+    const port = this.listen.port
     const m = h.meta
     return this.trackerClient.request(h.complete
       ? { type: 'publish', nodeId: this.nodeId, port, name: m.name, hash: m.hash, size: m.size, ...(h.pieceHashes === null ? {} : { blockSize: m.blockSize, root: hashRoot(h.pieceHashes) }) }
@@ -469,7 +469,7 @@ export class Lp2pNode {
             h = held
             this.held.set(meta.hash, held)
             // listed at the tracker at once, with what it holds (see listedHeld)
-            if (this.listen !== null) this.fire(this.publishHeld(held))
+            this.fire(this.publishHeld(held))
             // pieces are served only once verified against hashes checked against the root
             if (!this.served.has(meta.hash)) {
               this.served.set(meta.hash, {
@@ -489,8 +489,8 @@ export class Lp2pNode {
             if (h === null) return
             h.pieceHashes = e.pieceHashes
             h.log.gotHashes() // watchers that have no list yet may fetch it here
-            // a resumed download serves its pieces from now on: the tracker learns what it holds
-            if (h.have > 0 && this.listen !== null) this.fire(this.publishHeld(h))
+            // a resumed download serves its pieces from now on (listed since its start: this refreshes what it holds)
+            if (h.have > 0) this.fire(this.publishHeld(h))
             return
           case 'piece':
             this.downloaded += e.bytes
@@ -498,7 +498,7 @@ export class Lp2pNode {
             // the bit first: the log wakes watches at once, and their answers read the bitfield
             setBit(h.bits, e.index)
             h.log.add(e.index)
-            if (++h.have === 1 && h.pieceHashes !== null && this.listen !== null) this.fire(this.publishHeld(h))
+            if (++h.have === 1 && h.pieceHashes !== null) this.fire(this.publishHeld(h))
             this.kicker.poke()
             return
           case 'done': {
@@ -510,7 +510,7 @@ export class Lp2pNode {
             held.have = held.meta.pieces
             held.source = () => file
             this.served.set(held.meta.hash, { meta: held.meta, source: () => file, checkSize: () => file.checkSize(), pieceHashes: () => held.pieceHashes, have: () => null })
-            if (this.listen !== null) this.fire(this.publishHeld(held))
+            this.fire(this.publishHeld(held))
           }
         }
       }),
