@@ -122,23 +122,24 @@ describe('library API (createNode, leech)', () => {
     expect(other.address).not.toBeNull()
     const events: DownloadEvent[] = []
     const sub = other.leech('gone.bin', { out: path.join(dir, 'out5') }).subscribe({ next: (e) => events.push(e), error: () => {} })
-    try {
-      let listed: { have: number } | undefined
-      for (let i = 0; i < 40 && listed === undefined; i++) {
+    // the tracker's entry for `other` on this file, read every 25 ms until `settled` (at most 1 s)
+    const entry = async (settled: (e: { have: number } | undefined) => boolean): Promise<{ have: number } | undefined> => {
+      let e: { have: number } | undefined
+      for (let i = 0; i < 40; i++) {
         await new Promise((r) => setTimeout(r, 25))
         const nodes = await firstValueFrom(leecher.core.trackerClient.sample(fileId, 16))
-        listed = nodes.find((n) => n.nodeId === other.nodeId)?.files.find((f) => f.fileId === fileId)
+        e = nodes.find((n) => n.nodeId === other.nodeId)?.files.find((f) => f.fileId === fileId)
+        if (settled(e)) break
       }
+      return e
+    }
+    try {
+      const listed = await entry((e) => e !== undefined)
       expect(events[0]).toMatchObject({ event: 'start', name: 'gone.bin' })
       expect(listed).toMatchObject({ have: 0 })
       // cancelled, it is listed no more (the node lives on)
       sub.unsubscribe()
-      let still = true
-      for (let i = 0; i < 40 && still; i++) {
-        await new Promise((r) => setTimeout(r, 25))
-        still = (await firstValueFrom(leecher.core.trackerClient.sample(fileId, 16))).some((n) => n.nodeId === other.nodeId)
-      }
-      expect(still).toBe(false)
+      expect(await entry((e) => e === undefined)).toBeUndefined()
     } finally {
       sub.unsubscribe()
       await other.close()
