@@ -9,6 +9,7 @@ import { MAX_HASHES_PER_FRAME, REMOTE_CODES, type FileMetaData, type NodeInfo, t
 import type { Frame } from '../protocol/frames'
 import type { PeerLink } from '../net/peerConnection'
 import { fanOutQuery, isAnswer } from '../../streams/fanOutQuery'
+import { firstOrAfter } from '../../streams/firstOrAfter'
 import { KeyedSignal } from '../../streams/keyedSignal'
 import { leechPieces } from '../../streams/leechPieces'
 import { writeSink, type PositionalWriter } from '../../streams/writeSink'
@@ -398,7 +399,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
             if (paused(id)) return timer(resumeIn(id), scheduler).pipe(filter(() => !picker.complete))
             idle.next()
             // (and look again after rediscoverMs in any case: a wake lost to a silent peer costs a second, not the download)
-            return merge(idleSources.once(id), timer(rediscoverMs, scheduler)).pipe(take(1), filter(() => !picker.complete))
+            return firstOrAfter(idleSources.once(id), rediscoverMs, scheduler).pipe(filter(() => !picker.complete))
           },
         }),
       )

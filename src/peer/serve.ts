@@ -1,4 +1,5 @@
-import { map, merge, of, take, timer, type Observable, type SchedulerLike, type Subscription } from 'rxjs'
+import { map, of, type Observable, type SchedulerLike, type Subscription } from 'rxjs'
+import { firstOrAfter } from '../../streams/firstOrAfter'
 import { KICK_RETRY_MS } from '../limits'
 import { REMOTE_CODES, type FileMetaData, type Leech, type PeerAddress, type PeerReply, type PeerRequest, type Probe } from '../protocol/messages'
 import type { PageSource } from '../../streams/readPages'
@@ -229,5 +230,5 @@ export function serveWatch (m: Probe, ctx: ServeContext, scheduler: SchedulerLik
   }
   const needHashes = m.needHashes === true
   if (log.newSince(m.since, lacks) || (needHashes && f.pieceHashes() !== null)) return of(now())
-  return merge(log.newsIn(lacks, needHashes), timer(m.waitMs ?? 0, scheduler)).pipe(take(1), map(now))
+  return firstOrAfter(log.newsIn(lacks, needHashes), m.waitMs ?? 0, scheduler).pipe(map(now))
 }
