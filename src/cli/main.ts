@@ -109,7 +109,8 @@ function untilSignal (close: () => Promise<void> | void): Promise<void> {
   })
 }
 
-export function program (): Command {
+/** The CLI; `argv`: the command line it parses (a simulation re-runs it with bigger heap flags). */
+export function program (argv: readonly string[] = process.argv): Command {
   const p = new Lp2pCommand('lp2p')
     .description('local-p2p: spread big files across the machines of a local network, verified, from many peers at once')
     .addOption(new Option('--log-level <level>', 'pino log level for the logs on stderr').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('warn').env('LP2P_LOG_LEVEL'))
@@ -272,7 +273,7 @@ export function program (): Command {
       const code = await demo({ size: o.size, peers: o.peers, keep: o.keep === true }, out)
       if (code !== 0) process.exitCode = code
     })
-  addSimulate(p, parseSize, out)
+  addSimulate(p, parseSize, out, argv)
   return p
 }
 
@@ -287,7 +288,7 @@ export function parseSize (v: string): number {
 }
 
 export async function main (argv: string[]): Promise<number> {
-  const p = program().exitOverride()
+  const p = program(argv).exitOverride()
   try {
     await p.parseAsync(argv)
     // an action that ends without throwing may still have set a status (demo's failure, get's interruption)

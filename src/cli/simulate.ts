@@ -1,8 +1,32 @@
+import { spawn } from 'node:child_process'
+import os from 'node:os'
+import v8 from 'node:v8'
 import { type Command, Option } from 'commander'
 import { UsageError } from '../errors'
 import { parseRate } from '../../streams/rateLimit'
 import { runScenario, type ScenarioResult } from '../sim/scenario'
+import { log } from '../log'
 import { bytes, table } from './format'
+import { simNodeFlags } from './simHeap'
+import { LP2P_BIN } from './spawn'
+
+/** Set in a simulation re-run with bigger heap flags: it does not re-run itself again. */
+const SIM_CHILD_ENV = 'LP2P_SIM_CHILD'
+
+/** Run this `lp2p` command line again under node `flags`, in the foreground; resolves to its exit code. */
+function rerun (flags: string[], args: readonly string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...flags, ...process.execArgv, LP2P_BIN, ...args], { stdio: 'inherit', env: { ...process.env, [SIM_CHILD_ENV]: '1' } })
+    // Ctrl-C reaches the child too (same process group): wait for it to end and report that
+    const ignore = (): void => {}
+    const forward = (sig: NodeJS.Signals): void => { child.kill(sig) }
+    process.on('SIGINT', ignore)
+    process.on('SIGTERM', forward)
+    const done = (): void => { process.off('SIGINT', ignore); process.off('SIGTERM', forward) }
+    child.once('error', (err) => { done(); reject(err) })
+    child.once('exit', (code, signal) => { done(); resolve(code ?? 128 + (signal === null ? 1 : (os.constants.signals[signal] ?? 1))) })
+  })
+}
 
 function num (what: string, min: number, max: number, integer = false): (v: string) => number {
   return (v: string) => {
@@ -35,7 +59,7 @@ export function parsePartition (v: string): { atMs: number, healMs: number, frac
 const opt = (flags: string, what: string, env: string): Option => new Option(flags, what).env(env)
 
 /** `lp2p simulate`: a whole swarm in one process, in virtual time, on the production flows. */
-export function addSimulate (p: Command, parseSize: (v: string) => number, out: (s: string) => void): void {
+export function addSimulate (p: Command, parseSize: (v: string) => number, out: (s: string) => void, argv: readonly string[]): void {
   p.command('simulate')
     .description('simulate a swarm in virtual time: one tracker, seeders and N leechers running the production flows over a modelled network; prints completion times against the Kumar–Ross bound')
     .addOption(opt('-n, --nodes <n>', 'leechers', 'LP2P_SIM_NODES').default(100).argParser(num('--nodes', 1, 100_000, true)))
@@ -51,7 +75,16 @@ export function addSimulate (p: Command, parseSize: (v: string) => number, out: 
     .addOption(opt('--partition <at,heal,fraction>', 'cut this fraction of the leechers off (from the tracker, the seeders and the rest) from time at to time heal, e.g. 1s,4s,0.3', 'LP2P_SIM_PARTITION').argParser(parsePartition))
     .addOption(opt('--seed <n>', 'seed of every random choice: the same seed gives the same result, bit for bit', 'LP2P_SIM_SEED').default(1).argParser(num('--seed', 0, 2 ** 32 - 1, true)))
     .addOption(opt('--json', 'print the result as one JSON object', 'LP2P_JSON'))
-    .action((o: { nodes: number, size: number, upload: number, seederUpload?: number, download?: number, seeders: number, latency: number, loss: number, churn: number, crashSeederAt?: number, partition?: { atMs: number, healMs: number, fraction: number }, seed: number, json?: boolean }) => {
+    .action(async (o: { nodes: number, size: number, upload: number, seederUpload?: number, download?: number, seeders: number, latency: number, loss: number, churn: number, crashSeederAt?: number, partition?: { atMs: number, healMs: number, fraction: number }, seed: number, json?: boolean }) => {
+      // a big run needs a bigger heap than node gives by default: run again with it (once)
+      if (process.env[SIM_CHILD_ENV] === undefined) {
+        const flags = simNodeFlags(o.nodes, { heapLimit: v8.getHeapStatistics().heap_size_limit, totalMemory: os.totalmem(), nodeFlags: [...process.execArgv, process.env.NODE_OPTIONS ?? ''].join(' ') })
+        if (flags !== null) {
+          log.info({ flags }, 'simulation: running again with these node flags (heap for this many nodes)')
+          process.exitCode = await rerun(flags, argv.slice(2))
+          return
+        }
+      }
       const tty = process.stderr.isTTY && o.json !== true
       const r = runScenario({
         nodes: o.nodes,

@@ -1,0 +1,31 @@
+import os from 'node:os'
+import { simHeapBytes } from '../../src/cli/simHeap'
+import { perTest, spawnLp2p } from './helpers'
+
+/** `lp2p simulate` as a user runs it: a real process, its JSON on stdout, its exit status. */
+describe('lp2p simulate (a real process)', () => {
+  const { procs } = perTest('simulate')
+
+  it('a run of 500 nodes runs itself again with a bigger young generation, and prints the child\'s result', async () => {
+    const sim = spawnLp2p(['simulate', '--nodes', '500', '--size', '1M', '--seed', '3', '--json'], { LP2P_LOG_LEVEL: 'info' })
+    procs.push(sim)
+    expect(await sim.exited).toBe(0)
+    await new Promise((r) => setImmediate(r))
+    expect(sim.events).toHaveLength(1)
+    expect(sim.events[0]).toMatchObject({ nodes: 500, completed: 500, unfinished: 0, pieces: 4 })
+    expect((sim.events[0].timeMs as { max: number }).max).toBeGreaterThanOrEqual(sim.events[0].boundMs as number)
+    const rerun = sim.stderr.map((l) => JSON.parse(l) as { msg?: string, flags?: string[] }).filter((l) => l.flags !== undefined)
+    expect(rerun).toHaveLength(1) // once: the child does not run itself again
+    expect(rerun[0].flags).toContain('--max-semi-space-size=128')
+  }, 120_000)
+
+  // (a machine with more than about 170 GiB could hold it: nothing to refuse there)
+  const tooBig = simHeapBytes(100_000) > 0.85 * os.totalmem()
+  ;(tooBig ? it : it.skip)('refuses a run this machine cannot hold, at once, with a usage error', async () => {
+    const sim = spawnLp2p(['simulate', '--nodes', '100000'])
+    procs.push(sim)
+    expect(await sim.exited).toBe(2)
+    expect(sim.stderr.join('\n')).toMatch(/simulating 100000 nodes needs about \d+\.\d GiB of memory; this machine has/)
+    expect(sim.events).toEqual([])
+  })
+})
