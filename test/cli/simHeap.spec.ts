@@ -11,7 +11,7 @@ describe('the heap a simulation runs with', () => {
   it('a big run gets the bigger young generation, and a heap limit when node\'s default is too small', () => {
     expect(simNodeFlags(1000, machine)).toEqual(['--max-semi-space-size=128'])
     const flags = simNodeFlags(10_000, machine) as string[]
-    expect(flags).toContain('--max-semi-space-size=128')
+    expect(flags).toContain('--max-semi-space-size=512')
     const old = Number(/--max-old-space-size=(\d+)/.exec(flags.join(' '))?.[1])
     expect(old * 1024 * 1024).toBeGreaterThanOrEqual(simHeapBytes(10_000))
     expect(old * 1024 * 1024).toBeLessThanOrEqual(0.85 * machine.totalMemory)
