@@ -68,6 +68,15 @@ export const BUSY_QUEUE_MS = 25
  * its uplink queue is this many times BUSY_QUEUE_MS: new pieces spread at once.
  */
 export const FRESH_QUEUE_FACTOR = 2
+/**
+ * An uplink sends the queued piece with the fewest copies first (`copies` of the request: how many
+ * of the asker's sources hold it, at most RAREST_FIRST_COPIES counted), so a piece new in the swarm
+ * is passed on at once instead of behind common ones. A waiting piece moves up one copy for each
+ * RAREST_FIRST_AGE_MS it waited: none waits more than about RAREST_FIRST_COPIES × this behind
+ * rarer ones.
+ */
+export const RAREST_FIRST_COPIES = 16
+export const RAREST_FIRST_AGE_MS = 10
 /** A peer that said BUSY is asked again after this long (its piece goes to another holder meanwhile). */
 export const BUSY_RETRY_MS = 20
 /** The pause after BUSY doubles with each BUSY in a row from the same peer, at most this many times. */

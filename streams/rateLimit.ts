@@ -22,11 +22,18 @@ export interface TokenBucketOptions {
    */
   burst?: number
   scheduler?: SchedulerLike
+  /**
+   * Waiters with a priority (see `take`) move up one for each `ageMs` they waited, so none waits
+   * forever behind a stream of more urgent ones. Default 10 ms.
+   */
+  ageMs?: number
 }
 
 interface Waiter {
   readonly n: number
   readonly sub: Subscriber<void>
+  readonly priority: number
+  readonly at: number
 }
 
 /** Grant of an unlimited bucket: synchronous, no queue, no timer. */
@@ -52,6 +59,7 @@ export class TokenBucket {
   private timer: Subscription | undefined
   private timerFor: Waiter | undefined
   private draining = false
+  private readonly ageMs: number
 
   constructor (opts: TokenBucketOptions) {
     if (typeof opts.rate !== 'number' || Number.isNaN(opts.rate) || opts.rate < 0) {
@@ -63,35 +71,52 @@ export class TokenBucket {
     this.rate = opts.rate === 0 ? Infinity : opts.rate
     this.burst = this.rate === Infinity ? Infinity : opts.burst ?? this.rate * DEFAULT_BURST_SECONDS
     this.scheduler = opts.scheduler ?? asyncScheduler
+    this.ageMs = opts.ageMs ?? 10
     this.tokens = this.burst
     this.last = this.scheduler.now()
   }
 
   /**
    * Observable that emits once (then completes) when `n` tokens have been taken from the bucket,
-   * waiting (in scheduler time) as long as needed; FIFO among waiters; unsubscribing before it
-   * emits gives up its place without consuming tokens.
+   * waiting (in scheduler time) as long as needed; unsubscribing before it emits gives up its
+   * place without consuming tokens. The next waiter served is the one with the lowest
+   * `priority − waited / ageMs` (default priority 0), the longest waiting among equals: FIFO when
+   * no one gives a priority.
    *
    * An `n` up to `burst` is taken once the bucket holds `n`. A larger `n` is taken once the bucket
    * is full, leaving it `n - burst` in debt that later takers wait out. So by time t at most
    * `max(burst, largest n) + rate·t` tokens have been granted, and no `n` can stall forever.
    */
-  take (n: number): Observable<void> {
+  take (n: number, priority = 0): Observable<void> {
     if (!(Number.isFinite(n) && n >= 0)) throw new RangeError(`token count must be a finite number >= 0, got ${String(n)}`)
+    if (!Number.isFinite(priority)) throw new RangeError(`priority must be a finite number, got ${String(priority)}`)
     if (this.rate === Infinity) return GRANTED
     return new Observable<void>((sub) => {
-      const w: Waiter = { n, sub }
+      const w: Waiter = { n, sub, priority, at: this.scheduler.now() }
       this.queue.push(w)
       this.drain()
       return () => {
         const i = this.queue.indexOf(w)
         if (i < 0) return // granted already
         this.queue.splice(i, 1)
-        // the new head may be able to go now, or needs its own timer; a waiter further back
-        // changes nothing for those ahead of it
-        if (i === 0) this.drain()
+        // the next waiter may be able to go now, or needs its own timer
+        if (w === this.timerFor) this.drain()
       }
     })
+  }
+
+  /** The waiter served next (see `take`); the queue is short: one per stream drawing from the bucket. */
+  private next (): Waiter | undefined {
+    const q = this.queue
+    if (q.length < 2) return q[0]
+    const now = this.scheduler.now()
+    let best = q[0]
+    let bestKey = best.priority - (now - best.at) / this.ageMs
+    for (let i = 1; i < q.length; i++) {
+      const key = q[i].priority - (now - q[i].at) / this.ageMs
+      if (key < bestKey) { best = q[i]; bestKey = key }
+    }
+    return best
   }
 
   private refill (): void {
@@ -115,9 +140,9 @@ export class TokenBucket {
     try {
       this.refill()
       while (this.queue.length > 0) {
-        const head = this.queue[0]
+        const head = this.next() as Waiter
         if (this.tokens + TOKEN_EPSILON < this.needed(head.n)) break
-        this.queue.shift()
+        this.queue.splice(this.queue.indexOf(head), 1)
         this.tokens -= head.n
         head.sub.next()
         head.sub.complete()
@@ -129,7 +154,7 @@ export class TokenBucket {
   }
 
   private schedule (): void {
-    const head = this.queue[0]
+    const head = this.next()
     if (head !== undefined && head === this.timerFor) return // refill is linear: still the right moment
     this.timer?.unsubscribe()
     this.timer = this.timerFor = undefined

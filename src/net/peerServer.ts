@@ -4,7 +4,7 @@ import { log } from '../log'
 import { encodeFrameHead } from '../protocol/codec'
 import { FrameDecoder } from '../protocol/frames'
 import { REMOTE_CODES, type Leech, type PeerRequest, type Probe } from '../protocol/messages'
-import type { Outgoing, Remote } from '../peer/serve'
+import { sendPriority, type Outgoing, type Remote } from '../peer/serve'
 import type { ByteBudget } from '../peer/leech'
 import { take, type Observable, type Subscription } from 'rxjs'
 import type { Endpoint } from '../tracker/flow'
@@ -172,7 +172,8 @@ export class PeerServer {
         // may come at once (inside subscribe) or later (then the pump resumes from the callback)
         let sync = true
         let granted = false
-        const s = budget.take(Math.min(m.blockSize, m.size - m.offset)).pipe(take(1)).subscribe(() => {
+        // (pieces of all connections wait on one budget, the rarest first: see sendPriority)
+        const s = budget.take(Math.min(m.blockSize, m.size - m.offset), sendPriority(m)).pipe(take(1)).subscribe(() => {
           granted = true
           waiting = null
           if (sock.destroyed) return

@@ -34,8 +34,8 @@ export interface PieceSink extends PositionalWriter {
   readonly hashPiece?: (data: Buffer) => Observable<{ digest: Buffer, data: Buffer }>
 }
 
-/** Something that rations bytes (a token bucket): `take(n)` emits once when n bytes may go. */
-export interface ByteBudget { take: (n: number) => Observable<unknown> }
+/** Something that rations bytes (a token bucket): `take(n)` emits once when n bytes may go (lower `priority` first, if it orders its waiters). */
+export interface ByteBudget { take: (n: number, priority?: number) => Observable<unknown> }
 
 export interface LeechDeps {
   tracker: {
@@ -261,7 +261,8 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       const id = src.peer.nodeId
       const offset = index * meta.blockSize
       const expected = Math.min(meta.blockSize, meta.size - offset)
-      const ask$ = deps.link(src.peer).request({ type: 'leech', hash: meta.hash, size: meta.size, offset, blockSize: meta.blockSize, pieces: meta.pieces })
+      // (with how many of our sources hold it: the holder sends the rarest of its queue first)
+      const ask$ = deps.link(src.peer).request({ type: 'leech', hash: meta.hash, size: meta.size, offset, blockSize: meta.blockSize, pieces: meta.pieces, copies: picker.copies(index) })
       return (deps.budget === undefined ? ask$ : deps.budget.take(expected).pipe(take(1), switchMap(() => ask$))).pipe(
         timeout({ first: stallMs(id, expected), scheduler, with: () => throwError(() => new PeerTimeoutError(label(src.peer), `piece ${index}`)) }),
         // a seeder that already sent this piece to someone: get it from a peer (not a failure)

@@ -6,7 +6,7 @@ import {
 } from 'rxjs'
 import { ConnectionClosedError } from '../errors'
 import { heartbeats } from './heartbeat'
-import { FAN_OUT, HEARTBEAT_MS, MAX_BLOCK_SIZE, MAX_PEERS_PER_REPLY, BUSY_QUEUE_MS } from '../limits'
+import { FAN_OUT, HEARTBEAT_MS, MAX_BLOCK_SIZE, MAX_PEERS_PER_REPLY, BUSY_QUEUE_MS, RAREST_FIRST_AGE_MS } from '../limits'
 import { log } from '../log'
 import type { FileMetaData, Leech, PeerAddress } from '../protocol/messages'
 import { bindUdp, type UdpPort } from '../net/udp'
@@ -140,7 +140,7 @@ export class Lp2pNode {
   downloaded = 0
 
   constructor (private readonly opts: NodeOptions) {
-    const cap = (r: number | undefined): TokenBucket | undefined => r === undefined || !Number.isFinite(r) || r <= 0 ? undefined : new TokenBucket({ rate: r })
+    const cap = (r: number | undefined): TokenBucket | undefined => r === undefined || !Number.isFinite(r) || r <= 0 ? undefined : new TokenBucket({ rate: r, ageMs: RAREST_FIRST_AGE_MS })
     this.uploadBudget = cap(opts.uploadLimit)
     this.downloadBudget = cap(opts.downloadLimit)
   }

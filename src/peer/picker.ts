@@ -56,6 +56,8 @@ export class PiecePicker {
     this.maxDuplicates = opts.maxDuplicates ?? 2
   }
 
+  /** How many known sources hold piece `i` (those holding everything included). */
+  copies (i: number): number { return this.availability[i] + this.seeds }
   get remaining (): number { return this.pieces - this.doneCount }
   /** Pieces neither done nor in flight (0: the endgame). */
   get missing (): number { return this.missingCount }

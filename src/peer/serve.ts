@@ -1,6 +1,6 @@
 import { map, of, type Observable, type SchedulerLike, type Subscription } from 'rxjs'
 import { firstOrAfter } from '../../streams/firstOrAfter'
-import { KICK_RETRY_MS } from '../limits'
+import { KICK_RETRY_MS, RAREST_FIRST_COPIES } from '../limits'
 import { REMOTE_CODES, type FileMetaData, type Leech, type PeerAddress, type PeerReply, type PeerRequest, type Probe } from '../protocol/messages'
 import type { PageSource } from '../../streams/readPages'
 import type { ClusterTable } from './clusterTable'
@@ -201,6 +201,15 @@ export class WatchKicker {
   }
 
   close (): void { this.retry?.unsubscribe(); this.retry = null }
+}
+
+/**
+ * Where a piece request stands in this node's upload queue: lower goes first. The fewest copies
+ * the asker knows of first (a piece new in the swarm is passed on at once, not behind common ones),
+ * counted up to RAREST_FIRST_COPIES; a request that does not say is counted as common.
+ */
+export function sendPriority (m: Leech): number {
+  return Math.min(m.copies ?? RAREST_FIRST_COPIES, RAREST_FIRST_COPIES)
 }
 
 /** Is this request for a piece that never went out from here (of this file's segmentation)? */

@@ -118,8 +118,12 @@ export interface Probe { type: 'probe', req: number, fileId: string, since?: num
  * a piece).
  */
 export interface Have { type: 'have', req: number, fileId: string, totalPieces: number, bitfield?: Uint8Array, pending?: Uint8Array, sent?: Uint8Array, version?: number, hashes?: boolean }
-/** FileRequest: one piece, at `offset` (a multiple of blockSize) of the file `hash`. */
-export interface Leech { type: 'leech', req: number, hash: string, size: number, offset: number, blockSize: number, pieces: number }
+/**
+ * FileRequest: one piece, at `offset` (a multiple of blockSize) of the file `hash`. `copies`
+ * (optional): how many of the asker's sources hold this piece; a holder sends the rarest queued
+ * piece first (see RAREST_FIRST_COPIES).
+ */
+export interface Leech { type: 'leech', req: number, hash: string, size: number, offset: number, blockSize: number, pieces: number, copies?: number }
 /**
  * PieceHeader: `pieceSize` raw bytes follow the header in the same frame. clusterName is the fileId.
  * `bitfield` (optional): the pieces a sender that is still downloading holds now, so an asker
@@ -295,6 +299,7 @@ export function peerMessage (x: unknown): PeerMessage {
       const m: Leech = { type: 'leech', req: req(o), hash: v.hash(o, 'hash'), size: v.int(o, 'size'), offset: v.int(o, 'offset'), blockSize: v.int(o, 'blockSize', PAGE_SIZE, MAX_BLOCK_SIZE), pieces: v.int(o, 'pieces') }
       checkSegmentation(m.size, m.blockSize, m.pieces)
       if (m.offset % m.blockSize !== 0 || m.offset >= m.size) throw new ProtocolError(`offset ${m.offset} is not a piece of this file`)
+      if (o.copies !== undefined && o.copies !== null) m.copies = v.int(o, 'copies', 0, 0xffff)
       return m
     }
     case 'piece': {

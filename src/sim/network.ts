@@ -1,10 +1,10 @@
 import { Observable, type Subscription } from 'rxjs'
 import { ConnectionClosedError, RemoteError } from '../errors'
-import { BUSY_QUEUE_MS } from '../limits'
+import { BUSY_QUEUE_MS, RAREST_FIRST_AGE_MS } from '../limits'
 import type { Frame } from '../protocol/frames'
 import type { PeerAddress, PeerReply, PeerRequest, Probe, TrackerMessage } from '../protocol/messages'
 import type { PeerLink, WithoutReq } from '../net/peerConnection'
-import type { Outgoing } from '../peer/serve'
+import { sendPriority, type Outgoing } from '../peer/serve'
 import type { Endpoint } from '../tracker/flow'
 import type { SimScheduler } from './scheduler'
 
@@ -15,7 +15,8 @@ import type { SimScheduler } from './scheduler'
  * Model (per frame, store and forward):
  * - every message takes `latencyMs` one way;
  * - a reply with a payload (a piece, a hash list) occupies the sender's uplink for
- *   bytes / upload (frames leave one after another, first come first served), then the
+ *   bytes / upload (frames leave one after another, the piece with the fewest copies first, as
+ *   the production upload budget sends them: see `enqueue`), then the
  *   receiver's downlink for bytes / download; it arrives when both are done and the latency has
  *   passed. Control messages (probes, cluster queries, headers) take latency only: they are tiny
  *   next to pieces;
@@ -49,11 +50,18 @@ export interface HostOptions {
   download: number
 }
 
+/** A reply with a payload waiting for its sender's uplink: `send` starts it and says when its last byte leaves. */
+interface UpItem { priority: number, at: number, epoch: number, send: (now: number) => number }
+
 export class SimHost {
   alive = true
   /** Bumped on every crash: replies prepared before it are never delivered. */
   epoch = 0
+  /** When the uplink will have sent everything queued on it (the backlog, in time). */
   upFree = 0
+  /** Replies with a payload waiting for the uplink, and whether one is leaving now. */
+  readonly upQueue: UpItem[] = []
+  sending = false
   downFree = 0
   /** Piece requests are declined (BUSY) while more than this much is queued on the uplink (the production threshold). */
   queueMs = BUSY_QUEUE_MS
@@ -120,6 +128,8 @@ export class SimNetwork {
     if (h === undefined) return
     h.alive = false
     h.epoch++
+    h.upQueue.length = 0
+    h.sending = false
   }
 
   restart (host: string): void {
@@ -127,6 +137,30 @@ export class SimNetwork {
     if (h === undefined) return
     h.alive = true
     h.upFree = h.downFree = this.opts.scheduler.now()
+  }
+
+  /**
+   * Queue a payload on `h`'s uplink. Frames leave one at a time, the lowest priority first (a
+   * piece: `sendPriority`, fewest copies first, moving up one for every RAREST_FIRST_AGE_MS it
+   * waited, as the production upload budget orders them), first come first served among equals.
+   */
+  enqueue (h: SimHost, item: UpItem): void {
+    h.upQueue.push(item)
+    if (!h.sending) this.pump(h)
+  }
+
+  private pump (h: SimHost): void {
+    const q = h.upQueue
+    const now = this.opts.scheduler.now()
+    let i = 0
+    const key = (x: UpItem): number => x.priority - (now - x.at) / RAREST_FIRST_AGE_MS
+    for (let j = 1; j < q.length; j++) if (key(q[j]) < key(q[i])) i = j
+    const item = q.length === 0 ? undefined : q.splice(i, 1)[0]
+    // the last queued byte left: the node tells its held watches what it has
+    if (item === undefined) { h.sending = false; if (h.alive) h.onIdle?.(); return }
+    h.sending = true
+    const done = item.send(now)
+    this.at(done - now, () => { if (h.epoch === item.epoch) this.pump(h) })
   }
 
   private at (delay: number, f: () => void): { cancel: () => void } { return this.opts.scheduler.at(delay, f) }
@@ -166,51 +200,50 @@ export class SimNetwork {
             held = to.watch(request, { host: from.host }).subscribe((out) => reply(out))
             return
           }
-          reply(to.serve(request, { host: from.host }))
+          // (a piece waits its turn on the uplink as in PeerServer, rarest first; a hash list goes at once)
+          reply(to.serve(request, { host: from.host }), request.type === 'leech' ? sendPriority(request) : 0)
         }
         // across a partition the request waits for the heal (unless the asker gives up first)
         if (net.reachable(from, to)) timers.push(net.at(lat, deliver))
         else net.afterHeal.push(() => { if (!sub.closed) timers.push(net.at(lat, deliver)) })
-        const reply = (out: Outgoing): void => {
-          const bytes = out.payload?.length ?? 0
-          const now = net.opts.scheduler.now()
-          let arrive = now + lat
-          let payload: Buffer | undefined
-          if (out.payload !== undefined) {
-            payload = net.payloadOf(to, out)
-            const upStart = Math.max(now, to.upFree)
-            if (to.onSend !== null) {
-              const send = to.onSend
-              if (upStart > now) net.at(upStart - now, () => send(out.msg)); else send(out.msg)
-            }
-            const upDone = upStart + (Number.isFinite(to.opts.upload) ? bytes * 1000 / to.opts.upload : 0)
-            to.upFree = upDone
-            if (to.onIdle !== null) {
-              const idle = to.onIdle
-              net.at(upDone - now, () => { if (to.alive && to.upFree <= net.opts.scheduler.now()) idle() })
-            }
-            arrive = upDone + lat
-            if (Number.isFinite(from.opts.download)) {
-              const downStart = Math.max(upStart + lat, from.downFree)
-              arrive = Math.max(arrive, downStart + bytes * 1000 / from.opts.download)
-              from.downFree = arrive
-            }
-            net.stats.payloads++
-            net.stats.payloadBytes += bytes
-          }
+        const reply = (out: Outgoing, priority = 0): void => {
+          if (out.payload === undefined) { const epoch = to.epoch; net.at(lat, () => land(out, epoch, undefined)); return }
+          const bytes = out.payload.length
+          const payload = net.payloadOf(to, out)
+          const upTime = Number.isFinite(to.opts.upload) ? bytes * 1000 / to.opts.upload : 0
+          // the backlog in time (what BUSY decisions see), whatever order the frames leave in
+          to.upFree = Math.max(net.opts.scheduler.now(), to.upFree) + upTime
+          net.stats.payloads++
+          net.stats.payloadBytes += bytes
           const epoch = to.epoch
-          // bytes on their way arrive even if the asker stopped waiting (TCP does not call them back)
-          const land = (): void => {
-            if (!net.reachable(from, to)) { net.afterHeal.push(() => net.at(lat, land)); return }
-            if (!to.alive || to.epoch !== epoch || !from.alive) { if (!sub.closed) sub.error(new ConnectionClosedError(`${peer.host}:${peer.port}`, 'connection reset')); return }
-            if (payload !== undefined) { from.downloaded += payload.length; to.uploaded += payload.length }
-            if (sub.closed) return
-            const m = out.msg
-            if (m.type === 'error') { net.stats.errors[m.code] = (net.stats.errors[m.code] ?? 0) + 1; sub.error(new RemoteError(m.code, m.message)); return }
-            sub.next(payload === undefined ? { msg: m } : { msg: m, payload })
-            sub.complete()
-          }
-          net.at(arrive - now, land)
+          net.enqueue(to, {
+            priority,
+            epoch,
+            at: net.opts.scheduler.now(),
+            send: (upStart) => {
+              to.onSend?.(out.msg)
+              const upDone = upStart + upTime
+              let arrive = upDone + lat
+              if (Number.isFinite(from.opts.download)) {
+                const downStart = Math.max(upStart + lat, from.downFree)
+                arrive = Math.max(arrive, downStart + bytes * 1000 / from.opts.download)
+                from.downFree = arrive
+              }
+              net.at(arrive - upStart, () => land(out, epoch, payload))
+              return upDone
+            },
+          })
+        }
+        // bytes on their way arrive even if the asker stopped waiting (TCP does not call them back)
+        const land = (out: Outgoing, epoch: number, payload: Buffer | undefined): void => {
+          if (!net.reachable(from, to)) { net.afterHeal.push(() => net.at(lat, () => land(out, epoch, payload))); return }
+          if (!to.alive || to.epoch !== epoch || !from.alive) { if (!sub.closed) sub.error(new ConnectionClosedError(`${peer.host}:${peer.port}`, 'connection reset')); return }
+          if (payload !== undefined) { from.downloaded += payload.length; to.uploaded += payload.length }
+          if (sub.closed) return
+          const m = out.msg
+          if (m.type === 'error') { net.stats.errors[m.code] = (net.stats.errors[m.code] ?? 0) + 1; sub.error(new RemoteError(m.code, m.message)); return }
+          sub.next(payload === undefined ? { msg: m } : { msg: m, payload })
+          sub.complete()
         }
         return () => { for (const t of timers) t.cancel(); held?.unsubscribe() }
       }),

@@ -1,6 +1,7 @@
 import net from 'node:net'
 import { asyncScheduler, firstValueFrom, NEVER, Observable, timeout } from 'rxjs'
-import { FRESH_QUEUE_FACTOR } from '../../src/limits'
+import { FRESH_QUEUE_FACTOR, RAREST_FIRST_AGE_MS } from '../../src/limits'
+import { TokenBucket } from '../../streams/rateLimit'
 import { PeerConnection, type WithoutReq } from '../../src/net/peerConnection'
 import { PeerServer, type PeerServerOptions } from '../../src/net/peerServer'
 import { ClusterTable } from '../../src/peer/clusterTable'
@@ -91,6 +92,25 @@ describe('PeerServer onIdle', () => {
     grants.shift()?.() // the last: nothing is queued after it
     expect(await answers[2]).toBe('piece')
     expect(idle).toEqual([0])
+  })
+
+  it('sends the piece with the fewest copies first, from any connection, once the budget grants', async () => {
+    // 64 KiB pieces at 640 KiB/s: one every 100 ms; the first goes at once (a full bucket)
+    server = new PeerServer(handle, { host: '127.0.0.1', port: 0, budget: new TokenBucket({ rate: 10 * BLOCK, burst: BLOCK, ageMs: RAREST_FIRST_AGE_MS }) })
+    const addr = await server.start()
+    const [a, b, c] = ['a', 'b', 'c'].map((x) => new PeerConnection({ nodeId: x.repeat(32), host: '127.0.0.1', port: addr.port }))
+    conns.push(a, b, c)
+    const order: string[] = []
+    const askCopies = (conn: PeerConnection, i: number, copies: number, name: string): Promise<void> =>
+      firstValueFrom(conn.request({ type: 'leech', hash: 'ab'.repeat(32), size: data.length, offset: i * BLOCK, blockSize: BLOCK, pieces: 8, copies }).pipe(timeout(3000))).then(() => { order.push(name) })
+    const first = askCopies(a, 0, 9, 'first')
+    await first
+    // a common piece asked first, a rare one (one copy) 20 ms later on another connection
+    const common = askCopies(b, 1, 9, 'common')
+    await new Promise((r) => setTimeout(r, 20))
+    const rare = askCopies(c, 2, 1, 'rare')
+    await Promise.all([common, rare])
+    expect(order).toEqual(['first', 'rare', 'common'])
   })
 
   it('without a budget, is called after each piece sent with nothing queued behind it (never for other replies)', async () => {

@@ -392,6 +392,7 @@ describe('peer frames', () => {
     ['have without bitfield (every piece)', { type: 'have', req: 4, fileId: H1, totalPieces: 7 }],
     ['leech of the first piece', { type: 'leech', req: 5, hash: H1, size: 100_000, offset: 0, blockSize: 16384, pieces: 7 }],
     ['leech of the last (short) piece', { type: 'leech', req: 0xffffffff, hash: H1, size: 100_000, offset: 6 * 16384, blockSize: 16384, pieces: 7 }],
+    ['leech saying how many copies the asker knows of', { type: 'leech', req: 6, hash: H1, size: 100_000, offset: 0, blockSize: 16384, pieces: 7, copies: 3 }],
     ['error', { type: 'error', req: 7, code: 'BUSY', message: 'try later' }],
   ]
 
@@ -531,6 +532,10 @@ describe('peer frames', () => {
       ['offset == size', { size: 16384 * 7, offset: 16384 * 7 }],
       ['offset past the end', { offset: 7 * 16384 }],
       ['any offset into an empty file', { size: 0, pieces: 0, offset: 0 }],
+      ['copies negative', { copies: -1 }],
+      ['copies a float', { copies: 1.5 }],
+      ['copies over 65535', { copies: 65536 }],
+      ['copies a string', { copies: '1' }],
     ])('leech with %s', (_, over) => {
       expectProtocolError(() => fh({ ...leech, ...over }))
     })

@@ -173,12 +173,46 @@ describe('rateLimit', () => {
     })
   })
 
+  it('serves the lowest priority first among waiters, the longest waiting among equals', () => {
+    setup().run(({ expectObservable }) => {
+      const bucket = new TokenBucket({ rate: 10_000, burst: 1000, ageMs: 10 })
+      expectObservable(bucket.take(1000)).toBe('(g|)', granted)
+      // waiting since 0 with priority 5; the priority-0 one that comes at 10 ms goes first (at 100
+      // ms: 5 - 100/10 = -5 against 0 - 90/10 = -9)
+      expectObservable(bucket.take(1000, 5)).toBe('200ms (g|)', granted)
+      expectObservable(bucket.take(1000, 0), '10ms ^').toBe('100ms (g|)', granted)
+      // two of the same priority: first come, first served
+      expectObservable(bucket.take(1000, 5), '20ms ^').toBe('300ms (g|)', granted)
+    })
+  })
+
+  it('moves a waiter up one priority for every ageMs it waited: none waits forever behind more urgent ones', () => {
+    setup().run(({ expectObservable }) => {
+      const bucket = new TokenBucket({ rate: 10_000, burst: 1000, ageMs: 10 })
+      expectObservable(bucket.take(1000)).toBe('(g|)', granted)
+      // at 100 ms: 3 - 100/10 = -7 against 0 - 40/10 = -4: the older one goes first
+      expectObservable(bucket.take(1000, 3)).toBe('100ms (g|)', granted)
+      expectObservable(bucket.take(1000, 0), '60ms ^').toBe('200ms (g|)', granted)
+    })
+  })
+
+  it('a more urgent waiter that gives up hands the turn back', () => {
+    setup().run(({ expectObservable }) => {
+      const bucket = new TokenBucket({ rate: 10_000, burst: 1000, ageMs: 10 })
+      expectObservable(bucket.take(1000)).toBe('(g|)', granted)
+      expectObservable(bucket.take(500, 9)).toBe('50ms (g|)', granted)
+      // would go first (needs all 1000 tokens, at 100 ms) but leaves at 30 ms: the 500 goes at 50 ms
+      expectObservable(bucket.take(1000, 0), '^ 29ms !').toBe('-', granted)
+    })
+  })
+
   it('rejects bad arguments loudly', () => {
     expect(() => new TokenBucket({ rate: -1 })).toThrow(RangeError)
     expect(() => new TokenBucket({ rate: NaN })).toThrow(RangeError)
     for (const burst of [0, -5, Infinity, NaN]) expect(() => new TokenBucket({ rate: 1000, burst })).toThrow(RangeError)
     const bucket = new TokenBucket({ rate: 1000 })
     for (const n of [-1, NaN, Infinity]) expect(() => bucket.take(n)).toThrow(RangeError)
+    for (const p of [NaN, Infinity, -Infinity]) expect(() => bucket.take(1, p)).toThrow(RangeError)
     setup().run(({ cold, expectObservable }) => {
       // a cost function that returns garbage is a bug: the stream errors
       expectObservable(cold('-x|').pipe(rateLimit(bucket, () => NaN))).toBe('-#', undefined, expect.any(RangeError))

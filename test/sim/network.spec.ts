@@ -1,0 +1,57 @@
+import type { PeerRequest } from '../../src/protocol/messages'
+import type { Outgoing } from '../../src/peer/serve'
+import { SimNetwork } from '../../src/sim/network'
+import { SimScheduler } from '../../src/sim/scheduler'
+
+const BLOCK = 100_000
+const HASH = 'ab'.repeat(32)
+const piece = (m: PeerRequest): Outgoing => m.type === 'leech'
+  ? { msg: { type: 'piece', req: m.req, pieceSize: BLOCK, offset: m.offset, totalPieces: 8, clusterName: m.hash }, payload: { source: { size: 8 * BLOCK, view: () => [] }, offset: m.offset, length: BLOCK } }
+  : { msg: { type: 'error', req: m.req, code: 'BAD_REQUEST', message: 'pieces only' } }
+
+describe('SimNetwork uplink', () => {
+  // 1 MB/s: a 100 kB piece leaves in 100 ms; latency 1 ms each way
+  const setup = (): { scheduler: SimScheduler, ask: (from: string, i: number, copies: number | undefined, atMs: number) => Promise<number> } => {
+    const scheduler = new SimScheduler()
+    const net = new SimNetwork({ scheduler, latencyMs: 1, random: () => 0.5 })
+    const server = net.addHost('10.0.0.1', { upload: 1e6, download: Infinity })
+    server.serve = piece
+    const ask = (from: string, i: number, copies: number | undefined, atMs: number): Promise<number> => {
+      const h = net.host(from) ?? net.addHost(from, { upload: 1e6, download: Infinity })
+      const req = { type: 'leech' as const, hash: HASH, size: 8 * BLOCK, offset: i * BLOCK, blockSize: BLOCK, pieces: 8, ...(copies === undefined ? {} : { copies }) }
+      return new Promise((resolve, reject) => {
+        // (the time is read when the piece lands, not when the promise settles: after the run)
+        scheduler.at(atMs, () => { net.link(h, { nodeId: from, host: '10.0.0.1', port: 1 }).request(req).subscribe({ next: () => resolve(scheduler.now()), error: reject }) })
+      })
+    }
+    return { scheduler, ask }
+  }
+
+  it('sends one piece at a time, the one with the fewest copies first, then first come first served', async () => {
+    const { scheduler, ask } = setup()
+    const first = ask('10.0.0.2', 0, 5, 0) // leaves at 1 ms, lands at 102
+    const common = ask('10.0.0.3', 1, 5, 10) // queued at 11 ms
+    const alsoCommon = ask('10.0.0.4', 2, 5, 20)
+    const rare = ask('10.0.0.5', 3, 1, 30) // queued last, leaves next (at 101 ms)
+    scheduler.run()
+    expect(await first).toBeCloseTo(102)
+    expect(await rare).toBeCloseTo(202)
+    expect(await common).toBeCloseTo(302)
+    expect(await alsoCommon).toBeCloseTo(402)
+  })
+
+  it('a waiting piece moves up one copy per RAREST_FIRST_AGE_MS waited (none starves); a request without copies counts as common', async () => {
+    const { scheduler, ask } = setup()
+    const first = ask('10.0.0.2', 0, 5, 0)
+    // at 101 ms: 12 copies waited 100 ms (12 - 10 = 2) goes before 5 copies waited 20 ms (5 - 2 = 3)
+    const old = ask('10.0.0.3', 1, 12, 0)
+    const rarer = ask('10.0.0.4', 2, 5, 80)
+    // no copies (an older peer): counted as 16; at 201 ms it waited 180 ms (16 - 18 = -2), the 5 copies 120 (5 - 12 = -7)
+    const unsaid = ask('10.0.0.5', 3, undefined, 20)
+    scheduler.run()
+    expect(await first).toBeCloseTo(102)
+    expect(await old).toBeCloseTo(202)
+    expect(await rarer).toBeCloseTo(302)
+    expect(await unsaid).toBeCloseTo(402)
+  })
+})
