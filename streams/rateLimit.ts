@@ -68,6 +68,7 @@ export class TokenBucket {
     if (opts.burst !== undefined && !(Number.isFinite(opts.burst) && opts.burst > 0)) {
       throw new RangeError(`token bucket burst must be a finite number > 0, got ${String(opts.burst)}`)
     }
+    if (opts.ageMs !== undefined && !(opts.ageMs > 0)) throw new RangeError(`token bucket ageMs must be > 0 (Infinity: priorities never age), got ${String(opts.ageMs)}`)
     this.rate = opts.rate === 0 ? Infinity : opts.rate
     this.burst = this.rate === Infinity ? Infinity : opts.burst ?? this.rate * DEFAULT_BURST_SECONDS
     this.scheduler = opts.scheduler ?? asyncScheduler

@@ -213,6 +213,7 @@ describe('rateLimit', () => {
     const bucket = new TokenBucket({ rate: 1000 })
     for (const n of [-1, NaN, Infinity]) expect(() => bucket.take(n)).toThrow(RangeError)
     for (const p of [NaN, Infinity, -Infinity]) expect(() => bucket.take(1, p)).toThrow(RangeError)
+    for (const ageMs of [0, -1, NaN]) expect(() => new TokenBucket({ rate: 1000, ageMs })).toThrow(RangeError)
     setup().run(({ cold, expectObservable }) => {
       // a cost function that returns garbage is a bug: the stream errors
       expectObservable(cold('-x|').pipe(rateLimit(bucket, () => NaN))).toBe('-#', undefined, expect.any(RangeError))
