@@ -4,6 +4,7 @@ import { Command, Option } from 'commander'
 import { firstValueFrom, lastValueFrom, ReplaySubject, takeUntil, type Observable } from 'rxjs'
 import type { TrackerClient } from '../net/trackerClient'
 import { Lp2pError, UsageError } from '../errors'
+import { BUSY_QUEUE_MS } from '../limits'
 import { log, LOG_FORMATS, setLogFormat, setLogLevel, type LogFormat } from '../log'
 import { formatEndpoint, parseEndpoint } from '../net/address'
 import { Lp2pNode } from '../peer/node'
@@ -35,7 +36,7 @@ function rate (v: string): number {
   try { return parseRate(v) } catch (err) { throw new UsageError((err as Error).message) }
 }
 function uploadLimit (): Option {
-  return new Option('--upload-limit <rate>', 'cap on bytes/s sent to peers (k/M/G = 10^3/10^6/10^9, Ki/Mi/Gi = powers of 1024; 0: none)').default(Infinity, 'none').argParser(rate).env('LP2P_UPLOAD_LIMIT')
+  return new Option('--upload-limit <rate>', `cap on bytes/s sent to peers (k/M/G = 10^3/10^6/10^9, Ki/Mi/Gi = powers of 1024; 0: none); under a cap, the rarest queued piece leaves first and a request past ${BUSY_QUEUE_MS} ms of queue is declined BUSY (the asker tries another holder)`).default(Infinity, 'none').argParser(rate).env('LP2P_UPLOAD_LIMIT')
 }
 function port (v: string): number {
   const n = Number(v)
