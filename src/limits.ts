@@ -75,8 +75,8 @@ export const FRESH_QUEUE_FACTOR = 2
  * RAREST_FIRST_AGE_MS it waited: none waits more than about RAREST_FIRST_COPIES × this behind
  * rarer ones.
  */
-export const RAREST_FIRST_COPIES = 16
-export const RAREST_FIRST_AGE_MS = 10
+export const RAREST_FIRST_COPIES = 8
+export const RAREST_FIRST_AGE_MS = 25
 /** A peer that said BUSY is asked again after this long (its piece goes to another holder meanwhile). */
 export const BUSY_RETRY_MS = 20
 /** The pause after BUSY doubles with each BUSY in a row from the same peer, at most this many times. */

@@ -1,3 +1,4 @@
+import { RAREST_FIRST_AGE_MS, RAREST_FIRST_COPIES } from '../../src/limits'
 import type { PeerRequest } from '../../src/protocol/messages'
 import type { Outgoing } from '../../src/peer/serve'
 import { SimNetwork } from '../../src/sim/network'
@@ -40,18 +41,20 @@ describe('SimNetwork uplink', () => {
     expect(await alsoCommon).toBeCloseTo(402)
   })
 
-  it('a waiting piece moves up one copy per RAREST_FIRST_AGE_MS waited (none starves); a request without copies counts as common', async () => {
+  it('a waiting piece moves up one copy per RAREST_FIRST_AGE_MS waited (none starves); copies count up to RAREST_FIRST_COPIES; a request without copies counts as common', async () => {
+    expect([RAREST_FIRST_AGE_MS, RAREST_FIRST_COPIES]).toEqual([25, 8]) // the arithmetic below
     const { scheduler, ask } = setup()
     const first = ask('10.0.0.2', 0, 5, 0)
-    // at 101 ms: 12 copies waited 100 ms (12 - 10 = 2) goes before 5 copies waited 20 ms (5 - 2 = 3)
+    // 12 copies count as 8; at 101 ms, waited 100 ms: 8 - 100/25 = 4, before 6 copies waited 20 ms
+    // (6 - 0.8 = 5.2) and one that says nothing (counted 8) waited 80 ms (8 - 3.2 = 4.8)
     const old = ask('10.0.0.3', 1, 12, 0)
-    const rarer = ask('10.0.0.4', 2, 5, 80)
-    // no copies (an older peer): counted as 16; at 201 ms it waited 180 ms (16 - 18 = -2), the 5 copies 120 (5 - 12 = -7)
+    const newer = ask('10.0.0.4', 2, 6, 80)
     const unsaid = ask('10.0.0.5', 3, undefined, 20)
+    // at 201 ms: 8 - 180/25 = 0.8 before 6 - 120/25 = 1.2
     scheduler.run()
     expect(await first).toBeCloseTo(102)
     expect(await old).toBeCloseTo(202)
-    expect(await rarer).toBeCloseTo(302)
-    expect(await unsaid).toBeCloseTo(402)
+    expect(await unsaid).toBeCloseTo(302)
+    expect(await newer).toBeCloseTo(402)
   })
 })
