@@ -200,7 +200,8 @@ export class SimNetwork {
             held = to.watch(request, { host: from.host }).subscribe((out) => reply(out))
             return
           }
-          // (a piece waits its turn on the uplink as in PeerServer, rarest first; a hash list goes at once)
+          // (a piece waits its turn on the uplink as in PeerServer, rarest first; a hash list, which
+          // PeerServer answers without waiting for the budget, goes next)
           reply(to.serve(request, { host: from.host }), request.type === 'leech' ? sendPriority(request) : 0)
         }
         // across a partition the request waits for the heal (unless the asker gives up first)
