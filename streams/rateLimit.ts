@@ -60,6 +60,9 @@ export class TokenBucket {
   private timerFor: Waiter | undefined
   private draining = false
   private readonly ageMs: number
+  /** The waiting clock (see `waitClock`): the last reading, and how far the scheduler's clock went back in all. */
+  private lastRead = -Infinity
+  private setBack = 0
 
   constructor (opts: TokenBucketOptions) {
     if (typeof opts.rate !== 'number' || Number.isNaN(opts.rate) || opts.rate < 0) {
@@ -93,7 +96,7 @@ export class TokenBucket {
     if (!Number.isFinite(priority)) throw new RangeError(`priority must be a finite number, got ${String(priority)}`)
     if (this.rate === Infinity) return GRANTED
     return new Observable<void>((sub) => {
-      const w: Waiter = { n, sub, priority, at: this.scheduler.now() }
+      const w: Waiter = { n, sub, priority, at: this.waitClock() }
       this.queue.push(w)
       this.drain()
       return () => {
@@ -106,11 +109,11 @@ export class TokenBucket {
     })
   }
 
-  /** The waiter served next (see `take`); the queue is short: one per stream drawing from the bucket. */
+  /** The waiter served next (see `take`); the queue is short: the takes subscribed now (a peer's queued pieces, bounded by its BUSY threshold). */
   private next (): Waiter | undefined {
     const q = this.queue
     if (q.length < 2) return q[0]
-    const now = this.scheduler.now()
+    const now = this.waitClock()
     let best = q[0]
     let bestKey = best.priority - (now - best.at) / this.ageMs
     for (let i = 1; i < q.length; i++) {
@@ -118,6 +121,18 @@ export class TokenBucket {
       if (key < bestKey) { best = q[i]; bestKey = key }
     }
     return best
+  }
+
+  /**
+   * The clock waiting times are read from: the scheduler's, except that it never goes back. The
+   * default scheduler's clock is the wall clock: stepped back (by NTP, a resumed VM), it would make
+   * the waiters already queued look younger than every newcomer, and they would wait out the step.
+   */
+  private waitClock (): number {
+    const t = this.scheduler.now()
+    if (t < this.lastRead) this.setBack += this.lastRead - t
+    this.lastRead = t
+    return t + this.setBack
   }
 
   private refill (): void {

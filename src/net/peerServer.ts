@@ -56,9 +56,11 @@ const isWatch = (m: PeerRequest): m is Probe => m.type === 'probe' && m.since !=
 
 /**
  * Serves peer requests over TCP. Each connection has its own frame decoder and request queue:
- * requests are answered in order, at most `maxOutstanding` may wait (a client that pipelines more
+ * requests are taken in order, at most `maxOutstanding` may wait (a client that pipelines more
  * is cut off), and while the socket's send buffer is above `highWaterBytes` nothing new is
- * answered, so a slow reader costs us no memory. A bad frame closes that connection only.
+ * taken, so a slow reader costs us no memory. A bad frame closes that connection only. Under an
+ * upload `budget`, piece requests once taken wait for it all together (the rarest first, over
+ * every connection) and their replies may leave out of order: the client matches them by `req`.
  * Watches (probes that wait for news) are held out of that order, at most one per file and
  * `maxWatches` per connection; a watch that arrives while the socket is backed up waits its turn
  * in the queue (started, not awaited, when reached), so a client that does not read its replies
@@ -121,7 +123,10 @@ export class PeerServer {
       sock.destroy()
     }
     const remote: Remote = { host: sock.remoteAddress ?? '' }
-    let waiting: Subscription | null = null // a piece waiting for upload budget
+    // pieces waiting for upload budget: every piece request of the connection waits there at once
+    // (replies carry `req`, so they may leave out of order), so the rarest across all connections
+    // goes first, not only the rarest among each connection's oldest request
+    const waiting = new Set<Subscription>()
     const send = (out: Outgoing): void => {
       if (out.payload === undefined) { sock.write(encodeFrameHead(out.msg)); return }
       const { source, offset, length } = out.payload
@@ -161,7 +166,7 @@ export class PeerServer {
     }
     const dropWatches = (): void => { for (const w of held.values()) w.unsubscribe(); held.clear() }
     const pump = (): void => {
-      while (waiting === null && queue.length > 0 && sock.writableLength < highWater && !sock.destroyed) {
+      while (queue.length > 0 && sock.writableLength < highWater && !sock.destroyed) {
         const m = queue.shift() as PeerRequest
         if (isWatch(m) && watchFn !== undefined) { startWatch(m); continue } // queued only while the socket was backed up
         const bytes = pieceBytes(m)
@@ -169,21 +174,19 @@ export class PeerServer {
         const budget = this.opts.budget
         if (budget === undefined || m.type !== 'leech') { sent(); answer(m); if (bytes > 0) this.idleCheck(); continue }
         // answered (and the file checked) only once the budget grants the piece's bytes; a grant
-        // may come at once (inside subscribe) or later (then the pump resumes from the callback)
-        let sync = true
+        // may come at once (inside subscribe) or later
         let granted = false
+        let s: Subscription | undefined
         // (pieces of all connections wait on one budget, the rarest first: see sendPriority)
-        const s = budget.take(Math.min(m.blockSize, m.size - m.offset), sendPriority(m)).pipe(take(1)).subscribe(() => {
+        s = budget.take(Math.min(m.blockSize, m.size - m.offset), sendPriority(m)).pipe(take(1)).subscribe(() => {
           granted = true
-          waiting = null
+          if (s !== undefined) waiting.delete(s)
           if (sock.destroyed) return
           sent()
           answer(m)
           this.idleCheck()
-          if (!sync) pump()
         })
-        sync = false
-        if (!granted) waiting = s
+        if (!granted) waiting.add(s)
       }
     }
     sock.on('drain', pump)
@@ -215,7 +218,7 @@ export class PeerServer {
       pump()
     })
     sock.on('error', (err) => this.log.debug({ peer, err: err.message }, 'connection error'))
-    sock.on('close', () => { this.sockets.delete(sock); this.watches.delete(sock); dropWatches(); forget(); waiting?.unsubscribe(); waiting = null })
+    sock.on('close', () => { this.sockets.delete(sock); this.watches.delete(sock); dropWatches(); forget(); for (const w of waiting) w.unsubscribe(); waiting.clear() })
   }
 
   private idleCheck (): void { if (this.queuedPieceBytes === 0) this.opts.onIdle?.() }

@@ -4,7 +4,7 @@ import {
   repeat, Subject, switchMap, take, takeUntil, tap, throwError, timeout, timer, toArray, type SchedulerLike,
 } from 'rxjs'
 import { HashMismatchError, NoSourcesError, PeerTimeoutError, ProtocolError, RemoteError, StorageError } from '../errors'
-import { BUSY_MAX_DOUBLINGS, BUSY_RETRY_MS, FAN_OUT, IN_FLIGHT_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS, REPROBE_MS, STALL_FACTOR, STALL_MIN_MS, WATCH_MS } from '../limits'
+import { BUSY_MAX_DOUBLINGS, BUSY_RETRY_MS, FAN_OUT, IN_FLIGHT_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS, RAREST_FIRST_COPIES, REPROBE_MS, STALL_FACTOR, STALL_MIN_MS, WATCH_MS } from '../limits'
 import { MAX_HASHES_PER_FRAME, REMOTE_CODES, type FileMetaData, type NodeInfo, type PeerAddress } from '../protocol/messages'
 import type { Frame } from '../protocol/frames'
 import type { PeerLink } from '../net/peerConnection'
@@ -261,8 +261,9 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       const id = src.peer.nodeId
       const offset = index * meta.blockSize
       const expected = Math.min(meta.blockSize, meta.size - offset)
-      // (with how many of our sources hold it: the holder sends the rarest of its queue first)
-      const ask$ = deps.link(src.peer).request({ type: 'leech', hash: meta.hash, size: meta.size, offset, blockSize: meta.blockSize, pieces: meta.pieces, copies: picker.copies(index) })
+      // (with how many of our sources hold it, up to what a holder looks at: it sends the rarest of
+      // its queue first)
+      const ask$ = deps.link(src.peer).request({ type: 'leech', hash: meta.hash, size: meta.size, offset, blockSize: meta.blockSize, pieces: meta.pieces, copies: Math.min(picker.copies(index), RAREST_FIRST_COPIES) })
       return (deps.budget === undefined ? ask$ : deps.budget.take(expected).pipe(take(1), switchMap(() => ask$))).pipe(
         timeout({ first: stallMs(id, expected), scheduler, with: () => throwError(() => new PeerTimeoutError(label(src.peer), `piece ${index}`)) }),
         // a seeder that already sent this piece to someone: get it from a peer (not a failure)

@@ -113,6 +113,22 @@ describe('PeerServer onIdle', () => {
     expect(order).toEqual(['first', 'rare', 'common'])
   })
 
+  it('puts every piece request of a connection on the budget at once: a rare piece is not held behind a common one asked before it', async () => {
+    server = new PeerServer(handle, { host: '127.0.0.1', port: 0, budget: new TokenBucket({ rate: 10 * BLOCK, burst: BLOCK, ageMs: RAREST_FIRST_AGE_MS }) })
+    const addr = await server.start()
+    const [a, b] = ['a', 'b'].map((x) => new PeerConnection({ nodeId: x.repeat(32), host: '127.0.0.1', port: addr.port }))
+    conns.push(a, b)
+    const order: string[] = []
+    const askCopies = (conn: PeerConnection, i: number, copies: number, name: string): Promise<void> =>
+      firstValueFrom(conn.request({ type: 'leech', hash: 'ab'.repeat(32), size: data.length, offset: i * BLOCK, blockSize: BLOCK, pieces: 8, copies }).pipe(timeout(3000))).then(() => { order.push(name) })
+    await askCopies(a, 0, 9, 'first') // takes the full bucket: the next grant is 100 ms away
+    // on one connection a common piece, then a rare one; another connection's piece in between
+    const waits = [askCopies(a, 1, 9, 'common'), askCopies(a, 2, 1, 'rare'), askCopies(b, 3, 5, 'middle')]
+    await Promise.all(waits)
+    // (one request at a time per connection would send a's common piece before its rare one)
+    expect(order).toEqual(['first', 'rare', 'middle', 'common'])
+  })
+
   it('without a budget, is called after each piece sent with nothing queued behind it (never for other replies)', async () => {
     const idle: number[] = []
     server = new PeerServer(handle, { host: '127.0.0.1', port: 0, onIdle: () => idle.push(server?.queuedPieceBytes ?? -1) })

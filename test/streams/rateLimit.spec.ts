@@ -1,5 +1,5 @@
 import { TestScheduler } from 'rxjs/testing'
-import { concatMap, from, map, timer } from 'rxjs'
+import { concatMap, from, map, timer, type SchedulerLike } from 'rxjs'
 import { parseRate, rateLimit, TokenBucket } from '../../streams/rateLimit'
 import { seeded } from '../helpers/random'
 
@@ -193,6 +193,21 @@ describe('rateLimit', () => {
       // at 100 ms: 3 - 100/10 = -7 against 0 - 40/10 = -4: the older one goes first
       expectObservable(bucket.take(1000, 3)).toBe('100ms (g|)', granted)
       expectObservable(bucket.take(1000, 0), '60ms ^').toBe('200ms (g|)', granted)
+    })
+  })
+
+  it('measures waiting on a clock that never goes back: a wall clock stepped back does not put newcomers ahead of older waiters', () => {
+    const ts = setup()
+    ts.run(({ expectObservable }) => {
+      let skew = 0
+      const scheduler = { now: () => ts.now() + skew, schedule: ts.schedule.bind(ts) } as unknown as SchedulerLike
+      const bucket = new TokenBucket({ rate: 10_000, burst: 1000, ageMs: 10, scheduler })
+      expectObservable(bucket.take(1000)).toBe('(g|)', granted)
+      ts.schedule(() => { skew = -10_000 }, 50) // the clock steps back 10 s at 50 ms
+      // (the 50 ms before the step are not refilled: the first grant comes at 160 ms, not 100)
+      expectObservable(bucket.take(1000, 5)).toBe('160ms (g|)', granted)
+      // the same priority, 60 ms later but with a clock reading 10 s earlier: still after the first
+      expectObservable(bucket.take(1000, 5), '60ms ^').toBe('260ms (g|)', granted)
     })
   })
 
