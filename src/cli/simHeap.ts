@@ -32,15 +32,19 @@ const MEMORY_SHARE = 0.85
  */
 export function simNodeFlags (nodes: number, m: { heapLimit: number, totalMemory: number, nodeFlags: string }): string[] | null {
   const want = simHeapBytes(nodes)
-  const cap = m.totalMemory * MEMORY_SHARE
   const userOld = /--max-old-space-size/.test(m.nodeFlags)
+  const userSemi = /--max-semi-space-size=(\d+)/.exec(m.nodeFlags)
+  const semi = userSemi === null ? SEMI_SPACES.find((s) => nodes >= s.fromNodes)?.mib : Number(userSemi[1])
+  // the young generation comes on top of the old space: V8 sizes it at three semi-spaces (two, and
+  // as much again for large young objects)
+  const young = 3 * (semi ?? 0) * MiB
+  const cap = m.totalMemory * MEMORY_SHARE - young
   if (want > cap && !userOld) {
-    throw new UsageError(`simulating ${nodes} nodes needs about ${(want / GiB).toFixed(1)} GiB of memory; this machine has ${(m.totalMemory / GiB).toFixed(1)} GiB (use fewer --nodes, or set node's --max-old-space-size yourself to try anyway)`)
+    throw new UsageError(`simulating ${nodes} nodes needs about ${((want + young) / GiB).toFixed(1)} GiB of memory; this machine has ${(m.totalMemory / GiB).toFixed(1)} GiB (use fewer --nodes, or set node's --max-old-space-size yourself to try anyway)`)
   }
   const flags: string[] = []
   // (twice what is live: the collector then runs less often)
   if (want > m.heapLimit && !userOld) flags.push(`--max-old-space-size=${Math.floor(Math.min(cap, Math.max(2 * want, 4 * GiB)) / MiB)}`)
-  const semi = SEMI_SPACES.find((s) => nodes >= s.fromNodes)
-  if (semi !== undefined && !/--max-semi-space-size/.test(m.nodeFlags)) flags.push(`--max-semi-space-size=${semi.mib}`)
+  if (semi !== undefined && userSemi === null) flags.push(`--max-semi-space-size=${semi}`)
   return flags.length === 0 ? null : flags
 }
