@@ -1,5 +1,5 @@
 import net from 'node:net'
-import { asyncScheduler, firstValueFrom, NEVER, Observable, timeout } from 'rxjs'
+import { asyncScheduler, firstValueFrom, NEVER, Observable, timeout, VirtualTimeScheduler } from 'rxjs'
 import { FRESH_QUEUE_FACTOR, RAREST_FIRST_AGE_MS } from '../../src/limits'
 import { TokenBucket } from '../../streams/rateLimit'
 import { PeerConnection, type WithoutReq } from '../../src/net/peerConnection'
@@ -94,39 +94,49 @@ describe('PeerServer onIdle', () => {
     expect(idle).toEqual([0])
   })
 
+  // The budget runs on virtual time, advanced by hand once every request is queued, and the order
+  // is read where the server answers: the order is the budget's, not the machine's timing.
+  const rarestSetup = async (peers: string[]): Promise<{ conns: PeerConnection[], sent: number[], ask: (conn: PeerConnection, i: number, copies: number) => Promise<unknown>, release: (queued: number) => Promise<void> }> => {
+    const vts = new VirtualTimeScheduler()
+    const sent: number[] = []
+    const recording = (m: PeerRequest): Outgoing => { if (m.type === 'leech') sent.push(m.offset / BLOCK); return handle(m) }
+    // 64 KiB pieces at 640 KiB/s: one every 100 (virtual) ms; the first goes at once (a full bucket)
+    const s = new PeerServer(recording, { host: '127.0.0.1', port: 0, budget: new TokenBucket({ rate: 10 * BLOCK, burst: BLOCK, ageMs: RAREST_FIRST_AGE_MS, scheduler: vts }) })
+    server = s
+    const addr = await s.start()
+    const cs = peers.map((x) => new PeerConnection({ nodeId: x.repeat(32), host: '127.0.0.1', port: addr.port }))
+    conns.push(...cs)
+    const ask = (conn: PeerConnection, i: number, copies: number): Promise<unknown> =>
+      firstValueFrom(conn.request({ type: 'leech', hash: 'ab'.repeat(32), size: data.length, offset: i * BLOCK, blockSize: BLOCK, pieces: 8, copies }).pipe(timeout(3000)))
+    const release = async (queued: number): Promise<void> => {
+      for (let i = 0; i < 200 && s.queuedPieceBytes < queued * BLOCK; i++) await new Promise((r) => setTimeout(r, 10))
+      expect(s.queuedPieceBytes).toBe(queued * BLOCK)
+      vts.flush()
+    }
+    return { conns: cs, sent, ask, release }
+  }
+
   it('sends the piece with the fewest copies first, from any connection, once the budget grants', async () => {
-    // 64 KiB pieces at 640 KiB/s: one every 100 ms; the first goes at once (a full bucket)
-    server = new PeerServer(handle, { host: '127.0.0.1', port: 0, budget: new TokenBucket({ rate: 10 * BLOCK, burst: BLOCK, ageMs: RAREST_FIRST_AGE_MS }) })
-    const addr = await server.start()
-    const [a, b, c] = ['a', 'b', 'c'].map((x) => new PeerConnection({ nodeId: x.repeat(32), host: '127.0.0.1', port: addr.port }))
-    conns.push(a, b, c)
-    const order: string[] = []
-    const askCopies = (conn: PeerConnection, i: number, copies: number, name: string): Promise<void> =>
-      firstValueFrom(conn.request({ type: 'leech', hash: 'ab'.repeat(32), size: data.length, offset: i * BLOCK, blockSize: BLOCK, pieces: 8, copies }).pipe(timeout(3000))).then(() => { order.push(name) })
-    const first = askCopies(a, 0, 9, 'first')
-    await first
-    // a common piece asked first, a rare one (one copy) 20 ms later on another connection
-    const common = askCopies(b, 1, 9, 'common')
+    const { conns: [a, b, c], sent, ask, release } = await rarestSetup(['a', 'b', 'c'])
+    await ask(a, 0, 9) // takes the full bucket
+    // a common piece asked first, a rare one (one copy) after it on another connection
+    const common = ask(b, 1, 9)
     await new Promise((r) => setTimeout(r, 20))
-    const rare = askCopies(c, 2, 1, 'rare')
+    const rare = ask(c, 2, 1)
+    await release(2)
     await Promise.all([common, rare])
-    expect(order).toEqual(['first', 'rare', 'common'])
+    expect(sent).toEqual([0, 2, 1])
   })
 
   it('puts every piece request of a connection on the budget at once: a rare piece is not held behind a common one asked before it', async () => {
-    server = new PeerServer(handle, { host: '127.0.0.1', port: 0, budget: new TokenBucket({ rate: 10 * BLOCK, burst: BLOCK, ageMs: RAREST_FIRST_AGE_MS }) })
-    const addr = await server.start()
-    const [a, b] = ['a', 'b'].map((x) => new PeerConnection({ nodeId: x.repeat(32), host: '127.0.0.1', port: addr.port }))
-    conns.push(a, b)
-    const order: string[] = []
-    const askCopies = (conn: PeerConnection, i: number, copies: number, name: string): Promise<void> =>
-      firstValueFrom(conn.request({ type: 'leech', hash: 'ab'.repeat(32), size: data.length, offset: i * BLOCK, blockSize: BLOCK, pieces: 8, copies }).pipe(timeout(3000))).then(() => { order.push(name) })
-    await askCopies(a, 0, 9, 'first') // takes the full bucket: the next grant is 100 ms away
+    const { conns: [a, b], sent, ask, release } = await rarestSetup(['a', 'b'])
+    await ask(a, 0, 9) // takes the full bucket
     // on one connection a common piece, then a rare one; another connection's piece in between
-    const waits = [askCopies(a, 1, 9, 'common'), askCopies(a, 2, 1, 'rare'), askCopies(b, 3, 5, 'middle')]
+    const waits = [ask(a, 1, 9), ask(a, 2, 1), ask(b, 3, 5)]
+    // (one request at a time per connection would have only a's common piece and b's waiting)
+    await release(3)
     await Promise.all(waits)
-    // (one request at a time per connection would send a's common piece before its rare one)
-    expect(order).toEqual(['first', 'rare', 'middle', 'common'])
+    expect(sent).toEqual([0, 2, 3, 1])
   })
 
   it('without a budget, is called after each piece sent with nothing queued behind it (never for other replies)', async () => {
