@@ -123,9 +123,7 @@ export class PeerServer {
       sock.destroy()
     }
     const remote: Remote = { host: sock.remoteAddress ?? '' }
-    // pieces waiting for upload budget: every piece request of the connection waits there at once
-    // (replies carry `req`, so they may leave out of order), so the rarest across all connections
-    // goes first, not only the rarest among each connection's oldest request
+    // this connection's pieces waiting for upload budget, all at once (see the class comment)
     const waiting = new Set<Subscription>()
     const send = (out: Outgoing): void => {
       if (out.payload === undefined) { sock.write(encodeFrameHead(out.msg)); return }
@@ -174,19 +172,15 @@ export class PeerServer {
         const budget = this.opts.budget
         if (budget === undefined || m.type !== 'leech') { sent(); answer(m); if (bytes > 0) this.idleCheck(); continue }
         // answered (and the file checked) only once the budget grants the piece's bytes; a grant
-        // may come at once (inside subscribe) or later
-        let granted = false
-        let s: Subscription | undefined
+        // may come at once (inside subscribe: then the subscription is closed already) or later
         // (pieces of all connections wait on one budget, the rarest first: see sendPriority)
-        s = budget.take(Math.min(m.blockSize, m.size - m.offset), sendPriority(m)).pipe(take(1)).subscribe(() => {
-          granted = true
-          if (s !== undefined) waiting.delete(s)
+        const s = budget.take(Math.min(m.blockSize, m.size - m.offset), sendPriority(m)).pipe(take(1)).subscribe(() => {
           if (sock.destroyed) return
           sent()
           answer(m)
           this.idleCheck()
         })
-        if (!granted) waiting.add(s)
+        if (!s.closed) { waiting.add(s); s.add(() => waiting.delete(s)) }
       }
     }
     sock.on('drain', pump)
