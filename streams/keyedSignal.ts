@@ -11,18 +11,23 @@ export class KeyedSignal<K> {
   private readonly waiting = new Map<K, Set<() => void>>()
 
   once (key: K): Observable<void> {
-    return new Observable<void>((sub) => {
-      const f = (): void => { sub.next(); sub.complete() }
-      let set = this.waiting.get(key)
-      if (set === undefined) { set = new Set(); this.waiting.set(key, set) }
-      set.add(f)
-      return () => {
-        const s = this.waiting.get(key)
-        if (s === undefined) return
-        s.delete(f)
-        if (s.size === 0 && this.waiting.get(key) === s) this.waiting.delete(key)
-      }
-    })
+    return new Observable<void>((sub) => this.on(key, () => { sub.next(); sub.complete() }))
+  }
+
+  /**
+   * Call `f` the next time `key` fires; returns what takes it back (safe to call after it ran).
+   * What `once` does, without an Observable and a subscriber per waiter, for a hand-written flow.
+   */
+  on (key: K, f: () => void): () => void {
+    let set = this.waiting.get(key)
+    if (set === undefined) { set = new Set(); this.waiting.set(key, set) }
+    set.add(f)
+    return () => {
+      const s = this.waiting.get(key)
+      if (s === undefined) return
+      s.delete(f)
+      if (s.size === 0 && this.waiting.get(key) === s) this.waiting.delete(key)
+    }
   }
 
   fire (key: K): void {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import {
   asyncScheduler, catchError, concat, defer, EMPTY, exhaustMap, filter, finalize, from, ignoreElements, map, merge, mergeMap, Observable, of,
-  repeat, Subject, switchMap, take, takeUntil, tap, throwError, timeout, timer, toArray, type SchedulerLike,
+  repeat, Subject, type Subscription, switchMap, take, takeUntil, tap, throwError, timeout, timer, toArray, type SchedulerLike,
 } from 'rxjs'
 import { HashMismatchError, NoSourcesError, PeerTimeoutError, ProtocolError, RemoteError, StorageError } from '../errors'
 import { BUSY_MAX_DOUBLINGS, BUSY_RETRY_MS, FAN_OUT, IN_FLIGHT_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS, RAREST_FIRST_COPIES, REPROBE_MS, STALL_FACTOR, STALL_MIN_MS, WATCH_MS } from '../limits'
@@ -256,76 +256,116 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     }
 
     // ------------------------------------------------------------ one piece from one source
-    // emits the piece index once it is stored; events go out through `emit`
-    const fetchPiece = (src: Source, index: number): Observable<number> => {
+    // Ask `src` for piece `index` and store it once its hash checks out. Completes when the piece
+    // is stored (by this fetch or by another source's: the endgame's duplicates stop there), or
+    // when the source declined it (BUSY, SEEDED: not its fault; it goes back); errors when the
+    // source failed (silent past its stall time, an unasked-for frame, too many bad pieces) or the
+    // disk did. Whatever ends it, a piece not stored goes back to the picker. Events go out
+    // through `emit`.
+    //
+    // One hand-written subscriber, not a pipe (budget → timeout → catchError → map → two
+    // mergeMaps → takeUntil → finalize): a swarm makes this call for every piece request, and in
+    // a simulated one of thousands of nodes those operators' objects were a large part of the
+    // garbage. Its steps, in order: the request (after the download budget, if any) with a stall
+    // deadline, the frame's checks, the piece's hash, the write.
+    const fetchPiece = (src: Source, index: number): Observable<number> => new Observable<number>((sub) => {
       const id = src.peer.nodeId
       const offset = index * meta.blockSize
       const expected = Math.min(meta.blockSize, meta.size - offset)
+      let ask: Subscription | undefined
+      let hashing: Subscription | undefined
+      let writing: Subscription | undefined
+      let deadline: Subscription | undefined
+      // a piece stored (by another source in the endgame, or by this fetch) ends this fetch
+      const offLanded = landed.on(index, () => sub.complete())
+      // (a callback of a step that throws ends the fetch with that error, as an operator would)
+      const guard = <A>(f: (a: A) => void) => (a: A): void => { try { f(a) } catch (err) { sub.error(err) } }
+      const store = guard((data: Buffer): void => {
+        if (picker.isDone(index)) { sub.complete(); return } // another source won the race
+        writing = sink.write(data, offset).subscribe({
+          next: guard(() => {
+            if (picker.isDone(index)) return
+            const bytes = data.length // the sink owns the buffer once stored (it may move it to a worker)
+            sink.stored(offset, data)
+            picker.done(id, index)
+            busyStreak.delete(id)
+            landedFrom(id, bytes)
+            downloaded += bytes
+            emit({ event: 'piece', index, bytes, peer: label(src.peer) })
+            landed.fire(index) // ends this fetch and cancels duplicates
+            if (picker.complete) complete$.next()
+            // in the endgame an idle source may take a copy of a piece still in flight elsewhere
+            if (picker.missing === 0 && !picker.complete) wake(null)
+          }),
+          error: (err: unknown) => sub.error(err),
+          complete: () => sub.complete(),
+        })
+      })
+      const checked = guard(({ data, ok }: { data: Buffer, ok: boolean }): void => {
+        if (ok) { store(data); return }
+        picker.release(id, index, true) // fetched elsewhere, never again from this peer
+        const n = (strikes.get(id) ?? 0) + 1
+        strikes.set(id, n)
+        emit({ event: 'piece-failed', index, peer: label(src.peer), reason: 'hash mismatch' })
+        if (n >= maxStrikes) { banned.add(id); sub.error(new ProtocolError(`peer ${label(src.peer)} sent ${n} bad pieces: banned`)); return }
+        sub.complete()
+      })
+      const answered = guard((f: Frame): void => {
+        deadline?.unsubscribe()
+        const m = f.msg
+        if (m.type !== 'piece' || m.offset !== offset || m.pieceSize !== expected || m.clusterName !== meta.hash || f.payload?.length !== expected) {
+          throw new ProtocolError(`peer ${label(src.peer)} sent a piece that was not asked for`)
+        }
+        if (m.bitfield !== undefined && m.totalPieces === meta.pieces) picker.addHave(id, m.bitfield)
+        const data = f.payload
+        const hashes = pieceHashes
+        if (hashes === null) { checked({ data, ok: true }); return }
+        let hashed = false
+        hashing = pieceDigest(data).subscribe({
+          next: (h) => { if (!hashed) { hashed = true; checked({ data: h.data, ok: h.digest.equals(hashes.subarray(index * 32, index * 32 + 32)) }) } },
+          error: (err: unknown) => sub.error(err),
+          complete: () => { if (!hashed) sub.complete() },
+        })
+      })
+      const refused = guard((err: unknown): void => {
+        // a busy peer (not at fault either): the piece goes back for another holder, and this
+        // peer is asked again after a short pause (waiting for its next probe left uplinks idle)
+        if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.busy) {
+          pauseBusy(id)
+          picker.release(id, index)
+          wake(index)
+          sub.complete()
+          return
+        }
+        // a seeder that already sent this piece to someone: get it from a peer (not a failure)
+        if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.seeded) { picker.decline(id, index); wake(index); sub.complete(); return }
+        sub.error(err)
+      })
       // (with how many of our sources hold it, up to what a holder looks at: it sends the rarest of
       // its queue first)
       const ask$ = deps.link(src.peer).request({ type: 'leech', hash: meta.hash, size: meta.size, offset, blockSize: meta.blockSize, pieces: meta.pieces, copies: Math.min(picker.copies(index), RAREST_FIRST_COPIES) })
-      return (deps.budget === undefined ? ask$ : deps.budget.take(expected).pipe(take(1), switchMap(() => ask$))).pipe(
-        timeout({ first: stallMs(id, expected), scheduler, with: () => throwError(() => new PeerTimeoutError(label(src.peer), `piece ${index}`)) }),
-        // a seeder that already sent this piece to someone: get it from a peer (not a failure)
-        catchError((err: unknown) => {
-          // a busy peer (not at fault either): the piece goes back for another holder, and this
-          // peer is asked again after a short pause (waiting for its next probe left uplinks idle)
-          if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.busy) {
-            pauseBusy(id)
-            picker.release(id, index)
-            wake(index)
-            return EMPTY
-          }
-          if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.seeded) { picker.decline(id, index); wake(index); return EMPTY }
-          throw err
-        }),
-        map((f: Frame) => {
-          const m = f.msg
-          if (m.type !== 'piece' || m.offset !== offset || m.pieceSize !== expected || m.clusterName !== meta.hash || f.payload?.length !== expected) {
-            throw new ProtocolError(`peer ${label(src.peer)} sent a piece that was not asked for`)
-          }
-          if (m.bitfield !== undefined && m.totalPieces === meta.pieces) picker.addHave(id, m.bitfield)
-          return f.payload
-        }),
-        mergeMap((data) => {
-          const hashes = pieceHashes
-          if (hashes === null) return of({ data, ok: true })
-          return pieceDigest(data).pipe(map((h) => ({ data: h.data, ok: h.digest.equals(hashes.subarray(index * 32, index * 32 + 32)) })))
-        }),
-        mergeMap(({ data, ok }): Observable<number> => {
-          if (!ok) {
-            picker.release(id, index, true) // fetched elsewhere, never again from this peer
-            const n = (strikes.get(id) ?? 0) + 1
-            strikes.set(id, n)
-            emit({ event: 'piece-failed', index, peer: label(src.peer), reason: 'hash mismatch' })
-            if (n >= maxStrikes) { banned.add(id); return throwError(() => new ProtocolError(`peer ${label(src.peer)} sent ${n} bad pieces: banned`)) }
-            return EMPTY
-          }
-          if (picker.isDone(index)) return EMPTY // another source won the race
-          return of({ position: offset, data }).pipe(
-            writeSink(sink, 1),
-            filter(() => !picker.isDone(index)),
-            map((c) => {
-              const bytes = c.data.length // the sink owns the buffer once stored (it may move it to a worker)
-              sink.stored(c.position, c.data)
-              picker.done(id, index)
-              busyStreak.delete(id)
-              landedFrom(id, bytes)
-              downloaded += bytes
-              emit({ event: 'piece', index, bytes, peer: label(src.peer) })
-              landed.fire(index) // cancels duplicates
-              if (picker.complete) complete$.next()
-              // in the endgame an idle source may take a copy of a piece still in flight elsewhere
-              if (picker.missing === 0 && !picker.complete) wake(null)
-              return index
-            }),
-          )
-        }),
-        // the endgame: when another source delivers this piece first, stop waiting for ours
-        takeUntil(landed.once(index)),
-        finalize(() => { if (!picker.isDone(index)) picker.release(id, index) }),
-      )
-    }
+      let replied = false
+      ask = (deps.budget === undefined ? ask$ : deps.budget.take(expected).pipe(take(1), switchMap(() => ask$))).subscribe({
+        next: (f) => { if (!replied) { replied = true; answered(f) } },
+        error: refused,
+        complete: () => { if (!replied) sub.complete() },
+      })
+      // the deadline covers the wait for the budget too
+      if (!sub.closed && !replied) {
+        deadline = scheduler.schedule(() => {
+          ask?.unsubscribe()
+          sub.error(new PeerTimeoutError(label(src.peer), `piece ${index}`))
+        }, stallMs(id, expected))
+      }
+      return () => {
+        offLanded()
+        deadline?.unsubscribe()
+        ask?.unsubscribe()
+        hashing?.unsubscribe()
+        writing?.unsubscribe()
+        if (!picker.isDone(index)) picker.release(id, index)
+      }
+    })
 
     // ------------------------------------------------------------ one source's loop
     const runSource = (src: Source): Observable<never> => {
@@ -377,7 +417,16 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           finalize(over),
         )
       })))
-      // pieces only once they can be checked
+      // nothing more from it for now: wait for its news (or a piece given back), then go on
+      // (a paused source sleeps its pause out: waking it on every piece news would only spin it)
+      const rest = (): Observable<unknown> => {
+        if (paused(id)) return timer(resumeIn(id), scheduler).pipe(filter(() => !picker.complete))
+        idle.next()
+        // (and look again after rediscoverMs in any case: a wake lost to a silent peer costs a second, not the download)
+        return firstOrAfter(idleSources.once(id), rediscoverMs, scheduler).pipe(filter(() => !picker.complete))
+      }
+      // pieces only once they can be checked; the loop rests in itself once they can (until then
+      // it starts again after each rest)
       const fetch$ = concat(hashes$, defer(() => !hashesKnown() ? EMPTY : leechPieces({
         next: () => {
           const missing = picker.missing
@@ -393,18 +442,8 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         fetch: (offset) => fetchPiece(src, offset / meta.blockSize),
         pipeline,
         window: () => windowOf(id),
-      }))).pipe(
-        // nothing more from it for now: wait for its news (or a piece given back), then go on
-        // (a paused source sleeps its pause out: waking it on every piece news would only spin it)
-        repeat({
-          delay: () => {
-            if (paused(id)) return timer(resumeIn(id), scheduler).pipe(filter(() => !picker.complete))
-            idle.next()
-            // (and look again after rediscoverMs in any case: a wake lost to a silent peer costs a second, not the download)
-            return firstOrAfter(idleSources.once(id), rediscoverMs, scheduler).pipe(filter(() => !picker.complete))
-          },
-        }),
-      )
+        idle: rest,
+      }))).pipe(repeat({ delay: rest }))
       // (watch$ first: a source with nothing for us goes idle at once, inside fetch$'s subscribe,
       // and that first idle signal must find watch$ listening, or the source is not watched
       // until something wakes it, a second later at worst)
