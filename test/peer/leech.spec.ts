@@ -6,7 +6,7 @@ import type { FileMetaData, NodeInfo, PeerAddress, PeerRequest } from '../../src
 import type { Frame } from '../../src/protocol/frames'
 import type { PeerLink, WithoutReq } from '../../src/net/peerConnection'
 import { MemorySink } from '../../src/storage/memorySink'
-import { RemoteError } from '../../src/errors'
+import { RemoteError, StorageError } from '../../src/errors'
 
 const BLOCK = 4096
 const content = randomBytes(4 * BLOCK + 100) // 5 pieces, the last one short
@@ -198,6 +198,25 @@ describe('leech flow', () => {
     deps.openSink = (m) => { const s = new MemorySink(m, [], 2); sinks.push(s); return s }
     const { events, error } = run(ts, deps)
     expect(error).toMatchObject({ code: 'ERR_STORAGE' })
+    expect(events.some((e) => e.event === 'peer-dropped')).toBe(false)
+    expect(sinks[0].committed).toBe(false)
+    expect(sinks[0].closed).toBe(true)
+  })
+
+  it('stops the whole download when recording a stored piece fails (its state file on a full disk), as an error of the flow', () => {
+    const ts = newScheduler()
+    const { deps, sinks } = world(ts, [A, B], {})
+    deps.openSink = (m) => {
+      const s = new MemorySink(m)
+      const stored = s.stored.bind(s)
+      let n = 0
+      s.stored = (offset, data) => { if (++n > 2) throw new StorageError('no space left on device (simulated)'); stored(offset, data) }
+      sinks.push(s)
+      return s
+    }
+    const { events, error } = run(ts, deps)
+    expect(error).toMatchObject({ code: 'ERR_STORAGE' })
+    expect(events.filter((e) => e.event === 'piece')).toHaveLength(2)
     expect(events.some((e) => e.event === 'peer-dropped')).toBe(false)
     expect(sinks[0].committed).toBe(false)
     expect(sinks[0].closed).toBe(true)

@@ -112,4 +112,75 @@ describe('leechPieces', () => {
       expectSubscriptions(slow.subscriptions).toBe(['^--!', '^--!'])
     })
   })
+
+  describe('idle', () => {
+    it('rests on idle() when nothing is in flight and nothing is offered, then asks again on its first value', () => {
+      setup().run(({ cold, expectObservable, expectSubscriptions }) => {
+        // what the source offers: offset 0 now; offset 1 only once the rest hears news (frame 6)
+        const offered = [0]
+        const next = (): number | null => offered.shift() ?? null
+        const fetch = (o: number): Observable<number> => cold('-p|', { p: o })
+        const rests = [cold('----n-n|'), cold('--|')]
+        let r = 0
+        const out = leechPieces({ next, fetch, pipeline: 2, idle: () => rests[r++].pipe(tap(() => offered.push(1))) })
+        // 0 lands at frame 1: nothing is in flight, the loop rests from there; the rest's first
+        // value (frame 5) asks again: 1 lands at 6; the second rest ends empty (frame 8): so does
+        // the loop
+        expectObservable(out).toBe('-a----b-|', { a: 0, b: 1 })
+        // the first rest is left at its first value, the second ends by itself
+        expectSubscriptions(rests[0].subscriptions).toBe('-^---!')
+        expectSubscriptions(rests[1].subscriptions).toBe('------^-!')
+      })
+    })
+
+    it('does not rest while a request is in flight', () => {
+      setup().run(({ cold, expectObservable, expectSubscriptions }) => {
+        const fetch = (o: number): Observable<number> => cold(o === 0 ? '-p|' : '-----p|', { p: o })
+        const rest = cold('|')
+        // 0 lands at frame 1 (passed on at 2, when its fetch frees a slot) with 1 still in flight:
+        // the rest starts only when 1 lands (5)
+        const out = leechPieces({ next: offsets([0, 1]), fetch, pipeline: 2, idle: () => rest })
+        expectObservable(out).toBe('--a--b|', { a: 0, b: 1 })
+        expectSubscriptions(rest.subscriptions).toBe('-----(^!)')
+      })
+    })
+
+    it('is the same loop after a rest: the bound on requests in flight holds across rests', () => {
+      const ts = setup()
+      ts.run(({ cold, flush }) => {
+        let open = 0; let peak = 0; let subscribed = 0
+        const counting = (o: number): Observable<number> => new RxObservable<number>((sub) => {
+          open++; peak = Math.max(peak, open)
+          const s = cold('-x|', { x: o }).subscribe(sub)
+          return () => { open--; s.unsubscribe() }
+        })
+        // offsets come in bursts of 5 with nothing between them; 4 rests, each over at its first value
+        const bursts = [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11, 12, 13, 14], [15, 16, 17, 18, 19]]
+        let b = 0; let i = 0
+        const next = (): number | null => { if (b < bursts.length && i < bursts[b].length) return bursts[b][i++]; return null }
+        const loop = leechPieces({
+          next,
+          fetch: counting,
+          pipeline: 3,
+          idle: () => { b++; i = 0; return b < bursts.length ? cold('--n') : cold('|') },
+        })
+        const got: number[] = []
+        let completed = false
+        new RxObservable<number>((sub) => { subscribed++; return loop.subscribe(sub) }).subscribe({ next: (v) => got.push(v), complete: () => { completed = true } })
+        flush()
+        expect(peak).toBe(3)
+        expect(got).toEqual([...Array(20).keys()])
+        expect(completed).toBe(true)
+        expect(open).toBe(0)
+        expect(subscribed).toBe(1)
+      })
+    })
+
+    it('an error of the rest ends the loop with it', () => {
+      setup().run(({ cold, expectObservable }) => {
+        const out = leechPieces({ next: offsets([0]), fetch: (o) => cold('-p|', { p: o }), pipeline: 1, idle: () => cold('--#', undefined, new Error('gone')) })
+        expectObservable(out).toBe('--a-#', { a: 0 }, new Error('gone'))
+      })
+    })
+  })
 })
