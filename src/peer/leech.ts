@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import {
   asyncScheduler, catchError, concat, defer, EMPTY, exhaustMap, filter, finalize, from, ignoreElements, map, merge, mergeMap, Observable, of,
-  repeat, Subject, type Subscription, switchMap, take, takeUntil, tap, throwError, timeout, timer, toArray, type SchedulerLike,
+  repeat, Subject, type Subscriber, type Subscription, switchMap, take, takeUntil, tap, throwError, timeout, timer, toArray, type SchedulerLike,
 } from 'rxjs'
 import { HashMismatchError, NoSourcesError, PeerTimeoutError, ProtocolError, RemoteError, StorageError } from '../errors'
 import { BUSY_MAX_DOUBLINGS, BUSY_RETRY_MS, FAN_OUT, IN_FLIGHT_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS, RAREST_FIRST_COPIES, REPROBE_MS, STALL_FACTOR, STALL_MIN_MS, WATCH_MS } from '../limits'
@@ -389,20 +389,33 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       // stores a piece we lack (one watch out at a time; its news wakes this source's loop)
       // (the flag is cleared before the news is acted on: the loop it wakes may go idle again at
       // once, and must be able to send the next watch)
-      const idle = new Subject<void>()
+      // (one subscriber per watch, not defer → timeout → mergeMap → finalize: a swarm sends one
+      // for every rest of every source)
       let watching = false
-      const watch$ = idle.pipe(filter(() => !watching), mergeMap(() => defer(() => {
-        if (src.bitfield === null || picker.complete || sources.get(id) !== src) return EMPTY
+      let watchTo: Subscriber<never> | null = null // watch$'s subscriber, while it is subscribed
+      const open = new Set<() => void>() // what ends each watch still out
+      const sendWatch = (): void => {
+        const to = watchTo
+        if (to === null || watching) return
+        if (src.bitfield === null || picker.complete || sources.get(id) !== src) return
         watching = true
-        let open = true
-        const over = (): void => { if (open) { open = false; watching = false } }
+        let out = true
+        const over = (): void => { if (out) { out = false; watching = false } }
+        let reply: Subscription | undefined
+        let deadline: Subscription | undefined
+        let reprobe: Subscription | undefined
+        const end = (): void => { open.delete(end); over(); deadline?.unsubscribe(); reply?.unsubscribe(); reprobe?.unsubscribe() }
+        open.add(end)
+        let answered = false
         // (without a hash list, it also answers as soon as it holds one; not once it said it does:
         // while a list is on its way from another source, that watch would be answered at once,
         // again and again)
         const w = { ...probe, since: src.version ?? 0, lacks: picker.wantBits(), waitMs: watchMs }
-        return deps.link(src.peer).request(hashesKnown() || src.hashes === true ? w : { ...w, needHashes: true }).pipe(
-          timeout({ first: watchMs + timeoutMs, scheduler, with: () => throwError(() => new PeerTimeoutError(label(src.peer), 'watch')) }),
-          mergeMap((f) => {
+        reply = deps.link(src.peer).request(hashesKnown() || src.hashes === true ? w : { ...w, needHashes: true }).subscribe({
+          next: (f) => {
+            if (answered) return
+            answered = true
+            deadline?.unsubscribe()
             const s = toSource(src.peer, f, meta)
             // a peer that does not know watches answers at once: its next watch waits a while
             const legacy = s === null || s.version === undefined
@@ -412,16 +425,25 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
               picker.setSource(id, s.bitfield, s.pending, s.sent)
               wake(id)
             }
-            return legacy ? timer(reprobeMs, scheduler).pipe(tap(() => { over(); wake(id) })) : EMPTY
-          }),
-          finalize(over),
-        )
-      })))
+            if (legacy) reprobe = scheduler.schedule(() => { end(); wake(id) }, reprobeMs)
+          },
+          // (watch$ errors: the source is dropped, and its teardown ends this watch)
+          error: (err: unknown) => to.error(err),
+          complete: () => { if (reprobe === undefined) end() },
+        })
+        if (!answered && out) {
+          deadline = scheduler.schedule(() => { reply?.unsubscribe(); to.error(new PeerTimeoutError(label(src.peer), 'watch')) }, watchMs + timeoutMs)
+        }
+      }
+      const watch$ = new Observable<never>((sub) => {
+        watchTo = sub
+        return () => { watchTo = null; for (const end of [...open]) end() }
+      })
       // nothing more from it for now: wait for its news (or a piece given back), then go on
       // (a paused source sleeps its pause out: waking it on every piece news would only spin it)
       const rest = (): Observable<unknown> => {
         if (paused(id)) return timer(resumeIn(id), scheduler).pipe(filter(() => !picker.complete))
-        idle.next()
+        sendWatch()
         // (and look again after rediscoverMs in any case: a wake lost to a silent peer costs a second, not the download)
         return firstOrAfter(idleSources.once(id), rediscoverMs, scheduler).pipe(filter(() => !picker.complete))
       }
