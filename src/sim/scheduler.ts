@@ -6,9 +6,10 @@ import { Subscription, type SchedulerAction, type SchedulerLike } from 'rxjs'
  * `SchedulerLike`, so the production flows (timeouts, timers, retries) run on it unchanged.
  *
  * rxjs's own VirtualTimeScheduler keeps its queue as a sorted array (every schedule re-sorts);
- * with thousands of nodes each holding a few timers that is quadratic. This one keeps a binary
- * heap of live actions: O(log n) to schedule, reschedule or cancel. A cancelled timer (a timeout
- * whose reply came) leaves the heap at once, so it holds no memory until its time would come.
+ * with thousands of nodes each holding a few timers that is quadratic. This one keeps a heap of
+ * live actions: O(log n) to schedule, reschedule or cancel. A cancelled timer (a timeout whose
+ * reply came) leaves the heap at once, so it holds no memory until its time would come. The heap
+ * is 4-ary: half the levels of a binary one, a node's children side by side.
  */
 export class SimScheduler implements SchedulerLike {
   private time = 0
@@ -65,7 +66,7 @@ export class SimScheduler implements SchedulerLike {
     const h = this.heap
     const a = h[i]
     while (i > 0) {
-      const p = (i - 1) >> 1
+      const p = (i - 1) >> 2
       if (!before(a, h[p])) break
       h[i] = h[p]; h[i].pos = i; i = p
     }
@@ -77,10 +78,11 @@ export class SimScheduler implements SchedulerLike {
     const n = h.length
     const a = h[i]
     for (;;) {
-      const l = 2 * i + 1
+      const l = 4 * i + 1
       if (l >= n) break
-      const r = l + 1
-      const c = r < n && before(h[r], h[l]) ? r : l
+      let c = l
+      const e = Math.min(l + 4, n)
+      for (let k = l + 1; k < e; k++) if (before(h[k], h[c])) c = k
       if (!before(h[c], a)) break
       h[i] = h[c]; h[i].pos = i; i = c
     }
