@@ -22,6 +22,16 @@ export class PieceTags {
   }
 
   tag (b: Buffer): PieceTag | undefined { return (b as Tagged)[TAG] }
+
+  // (every node checks every piece: each digest is computed once per simulation)
+  private readonly digests = new Map<string, Buffer[]>()
+
+  /** `pieceDigest(fileId, index)`, kept. */
+  digest (fileId: string, index: number): Buffer {
+    let file = this.digests.get(fileId)
+    if (file === undefined) { file = []; this.digests.set(fileId, file) }
+    return (file[index] ??= pieceDigest(fileId, index))
+  }
 }
 
 interface PieceTag { fileId: string, index: number, good: boolean }
@@ -72,7 +82,7 @@ export class SimSink implements PieceSink {
 
   readonly hashPiece = (data: Buffer): Observable<{ digest: Buffer, data: Buffer }> => defer(() => {
     const t = this.tags.tag(data)
-    return of({ digest: t === undefined || !t.good ? WRONG : pieceDigest(t.fileId, t.index), data })
+    return of({ digest: t === undefined || !t.good ? WRONG : this.tags.digest(t.fileId, t.index), data })
   })
 
   digest (): Observable<string> {
