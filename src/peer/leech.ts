@@ -9,7 +9,6 @@ import { MAX_HASHES_PER_FRAME, REMOTE_CODES, type FileMetaData, type NodeInfo, t
 import type { Frame } from '../protocol/frames'
 import type { PeerLink } from '../net/peerConnection'
 import { fanOutQuery, isAnswer } from '../../streams/fanOutQuery'
-import { firstOrAfter } from '../../streams/firstOrAfter'
 import { KeyedSignal } from '../../streams/keyedSignal'
 import { leechPieces } from '../../streams/leechPieces'
 import { writeSink, type PositionalWriter } from '../../streams/writeSink'
@@ -441,12 +440,17 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       })
       // nothing more from it for now: wait for its news (or a piece given back), then go on
       // (a paused source sleeps its pause out: waking it on every piece news would only spin it)
-      const rest = (): Observable<unknown> => {
-        if (paused(id)) return timer(resumeIn(id), scheduler).pipe(filter(() => !picker.complete))
+      // (it emits to go on, or completes empty once the download is complete; one subscriber and
+      // one timer, not firstOrAfter (streams/) and a filter: every source rests many times)
+      const rest = (): Observable<unknown> => new Observable<void>((sub) => {
+        const go = (): void => { if (!picker.complete) sub.next(); sub.complete() }
+        if (paused(id)) return scheduler.schedule(go, resumeIn(id))
         sendWatch()
+        const off = idleSources.on(id, go)
         // (and look again after rediscoverMs in any case: a wake lost to a silent peer costs a second, not the download)
-        return firstOrAfter(idleSources.once(id), rediscoverMs, scheduler).pipe(filter(() => !picker.complete))
-      }
+        const again = scheduler.schedule(go, rediscoverMs)
+        return () => { off(); again.unsubscribe() }
+      })
       // pieces only once they can be checked; the loop rests in itself once they can (until then
       // it starts again after each rest)
       const fetch$ = concat(hashes$, defer(() => !hashesKnown() ? EMPTY : leechPieces({
