@@ -40,6 +40,33 @@ const STATIC = new Map<string, { type: string, body: string }>([
   ['/app.css', { type: 'text/css; charset=utf-8', body: APP_CSS }],
 ])
 
+/** The host name of a Host header (no port, no IPv6 brackets), lower case; null if it is not one. */
+export function hostName (header: string): string | null {
+  const h = header.trim().toLowerCase()
+  if (h.startsWith('[')) { const end = h.indexOf(']'); return end > 1 && (end === h.length - 1 || h[end + 1] === ':') ? h.slice(1, end) : null }
+  const colon = h.indexOf(':')
+  if (colon >= 0 && h.indexOf(':', colon + 1) >= 0) return null
+  const name = colon >= 0 ? h.slice(0, colon) : h
+  return name === '' ? null : name
+}
+
+const isLoopbackAddress = (a: string): boolean => a === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(a) || a.toLowerCase() === '::ffff:127.0.0.1'
+
+/**
+ * Whether a dashboard bound to `bound` answers a request that names `header` as its Host. On a
+ * loopback address only loopback names are served: a web page elsewhere could otherwise point its
+ * own name at 127.0.0.1 (DNS rebinding) and read the dashboard from the user's browser. Bound to
+ * any other address the dashboard is reachable by that address's whole network anyway: any Host.
+ * No Host header at all (HTTP/1.0 tools; every browser sends one) is served.
+ */
+export function hostAllowed (header: string | undefined, bound: string): boolean {
+  if (!isLoopbackAddress(bound)) return true
+  if (header === undefined) return true
+  const name = hostName(header)
+  if (name === null) return false
+  return name === 'localhost' || name.endsWith('.localhost') || isLoopbackAddress(name)
+}
+
 /**
  * The tracker's read-only HTTP side: the dashboard page and its assets, `/api/state` (a JSON
  * snapshot), `/events` (Server-Sent Events: a snapshot about once a second) and `/metrics`
@@ -97,6 +124,11 @@ export class DashboardHttp {
       this.opts.metrics.httpRequest(route, status)
       res.writeHead(status, { ...SECURITY_HEADERS, 'Content-Type': type, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store', ...extra })
       res.end(body)
+    }
+    const bound = this.address()?.address ?? '127.0.0.1'
+    if (!hostAllowed(req.headers.host, bound)) {
+      send(403, 'text/plain; charset=utf-8', `host ${JSON.stringify(req.headers.host)} is not served: this dashboard listens on loopback and answers only to loopback names (localhost, 127.0.0.1, [::1]); it refuses other names so that a web page cannot reach it through DNS rebinding\n`)
+      return
     }
     if (req.method !== 'GET') { send(405, 'text/plain; charset=utf-8', 'method not allowed: this dashboard is read-only\n', { Allow: 'GET' }); return }
     // browsers ask for it unprompted: answer without a 404 in their console

@@ -2,7 +2,7 @@ import dgram from 'node:dgram'
 import http from 'node:http'
 import { decodeDatagram, encodeDatagram } from '../../src/protocol/codec'
 import { CONNECT_PAD_BYTES, type TrackerMessage, type TrackerRequest } from '../../src/protocol/messages'
-import { DashboardHttp } from '../../src/tracker/http'
+import { DashboardHttp, hostAllowed, hostName } from '../../src/tracker/http'
 import { TrackerMetrics } from '../../src/tracker/metrics'
 import { TrackerServer } from '../../src/tracker/server'
 import { APP_JS } from '../../src/tracker/dashboard/assets'
@@ -33,9 +33,9 @@ class Udp {
 }
 
 interface Res { status: number, headers: http.IncomingHttpHeaders, body: string }
-function request (port: number, path: string, method = 'GET'): Promise<Res> {
+function request (port: number, path: string, method = 'GET', headers: http.OutgoingHttpHeaders = {}): Promise<Res> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path, method }, (res) => {
+    const req = http.request({ host: '127.0.0.1', port, path, method, headers }, (res) => {
       let body = ''
       res.setEncoding('utf8').on('data', (d: string) => { body += d }).on('end', () => resolve({ status: res.statusCode as number, headers: res.headers, body }))
     })
@@ -141,6 +141,39 @@ describe('tracker HTTP: dashboard routes and /metrics', () => {
     expect(post.status).toBe(405)
     expect(post.headers.allow).toBe('GET')
     expect((await request(port, '/metrics', 'DELETE')).status).toBe(405)
+  })
+
+  it('on loopback, answers only to loopback names: another name (DNS rebinding) gets 403 and nothing else', async () => {
+    for (const host of ['localhost', `localhost:${port}`, `127.0.0.1:${port}`, '[::1]:8080', 'dash.localhost']) {
+      const r = await request(port, '/api/state', 'GET', { Host: host })
+      expect([host, r.status]).toEqual([host, 200])
+    }
+    const before = metricValue((await request(port, '/metrics')).body, 'lp2p_http_requests_total{route="/api/state",status="403"}')
+    for (const host of ['attacker.example', `attacker.example:${port}`, 'localhost.attacker.example', '127.0.0.1.nip.io', '[::2]', 'a:b:c']) {
+      const r = await request(port, '/api/state', 'GET', { Host: host })
+      expect([host, r.status]).toEqual([host, 403])
+      expect(r.body).toMatch(/DNS rebinding/)
+      expect(r.body).not.toContain('"nodes"')
+    }
+    // an event stream is refused the same way (no live client is added)
+    const ev = await request(port, '/events', 'GET', { Host: 'attacker.example' })
+    expect(ev.status).toBe(403)
+    const after = metricValue((await request(port, '/metrics')).body, 'lp2p_http_requests_total{route="/api/state",status="403"}')
+    expect(after - (Number.isNaN(before) ? 0 : before)).toBe(6)
+  })
+
+  it('hostAllowed: loopback names on a loopback address; any name on another address', () => {
+    expect(hostName('LocalHost:80')).toBe('localhost')
+    expect(hostName('[::1]:80')).toBe('::1')
+    expect(hostName('[::1]x')).toBeNull()
+    expect(hostName('')).toBeNull()
+    expect(hostAllowed('localhost', '127.0.0.1')).toBe(true)
+    expect(hostAllowed('127.0.0.5:9', '::1')).toBe(true)
+    expect(hostAllowed(undefined, '127.0.0.1')).toBe(true)
+    expect(hostAllowed('evil.example', '127.0.0.1')).toBe(false)
+    expect(hostAllowed('evil.example', '::1')).toBe(false)
+    expect(hostAllowed('evil.example', '0.0.0.0')).toBe(true)
+    expect(hostAllowed('evil.example', '192.168.1.10')).toBe(true)
   })
 
   it('the page script never turns data into HTML', () => {
