@@ -281,11 +281,11 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       const guard = <A>(f: (a: A) => void) => (a: A): void => { try { f(a) } catch (err) { sub.error(err) } }
       const store = guard((data: Buffer): void => {
         if (picker.isDone(index)) { sub.complete(); return } // another source won the race
-        writing = sink.write(data, offset).subscribe({
-          next: guard(() => {
+        writing = of({ position: offset, data }).pipe(writeSink(sink, 1)).subscribe({
+          next: guard((c: { position: number, data: Buffer }) => {
             if (picker.isDone(index)) return
-            const bytes = data.length // the sink owns the buffer once stored (it may move it to a worker)
-            sink.stored(offset, data)
+            const bytes = c.data.length // the sink owns the buffer once stored (it may move it to a worker)
+            sink.stored(c.position, c.data)
             picker.done(id, index)
             busyStreak.delete(id)
             landedFrom(id, bytes)
