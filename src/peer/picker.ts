@@ -7,6 +7,10 @@ export function setBit (bf: Uint8Array, i: number): void {
   bf[i >> 3] |= 0x80 >> (i & 7)
 }
 
+export function clearBit (bf: Uint8Array, i: number): void {
+  bf[i >> 3] &= ~(0x80 >> (i & 7))
+}
+
 export interface PickerOptions {
   /** Random source in [0, 1) for tie-breaks: injectable so simulations are reproducible. */
   random?: () => number
@@ -44,6 +48,8 @@ export class PiecePicker {
   private doneCount = 0
   private missingCount: number
   readonly doneBits: Uint8Array
+  /** Pieces MISSING (neither done nor in flight), kept as the state changes (a watch sends them). */
+  private readonly missingBits: Uint8Array
   private readonly random: () => number
   private readonly maxDuplicates: number
 
@@ -51,6 +57,8 @@ export class PiecePicker {
     this.state = new Uint8Array(pieces)
     this.availability = new Uint16Array(pieces)
     this.doneBits = new Uint8Array(Math.ceil(pieces / 8))
+    this.missingBits = new Uint8Array(Math.ceil(pieces / 8))
+    for (let i = 0; i < pieces; i++) setBit(this.missingBits, i)
     this.missingCount = pieces
     this.random = opts.random ?? Math.random
     this.maxDuplicates = opts.maxDuplicates ?? 2
@@ -108,10 +116,12 @@ export class PiecePicker {
    * in the endgame, those not done.
    */
   wantBits (): Uint8Array {
-    const bf = new Uint8Array(Math.ceil(this.pieces / 8))
-    const endgame = this.missingCount === 0
-    const state = this.state
-    for (let i = 0; i < this.pieces; i++) if (state[i] === MISSING || (endgame && state[i] !== DONE)) bf[i >> 3] |= 0x80 >> (i & 7)
+    if (this.missingCount > 0) return this.missingBits.slice()
+    // the endgame: every piece not done
+    const bf = new Uint8Array(this.doneBits.length)
+    for (let j = 0; j < bf.length; j++) bf[j] = ~this.doneBits[j] & 0xff
+    const tail = this.pieces & 7
+    if (tail !== 0) bf[bf.length - 1] &= (0xff << (8 - tail)) & 0xff
     return bf
   }
 
@@ -166,7 +176,7 @@ export class PiecePicker {
   /** A piece verified before any source was asked (resume). */
   markDone (index: number): void {
     if (this.state[index] === DONE) return
-    if (this.state[index] === MISSING) this.missingCount--
+    if (this.state[index] === MISSING) { this.missingCount--; clearBit(this.missingBits, index) }
     for (const o of this.owners.get(index) ?? []) this.inFlight.get(o)?.delete(index)
     this.owners.delete(index)
     this.state[index] = DONE
@@ -201,7 +211,7 @@ export class PiecePicker {
     // would take bandwidth from a piece nobody is fetching yet
     if (best < 0 && this.missingCount === 0) best = this.endgamePick(id, flying)
     if (best < 0) return null
-    if (this.state[best] === MISSING) this.missingCount--
+    if (this.state[best] === MISSING) { this.missingCount--; clearBit(this.missingBits, best) }
     this.state[best] = IN_FLIGHT
     let o = this.owners.get(best)
     if (o === undefined) { o = new Set(); this.owners.set(best, o) }
@@ -228,7 +238,7 @@ export class PiecePicker {
     for (const o of others) this.inFlight.get(o)?.delete(index)
     this.owners.delete(index)
     if (this.state[index] !== DONE) {
-      if (this.state[index] === MISSING) this.missingCount--
+      if (this.state[index] === MISSING) { this.missingCount--; clearBit(this.missingBits, index) }
       this.state[index] = DONE
       setBit(this.doneBits, index)
       this.doneCount++
@@ -253,6 +263,7 @@ export class PiecePicker {
       this.owners.delete(index)
       this.state[index] = MISSING
       this.missingCount++
+      setBit(this.missingBits, index)
     }
   }
 

@@ -452,4 +452,32 @@ describe('PiecePicker', () => {
     p.setSource('a', null)
     expect([p.next('a'), p.useful('a')]).toEqual([null, false])
   })
+
+  it('wantBits: the missing pieces, or in the endgame those not done, through any sequence of picks, releases, drops and landings', () => {
+    const random = seeded(7)
+    for (const pieces of [1, 7, 8, 13, 64, 77]) {
+      const p = new PiecePicker(pieces, { random })
+      const ids = ['a', 'b', 'c', 'd']
+      const all = Array.from({ length: pieces }, (_, i) => i)
+      for (const id of ids) p.setSource(id, bits(pieces, all.filter(() => random() < 0.7)))
+      const reference = (): Uint8Array => {
+        const flying = p.inFlightBits()
+        const endgame = p.missing === 0
+        return bits(pieces, all.filter((i) => !p.isDone(i) && (endgame || !hasBit(flying, i))))
+      }
+      let endgames = 0
+      for (let step = 0; step < 400 && !p.complete; step++) {
+        const id = ids[Math.floor(random() * ids.length)]
+        const r = random()
+        if (r < 0.45) p.next(id)
+        else if (r < 0.65) { const i = Math.floor(random() * pieces); p.release(id, i, random() < 0.1) } else if (r < 0.9) {
+          const i = Math.floor(random() * pieces)
+          if (hasBit(p.inFlightBits(), i)) p.done(id, i)
+        } else if (r < 0.95) { p.drop(id); p.setSource(id, bits(pieces, all)) } else p.markDone(Math.floor(random() * pieces))
+        if (p.missing === 0) endgames++
+        expect([pieces, step, [...p.wantBits()]]).toEqual([pieces, step, [...reference()]])
+      }
+      if (pieces > 1) expect(endgames).toBeGreaterThan(0)
+    }
+  })
 })
