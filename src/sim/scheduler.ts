@@ -7,14 +7,27 @@ import { Subscription, type SchedulerAction, type SchedulerLike } from 'rxjs'
  *
  * rxjs's own VirtualTimeScheduler keeps its queue as a sorted array (every schedule re-sorts);
  * with thousands of nodes each holding a few timers that is quadratic. This one keeps a heap of
- * live actions: O(log n) to schedule, reschedule or cancel. A cancelled timer (a timeout whose
- * reply came) leaves the heap at once, so it holds no memory until its time would come. The heap
- * is 4-ary: half the levels of a binary one, a node's children side by side.
+ * live actions: O(log n) to schedule, reschedule or cancel, 4-ary (half the levels of a binary
+ * one, a node's children side by side), for what is due soon, and unordered buckets by 50 ms slot
+ * for what is due later: a timeout is O(1) to set and to cancel. A cancelled timer leaves the
+ * queue at once, so it holds no memory until its time would come.
  */
 export class SimScheduler implements SchedulerLike {
   private time = 0
   private seq = 0
   private readonly heap: Queued[] = []
+  /**
+   * Actions due in a later slot of SLOT_MS than the heap covers, by slot, unordered: most of them
+   * are timeouts cancelled long before they are due (half of all actions scheduled in a swarm),
+   * and leaving a bucket costs O(1) where leaving the heap costs a sift. The next slot's actions
+   * move into the heap when it runs dry.
+   */
+  private readonly far = new Map<number, Queued[]>()
+  /** The slots in `far`, in order (some may have emptied). */
+  private farSlots: number[] = []
+  /** The heap holds the actions of this slot and earlier ones; `far`, those of later slots. */
+  private heapSlot = 0
+  private farCount = 0
   private stopped = false
   /** Actions run so far (a measure of simulation work). */
   executed = 0
@@ -37,16 +50,30 @@ export class SimScheduler implements SchedulerLike {
 
   /** @internal (re)queue `a` at now + delay. */
   enqueue (a: Queued, delay: number): void {
+    if (a.pos >= 0) this.remove(a)
     a.time = this.time + (Number.isFinite(delay) && delay > 0 ? delay : 0)
     a.seq = this.seq++
-    if (a.pos < 0) {
+    const slot = Math.floor(a.time / SLOT_MS)
+    if (slot <= this.heapSlot) {
+      a.slot = -1
       a.pos = this.heap.length
       this.heap.push(a)
       this.up(a.pos)
-    } else {
-      // rescheduled while queued: its key only grows (later time, later seq)
-      this.down(a.pos)
+      return
     }
+    let bucket = this.far.get(slot)
+    if (bucket === undefined) {
+      bucket = []
+      this.far.set(slot, bucket)
+      const f = this.farSlots
+      let i = f.length
+      while (i > 0 && f[i - 1] > slot) i--
+      f.splice(i, 0, slot)
+    }
+    a.slot = slot
+    a.pos = bucket.length
+    bucket.push(a)
+    this.farCount++
   }
 
   /** @internal take `a` out of the queue (it was cancelled): a cancelled timer costs nothing later. */
@@ -54,12 +81,38 @@ export class SimScheduler implements SchedulerLike {
     const i = a.pos
     if (i < 0) return
     a.pos = -1
+    if (a.slot >= 0) {
+      const bucket = this.far.get(a.slot) as Queued[]
+      const last = bucket.pop() as Queued
+      if (last !== a) { bucket[i] = last; last.pos = i }
+      this.farCount--
+      return
+    }
     const last = this.heap.pop() as Queued
     if (i === this.heap.length) return
     this.heap[i] = last
     last.pos = i
     this.up(i)
     this.down(last.pos)
+  }
+
+  /**
+   * The heap ran dry: move the earliest far slot into it. (The heap only ever holds actions of
+   * slots up to `heapSlot`, every far one is in a later slot, so nothing far can be due before
+   * anything in the heap.)
+   */
+  private pull (): void {
+    const slot = this.farSlots.shift() as number
+    const bucket = this.far.get(slot) as Queued[]
+    this.far.delete(slot)
+    this.heapSlot = slot
+    for (const a of bucket) {
+      a.slot = -1
+      a.pos = this.heap.length
+      this.heap.push(a)
+      this.up(a.pos)
+    }
+    this.farCount -= bucket.length
   }
 
   private up (i: number): void {
@@ -90,7 +143,7 @@ export class SimScheduler implements SchedulerLike {
   }
 
   /** Actions waiting. */
-  get queued (): number { return this.heap.length }
+  get queued (): number { return this.heap.length + this.farCount }
 
   /**
    * Run actions in time order until none is left, `stop()` is called, virtual time would pass
@@ -99,7 +152,9 @@ export class SimScheduler implements SchedulerLike {
   run (untilMs = Infinity, maxActions = Infinity): number {
     this.stopped = false
     let n = 0
-    while (!this.stopped && this.heap.length > 0 && n < maxActions) {
+    while (!this.stopped && n < maxActions) {
+      while (this.heap.length === 0 && this.farSlots.length > 0) this.pull()
+      if (this.heap.length === 0) break
       const a = this.heap[0]
       if (a.time > untilMs) { this.time = untilMs; break }
       this.remove(a)
@@ -115,8 +170,11 @@ export class SimScheduler implements SchedulerLike {
   stop (): void { this.stopped = true }
 }
 
-/** What the heap holds: an rxjs action or a bare timer. */
-interface Queued { time: number, seq: number, pos: number, execute: () => void }
+/** Width of a slot of far actions, virtual ms. */
+const SLOT_MS = 50
+
+/** What the queue holds: an rxjs action or a bare timer. `pos`: its index in the heap (`slot` -1) or in its far slot's bucket; -1 when not queued. */
+interface Queued { time: number, seq: number, pos: number, slot: number, execute: () => void }
 
 const before = (a: Queued, b: Queued): boolean => a.time < b.time || (a.time === b.time && a.seq < b.seq)
 
@@ -124,6 +182,7 @@ class Timer implements Queued {
   time = 0
   seq = 0
   pos = -1
+  slot = -1
   constructor (private readonly scheduler: SimScheduler, private readonly f: () => void) {}
   execute (): void { this.f() }
   cancel (): void { this.scheduler.remove(this) }
@@ -132,8 +191,9 @@ class Timer implements Queued {
 class SimAction<T> extends Subscription implements SchedulerAction<T>, Queued {
   time = 0
   seq = 0
-  /** Index in the scheduler's heap; -1 when not queued. */
+  /** Index in the scheduler's heap or far slot; -1 when not queued. */
   pos = -1
+  slot = -1
   private state: T | undefined
 
   constructor (private readonly scheduler: SimScheduler, private readonly work: (this: SchedulerAction<T>, state: T) => void) {
