@@ -22,11 +22,12 @@ export class KeyedSignal<K> {
     let set = this.waiting.get(key)
     if (set === undefined) { set = new Set(); this.waiting.set(key, set) }
     set.add(f)
+    // (from the set it joined: once fired, that set is no longer the key's, and a later wait of
+    // the same function on the key is not taken back)
+    const joined = set
     return () => {
-      const s = this.waiting.get(key)
-      if (s === undefined) return
-      s.delete(f)
-      if (s.size === 0 && this.waiting.get(key) === s) this.waiting.delete(key)
+      joined.delete(f)
+      if (joined.size === 0 && this.waiting.get(key) === joined) this.waiting.delete(key)
     }
   }
 
