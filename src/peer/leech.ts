@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import {
-  asyncScheduler, catchError, concat, defer, EMPTY, exhaustMap, filter, finalize, from, ignoreElements, map, merge, mergeMap, Observable, of,
+  asyncScheduler, catchError, concat, defer, EMPTY, filter, finalize, from, ignoreElements, map, merge, mergeMap, Observable, of,
   repeat, Subject, type Subscriber, type Subscription, switchMap, take, takeUntil, tap, throwError, timeout, timer, toArray, type SchedulerLike,
 } from 'rxjs'
 import { HashMismatchError, NoSourcesError, PeerTimeoutError, ProtocolError, RemoteError, StorageError } from '../errors'
@@ -277,9 +277,10 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       let deadline: Subscription | undefined
       // a piece stored (by another source in the endgame, or by this fetch) ends this fetch
       const offLanded = landed.on(index, () => sub.complete())
-      // (a callback of a step that throws ends the fetch with that error, as an operator would)
+      // (a step's callback that throws ends the fetch with that error, as an operator would: each
+      // callback a step calls is guarded, and the functions below run inside one)
       const guard = <A>(f: (a: A) => void) => (a: A): void => { try { f(a) } catch (err) { sub.error(err) } }
-      const store = guard((data: Buffer): void => {
+      const store = (data: Buffer): void => {
         if (picker.isDone(index)) { sub.complete(); return } // another source won the race
         writing = of({ position: offset, data }).pipe(writeSink(sink, 1)).subscribe({
           next: guard((c: { position: number, data: Buffer }) => {
@@ -299,8 +300,8 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           error: (err: unknown) => sub.error(err),
           complete: () => sub.complete(),
         })
-      })
-      const checked = guard(({ data, ok }: { data: Buffer, ok: boolean }): void => {
+      }
+      const checked = ({ data, ok }: { data: Buffer, ok: boolean }): void => {
         if (ok) { store(data); return }
         picker.release(id, index, true) // fetched elsewhere, never again from this peer
         const n = (strikes.get(id) ?? 0) + 1
@@ -308,7 +309,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         emit({ event: 'piece-failed', index, peer: label(src.peer), reason: 'hash mismatch' })
         if (n >= maxStrikes) { banned.add(id); sub.error(new ProtocolError(`peer ${label(src.peer)} sent ${n} bad pieces: banned`)); return }
         sub.complete()
-      })
+      }
       const answered = guard((f: Frame): void => {
         deadline?.unsubscribe()
         const m = f.msg
@@ -321,7 +322,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         if (hashes === null) { checked({ data, ok: true }); return }
         let hashed = false
         hashing = pieceDigest(data).subscribe({
-          next: (h) => { if (!hashed) { hashed = true; checked({ data: h.data, ok: h.digest.equals(hashes.subarray(index * 32, index * 32 + 32)) }) } },
+          next: guard((h: { digest: Buffer, data: Buffer }) => { if (!hashed) { hashed = true; checked({ data: h.data, ok: h.digest.equals(hashes.subarray(index * 32, index * 32 + 32)) }) } }),
           error: (err: unknown) => sub.error(err),
           complete: () => { if (!hashed) sub.complete() },
         })
