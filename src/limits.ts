@@ -82,6 +82,16 @@ export const BUSY_RETRY_MS = 20
 /** The pause after BUSY doubles with each BUSY in a row from the same peer, at most this many times. */
 export const BUSY_MAX_DOUBLINGS = 4
 /**
+ * A download is starved when, over the last STARVED_WINDOW_MS, pieces landed at less than
+ * STARVED_SHARE of its own average pace. A starved asker says so in its piece requests and a busy
+ * holder lets it through a longer queue, as a fresh piece (FRESH_QUEUE_FACTOR); it pauses after
+ * BUSY without doubling. Without this, askers that won a holder's queue kept asking every
+ * BUSY_RETRY_MS while those declined a few times in a row asked every 320 ms, and lost every time
+ * (the capture effect): the last nodes of a swarm finished hundreds of ms after the median.
+ */
+export const STARVED_WINDOW_MS = 200
+export const STARVED_SHARE = 0.7
+/**
  * Sources still downloading are probed for their bitfields this often (pieces they send carry it
  * too): a new piece at a holder must become known fast, or uplinks idle while it has it alone.
  */

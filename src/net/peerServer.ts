@@ -29,11 +29,12 @@ export interface PeerServerOptions {
    */
   busyBytes?: number
   /**
-   * Is this piece request for a piece that never went out from this node (new in the swarm)? Such
-   * a piece is accepted until FRESH_QUEUE_FACTOR × `busyBytes` are queued, so new pieces spread at
-   * once instead of waiting out the backlog of pieces many peers have already.
+   * May this piece request pass a busy uplink (see `passesBusy`: a piece that never went out from
+   * this node, or an asker that is starved)? Such a request is accepted until FRESH_QUEUE_FACTOR ×
+   * `busyBytes` are queued, so new pieces spread at once instead of waiting out the backlog of
+   * pieces many peers have already, and no asker is left behind.
    */
-  freshPiece?: (m: Leech) => boolean
+  passesBusy?: (m: Leech) => boolean
   /**
    * The answer to a watch (a probe with `since`): emits once, when the node has news for the asker
    * or its wait is over. Watches are held beside the connection's request queue (a held watch
@@ -224,7 +225,7 @@ export class PeerServer {
   private overBusy (m: Leech, bytes: number): boolean {
     const limit = this.opts.busyBytes
     if (limit === undefined || this.queuedPieceBytes === 0 || this.queuedPieceBytes + bytes <= limit) return false
-    return this.queuedPieceBytes + bytes > FRESH_QUEUE_FACTOR * limit || this.opts.freshPiece?.(m) !== true
+    return this.queuedPieceBytes + bytes > FRESH_QUEUE_FACTOR * limit || this.opts.passesBusy?.(m) !== true
   }
 
   /** Stop accepting and close every connection. Safe to call twice. */

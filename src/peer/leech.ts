@@ -5,13 +5,14 @@ import {
 } from 'rxjs'
 import { HashMismatchError, NoSourcesError, PeerTimeoutError, ProtocolError, RemoteError, StorageError } from '../errors'
 import { BUSY_MAX_DOUBLINGS, BUSY_RETRY_MS, FAN_OUT, IN_FLIGHT_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS, RAREST_FIRST_COPIES, REPROBE_MS, STALL_FACTOR, STALL_MIN_MS, WATCH_MS } from '../limits'
-import { MAX_HASHES_PER_FRAME, REMOTE_CODES, type FileMetaData, type NodeInfo, type PeerAddress } from '../protocol/messages'
+import { MAX_HASHES_PER_FRAME, REMOTE_CODES, type FileMetaData, type Leech, type NodeInfo, type PeerAddress } from '../protocol/messages'
 import type { Frame } from '../protocol/frames'
 import type { PeerLink } from '../net/peerConnection'
 import { fanOutQuery, isAnswer } from '../../streams/fanOutQuery'
 import { KeyedSignal } from '../../streams/keyedSignal'
 import { leechPieces } from '../../streams/leechPieces'
 import { writeSink, type PositionalWriter } from '../../streams/writeSink'
+import { PaceMeter } from './pace'
 import { PiecePicker } from './picker'
 import { resolveFile } from './resolve'
 
@@ -184,8 +185,10 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     const paused = (id: string): boolean => (pausedUntil.get(id) ?? 0) > scheduler.now()
     // the pause doubles with each BUSY in a row (a peer that stays busy is not polled every few ms
     // by each of its askers), up to 2^BUSY_MAX_DOUBLINGS times; a piece that lands resets it
+    // (but not while this download is starved: see STARVED_SHARE)
+    const pace = new PaceMeter()
     const pauseBusy = (id: string): void => {
-      const streak = Math.min(BUSY_MAX_DOUBLINGS, busyStreak.get(id) ?? 0)
+      const streak = pace.starved(scheduler.now()) ? 0 : Math.min(BUSY_MAX_DOUBLINGS, busyStreak.get(id) ?? 0)
       busyStreak.set(id, streak + 1)
       pausedUntil.set(id, scheduler.now() + busyRetryMs * 2 ** streak)
     }
@@ -289,6 +292,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
             sink.stored(c.position, c.data)
             picker.done(id, index)
             busyStreak.delete(id)
+            pace.land(scheduler.now())
             landedFrom(id, bytes)
             downloaded += bytes
             emit({ event: 'piece', index, bytes, peer: label(src.peer) })
@@ -342,8 +346,10 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         sub.error(err)
       })
       // (with how many of our sources hold it, up to what a holder looks at: it sends the rarest of
-      // its queue first)
-      const ask$ = deps.link(src.peer).request({ type: 'leech', hash: meta.hash, size: meta.size, offset, blockSize: meta.blockSize, pieces: meta.pieces, copies: Math.min(picker.copies(index), RAREST_FIRST_COPIES) })
+      // its queue first; and whether this download is starved: a busy holder lets it through)
+      const request: Omit<Leech, 'req'> = { type: 'leech', hash: meta.hash, size: meta.size, offset, blockSize: meta.blockSize, pieces: meta.pieces, copies: Math.min(picker.copies(index), RAREST_FIRST_COPIES) }
+      if (pace.starved(scheduler.now())) request.starved = true
+      const ask$ = deps.link(src.peer).request(request)
       let replied = false
       ask = (deps.budget === undefined ? ask$ : deps.budget.take(expected).pipe(take(1), switchMap(() => ask$))).subscribe({
         next: (f) => { if (!replied) { replied = true; answered(f) } },

@@ -24,7 +24,7 @@ import { ClusterTable } from './clusterTable'
 import { leech, type LeechEvent, type LeechOptions } from './leech'
 import { setBit } from './picker'
 import { PieceLog } from './pieceLog'
-import { freshPiece, SentCounts, serveRequest, serveWatch, WatchKicker, type ServeContext, type ServedFile } from './serve'
+import { passesBusy, SentCounts, serveRequest, serveWatch, WatchKicker, type ServeContext, type ServedFile } from './serve'
 import { hashFile } from '../storage/hashFile'
 import { segment } from '../protocol/segmentation'
 import { listShare, MAX_SHARED_FILES, planShare, scanShare, SHARE_DEBOUNCE_MS, SHARE_RESCAN_MS, SHARE_SETTLE_MS, type KnownFile, type LocalFile, type ShareEntry } from './share'
@@ -174,7 +174,7 @@ export class Lp2pNode {
         budget: this.uploadBudget,
         // behind an upload cap, a queue longer than BUSY_QUEUE_MS of it is declined (BUSY)
         busyBytes: this.uploadBudget === undefined ? undefined : (this.opts.uploadLimit as number) * BUSY_QUEUE_MS / 1000,
-        freshPiece: (m) => this.freshPiece(m),
+        passesBusy: (m) => this.passesBusy(m),
         watch: (m, remote) => serveWatch(m, ctx, asyncScheduler, remote),
         onIdle: () => this.kicker.poke(),
       })
@@ -360,10 +360,10 @@ export class Lp2pNode {
 
   private get fileCount (): number { return this.shared.size + this.listedHeld.length }
 
-  /** A piece request for a piece that never went out from here (it may pass a busy uplink). */
-  private freshPiece (m: Leech): boolean {
+  /** May this piece request pass a busy uplink (a fresh piece, a starved asker)? */
+  private passesBusy (m: Leech): boolean {
     const f = this.served.get(m.hash)
-    return f !== undefined && freshPiece(f, m)
+    return f !== undefined && passesBusy(f, m)
   }
 
   /** Announce every period with the counters; re-publish when the tracker lost us; refresh a few cluster rows. */

@@ -136,7 +136,7 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
       }
       const index = m.offset / m.blockSize
       const known = m.blockSize === f.meta.blockSize && f.sent !== undefined
-      if (ctx.busy?.(freshPiece(f, m)) === true) return err(REMOTE_CODES.busy, 'upload queue full: ask another peer')
+      if (ctx.busy?.(passesBusy(f, m)) === true) return err(REMOTE_CODES.busy, 'upload queue full: ask another peer')
       try {
         f.checkSize()
       } catch (e) {
@@ -215,6 +215,16 @@ export function sendPriority (m: Leech): number {
 /** Is this request for a piece that never went out from here (of this file's segmentation)? */
 export function freshPiece (f: ServedFile, m: Leech): boolean {
   return f.sent !== undefined && m.size === f.meta.size && m.blockSize === f.meta.blockSize && f.sent.fresh(m.offset / m.blockSize)
+}
+
+/**
+ * May this piece request pass a busy uplink (a queue up to FRESH_QUEUE_FACTOR × the usual)? A
+ * fresh piece may (new pieces spread at once), and so may an asker that says it is starved (no
+ * node is left behind: the last to finish sets the swarm's time). An asker that always claims to
+ * be starved gains a queue twice as deep at most.
+ */
+export function passesBusy (f: ServedFile, m: Leech): boolean {
+  return m.starved === true || freshPiece(f, m)
 }
 
 /**

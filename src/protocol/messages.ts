@@ -121,9 +121,11 @@ export interface Have { type: 'have', req: number, fileId: string, totalPieces: 
 /**
  * FileRequest: one piece, at `offset` (a multiple of blockSize) of the file `hash`. `copies`
  * (optional): how many of the asker's sources hold this piece; a holder sends the rarest queued
- * piece first (see RAREST_FIRST_COPIES).
+ * piece first (see RAREST_FIRST_COPIES). `starved` (optional): the asker's pieces have been
+ * coming far slower than its own average (STARVED_SHARE); a busy holder lets it through a longer
+ * queue, so it is not the one left behind while others are served.
  */
-export interface Leech { type: 'leech', req: number, hash: string, size: number, offset: number, blockSize: number, pieces: number, copies?: number }
+export interface Leech { type: 'leech', req: number, hash: string, size: number, offset: number, blockSize: number, pieces: number, copies?: number, starved?: boolean }
 /**
  * PieceHeader: `pieceSize` raw bytes follow the header in the same frame. clusterName is the fileId.
  * `bitfield` (optional): the pieces a sender that is still downloading holds now, so an asker
@@ -300,6 +302,7 @@ export function peerMessage (x: unknown): PeerMessage {
       checkSegmentation(m.size, m.blockSize, m.pieces)
       if (m.offset % m.blockSize !== 0 || m.offset >= m.size) throw new ProtocolError(`offset ${m.offset} is not a piece of this file`)
       if (o.copies !== undefined && o.copies !== null) m.copies = v.int(o, 'copies', 0, 0xffff)
+      if (o.starved !== undefined && o.starved !== null) m.starved = v.bool(o, 'starved')
       return m
     }
     case 'piece': {

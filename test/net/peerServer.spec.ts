@@ -161,7 +161,7 @@ describe('PeerServer fresh pieces and busyBytes', () => {
     expect(FRESH_QUEUE_FACTOR).toBe(2) // the counts below assume it
     const asked: number[] = []
     const freshPiece = (m: Leech): boolean => { asked.push(m.offset / BLOCK); return m.offset >= 4 * BLOCK }
-    server = new PeerServer(handle, { host: '127.0.0.1', port: 0, budget: { take: () => NEVER }, busyBytes: 2 * BLOCK, freshPiece })
+    server = new PeerServer(handle, { host: '127.0.0.1', port: 0, budget: { take: () => NEVER }, busyBytes: 2 * BLOCK, passesBusy: freshPiece })
     const addr = await server.start()
     const c = new PeerConnection({ nodeId: 'a'.repeat(32), host: '127.0.0.1', port: addr.port })
     conns.push(c)

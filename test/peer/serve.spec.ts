@@ -3,7 +3,7 @@ import { ClusterTable } from '../../src/peer/clusterTable'
 import { setBit } from '../../src/peer/picker'
 import { PieceLog } from '../../src/peer/pieceLog'
 import { KICK_RETRY_MS, WATCH_NOTIFY } from '../../src/limits'
-import { serveRequest, serveWatch, WatchKicker, type Outgoing, type ServeContext, type ServedFile } from '../../src/peer/serve'
+import { SentCounts, serveRequest, serveWatch, WatchKicker, type Outgoing, type ServeContext, type ServedFile } from '../../src/peer/serve'
 import type { FileMetaData, PeerAddress, Probe } from '../../src/protocol/messages'
 
 const H = 'ab'.repeat(32)
@@ -114,6 +114,22 @@ describe('serveWatch', () => {
     expect(serveRequest(ask, c).msg).toEqual(expect.objectContaining({ type: 'error', code: 'BUSY' }))
     busy = false
     expect(serveRequest(ask, c)).toEqual(expect.objectContaining({ msg: { type: 'hashes', req: 3, fileId: H, from: 0, count: 10 }, payload: expect.objectContaining({ offset: 0, length: 320 }) }))
+  })
+
+  it('a busy uplink lets a piece through its longer queue only for a starved asker or a piece that never went out from here', () => {
+    const { ctx, file } = partial([1, 2])
+    // the uplink: full for an ordinary request, with room left for those that may pass it
+    const asked: boolean[] = []
+    const c: ServeContext = { ...ctx, busy: (passes) => { asked.push(passes); return !passes } }
+    const leech = { type: 'leech' as const, req: 4, hash: H, size: meta.size, offset: 4096, blockSize: 4096, pieces: 10 }
+    expect(serveRequest(leech, c).msg).toEqual(expect.objectContaining({ type: 'error', code: 'BUSY' }))
+    expect(serveRequest({ ...leech, starved: false }, c).msg).toEqual(expect.objectContaining({ type: 'error', code: 'BUSY' }))
+    expect(serveRequest({ ...leech, starved: true }, c).msg).toEqual(expect.objectContaining({ type: 'piece', offset: 4096 }))
+    // a piece never sent from here passes too; once sent, it no longer does
+    file.sent = new SentCounts(10)
+    expect(serveRequest({ ...leech, offset: 8192 }, c).msg).toEqual(expect.objectContaining({ type: 'piece', offset: 8192 }))
+    expect(serveRequest({ ...leech, offset: 8192 }, c).msg).toEqual(expect.objectContaining({ type: 'error', code: 'BUSY' }))
+    expect(asked).toEqual([false, false, true, true, false])
   })
 
   it('unsubscribing a held watch stops it: a later lacked piece is not answered', () => {

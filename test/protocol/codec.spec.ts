@@ -393,6 +393,7 @@ describe('peer frames', () => {
     ['leech of the first piece', { type: 'leech', req: 5, hash: H1, size: 100_000, offset: 0, blockSize: 16384, pieces: 7 }],
     ['leech of the last (short) piece', { type: 'leech', req: 0xffffffff, hash: H1, size: 100_000, offset: 6 * 16384, blockSize: 16384, pieces: 7 }],
     ['leech saying how many copies the asker knows of', { type: 'leech', req: 6, hash: H1, size: 100_000, offset: 0, blockSize: 16384, pieces: 7, copies: 3 }],
+    ['leech of a starved asker', { type: 'leech', req: 6, hash: H1, size: 100_000, offset: 0, blockSize: 16384, pieces: 7, copies: 3, starved: true }],
     ['error', { type: 'error', req: 7, code: 'BUSY', message: 'try later' }],
   ]
 
@@ -536,6 +537,8 @@ describe('peer frames', () => {
       ['copies a float', { copies: 1.5 }],
       ['copies over 65535', { copies: 65536 }],
       ['copies a string', { copies: '1' }],
+      ['starved a number', { starved: 1 }],
+      ['starved a string', { starved: 'yes' }],
     ])('leech with %s', (_, over) => {
       expectProtocolError(() => fh({ ...leech, ...over }))
     })
