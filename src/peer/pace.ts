@@ -6,8 +6,8 @@ const SLOTS = 4
  * The pace of a download: is it starved, getting pieces far slower than it has so far? Pieces
  * that landed are counted in SLOTS slots of a quarter of `windowMs` each (constant memory at any
  * rate). Starved: over the last window (the slot under way and the three before it) fewer pieces
- * landed than `share` of what the download's average pace brings in as long. Never before two windows passed
- * since the first piece (the start and the very first pieces say nothing about a pace).
+ * landed than `share` of what the download's average pace brings in as long. Never before two
+ * windows passed since the first piece (the start and the very first pieces say nothing of a pace).
  */
 export class PaceMeter {
   private readonly counts = new Float64Array(SLOTS)

@@ -60,11 +60,12 @@ export interface ServeContext {
   /**
    * True while this node's upload queue is full (more queued than it can send in a short while):
    * piece requests are then declined with BUSY and the asker goes to another source, instead of
-   * every leecher of a big swarm queueing seconds deep at the same seeder. `fresh`: the piece never
-   * went out from here yet (a piece new in the swarm); a busy node lets those through a longer
-   * queue (FRESH_QUEUE_FACTOR), so new pieces spread at once instead of waiting out the backlog.
+   * every leecher of a big swarm queueing seconds deep at the same seeder. `passes`: the request
+   * may pass a busy uplink (`passesBusy`: a piece that never went out from here, or a starved
+   * asker); a busy node lets those through a longer queue (FRESH_QUEUE_FACTOR), so new pieces
+   * spread at once instead of waiting out the backlog, and no asker is left behind.
    */
-  busy?: (fresh: boolean) => boolean
+  busy?: (passes: boolean) => boolean
   /**
    * A peer downloading a file asked us about it and serves it too (`from` of a probe or cluster
    * query), at the address we see it at: our own download of that file may fetch from it.

@@ -61,7 +61,7 @@ export class SimNode {
   constructor (private readonly o: SimNodeOptions) {
     this.endpoint = { address: o.host.host, port: SIM_UDP_PORT }
     const h = o.host
-    const busy = (fresh: boolean): boolean => h.upFree - o.scheduler.now() > (fresh ? FRESH_QUEUE_FACTOR : 1) * h.queueMs
+    const busy = (passes: boolean): boolean => h.upFree - o.scheduler.now() > (passes ? FRESH_QUEUE_FACTOR : 1) * h.queueMs
     const ctx: ServeContext = { file: (id) => this.served.get(id), cluster: this.cluster, busy, onAsker: (fileId, peer) => this.askers.next({ fileId, peer }) }
     h.serve = (msg, remote) => serveRequest(msg, ctx, remote)
     h.watch = (msg, remote) => serveWatch(msg, ctx, o.scheduler, remote)
