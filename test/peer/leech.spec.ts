@@ -29,6 +29,8 @@ class FakeLink implements PeerLink {
   readonly asked: number[] = []
   /** When each piece request came (frames). */
   readonly askedAt: number[] = []
+  /** Whether each piece request said the asker is starved. */
+  readonly askedStarved: boolean[] = []
   constructor (readonly peer: PeerAddress, private readonly b: Behaviour, private readonly scheduler: SchedulerLike) {}
   request (msg: WithoutReq<PeerRequest>): Observable<Frame> {
     const reply = (f: Frame, frames = 1): Observable<Frame> => of(f).pipe(delay(frames, this.scheduler))
@@ -51,6 +53,7 @@ class FakeLink implements PeerLink {
         const index = msg.offset / BLOCK
         this.asked.push(index)
         this.askedAt.push(this.scheduler.now())
+        this.askedStarved.push(msg.starved === true)
         const how = this.b.piece?.(index) ?? 2
         if (how === 'busy') return timer(1, this.scheduler).pipe(mergeMap(() => throwError(() => new RemoteError('BUSY', 'upload queue full'))))
         if (how === 'silent') return NEVER
@@ -249,6 +252,31 @@ describe('leech flow', () => {
       // 20-frame rediscovery; a second BUSY in a row doubles the pause
       expect(at[1] - at[0]).toBe(1 + 3)
       expect(at[2] - at[1]).toBe(1 + 6)
+    })
+
+    it('a download starved (no piece for STARVED_WINDOW_MS after a steady pace) says so in its requests and pauses without doubling', () => {
+      const ts = newScheduler()
+      ts.maxFrames = 5000
+      // pieces 0-2 come at once; A is busy for 3 and 4 until frame 900
+      const { deps, links, sinks } = world(ts, [A], { [A.nodeId]: { piece: (i) => i < 3 || ts.now() >= 900 ? 1 : 'busy' } })
+      const events: LeechEvent[] = []
+      leech('f.bin', deps, { ...opts, busyRetryMs: 3, rediscoverMs: 100 }).subscribe((e) => events.push(e))
+      ts.flush()
+      expect(events.at(-1)).toMatchObject({ event: 'done' })
+      expect(sinks[0].committed).toBe(true)
+      const l = links.get(A.nodeId)
+      const at = l?.askedAt ?? []
+      const starved = l?.askedStarved ?? []
+      const firstLanded = Math.min(...at) + 1
+      // not starved within two windows (400 frames) of the first piece, starved from then on
+      at.forEach((t, k) => { if (t < firstLanded + 400) expect(starved[k]).toBe(false) })
+      const late = at.flatMap((t, k) => t >= firstLanded + 400 + 1 && t < 900 ? [k] : [])
+      expect(late.length).toBeGreaterThan(10)
+      for (const k of late) expect(starved[k]).toBe(true)
+      // before: the pause doubled to 16 × 3 frames; starved: every BUSY is followed by 3 frames
+      const gaps = at.slice(1).map((t, k) => t - at[k])
+      expect(Math.max(...gaps.filter((_, k) => at[k] < firstLanded + 400))).toBe(1 + 48)
+      for (const k of late.slice(1)) expect(at[k] - at[k - 1]).toBe(1 + 3)
     })
 
     it('gives its piece back at once: another holder serves it meanwhile', () => {
