@@ -31,17 +31,8 @@ export const TRACKER_RATE_PER_SOURCE = 500
 export const MAX_TRACKER_NODES = 100_000
 
 // ---- segmentation ----
-/** Smallest piece of a file that has MIN_PIECES of them anyway: each piece costs a request, a hash check and a write, so tiny pieces cap throughput. */
-export const BASE_BLOCK_SIZE = 256 * 1024
-/**
- * A file is cut into at least this many pieces, with pieces down to MIN_BLOCK_SIZE: in a swarm a
- * piece is served on only once it is whole, so each copy spreads in hops of a piece's time each,
- * and log2(N) such hops to reach N peers weigh on a file of few pieces. (1,000 simulated leechers,
- * 16 MiB: 64 pieces of 256 KiB took 1.44 times the Kumar–Ross bound; 256 pieces of 64 KiB, 1.25.)
- */
-export const MIN_PIECES = 256
-/** Smallest piece at all (a small file's). */
-export const MIN_BLOCK_SIZE = 64 * 1024
+/** Smallest piece: each piece costs a request, a hash check and a write, so tiny pieces cap throughput. */
+export const MIN_BLOCK_SIZE = 256 * 1024
 /** Largest piece: also bounds every frame's payload. */
 export const MAX_BLOCK_SIZE = 8 * 1024 * 1024
 /** Segmentation aims at about this many pieces per file. */

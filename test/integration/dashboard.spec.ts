@@ -3,7 +3,6 @@ import path from 'node:path'
 import type { Browser, Page } from 'playwright-core'
 import { itWithChromium, launchChromium } from '../helpers/browser'
 import { perTest, shareRandom, spawnLp2p, startPeer } from './helpers'
-import { segment } from '../../src/protocol/segmentation'
 
 const ARTIFACTS = path.join(__dirname, '..', '..', 'test-artifacts')
 
@@ -20,7 +19,7 @@ describe('dashboard (browser)', () => {
   afterAll(async () => { await browser?.close() })
 
   it('shows a file a peer publishes, and its availability heatmap fills while a get downloads it', async () => {
-    const F = 16 * 1024 * 1024 // 256 pieces of 64 KiB: a heatmap cell each
+    const F = 24 * 1024 * 1024
     const { share, sha } = shareRandom(dir(), 'share', 'dash-demo.bin', F)
     const tracker = spawnLp2p(['tracker', '--port', '0', '--memory', '--http', '127.0.0.1:0', '--json'])
     procs.push(tracker)
@@ -38,14 +37,14 @@ describe('dashboard (browser)', () => {
     const row = page.locator(`#files tr[data-file-id="${sha}"]`)
     await row.waitFor({ timeout: 20_000 })
     expect(await row.locator('td.name').textContent()).toBe('dash-demo.bin')
-    const pieces = segment(F).pieces
+    const pieces = F / (256 * 1024)
     // the seeder alone: every piece held once, once its probe answered
     await page.waitForFunction(([id, n]) => {
       const cells = document.querySelectorAll(`#files .heatmap[data-file-id="${id}"] .cell`)
       return cells.length === n && [...cells].every((c) => c.getAttribute('data-count') === '1')
     }, [sha, pieces] as const, { timeout: 20_000 })
 
-    // 16 MiB at 2 MB/s: about 8 s of download, eight dashboard ticks
+    // 24 MiB at 2 MB/s: about 12 s of download, a dozen dashboard ticks
     const get = spawnLp2p(['get', 'dash-demo.bin', '--out', path.join(dir(), 'out'), '--tracker', udp, '--download-limit', '2M', '--json'])
     procs.push(get)
     const seen = new Set<number>()

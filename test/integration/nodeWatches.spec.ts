@@ -7,12 +7,9 @@ import { PeerConnection, type WithoutReq } from '../../src/net/peerConnection'
 import { PeerServer } from '../../src/net/peerServer'
 import { hasBit, setBit } from '../../src/peer/picker'
 import type { Have, PeerRequest } from '../../src/protocol/messages'
-import { segment } from '../../src/protocol/segmentation'
 import { sha256File, tempDir } from './helpers'
 
 const MB = 1024 * 1024
-/** The file's pieces (128 of 64 KiB). */
-const PIECES = segment(8 * MB).pieces
 const ASKER = 'ee'.repeat(16)
 
 /**
@@ -32,7 +29,7 @@ describe('Lp2pNode serves watches of a download in progress', () => {
     dir = tempDir('node-watch')
     const share = path.join(dir, 'share')
     fs.mkdirSync(share)
-    sha = writeRandomFile(path.join(share, 'w.bin'), 8 * MB)
+    sha = writeRandomFile(path.join(share, 'w.bin'), 8 * MB) // 32 pieces of 256 KiB
     tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
     const t = await tracker.start()
     seeder = new Lp2pNode({ tracker: t, share, watch: false })
@@ -85,7 +82,7 @@ describe('Lp2pNode serves watches of a download in progress', () => {
     const asker = new PeerServer((m) => {
       askedUs.push(m)
       return m.type === 'probe'
-        ? { msg: { type: 'have', req: m.req, fileId: m.fileId, totalPieces: PIECES, bitfield: new Uint8Array(PIECES / 8) } }
+        ? { msg: { type: 'have', req: m.req, fileId: m.fileId, totalPieces: 32, bitfield: new Uint8Array(4) } }
         : { msg: { type: 'error', req: m.req, code: 'NOT_FOUND', message: 'nothing here' } }
     }, { host: '127.0.0.1', port: 0 })
     const askerAt = await asker.start()
@@ -94,15 +91,15 @@ describe('Lp2pNode serves watches of a download in progress', () => {
       await d.pieces(1)
       const c = client()
       const now = await request(c, { type: 'probe', fileId: sha })
-      expect(now).toMatchObject({ type: 'have', fileId: sha, totalPieces: PIECES })
+      expect(now).toMatchObject({ type: 'have', fileId: sha, totalPieces: 32 })
       expect(now.version).toBeGreaterThanOrEqual(1)
-      expect(count(now.bitfield, PIECES)).toBe(now.version)
+      expect(count(now.bitfield, 32)).toBe(now.version)
       // nothing new for us since that version: the watch is held until the leecher stores a piece we lack
       const t0 = Date.now()
-      const news = await request(c, { type: 'probe', fileId: sha, since: now.version, lacks: missing(now.bitfield as Uint8Array, PIECES), waitMs: 8000, from: { nodeId: ASKER, port: askerAt.port } }, 12_000)
-      expect(Date.now() - t0).toBeLessThan(4000) // a piece lands every ~31 ms at 2 MiB/s, far sooner than waitMs
+      const news = await request(c, { type: 'probe', fileId: sha, since: now.version, lacks: missing(now.bitfield as Uint8Array, 32), waitMs: 8000, from: { nodeId: ASKER, port: askerAt.port } }, 12_000)
+      expect(Date.now() - t0).toBeLessThan(4000) // a piece lands every ~125 ms at 2 MiB/s, far sooner than waitMs
       expect(news.version).toBeGreaterThan(now.version as number)
-      expect(count(news.bitfield, PIECES)).toBe(news.version)
+      expect(count(news.bitfield, 32)).toBe(news.version)
       // the leecher learned of us from `from`, at the address it saw, and asked us for what we hold
       for (let i = 0; i < 200 && !askedUs.some((m) => m.type === 'probe' && m.fileId === sha); i++) await new Promise((r) => setTimeout(r, 10))
       expect(askedUs.find((m) => m.type === 'probe')).toMatchObject({ type: 'probe', fileId: sha })
@@ -130,12 +127,12 @@ describe('Lp2pNode serves watches of a download in progress', () => {
     let have: Have | null = null
     for (let i = 0; i < 250; i++) {
       have = await request(c, { type: 'probe', fileId: sha })
-      if (count(have.bitfield, PIECES) > 0) break
+      if (count(have.bitfield, 32) > 0) break
       await new Promise((r) => setTimeout(r, 20))
     }
     const bits = have?.bitfield as Uint8Array
     expect(before.filter((i) => !hasBit(bits, i))).toEqual([])
-    expect(have?.version).toBe(count(bits, PIECES))
+    expect(have?.version).toBe(count(bits, 32))
     expect(have?.version).toBeGreaterThanOrEqual(start.present)
     const done = (await second).at(-1) as LeechEvent & { event: 'done' }
     expect(done).toMatchObject({ event: 'done', sha256: sha })

@@ -7,7 +7,7 @@ describe('lp2p simulate (a real process)', () => {
   const { procs } = perTest('simulate')
 
   it('a run of 500 nodes runs itself again with a bigger young generation, and prints the child\'s result', async () => {
-    const sim = spawnLp2p(['simulate', '--nodes', '500', '--size', '256k', '--seed', '3', '--json'], { LP2P_LOG_LEVEL: 'info' })
+    const sim = spawnLp2p(['simulate', '--nodes', '500', '--size', '1M', '--seed', '3', '--json'], { LP2P_LOG_LEVEL: 'info' })
     procs.push(sim)
     expect(await sim.exited).toBe(0)
     await new Promise((r) => setImmediate(r))

@@ -11,8 +11,8 @@ const MiB = 1024 * 1024
 describe('buildSnapshot', () => {
   it('lists files with their holders (seeders and partial), the cluster, nodes with rates, and availability as a heatmap', () => {
     const reg = new Registry(undefined, 15_000)
-    reg.publish(node('a'), { name: 'disk.img', hash: H('1'), size: MiB }, 0) // 16 pieces of 64 KiB
-    reg.publish(node('b'), { name: 'disk.img', hash: H('1'), size: MiB, have: 3 }, 10)
+    reg.publish(node('a'), { name: 'disk.img', hash: H('1'), size: 4 * MiB }, 0)
+    reg.publish(node('b'), { name: 'disk.img', hash: H('1'), size: 4 * MiB, have: 3 }, 10)
     reg.publish(node('a'), { name: 'nobody.bin', hash: H('2'), size: MiB }, 0)
     reg.withdraw(node('a'), H('2'), 20)
     const rates = new NodeRates(3000)
@@ -61,7 +61,7 @@ describe('buildSnapshot', () => {
     for (let i = 0; i < 5; i++) reg.publish({ nodeId: hex(i, 32), host: '10.1.0.1', port: 1000 + i }, { name: 'a', hash: H('a'), size: MiB }, 0)
     reg.publish({ nodeId: hex(9, 32), host: '10.1.0.2', port: 999 }, { name: 'b', hash: H('b'), size: MiB }, 0)
     const t = probeTargets(reg, 1, 3)
-    expect(t).toEqual([{ fileId: H('a'), pieces: 16, holders: [0, 1, 2].map((i) => ({ nodeId: hex(i, 32), host: '10.1.0.1', port: 1000 + i })) }])
+    expect(t).toEqual([{ fileId: H('a'), pieces: 4, holders: [0, 1, 2].map((i) => ({ nodeId: hex(i, 32), host: '10.1.0.1', port: 1000 + i })) }])
     expect(probeTargets(reg, 8, 64).map((x) => [x.fileId, x.holders.length])).toEqual([[H('a'), 5], [H('b'), 1]])
   })
 })
