@@ -4,7 +4,7 @@ import {
   repeat, Subject, type Subscriber, type Subscription, switchMap, take, takeUntil, tap, throwError, timeout, timer, toArray, type SchedulerLike,
 } from 'rxjs'
 import { HashMismatchError, NoSourcesError, PeerTimeoutError, ProtocolError, RemoteError, StorageError } from '../errors'
-import { BUSY_MAX_DOUBLINGS, BUSY_RETRY_MS, FAN_OUT, IN_FLIGHT_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS, RAREST_FIRST_COPIES, REPROBE_MS, STALL_FACTOR, STALL_MIN_MS, WATCH_MS } from '../limits'
+import { BUSY_MAX_DOUBLINGS, BUSY_RETRY_MS, FAN_OUT, IN_FLIGHT_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS, RAREST_FIRST_COPIES, REPROBE_MS, SOURCE_SWAP_AGE_MS, STALL_FACTOR, STALL_MIN_MS, WATCH_MS } from '../limits'
 import { MAX_HASHES_PER_FRAME, REMOTE_CODES, type FileMetaData, type Leech, type NodeInfo, type PeerAddress } from '../protocol/messages'
 import type { Frame } from '../protocol/frames'
 import type { PeerLink } from '../net/peerConnection'
@@ -83,6 +83,8 @@ export interface LeechOptions {
   startWindow?: number
   /** A source that answered BUSY is asked again after this long (BUSY_RETRY_MS). */
   busyRetryMs?: number
+  /** With its sources full, a download swaps out its least useful source each round once it has used it this long (SOURCE_SWAP_AGE_MS; Infinity: never). */
+  sourceSwapAgeMs?: number
 }
 
 const label = (p: PeerAddress): string => `${p.host}:${p.port}`
@@ -151,7 +153,9 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     const timeoutMs = opts.queryTimeoutMs ?? QUERY_TIMEOUT_MS
     // per source: its rate, measured over the pieces that land, sets how many requests it gets
     const rates = new Map<string, { since: number, bytes: number, rate: number }>()
+    const roundBytes = new Map<string, number>() // per source, since the last discovery round
     const landedFrom = (id: string, bytes: number): void => {
+      roundBytes.set(id, (roundBytes.get(id) ?? 0) + bytes)
       const now = scheduler.now()
       const r = rates.get(id) ?? { since: now, bytes: 0, rate: 0 }
       r.bytes += bytes
@@ -195,7 +199,10 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     const resumeIn = (id: string): number => { const p = (pausedUntil.get(id) ?? 0) - scheduler.now(); return p > 0 ? Math.min(rediscoverMs, p) : rediscoverMs }
     for (const i of sink.present ?? []) picker.markDone(i)
     const sources = new Map<string, Source>() // live sources by nodeId
+    const sourceSince = new Map<string, number>() // when each became one
+    const addSource = (s: Source): void => { sources.set(s.peer.nodeId, s); sourceSince.set(s.peer.nodeId, scheduler.now()) }
     const banned = new Set<string>()
+    const swappedOut = new KeyedSignal<string>() // ends a source's loop: it made room for another
     // a dropped peer is asked again only after a cool-down that doubles with each failure (it may
     // have restarted: transient failures heal, broken peers cost little)
     const cooling = new Map<string, { until: number, failures: number }>()
@@ -481,12 +488,14 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       // and that first idle signal must find watch$ listening, or the source is not watched
       // until something wakes it, a second later at worst)
       return merge(watch$, fetch$).pipe(
+        takeUntil(swappedOut.once(id)),
         ignoreElements(),
         catchError((err: Error) => {
           // our own disk failing is no fault of the peer's: the whole download stops
           if (err instanceof StorageError) throw err
           picker.drop(id)
           sources.delete(id)
+          sourceSince.delete(id)
           const failures = (cooling.get(id)?.failures ?? 0) + 1
           cooling.set(id, { failures, until: scheduler.now() + Math.min(60_000, 5 * rediscoverMs * 2 ** (failures - 1)) })
           emit({ event: 'peer-dropped', peer: label(src.peer), code: (err as { code?: string }).code ?? 'ERR_PEER', error: err.message })
@@ -497,6 +506,34 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     }
 
     // ------------------------------------------------------------ discovery, again and again
+    // sources full: the one that gave the fewest bytes since the last round (of those used for
+    // SOURCE_SWAP_AGE_MS and still downloading; complete holders stay) makes room for a member of
+    // the cluster not used yet, if there is one (see SOURCE_SWAP_AGE_MS); it is not taken back for
+    // a while. Returns whether a place was freed (the next found source may take it).
+    const swapAgeMs = opts.sourceSwapAgeMs ?? SOURCE_SWAP_AGE_MS
+    let swapRoom = 0
+    const swapOut = (cluster: Map<string, PeerAddress>): boolean => {
+      const now = scheduler.now()
+      if (picker.complete || !Number.isFinite(swapAgeMs)) return false
+      let worst: string | null = null
+      let fewest = Infinity
+      for (const [id, s] of sources) {
+        if (s.version === undefined || (sourceSince.get(id) ?? now) > now - swapAgeMs) continue
+        const bytes = roundBytes.get(id) ?? 0
+        if (bytes < fewest) { fewest = bytes; worst = id }
+      }
+      if (worst === null) return false
+      const unused = [...cluster.keys()].some((id) => !sources.has(id) && !banned.has(id) && !coolingDown(id))
+      if (!unused) return false
+      sources.delete(worst)
+      sourceSince.delete(worst)
+      swappedOut.fire(worst) // its fetches end and give their pieces back
+      picker.drop(worst)
+      cooling.set(worst, { failures: cooling.get(worst)?.failures ?? 0, until: now + 5 * rediscoverMs })
+      swapRoom = 1
+      return true
+    }
+
     const discoverOnce = (): Observable<Source[]> => deps.tracker.nodes(meta.hash).pipe(
       catchError(() => of([] as NodeInfo[])), // a tracker hiccup: the known cluster still works
       mergeMap((nodes) => {
@@ -517,6 +554,8 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         // sources that do not (complete holders, older peers) and only as many unknown peers as
         // there is room for (at scale, re-probing every member each round was a third of all requests)
         let room = maxSources - sources.size
+        if (room <= 0 && swapOut(cluster)) room = 1
+        roundBytes.clear()
         const members = [...cluster.values()].filter((p) => {
           if (banned.has(p.nodeId) || coolingDown(p.nodeId)) return false
           const known = sources.get(p.nodeId)
@@ -549,8 +588,11 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           const known = sources.get(s.peer.nodeId)
           picker.setSource(s.peer.nodeId, s.bitfield, s.pending, s.sent)
           if (known !== undefined) { refresh(known, s); continue }
-          if (sources.size >= maxSources) { picker.drop(s.peer.nodeId); continue }
-          sources.set(s.peer.nodeId, s)
+          if (sources.size >= maxSources) {
+            if (swapRoom <= 0) { picker.drop(s.peer.nodeId); continue }
+            swapRoom--
+          }
+          addSource(s)
           fresh.push(s)
         }
         wake(null)
@@ -577,7 +619,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         const id = s?.peer.nodeId ?? ''
         if (s === null || picker.complete || sources.has(id) || sources.size >= 2 * maxSources || banned.has(id) || coolingDown(id)) return EMPTY
         picker.setSource(id, s.bitfield, s.pending, s.sent)
-        sources.set(id, s)
+        addSource(s)
         return of(s)
       }),
     )

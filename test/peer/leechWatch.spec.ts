@@ -237,7 +237,7 @@ describe('leechFile: discovery rounds', () => {
       },
       [C.nodeId]: () => (s0.r as ReturnType<typeof replies>).have(null),
       [D.nodeId]: () => (s0.r as ReturnType<typeof replies>).have(null),
-    }, { queryTimeoutMs: 50, pieceTimeoutMs: 5000, rediscoverMs: 100, noSourceGraceMs: 60_000, watchMs: 1500, maxSources: 2, pipeline: 1 })
+    }, { queryTimeoutMs: 50, pieceTimeoutMs: 5000, rediscoverMs: 100, noSourceGraceMs: 60_000, watchMs: 1500, maxSources: 2, pipeline: 1, sourceSwapAgeMs: Infinity }) // (no swaps: below)
     s0.r = replies(w.s, f)
     w.s.run(5000)
     w.stop()
@@ -251,6 +251,70 @@ describe('leechFile: discovery rounds', () => {
     expect(a.watches().length).toBeGreaterThan(0)
     expect(before(b).length).toBeGreaterThanOrEqual(3) // a complete holder: probed each round
     for (const x of [C, D]) expect(w.links.get(x.nodeId)?.plainProbes() ?? []).toEqual([])
+  })
+})
+
+describe('leechFile: source swaps', () => {
+  // A and B: partial holders that answer watches. A gives pieces 0-5 fast and then has nothing we
+  // lack; B is slow (one piece every 200 ms) and holds everything. C and D: complete holders,
+  // listed too. Two sources fill the room.
+  const scene = (swapAgeMs: number): { w: World, f: TestFile } => {
+    const f = makeFile(24)
+    const s0: { r?: ReturnType<typeof replies> } = {}
+    const partial = (holds: number[], pieceMs: number): Script => (msg) => {
+      const r = s0.r as ReturnType<typeof replies>
+      if (msg.type === 'leech') return r.piece(msg, pieceMs)
+      if (msg.type !== 'probe') return NEVER
+      return msg.since === undefined ? r.have(holds, holds.length) : r.have(holds, holds.length, msg.waitMs)
+    }
+    const complete: Script = (msg) => {
+      const r = s0.r as ReturnType<typeof replies>
+      if (msg.type === 'leech') return r.piece(msg, 5)
+      return msg.type === 'probe' ? r.have(null) : NEVER
+    }
+    const w = world(f, () => [A, B, C, D], {
+      [A.nodeId]: partial(range(0, 6), 5),
+      [B.nodeId]: partial(range(0, 24), 200),
+      [C.nodeId]: complete,
+      [D.nodeId]: complete,
+    }, { queryTimeoutMs: 50, pieceTimeoutMs: 5000, rediscoverMs: 100, noSourceGraceMs: 60_000, watchMs: 1500, maxSources: 2, pipeline: 1, sourceSwapAgeMs: swapAgeMs })
+    s0.r = replies(w.s, f)
+    w.s.run(20_000)
+    w.stop()
+    return { w, f }
+  }
+
+  it('with its sources full, swaps out the one that gave nothing in a round (once it has used it swapAgeMs) for a cluster member it does not use', () => {
+    const { w, f } = scene(300)
+    expect(w.error()).toBeUndefined()
+    const done = w.events.find((e) => e.event === 'done') as { t: number }
+    expect(done).toMatchObject({ sha256: f.meta.hash })
+    const a = w.links.get(A.nodeId) as ScriptLink
+    // A gave its six pieces in its first round and nothing after: swapped out at the first round
+    // past swapAgeMs, for C or D (probed then, not before)
+    expect(piecesFrom(w, A).map((p) => p.index).sort((x, y) => x - y)).toEqual(range(0, 6))
+    const newcomer = [C, D].map((x) => w.links.get(x.nodeId)).find((l) => l !== undefined && l.plainProbes().length > 0) as ScriptLink
+    expect(newcomer).toBeDefined()
+    const firstProbe = newcomer.plainProbes()[0].t
+    expect(firstProbe).toBeGreaterThanOrEqual(300)
+    expect(firstProbe).toBeLessThan(300 + 2 * 100 + 50)
+    // A is no longer watched once swapped out (its last watch went out before the swap)
+    expect(a.watches().every((x) => x.t < firstProbe)).toBe(true)
+    // the newcomer serves what is left, far sooner than B alone would (18 pieces at 200 ms each)
+    expect(piecesFrom(w, newcomer.peer).length).toBeGreaterThan(0)
+    expect(done.t).toBeLessThan(18 * 200)
+    // a swap is no failure (nobody is reported dropped), and the peer swapped out is not taken
+    // back at the next rounds (it is left alone for 5 rounds)
+    expect(drops(w)).toEqual([])
+    expect(a.plainProbes().filter((x) => x.t > firstProbe && x.t < firstProbe + 4 * 100)).toEqual([])
+  })
+
+  it('never swaps with an infinite swap age: the room stays with the sources it has', () => {
+    const { w, f } = scene(Infinity)
+    const done = w.events.find((e) => e.event === 'done') as { t: number }
+    expect(done).toMatchObject({ sha256: f.meta.hash })
+    for (const x of [C, D]) expect(w.links.get(x.nodeId)?.plainProbes() ?? []).toEqual([])
+    expect(done.t).toBeGreaterThanOrEqual(18 * 200) // B alone brought the rest
   })
 })
 
