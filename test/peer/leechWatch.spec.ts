@@ -309,6 +309,33 @@ describe('leechFile: source swaps', () => {
     expect(a.plainProbes().filter((x) => x.t > firstProbe && x.t < firstProbe + 4 * 100)).toEqual([])
   })
 
+  it('a swap frees a place even when askers keep the sources above the maximum: the next member found takes it', () => {
+    // one source at most from discovery (A), one more from an asker (B): a swap of A must still
+    // let C in, though the sources are not below the maximum after it
+    const f = makeFile(24)
+    const s0: { r?: ReturnType<typeof replies> } = {}
+    const askers = new Subject<PeerAddress>()
+    const r = (): ReturnType<typeof replies> => s0.r as ReturnType<typeof replies>
+    const w = world(f, () => [A, C], {
+      [A.nodeId]: (msg) => msg.type === 'leech' ? r().piece(msg, 5) : msg.type !== 'probe' ? NEVER : msg.since === undefined ? r().have(range(0, 6), 6) : r().have(range(0, 6), 6, msg.waitMs),
+      [B.nodeId]: (msg) => msg.type === 'leech' ? r().piece(msg, 200) : msg.type !== 'probe' ? NEVER : msg.since === undefined ? r().have(range(0, 24), 24) : r().have(range(0, 24), 24, msg.waitMs),
+      [C.nodeId]: (msg) => msg.type === 'leech' ? r().piece(msg, 5) : msg.type === 'probe' ? r().have(null) : NEVER,
+    }, { queryTimeoutMs: 50, pieceTimeoutMs: 5000, rediscoverMs: 100, noSourceGraceMs: 60_000, watchMs: 1500, maxSources: 1, pipeline: 1, sourceSwapAgeMs: 300 }, { askers })
+    s0.r = replies(w.s, f)
+    const B_AT = 250
+    w.s.schedule(() => askers.next(B), B_AT)
+    w.s.run(20_000)
+    w.stop()
+    const done = w.events.find((e) => e.event === 'done') as { t: number }
+    expect(done).toMatchObject({ sha256: f.meta.hash })
+    expect(piecesFrom(w, B).length).toBeGreaterThan(0) // the asker became a source
+    // C came in at the swap of A (A is swappable from 300 ms), not at a later swap of B (B is
+    // swappable only from B_AT + 300 ms, when it would leave the sources below the maximum)
+    const fromC = piecesFrom(w, C)
+    expect(fromC.length).toBeGreaterThan(0)
+    expect(fromC[0].t).toBeLessThan(B_AT + 300)
+  })
+
   it('never swaps with an infinite swap age: the room stays with the sources it has', () => {
     const { w, f } = scene(Infinity)
     const done = w.events.find((e) => e.event === 'done') as { t: number }
