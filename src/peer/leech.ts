@@ -111,7 +111,7 @@ export function leech (query: string, deps: LeechDeps, opts: LeechOptions = {}):
 
 const localHash = (data: Buffer): Observable<Buffer> => defer(() => of(createHash('sha256').update(data).digest()))
 
-interface Source { peer: PeerAddress, bitfield: Uint8Array | null, pending?: Uint8Array, sent?: Uint8Array, version?: number, hashes?: boolean }
+interface Source { peer: PeerAddress, bitfield: Uint8Array | null, pending?: Uint8Array, sent?: Uint8Array, version?: number, hashes?: boolean, /** when it became a source */ since?: number }
 
 /** A known source's fresh answer: what it holds now. */
 function refresh (known: Source, s: Source): void {
@@ -199,8 +199,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     const resumeIn = (id: string): number => { const p = (pausedUntil.get(id) ?? 0) - scheduler.now(); return p > 0 ? Math.min(rediscoverMs, p) : rediscoverMs }
     for (const i of sink.present ?? []) picker.markDone(i)
     const sources = new Map<string, Source>() // live sources by nodeId
-    const sourceSince = new Map<string, number>() // when each became one
-    const addSource = (s: Source): void => { sources.set(s.peer.nodeId, s); sourceSince.set(s.peer.nodeId, scheduler.now()) }
+    const addSource = (s: Source): void => { s.since = scheduler.now(); sources.set(s.peer.nodeId, s) }
     const banned = new Set<string>()
     const swappedOut = new KeyedSignal<string>() // ends a source's loop: it made room for another
     // a dropped peer is asked again only after a cool-down that doubles with each failure (it may
@@ -495,7 +494,6 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           if (err instanceof StorageError) throw err
           picker.drop(id)
           sources.delete(id)
-          sourceSince.delete(id)
           const failures = (cooling.get(id)?.failures ?? 0) + 1
           cooling.set(id, { failures, until: scheduler.now() + Math.min(60_000, 5 * rediscoverMs * 2 ** (failures - 1)) })
           emit({ event: 'peer-dropped', peer: label(src.peer), code: (err as { code?: string }).code ?? 'ERR_PEER', error: err.message })
@@ -518,7 +516,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       let worst: string | null = null
       let fewest = Infinity
       for (const [id, s] of sources) {
-        if (s.version === undefined || (sourceSince.get(id) ?? now) > now - swapAgeMs) continue
+        if (s.version === undefined || (s.since ?? now) > now - swapAgeMs) continue
         const bytes = roundBytes.get(id) ?? 0
         if (bytes < fewest) { fewest = bytes; worst = id }
       }
@@ -526,7 +524,6 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       const unused = [...cluster.keys()].some((id) => !sources.has(id) && !banned.has(id) && !coolingDown(id))
       if (!unused) return false
       sources.delete(worst)
-      sourceSince.delete(worst)
       swappedOut.fire(worst) // its fetches end and give their pieces back
       picker.drop(worst)
       cooling.set(worst, { failures: cooling.get(worst)?.failures ?? 0, until: now + 5 * rediscoverMs })
