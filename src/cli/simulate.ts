@@ -61,7 +61,7 @@ const opt = (flags: string, what: string, env: string): Option => new Option(fla
 /** `lp2p simulate`: a whole swarm in one process, in virtual time, on the production flows. */
 export function addSimulate (p: Command, parseSize: (v: string) => number, out: (s: string) => void, argv: readonly string[]): void {
   p.command('simulate')
-    .description('simulate a swarm in virtual time: one tracker, seeders and N leechers running the production flows over a modelled network; prints completion times against the Kumar–Ross bound. A run of 500 nodes or more runs itself again once with the heap it needs (node flags --max-old-space-size, --max-semi-space-size; flags you give node win); one that cannot fit in this machine\'s memory is refused')
+    .description('simulate a swarm in virtual time: one tracker, seeders and N leechers running the production flows over a modelled network; prints completion times against the Kumar–Ross bound and, with one seeder and equal uploads, the bound in whole pieces (M + ⌊log2 N⌋ piece times). A run of 500 nodes or more runs itself again once with the heap it needs (node flags --max-old-space-size, --max-semi-space-size; flags you give node win); one that cannot fit in this machine\'s memory is refused')
     .addOption(opt('-n, --nodes <n>', 'leechers', 'LP2P_SIM_NODES').default(100).argParser(num('--nodes', 1, 100_000, true)))
     .addOption(opt('--size <bytes>', 'file size (k/M/G/T suffixes, powers of 1024)', 'LP2P_SIM_SIZE').default(64 * 1024 * 1024, '64M').argParser((v) => { const n = parseSize(v); if (n < 1) throw new UsageError('--size must be at least 1 byte'); return n }))
     .addOption(opt('--upload <rate>', 'upload capacity of each leecher, bytes/s (k/M/G = 10^3.., Ki/Mi/Gi = 2^10..)', 'LP2P_SIM_UPLOAD').default(20e6, '20M').argParser(rate))
@@ -120,6 +120,10 @@ function render (r: ScenarioResult, o: { upload: number, seederUpload?: number, 
       ['time p50 / p99 / max', `${secs(r.timeMs.p50)} / ${secs(r.timeMs.p99)} / ${secs(r.timeMs.max)}`],
       ['Kumar–Ross bound', secs(r.boundMs)],
       ['ratio max / bound', Number.isFinite(r.ratio) ? r.ratio.toFixed(3) : '—'],
+      ...(r.pieceBoundMs === null ? [] : [
+        ['bound in whole pieces (M + ⌊log2 N⌋)', secs(r.pieceBoundMs)],
+        ['ratio max / piece bound', r.pieceRatio !== null && Number.isFinite(r.pieceRatio) ? r.pieceRatio.toFixed(3) : '—'],
+      ]),
       ['seeder upload / F', r.seederUploadPerF.toFixed(3)],
       ['control messages', `${r.controlMessages} (tracker requests ${r.trackerRequests}); ${r.pieceTransfers} piece transfers`],
       ['crashes / restarted downloads', `${r.crashes} / ${r.retries}`],

@@ -14,6 +14,9 @@ describe('lp2p simulate (a real process)', () => {
     expect(sim.events).toHaveLength(1)
     expect(sim.events[0]).toMatchObject({ nodes: 500, completed: 500, unfinished: 0, pieces: 4 })
     expect((sim.events[0].timeMs as { max: number }).max).toBeGreaterThanOrEqual(sim.events[0].boundMs as number)
+    // 4 pieces to 500 leechers: at least 4 + 8 piece times, three times Kumar–Ross
+    expect((sim.events[0].timeMs as { max: number }).max).toBeGreaterThanOrEqual(sim.events[0].pieceBoundMs as number)
+    expect(sim.events[0].pieceBoundMs as number).toBeCloseTo(3 * (sim.events[0].boundMs as number))
     const rerun = sim.stderr.map((l) => JSON.parse(l) as { msg?: string, flags?: string[] }).filter((l) => l.flags !== undefined)
     expect(rerun).toHaveLength(1) // once: the child does not run itself again
     expect(rerun[0].flags).toContain('--max-semi-space-size=128')

@@ -1,4 +1,4 @@
-import { kumarRoss, runScenario, type ScenarioOptions, type ScenarioResult } from '../../src/sim/scenario'
+import { kumarRoss, pieceBound, runScenario, type ScenarioOptions, type ScenarioResult } from '../../src/sim/scenario'
 
 const MiB = 1024 * 1024
 const base: ScenarioOptions = { nodes: 40, size: 16 * MiB, upload: 20e6, seederUpload: 20e6, seed: 7 }
@@ -14,6 +14,24 @@ describe('swarm simulation (production flows, virtual time)', () => {
     expect(kumarRoss(2, 100e6, 100e6, 100e6, 1e6)).toBeCloseTo(100_000)
   })
 
+  it('the bound in whole pieces: M + ⌊log2 N⌋ piece times, where it is known', () => {
+    const B = 256 * 1024
+    // one peer: the seeder sends every piece once, as Kumar–Ross says
+    expect(pieceBound(1, 64 * B, B, 1, 1e6, 1e6)).toBeCloseTo(kumarRoss(1, 64 * B, 1e6, 1e6))
+    // 3 peers, one piece: seeder → A, then seeder → B and A → C: two piece times
+    expect(pieceBound(3, B, B, 1, 1e6, 1e6)).toBeCloseTo(2 * B / 1e3)
+    // ⌊log2 N⌋ at and around powers of two
+    expect(pieceBound(7, 64 * B, B, 1, 1e6, 1e6)).toBeCloseTo(66 * B / 1e3)
+    expect(pieceBound(8, 64 * B, B, 1, 1e6, 1e6)).toBeCloseTo(67 * B / 1e3)
+    expect(pieceBound(10_000, 64 * B, B, 1, 1e6, 1e6)).toBeCloseTo(77 * B / 1e3)
+    // not known in closed form: several seeders, unequal uploads, a last piece shorter, a download cap below the upload
+    expect(pieceBound(8, 64 * B, B, 2, 1e6, 1e6)).toBeNull()
+    expect(pieceBound(8, 64 * B, B, 1, 2e6, 1e6)).toBeNull()
+    expect(pieceBound(8, 64 * B - 1, B, 1, 1e6, 1e6)).toBeNull()
+    expect(pieceBound(8, 64 * B, B, 1, 1e6, 1e6, 5e5)).toBeNull()
+    expect(pieceBound(8, 64 * B, B, 1, 1e6, 1e6, 2e6)).toBeCloseTo(67 * B / 1e3)
+  })
+
   let first: ScenarioResult
   beforeAll(() => { first = runScenario(base) })
 
@@ -24,6 +42,9 @@ describe('swarm simulation (production flows, virtual time)', () => {
     expect(first.unfinished).toBe(0)
     expect(first.ratio).toBeGreaterThanOrEqual(1) // nothing beats Kumar–Ross: a model that did would be wrong
     expect(first.ratio).toBeLessThan(1.6)
+    // nor whole-piece forwarding: 64 pieces, 40 leechers, 69 piece times
+    expect(first.pieceBoundMs).toBeCloseTo((64 + 5) * 256 * 1024 / 20e3)
+    expect(first.pieceRatio).toBeGreaterThanOrEqual(1)
     expect(first.seederUploadPerF).toBeGreaterThanOrEqual(1) // every piece left the seeder at least once
     expect(first.seederUploadPerF).toBeLessThan(1.6)
     expect(first.timeMs.p50).toBeLessThanOrEqual(first.timeMs.p99)
