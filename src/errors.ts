@@ -23,7 +23,8 @@ export class TrackerUnreachableError extends Lp2pError {
 
 /** The tracker (or a peer) answered with an error message. */
 export class RemoteError extends Lp2pError {
-  constructor (readonly remoteCode: string, message: string) { super('ERR_REMOTE', `${remoteCode}: ${message}`) }
+  /** @param retryMs what the peer asked (with BUSY): ask again no sooner than this */
+  constructor (readonly remoteCode: string, message: string, readonly retryMs?: number) { super('ERR_REMOTE', `${remoteCode}: ${message}`) }
 }
 
 /** No file matches the name or id prefix asked for. */

@@ -67,7 +67,7 @@ export class PeerConnection implements PeerLink {
       const p = this.pending.get(f.msg.req)
       if (p === undefined) continue // a reply to a request we gave up on
       this.pending.delete(f.msg.req)
-      if (f.msg.type === 'error') p.fail(new RemoteError(f.msg.code, f.msg.message))
+      if (f.msg.type === 'error') p.fail(new RemoteError(f.msg.code, f.msg.message, f.msg.retryMs))
       else p.next(f)
     }
   }

@@ -4,7 +4,7 @@ import {
   repeat, Subject, type Subscriber, type Subscription, switchMap, take, takeUntil, tap, throwError, timeout, timer, toArray, type SchedulerLike,
 } from 'rxjs'
 import { HashMismatchError, NoSourcesError, PeerTimeoutError, ProtocolError, RemoteError, StorageError } from '../errors'
-import { BUSY_MAX_DOUBLINGS, BUSY_RETRY_MS, FAN_OUT, IN_FLIGHT_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS, RAREST_FIRST_COPIES, REPROBE_MS, SOURCE_SWAP_AGE_MS, STALL_FACTOR, STALL_MIN_MS, WATCH_MS } from '../limits'
+import { BUSY_MAX_DOUBLINGS, BUSY_RETRY_MS, FAN_OUT, MAX_BUSY_RETRY_MS, IN_FLIGHT_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS, RAREST_FIRST_COPIES, REPROBE_MS, SOURCE_SWAP_AGE_MS, STALL_FACTOR, STALL_MIN_MS, WATCH_MS } from '../limits'
 import { MAX_HASHES_PER_FRAME, REMOTE_CODES, type FileMetaData, type Leech, type NodeInfo, type PeerAddress } from '../protocol/messages'
 import type { Frame } from '../protocol/frames'
 import type { PeerLink } from '../net/peerConnection'
@@ -191,10 +191,12 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     // by each of its askers), up to 2^BUSY_MAX_DOUBLINGS times; a piece that lands resets it
     // (but not while this download is starved: see STARVED_SHARE)
     const pace = new PaceMeter()
-    const pauseBusy = (id: string): void => {
+    // (a holder behind an upload cap says how long: some of its piece times, see BUSY_RETRY_PIECES)
+    const pauseBusy = (id: string, askedMs?: number): void => {
       const streak = pace.starved(scheduler.now()) ? 0 : Math.min(BUSY_MAX_DOUBLINGS, busyStreak.get(id) ?? 0)
       busyStreak.set(id, streak + 1)
-      pausedUntil.set(id, scheduler.now() + busyRetryMs * 2 ** streak)
+      const base = Math.max(busyRetryMs, Math.min(MAX_BUSY_RETRY_MS, askedMs ?? 0))
+      pausedUntil.set(id, scheduler.now() + base * 2 ** streak)
     }
     const resumeIn = (id: string): number => { const p = (pausedUntil.get(id) ?? 0) - scheduler.now(); return p > 0 ? Math.min(rediscoverMs, p) : rediscoverMs }
     for (const i of sink.present ?? []) picker.markDone(i)
@@ -341,7 +343,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         // a busy peer (not at fault either): the piece goes back for another holder, and this
         // peer is asked again after a short pause (waiting for its next probe left uplinks idle)
         if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.busy) {
-          pauseBusy(id)
+          pauseBusy(id, err.retryMs)
           picker.release(id, index)
           wake(index)
           sub.complete()
@@ -393,7 +395,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       }).pipe(
         catchError((err: unknown) => {
           if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.notFound) return EMPTY
-          if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.busy) { pauseBusy(id); return EMPTY }
+          if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.busy) { pauseBusy(id, err.retryMs); return EMPTY }
           throw err
         }),
       )

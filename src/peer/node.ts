@@ -24,7 +24,7 @@ import { ClusterTable } from './clusterTable'
 import { leech, type LeechEvent, type LeechOptions } from './leech'
 import { setBit } from './picker'
 import { PieceLog } from './pieceLog'
-import { passesBusy, SentCounts, serveRequest, serveWatch, WatchKicker, type ServeContext, type ServedFile } from './serve'
+import { busyRetryMs, passesBusy, SentCounts, serveRequest, serveWatch, WatchKicker, type ServeContext, type ServedFile } from './serve'
 import { hashFile } from '../storage/hashFile'
 import { segment } from '../protocol/segmentation'
 import { listShare, MAX_SHARED_FILES, planShare, scanShare, SHARE_DEBOUNCE_MS, SHARE_RESCAN_MS, SHARE_SETTLE_MS, type KnownFile, type LocalFile, type ShareEntry } from './share'
@@ -175,6 +175,8 @@ export class Lp2pNode {
         // behind an upload cap, a queue longer than BUSY_QUEUE_MS of it is declined (BUSY)
         busyBytes: this.uploadBudget === undefined ? undefined : (this.opts.uploadLimit as number) * BUSY_QUEUE_MS / 1000,
         passesBusy: (m) => this.passesBusy(m),
+        // (a hash list is declined for the pieces queued: the wait is in those pieces' times)
+        busyRetryMs: (m) => busyRetryMs(m.type === 'leech' ? m.blockSize : ctx.file(m.type === 'get_hashes' ? m.fileId : '')?.meta.blockSize ?? 0, this.opts.uploadLimit),
         watch: (m, remote) => serveWatch(m, ctx, asyncScheduler, remote),
         onIdle: () => this.kicker.poke(),
       })

@@ -1,7 +1,7 @@
 import { map, of, type Observable, type SchedulerLike, type Subscription } from 'rxjs'
 import { firstOrAfter } from '../../streams/firstOrAfter'
-import { KICK_RETRY_MS, RAREST_FIRST_COPIES } from '../limits'
-import { REMOTE_CODES, type FileMetaData, type Leech, type PeerAddress, type PeerReply, type PeerRequest, type Probe } from '../protocol/messages'
+import { BUSY_RETRY_PIECES, KICK_RETRY_MS, MAX_BUSY_RETRY_MS, RAREST_FIRST_COPIES } from '../limits'
+import { REMOTE_CODES, type FileMetaData, type Leech, type PeerAddress, type PeerErrorReply, type PeerReply, type PeerRequest, type Probe } from '../protocol/messages'
 import type { PageSource } from '../../streams/readPages'
 import type { ClusterTable } from './clusterTable'
 import { hasBit } from './picker'
@@ -66,6 +66,8 @@ export interface ServeContext {
    * spread at once instead of waiting out the backlog, and no asker is left behind.
    */
   busy?: (passes: boolean) => boolean
+  /** This node's upload cap, bytes/s (undefined: none): a BUSY says when to ask again (`busyRetryMs`). */
+  uploadRate?: number
   /**
    * A peer downloading a file asked us about it and serves it too (`from` of a probe or cluster
    * query), at the address we see it at: our own download of that file may fetch from it.
@@ -79,6 +81,20 @@ export interface Outgoing {
   payload?: { source: PageSource, offset: number, length: number }
 }
 
+/**
+ * What a BUSY from an uplink capped at `uploadRate` asks: wait BUSY_RETRY_PIECES of its piece
+ * times before asking again (at most MAX_BUSY_RETRY_MS). Undefined without a cap.
+ */
+export function busyRetryMs (blockSize: number, uploadRate: number | undefined): number | undefined {
+  if (uploadRate === undefined || !(uploadRate > 0) || !Number.isFinite(uploadRate) || !(blockSize > 0)) return undefined
+  return Math.min(MAX_BUSY_RETRY_MS, Math.ceil(BUSY_RETRY_PIECES * blockSize * 1000 / uploadRate))
+}
+
+/** A BUSY reply, with how long to wait when the uplink is capped. */
+export function busyReply (req: number, message: string, retryMs: number | undefined): PeerErrorReply {
+  return retryMs === undefined ? { type: 'error', req, code: REMOTE_CODES.busy, message } : { type: 'error', req, code: REMOTE_CODES.busy, message, retryMs }
+}
+
 /** The connection a request came on: the neighbour's address as the socket saw it. */
 export interface Remote { host: string }
 
@@ -90,6 +106,7 @@ const bufferSource = (b: Buffer): PageSource => ({ size: b.length, view: (o, l) 
  */
 export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote = { host: '' }): Outgoing {
   const err = (code: string, message: string): Outgoing => ({ msg: { type: 'error', req: m.req, code, message } })
+  const busy = (blockSize: number, message: string): Outgoing => ({ msg: busyReply(m.req, message, busyRetryMs(blockSize, ctx.uploadRate)) })
   switch (m.type) {
     case 'find_cluster': {
       const peers = ctx.cluster.peers(m.fileId)
@@ -107,7 +124,7 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
       if (f === undefined || hashes === null) return err(REMOTE_CODES.notFound, 'piece hashes not held here')
       if (m.from + m.count > f.meta.pieces) return err(REMOTE_CODES.badRequest, 'hash range outside the file')
       // a busy uplink gives no hash list either: those who hold it spread it (see `PieceLog.gotHashes`)
-      if (ctx.busy?.(false) === true) return err(REMOTE_CODES.busy, 'upload queue full: fetch the hash list from another peer')
+      if (ctx.busy?.(false) === true) return busy(f.meta.blockSize, 'upload queue full: fetch the hash list from another peer')
       return { msg: { type: 'hashes', req: m.req, fileId: m.fileId, from: m.from, count: m.count }, payload: { source: bufferSource(hashes), offset: m.from * 32, length: m.count * 32 } }
     }
     case 'probe': {
@@ -137,7 +154,7 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
       }
       const index = m.offset / m.blockSize
       const known = m.blockSize === f.meta.blockSize && f.sent !== undefined
-      if (ctx.busy?.(passesBusy(f, m)) === true) return err(REMOTE_CODES.busy, 'upload queue full: ask another peer')
+      if (ctx.busy?.(passesBusy(f, m)) === true) return busy(f.meta.blockSize, 'upload queue full: ask another peer')
       try {
         f.checkSize()
       } catch (e) {

@@ -1,5 +1,5 @@
 import { ProtocolError } from '../errors'
-import { MAX_BITFIELD_BYTES, MAX_BLOCK_SIZE, MAX_PEERS_PER_REPLY, MAX_WATCH_MS, PAGE_SIZE } from '../limits'
+import { MAX_BITFIELD_BYTES, MAX_BLOCK_SIZE, MAX_BUSY_RETRY_MS, MAX_PEERS_PER_REPLY, MAX_WATCH_MS, PAGE_SIZE } from '../limits'
 import * as v from './validate'
 
 /**
@@ -132,7 +132,8 @@ export interface Leech { type: 'leech', req: number, hash: string, size: number,
  * learns its new pieces with every piece, without waiting for its next probe.
  */
 export interface Piece { type: 'piece', req: number, pieceSize: number, offset: number, totalPieces: number, clusterName: string, bitfield?: Uint8Array }
-export interface PeerErrorReply { type: 'error', req: number, code: string, message: string }
+/** `retryMs` (with BUSY): ask this peer again no sooner than this (see BUSY_RETRY_PIECES). */
+export interface PeerErrorReply { type: 'error', req: number, code: string, message: string, retryMs?: number }
 
 export type PeerRequest = FindCluster | GetHashes | Probe | Leech
 export type PeerReply = Cluster | Hashes | Have | Piece | PeerErrorReply
@@ -313,7 +314,11 @@ export function peerMessage (x: unknown): PeerMessage {
       }
       return m
     }
-    case 'error': return { type: 'error', req: req(o), code: v.str(o, 'code', 32), message: v.str(o, 'message', 512) }
+    case 'error': {
+      const m: PeerErrorReply = { type: 'error', req: req(o), code: v.str(o, 'code', 32), message: v.str(o, 'message', 512) }
+      if (o.retryMs !== undefined && o.retryMs !== null) m.retryMs = v.int(o, 'retryMs', 0, MAX_BUSY_RETRY_MS)
+      return m
+    }
     default: throw new ProtocolError(`unknown peer message type ${typeName(o.type)}`)
   }
 }

@@ -244,7 +244,7 @@ export class SimNetwork {
           if (payload !== undefined) { from.downloaded += payload.length; to.uploaded += payload.length }
           if (sub.closed) return
           const m = out.msg
-          if (m.type === 'error') { net.stats.errors[m.code] = (net.stats.errors[m.code] ?? 0) + 1; sub.error(new RemoteError(m.code, m.message)); return }
+          if (m.type === 'error') { net.stats.errors[m.code] = (net.stats.errors[m.code] ?? 0) + 1; sub.error(new RemoteError(m.code, m.message, m.retryMs)); return }
           sub.next(payload === undefined ? { msg: m } : { msg: m, payload })
           sub.complete()
         }

@@ -62,7 +62,7 @@ export class SimNode {
     this.endpoint = { address: o.host.host, port: SIM_UDP_PORT }
     const h = o.host
     const busy = (passes: boolean): boolean => h.upFree - o.scheduler.now() > (passes ? FRESH_QUEUE_FACTOR : 1) * h.queueMs
-    const ctx: ServeContext = { file: (id) => this.served.get(id), cluster: this.cluster, busy, onAsker: (fileId, peer) => this.askers.next({ fileId, peer }) }
+    const ctx: ServeContext = { file: (id) => this.served.get(id), cluster: this.cluster, busy, uploadRate: h.opts.upload, onAsker: (fileId, peer) => this.askers.next({ fileId, peer }) }
     h.serve = (msg, remote) => serveRequest(msg, ctx, remote)
     h.watch = (msg, remote) => serveWatch(msg, ctx, o.scheduler, remote)
     // an idle uplink (or one that just stored a piece) tells its watchers what it has

@@ -41,6 +41,18 @@ describe('PeerServer upload queue', () => {
     expect(server.queuedPieceBytes).toBe(0)
   })
 
+  it('a BUSY says when to ask again when the node says (busyRetryMs), over TCP to the asker\'s RemoteError', async () => {
+    const asked: string[] = []
+    server = new PeerServer(handle, { host: '127.0.0.1', port: 0, budget: { take: () => NEVER }, busyBytes: BLOCK, busyRetryMs: (m) => { asked.push(m.type); return 33 } })
+    const addr = await server.start()
+    const c = new PeerConnection({ nodeId: 'a'.repeat(32), host: '127.0.0.1', port: addr.port })
+    conns.push(c)
+    void ask(c, 0) // fills busyBytes (never granted)
+    const declined = await firstValueFrom(c.request({ type: 'leech', hash: 'ab'.repeat(32), size: data.length, offset: BLOCK, blockSize: BLOCK, pieces: 8 }).pipe(timeout(3000))).then(() => null, (e: unknown) => e)
+    expect(declined).toMatchObject({ remoteCode: 'BUSY', retryMs: 33 })
+    expect(asked).toEqual(['leech'])
+  })
+
   it('declines a hash list with BUSY while busyBytes are queued (those who hold the list spread it); passes it on before', async () => {
     server = new PeerServer(handle, { host: '127.0.0.1', port: 0, budget: { take: () => NEVER }, busyBytes: 2 * BLOCK })
     const addr = await server.start()

@@ -22,7 +22,7 @@ interface Behaviour {
   /** Pieces it holds (default: all). */
   holds?: number[]
   /** Frames a piece takes; 'silent' for never, 'error' for a dropped connection. */
-  piece?: (index: number) => number | 'silent' | 'error' | 'corrupt' | 'busy'
+  piece?: (index: number) => number | 'silent' | 'error' | 'corrupt' | 'busy' | { busy: number }
 }
 
 class FakeLink implements PeerLink {
@@ -56,6 +56,7 @@ class FakeLink implements PeerLink {
         this.askedStarved.push(msg.starved === true)
         const how = this.b.piece?.(index) ?? 2
         if (how === 'busy') return timer(1, this.scheduler).pipe(mergeMap(() => throwError(() => new RemoteError('BUSY', 'upload queue full'))))
+        if (typeof how === 'object') return timer(1, this.scheduler).pipe(mergeMap(() => throwError(() => new RemoteError('BUSY', 'upload queue full', how.busy))))
         if (how === 'silent') return NEVER
         if (how === 'error') return timer(2, this.scheduler).pipe(mergeMap(() => throwError(() => Object.assign(new Error('connection reset'), { code: 'ERR_CONNECTION_CLOSED' }))))
         const payload = Buffer.from(content.subarray(msg.offset, msg.offset + Math.min(BLOCK, meta.size - msg.offset)))
@@ -252,6 +253,24 @@ describe('leech flow', () => {
       // 20-frame rediscovery; a second BUSY in a row doubles the pause
       expect(at[1] - at[0]).toBe(1 + 3)
       expect(at[2] - at[1]).toBe(1 + 6)
+    })
+
+    it('waits what the holder asks in its BUSY when that is longer than busyRetryMs (doubling as well), busyRetryMs when it is shorter', () => {
+      const gapsWith = (retryMs: number): number[] => {
+        const ts = newScheduler()
+        let asks = 0
+        const { deps, links, sinks } = world(ts, [A], { [A.nodeId]: { piece: () => ++asks <= 2 ? { busy: retryMs } : 1 } })
+        const events: LeechEvent[] = []
+        leech('f.bin', deps, { ...opts, busyRetryMs: 3 }).subscribe((e) => events.push(e))
+        ts.flush()
+        expect(events.at(-1)).toMatchObject({ event: 'done' })
+        expect(sinks[0].committed).toBe(true)
+        const at = links.get(A.nodeId)?.askedAt ?? []
+        return [at[1] - at[0], at[2] - at[1]]
+      }
+      expect(gapsWith(8)).toEqual([1 + 8, 1 + 16])
+      expect(gapsWith(1)).toEqual([1 + 3, 1 + 6])
+      expect(gapsWith(0)).toEqual([1 + 3, 1 + 6])
     })
 
     it('a download starved (no piece for STARVED_WINDOW_MS after a steady pace) says so in its requests and pauses without doubling', () => {

@@ -2,8 +2,8 @@ import { TestScheduler } from 'rxjs/testing'
 import { ClusterTable } from '../../src/peer/clusterTable'
 import { setBit } from '../../src/peer/picker'
 import { PieceLog } from '../../src/peer/pieceLog'
-import { KICK_RETRY_MS, WATCH_NOTIFY } from '../../src/limits'
-import { SentCounts, serveRequest, serveWatch, WatchKicker, type Outgoing, type ServeContext, type ServedFile } from '../../src/peer/serve'
+import { KICK_RETRY_MS, MAX_BUSY_RETRY_MS, WATCH_NOTIFY } from '../../src/limits'
+import { busyRetryMs, SentCounts, serveRequest, serveWatch, WatchKicker, type Outgoing, type ServeContext, type ServedFile } from '../../src/peer/serve'
 import type { FileMetaData, PeerAddress, Probe } from '../../src/protocol/messages'
 
 const H = 'ab'.repeat(32)
@@ -114,6 +114,24 @@ describe('serveWatch', () => {
     expect(serveRequest(ask, c).msg).toEqual(expect.objectContaining({ type: 'error', code: 'BUSY' }))
     busy = false
     expect(serveRequest(ask, c)).toEqual(expect.objectContaining({ msg: { type: 'hashes', req: 3, fileId: H, from: 0, count: 10 }, payload: expect.objectContaining({ offset: 0, length: 320 }) }))
+  })
+
+  it('a BUSY from a capped uplink says when to ask again: BUSY_RETRY_PIECES of its piece times; without a cap it says nothing', () => {
+    const { ctx } = partial([1, 2])
+    const leech = { type: 'leech' as const, req: 4, hash: H, size: meta.size, offset: 4096, blockSize: 4096, pieces: 10 }
+    const hashes = { type: 'get_hashes' as const, req: 3, fileId: H, from: 0, count: 10 }
+    const busy: ServeContext = { ...ctx, busy: () => true }
+    // 4 KiB pieces at 1 MB/s: 4.096 ms each, 1.5 of them: 6.144 → 7 ms (whole ms, rounded up)
+    for (const m of [leech, hashes]) {
+      expect(serveRequest(m, busy).msg).not.toHaveProperty('retryMs')
+      expect(serveRequest(m, { ...busy, uploadRate: 1e6 }).msg).toEqual({ type: 'error', req: m.req, code: 'BUSY', message: expect.any(String), retryMs: 7 })
+    }
+    expect(busyRetryMs(256 * 1024, 20e6)).toBe(20) // where BUSY_RETRY_MS was tuned: the same pause
+    expect(busyRetryMs(4 * 1024 * 1024, 125e6)).toBe(51)
+    expect(busyRetryMs(8 * 1024 * 1024, 1000)).toBe(MAX_BUSY_RETRY_MS) // bounded
+    expect(busyRetryMs(4096, undefined)).toBeUndefined()
+    expect(busyRetryMs(4096, Infinity)).toBeUndefined()
+    expect(busyRetryMs(0, 1e6)).toBeUndefined()
   })
 
   it('a busy uplink lets a piece through its longer queue only for a starved asker or a piece that never went out from here', () => {

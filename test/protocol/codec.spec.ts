@@ -5,7 +5,7 @@ import {
   checkSegmentation, fileMetaData, MAX_FILES_PER_NODE_ITEM, MAX_LIST_ITEMS, peerMessage, pieceLength, trackerMessage,
   type FileMetaData, type NodeInfo, type PeerAddress, type PeerMessage, type TrackerMessage,
 } from '../../src/protocol/messages'
-import { MAX_BITFIELD_BYTES, MAX_BLOCK_SIZE, MAX_DATAGRAM_BYTES, MAX_FRAME_BYTES, MAX_HEADER_BYTES, MAX_PEERS_PER_REPLY, MAX_WATCH_MS, PAGE_SIZE } from '../../src/limits'
+import { MAX_BITFIELD_BYTES, MAX_BLOCK_SIZE, MAX_BUSY_RETRY_MS, MAX_DATAGRAM_BYTES, MAX_FRAME_BYTES, MAX_HEADER_BYTES, MAX_PEERS_PER_REPLY, MAX_WATCH_MS, PAGE_SIZE } from '../../src/limits'
 
 // ---------------------------------------------------------------- fixtures
 const H1 = '0123456789abcdef'.repeat(4)
@@ -395,6 +395,7 @@ describe('peer frames', () => {
     ['leech saying how many copies the asker knows of', { type: 'leech', req: 6, hash: H1, size: 100_000, offset: 0, blockSize: 16384, pieces: 7, copies: 3 }],
     ['leech of a starved asker', { type: 'leech', req: 6, hash: H1, size: 100_000, offset: 0, blockSize: 16384, pieces: 7, copies: 3, starved: true }],
     ['error', { type: 'error', req: 7, code: 'BUSY', message: 'try later' }],
+    ['BUSY saying when to ask again', { type: 'error', req: 7, code: 'BUSY', message: 'try later', retryMs: 51 }],
   ]
 
   it.each(messages)('round-trips %s through encodeFrameHead and FrameDecoder', (_, msg) => {
@@ -519,6 +520,10 @@ describe('peer frames', () => {
       ['piece clusterName not a hash', { ...piece, clusterName: 'movie.mkv' }],
       ['piece offset as a big integer', { ...piece, offset: 2n ** 60n }],
       ['error code as a number', { type: 'error', req: 1, code: 1, message: '' }],
+      ['retryMs negative', { type: 'error', req: 1, code: 'BUSY', message: '', retryMs: -1 }],
+      ['retryMs a float', { type: 'error', req: 1, code: 'BUSY', message: '', retryMs: 1.5 }],
+      ['retryMs over MAX_BUSY_RETRY_MS', { type: 'error', req: 1, code: 'BUSY', message: '', retryMs: MAX_BUSY_RETRY_MS + 1 }],
+      ['retryMs a string', { type: 'error', req: 1, code: 'BUSY', message: '', retryMs: '20' }],
     ])('wrong field: %s', (_, v) => {
       expectProtocolError(() => fh(v))
     })
