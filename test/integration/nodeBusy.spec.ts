@@ -36,7 +36,7 @@ describe('Lp2pNode behind an upload cap', () => {
     fs.rmSync(dir, { recursive: true, force: true })
   })
 
-  it('declines what its queue cannot take with BUSY, saying to ask again in 1.5 piece times of its cap', async () => {
+  it('declines what its queue cannot take with BUSY, saying to ask again in 0.75 piece times of its cap', async () => {
     const meta = seeder.publishedFiles[0]
     expect(meta).toMatchObject({ name: 'b.bin', blockSize: 256 * 1024, pieces: 32 })
     const a = seeder.address
@@ -50,7 +50,7 @@ describe('Lp2pNode behind an upload cap', () => {
     expect(answers[0]).toBe('piece')
     const declined = answers.filter((x) => x !== 'piece')
     expect(declined.length).toBeGreaterThan(0)
-    // ceil(1.5 × 262,144 B × 1000 / 1e6 B/s) = 394 ms
-    for (const d of declined) expect(d).toMatchObject({ remoteCode: 'BUSY', retryMs: 394 })
+    // ceil(0.75 × 262,144 B × 1000 / 1e6 B/s) = 197 ms
+    for (const d of declined) expect(d).toMatchObject({ remoteCode: 'BUSY', retryMs: 197 })
   })
 })

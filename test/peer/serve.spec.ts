@@ -121,13 +121,13 @@ describe('serveWatch', () => {
     const leech = { type: 'leech' as const, req: 4, hash: H, size: meta.size, offset: 4096, blockSize: 4096, pieces: 10 }
     const hashes = { type: 'get_hashes' as const, req: 3, fileId: H, from: 0, count: 10 }
     const busy: ServeContext = { ...ctx, busy: () => true }
-    // 4 KiB pieces at 1 MB/s: 4.096 ms each, 1.5 of them: 6.144 → 7 ms (whole ms, rounded up)
+    // 4 KiB pieces at 1 MB/s: 4.096 ms each, 0.75 of them: 3.072 → 4 ms (whole ms, rounded up)
     for (const m of [leech, hashes]) {
       expect(serveRequest(m, busy).msg).not.toHaveProperty('retryMs')
-      expect(serveRequest(m, { ...busy, uploadRate: 1e6 }).msg).toEqual({ type: 'error', req: m.req, code: 'BUSY', message: expect.any(String), retryMs: 7 })
+      expect(serveRequest(m, { ...busy, uploadRate: 1e6 }).msg).toEqual({ type: 'error', req: m.req, code: 'BUSY', message: expect.any(String), retryMs: 4 })
     }
-    expect(busyRetryMs(256 * 1024, 20e6)).toBe(20) // where BUSY_RETRY_MS was tuned: the same pause
-    expect(busyRetryMs(4 * 1024 * 1024, 125e6)).toBe(51)
+    expect(busyRetryMs(256 * 1024, 20e6)).toBe(10) // where BUSY_RETRY_MS (20 ms) was tuned: below it
+    expect(busyRetryMs(4 * 1024 * 1024, 125e6)).toBe(26)
     expect(busyRetryMs(8 * 1024 * 1024, 1000)).toBe(MAX_BUSY_RETRY_MS) // bounded
     expect(busyRetryMs(4096, undefined)).toBeUndefined()
     expect(busyRetryMs(4096, Infinity)).toBeUndefined()
