@@ -175,8 +175,9 @@ export class Lp2pNode {
         // behind an upload cap, a queue longer than BUSY_QUEUE_MS of it is declined (BUSY)
         busyBytes: this.uploadBudget === undefined ? undefined : (this.opts.uploadLimit as number) * BUSY_QUEUE_MS / 1000,
         passesBusy: (m) => this.passesBusy(m),
-        // (a hash list is declined for the pieces queued: the wait is in those pieces' times)
-        busyRetryMs: (m) => busyRetryMs(m.type === 'leech' ? m.blockSize : ctx.file(m.type === 'get_hashes' ? m.fileId : '')?.meta.blockSize ?? 0, this.opts.uploadLimit),
+        // (only piece requests and hash lists are declined; a hash list for the pieces queued, so
+        // the wait is in piece times too)
+        busyRetryMs: (m) => busyRetryMs(m.type === 'leech' ? m.blockSize : m.type === 'get_hashes' ? ctx.file(m.fileId)?.meta.blockSize ?? 0 : 0, this.opts.uploadLimit),
         watch: (m, remote) => serveWatch(m, ctx, asyncScheduler, remote),
         onIdle: () => this.kicker.poke(),
       })
