@@ -82,7 +82,7 @@ export const BUSY_RETRY_MS = 20
 /**
  * A busy holder behind an upload cap says in its BUSY how long to wait before asking again: this
  * many of its piece times (block size / its cap). The asker waits the longer of that and
- * BUSY_RETRY_MS (doubling while it stays busy), so nothing changes where BUSY_RETRY_MS was tuned
+ * BUSY_RETRY_MS (doubling while it stays busy, up to MAX_BUSY_RETRY_MS), so nothing changes where BUSY_RETRY_MS was tuned
  * (256 KiB at 20 MB/s: 13 ms a piece) or with shorter pieces; with longer ones (a piece of 1 MiB
  * at 20 MB/s takes 52 ms, 4 MiB at 125 MB/s 34 ms) askers no longer ask again and again while one
  * piece goes out. Simulated (seed 1 unless said): 100 leechers of 1 GiB at 20 MB/s, 3.48 M → 2.53 M
@@ -92,7 +92,7 @@ export const BUSY_RETRY_MS = 20
  * (16 MiB at 5 MB/s: mean 1.324), and 1 piece time more so (1.351 on seeds 1–3).
  */
 export const BUSY_RETRY_PIECES = 0.75
-/** The longest pause a BUSY may ask for (a bound on what the wire can make us wait). */
+/** The longest pause a BUSY may ask for, and the longest pause after BUSYs in a row (doubling included). */
 export const MAX_BUSY_RETRY_MS = 10_000
 /** The pause after BUSY doubles with each BUSY in a row from the same peer, at most this many times. */
 export const BUSY_MAX_DOUBLINGS = 4

@@ -35,8 +35,8 @@ export interface PeerServerOptions {
    * pieces many peers have already, and no asker is left behind.
    */
   passesBusy?: (m: Leech) => boolean
-  /** What a BUSY to this request asks of the asker: wait this long before asking again (see `busyRetryMs`). */
-  busyRetryMs?: (m: PeerRequest) => number | undefined
+  /** What a BUSY to this request asks of the asker: wait this long before asking again (see `busyWaitFor`). */
+  busyWaitMs?: (m: PeerRequest) => number | undefined
   /**
    * The answer to a watch (a probe with `since`): emits once, when the node has news for the asker
    * or its wait is over. Watches are held beside the connection's request queue (a held watch
@@ -197,12 +197,12 @@ export class PeerServer {
           if (queue.length >= maxOutstanding) { fail(`more than ${maxOutstanding} requests outstanding`); return }
           // a full uplink (busyBytes queued) gives no hash list either: those who hold it spread it
           if (m.type === 'get_hashes' && this.opts.busyBytes !== undefined && this.queuedPieceBytes >= this.opts.busyBytes) {
-            sock.write(encodeFrameHead(busyReply(m.req, 'upload queue full: fetch the hash list from another peer', this.opts.busyRetryMs?.(m))))
+            sock.write(encodeFrameHead(busyReply(m.req, 'upload queue full: fetch the hash list from another peer', this.opts.busyWaitMs?.(m))))
             continue
           }
           const bytes = pieceBytes(m)
           if (bytes > 0 && this.overBusy(m as Leech, bytes)) {
-            sock.write(encodeFrameHead(busyReply(m.req, 'upload queue full: ask another peer', this.opts.busyRetryMs?.(m))))
+            sock.write(encodeFrameHead(busyReply(m.req, 'upload queue full: ask another peer', this.opts.busyWaitMs?.(m))))
             continue
           }
           mine += bytes; this.queuedPieceBytes += bytes

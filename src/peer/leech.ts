@@ -195,8 +195,8 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     const pauseBusy = (id: string, askedMs?: number): void => {
       const streak = pace.starved(scheduler.now()) ? 0 : Math.min(BUSY_MAX_DOUBLINGS, busyStreak.get(id) ?? 0)
       busyStreak.set(id, streak + 1)
-      const base = Math.max(busyRetryMs, Math.min(MAX_BUSY_RETRY_MS, askedMs ?? 0))
-      pausedUntil.set(id, scheduler.now() + base * 2 ** streak)
+      const base = Math.max(busyRetryMs, askedMs ?? 0)
+      pausedUntil.set(id, scheduler.now() + Math.min(MAX_BUSY_RETRY_MS, base * 2 ** streak))
     }
     const resumeIn = (id: string): number => { const p = (pausedUntil.get(id) ?? 0) - scheduler.now(); return p > 0 ? Math.min(rediscoverMs, p) : rediscoverMs }
     for (const i of sink.present ?? []) picker.markDone(i)

@@ -24,7 +24,7 @@ import { ClusterTable } from './clusterTable'
 import { leech, type LeechEvent, type LeechOptions } from './leech'
 import { setBit } from './picker'
 import { PieceLog } from './pieceLog'
-import { busyRetryMs, passesBusy, SentCounts, serveRequest, serveWatch, WatchKicker, type ServeContext, type ServedFile } from './serve'
+import { busyWaitFor, passesBusy, SentCounts, serveRequest, serveWatch, WatchKicker, type ServeContext, type ServedFile } from './serve'
 import { hashFile } from '../storage/hashFile'
 import { segment } from '../protocol/segmentation'
 import { listShare, MAX_SHARED_FILES, planShare, scanShare, SHARE_DEBOUNCE_MS, SHARE_RESCAN_MS, SHARE_SETTLE_MS, type KnownFile, type LocalFile, type ShareEntry } from './share'
@@ -166,6 +166,7 @@ export class Lp2pNode {
         cluster: this.cluster,
         onFileChanged: (id, err) => this.withdraw(id, err),
         onAsker: (fileId, peer) => this.askers.next({ fileId, peer }),
+        uploadRate: this.opts.uploadLimit,
       }
       this.server = new PeerServer((m, remote) => serveRequest(m, ctx, remote), {
         host,
@@ -175,9 +176,7 @@ export class Lp2pNode {
         // behind an upload cap, a queue longer than BUSY_QUEUE_MS of it is declined (BUSY)
         busyBytes: this.uploadBudget === undefined ? undefined : (this.opts.uploadLimit as number) * BUSY_QUEUE_MS / 1000,
         passesBusy: (m) => this.passesBusy(m),
-        // (only piece requests and hash lists are declined; a hash list for the pieces queued, so
-        // the wait is in piece times too)
-        busyRetryMs: (m) => busyRetryMs(m.type === 'leech' ? m.blockSize : m.type === 'get_hashes' ? ctx.file(m.fileId)?.meta.blockSize ?? 0 : 0, this.opts.uploadLimit),
+        busyWaitMs: (m) => busyWaitFor(m, ctx),
         watch: (m, remote) => serveWatch(m, ctx, asyncScheduler, remote),
         onIdle: () => this.kicker.poke(),
       })

@@ -66,7 +66,7 @@ export interface ServeContext {
    * spread at once instead of waiting out the backlog, and no asker is left behind.
    */
   busy?: (passes: boolean) => boolean
-  /** This node's upload cap, bytes/s (undefined: none): a BUSY says when to ask again (`busyRetryMs`). */
+  /** This node's upload cap, bytes/s (undefined: none): a BUSY says when to ask again (`busyWaitFor`). */
   uploadRate?: number
   /**
    * A peer downloading a file asked us about it and serves it too (`from` of a probe or cluster
@@ -85,9 +85,20 @@ export interface Outgoing {
  * What a BUSY from an uplink capped at `uploadRate` asks: wait BUSY_RETRY_PIECES of its piece
  * times before asking again (at most MAX_BUSY_RETRY_MS). Undefined without a cap.
  */
-export function busyRetryMs (blockSize: number, uploadRate: number | undefined): number | undefined {
+export function busyWaitMs (blockSize: number, uploadRate: number | undefined): number | undefined {
   if (uploadRate === undefined || !(uploadRate > 0) || !Number.isFinite(uploadRate) || !(blockSize > 0)) return undefined
   return Math.min(MAX_BUSY_RETRY_MS, Math.ceil(BUSY_RETRY_PIECES * blockSize * 1000 / uploadRate))
+}
+
+/**
+ * The wait a BUSY to `m` asks for (`busyWaitMs`), in piece times of the file asked about (a hash
+ * list is declined for the pieces queued: its wait is in piece times too); of the asker's block
+ * size for a file not held here. Only piece requests and hash lists are ever declined.
+ */
+export function busyWaitFor (m: PeerRequest, ctx: ServeContext): number | undefined {
+  if (m.type !== 'leech' && m.type !== 'get_hashes') return undefined
+  const f = ctx.file(m.type === 'leech' ? m.hash : m.fileId)
+  return busyWaitMs(f?.meta.blockSize ?? (m.type === 'leech' ? m.blockSize : 0), ctx.uploadRate)
 }
 
 /** A BUSY reply, with how long to wait when the uplink is capped. */
@@ -106,7 +117,7 @@ const bufferSource = (b: Buffer): PageSource => ({ size: b.length, view: (o, l) 
  */
 export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote = { host: '' }): Outgoing {
   const err = (code: string, message: string): Outgoing => ({ msg: { type: 'error', req: m.req, code, message } })
-  const busy = (blockSize: number, message: string): Outgoing => ({ msg: busyReply(m.req, message, busyRetryMs(blockSize, ctx.uploadRate)) })
+  const busy = (message: string): Outgoing => ({ msg: busyReply(m.req, message, busyWaitFor(m, ctx)) })
   switch (m.type) {
     case 'find_cluster': {
       const peers = ctx.cluster.peers(m.fileId)
@@ -124,7 +135,7 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
       if (f === undefined || hashes === null) return err(REMOTE_CODES.notFound, 'piece hashes not held here')
       if (m.from + m.count > f.meta.pieces) return err(REMOTE_CODES.badRequest, 'hash range outside the file')
       // a busy uplink gives no hash list either: those who hold it spread it (see `PieceLog.gotHashes`)
-      if (ctx.busy?.(false) === true) return busy(f.meta.blockSize, 'upload queue full: fetch the hash list from another peer')
+      if (ctx.busy?.(false) === true) return busy('upload queue full: fetch the hash list from another peer')
       return { msg: { type: 'hashes', req: m.req, fileId: m.fileId, from: m.from, count: m.count }, payload: { source: bufferSource(hashes), offset: m.from * 32, length: m.count * 32 } }
     }
     case 'probe': {
@@ -154,7 +165,7 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
       }
       const index = m.offset / m.blockSize
       const known = m.blockSize === f.meta.blockSize && f.sent !== undefined
-      if (ctx.busy?.(passesBusy(f, m)) === true) return busy(f.meta.blockSize, 'upload queue full: ask another peer')
+      if (ctx.busy?.(passesBusy(f, m)) === true) return busy('upload queue full: ask another peer')
       try {
         f.checkSize()
       } catch (e) {

@@ -114,10 +114,11 @@ export function kumarRoss (N: number, F: number, us: number, u: number, d = Infi
  * broadcasting M messages with simultaneous send and receive). The seeder's last piece out can
  * at best double its holders each piece time. Kumar–Ross is the limit of this as pieces shrink:
  * with few pieces and many peers the difference is large (64 pieces, 10,000 peers: 1.203 ×
- * Kumar–Ross). Null outside those conditions.
+ * Kumar–Ross). Null outside those conditions (elsewhere it is not the optimum: with a download
+ * cap below the upload it is still a floor, but a loose one).
  */
 export function pieceBound (N: number, size: number, blockSize: number, seeders: number, us: number, u: number, d = Infinity): number | null {
-  if (seeders !== 1 || us !== u || d < u || N < 1 || size <= 0 || size % blockSize !== 0) return null
+  if (seeders !== 1 || us !== u || !(u > 0) || !Number.isFinite(u) || d < u || N < 1 || size <= 0 || size % blockSize !== 0) return null
   return 1000 * (size / blockSize + 31 - Math.clz32(N)) * blockSize / u // ⌊log2 N⌋ exactly
 }
 

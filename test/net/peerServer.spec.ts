@@ -41,9 +41,9 @@ describe('PeerServer upload queue', () => {
     expect(server.queuedPieceBytes).toBe(0)
   })
 
-  it('a BUSY says when to ask again when the node says (busyRetryMs), over TCP to the asker\'s RemoteError', async () => {
+  it('a BUSY says when to ask again when the node says (busyWaitMs), over TCP to the asker\'s RemoteError', async () => {
     const asked: string[] = []
-    server = new PeerServer(handle, { host: '127.0.0.1', port: 0, budget: { take: () => NEVER }, busyBytes: BLOCK, busyRetryMs: (m) => { asked.push(m.type); return 33 } })
+    server = new PeerServer(handle, { host: '127.0.0.1', port: 0, budget: { take: () => NEVER }, busyBytes: BLOCK, busyWaitMs: (m) => { asked.push(m.type); return 33 } })
     const addr = await server.start()
     const c = new PeerConnection({ nodeId: 'a'.repeat(32), host: '127.0.0.1', port: addr.port })
     conns.push(c)

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { TestScheduler } from 'rxjs/testing'
 import { Observable, of, throwError, NEVER, delay, timer, mergeMap, type SchedulerLike } from 'rxjs'
 import { leech, type LeechDeps, type LeechEvent } from '../../src/peer/leech'
+import { MAX_BUSY_RETRY_MS } from '../../src/limits'
 import type { FileMetaData, NodeInfo, PeerAddress, PeerRequest } from '../../src/protocol/messages'
 import type { Frame } from '../../src/protocol/frames'
 import type { PeerLink, WithoutReq } from '../../src/net/peerConnection'
@@ -258,6 +259,7 @@ describe('leech flow', () => {
     it('waits what the holder asks in its BUSY when that is longer than busyRetryMs (doubling as well), busyRetryMs when it is shorter', () => {
       const gapsWith = (retryMs: number): number[] => {
         const ts = newScheduler()
+        ts.maxFrames = 100_000
         let asks = 0
         const { deps, links, sinks } = world(ts, [A], { [A.nodeId]: { piece: () => ++asks <= 2 ? { busy: retryMs } : 1 } })
         const events: LeechEvent[] = []
@@ -271,6 +273,9 @@ describe('leech flow', () => {
       expect(gapsWith(8)).toEqual([1 + 8, 1 + 16])
       expect(gapsWith(1)).toEqual([1 + 3, 1 + 6])
       expect(gapsWith(0)).toEqual([1 + 3, 1 + 6])
+      // never longer than MAX_BUSY_RETRY_MS, doubling included
+      expect(gapsWith(MAX_BUSY_RETRY_MS)).toEqual([1 + MAX_BUSY_RETRY_MS, 1 + MAX_BUSY_RETRY_MS])
+      expect(gapsWith(0.75 * MAX_BUSY_RETRY_MS)).toEqual([1 + 0.75 * MAX_BUSY_RETRY_MS, 1 + MAX_BUSY_RETRY_MS])
     })
 
     it('a download starved (no piece for STARVED_WINDOW_MS after a steady pace) says so in its requests and pauses without doubling', () => {

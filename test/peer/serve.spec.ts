@@ -3,7 +3,7 @@ import { ClusterTable } from '../../src/peer/clusterTable'
 import { setBit } from '../../src/peer/picker'
 import { PieceLog } from '../../src/peer/pieceLog'
 import { KICK_RETRY_MS, MAX_BUSY_RETRY_MS, WATCH_NOTIFY } from '../../src/limits'
-import { busyRetryMs, SentCounts, serveRequest, serveWatch, WatchKicker, type Outgoing, type ServeContext, type ServedFile } from '../../src/peer/serve'
+import { busyWaitFor, busyWaitMs, SentCounts, serveRequest, serveWatch, WatchKicker, type Outgoing, type ServeContext, type ServedFile } from '../../src/peer/serve'
 import type { FileMetaData, PeerAddress, Probe } from '../../src/protocol/messages'
 
 const H = 'ab'.repeat(32)
@@ -126,12 +126,18 @@ describe('serveWatch', () => {
       expect(serveRequest(m, busy).msg).not.toHaveProperty('retryMs')
       expect(serveRequest(m, { ...busy, uploadRate: 1e6 }).msg).toEqual({ type: 'error', req: m.req, code: 'BUSY', message: expect.any(String), retryMs: 4 })
     }
-    expect(busyRetryMs(256 * 1024, 20e6)).toBe(10) // where BUSY_RETRY_MS (20 ms) was tuned: below it
-    expect(busyRetryMs(4 * 1024 * 1024, 125e6)).toBe(26)
-    expect(busyRetryMs(8 * 1024 * 1024, 1000)).toBe(MAX_BUSY_RETRY_MS) // bounded
-    expect(busyRetryMs(4096, undefined)).toBeUndefined()
-    expect(busyRetryMs(4096, Infinity)).toBeUndefined()
-    expect(busyRetryMs(0, 1e6)).toBeUndefined()
+    expect(busyWaitMs(256 * 1024, 20e6)).toBe(10) // where BUSY_RETRY_MS (20 ms) was tuned: below it
+    expect(busyWaitMs(4 * 1024 * 1024, 125e6)).toBe(26)
+    expect(busyWaitMs(8 * 1024 * 1024, 1000)).toBe(MAX_BUSY_RETRY_MS) // bounded
+    expect(busyWaitMs(4096, undefined)).toBeUndefined()
+    expect(busyWaitMs(4096, Infinity)).toBeUndefined()
+    expect(busyWaitMs(0, 1e6)).toBeUndefined()
+    // in piece times of the file asked about (the asker's block size only for a file not held here)
+    const capped = { ...ctx, uploadRate: 1e6 }
+    expect(busyWaitFor({ ...leech, blockSize: 8192 }, capped)).toBe(4)
+    expect(busyWaitFor({ ...leech, hash: 'ee'.repeat(32), blockSize: 8192 }, capped)).toBe(7)
+    expect(busyWaitFor(hashes, capped)).toBe(4)
+    expect(busyWaitFor({ type: 'probe', req: 5, fileId: H }, capped)).toBeUndefined()
   })
 
   it('a busy uplink lets a piece through its longer queue only for a starved asker or a piece that never went out from here', () => {

@@ -396,6 +396,8 @@ describe('peer frames', () => {
     ['leech of a starved asker', { type: 'leech', req: 6, hash: H1, size: 100_000, offset: 0, blockSize: 16384, pieces: 7, copies: 3, starved: true }],
     ['error', { type: 'error', req: 7, code: 'BUSY', message: 'try later' }],
     ['BUSY saying when to ask again', { type: 'error', req: 7, code: 'BUSY', message: 'try later', retryMs: 51 }],
+    ['BUSY saying to ask again at once', { type: 'error', req: 7, code: 'BUSY', message: 'try later', retryMs: 0 }],
+    ['BUSY asking the longest wait', { type: 'error', req: 7, code: 'BUSY', message: 'try later', retryMs: MAX_BUSY_RETRY_MS }],
   ]
 
   it.each(messages)('round-trips %s through encodeFrameHead and FrameDecoder', (_, msg) => {
