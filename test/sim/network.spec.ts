@@ -1,6 +1,7 @@
 import { RAREST_FIRST_AGE_MS, RAREST_FIRST_COPIES } from '../../src/limits'
 import type { PeerRequest } from '../../src/protocol/messages'
-import type { Outgoing } from '../../src/peer/serve'
+import { busyReply, type Outgoing } from '../../src/peer/serve'
+import { RemoteError } from '../../src/errors'
 import { SimNetwork } from '../../src/sim/network'
 import { SimScheduler } from '../../src/sim/scheduler'
 
@@ -56,5 +57,24 @@ describe('SimNetwork uplink', () => {
     expect(await old).toBeCloseTo(202)
     expect(await unsaid).toBeCloseTo(302)
     expect(await newer).toBeCloseTo(402)
+  })
+})
+
+describe('SimNetwork replies', () => {
+  it('a BUSY reaches the asker as a RemoteError with the wait it asks (retryMs), after a round trip', async () => {
+    const scheduler = new SimScheduler()
+    const net = new SimNetwork({ scheduler, latencyMs: 1, random: () => 0.5 })
+    const server = net.addHost('10.0.0.1', { upload: 1e6, download: Infinity })
+    server.serve = (m) => ({ msg: busyReply(m.req, 'upload queue full', 40) })
+    const asker = net.addHost('10.0.0.2', { upload: 1e6, download: Infinity })
+    const req = { type: 'leech' as const, hash: HASH, size: 8 * BLOCK, offset: 0, blockSize: BLOCK, pieces: 8 }
+    let failed: unknown
+    let at = -1
+    net.link(asker, { nodeId: 'n', host: '10.0.0.1', port: 1 }).request(req).subscribe({ error: (e: unknown) => { failed = e; at = scheduler.now() } })
+    scheduler.run()
+    expect(failed).toBeInstanceOf(RemoteError)
+    expect(failed).toMatchObject({ remoteCode: 'BUSY', retryMs: 40 })
+    expect(at).toBe(2)
+    expect(net.stats.errors).toEqual({ BUSY: 1 })
   })
 })
