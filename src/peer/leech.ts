@@ -208,6 +208,8 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     // have restarted: transient failures heal, broken peers cost little)
     const cooling = new Map<string, { until: number, failures: number }>()
     const coolingDown = (id: string): boolean => (cooling.get(id)?.until ?? -Infinity) > scheduler.now()
+    // not to be asked now: banned for bad pieces, or cooling down after a failure or a swap
+    const shunned = (id: string): boolean => banned.has(id) || coolingDown(id)
     const strikes = new Map<string, number>()
     const landed = new KeyedSignal<number>() // piece i stored: other fetches of it stop
     const complete$ = new Subject<void>()
@@ -523,7 +525,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         if (bytes < fewest) { fewest = bytes; worst = id }
       }
       if (worst === null) return false
-      const unused = [...cluster.keys()].some((id) => !sources.has(id) && !banned.has(id) && !coolingDown(id))
+      const unused = [...cluster.keys()].some((id) => !sources.has(id) && !shunned(id))
       if (!unused) return false
       sources.delete(worst)
       swappedOut.fire(worst) // its fetches end and give their pieces back
@@ -556,7 +558,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         if (room <= 0 && swapOut(cluster)) room = 1
         roundBytes.clear()
         const members = [...cluster.values()].filter((p) => {
-          if (banned.has(p.nodeId) || coolingDown(p.nodeId)) return false
+          if (shunned(p.nodeId)) return false
           const known = sources.get(p.nodeId)
           if (known !== undefined) return known.version === undefined
           return room-- > 0
@@ -583,7 +585,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         const fresh: Source[] = []
         for (const s of found) {
           // a probe answered after its peer was banned or dropped does not bring it back
-          if (banned.has(s.peer.nodeId) || coolingDown(s.peer.nodeId)) continue
+          if (shunned(s.peer.nodeId)) continue
           const known = sources.get(s.peer.nodeId)
           picker.setSource(s.peer.nodeId, s.bitfield, s.pending, s.sent)
           if (known !== undefined) { refresh(known, s); continue }
@@ -604,7 +606,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     // is not left idle until others look for peers again
     const asking = new Set<string>()
     const askers$ = (deps.askers ?? EMPTY).pipe(
-      filter((p) => notSelf(p) && !sources.has(p.nodeId) && !asking.has(p.nodeId) && asking.size < FAN_OUT && !banned.has(p.nodeId) && !coolingDown(p.nodeId) && sources.size < 2 * maxSources),
+      filter((p) => notSelf(p) && !sources.has(p.nodeId) && !asking.has(p.nodeId) && asking.size < FAN_OUT && !shunned(p.nodeId) && sources.size < 2 * maxSources),
       mergeMap((p) => {
         asking.add(p.nodeId)
         return deps.link(p).request(probe).pipe(
@@ -616,7 +618,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       }),
       mergeMap((s) => {
         const id = s?.peer.nodeId ?? ''
-        if (s === null || picker.complete || sources.has(id) || sources.size >= 2 * maxSources || banned.has(id) || coolingDown(id)) return EMPTY
+        if (s === null || picker.complete || sources.has(id) || sources.size >= 2 * maxSources || shunned(id)) return EMPTY
         picker.setSource(id, s.bitfield, s.pending, s.sent)
         addSource(s)
         return of(s)
