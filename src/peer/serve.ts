@@ -93,7 +93,9 @@ export function busyWaitMs (blockSize: number, uploadRate: number | undefined): 
 /**
  * The wait a BUSY to `m` asks for (`busyWaitMs`), in piece times of the file asked about (a hash
  * list is declined for the pieces queued: its wait is in piece times too); of the asker's block
- * size for a file not held here. Only piece requests and hash lists are ever declined.
+ * size for a file not held here. Only piece requests and hash lists are ever declined. For
+ * `PeerServer`, which declines before the file is looked up; `serveRequest` declines only a file
+ * it holds, and counts in that file's piece time directly.
  */
 export function busyWaitFor (m: PeerRequest, ctx: ServeContext): number | undefined {
   if (m.type !== 'leech' && m.type !== 'get_hashes') return undefined
@@ -117,7 +119,6 @@ const bufferSource = (b: Buffer): PageSource => ({ size: b.length, view: (o, l) 
  */
 export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote = { host: '' }): Outgoing {
   const err = (code: string, message: string): Outgoing => ({ msg: { type: 'error', req: m.req, code, message } })
-  const busy = (message: string): Outgoing => ({ msg: busyReply(m.req, message, busyWaitFor(m, ctx)) })
   switch (m.type) {
     case 'find_cluster': {
       const peers = ctx.cluster.peers(m.fileId)
@@ -135,7 +136,7 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
       if (f === undefined || hashes === null) return err(REMOTE_CODES.notFound, 'piece hashes not held here')
       if (m.from + m.count > f.meta.pieces) return err(REMOTE_CODES.badRequest, 'hash range outside the file')
       // a busy uplink gives no hash list either: those who hold it spread it (see `PieceLog.gotHashes`)
-      if (ctx.busy?.(false) === true) return busy('upload queue full: fetch the hash list from another peer')
+      if (ctx.busy?.(false) === true) return { msg: busyReply(m.req, 'upload queue full: fetch the hash list from another peer', busyWaitMs(f.meta.blockSize, ctx.uploadRate)) }
       return { msg: { type: 'hashes', req: m.req, fileId: m.fileId, from: m.from, count: m.count }, payload: { source: bufferSource(hashes), offset: m.from * 32, length: m.count * 32 } }
     }
     case 'probe': {
@@ -165,7 +166,7 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
       }
       const index = m.offset / m.blockSize
       const known = m.blockSize === f.meta.blockSize && f.sent !== undefined
-      if (ctx.busy?.(passesBusy(f, m)) === true) return busy('upload queue full: ask another peer')
+      if (ctx.busy?.(passesBusy(f, m)) === true) return { msg: busyReply(m.req, 'upload queue full: ask another peer', busyWaitMs(f.meta.blockSize, ctx.uploadRate)) }
       try {
         f.checkSize()
       } catch (e) {
