@@ -82,10 +82,10 @@ export const BUSY_RETRY_MS = 20
 /**
  * A busy holder behind an upload cap says in its BUSY how long to wait before asking again: this
  * many of its piece times (block size / its cap). The asker waits the longer of that and
- * BUSY_RETRY_MS (doubling while it stays busy, up to MAX_BUSY_RETRY_MS), so nothing changes where BUSY_RETRY_MS was tuned
- * (256 KiB at 20 MB/s: 13 ms a piece) or with shorter pieces; with longer ones (a piece of 1 MiB
- * at 20 MB/s takes 52 ms, 4 MiB at 125 MB/s 34 ms) askers no longer ask again and again while one
- * piece goes out. Simulated (seed 1 unless said): 100 leechers of 1 GiB at 20 MB/s, 3.48 M → 2.53 M
+ * BUSY_RETRY_MS (doubling while it stays busy, up to MAX_BUSY_RETRY_MS), so nothing changes
+ * where BUSY_RETRY_MS was tuned (256 KiB at 20 MB/s: 13 ms a piece) or with shorter pieces; with
+ * longer ones (a piece of 1 MiB at 20 MB/s takes 52 ms, 4 MiB at 125 MB/s 34 ms) askers no
+ * longer ask again and again while one piece goes out. Simulated (seed 1 unless said): 100 leechers of 1 GiB at 20 MB/s, 3.48 M → 2.53 M
  * control messages, 1.0173 → 1.0171 × the bound; 100 of 3 GiB at 125 MB/s, 1.68 M → 1.43 M,
  * 1.0247 → 1.0239; 300 of 16 MiB at 5 MB/s, seeds 1–6, about 480 K → 405 K, mean 1.307 → 1.306.
  * 1.5 piece times saved more (2.53 M → 1.79 M at 1 GiB) but made small files on slow links slower
