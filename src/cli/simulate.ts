@@ -45,6 +45,18 @@ export function parseDuration (v: string): number {
   return Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000)
 }
 
+/**
+ * The line a run shows on a terminal while it goes (every second of virtual time): how far in
+ * virtual time against the Kumar–Ross bound, leechers done, wall time so far. A 10,000-node run
+ * takes most of an hour; this says how far it got.
+ */
+export function progressLine (t: { virtualMs: number, done: number, nodes: number, boundMs: number }, wallMs: number): string {
+  const s = Math.round(wallMs / 1000)
+  const wall = s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s`
+  const bound = Number.isFinite(t.boundMs) ? ` (bound ${(t.boundMs / 1000).toFixed(2)} s)` : ''
+  return `virtual ${(t.virtualMs / 1000).toFixed(1)} s${bound}: ${t.done} / ${t.nodes} leechers done; wall ${wall}`
+}
+
 /** "1s,4s,0.3" → a partition from 1 s to 4 s of 30 % of the leechers. */
 export function parsePartition (v: string): { atMs: number, healMs: number, fraction: number } {
   const [at, heal, fraction, ...rest] = v.split(',')
@@ -85,7 +97,9 @@ export function addSimulate (p: Command, parseSize: (v: string) => number, out: 
           return
         }
       }
-      const tty = process.stderr.isTTY && o.json !== true
+      // (on a terminal, with --json too: the JSON goes to stdout once the line is cleared)
+      const tty = process.stderr.isTTY
+      const wall0 = Date.now()
       const r = runScenario({
         nodes: o.nodes,
         size: o.size,
@@ -99,7 +113,7 @@ export function addSimulate (p: Command, parseSize: (v: string) => number, out: 
         crashSeederAtMs: o.crashSeederAt,
         partition: o.partition,
         seed: o.seed,
-        onTick: tty ? (t) => process.stderr.write(`\r\x1b[Kvirtual ${(t.virtualMs / 1000).toFixed(1)} s: ${t.done}/${t.nodes} done`) : undefined,
+        onTick: tty ? (t) => process.stderr.write(`\r\x1b[K${progressLine(t, Date.now() - wall0)}`) : undefined,
       })
       if (tty) process.stderr.write('\r\x1b[K')
       out(o.json === true ? JSON.stringify(r) + '\n' : render(r, o))

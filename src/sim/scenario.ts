@@ -49,7 +49,7 @@ export interface ScenarioOptions {
   /** Called every 100 virtual ms: how many uplinks are sending, pieces stored in all (for studying a swarm). */
   trace?: (t: { virtualMs: number, busyUplinks: number, seederBusy: boolean, pieces: number }) => void
   /** Called about every virtual second with progress (for a CLI). */
-  onTick?: (t: { virtualMs: number, done: number, nodes: number }) => void
+  onTick?: (t: { virtualMs: number, done: number, nodes: number, boundMs: number }) => void
 }
 
 export interface ScenarioResult {
@@ -221,7 +221,7 @@ function run (o: ScenarioOptions): ScenarioResult {
     }
     if (++ticks % 10 === 0) {
       peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed)
-      o.onTick?.({ virtualMs: scheduler.now(), done, nodes: leechers.length })
+      o.onTick?.({ virtualMs: scheduler.now(), done, nodes: leechers.length, boundMs: bound })
     }
     if (done === leechers.length || scheduler.now() >= maxTime) { scheduler.stop(); return }
     this.schedule(undefined, 100)
