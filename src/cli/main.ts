@@ -86,8 +86,8 @@ class Lp2pCommand extends Command {
 const ENV_HELP = `
 Environment:
   Every option can also be set by the LP2P_* variable shown beside it (env: …);
-  a flag on the command line wins. Switches (--json, --seed, --memory, --keep)
-  are on for ${ENV_TRUE.join(', ')}, off for ${ENV_FALSE.filter((x) => x !== '').join(', ')} or empty;
+  a flag on the command line wins. Switches (options that take no value, like
+  --json) are on for ${ENV_TRUE.join(', ')}, off for ${ENV_FALSE.filter((x) => x !== '').join(', ')} or empty;
   any other value is a usage error.`
 
 /** One question to the tracker from a node that serves nothing (ls, status). */

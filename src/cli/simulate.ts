@@ -82,7 +82,7 @@ export function addSimulate (p: Command, parseSize: (v: string) => number, out: 
     .addOption(opt('--seeders <n>', 'initial seeders', 'LP2P_SIM_SEEDERS').default(1).argParser(num('--seeders', 1, 1000, true)))
     .addOption(opt('--latency <ms>', 'one-way latency of every link, ms', 'LP2P_SIM_LATENCY').default(1).argParser(num('--latency', 0, 60_000)))
     .addOption(opt('--loss <p>', 'probability a datagram (tracker traffic) is lost', 'LP2P_SIM_LOSS').default(0).argParser(num('--loss', 0, 0.9)))
-    .addOption(opt('--churn <p>', 'fraction of leechers that crash once at a random moment and restart 1–5 s later, resuming', 'LP2P_SIM_CHURN').default(0).argParser(num('--churn', 0, 1)))
+    .addOption(opt('--churn <p>', 'probability that a leecher crashes, once, at a random moment before the Kumar–Ross bound (unless done by then), and restarts 1–5 s later, resuming', 'LP2P_SIM_CHURN').default(0).argParser(num('--churn', 0, 1)))
     .addOption(opt('--crash-seeder-at <time>', 'the first seeder crashes for good at this virtual time (30, 30s, 1500ms, 2m)', 'LP2P_SIM_CRASH_SEEDER_AT').argParser(parseDuration))
     .addOption(opt('--partition <at,heal,fraction>', 'cut this fraction of the leechers off (from the tracker, the seeders and the rest) from time at to time heal, e.g. 1s,4s,0.3', 'LP2P_SIM_PARTITION').argParser(parsePartition))
     .addOption(opt('--seed <n>', 'seed of every random choice: the same seed gives the same result, bit for bit', 'LP2P_SIM_SEED').default(1).argParser(num('--seed', 0, 2 ** 32 - 1, true)))

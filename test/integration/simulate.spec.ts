@@ -32,3 +32,27 @@ describe('lp2p simulate (a real process)', () => {
     expect(sim.events).toEqual([])
   })
 })
+
+describe('lp2p simulate --seed (a real process, twice)', () => {
+  const { procs } = perTest('simulate-seed')
+  const run = async (seed: string): Promise<Record<string, unknown>> => {
+    const sim = spawnLp2p(['simulate', '--nodes', '20', '--size', '4M', '--churn', '0.2', '--seed', seed, '--json'])
+    procs.push(sim)
+    expect(await sim.exited).toBe(0)
+    await new Promise((r) => setImmediate(r))
+    expect(sim.events).toHaveLength(1)
+    const { wallMs, peakHeapPerNodeBytes, ...rest } = sim.events[0]
+    expect(typeof wallMs).toBe('number')
+    expect(typeof peakHeapPerNodeBytes).toBe('number')
+    return rest
+  }
+
+  it('prints the same result for the same seed, bit for bit (wall time and heap aside), and another for another seed', async () => {
+    const a = await run('5')
+    const b = await run('5')
+    expect(b).toEqual(a)
+    expect(a).toMatchObject({ nodes: 20, completed: 20, unfinished: 0 })
+    const c = await run('6')
+    expect(c.timeMs).not.toEqual(a.timeMs)
+  }, 60_000)
+})

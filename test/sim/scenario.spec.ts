@@ -99,3 +99,19 @@ describe('swarm simulation (production flows, virtual time)', () => {
     expect(r.timeMs.p50).toBeLessThan(2000)
   })
 })
+
+/** The issue's targets (≤ 1.2 × Kumar–Ross, seeder ≤ 1.2 F) on `lp2p simulate`'s defaults: they hold from 100 leechers to 10,000 (see README). */
+describe('the scale targets, on the simulator\'s default scenario (100 leechers, 64 MiB, 20 MB/s, 1 ms)', () => {
+  it('every leecher verifies its file within 1.2 × the bound, and the seeder sends at most 1.2 F', () => {
+    const r = runScenario({ nodes: 100, size: 64 * MiB, upload: 20e6, seederUpload: 20e6, latencyMs: 1, seed: 1 })
+    expect(r.completed).toBe(100)
+    expect(r.events.done).toBe(100) // each one's whole-file hash matched
+    expect(r.ratio).toBeGreaterThanOrEqual(1)
+    expect(r.ratio).toBeLessThanOrEqual(1.2)
+    expect(r.seederUploadPerF).toBeGreaterThanOrEqual(1)
+    expect(r.seederUploadPerF).toBeLessThanOrEqual(1.2)
+    // and within 1.2 × the bound in whole pieces (256 pieces + ⌊log2 100⌋ = 262 piece times)
+    expect(r.pieceBoundMs).toBeCloseTo(262 * 256 * 1024 / 20e3)
+    expect(r.pieceRatio).toBeLessThanOrEqual(1.2)
+  }, 180_000)
+})
