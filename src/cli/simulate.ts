@@ -83,11 +83,12 @@ export function addSimulate (p: Command, parseSize: (v: string) => number, out: 
     .addOption(opt('--latency <ms>', 'one-way latency of every link, ms', 'LP2P_SIM_LATENCY').default(1).argParser(num('--latency', 0, 60_000)))
     .addOption(opt('--loss <p>', 'probability a datagram (tracker traffic) is lost', 'LP2P_SIM_LOSS').default(0).argParser(num('--loss', 0, 0.9)))
     .addOption(opt('--churn <p>', 'probability that a leecher crashes, once, at a random moment before the Kumar–Ross bound (unless done by then), and restarts 1–5 s later, resuming', 'LP2P_SIM_CHURN').default(0).argParser(num('--churn', 0, 1)))
+    .addOption(opt('--corrupt <p>', 'probability that a leecher serves corrupt data (it downloads like the others, but every piece and hash list it sends fails its check): bans and fallbacks at work', 'LP2P_SIM_CORRUPT').default(0).argParser(num('--corrupt', 0, 1)))
     .addOption(opt('--crash-seeder-at <time>', 'the first seeder crashes for good at this virtual time (30, 30s, 1500ms, 2m)', 'LP2P_SIM_CRASH_SEEDER_AT').argParser(parseDuration))
     .addOption(opt('--partition <at,heal,fraction>', 'cut this fraction of the leechers off (from the tracker, the seeders and the rest) from time at to time heal, e.g. 1s,4s,0.3', 'LP2P_SIM_PARTITION').argParser(parsePartition))
     .addOption(opt('--seed <n>', 'seed of every random choice: the same seed gives the same result, bit for bit', 'LP2P_SIM_SEED').default(1).argParser(num('--seed', 0, 2 ** 32 - 1, true)))
     .addOption(opt('--json', 'print the result as one JSON object', 'LP2P_JSON'))
-    .action(async (o: { nodes: number, size: number, upload: number, seederUpload?: number, download?: number, seeders: number, latency: number, loss: number, churn: number, crashSeederAt?: number, partition?: { atMs: number, healMs: number, fraction: number }, seed: number, json?: boolean }) => {
+    .action(async (o: { nodes: number, size: number, upload: number, seederUpload?: number, download?: number, seeders: number, latency: number, loss: number, churn: number, corrupt: number, crashSeederAt?: number, partition?: { atMs: number, healMs: number, fraction: number }, seed: number, json?: boolean }) => {
       // a big run needs a bigger heap than node gives by default: run again with it (once)
       if (process.env[SIM_CHILD_ENV] === undefined) {
         const flags = simNodeFlags(o.nodes, { heapLimit: v8.getHeapStatistics().heap_size_limit, totalMemory: os.totalmem(), nodeFlags: [...process.execArgv, process.env.NODE_OPTIONS ?? ''].join(' ') })
@@ -110,6 +111,7 @@ export function addSimulate (p: Command, parseSize: (v: string) => number, out: 
         latencyMs: o.latency,
         loss: o.loss,
         churn: o.churn,
+        corrupt: o.corrupt,
         crashSeederAtMs: o.crashSeederAt,
         partition: o.partition,
         seed: o.seed,
@@ -141,6 +143,7 @@ function render (r: ScenarioResult, o: { upload: number, seederUpload?: number, 
       ['seeder upload / F', r.seederUploadPerF.toFixed(3)],
       ['control messages', `${r.controlMessages} (tracker requests ${r.trackerRequests}); ${r.pieceTransfers} piece transfers`],
       ['crashes / restarted downloads', `${r.crashes} / ${r.retries}`],
+      ...(r.corrupt.leechers === 0 ? [] : [['corrupt leechers / bad pieces caught / peers dropped for bad data', `${r.corrupt.leechers} / ${r.corrupt.badPieces} / ${r.corrupt.droppedForBadData}`]]),
       ['wall time', secs(r.wallMs)],
       ['peak heap per node', bytes(r.peakHeapPerNodeBytes)],
     ])

@@ -182,8 +182,12 @@ export class SimNode {
   /** Leech events by kind (peer-dropped, piece-failed…), for reports. */
   readonly events: Record<string, number> = {}
 
+  /** Peers this node's downloads dropped for bad data (banned after bad pieces, or a hash list that did not match the root). */
+  droppedForBadData = 0
+
   private on (e: LeechEvent): void {
     this.events[e.event] = (this.events[e.event] ?? 0) + 1
+    if (e.event === 'peer-dropped' && e.code === 'ERR_PROTOCOL') this.droppedForBadData++
     switch (e.event) {
       case 'start': {
         const meta: FileMetaData = { name: e.name, hash: e.fileId, size: e.size, blockSize: e.blockSize, pieces: e.pieces }

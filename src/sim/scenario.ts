@@ -32,6 +32,13 @@ export interface ScenarioOptions {
   /** The first seeder crashes (for good) at this virtual time, ms. */
   crashSeederAtMs?: number
   /**
+   * Probability that a leecher serves corrupt data (a bad disk, a hostile peer): it downloads
+   * and verifies like any other, but every piece and hash list it sends fails its check. The
+   * production defences deal with it: each bad piece is fetched elsewhere, a peer that sends
+   * three is banned, a bad hash list drops its sender.
+   */
+  corrupt?: number
+  /**
    * A network partition: at `atMs`, this fraction of the leechers can reach only each other (the
    * tracker and seeders are on the other side); at `healMs` the network is whole again.
    */
@@ -92,6 +99,8 @@ export interface ScenarioResult {
   /** Downloads that failed (e.g. no sources for a while) and were started again. */
   retries: number
   crashes: number
+  /** With `corrupt`: leechers that served corrupt data, bad pieces the others caught, and how often one of them dropped a peer for bad data (a ban, or a bad hash list). */
+  corrupt: { leechers: number, badPieces: number, droppedForBadData: number }
   /** Virtual time at which the run ended. */
   virtualMs: number
   /** Scheduler actions executed (simulation work). */
@@ -173,12 +182,16 @@ function run (o: ScenarioOptions): ScenarioResult {
   const name = `sim-${F}.bin`
   const fileId = createHash('sha256').update(`${name}:${F}:${o.seed ?? 1}`).digest('hex')
   const file = simFile(fileMeta(name, fileId, F, 1))
-  net.payloadOf = (_h, out) => {
+  const corruptHosts = new Set<string>()
+  net.payloadOf = (h, out) => {
     const m = out.msg
-    if (m.type === 'piece') return tags.payload(m.clusterName, Math.floor(m.offset / file.meta.blockSize), m.pieceSize)
-    // hash lists are small and real
+    const bad = corruptHosts.has(h.host)
+    if (m.type === 'piece') return tags.payload(m.clusterName, Math.floor(m.offset / file.meta.blockSize), m.pieceSize, !bad)
+    // hash lists are small and real (a corrupt host's: every byte flipped)
     const p = out.payload
-    return p === undefined ? Buffer.alloc(0) : Buffer.concat(p.source.view(p.offset, p.length))
+    const list = p === undefined ? Buffer.alloc(0) : Buffer.concat(p.source.view(p.offset, p.length))
+    if (bad) for (let i = 0; i < list.length; i++) list[i] ^= 0xff
+    return list
   }
 
   const mk = (i: number, upload: number): SimNode => new SimNode({
@@ -188,6 +201,8 @@ function run (o: ScenarioOptions): ScenarioResult {
   const seedNodes = Array.from({ length: seeders }, (_, i) => mk(i, o.seederUpload))
   const leechers = Array.from({ length: o.nodes }, (_, i) => mk(seeders + i, o.upload))
   for (const s of seedNodes) s.seed(file)
+  // (drawn only when asked for: runs without it keep their random sequence, and results)
+  if ((o.corrupt ?? 0) > 0) for (const l of leechers) if (random() < (o.corrupt ?? 0)) corruptHosts.add(l.host)
   const spread = o.startSpreadMs ?? 100
   for (const l of leechers) scheduler.schedule(() => l.download(name), random() * spread)
 
@@ -260,6 +275,7 @@ function run (o: ScenarioOptions): ScenarioResult {
     events: leechers.reduce<Record<string, number>>((a, l) => { for (const [k, v] of Object.entries(l.events)) a[k] = (a[k] ?? 0) + v; return a }, {}),
     retries: leechers.reduce((a, l) => a + l.retries, 0),
     crashes,
+    corrupt: { leechers: corruptHosts.size, badPieces: leechers.reduce((a, l) => a + (l.events['piece-failed'] ?? 0), 0), droppedForBadData: leechers.reduce((a, l) => a + l.droppedForBadData, 0) },
     virtualMs,
     actions: scheduler.executed,
     wallMs: Date.now() - wall0,

@@ -56,3 +56,28 @@ describe('lp2p simulate --seed (a real process, twice)', () => {
     expect(c.timeMs).not.toEqual(a.timeMs)
   }, 60_000)
 })
+
+describe('lp2p simulate --corrupt (a real process)', () => {
+  const { procs } = perTest('simulate-corrupt')
+
+  it('reports the corrupt leechers, the bad pieces caught and the peers dropped for them, and every leecher done', async () => {
+    const sim = spawnLp2p(['simulate', '--nodes', '20', '--size', '4M', '--corrupt', '0.2', '--seed', '4', '--json'])
+    procs.push(sim)
+    expect(await sim.exited).toBe(0)
+    await new Promise((r) => setImmediate(r))
+    expect(sim.events).toHaveLength(1)
+    const r = sim.events[0] as { completed: number, corrupt: { leechers: number, badPieces: number, droppedForBadData: number }, events: Record<string, number> }
+    expect(r.completed).toBe(20)
+    expect(r.corrupt.leechers).toBeGreaterThan(0)
+    expect(r.corrupt.badPieces).toBeGreaterThan(0)
+    expect(r.corrupt.badPieces).toBe(r.events['piece-failed'])
+    expect(r.corrupt.droppedForBadData).toBeGreaterThan(0)
+  }, 60_000)
+
+  it('refuses a probability outside 0..1 with a usage error', async () => {
+    const sim = spawnLp2p(['simulate', '--corrupt', '1.5'])
+    procs.push(sim)
+    expect(await sim.exited).toBe(2)
+    expect(sim.stderr.join('\n')).toMatch(/--corrupt "1.5" is not a number in 0..1/)
+  })
+})

@@ -82,6 +82,23 @@ describe('swarm simulation (production flows, virtual time)', () => {
     expect(r.completed).toBe(40)
   })
 
+  it('a tenth of the leechers serving corrupt data: every leecher still verifies its file, the bad pieces are caught and their senders dropped', () => {
+    const r = runScenario({ ...base, corrupt: 0.1 })
+    expect(r.corrupt.leechers).toBeGreaterThan(0)
+    expect(r.completed).toBe(40)
+    expect(r.events.done).toBe(40) // each whole file hashed to its id: no bad piece was kept
+    expect(r.corrupt.badPieces).toBe(r.events['piece-failed'])
+    expect(r.corrupt.badPieces).toBeGreaterThan(0)
+    expect(r.corrupt.droppedForBadData).toBeGreaterThan(0)
+    // a download takes at most three bad pieces from a peer before it bans it (every leecher downloads once here)
+    expect(r.retries).toBe(0)
+    expect(r.corrupt.badPieces).toBeLessThanOrEqual(3 * 40 * r.corrupt.leechers)
+    expect(r.ratio).toBeLessThan(2)
+    // without it, nobody is corrupt and nothing is rejected
+    expect(first.corrupt).toEqual({ leechers: 0, badPieces: 0, droppedForBadData: 0 })
+    expect(first.events['piece-failed']).toBeUndefined()
+  })
+
   it('a download cap binds: the time follows F/d', () => {
     const r = runScenario({ ...base, nodes: 10, download: 5e6 })
     expect(r.boundMs).toBeCloseTo(base.size / 5e6 * 1000)
