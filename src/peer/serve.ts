@@ -1,6 +1,6 @@
 import { map, of, type Observable, type SchedulerLike, type Subscription } from 'rxjs'
 import { firstOrAfter } from '../../streams/firstOrAfter'
-import { BUSY_RETRY_PIECES, KICK_RETRY_MS, MAX_BUSY_RETRY_MS, RAREST_FIRST_COPIES } from '../limits'
+import { BUSY_RETRY_PIECES, KICK_RETRY_MS, MAX_BUSY_RETRY_MS, RAREST_FIRST_COPIES, SEEDED_LOCK_MS } from '../limits'
 import { REMOTE_CODES, type FileMetaData, type Leech, type PeerAddress, type PeerErrorReply, type PeerReply, type PeerRequest, type Probe } from '../protocol/messages'
 import type { PageSource } from '../../streams/readPages'
 import type { ClusterTable } from './clusterTable'
@@ -25,29 +25,49 @@ export interface ServedFile {
   log?: PieceLog
 }
 
-/** Per piece of a seeded file: how often it went out, and how many never did. */
+/**
+ * Per piece of a seeded file: how often it went out, when last, and how many never did. A piece
+ * sent is locked (not sent again while some piece never went) for `lockMs` (SEEDED_LOCK_MS) after
+ * each send; `now` is a monotonic clock in ms.
+ */
 export class SentCounts {
   readonly counts: Uint32Array
+  private readonly lastSent: Float64Array
   unsent: number
-  constructor (pieces: number) { this.counts = new Uint32Array(pieces); this.unsent = pieces }
-  /** Pieces that went out at least once, while some never did (null once every piece went out). */
+  constructor (pieces: number, private readonly now: () => number = () => performance.now(), private readonly lockMs = SEEDED_LOCK_MS) {
+    this.counts = new Uint32Array(pieces)
+    this.lastSent = new Float64Array(pieces)
+    this.unsent = pieces
+  }
+
+  /** Pieces locked now: sent within the lock, while some never went (null once every piece went out). */
   sentBits (): Uint8Array | null {
     if (this.unsent === 0) return null
     const bf = new Uint8Array(Math.ceil(this.counts.length / 8))
-    for (let i = 0; i < this.counts.length; i++) if (this.counts[i] > 0) bf[i >> 3] |= 0x80 >> (i & 7)
+    const since = this.now() - this.lockMs
+    for (let i = 0; i < this.counts.length; i++) if (this.counts[i] > 0 && this.lastSent[i] >= since) bf[i >> 3] |= 0x80 >> (i & 7)
     return bf
   }
 
   /** Piece `i` went out (counted, no rule: a holder still downloading sends what it has). */
-  note (i: number): void { if (this.counts[i]++ === 0) this.unsent-- }
+  note (i: number): void {
+    if (this.counts[i]++ === 0) this.unsent--
+    this.lastSent[i] = this.now()
+  }
 
   /** Has piece `i` never gone out from here? (Likely a rare piece: it is let through a busy uplink.) */
   fresh (i: number): boolean { return this.counts[i] === 0 }
 
-  /** May piece `i` go out now? Yes if it never did, or if every piece already did once. */
-  take (i: number): boolean {
-    if (this.counts[i] > 0 && this.unsent > 0) return false
+  /**
+   * May piece `i` go out now? Yes if it never did, or if every piece already did once, or if the
+   * asker knows no other holder of it (`copies` ≤ 1: only us) and it went out more than the lock
+   * ago (the peers it went to did not pass it on to this asker).
+   */
+  take (i: number, copies?: number): boolean {
+    const now = this.now()
+    if (this.counts[i] > 0 && this.unsent > 0 && !(copies !== undefined && copies <= 1 && now - this.lastSent[i] > this.lockMs)) return false
     if (this.counts[i]++ === 0) this.unsent--
+    this.lastSent[i] = now
     return true
   }
 }
@@ -175,7 +195,7 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
       }
       // a seeder sends every piece once before any piece twice (the leechers spread the copies):
       // a piece already out is refused while some never went, and the asker fetches it from a peer
-      if (have === null && known && !(f.sent as SentCounts).take(index)) {
+      if (have === null && known && !(f.sent as SentCounts).take(index, m.copies)) {
         return err(REMOTE_CODES.seeded, 'piece already sent to a peer: fetch it there')
       }
       if (have !== null && known) (f.sent as SentCounts).note(index)

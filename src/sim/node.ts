@@ -98,7 +98,7 @@ export class SimNode {
   seed (file: SimFile): void {
     this.newIdentity()
     this.seeding = file
-    this.served.set(file.meta.hash, { meta: file.meta, source: () => nothing, checkSize: () => {}, pieceHashes: () => file.pieceHashes, have: () => null, sent: new SentCounts(file.meta.pieces) })
+    this.served.set(file.meta.hash, { meta: file.meta, source: () => nothing, checkSize: () => {}, pieceHashes: () => file.pieceHashes, have: () => null, sent: new SentCounts(file.meta.pieces, () => this.o.scheduler.now()) })
     this.subs.push(this.publishSeed().subscribe())
     this.subs.push(this.beat())
   }
@@ -205,7 +205,7 @@ export class SimNode {
           have: () => held.complete ? null : held.pieceHashes === null ? new Uint8Array(bits.length) : bits,
           pending: () => held.complete || held.pending === null ? null : held.pending(),
           log,
-          sent: new SentCounts(meta.pieces),
+          sent: new SentCounts(meta.pieces, () => this.o.scheduler.now()),
         })
         // listed at the tracker at once, with what it holds
         this.subs.push(this.publishHeld().subscribe())

@@ -2,7 +2,7 @@ import { TestScheduler } from 'rxjs/testing'
 import { ClusterTable } from '../../src/peer/clusterTable'
 import { setBit } from '../../src/peer/picker'
 import { PieceLog } from '../../src/peer/pieceLog'
-import { KICK_RETRY_MS, MAX_BUSY_RETRY_MS, WATCH_NOTIFY } from '../../src/limits'
+import { KICK_RETRY_MS, MAX_BUSY_RETRY_MS, SEEDED_LOCK_MS, WATCH_NOTIFY } from '../../src/limits'
 import { busyWaitFor, busyWaitMs, SentCounts, serveRequest, serveWatch, WatchKicker, type Outgoing, type ServeContext, type ServedFile } from '../../src/peer/serve'
 import type { FileMetaData, PeerAddress, Probe } from '../../src/protocol/messages'
 
@@ -218,6 +218,63 @@ describe('serveWatch', () => {
       serveWatch(watch({ from: { nodeId: NODE, port: 7100 } }), ctx, ts)
       expect(asked).toEqual([])
     })
+  })
+})
+
+describe('a seeder sends every piece once before any twice, for SEEDED_LOCK_MS after each send', () => {
+  it('SentCounts: a piece sent is locked while some never went; after the lock, only for an asker that knows no other holder', () => {
+    let now = 1000
+    const s = new SentCounts(3, () => now, 500)
+    expect(s.sentBits()).toEqual(new Uint8Array([0]))
+    expect(s.take(0)).toBe(true)
+    expect(s.unsent).toBe(2)
+    // locked: whatever the asker knows
+    now += 500
+    expect(s.take(0)).toBe(false)
+    expect(s.take(0, 1)).toBe(false)
+    expect(s.sentBits()).toEqual(new Uint8Array([0x80]))
+    // past the lock: an asker with no other holder (copies ≤ 1: only us) gets it, one that knows
+    // another (or does not say) does not; the second send locks it again
+    now += 1
+    expect(s.sentBits()).toEqual(new Uint8Array([0]))
+    expect(s.take(0, 2)).toBe(false)
+    expect(s.take(0)).toBe(false)
+    expect(s.take(0, 1)).toBe(true)
+    expect(s.counts[0]).toBe(2)
+    expect(s.take(0, 0)).toBe(false)
+    expect(s.sentBits()).toEqual(new Uint8Array([0x80]))
+    // once every piece went out, any piece goes, and nothing is locked
+    expect(s.take(1)).toBe(true)
+    expect(s.take(2)).toBe(true)
+    expect(s.sentBits()).toBeNull()
+    expect(s.take(0, 5)).toBe(true)
+  })
+
+  it('SentCounts.note (a holder still downloading sends what it has) counts and locks from that send too', () => {
+    let now = 0
+    const s = new SentCounts(2, () => now, 500)
+    s.note(1)
+    expect(s.unsent).toBe(1)
+    expect(s.fresh(1)).toBe(false)
+    expect(s.sentBits()).toEqual(new Uint8Array([0x40]))
+    expect(s.take(1, 1)).toBe(false)
+    now = 501
+    expect(s.take(1, 1)).toBe(true)
+  })
+
+  it('serveRequest: a seeder declines a piece it already sent (SEEDED) and serves it after the lock to an asker whose `copies` says only the seeder holds it', () => {
+    let now = 0
+    const file: ServedFile = { meta, source: () => ({ size: 0, view: () => [] }), checkSize: () => {}, pieceHashes: () => null, have: () => null, sent: new SentCounts(meta.pieces, () => now) }
+    const ctx: ServeContext = { file: (id) => id === H ? file : undefined, cluster: new ClusterTable() }
+    const leech = { type: 'leech' as const, req: 4, hash: H, size: meta.size, offset: 8192, blockSize: 4096, pieces: 10 }
+    expect(serveRequest(leech, ctx).msg).toEqual(expect.objectContaining({ type: 'piece', offset: 8192 }))
+    expect(serveRequest({ ...leech, copies: 1 }, ctx).msg).toEqual(expect.objectContaining({ type: 'error', code: 'SEEDED' }))
+    // its probe answer says which pieces are locked (askers fetch those from peers)
+    expect(serveRequest({ type: 'probe', req: 5, fileId: H }, ctx).msg).toEqual({ type: 'have', req: 5, fileId: H, totalPieces: 10, sent: bits(2) })
+    now = SEEDED_LOCK_MS + 1
+    expect(serveRequest({ type: 'probe', req: 5, fileId: H }, ctx).msg).toEqual({ type: 'have', req: 5, fileId: H, totalPieces: 10, sent: bits() })
+    expect(serveRequest({ ...leech, copies: 3 }, ctx).msg).toEqual(expect.objectContaining({ type: 'error', code: 'SEEDED' }))
+    expect(serveRequest({ ...leech, copies: 1 }, ctx).msg).toEqual(expect.objectContaining({ type: 'piece', offset: 8192 }))
   })
 })
 
