@@ -195,6 +195,7 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
       }
       // a seeder sends every piece once before any piece twice (the leechers spread the copies):
       // a piece already out is refused while some never went, and the asker fetches it from a peer
+      // (for SEEDED_LOCK_MS after each send; then an asker that knows no other holder gets it)
       if (have === null && known && !(f.sent as SentCounts).take(index, m.copies)) {
         return err(REMOTE_CODES.seeded, 'piece already sent to a peer: fetch it there')
       }
