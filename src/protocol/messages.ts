@@ -121,7 +121,8 @@ export interface Have { type: 'have', req: number, fileId: string, totalPieces: 
 /**
  * FileRequest: one piece, at `offset` (a multiple of blockSize) of the file `hash`. `copies`
  * (optional): how many of the asker's sources hold this piece; a holder sends the rarest queued
- * piece first (see RAREST_FIRST_COPIES). `starved` (optional): the asker's pieces have been
+ * piece first (see RAREST_FIRST_COPIES), and a seeder gives a piece it already sent again, after
+ * SEEDED_LOCK_MS, to an asker that says 1 (only the seeder) or 0. `starved` (optional): the asker's pieces have been
  * coming far slower than its own average (STARVED_SHARE); a busy holder lets it through a longer
  * queue, so it is not the one left behind while others are served.
  */
