@@ -44,10 +44,13 @@ export class SentCounts {
   sentBits (): Uint8Array | null {
     if (this.unsent === 0) return null
     const bf = new Uint8Array(Math.ceil(this.counts.length / 8))
-    const since = this.now() - this.lockMs
-    for (let i = 0; i < this.counts.length; i++) if (this.counts[i] > 0 && this.lastSent[i] >= since) bf[i >> 3] |= 0x80 >> (i & 7)
+    const now = this.now()
+    for (let i = 0; i < this.counts.length; i++) if (this.held(i, now)) bf[i >> 3] |= 0x80 >> (i & 7)
     return bf
   }
+
+  /** Is piece `i` held back at `now`: sent, and last sent no longer ago than the lock? */
+  private held (i: number, now: number): boolean { return this.counts[i] > 0 && now - this.lastSent[i] <= this.lockMs }
 
   /** Piece `i` went out (counted, no rule: a holder still downloading sends what it has). */
   note (i: number): void {
@@ -65,7 +68,7 @@ export class SentCounts {
    */
   take (i: number, copies?: number): boolean {
     const now = this.now()
-    if (this.counts[i] > 0 && this.unsent > 0 && !(copies !== undefined && copies <= 1 && now - this.lastSent[i] > this.lockMs)) return false
+    if (this.counts[i] > 0 && this.unsent > 0 && (this.held(i, now) || copies === undefined || copies > 1)) return false
     if (this.counts[i]++ === 0) this.unsent--
     this.lastSent[i] = now
     return true
@@ -128,6 +131,11 @@ export function busyReply (req: number, message: string, retryMs: number | undef
   return retryMs === undefined ? { type: 'error', req, code: REMOTE_CODES.busy, message } : { type: 'error', req, code: REMOTE_CODES.busy, message, retryMs }
 }
 
+/** A BUSY for a request about `f`, with its piece time's wait when the uplink is capped. */
+function busyFor (m: PeerRequest, f: ServedFile, ctx: ServeContext, message: string): Outgoing {
+  return { msg: busyReply(m.req, message, busyWaitMs(f.meta.blockSize, ctx.uploadRate)) }
+}
+
 /** The connection a request came on: the neighbour's address as the socket saw it. */
 export interface Remote { host: string }
 
@@ -156,7 +164,7 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
       if (f === undefined || hashes === null) return err(REMOTE_CODES.notFound, 'piece hashes not held here')
       if (m.from + m.count > f.meta.pieces) return err(REMOTE_CODES.badRequest, 'hash range outside the file')
       // a busy uplink gives no hash list either: those who hold it spread it (see `PieceLog.gotHashes`)
-      if (ctx.busy?.(false) === true) return { msg: busyReply(m.req, 'upload queue full: fetch the hash list from another peer', busyWaitMs(f.meta.blockSize, ctx.uploadRate)) }
+      if (ctx.busy?.(false) === true) return busyFor(m, f, ctx, 'upload queue full: fetch the hash list from another peer')
       return { msg: { type: 'hashes', req: m.req, fileId: m.fileId, from: m.from, count: m.count }, payload: { source: bufferSource(hashes), offset: m.from * 32, length: m.count * 32 } }
     }
     case 'probe': {
@@ -186,7 +194,7 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
       }
       const index = m.offset / m.blockSize
       const known = m.blockSize === f.meta.blockSize && f.sent !== undefined
-      if (ctx.busy?.(passesBusy(f, m)) === true) return { msg: busyReply(m.req, 'upload queue full: ask another peer', busyWaitMs(f.meta.blockSize, ctx.uploadRate)) }
+      if (ctx.busy?.(passesBusy(f, m)) === true) return busyFor(m, f, ctx, 'upload queue full: ask another peer')
       try {
         f.checkSize()
       } catch (e) {

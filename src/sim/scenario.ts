@@ -251,6 +251,7 @@ function run (o: ScenarioOptions): ScenarioResult {
   const max = times.length === leechers.length ? times[times.length - 1] ?? 0 : NaN
   const pb = pieceBound(o.nodes, F, file.meta.blockSize, seeders, o.seederUpload, o.upload, o.download ?? Infinity)
   const trackerRequests = Object.values(byType).reduce((a, b) => a + b, 0)
+  const events = leechers.reduce<Record<string, number>>((a, l) => { for (const [k, v] of Object.entries(l.events)) a[k] = (a[k] ?? 0) + v; return a }, {})
   return {
     nodes: o.nodes,
     seeders,
@@ -272,10 +273,10 @@ function run (o: ScenarioOptions): ScenarioResult {
     peerRequests: net.stats.peerRequests,
     errors: net.stats.errors,
     peerRequestsByType: net.stats.requests,
-    events: leechers.reduce<Record<string, number>>((a, l) => { for (const [k, v] of Object.entries(l.events)) a[k] = (a[k] ?? 0) + v; return a }, {}),
+    events,
     retries: leechers.reduce((a, l) => a + l.retries, 0),
     crashes,
-    corrupt: { leechers: corruptHosts.size, badPieces: leechers.reduce((a, l) => a + (l.events['piece-failed'] ?? 0), 0), droppedForBadData: leechers.reduce((a, l) => a + l.droppedForBadData, 0) },
+    corrupt: { leechers: corruptHosts.size, badPieces: events['piece-failed'] ?? 0, droppedForBadData: leechers.reduce((a, l) => a + l.droppedForBadData, 0) },
     virtualMs,
     actions: scheduler.executed,
     wallMs: Date.now() - wall0,
