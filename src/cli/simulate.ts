@@ -4,7 +4,7 @@ import v8 from 'node:v8'
 import { type Command, Option } from 'commander'
 import { UsageError } from '../errors'
 import { parseRate } from '../../streams/rateLimit'
-import { runScenario, type ScenarioResult } from '../sim/scenario'
+import { runScenario, type ScenarioResult, type UploadClass } from '../sim/scenario'
 import { log } from '../log'
 import { bytes, table } from './format'
 import { simNodeFlags } from './simHeap'
@@ -36,8 +36,41 @@ function num (what: string, min: number, max: number, integer = false): (v: stri
   }
 }
 function rate (v: string): number {
-  try { const r = parseRate(v); if (!Number.isFinite(r) || r <= 0) throw new Error(`rate "${v}" must be positive`); return r } catch (err) { throw new UsageError((err as Error).message) }
+  try { const r = parseRate(v); if (!Number.isFinite(r) || r <= 0) throw new Error(`rate "${v}" is not a finite number of bytes per second above 0 (a simulated link has a capacity)`); return r } catch (err) { throw new UsageError((err as Error).message) }
 }
+/**
+ * "20M" → one class; "100M:0.1,20M" → 10 % of the leechers at 100 MB/s, the rest at 20 MB/s (a
+ * rate without a share takes an equal part of what the others leave).
+ */
+export function parseUploads (v: string): UploadClass[] {
+  const parts = v.split(',').map((p) => p.trim())
+  const bad = (why: string): UsageError => new UsageError(`--upload "${v}": ${why} (a rate, or rate:share,… e.g. 100M:0.1,20M)`)
+  const classes = parts.map((p) => {
+    const [r, share, ...more] = p.split(':')
+    if (more.length > 0 || r === '') throw bad(`"${p}" is not rate or rate:share`)
+    const upload = rate(r)
+    if (share === undefined) return { upload, share: NaN }
+    const f = Number(share)
+    if (share.trim() === '' || !Number.isFinite(f) || f <= 0 || f > 1) throw bad(`share "${share}" is not a number in (0, 1]`)
+    return { upload, share: f }
+  })
+  const given = classes.reduce((a, c) => a + (Number.isNaN(c.share) ? 0 : c.share), 0)
+  const open = classes.filter((c) => Number.isNaN(c.share)).length
+  if (open === 0 ? Math.abs(given - 1) > 1e-9 : given >= 1 - 1e-9) throw bad(open === 0 ? `shares sum to ${given}, not 1` : `shares sum to ${given}, leaving nothing for the rates without one`)
+  for (const c of classes) if (Number.isNaN(c.share)) c.share = (1 - given) / open
+  if (new Set(classes.map((c) => c.upload)).size !== classes.length) throw bad('a rate is listed twice')
+  return classes
+}
+
+/** "1" → every link 1 ms; "1-20" → each link's own, between 1 and 20 ms. */
+export function parseLatency (v: string): { min: number, max: number } {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(?:-\s*(\d+(?:\.\d+)?)\s*)?$/.exec(v)
+  const min = Number(m?.[1])
+  const max = m?.[2] === undefined ? min : Number(m[2])
+  if (m === null || !(min <= max) || max > 60_000) throw new UsageError(`--latency "${v}" is not ms or min-max ms in 0..60000 (e.g. 1, or 1-20)`)
+  return { min, max }
+}
+
 /** "30", "30s", "1500ms", "2m" → ms. */
 export function parseDuration (v: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(v.trim())
@@ -76,11 +109,11 @@ export function addSimulate (p: Command, parseSize: (v: string) => number, out: 
     .description('simulate a swarm in virtual time: one tracker, seeders and N leechers running the production flows over a modelled network; prints completion times against the Kumar–Ross bound and, with one seeder, equal uploads, equal pieces (a size that is a multiple of the block) and downloads no slower than uploads, the bound in whole pieces (M + ⌊log2 N⌋ piece times). A run of 500 nodes or more runs itself again once with the heap it needs (node flags --max-old-space-size, --max-semi-space-size; flags you give node win); one that cannot fit in this machine\'s memory is refused')
     .addOption(opt('-n, --nodes <n>', 'leechers', 'LP2P_SIM_NODES').default(100).argParser(num('--nodes', 1, 100_000, true)))
     .addOption(opt('--size <bytes>', 'file size (k/M/G/T suffixes, powers of 1024)', 'LP2P_SIM_SIZE').default(64 * 1024 * 1024, '64M').argParser((v) => { const n = parseSize(v); if (n < 1) throw new UsageError('--size must be at least 1 byte'); return n }))
-    .addOption(opt('--upload <rate>', 'upload capacity of each leecher, bytes/s (k/M/G = 10^3.., Ki/Mi/Gi = 2^10..)', 'LP2P_SIM_UPLOAD').default(20e6, '20M').argParser(rate))
-    .addOption(opt('--seeder-upload <rate>', 'upload capacity of each seeder (default: --upload)', 'LP2P_SIM_SEEDER_UPLOAD').argParser(rate))
+    .addOption(opt('--upload <rates>', 'upload capacity of each leecher, bytes/s (k/M/G = 10^3.., Ki/Mi/Gi = 2^10..); a mixed fleet as rate:share,… (e.g. 100M:0.1,20M: 10 % at 100 MB/s, the rest at 20; the table then gives each class its times)', 'LP2P_SIM_UPLOAD').default([{ upload: 20e6, share: 1 }], '20M').argParser(parseUploads))
+    .addOption(opt('--seeder-upload <rate>', 'upload capacity of each seeder (default: the first --upload rate)', 'LP2P_SIM_SEEDER_UPLOAD').argParser(rate))
     .addOption(opt('--download <rate>', 'download capacity of every node (default: none)', 'LP2P_SIM_DOWNLOAD').argParser(rate))
     .addOption(opt('--seeders <n>', 'initial seeders', 'LP2P_SIM_SEEDERS').default(1).argParser(num('--seeders', 1, 1000, true)))
-    .addOption(opt('--latency <ms>', 'one-way latency of every link, ms', 'LP2P_SIM_LATENCY').default(1).argParser(num('--latency', 0, 60_000)))
+    .addOption(opt('--latency <ms>', 'one-way latency of every link, ms; or min-max (e.g. 1-20): each pair of hosts gets its own, uniform in that range, fixed for the run (drawn from the pair and --seed)', 'LP2P_SIM_LATENCY').default({ min: 1, max: 1 }, '1').argParser(parseLatency))
     .addOption(opt('--loss <p>', 'probability a datagram (tracker traffic) is lost', 'LP2P_SIM_LOSS').default(0).argParser(num('--loss', 0, 0.9)))
     .addOption(opt('--churn <p>', 'probability that a leecher crashes, once, at a random moment before the Kumar–Ross bound (unless done by then), and restarts 1–5 s later, resuming', 'LP2P_SIM_CHURN').default(0).argParser(num('--churn', 0, 1)))
     .addOption(opt('--corrupt <p>', 'probability that a leecher serves corrupt data (it downloads like the others, but every piece and hash list it sends fails its check): bans and fallbacks at work', 'LP2P_SIM_CORRUPT').default(0).argParser(num('--corrupt', 0, 1)))
@@ -88,7 +121,7 @@ export function addSimulate (p: Command, parseSize: (v: string) => number, out: 
     .addOption(opt('--partition <at,heal,fraction>', 'cut this fraction of the leechers off (from the tracker, the seeders and the rest) from time at to time heal, e.g. 1s,4s,0.3', 'LP2P_SIM_PARTITION').argParser(parsePartition))
     .addOption(opt('--seed <n>', 'seed of every random choice: the same seed gives the same result, bit for bit', 'LP2P_SIM_SEED').default(1).argParser(num('--seed', 0, 2 ** 32 - 1, true)))
     .addOption(opt('--json', 'print the result as one JSON object', 'LP2P_JSON'))
-    .action(async (o: { nodes: number, size: number, upload: number, seederUpload?: number, download?: number, seeders: number, latency: number, loss: number, churn: number, corrupt: number, crashSeederAt?: number, partition?: { atMs: number, healMs: number, fraction: number }, seed: number, json?: boolean }) => {
+    .action(async (o: { nodes: number, size: number, upload: UploadClass[], seederUpload?: number, download?: number, seeders: number, latency: { min: number, max: number }, loss: number, churn: number, corrupt: number, crashSeederAt?: number, partition?: { atMs: number, healMs: number, fraction: number }, seed: number, json?: boolean }) => {
       // a big run needs a bigger heap than node gives by default: run again with it (once)
       if (process.env[SIM_CHILD_ENV] === undefined) {
         const flags = simNodeFlags(o.nodes, { heapLimit: v8.getHeapStatistics().heap_size_limit, totalMemory: os.totalmem(), nodeFlags: [...process.execArgv, process.env.NODE_OPTIONS ?? ''].join(' ') })
@@ -104,11 +137,13 @@ export function addSimulate (p: Command, parseSize: (v: string) => number, out: 
       const r = runScenario({
         nodes: o.nodes,
         size: o.size,
-        upload: o.upload,
-        seederUpload: o.seederUpload ?? o.upload,
+        upload: o.upload[0].upload,
+        ...(o.upload.length > 1 ? { uploadClasses: o.upload } : {}),
+        seederUpload: o.seederUpload ?? o.upload[0].upload,
         download: o.download,
         seeders: o.seeders,
-        latencyMs: o.latency,
+        latencyMs: o.latency.min,
+        ...(o.latency.max > o.latency.min ? { maxLatencyMs: o.latency.max } : {}),
         loss: o.loss,
         churn: o.churn,
         corrupt: o.corrupt,
@@ -129,11 +164,14 @@ export function addSimulate (p: Command, parseSize: (v: string) => number, out: 
 const secs = (ms: number): string => Number.isFinite(ms) ? `${(ms / 1000).toFixed(2)} s` : '—'
 const mbs = (r: number): string => `${(r / 1e6).toFixed(r < 1e7 ? 1 : 0)} MB/s`
 
-function render (r: ScenarioResult, o: { upload: number, seederUpload?: number, latency: number }): string {
-  return `simulated ${r.nodes} leechers + ${r.seeders} seeder(s), ${bytes(r.size)} (${r.pieces} × ${bytes(r.blockSize)}), upload ${mbs(o.upload)}, seeder ${mbs(o.seederUpload ?? o.upload)}, latency ${o.latency} ms\n` +
+function render (r: ScenarioResult, o: { upload: UploadClass[], seederUpload?: number, latency: { min: number, max: number } }): string {
+  const uploads = o.upload.length === 1 ? mbs(o.upload[0].upload) : o.upload.map((c) => `${mbs(c.upload)} × ${+(c.share * 100).toFixed(1)} %`).join(', ')
+  const latency = o.latency.max > o.latency.min ? `${o.latency.min}–${o.latency.max} ms per link` : `${o.latency.min} ms`
+  return `simulated ${r.nodes} leechers + ${r.seeders} seeder(s), ${bytes(r.size)} (${r.pieces} × ${bytes(r.blockSize)}), upload ${uploads}, seeder ${mbs(o.seederUpload ?? o.upload[0].upload)}, latency ${latency}\n` +
     table(['', 'VALUE'], [
       ['leechers done', `${r.completed} / ${r.nodes}`],
       ['time p50 / p99 / max', `${secs(r.timeMs.p50)} / ${secs(r.timeMs.p99)} / ${secs(r.timeMs.max)}`],
+      ...(r.byUpload.length < 2 ? [] : r.byUpload.map((c) => [`  upload ${mbs(c.upload)} (${c.nodes}): p50 / max`, `${secs(c.timeMs.p50)} / ${secs(c.timeMs.max)}`])),
       ['Kumar–Ross bound', secs(r.boundMs)],
       ['ratio max / bound', Number.isFinite(r.ratio) ? r.ratio.toFixed(3) : '—'],
       ...(r.pieceBoundMs === null ? [] : [

@@ -13,7 +13,10 @@ import type { SimScheduler } from './scheduler'
  * peers, in virtual time.
  *
  * Model (per frame, store and forward):
- * - every message takes `latencyMs` one way;
+ * - every message takes its link's latency one way: `latencyMs`, or with `maxLatencyMs` a latency
+ *   drawn for each pair of hosts, uniform between the two, the same both ways and for the whole
+ *   run (a LAN with near and far racks); the draw is a hash of the pair and `latencySalt`, so it
+ *   takes nothing from `random`;
  * - a reply with a payload (a piece, a hash list) occupies the sender's uplink for
  *   bytes / upload (frames leave one after another, the piece with the fewest copies first, as
  *   the production upload budget sends them: see `enqueue`), then the
@@ -35,6 +38,10 @@ import type { SimScheduler } from './scheduler'
 export interface NetworkOptions {
   scheduler: SimScheduler
   latencyMs: number
+  /** Links' latencies spread between `latencyMs` and this (default: all `latencyMs`). */
+  maxLatencyMs?: number
+  /** Mixed into the per-link draw (a scenario passes its seed). */
+  latencySalt?: number
   loss?: number
   random: () => number
 }
@@ -78,7 +85,7 @@ export class SimHost {
   /** The uplink sent its last queued byte (what a peer server sees when its send queue empties). */
   onIdle: (() => void) | null = null
   onDatagram: ((msg: TrackerMessage, from: Endpoint) => void) | null = null
-  constructor (readonly host: string, public opts: HostOptions) {}
+  constructor (readonly host: string, public opts: HostOptions, /** Index in the network (for per-link draws). */ readonly index = 0) {}
 }
 
 export interface NetworkStats {
@@ -104,7 +111,7 @@ export class SimNetwork {
 
   addHost (host: string, opts: HostOptions): SimHost {
     if (this.hosts.has(host)) throw new Error(`host ${host} exists`)
-    const h = new SimHost(host, opts)
+    const h = new SimHost(host, opts, this.hosts.size)
     this.hosts.set(host, h)
     return h
   }
@@ -122,6 +129,14 @@ export class SimNetwork {
   private readonly afterHeal: Array<() => void> = []
 
   private reachable (a: SimHost, b: SimHost): boolean { return a.group === b.group }
+
+  /** One-way latency between two hosts, ms: the same both ways and for the whole run. */
+  latency (a: SimHost, b: SimHost): number {
+    const lo = this.opts.latencyMs
+    const hi = this.opts.maxLatencyMs ?? lo
+    if (!(hi > lo)) return lo
+    return lo + (hi - lo) * pairHash(Math.min(a.index, b.index), Math.max(a.index, b.index), this.opts.latencySalt ?? 0)
+  }
 
   crash (host: string): void {
     const h = this.hosts.get(host)
@@ -173,14 +188,13 @@ export class SimNetwork {
       this.stats.datagramsLost++
       return
     }
-    this.at(this.opts.latencyMs, () => { if (b.alive && b.onDatagram !== null) b.onDatagram(msg, from) })
+    this.at(this.latency(a, b), () => { if (b.alive && b.onDatagram !== null) b.onDatagram(msg, from) })
   }
 
   /** A link from `from` to a peer: the same interface as a TCP PeerConnection. */
   link (from: SimHost, peer: PeerAddress): PeerLink {
     let nextReq = 1
     const net = this
-    const lat = this.opts.latencyMs
     return {
       peer,
       close: () => {},
@@ -190,6 +204,7 @@ export class SimNetwork {
         net.stats.peerRequests++
         net.stats.requests[msg.type] = (net.stats.requests[msg.type] ?? 0) + 1
         const to = net.hosts.get(peer.host)
+        const lat = to === undefined ? net.opts.latencyMs : net.latency(from, to)
         const fail = (): void => { timers.push(net.at(lat, () => sub.error(new ConnectionClosedError(`${peer.host}:${peer.port}`, 'connection reset')))) }
         if (to === undefined || !to.alive) { fail(); return () => { for (const t of timers) t.cancel() } }
         let held: Subscription | null = null
@@ -252,4 +267,13 @@ export class SimNetwork {
       }),
     }
   }
+}
+
+/** A hash of (a, b, salt) in [0, 1): the per-link draw (murmur3's finalizer over the three words). */
+function pairHash (a: number, b: number, salt: number): number {
+  let h = Math.imul(a ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(b ^ 0xc2b2ae35, 0x27d4eb2f) ^ Math.imul(salt ^ 0x165667b1, 0x9e3779b1)
+  h ^= h >>> 16; h = Math.imul(h, 0x85ebca6b)
+  h ^= h >>> 13; h = Math.imul(h, 0xc2b2ae35)
+  h ^= h >>> 16
+  return (h >>> 0) / 4294967296
 }

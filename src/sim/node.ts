@@ -1,4 +1,4 @@
-import { catchError, EMPTY, filter, map, type Observable, Subject, type Subscription, tap } from 'rxjs'
+import { catchError, defer, EMPTY, filter, first, map, type Observable, repeat, Subject, type Subscription, tap, timer } from 'rxjs'
 import { FAN_OUT, FRESH_QUEUE_FACTOR, HEARTBEAT_MS, MAX_PEERS_PER_REPLY } from '../limits'
 import { TrackerClient, type TrackerTransport } from '../net/trackerClient'
 import type { PeerLink } from '../net/peerConnection'
@@ -153,7 +153,7 @@ export class SimNode {
     if (this.nodeId === '') this.newIdentity()
     if (this.subs.length === 0) this.subs.push(this.beat())
     this.subs.push(leech(name, {
-      tracker: { files: () => this.client.files(), nodes: (id) => this.client.sample(id, 2 * FAN_OUT) },
+      tracker: { files: () => this.listed(name), nodes: (id) => this.client.sample(id, 2 * FAN_OUT) },
       link: (p) => this.link(p),
       openSink: (meta) => {
         this.stored ??= new Uint8Array(meta.pieces)
@@ -175,6 +175,19 @@ export class SimNode {
         return EMPTY
       }),
     ).subscribe())
+  }
+
+  /**
+   * The tracker's file list once it names `name`: a leecher is a `get` started after the file was
+   * published, but with latencies that differ by link a near leecher's query can reach the
+   * tracker before a far seeder's publish. It asks again every 20 ms, for up to a second, then
+   * takes the list as it is (the download then fails, and is started again a second later).
+   */
+  private listed (name: string): Observable<FileMetaData[]> {
+    return defer(() => this.client.files()).pipe(
+      repeat({ count: 50, delay: () => timer(20, this.o.scheduler) }),
+      first((files) => files.some((f) => f.name === name), [] as FileMetaData[]),
+    )
   }
 
   private pendingFirst: (() => Uint8Array) | null = null

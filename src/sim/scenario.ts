@@ -17,14 +17,22 @@ export interface ScenarioOptions {
   nodes: number
   /** File size, bytes. */
   size: number
-  /** Upload capacity of each leecher, bytes/s. */
+  /** Upload capacity of each leecher, bytes/s (unless `uploadClasses`). */
   upload: number
+  /**
+   * A fleet of mixed uplinks: each class's share of the leechers uploads at its rate (shares sum
+   * to 1; counts are rounded by largest remainder, and the classes take the leechers in turn by
+   * index, whose start times are drawn independently). Overrides `upload` for leechers.
+   */
+  uploadClasses?: UploadClass[]
   /** Upload capacity of each initial seeder, bytes/s. */
   seederUpload: number
   /** Download capacity of every node, bytes/s (default: none). */
   download?: number
   /** One-way latency of every link, ms (default 1). */
   latencyMs?: number
+  /** With this, each pair of hosts has its own latency, uniform in [latencyMs, maxLatencyMs] (drawn from the pair and the seed). */
+  maxLatencyMs?: number
   /** Datagram loss probability (default 0). */
   loss?: number
   /** Fraction of leechers that crash once at a random moment and restart 1–5 s later, resuming. */
@@ -59,6 +67,8 @@ export interface ScenarioOptions {
   onTick?: (t: { virtualMs: number, done: number, nodes: number, boundMs: number }) => void
 }
 
+export interface UploadClass { upload: number, share: number }
+
 export interface ScenarioResult {
   nodes: number
   seeders: number
@@ -70,7 +80,9 @@ export interface ScenarioResult {
   unfinished: number
   /** Per leecher: virtual ms from the scenario's start to `done`. */
   timeMs: { p50: number, p99: number, max: number }
-  /** Kumar–Ross lower bound: max(F/u_s, N·F/(u_s + N·u), F/d). */
+  /** Per upload class (one unless `uploadClasses`): its leechers and their completion times. */
+  byUpload: Array<{ upload: number, nodes: number, completed: number, timeMs: { p50: number, max: number } }>
+  /** Kumar–Ross lower bound: max(F/u_s, N·F/(u_s + Σu), F/d). */
   boundMs: number
   /** max time / bound. */
   ratio: number
@@ -110,9 +122,27 @@ export interface ScenarioResult {
   peakHeapPerNodeBytes: number
 }
 
-/** Kumar–Ross: the least time any scheme needs to bring F bytes from seeders (u_s total) to N peers. */
+/** Kumar–Ross: the least time any scheme needs to bring F bytes from seeders (u_s total) to N peers uploading u on average. */
 export function kumarRoss (N: number, F: number, us: number, u: number, d = Infinity): number {
   return 1000 * Math.max(F / us, (N * F) / (us + N * u), F / d)
+}
+
+/**
+ * Each of `n` leechers' upload under `classes`: counts by largest remainder (ties to the earlier
+ * class), then one of each class in turn (a class that ran out is skipped), so every stretch of
+ * leechers has the mix. Throws on shares that are not positive or do not sum to 1.
+ */
+export function assignUploads (n: number, classes: UploadClass[]): number[] {
+  const sum = classes.reduce((a, c) => a + c.share, 0)
+  if (classes.length === 0 || classes.some((c) => !(c.share > 0) || !(c.upload > 0)) || Math.abs(sum - 1) > 1e-9) throw new RangeError('upload classes need positive rates and shares that sum to 1')
+  const exact = classes.map((c) => c.share * n)
+  const counts = exact.map(Math.floor)
+  let left = n - counts.reduce((a, b) => a + b, 0)
+  const order = exact.map((e, i) => ({ i, r: e - Math.floor(e) })).sort((a, b) => b.r - a.r || a.i - b.i)
+  for (const { i } of order) { if (left-- <= 0) break; counts[i]++ }
+  const out: number[] = []
+  while (out.length < n) for (let i = 0; i < classes.length; i++) if (counts[i] > 0) { counts[i]--; out.push(classes[i].upload) }
+  return out
 }
 
 /**
@@ -157,11 +187,14 @@ function run (o: ScenarioOptions): ScenarioResult {
   let peakHeap = heap0
   const random = seeded(o.seed ?? 1)
   const scheduler = new SimScheduler()
-  const net = new SimNetwork({ scheduler, latencyMs: o.latencyMs ?? 1, loss: o.loss ?? 0, random })
+  const net = new SimNetwork({ scheduler, latencyMs: o.latencyMs ?? 1, maxLatencyMs: o.maxLatencyMs, latencySalt: o.seed ?? 1, loss: o.loss ?? 0, random })
   const tags = new PieceTags()
   const seeders = o.seeders ?? 1
   const F = o.size
-  const bound = kumarRoss(o.nodes, F, seeders * o.seederUpload, o.upload, o.download ?? Infinity)
+  const uploads = o.uploadClasses === undefined ? null : assignUploads(o.nodes, o.uploadClasses)
+  const uploadOf = (i: number): number => uploads === null ? o.upload : uploads[i]
+  const meanUpload = uploads === null ? o.upload : uploads.reduce((a, b) => a + b, 0) / Math.max(1, o.nodes)
+  const bound = kumarRoss(o.nodes, F, seeders * o.seederUpload, meanUpload, o.download ?? Infinity)
   const maxTime = o.maxTimeMs ?? 20 * bound + 60_000
 
   // ---- the tracker: the production flow over simulated datagrams
@@ -199,7 +232,7 @@ function run (o: ScenarioOptions): ScenarioResult {
     net, scheduler, tracker, random, tags, leech: o.leech,
   })
   const seedNodes = Array.from({ length: seeders }, (_, i) => mk(i, o.seederUpload))
-  const leechers = Array.from({ length: o.nodes }, (_, i) => mk(seeders + i, o.upload))
+  const leechers = Array.from({ length: o.nodes }, (_, i) => mk(seeders + i, uploadOf(i)))
   for (const s of seedNodes) s.seed(file)
   // (drawn only when asked for: runs without it keep their random sequence, and results)
   if ((o.corrupt ?? 0) > 0) for (const l of leechers) if (random() < (o.corrupt ?? 0)) corruptHosts.add(l.host)
@@ -249,7 +282,14 @@ function run (o: ScenarioOptions): ScenarioResult {
 
   const times = leechers.flatMap((l) => l.doneAt === null ? [] : [l.doneAt]).sort((a, b) => a - b)
   const max = times.length === leechers.length ? times[times.length - 1] ?? 0 : NaN
-  const pb = pieceBound(o.nodes, F, file.meta.blockSize, seeders, o.seederUpload, o.upload, o.download ?? Infinity)
+  const equalUploads = uploads === null || uploads.every((u) => u === uploads[0])
+  const pb = !equalUploads ? null : pieceBound(o.nodes, F, file.meta.blockSize, seeders, o.seederUpload, uploadOf(0), o.download ?? Infinity)
+  const rates = [...new Set(leechers.map((_, i) => uploadOf(i)))]
+  const byUpload = rates.map((upload) => {
+    const mine = leechers.filter((_, i) => uploadOf(i) === upload)
+    const t = mine.flatMap((l) => l.doneAt === null ? [] : [l.doneAt]).sort((a, b) => a - b)
+    return { upload, nodes: mine.length, completed: t.length, timeMs: { p50: percentile(t, 0.5), max: t.length === mine.length ? t[t.length - 1] ?? 0 : NaN } }
+  })
   const trackerRequests = Object.values(byType).reduce((a, b) => a + b, 0)
   const events = leechers.reduce<Record<string, number>>((a, l) => { for (const [k, v] of Object.entries(l.events)) a[k] = (a[k] ?? 0) + v; return a }, {})
   return {
@@ -261,6 +301,7 @@ function run (o: ScenarioOptions): ScenarioResult {
     completed: times.length,
     unfinished: leechers.length - times.length,
     timeMs: { p50: percentile(times, 0.5), p99: percentile(times, 0.99), max },
+    byUpload,
     boundMs: bound,
     ratio: max / bound,
     pieceBoundMs: pb,

@@ -81,3 +81,33 @@ describe('lp2p simulate --corrupt (a real process)', () => {
     expect(sim.stderr.join('\n')).toMatch(/--corrupt "1.5" is not a number in 0..1/)
   })
 })
+
+describe('lp2p simulate with a mixed fleet and per-link latencies (a real process)', () => {
+  const { procs } = perTest('simulate-mixed')
+
+  it('--upload 100M:0.25,20M --latency 1-10: every leecher done, each upload class with its times, the bound over every uplink', async () => {
+    const sim = spawnLp2p(['simulate', '--nodes', '20', '--size', '4M', '--upload', '100M:0.25,20M', '--latency', '1-10', '--seed', '3', '--json'])
+    procs.push(sim)
+    expect(await sim.exited).toBe(0)
+    await new Promise((r) => setImmediate(r))
+    expect(sim.events).toHaveLength(1)
+    const r = sim.events[0] as { completed: number, boundMs: number, pieceBoundMs: number | null, byUpload: Array<{ upload: number, nodes: number, completed: number }> }
+    expect(r.completed).toBe(20)
+    expect(r.byUpload.map((c) => [c.upload, c.nodes, c.completed])).toEqual([[100e6, 5, 5], [20e6, 15, 15]])
+    // seeder at the first rate (100 MB/s): max(F / 100 MB/s, 20 F / (100 + 5 × 100 + 15 × 20) MB/s)
+    const F = 4 * 1024 * 1024
+    expect(r.boundMs).toBeCloseTo(1000 * Math.max(F / 100e6, 20 * F / 900e6))
+    expect(r.pieceBoundMs).toBeNull()
+  }, 60_000)
+
+  it('the table gives each class its own row', async () => {
+    const sim = spawnLp2p(['simulate', '--nodes', '8', '--size', '2M', '--upload', '50M:0.5,10M', '--latency', '1-5'])
+    procs.push(sim)
+    expect(await sim.exited).toBe(0)
+    await new Promise((r) => setImmediate(r))
+    const out = sim.events.map((e) => e.line).join('\n') // (the table: lines that are not JSON)
+    expect(out).toMatch(/upload 50 MB\/s × 50 %, 10 MB\/s × 50 %, seeder 50 MB\/s, latency 1–5 ms per link/)
+    expect(out).toMatch(/upload 50 MB\/s \(4\): p50 \/ max/)
+    expect(out).toMatch(/upload 10 MB\/s \(4\): p50 \/ max/)
+  }, 60_000)
+})

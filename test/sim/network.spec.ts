@@ -2,7 +2,7 @@ import { RAREST_FIRST_AGE_MS, RAREST_FIRST_COPIES } from '../../src/limits'
 import type { PeerRequest } from '../../src/protocol/messages'
 import { busyReply, type Outgoing } from '../../src/peer/serve'
 import { RemoteError } from '../../src/errors'
-import { SimNetwork } from '../../src/sim/network'
+import { SimNetwork, type SimHost } from '../../src/sim/network'
 import { SimScheduler } from '../../src/sim/scheduler'
 
 const BLOCK = 100_000
@@ -76,5 +76,58 @@ describe('SimNetwork replies', () => {
     expect(failed).toMatchObject({ remoteCode: 'BUSY', retryMs: 40 })
     expect(at).toBe(2)
     expect(net.stats.errors).toEqual({ BUSY: 1 })
+  })
+})
+
+describe('SimNetwork per-link latency', () => {
+  const ping = (net: SimNetwork, scheduler: SimScheduler, from: string, to: string): number => {
+    const t0 = scheduler.now()
+    let at = -1
+    net.link(net.host(from) as SimHost, { nodeId: to, host: to, port: 1 }).request({ type: 'probe', fileId: HASH }).subscribe({ next: () => { at = scheduler.now() } })
+    scheduler.run()
+    return at - t0
+  }
+  const hosts = (net: SimNetwork): string[] => Array.from({ length: 12 }, (_, i) => {
+    const h = net.addHost(`10.0.1.${i + 1}`, { upload: 1e6, download: Infinity })
+    h.serve = (m) => ({ msg: { type: 'have', req: m.req, fileId: HASH, totalPieces: 8 } })
+    return h.host
+  })
+
+  it('with maxLatencyMs, each pair of hosts has its own latency in the range, the same both ways and for the whole run; a request takes its round trip', () => {
+    const scheduler = new SimScheduler()
+    const net = new SimNetwork({ scheduler, latencyMs: 2, maxLatencyMs: 30, latencySalt: 7, random: () => 0.5 })
+    const hs = hosts(net)
+    const seen = new Set<number>()
+    for (let i = 0; i < hs.length; i++) {
+      for (let j = i + 1; j < hs.length; j++) {
+        const a = net.host(hs[i]) as SimHost
+        const b = net.host(hs[j]) as SimHost
+        const l = net.latency(a, b)
+        expect(l).toBeGreaterThanOrEqual(2)
+        expect(l).toBeLessThan(30)
+        expect(net.latency(b, a)).toBe(l)
+        seen.add(l)
+      }
+    }
+    expect(seen.size).toBe(66) // every pair its own
+    const [lo, hi] = [Math.min(...seen), Math.max(...seen)]
+    expect(lo).toBeLessThan(8) // spread over the range, not bunched
+    expect(hi).toBeGreaterThan(24)
+    const a = net.host(hs[0]) as SimHost
+    const b = net.host(hs[5]) as SimHost
+    expect(ping(net, scheduler, hs[0], hs[5])).toBeCloseTo(2 * net.latency(a, b), 9)
+    expect(ping(net, scheduler, hs[5], hs[0])).toBeCloseTo(2 * net.latency(a, b), 9)
+    // another salt (another seed): other latencies
+    const other = new SimNetwork({ scheduler: new SimScheduler(), latencyMs: 2, maxLatencyMs: 30, latencySalt: 8, random: () => 0.5 })
+    const ohs = hosts(other)
+    expect(other.latency(other.host(ohs[0]) as SimHost, other.host(ohs[5]) as SimHost)).not.toBe(net.latency(a, b))
+  })
+
+  it('without maxLatencyMs every link takes latencyMs', () => {
+    const scheduler = new SimScheduler()
+    const net = new SimNetwork({ scheduler, latencyMs: 3, random: () => 0.5 })
+    const hs = hosts(net)
+    expect(ping(net, scheduler, hs[0], hs[1])).toBe(6)
+    expect(ping(net, scheduler, hs[3], hs[9])).toBe(6)
   })
 })

@@ -1,4 +1,4 @@
-import { kumarRoss, pieceBound, runScenario, type ScenarioOptions, type ScenarioResult } from '../../src/sim/scenario'
+import { assignUploads, kumarRoss, pieceBound, runScenario, type ScenarioOptions, type ScenarioResult } from '../../src/sim/scenario'
 
 const MiB = 1024 * 1024
 const base: ScenarioOptions = { nodes: 40, size: 16 * MiB, upload: 20e6, seederUpload: 20e6, seed: 7 }
@@ -108,6 +108,38 @@ describe('swarm simulation (production flows, virtual time)', () => {
     expect(r.completed).toBe(40)
     expect(r.ratio).toBeLessThan(1.2)
   }, 120_000)
+
+  it('upload classes: counts by largest remainder, each class in turn along the leechers', () => {
+    expect(assignUploads(5, [{ upload: 100, share: 0.2 }, { upload: 20, share: 0.8 }])).toEqual([100, 20, 20, 20, 20])
+    expect(assignUploads(6, [{ upload: 1, share: 0.5 }, { upload: 2, share: 0.5 }])).toEqual([1, 2, 1, 2, 1, 2])
+    // 7 × (1/3, 1/3, 1/3) = 2.33 each: the first class takes the odd one
+    const seven = assignUploads(7, [{ upload: 1, share: 1 / 3 }, { upload: 2, share: 1 / 3 }, { upload: 3, share: 1 / 3 }])
+    expect([1, 2, 3].map((u) => seven.filter((x) => x === u).length)).toEqual([3, 2, 2])
+    expect(assignUploads(1000, [{ upload: 100, share: 0.1 }, { upload: 20, share: 0.9 }]).filter((u) => u === 100)).toHaveLength(100)
+    expect(() => assignUploads(4, [{ upload: 1, share: 0.5 }, { upload: 2, share: 0.4 }])).toThrow(RangeError)
+    expect(() => assignUploads(4, [{ upload: 1, share: 1.5 }, { upload: 2, share: -0.5 }])).toThrow(RangeError)
+  })
+
+  it('a mixed fleet (a fifth at 100 MB/s) with latencies from 1 to 20 ms per link: all verify, the bound counts every uplink, each class has its times, and a near leecher does not start before the file is listed', () => {
+    // (seed 2, all starting within 5 ms: leechers nearer the tracker than the seeder is ask for the
+    // file before it is listed; 27 of them failed and started again a second later before the fix)
+    const o: ScenarioOptions = { ...base, nodes: 30, seed: 2, startSpreadMs: 5, uploadClasses: [{ upload: 100e6, share: 0.2 }, { upload: 20e6, share: 0.8 }], maxLatencyMs: 20 }
+    const r = runScenario(o)
+    expect(r.completed).toBe(30)
+    // 6 × 100 + 24 × 20 = 1080 MB/s of leecher uplinks; the seeder's 20 MB/s bounds it: F / 20 MB/s
+    expect(r.boundMs).toBeCloseTo(kumarRoss(30, 16 * MiB, 20e6, 1080e6 / 30))
+    expect(r.ratio).toBeGreaterThanOrEqual(1)
+    expect(r.pieceBoundMs).toBeNull() // unequal uploads: not known in closed form
+    expect(r.byUpload.map((c) => [c.upload, c.nodes, c.completed])).toEqual([[100e6, 6, 6], [20e6, 24, 24]])
+    for (const c of r.byUpload) expect(c.timeMs.max).toBeLessThanOrEqual(r.timeMs.max)
+    expect(Math.max(...r.byUpload.map((c) => c.timeMs.max))).toBe(r.timeMs.max)
+    // (a leecher whose query reached the tracker before the seeder's publish asked again, not failed)
+    expect(r.retries).toBe(0)
+    expect(r.trackerRequestsByType.query_files).toBeGreaterThan(30)
+    expect(det(runScenario(o))).toEqual(det(r))
+    // the same fleet with every link at 1 ms: another run
+    expect(det(runScenario({ ...o, maxLatencyMs: undefined })).timeMs).not.toEqual(r.timeMs)
+  })
 
   it('a download cap binds: the time follows F/d', () => {
     const r = runScenario({ ...base, nodes: 10, download: 5e6 })

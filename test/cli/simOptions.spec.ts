@@ -1,0 +1,35 @@
+import { parseLatency, parseUploads } from '../../src/cli/simulate'
+
+describe('lp2p simulate --upload and --latency', () => {
+  it('--upload: one rate, or classes as rate:share; a rate without a share takes an equal part of the rest', () => {
+    expect(parseUploads('20M')).toEqual([{ upload: 20e6, share: 1 }])
+    expect(parseUploads('100M:0.1,20M')).toEqual([{ upload: 100e6, share: 0.1 }, { upload: 20e6, share: 0.9 }])
+    const three = parseUploads('1G:0.5,100M,10M')
+    expect(three.map((c) => c.upload)).toEqual([1e9, 100e6, 10e6])
+    expect(three.map((c) => c.share)).toEqual([0.5, 0.25, 0.25])
+    expect(parseUploads(' 50Mi:0.25 , 10M:0.75 ')).toEqual([{ upload: 50 * 1024 * 1024, share: 0.25 }, { upload: 10e6, share: 0.75 }])
+  })
+
+  it('--upload: refuses shares that do not add up, leave nothing, or are out of range; a rate twice; no rate; an unlimited class', () => {
+    const refused = (v: string, why: RegExp): void => expect(() => parseUploads(v)).toThrow(expect.objectContaining({ code: 'ERR_USAGE', message: expect.stringMatching(why) }))
+    refused('100M:0.1,20M:0.8', /shares sum to 0.9, not 1/)
+    refused('100M:0.6,20M:0.4,5M', /leaving nothing/)
+    refused('100M:1.5', /share "1.5" is not a number in \(0, 1\]/)
+    refused('100M:0,20M', /share "0"/)
+    refused('100M:,20M', /share ""/)
+    refused('20M:0.5,20M', /a rate is listed twice/)
+    refused(':0.5,20M', /is not rate or rate:share/)
+    refused('20M:0.5:1', /is not rate or rate:share/)
+    refused('20Mb', /rate "20Mb"/)
+    refused('100M:0.5,unlimited', /rate "unlimited" is not a finite number of bytes per second above 0/)
+  })
+
+  it('--latency: ms, or min-max ms', () => {
+    expect(parseLatency('1')).toEqual({ min: 1, max: 1 })
+    expect(parseLatency('0.5-20')).toEqual({ min: 0.5, max: 20 })
+    expect(parseLatency(' 2 - 2 ')).toEqual({ min: 2, max: 2 })
+    for (const bad of ['', '-1', '20-1', '1-', 'a-b', '1-2-3', '70000', '1ms']) {
+      expect(() => parseLatency(bad)).toThrow(expect.objectContaining({ code: 'ERR_USAGE', message: expect.stringMatching(/--latency .* is not ms or min-max ms/) }))
+    }
+  })
+})
