@@ -22,8 +22,7 @@ import type { Endpoint } from '../tracker/flow'
 import { TokenBucket } from '../../streams/rateLimit'
 import { ClusterTable } from './clusterTable'
 import { leech, type LeechEvent, type LeechOptions } from './leech'
-import { setBit } from './picker'
-import { PieceLog } from './pieceLog'
+import { HeldDownload } from './held'
 import { busyWaitFor, passesBusy, SentCounts, serveRequest, serveWatch, WatchKicker, type ServeContext, type ServedFile } from './serve'
 import { hashFile } from '../storage/hashFile'
 import { segment } from '../protocol/segmentation'
@@ -71,20 +70,6 @@ export interface NodeLeechOptions extends LeechOptions {
   downloadLimit?: number
 }
 
-/** What this node holds of a file it is downloading or has downloaded. */
-interface Held {
-  meta: FileMetaData
-  bits: Uint8Array
-  have: number
-  pieceHashes: Buffer | null
-  source: () => MappedFile
-  complete: boolean
-  /** The verified file, mapped for serving once complete (closed with the node). */
-  file?: MappedFile
-  /** Pieces in the order stored: answers the watches of this download's askers. */
-  log: PieceLog
-}
-
 /** A connection to a peer, shared by the downloads that use it: closed when the last one ends. */
 interface SharedLink { conn: PeerConnection, users: number }
 
@@ -105,7 +90,8 @@ export class Lp2pNode {
   /** An idle uplink tells held watches what it has (a node that does not serve never holds any). */
   private readonly kicker = new WatchKicker(() => this.served.values(), () => this.server !== null && this.server.queuedPieceBytes === 0, asyncScheduler)
   private readonly shared = new Map<string, LocalFile & { meta?: FileMetaData }>()
-  private readonly held = new Map<string, Held>()
+  /** Downloads (running or done), by file id: what they hold and how they are served. */
+  private readonly held = new Map<string, HeldDownload<MappedFile>>()
   private local: LocalFile[] = []
   private readonly subs: Subscription[] = []
   /** One-off requests (publish, withdraw): each leaves this set when it completes, so a long-running peer does not pile them up. */
@@ -339,14 +325,10 @@ export class Lp2pNode {
   }
 
   /** Publish what this node holds of a download (partial or complete); a node that serves nothing publishes nothing. */
-  private publishHeld (h: Held): Observable<unknown> {
+  private publishHeld (h: HeldDownload): Observable<unknown> {
     if (this.listen === null) return EMPTY
-    const port = this.listen.port
-    const m = h.meta
-    return this.trackerClient.request(h.complete
-      ? { type: 'publish', nodeId: this.nodeId, port, name: m.name, hash: m.hash, size: m.size, ...(h.pieceHashes === null ? {} : { blockSize: m.blockSize, root: hashRoot(h.pieceHashes) }) }
-      : { type: 'publish', nodeId: this.nodeId, port, name: m.name, hash: m.hash, size: m.size, have: h.have }).pipe(
-      catchError((err: Error) => { this.log.warn({ file: m.name, err: err.message }, 'publish failed; retried with the next heartbeat'); return EMPTY }),
+    return this.trackerClient.request(h.publish(this.nodeId, this.listen.port)).pipe(
+      catchError((err: Error) => { this.log.warn({ file: h.meta.name, err: err.message }, 'publish failed; retried with the next heartbeat'); return EMPTY }),
     )
   }
 
@@ -358,7 +340,7 @@ export class Lp2pNode {
    * only the seeder and the few that had asked it just before them: a chain of small
    * neighbourhoods, along which pieces crept.) Its pieces are served only once verified.
    */
-  private get listedHeld (): Held[] { return this.listen === null ? [] : [...this.held.values()] }
+  private get listedHeld (): HeldDownload[] { return this.listen === null ? [] : [...this.held.values()] }
 
   private get fileCount (): number { return this.shared.size + this.listedHeld.length }
 
@@ -439,7 +421,7 @@ export class Lp2pNode {
 
   private leechOnce (query: string, out: string, opts: NodeLeechOptions): Observable<LeechEvent> {
     let sink: FileSink | null = null
-    let h: Held | null = null
+    let h: HeldDownload<MappedFile> | null = null
     let pending: (() => Uint8Array) | null = null
     let fileId: string | null = null
     const links = this.linksFor()
@@ -465,61 +447,38 @@ export class Lp2pNode {
           case 'start': {
             const meta: FileMetaData = { name: e.name, hash: e.fileId, size: e.size, blockSize: e.blockSize, pieces: e.pieces }
             const s = sink as FileSink | null
-            const held: Held = { meta, bits: new Uint8Array(Math.ceil(e.pieces / 8)), have: 0, pieceHashes: null, complete: false, source: () => (s as FileSink).source(), log: new PieceLog(e.pieces) }
             // a resumed download holds what the last run verified and wrote: it serves those too
-            for (const i of s?.present ?? []) { setBit(held.bits, i); held.have++; held.log.add(i) }
+            const held = new HeldDownload(meta, s?.present ?? [], () => (s as FileSink).source(), () => pending)
             h = held
             this.held.set(meta.hash, held)
             // listed at the tracker at once, with what it holds (see listedHeld)
             this.fire(this.publishHeld(held))
             // pieces are served only once verified against hashes checked against the root
-            if (!this.served.has(meta.hash)) {
-              this.served.set(meta.hash, {
-                meta,
-                source: () => held.source(),
-                checkSize: () => {},
-                pieceHashes: () => held.pieceHashes,
-                have: () => held.pieceHashes === null ? new Uint8Array(held.bits.length) : held.bits,
-                pending: () => held.complete || pending === null ? null : pending(),
-                log: held.log,
-                sent: new SentCounts(meta.pieces),
-              })
-            }
+            if (!this.served.has(meta.hash)) this.served.set(meta.hash, held.serving())
             return
           }
           case 'hashes':
-            if (h === null) return
-            h.pieceHashes = e.pieceHashes
-            h.log.gotHashes() // watchers that have no list yet may fetch it here
             // a resumed download serves its pieces from now on (listed since its start: this refreshes what it holds)
-            if (h.have > 0) this.fire(this.publishHeld(h))
+            if (h?.gotHashes(e.pieceHashes) === true) this.fire(this.publishHeld(h))
             return
           case 'piece':
             this.downloaded += e.bytes
             if (h === null) return
-            // the bit first: the log wakes watches at once, and their answers read the bitfield
-            setBit(h.bits, e.index)
-            h.log.add(e.index)
-            if (++h.have === 1 && h.pieceHashes !== null) this.fire(this.publishHeld(h))
+            if (h.stored(e.index)) this.fire(this.publishHeld(h))
             this.kicker.poke()
             return
           case 'done': {
             if (h === null) return
-            const held = h
             const file = MappedFile.open(e.path)
-            held.file = file
-            held.complete = true
-            held.have = held.meta.pieces
-            held.source = () => file
-            this.served.set(held.meta.hash, { meta: held.meta, source: () => file, checkSize: () => file.checkSize(), pieceHashes: () => held.pieceHashes, have: () => null })
-            this.fire(this.publishHeld(held))
+            this.served.set(h.meta.hash, h.completed(file, () => file.checkSize()))
+            this.fire(this.publishHeld(h))
           }
         }
       }),
       finalize(() => {
         links.release()
         // an unfinished download is no longer served once its sink is closed
-        const cur = h as Held | null
+        const cur = h as HeldDownload | null
         if (cur !== null && !cur.complete && this.held.get(cur.meta.hash) === cur) {
           this.served.delete(cur.meta.hash)
           this.held.delete(cur.meta.hash)
@@ -544,7 +503,7 @@ export class Lp2pNode {
     this.server = null
     this.udp?.close(); this.udp = null
     for (const f of this.local) f.file.close()
-    for (const h of this.held.values()) h.file?.close()
+    for (const h of this.held.values()) if (h.complete) h.source().close()
     this.shareEvents.complete()
     this.askers.complete()
   }

@@ -5,11 +5,9 @@ import type { PeerLink } from '../net/peerConnection'
 import { ClusterTable } from '../peer/clusterTable'
 import { heartbeats } from '../peer/heartbeat'
 import { leech, type LeechEvent, type LeechOptions } from '../peer/leech'
-import { setBit } from '../peer/picker'
-import { PieceLog } from '../peer/pieceLog'
+import { HeldDownload } from '../peer/held'
 import { SentCounts, serveRequest, serveWatch, WatchKicker, type ServeContext, type ServedFile } from '../peer/serve'
 import type { FileMetaData, PeerAddress, TrackerMessage } from '../protocol/messages'
-import { hashRoot } from '../storage/hashFile'
 import type { Endpoint } from '../tracker/flow'
 import type { SimHost, SimNetwork } from './network'
 import { PieceTags, SimSink, type SimFile } from './pieces'
@@ -45,7 +43,7 @@ export class SimNode {
   private readonly links = new Map<string, PeerLink>()
   private subs: Subscription[] = []
   private seeding: SimFile | null = null
-  private held: { meta: FileMetaData, bits: Uint8Array, have: number, pieceHashes: Buffer | null, complete: boolean, pending: (() => Uint8Array) | null, log: PieceLog } | null = null
+  private held: HeldDownload | null = null
   /** What a download stored so far (survives a crash, as a .part and its state do). */
   private stored: Uint8Array | null = null
   /** Virtual time when the download was verified. */
@@ -113,10 +111,7 @@ export class SimNode {
   private publishHeld (): Observable<unknown> {
     const h = this.held
     if (h === null) return EMPTY
-    const m = h.meta
-    return this.client.request(h.complete
-      ? { type: 'publish', nodeId: this.nodeId, port: SIM_PEER_PORT, name: m.name, hash: m.hash, size: m.size, ...(h.pieceHashes === null ? {} : { blockSize: m.blockSize, root: hashRoot(h.pieceHashes) }) }
-      : { type: 'publish', nodeId: this.nodeId, port: SIM_PEER_PORT, name: m.name, hash: m.hash, size: m.size, have: h.have }).pipe(catchError(() => EMPTY))
+    return this.client.request(h.publish(this.nodeId, SIM_PEER_PORT)).pipe(catchError(() => EMPTY))
   }
 
   private beat (): Subscription {
@@ -163,7 +158,7 @@ export class SimNode {
       selfId: this.nodeId,
       selfPort: SIM_PEER_PORT,
       random: this.o.random,
-      onPending: (p) => { if (this.held !== null) this.held.pending = p; else this.pendingFirst = p },
+      onPending: (p) => { this.pending = p },
       askers: this.askers.pipe(filter((a) => a.fileId === this.held?.meta.hash), map((a) => a.peer)),
     }, this.o.leech).pipe(
       tap((e) => this.on(e)),
@@ -190,7 +185,8 @@ export class SimNode {
     )
   }
 
-  private pendingFirst: (() => Uint8Array) | null = null
+  /** The running download's view of the pieces in flight (served in its `have` replies). */
+  private pending: (() => Uint8Array) | null = null
 
   /** Leech events by kind (peer-dropped, piece-failed…), for reports. */
   readonly events: Record<string, number> = {}
@@ -204,51 +200,31 @@ export class SimNode {
     switch (e.event) {
       case 'start': {
         const meta: FileMetaData = { name: e.name, hash: e.fileId, size: e.size, blockSize: e.blockSize, pieces: e.pieces }
-        const bits = new Uint8Array(Math.ceil(e.pieces / 8))
-        let have = 0
-        const log = new PieceLog(e.pieces)
-        if (this.stored !== null) for (let i = 0; i < e.pieces; i++) if (this.stored[i] === 1) { setBit(bits, i); have++; log.add(i) }
-        const held = { meta, bits, have, pieceHashes: null as Buffer | null, complete: false, pending: this.pendingFirst, log }
+        const stored = this.stored
+        const present = stored === null ? [] : Array.from({ length: e.pieces }, (_, i) => i).filter((i) => stored[i] === 1)
+        const held = new HeldDownload(meta, present, () => nothing, () => this.pending, () => this.o.scheduler.now())
         this.held = held
-        this.served.set(meta.hash, {
-          meta,
-          source: () => nothing,
-          checkSize: () => {},
-          pieceHashes: () => held.pieceHashes,
-          have: () => held.complete ? null : held.pieceHashes === null ? new Uint8Array(bits.length) : bits,
-          pending: () => held.complete || held.pending === null ? null : held.pending(),
-          log,
-          sent: new SentCounts(meta.pieces, () => this.o.scheduler.now()),
-        })
+        this.served.set(meta.hash, held.serving())
         // listed at the tracker at once, with what it holds
         this.subs.push(this.publishHeld().subscribe())
         return
       }
       case 'hashes':
-        if (this.held !== null) {
-          this.held.pieceHashes = e.pieceHashes
-          this.held.log.gotHashes()
-          if (this.held.have > 0) this.subs.push(this.publishHeld().subscribe())
-        }
+        if (this.held?.gotHashes(e.pieceHashes) === true) this.subs.push(this.publishHeld().subscribe())
         return
       case 'piece': {
         const h = this.held
         if (h === null) return
-        setBit(h.bits, e.index)
-        h.log.add(e.index)
+        if (h.stored(e.index)) this.subs.push(this.publishHeld().subscribe())
         this.kicker.poke()
-        if (++h.have === 1 && h.pieceHashes !== null) this.subs.push(this.publishHeld().subscribe())
         return
       }
       case 'done': {
         const h = this.held
         this.doneAt = this.o.scheduler.now()
         if (h === null) return
-        h.complete = true
-        h.have = h.meta.pieces
-        // served from here on as Lp2pNode serves a finished download: the whole file, no piece log,
-        // no send-once rule (that is the initial seeder's)
-        this.served.set(h.meta.hash, { meta: h.meta, source: () => nothing, checkSize: () => {}, pieceHashes: () => h.pieceHashes, have: () => null })
+        // served from here on as Lp2pNode serves a finished download
+        this.served.set(h.meta.hash, h.completed(nothing))
         this.subs.push(this.publishHeld().subscribe())
       }
     }
@@ -261,7 +237,7 @@ export class SimNode {
     for (const s of this.subs.splice(0)) s.unsubscribe()
     this.served.clear()
     this.held = null
-    this.pendingFirst = null
+    this.pending = null
   }
 
   /** Started again (a new process, a new node id), resuming its download. */
