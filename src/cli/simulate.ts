@@ -50,13 +50,14 @@ export function parseUploads (v: string): UploadClass[] {
     if (more.length > 0 || r === '') throw bad(`"${p}" is not rate or rate:share`)
     const upload = rate(r)
     if (share === undefined) return { upload, share: NaN }
-    const f = Number(share)
-    if (share.trim() === '' || !Number.isFinite(f) || f <= 0 || f > 1) throw bad(`share "${share}" is not a number in (0, 1]`)
+    const f = /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(share) ? Number(share) : NaN
+    if (!(f > 0 && f <= 1)) throw bad(`share "${share}" is not a number in (0, 1]`)
     return { upload, share: f }
   })
   const given = classes.reduce((a, c) => a + (Number.isNaN(c.share) ? 0 : c.share), 0)
   const open = classes.filter((c) => Number.isNaN(c.share)).length
-  if (open === 0 ? Math.abs(given - 1) > 1e-9 : given >= 1 - 1e-9) throw bad(open === 0 ? `shares sum to ${given}, not 1` : `shares sum to ${given}, leaving nothing for the rates without one`)
+  const total = +given.toFixed(9)
+  if (open === 0 ? Math.abs(given - 1) > 1e-9 : given >= 1 - 1e-9) throw bad(open === 0 ? `shares sum to ${total}, not 1` : `shares sum to ${total}, leaving nothing for the rates without one`)
   for (const c of classes) if (Number.isNaN(c.share)) c.share = (1 - given) / open
   if (new Set(classes.map((c) => c.upload)).size !== classes.length) throw bad('a rate is listed twice')
   return classes
@@ -163,15 +164,17 @@ export function addSimulate (p: Command, parseSize: (v: string) => number, out: 
 
 const secs = (ms: number): string => Number.isFinite(ms) ? `${(ms / 1000).toFixed(2)} s` : '—'
 const mbs = (r: number): string => `${(r / 1e6).toFixed(r < 1e7 ? 1 : 0)} MB/s`
+/** A class's rate, as precise as it takes to tell it from the others (20M and 20.4M are both "20 MB/s" to `mbs`). */
+const classRate = (r: number): string => `${+(r / 1e6).toPrecision(6)} MB/s`
 
 function render (r: ScenarioResult, o: { upload: UploadClass[], seederUpload?: number, latency: { min: number, max: number } }): string {
-  const uploads = o.upload.length === 1 ? mbs(o.upload[0].upload) : o.upload.map((c) => `${mbs(c.upload)} × ${+(c.share * 100).toFixed(1)} %`).join(', ')
+  const uploads = o.upload.length === 1 ? mbs(o.upload[0].upload) : o.upload.map((c) => `${classRate(c.upload)} × ${+(c.share * 100).toFixed(1)} %`).join(', ')
   const latency = o.latency.max > o.latency.min ? `${o.latency.min}–${o.latency.max} ms per link` : `${o.latency.min} ms`
   return `simulated ${r.nodes} leechers + ${r.seeders} seeder(s), ${bytes(r.size)} (${r.pieces} × ${bytes(r.blockSize)}), upload ${uploads}, seeder ${mbs(o.seederUpload ?? o.upload[0].upload)}, latency ${latency}\n` +
     table(['', 'VALUE'], [
       ['leechers done', `${r.completed} / ${r.nodes}`],
       ['time p50 / p99 / max', `${secs(r.timeMs.p50)} / ${secs(r.timeMs.p99)} / ${secs(r.timeMs.max)}`],
-      ...(r.byUpload.length < 2 ? [] : r.byUpload.map((c) => [`  upload ${mbs(c.upload)} (${c.nodes}): p50 / max`, `${secs(c.timeMs.p50)} / ${secs(c.timeMs.max)}`])),
+      ...(r.byUpload.length < 2 ? [] : r.byUpload.map((c) => [`  upload ${classRate(c.upload)} (${c.nodes}): p50 / max`, c.nodes === 0 ? 'no leecher in this class' : `${secs(c.timeMs.p50)} / ${secs(c.timeMs.max)}`])),
       ['Kumar–Ross bound', secs(r.boundMs)],
       ['ratio max / bound', Number.isFinite(r.ratio) ? r.ratio.toFixed(3) : '—'],
       ...(r.pieceBoundMs === null ? [] : [

@@ -174,13 +174,15 @@ export class SimNode {
 
   /**
    * The tracker's file list once it names `name`: a leecher is a `get` started after the file was
-   * published, but with latencies that differ by link a near leecher's query can reach the
-   * tracker before a far seeder's publish. It asks again every 20 ms, for up to a second, then
-   * takes the list as it is (the download then fails, and is started again a second later).
+   * published, but a leecher's query can reach the tracker before the seeder's publish (a nearer
+   * tracker with per-link latencies, a publish datagram lost and sent again). It asks again 20 ms
+   * after each answer that lacks the file, for a second (virtual), then takes the list as it is
+   * (the download then fails, and is started again a second later).
    */
   private listed (name: string): Observable<FileMetaData[]> {
+    const until = this.o.scheduler.now() + 1000
     return defer(() => this.client.files()).pipe(
-      repeat({ count: 50, delay: () => timer(20, this.o.scheduler) }),
+      repeat({ delay: () => this.o.scheduler.now() >= until ? EMPTY : timer(20, this.o.scheduler) }),
       first((files) => files.some((f) => f.name === name), [] as FileMetaData[]),
     )
   }

@@ -80,7 +80,7 @@ export interface ScenarioResult {
   unfinished: number
   /** Per leecher: virtual ms from the scenario's start to `done`. */
   timeMs: { p50: number, p99: number, max: number }
-  /** Per upload class (one unless `uploadClasses`): its leechers and their completion times. */
+  /** Per upload class (one unless `uploadClasses`), in their order: its leechers (none, if its share rounded to none) and their completion times. */
   byUpload: Array<{ upload: number, nodes: number, completed: number, timeMs: { p50: number, max: number } }>
   /** Kumar–Ross lower bound: max(F/u_s, N·F/(u_s + Σu), F/d). */
   boundMs: number
@@ -129,8 +129,9 @@ export function kumarRoss (N: number, F: number, us: number, u: number, d = Infi
 
 /**
  * Each of `n` leechers' upload under `classes`: counts by largest remainder (ties to the earlier
- * class), then one of each class in turn (a class that ran out is skipped), so every stretch of
- * leechers has the mix. Throws on shares that are not positive or do not sum to 1.
+ * class), spread along the leechers by smooth weighted round robin (each class is picked as
+ * evenly as its count allows: 10 % fast ones are every tenth leecher, not the first 20 %).
+ * Throws on shares that are not positive or do not sum to 1.
  */
 export function assignUploads (n: number, classes: UploadClass[]): number[] {
   const sum = classes.reduce((a, c) => a + c.share, 0)
@@ -140,8 +141,17 @@ export function assignUploads (n: number, classes: UploadClass[]): number[] {
   let left = n - counts.reduce((a, b) => a + b, 0)
   const order = exact.map((e, i) => ({ i, r: e - Math.floor(e) })).sort((a, b) => b.r - a.r || a.i - b.i)
   for (const { i } of order) { if (left-- <= 0) break; counts[i]++ }
+  const current = counts.map(() => 0)
   const out: number[] = []
-  while (out.length < n) for (let i = 0; i < classes.length; i++) if (counts[i] > 0) { counts[i]--; out.push(classes[i].upload) }
+  for (let k = 0; k < n; k++) {
+    let best = 0
+    for (let i = 0; i < counts.length; i++) {
+      current[i] += counts[i]
+      if (current[i] > current[best]) best = i
+    }
+    current[best] -= n
+    out.push(classes[best].upload)
+  }
   return out
 }
 
@@ -284,11 +294,11 @@ function run (o: ScenarioOptions): ScenarioResult {
   const max = times.length === leechers.length ? times[times.length - 1] ?? 0 : NaN
   const equalUploads = uploads === null || uploads.every((u) => u === uploads[0])
   const pb = !equalUploads ? null : pieceBound(o.nodes, F, file.meta.blockSize, seeders, o.seederUpload, uploadOf(0), o.download ?? Infinity)
-  const rates = [...new Set(leechers.map((_, i) => uploadOf(i)))]
+  const rates = o.uploadClasses?.map((c) => c.upload) ?? [o.upload]
   const byUpload = rates.map((upload) => {
     const mine = leechers.filter((_, i) => uploadOf(i) === upload)
     const t = mine.flatMap((l) => l.doneAt === null ? [] : [l.doneAt]).sort((a, b) => a - b)
-    return { upload, nodes: mine.length, completed: t.length, timeMs: { p50: percentile(t, 0.5), max: t.length === mine.length ? t[t.length - 1] ?? 0 : NaN } }
+    return { upload, nodes: mine.length, completed: t.length, timeMs: { p50: percentile(t, 0.5), max: mine.length > 0 && t.length === mine.length ? t[t.length - 1] : NaN } }
   })
   const trackerRequests = Object.values(byType).reduce((a, b) => a + b, 0)
   const events = leechers.reduce<Record<string, number>>((a, l) => { for (const [k, v] of Object.entries(l.events)) a[k] = (a[k] ?? 0) + v; return a }, {})

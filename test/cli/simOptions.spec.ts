@@ -4,6 +4,7 @@ describe('lp2p simulate --upload and --latency', () => {
   it('--upload: one rate, or classes as rate:share; a rate without a share takes an equal part of the rest', () => {
     expect(parseUploads('20M')).toEqual([{ upload: 20e6, share: 1 }])
     expect(parseUploads('100M:0.1,20M')).toEqual([{ upload: 100e6, share: 0.1 }, { upload: 20e6, share: 0.9 }])
+    expect(parseUploads('100M:.5,20M:0.5')).toEqual([{ upload: 100e6, share: 0.5 }, { upload: 20e6, share: 0.5 }])
     const three = parseUploads('1G:0.5,100M,10M')
     expect(three.map((c) => c.upload)).toEqual([1e9, 100e6, 10e6])
     expect(three.map((c) => c.share)).toEqual([0.5, 0.25, 0.25])
@@ -13,6 +14,9 @@ describe('lp2p simulate --upload and --latency', () => {
   it('--upload: refuses shares that do not add up, leave nothing, or are out of range; a rate twice; no rate; an unlimited class', () => {
     const refused = (v: string, why: RegExp): void => expect(() => parseUploads(v)).toThrow(expect.objectContaining({ code: 'ERR_USAGE', message: expect.stringMatching(why) }))
     refused('100M:0.1,20M:0.8', /shares sum to 0.9, not 1/)
+    refused('1M:0.333,2M:0.333,3M:0.333', /shares sum to 0.999, not 1/) // (not 0.9990000000000001)
+    refused('100M:0x1', /share "0x1"/)
+    refused('100M:1e-1,20M', /share "1e-1"/)
     refused('100M:0.6,20M:0.4,5M', /leaving nothing/)
     refused('100M:1.5', /share "1.5" is not a number in \(0, 1\]/)
     refused('100M:0,20M', /share "0"/)

@@ -60,6 +60,13 @@ describe('HeldDownload: a download as its node holds and serves it (Lp2pNode and
     expect(sent?.take(4, 1)).toBe(true) // the hold is over, and the asker knows no other holder
   })
 
+  it('the tracker hears what it holds so far; complete without a hash list (none to check: a file of no pieces, or no root), it is listed without a root', () => {
+    const h = new HeldDownload(meta, [2, 3], () => source(0), () => null)
+    expect(h.publish('n2', 7001)).toEqual({ type: 'publish', nodeId: 'n2', port: 7001, name: 'a.bin', hash: meta.hash, size: meta.size, have: 2 })
+    h.completed(source(meta.size))
+    expect(h.publish('n2', 7001)).toEqual({ type: 'publish', nodeId: 'n2', port: 7001, name: 'a.bin', hash: meta.hash, size: meta.size })
+  })
+
   it('complete: served whole from the verified file, with no log and no send-once rule; the tracker hears it as a seeder with the root', () => {
     const h = new HeldDownload(meta, [], () => source(0), () => null)
     h.gotHashes(list)

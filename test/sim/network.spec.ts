@@ -123,6 +123,20 @@ describe('SimNetwork per-link latency', () => {
     expect(other.latency(other.host(ohs[0]) as SimHost, other.host(ohs[5]) as SimHost)).not.toBe(net.latency(a, b))
   })
 
+  it('datagrams (tracker traffic) take their link\'s latency too', () => {
+    const scheduler = new SimScheduler()
+    const net = new SimNetwork({ scheduler, latencyMs: 1, maxLatencyMs: 40, latencySalt: 3, random: () => 0.5 })
+    const hs = hosts(net)
+    const tracker = net.host(hs[0]) as SimHost
+    const arrived: Array<[string, number]> = []
+    tracker.onDatagram = (_m, from) => { arrived.push([from.address, scheduler.now()]) }
+    for (const h of hs.slice(1, 6)) net.sendDatagram({ address: h, port: 1 }, { address: hs[0], port: 2 }, { type: 'connect', tx: 1, pad: new Uint8Array(32) })
+    scheduler.run()
+    expect(arrived).toHaveLength(5)
+    for (const [from, at] of arrived) expect(at).toBe(net.latency(net.host(from) as SimHost, tracker))
+    expect(new Set(arrived.map(([, at]) => at)).size).toBe(5)
+  })
+
   it('without maxLatencyMs every link takes latencyMs', () => {
     const scheduler = new SimScheduler()
     const net = new SimNetwork({ scheduler, latencyMs: 3, random: () => 0.5 })

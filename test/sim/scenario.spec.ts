@@ -109,15 +109,28 @@ describe('swarm simulation (production flows, virtual time)', () => {
     expect(r.ratio).toBeLessThan(1.2)
   }, 120_000)
 
-  it('upload classes: counts by largest remainder, each class in turn along the leechers', () => {
-    expect(assignUploads(5, [{ upload: 100, share: 0.2 }, { upload: 20, share: 0.8 }])).toEqual([100, 20, 20, 20, 20])
+  it('upload classes: counts by largest remainder, each class spread evenly along the leechers', () => {
+    expect(assignUploads(5, [{ upload: 100, share: 0.2 }, { upload: 20, share: 0.8 }])).toEqual([20, 20, 100, 20, 20])
+    // a tenth: every tenth leecher, not the first fifth
+    const tenth = assignUploads(1000, [{ upload: 100, share: 0.1 }, { upload: 20, share: 0.9 }])
+    const at = tenth.flatMap((u, i) => u === 100 ? [i] : [])
+    expect(at).toHaveLength(100)
+    for (let k = 1; k < at.length; k++) expect(at[k] - at[k - 1]).toBe(10)
     expect(assignUploads(6, [{ upload: 1, share: 0.5 }, { upload: 2, share: 0.5 }])).toEqual([1, 2, 1, 2, 1, 2])
     // 7 × (1/3, 1/3, 1/3) = 2.33 each: the first class takes the odd one
     const seven = assignUploads(7, [{ upload: 1, share: 1 / 3 }, { upload: 2, share: 1 / 3 }, { upload: 3, share: 1 / 3 }])
     expect([1, 2, 3].map((u) => seven.filter((x) => x === u).length)).toEqual([3, 2, 2])
-    expect(assignUploads(1000, [{ upload: 100, share: 0.1 }, { upload: 20, share: 0.9 }]).filter((u) => u === 100)).toHaveLength(100)
+    expect(assignUploads(0, [{ upload: 1, share: 1 }])).toEqual([])
     expect(() => assignUploads(4, [{ upload: 1, share: 0.5 }, { upload: 2, share: 0.4 }])).toThrow(RangeError)
     expect(() => assignUploads(4, [{ upload: 1, share: 1.5 }, { upload: 2, share: -0.5 }])).toThrow(RangeError)
+  })
+
+  it('an upload class whose share rounds to no leecher is still reported (with none), in the order given', () => {
+    const r = runScenario({ ...base, nodes: 3, uploadClasses: [{ upload: 50e6, share: 0.1 }, { upload: 20e6, share: 0.9 }] })
+    expect(r.completed).toBe(3)
+    expect(r.byUpload.map((c) => [c.upload, c.nodes, c.completed])).toEqual([[50e6, 0, 0], [20e6, 3, 3]])
+    expect(r.byUpload[0].timeMs.max).toBeNaN()
+    expect(r.byUpload[1].timeMs.max).toBe(r.timeMs.max)
   })
 
   it('a mixed fleet (a fifth at 100 MB/s) with latencies from 1 to 20 ms per link: all verify, the bound counts every uplink, each class has its times, and a near leecher does not start before the file is listed', () => {
