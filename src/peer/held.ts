@@ -22,6 +22,8 @@ export class HeldDownload<S extends PageSource = PageSource> {
   have = 0
   pieceHashes: Buffer | null = null
   complete = false
+  /** The verified file it is served from once complete (a node closes it when it stops). */
+  file: S | null = null
   readonly log: PieceLog
 
   /**
@@ -82,6 +84,7 @@ export class HeldDownload<S extends PageSource = PageSource> {
   completed (source: S, checkSize: () => void = () => {}): ServedFile {
     this.complete = true
     this.have = this.meta.pieces
+    this.file = source
     this.source = () => source
     return { meta: this.meta, source: () => source, checkSize, pieceHashes: () => this.pieceHashes, have: () => null }
   }

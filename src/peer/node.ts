@@ -503,7 +503,7 @@ export class Lp2pNode {
     this.server = null
     this.udp?.close(); this.udp = null
     for (const f of this.local) f.file.close()
-    for (const h of this.held.values()) if (h.complete) h.source().close()
+    for (const h of this.held.values()) h.file?.close()
     this.shareEvents.complete()
     this.askers.complete()
   }

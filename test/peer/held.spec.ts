@@ -62,6 +62,7 @@ describe('HeldDownload: a download as its node holds and serves it (Lp2pNode and
 
   it('the tracker hears what it holds so far; complete without a hash list (none to check: a file of no pieces, or no root), it is listed without a root', () => {
     const h = new HeldDownload(meta, [2, 3], () => source(0), () => null)
+    expect(h.file).toBeNull() // a partial file is its sink's to close
     expect(h.publish('n2', 7001)).toEqual({ type: 'publish', nodeId: 'n2', port: 7001, name: 'a.bin', hash: meta.hash, size: meta.size, have: 2 })
     h.completed(source(meta.size))
     expect(h.publish('n2', 7001)).toEqual({ type: 'publish', nodeId: 'n2', port: 7001, name: 'a.bin', hash: meta.hash, size: meta.size })
@@ -79,6 +80,7 @@ describe('HeldDownload: a download as its node holds and serves it (Lp2pNode and
     expect(done.have()).toBeNull()
     expect(done.source()).toBe(file)
     expect(h.source()).toBe(file)
+    expect(h.file).toBe(file) // (what the node closes when it stops)
     done.checkSize()
     expect(checked).toBe(1)
     expect(done.log).toBeUndefined()
