@@ -163,6 +163,14 @@ export class SimNode {
     }, this.o.leech).pipe(
       tap((e) => this.on(e)),
       catchError((err: Error) => {
+        // as Lp2pNode does with a download that ended unfinished: no longer served, nor listed at
+        // the tracker (what it stored stays, as a .part does)
+        const h = this.held
+        if (h !== null && !h.complete) {
+          this.served.delete(h.meta.hash)
+          this.held = null
+          this.subs.push(this.client.request({ type: 'withdraw', nodeId: this.nodeId, port: SIM_PEER_PORT, fileId: h.meta.hash }).pipe(catchError(() => EMPTY)).subscribe())
+        }
         // what a script would do with a failed `get`: run it again (it resumes)
         this.lastError = err.message
         this.retries++

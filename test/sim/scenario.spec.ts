@@ -74,6 +74,8 @@ describe('swarm simulation (production flows, virtual time)', () => {
     expect(r.completed).toBe(0)
     expect(r.unfinished).toBe(10)
     expect(r.retries).toBeGreaterThan(0) // downloads ran out of sources and were started again
+    // each failed download is withdrawn from the tracker before it starts again, as Lp2pNode does
+    expect(r.trackerRequestsByType.withdraw).toBe(r.retries)
   })
 
   it('with churn (a quarter of the leechers crash and restart) and 5 % datagram loss, all finish', () => {
