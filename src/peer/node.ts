@@ -23,7 +23,7 @@ import { TokenBucket } from '../../streams/rateLimit'
 import { ClusterTable } from './clusterTable'
 import { leech, type LeechEvent, type LeechOptions } from './leech'
 import { HeldDownload } from './held'
-import { busyWaitFor, passesBusy, SentCounts, serveRequest, serveWatch, WatchKicker, type ServeContext, type ServedFile } from './serve'
+import { busyWaitFor, passesBusy, servedShare, serveRequest, serveWatch, WatchKicker, type ServeContext, type ServedFile } from './serve'
 import { hashFile } from '../storage/hashFile'
 import { segment } from '../protocol/segmentation'
 import { listShare, MAX_SHARED_FILES, planShare, scanShare, SHARE_DEBOUNCE_MS, SHARE_RESCAN_MS, SHARE_SETTLE_MS, type KnownFile, type LocalFile, type ShareEntry } from './share'
@@ -196,7 +196,7 @@ export class Lp2pNode {
           const entry = this.shared.get(f.fileId)
           if (entry === undefined || entry.file !== f.file) return // withdrawn while the tracker answered
           entry.meta = meta
-          this.served.set(meta.hash, { meta, source: () => f.file, checkSize: () => f.file.checkSize(), pieceHashes: () => f.blockSize === meta.blockSize ? f.pieceHashes : null, have: () => null, sent: new SentCounts(meta.pieces) })
+          this.served.set(meta.hash, servedShare(meta, () => f.file, () => f.blockSize === meta.blockSize ? f.pieceHashes : null, () => f.file.checkSize()))
         }),
         catchError((err: Error) => { this.log.warn({ file: f.name, err: err.message }, 'publish failed; retried with the next heartbeat'); return EMPTY }),
       ), 8),

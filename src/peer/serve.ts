@@ -26,6 +26,15 @@ export interface ServedFile {
 }
 
 /**
+ * What a node serves a file it shares as (an initial seeder): the whole file, every piece once
+ * before any twice while it can (`SentCounts`, on `now`: virtual time in a simulation).
+ * `Lp2pNode` and the simulator's `SimNode` both build their shared files' entries here.
+ */
+export function servedShare (meta: FileMetaData, source: () => PageSource, pieceHashes: () => Buffer | null, checkSize: () => void = () => {}, now?: () => number): ServedFile {
+  return { meta, source, checkSize, pieceHashes, have: () => null, sent: new SentCounts(meta.pieces, now) }
+}
+
+/**
  * Per piece of a seeded file: how often it went out, when last, and how many never did. A piece
  * sent is locked (not sent again while some piece never went) for `lockMs` (SEEDED_LOCK_MS) after
  * each send; `now` is a monotonic clock in ms.

@@ -6,7 +6,7 @@ import { ClusterTable } from '../peer/clusterTable'
 import { heartbeats } from '../peer/heartbeat'
 import { leech, type LeechEvent, type LeechOptions } from '../peer/leech'
 import { HeldDownload } from '../peer/held'
-import { SentCounts, serveRequest, serveWatch, WatchKicker, type ServeContext, type ServedFile } from '../peer/serve'
+import { servedShare, serveRequest, serveWatch, WatchKicker, type ServeContext, type ServedFile } from '../peer/serve'
 import type { FileMetaData, PeerAddress, TrackerMessage } from '../protocol/messages'
 import type { Endpoint } from '../tracker/flow'
 import type { SimHost, SimNetwork } from './network'
@@ -96,7 +96,7 @@ export class SimNode {
   seed (file: SimFile): void {
     this.newIdentity()
     this.seeding = file
-    this.served.set(file.meta.hash, { meta: file.meta, source: () => nothing, checkSize: () => {}, pieceHashes: () => file.pieceHashes, have: () => null, sent: new SentCounts(file.meta.pieces, () => this.o.scheduler.now()) })
+    this.served.set(file.meta.hash, servedShare(file.meta, () => nothing, () => file.pieceHashes, undefined, () => this.o.scheduler.now()))
     this.subs.push(this.publishSeed().subscribe())
     this.subs.push(this.beat())
   }

@@ -3,7 +3,7 @@ import { ClusterTable } from '../../src/peer/clusterTable'
 import { setBit } from '../../src/peer/picker'
 import { PieceLog } from '../../src/peer/pieceLog'
 import { KICK_RETRY_MS, MAX_BUSY_RETRY_MS, SEEDED_LOCK_MS, WATCH_NOTIFY } from '../../src/limits'
-import { busyWaitFor, busyWaitMs, SentCounts, serveRequest, serveWatch, WatchKicker, type Outgoing, type ServeContext, type ServedFile } from '../../src/peer/serve'
+import { busyWaitFor, busyWaitMs, SentCounts, servedShare, serveRequest, serveWatch, WatchKicker, type Outgoing, type ServeContext, type ServedFile } from '../../src/peer/serve'
 import type { FileMetaData, PeerAddress, Probe } from '../../src/protocol/messages'
 
 const H = 'ab'.repeat(32)
@@ -330,5 +330,27 @@ describe('WatchKicker (an idle uplink tells held watches what it has)', () => {
       expectObservable(serveWatch(watch({ ...wait, lacks: bits(2) }), ctx, ts)).toBe('20ms (a|)', a)
       expectObservable(serveWatch(watch({ ...wait, lacks: bits(4) }), ctx, ts)).toBe('50ms (a|)', a) // no retry after close
     })
+  })
+})
+
+describe('servedShare: a shared file as an initial seeder serves it (Lp2pNode and the simulator both)', () => {
+  it('the whole file, its hash list when known, and every piece once before any twice on the clock given', () => {
+    const meta = { name: 's.bin', hash: 'cd'.repeat(32), size: 4 * 4096, blockSize: 4096, pieces: 4 }
+    const file = { size: meta.size, view: () => [] }
+    let hashes: Buffer | null = null
+    let now = 0
+    let checks = 0
+    const f = servedShare(meta, () => file, () => hashes, () => { checks++ }, () => now)
+    expect(f.have()).toBeNull()
+    expect(f.source()).toBe(file)
+    expect(f.pieceHashes()).toBeNull()
+    hashes = Buffer.alloc(4 * 32)
+    expect(f.pieceHashes()).toBe(hashes)
+    f.checkSize()
+    expect(checks).toBe(1)
+    expect(f.sent?.take(2)).toBe(true)
+    expect(f.sent?.take(2, 1)).toBe(false) // held back: other pieces never went out
+    now = 10_000
+    expect(f.sent?.take(2, 1)).toBe(true) // the hold is over (on the clock given), and the asker knows no other holder
   })
 })
