@@ -21,20 +21,19 @@ export class HeldDownload<S extends PageSource = PageSource> {
   readonly bits: Uint8Array
   have = 0
   pieceHashes: Buffer | null = null
-  complete = false
   /** The verified file it is served from once complete (a node closes it when it stops). */
   file: S | null = null
   readonly log: PieceLog
 
   /**
-   * `present`: pieces an earlier run stored and verified (a resume); `source`: where piece bytes
+   * `present`: pieces an earlier run stored and verified (a resume); `partial`: where piece bytes
    * are read while downloading; `pending`: the leech flow's view of the pieces in flight, once it
    * gave one; `now`: the clock of the send-once hold (virtual time in a simulation).
    */
   constructor (
     readonly meta: FileMetaData,
     present: Iterable<number>,
-    public source: () => S,
+    private readonly partial: () => S,
     private readonly pending: () => (() => Uint8Array) | null,
     private readonly now?: () => number,
   ) {
@@ -42,6 +41,12 @@ export class HeldDownload<S extends PageSource = PageSource> {
     this.log = new PieceLog(meta.pieces)
     for (const i of present) { setBit(this.bits, i); this.have++; this.log.add(i) }
   }
+
+  /** Verified and complete (`completed` was called). */
+  get complete (): boolean { return this.file !== null }
+
+  /** Where its pieces are read: the partial file while it downloads, the verified one once complete. */
+  source (): S { return this.file ?? this.partial() }
 
   /** How the node lists it at the tracker: what it holds so far, or (complete) as a seeder of the file, with its root when it has the list. */
   publish (nodeId: string, port: number): WithoutTx<Publish> {
@@ -82,10 +87,8 @@ export class HeldDownload<S extends PageSource = PageSource> {
 
   /** The whole file verified: from here on it is served as a complete file from `source` (no piece log, no send-once rule: that is an initial seeder's). */
   completed (source: S, checkSize: () => void = () => {}): ServedFile {
-    this.complete = true
-    this.have = this.meta.pieces
     this.file = source
-    this.source = () => source
+    this.have = this.meta.pieces
     return { meta: this.meta, source: () => source, checkSize, pieceHashes: () => this.pieceHashes, have: () => null }
   }
 }

@@ -21,8 +21,8 @@ export interface ScenarioOptions {
   upload: number
   /**
    * A fleet of mixed uplinks: each class's share of the leechers uploads at its rate (shares sum
-   * to 1; counts are rounded by largest remainder, and the classes take the leechers in turn by
-   * index, whose start times are drawn independently). Overrides `upload` for leechers.
+   * to 1; counts are rounded by largest remainder and spread evenly along the leechers, whose
+   * start times are drawn independently: see `assignUploads`). Overrides `upload` for leechers.
    */
   uploadClasses?: UploadClass[]
   /** Upload capacity of each initial seeder, bytes/s. */
@@ -290,15 +290,19 @@ function run (o: ScenarioOptions): ScenarioResult {
   for (const n of [...seedNodes, ...leechers]) n.stop()
   for (const s of subs) s.unsubscribe()
 
-  const times = leechers.flatMap((l) => l.doneAt === null ? [] : [l.doneAt]).sort((a, b) => a - b)
-  const max = times.length === leechers.length ? times[times.length - 1] ?? 0 : NaN
+  // completion times, sorted, and the last (NaN unless every one finished)
+  const finished = (ls: SimNode[]): { times: number[], max: number } => {
+    const times = ls.flatMap((l) => l.doneAt === null ? [] : [l.doneAt]).sort((a, b) => a - b)
+    return { times, max: times.length === ls.length ? times[times.length - 1] ?? 0 : NaN }
+  }
+  const { times, max } = finished(leechers)
   const equalUploads = uploads === null || uploads.every((u) => u === uploads[0])
   const pb = !equalUploads ? null : pieceBound(o.nodes, F, file.meta.blockSize, seeders, o.seederUpload, uploadOf(0), o.download ?? Infinity)
   const rates = o.uploadClasses?.map((c) => c.upload) ?? [o.upload]
   const byUpload = rates.map((upload) => {
     const mine = leechers.filter((_, i) => uploadOf(i) === upload)
-    const t = mine.flatMap((l) => l.doneAt === null ? [] : [l.doneAt]).sort((a, b) => a - b)
-    return { upload, nodes: mine.length, completed: t.length, timeMs: { p50: percentile(t, 0.5), max: mine.length > 0 && t.length === mine.length ? t[t.length - 1] : NaN } }
+    const f = finished(mine)
+    return { upload, nodes: mine.length, completed: f.times.length, timeMs: { p50: percentile(f.times, 0.5), max: mine.length > 0 ? f.max : NaN } }
   })
   const trackerRequests = Object.values(byType).reduce((a, b) => a + b, 0)
   const events = leechers.reduce<Record<string, number>>((a, l) => { for (const [k, v] of Object.entries(l.events)) a[k] = (a[k] ?? 0) + v; return a }, {})
