@@ -8,7 +8,9 @@ import { Observable } from 'rxjs'
  * waiters of the key fired.
  */
 export class KeyedSignal<K> {
-  private readonly waiting = new Map<K, Set<() => void>>()
+  // (a key's one waiter as itself, several in an array: most keys have one waiter, and a set or a
+  // list per wait was most of what a big simulation's waits allocated)
+  private readonly waiting = new Map<K, Waiter | Waiter[]>()
 
   once (key: K): Observable<void> {
     return new Observable<void>((sub) => this.on(key, () => { sub.next(); sub.complete() }))
@@ -19,23 +21,33 @@ export class KeyedSignal<K> {
    * What `once` does, without an Observable and a subscriber per waiter, for a hand-written flow.
    */
   on (key: K, f: () => void): () => void {
-    let set = this.waiting.get(key)
-    if (set === undefined) { set = new Set(); this.waiting.set(key, set) }
-    set.add(f)
-    // (from the set it joined: once fired, that set is no longer the key's, and a later wait of
-    // the same function on the key is not taken back)
-    const joined = set
-    return () => {
-      joined.delete(f)
-      if (joined.size === 0 && this.waiting.get(key) === joined) this.waiting.delete(key)
-    }
+    // (each wait is its own entry: once fired, a later wait of the same function on the key is
+    // another entry, and this one's remover does not take it back)
+    const w: Waiter = { f }
+    const cur = this.waiting.get(key)
+    if (cur === undefined) this.waiting.set(key, w)
+    else if (Array.isArray(cur)) cur.push(w)
+    else this.waiting.set(key, [cur, w])
+    return () => this.off(key, w)
+  }
+
+  private off (key: K, w: Waiter): void {
+    const cur = this.waiting.get(key)
+    if (cur === w) { this.waiting.delete(key); return }
+    if (!Array.isArray(cur)) return
+    const i = cur.indexOf(w)
+    if (i < 0) return
+    cur.splice(i, 1)
+    if (cur.length === 0) this.waiting.delete(key)
   }
 
   fire (key: K): void {
-    const set = this.waiting.get(key)
-    if (set === undefined) return
+    const cur = this.waiting.get(key)
+    if (cur === undefined) return
+    // (the key's waiters as they were: those that wait again wait for the next fire)
     this.waiting.delete(key)
-    for (const f of [...set]) f()
+    if (Array.isArray(cur)) for (const w of cur) w.f()
+    else cur.f()
   }
 
   fireWhere (pred: (key: K) => boolean): void {
@@ -47,3 +59,5 @@ export class KeyedSignal<K> {
   /** Keys with a waiter. */
   get size (): number { return this.waiting.size }
 }
+
+interface Waiter { readonly f: () => void }

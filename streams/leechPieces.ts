@@ -20,7 +20,7 @@ export interface LeechLoopOptions<P> {
   idle?: () => Observable<unknown>
 }
 
-type Step<P> = { want: number } | { got: P } | { skipped: number } | { idle: true } | { again: true }
+type Step<P> = { want: number } | { got: P } | { idle: true }
 
 /**
  * The leech loop of one source: an `expand` over PieceHeader offsets. It starts up to `window()`
@@ -46,13 +46,14 @@ export function leechPieces<P> (opts: LeechLoopOptions<P>): Observable<P> {
       if (inFlight === 0 && opts.idle !== undefined) wants.push({ idle: true })
       return wants
     }
+    // (each step's inner stream is one subscriber: a swarm runs this loop for every source, and
+    // wrapping each fetch and each rest in operators was a large part of a big simulation's garbage)
     return from(topUp()).pipe(
       expand((step: Step<P>): Observable<Step<P>> => {
-        // a fetch that ends without a piece (cancelled: another source delivered it first) still
-        // frees its place for the next offset
-        if ('want' in step) return mapOr<P, Step<P>>(opts.fetch(step.want), (got) => ({ got }), { skipped: step.want }, false)
-        if ('idle' in step) return mapOr<unknown, Step<P>>((opts.idle as () => Observable<unknown>)(), () => ({ again: true }), null, true)
-        if ('got' in step || 'skipped' in step) inFlight--
+        if ('want' in step) return fetched(opts.fetch(step.want))
+        if ('idle' in step) return rested((opts.idle as () => Observable<unknown>)())
+        // a landed piece frees its place: top the flight up
+        inFlight--
         return from(topUp())
       // a strict bound: a landed piece is passed on (and the flight topped up) when its fetch
       // completes and frees its slot, so `pipeline` fetches are never exceeded (a wait takes a
@@ -61,29 +62,41 @@ export function leechPieces<P> (opts: LeechLoopOptions<P>): Observable<P> {
       filter((s): s is { got: P } => 'got' in s),
       map((s) => s.got),
     )
-  })
-}
 
-/**
- * Each value of `source` as `as(value)`, or `empty` (unless null) if it completes without one;
- * with `once`, only its first value, and it ends there. What `map(as), defaultIfEmpty(empty)` (and
- * `take(1)` first) say, in one subscriber: the loop makes one per request and one per rest.
- */
-function mapOr<T, S> (source: Observable<T>, as: (v: T) => S, empty: S | null, once: boolean): Observable<S> {
-  return new Observable<S>((sub) => {
-    let seen = false
-    return source.subscribe({
-      next: (v) => {
-        if (seen && once) return
-        seen = true
-        sub.next(as(v))
-        if (once) sub.complete()
-      },
-      error: (err: unknown) => sub.error(err),
-      complete: () => {
-        if (!seen && empty !== null) sub.next(empty)
-        sub.complete()
-      },
-    })
+    // a fetch's piece, as a step; a fetch that ends without one (cancelled: another source
+    // delivered it first, or declined) frees its place at once, and the flight is topped up
+    function fetched (source: Observable<P>): Observable<Step<P>> {
+      return new Observable<Step<P>>((sub) => {
+        let seen = false
+        return source.subscribe({
+          next: (v) => { seen = true; sub.next({ got: v }) },
+          error: (err: unknown) => sub.error(err),
+          complete: () => {
+            if (!seen) {
+              inFlight--
+              for (const s of topUp()) sub.next(s)
+            }
+            sub.complete()
+          },
+        })
+      })
+    }
+
+    // a rest: its first value asks `next()` again (and ends it); ending empty ends the loop
+    function rested (source: Observable<unknown>): Observable<Step<P>> {
+      return new Observable<Step<P>>((sub) => {
+        let seen = false
+        return source.subscribe({
+          next: () => {
+            if (seen) return
+            seen = true
+            for (const s of topUp()) sub.next(s)
+            sub.complete()
+          },
+          error: (err: unknown) => sub.error(err),
+          complete: () => sub.complete(),
+        })
+      })
+    }
   })
 }
