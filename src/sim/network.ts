@@ -1,4 +1,4 @@
-import { Observable, type Subscription } from 'rxjs'
+import { Observable, type Subscriber, type Subscription, type Unsubscribable } from 'rxjs'
 import { ConnectionClosedError, RemoteError } from '../errors'
 import { BUSY_QUEUE_MS, RAREST_FIRST_AGE_MS } from '../limits'
 import type { Frame } from '../protocol/frames'
@@ -6,7 +6,7 @@ import type { PeerAddress, PeerReply, PeerRequest, Probe, TrackerMessage } from 
 import type { PeerLink, WithoutReq } from '../net/peerConnection'
 import { sendPriority, type Outgoing } from '../peer/serve'
 import type { Endpoint } from '../tracker/flow'
-import type { SimScheduler } from './scheduler'
+import type { Queued, SimScheduler } from './scheduler'
 
 /**
  * The simulated network: datagrams (to and from the tracker) and request/reply links between
@@ -194,78 +194,158 @@ export class SimNetwork {
   /** A link from `from` to a peer: the same interface as a TCP PeerConnection. */
   link (from: SimHost, peer: PeerAddress): PeerLink {
     let nextReq = 1
-    const net = this
     return {
       peer,
       close: () => {},
       request: (msg: WithoutReq<PeerRequest>) => new Observable<Frame>((sub) => {
-        const req = nextReq++
-        const timers: Array<{ cancel: () => void }> = []
-        net.stats.peerRequests++
-        net.stats.requests[msg.type] = (net.stats.requests[msg.type] ?? 0) + 1
-        const to = net.hosts.get(peer.host)
-        const lat = to === undefined ? net.opts.latencyMs : net.latency(from, to)
-        const fail = (): void => { timers.push(net.at(lat, () => sub.error(new ConnectionClosedError(`${peer.host}:${peer.port}`, 'connection reset')))) }
-        if (to === undefined || !to.alive) { fail(); return () => { for (const t of timers) t.cancel() } }
-        let held: Subscription | null = null
-        const deliver = (): void => {
-          if (!to.alive || to.serve === null) { fail(); return }
-          const request = { ...msg, req } as PeerRequest
-          if (request.type === 'probe' && request.since !== undefined && to.watch !== null) {
-            held = to.watch(request, { host: from.host }).subscribe((out) => reply(out))
-            return
-          }
-          // (a piece waits its turn on the uplink as in PeerServer, rarest first; a hash list, which
-          // PeerServer answers without waiting for the budget, goes at priority 0: next, unless a
-          // rare piece has waited long enough to age past it, 25 ms for a piece of one copy; a
-          // small difference, kept so the figures measured with it stand)
-          reply(to.serve(request, { host: from.host }), request.type === 'leech' ? sendPriority(request) : 0)
-        }
-        // across a partition the request waits for the heal (unless the asker gives up first)
-        if (net.reachable(from, to)) timers.push(net.at(lat, deliver))
-        else net.afterHeal.push(() => { if (!sub.closed) timers.push(net.at(lat, deliver)) })
-        const reply = (out: Outgoing, priority = 0): void => {
-          if (out.payload === undefined) { const epoch = to.epoch; net.at(lat, () => land(out, epoch, undefined)); return }
-          const bytes = out.payload.length
-          const payload = net.payloadOf(to, out)
-          const upTime = Number.isFinite(to.opts.upload) ? bytes * 1000 / to.opts.upload : 0
-          // the backlog in time (what BUSY decisions see), whatever order the frames leave in
-          to.upFree = Math.max(net.opts.scheduler.now(), to.upFree) + upTime
-          net.stats.payloads++
-          net.stats.payloadBytes += bytes
-          const epoch = to.epoch
-          net.enqueue(to, {
-            priority,
-            epoch,
-            at: net.opts.scheduler.now(),
-            send: (upStart) => {
-              to.onSend?.(out.msg)
-              const upDone = upStart + upTime
-              let arrive = upDone + lat
-              if (Number.isFinite(from.opts.download)) {
-                const downStart = Math.max(upStart + lat, from.downFree)
-                arrive = Math.max(arrive, downStart + bytes * 1000 / from.opts.download)
-                from.downFree = arrive
-              }
-              net.at(arrive - upStart, () => land(out, epoch, payload))
-              return upDone
-            },
-          })
-        }
-        // bytes on their way arrive even if the asker stopped waiting (TCP does not call them back)
-        const land = (out: Outgoing, epoch: number, payload: Buffer | undefined): void => {
-          if (!net.reachable(from, to)) { net.afterHeal.push(() => net.at(lat, () => land(out, epoch, payload))); return }
-          if (!to.alive || to.epoch !== epoch || !from.alive) { if (!sub.closed) sub.error(new ConnectionClosedError(`${peer.host}:${peer.port}`, 'connection reset')); return }
-          if (payload !== undefined) { from.downloaded += payload.length; to.uploaded += payload.length }
-          if (sub.closed) return
-          const m = out.msg
-          if (m.type === 'error') { net.stats.errors[m.code] = (net.stats.errors[m.code] ?? 0) + 1; sub.error(new RemoteError(m.code, m.message, m.retryMs)); return }
-          sub.next(payload === undefined ? { msg: m } : { msg: m, payload })
-          sub.complete()
-        }
-        return () => { for (const t of timers) t.cancel(); held?.unsubscribe() }
+        this.stats.peerRequests++
+        this.stats.requests[msg.type] = (this.stats.requests[msg.type] ?? 0) + 1
+        const r = new SimRequest(this, from, this.hosts.get(peer.host), peer, msg, nextReq++, sub)
+        r.start()
+        return r
       }),
     }
+  }
+
+  /** @internal */
+  get scheduler (): SimScheduler { return this.opts.scheduler }
+  /** @internal */
+  defaultLatency (): number { return this.opts.latencyMs }
+  /** @internal */
+  canReach (a: SimHost, b: SimHost): boolean { return this.reachable(a, b) }
+  /** @internal a partition holds `f` until it heals. */
+  holdForHeal (f: () => void): void { this.afterHeal.push(f) }
+  /** @internal */
+  later (delay: number, f: () => void): void { this.at(delay, f) }
+}
+
+/**
+ * One request on a simulated link and its reply, in virtual time. It is its own entry in the
+ * scheduler's queue (it waits for one thing at a time: its delivery, then its reply's landing),
+ * and its own teardown: a big run makes one for every message, and a closure and a timer per
+ * step were a large part of its garbage.
+ */
+class SimRequest implements Queued, Unsubscribable {
+  time = 0
+  seq = 0
+  pos = -1
+  slot = -1
+  private step: 'deliver' | 'fail' | 'land' = 'deliver'
+  private readonly lat: number
+  /** What lands next: the reply, the sender's epoch when it was sent, its payload. */
+  private out: Outgoing | null = null
+  private epoch = 0
+  private payload: Buffer | undefined = undefined
+  private held: Subscription | null = null
+
+  constructor (private readonly net: SimNetwork, private readonly from: SimHost, private readonly to: SimHost | undefined, private readonly peer: PeerAddress, private readonly msg: WithoutReq<PeerRequest>, private readonly req: number, private readonly sub: Subscriber<Frame>) {
+    this.lat = to === undefined ? net.defaultLatency() : net.latency(from, to)
+  }
+
+  start (): void {
+    const to = this.to
+    if (to === undefined || !to.alive) { this.fail(); return }
+    // across a partition the request waits for the heal (unless the asker gives up first)
+    if (this.net.canReach(this.from, to)) this.queue('deliver')
+    else this.net.holdForHeal(() => { if (!this.sub.closed) this.queue('deliver') })
+  }
+
+  /** Wait `lat`, then deliver the request or fail it. */
+  private queue (step: 'deliver' | 'fail'): void {
+    this.step = step
+    this.net.scheduler.enqueue(this, this.lat)
+  }
+
+  execute (): void {
+    if (this.step === 'deliver') this.deliver()
+    else if (this.step === 'fail') this.sub.error(this.reset())
+    else this.landing(this.out as Outgoing, this.epoch, this.payload)
+  }
+
+  private reset (): Error { return new ConnectionClosedError(`${this.peer.host}:${this.peer.port}`, 'connection reset') }
+
+  private fail (): void { this.queue('fail') }
+
+  private deliver (): void {
+    const to = this.to as SimHost
+    if (!to.alive || to.serve === null) { this.fail(); return }
+    const request = { ...this.msg, req: this.req } as PeerRequest
+    if (request.type === 'probe' && request.since !== undefined && to.watch !== null) {
+      this.held = to.watch(request, { host: this.from.host }).subscribe((out) => this.reply(out))
+      return
+    }
+    // (a piece waits its turn on the uplink as in PeerServer, rarest first; a hash list, which
+    // PeerServer answers without waiting for the budget, goes at priority 0: next, unless a
+    // rare piece has waited long enough to age past it, 25 ms for a piece of one copy; a
+    // small difference, kept so the figures measured with it stand)
+    this.reply(to.serve(request, { host: this.from.host }), request.type === 'leech' ? sendPriority(request) : 0)
+  }
+
+  private reply (out: Outgoing, priority = 0): void {
+    const net = this.net
+    const to = this.to as SimHost
+    const from = this.from
+    if (out.payload === undefined) { this.landAfter(out, to.epoch, undefined, this.lat); return }
+    const bytes = out.payload.length
+    const payload = net.payloadOf(to, out)
+    const upTime = Number.isFinite(to.opts.upload) ? bytes * 1000 / to.opts.upload : 0
+    const now = net.scheduler.now()
+    // the backlog in time (what BUSY decisions see), whatever order the frames leave in
+    to.upFree = Math.max(now, to.upFree) + upTime
+    net.stats.payloads++
+    net.stats.payloadBytes += bytes
+    const epoch = to.epoch
+    const lat = this.lat
+    net.enqueue(to, {
+      priority,
+      epoch,
+      at: now,
+      send: (upStart) => {
+        to.onSend?.(out.msg)
+        const upDone = upStart + upTime
+        let arrive = upDone + lat
+        if (Number.isFinite(from.opts.download)) {
+          const downStart = Math.max(upStart + lat, from.downFree)
+          arrive = Math.max(arrive, downStart + bytes * 1000 / from.opts.download)
+          from.downFree = arrive
+        }
+        this.landAfter(out, epoch, payload, arrive - upStart)
+        return upDone
+      },
+    })
+  }
+
+  /**
+   * The reply lands after `delay` (bytes on their way arrive even if the asker stopped waiting:
+   * TCP does not call them back). A second reply while one is on its way (a watch answers once;
+   * nothing else answers twice) takes a timer of its own.
+   */
+  private landAfter (out: Outgoing, epoch: number, payload: Buffer | undefined, delay: number): void {
+    if (this.pos >= 0) { this.net.later(delay, () => this.landing(out, epoch, payload)); return }
+    this.out = out; this.epoch = epoch; this.payload = payload
+    this.step = 'land'
+    this.net.scheduler.enqueue(this, delay)
+  }
+
+  private landing (out: Outgoing, epoch: number, payload: Buffer | undefined): void {
+    const net = this.net
+    const to = this.to as SimHost
+    const from = this.from
+    const sub = this.sub
+    if (!net.canReach(from, to)) { net.holdForHeal(() => this.landAfter(out, epoch, payload, this.lat)); return }
+    if (!to.alive || to.epoch !== epoch || !from.alive) { if (!sub.closed) sub.error(this.reset()); return }
+    if (payload !== undefined) { from.downloaded += payload.length; to.uploaded += payload.length }
+    if (sub.closed) return
+    const m = out.msg
+    if (m.type === 'error') { net.stats.errors[m.code] = (net.stats.errors[m.code] ?? 0) + 1; sub.error(new RemoteError(m.code, m.message, m.retryMs)); return }
+    sub.next(payload === undefined ? { msg: m } : { msg: m, payload })
+    sub.complete()
+  }
+
+  /** The asker stopped waiting: a delivery or a reset not yet due is called off; a reply on its way still lands. */
+  unsubscribe (): void {
+    if (this.step !== 'land') this.net.scheduler.remove(this)
+    this.held?.unsubscribe()
   }
 }
 

@@ -174,7 +174,7 @@ export class SimScheduler implements SchedulerLike {
 const SLOT_MS = 50
 
 /** What the queue holds: an rxjs action or a bare timer. `pos`: its index in the heap (`slot` -1) or in its far slot's bucket; -1 when not queued. */
-interface Queued { time: number, seq: number, pos: number, slot: number, execute: () => void }
+export interface Queued { time: number, seq: number, pos: number, slot: number, execute: () => void }
 
 const before = (a: Queued, b: Queued): boolean => a.time < b.time || (a.time === b.time && a.seq < b.seq)
 
