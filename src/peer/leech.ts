@@ -459,7 +459,8 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       // (a paused source sleeps its pause out: waking it on every piece news would only spin it)
       // (it emits to go on, or completes empty once the download is complete; one subscriber and
       // one timer, not firstOrAfter (streams/) and a filter: every source rests many times)
-      const rest = (): Observable<unknown> => new Observable<void>((sub) => {
+      // (one stream per source, subscribed at each rest)
+      const rest$ = new Observable<void>((sub) => {
         const go = (): void => { if (!picker.complete) sub.next(); sub.complete() }
         if (paused(id)) return scheduler.schedule(go, resumeIn(id))
         sendWatch()
@@ -468,6 +469,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         const again = scheduler.schedule(go, rediscoverMs)
         return () => { off(); again.unsubscribe() }
       })
+      const rest = (): Observable<unknown> => rest$
       // pieces only once they can be checked; the loop rests in itself once they can (until then
       // it starts again after each rest)
       const fetch$ = concat(hashes$, defer(() => !hashesKnown() ? EMPTY : leechPieces({

@@ -80,10 +80,11 @@ export class SimSink implements PieceSink {
     this.good[i] = t !== undefined && t.good && t.fileId === this.meta.hash && t.index === i ? 1 : 2
   }
 
-  readonly hashPiece = (data: Buffer): Observable<{ digest: Buffer, data: Buffer }> => defer(() => {
+  // (looked up when asked: the fetch subscribes at once)
+  readonly hashPiece = (data: Buffer): Observable<{ digest: Buffer, data: Buffer }> => {
     const t = this.tags.tag(data)
     return of({ digest: t === undefined || !t.good ? WRONG : this.tags.digest(t.fileId, t.index), data })
-  })
+  }
 
   digest (): Observable<string> {
     return defer(() => of(this.good.every((g) => g === 1) ? this.meta.hash : createHash('sha256').update(this.good).digest('hex')))
