@@ -79,6 +79,78 @@ describe('SimNetwork replies', () => {
   })
 })
 
+describe('SimNetwork links: resets, cancels, bytes on their way, partitions', () => {
+  // latency 1 ms; the server sends at 1 MB/s: a 100 kB piece leaves in 100 ms
+  const setup = (): { scheduler: SimScheduler, net: SimNetwork, server: SimHost, asker: SimHost, served: () => number, ask: () => { frames: number, error: unknown, at: number, cancel: () => void } } => {
+    const scheduler = new SimScheduler()
+    const net = new SimNetwork({ scheduler, latencyMs: 1, random: () => 0.5 })
+    const server = net.addHost('10.0.0.1', { upload: 1e6, download: Infinity })
+    let served = 0
+    server.serve = (m) => { served++; return piece(m) }
+    const asker = net.addHost('10.0.0.2', { upload: 1e6, download: Infinity })
+    const req = { type: 'leech' as const, hash: HASH, size: 8 * BLOCK, offset: 0, blockSize: BLOCK, pieces: 8 }
+    const ask = (): { frames: number, error: unknown, at: number, cancel: () => void } => {
+      const r = { frames: 0, error: undefined as unknown, at: -1, cancel: () => {} }
+      const sub = net.link(asker, { nodeId: 'n', host: '10.0.0.1', port: 1 }).request(req).subscribe({
+        next: () => { r.frames++; r.at = scheduler.now() },
+        error: (e: unknown) => { r.error = e; r.at = scheduler.now() },
+      })
+      r.cancel = () => sub.unsubscribe()
+      return r
+    }
+    return { scheduler, net, server, asker, served: () => served, ask }
+  }
+
+  it('a request to a crashed host fails with a reset after the latency; one whose host crashes while its piece is on the way fails when it would have landed', () => {
+    const { scheduler, net, ask } = setup()
+    net.crash('10.0.0.1')
+    const down = ask()
+    scheduler.run()
+    expect(down.frames).toBe(0)
+    expect(String(down.error)).toMatch(/connection reset/)
+    expect(down.at).toBe(1)
+    net.restart('10.0.0.1')
+    const t0 = scheduler.now()
+    const lost = ask()
+    scheduler.at(50, () => net.crash('10.0.0.1')) // mid-send
+    scheduler.run()
+    expect(lost.frames).toBe(0)
+    expect(String(lost.error)).toMatch(/connection reset/)
+    expect(lost.at - t0).toBeCloseTo(102) // sent at 1 ms, its last byte out at 101, landing at 102
+  })
+
+  it('an asker that stops waiting before its request arrives is never served; one that stops while its piece is on the way is not told, but the bytes still cross', () => {
+    const { scheduler, ask, served, server, asker } = setup()
+    const early = ask()
+    early.cancel() // at 0: delivery was due at 1
+    scheduler.run()
+    expect(served()).toBe(0)
+    expect(early.frames + (early.error === undefined ? 0 : 1)).toBe(0)
+    const late = ask()
+    scheduler.at(10, () => late.cancel()) // the piece is leaving the uplink
+    scheduler.run()
+    expect(served()).toBe(1)
+    expect(late.frames).toBe(0)
+    expect(late.error).toBeUndefined()
+    expect(server.uploaded).toBe(BLOCK)
+    expect(asker.downloaded).toBe(BLOCK)
+  })
+
+  it('across a partition a request waits, and crosses when it heals; an asker that gave up meanwhile is never served', () => {
+    const { scheduler, net, ask, served } = setup()
+    net.partition(['10.0.0.2'])
+    const waits = ask()
+    const gaveUp = ask()
+    scheduler.at(5, () => gaveUp.cancel())
+    scheduler.at(300, () => net.heal())
+    scheduler.run()
+    expect(served()).toBe(1)
+    expect(gaveUp.frames).toBe(0)
+    expect(waits.frames).toBe(1)
+    expect(waits.at).toBeCloseTo(300 + 1 + 100 + 1) // delivered a latency after the heal, then sent and landed
+  })
+})
+
 describe('SimNetwork per-link latency', () => {
   const ping = (net: SimNetwork, scheduler: SimScheduler, from: string, to: string): number => {
     const t0 = scheduler.now()

@@ -47,4 +47,37 @@ describe('KeyedSignal', () => {
     late.unsubscribe()
     expect(s.size).toBe(0)
   })
+
+  it('taking back one of several waiters of a key leaves the others, called in the order they came', () => {
+    const s = new KeyedSignal<string>()
+    const calls: string[] = []
+    s.on('k', () => calls.push('a'))
+    const offB = s.on('k', () => calls.push('b'))
+    s.on('k', () => calls.push('c'))
+    const offD = s.on('k', () => calls.push('d'))
+    offB()
+    offB() // twice: no effect
+    offD()
+    expect(s.size).toBe(1)
+    s.fire('k')
+    expect(calls).toEqual(['a', 'c'])
+    expect(s.size).toBe(0)
+    // the last of several taken back: the key goes
+    const offE = s.on('j', () => calls.push('e'))
+    const offF = s.on('j', () => calls.push('f'))
+    offE(); offF()
+    expect(s.size).toBe(0)
+    s.fire('j')
+    expect(calls).toEqual(['a', 'c'])
+  })
+
+  it('a waiter taken back while its key fires is still called (the key\'s waiters as they were when it fired)', () => {
+    const s = new KeyedSignal<number>()
+    const calls: string[] = []
+    let offB = (): void => {}
+    s.on(1, () => { calls.push('a'); offB() })
+    offB = s.on(1, () => calls.push('b'))
+    s.fire(1)
+    expect(calls).toEqual(['a', 'b'])
+  })
 })

@@ -98,6 +98,30 @@ describe('leechPieces', () => {
     })
   })
 
+  it('fetches that end without a piece (declined, cancelled) free their places: the bound holds and every offset is asked once', () => {
+    const ts = setup()
+    ts.run(({ cold, flush }) => {
+      let open = 0; let peak = 0
+      const asked: number[] = []
+      // one fetch in ten brings its piece, the others end empty (a BUSY, another source's win):
+      // the empty ones alone must keep the loop going
+      const fetch = (o: number): Observable<number> => new RxObservable<number>((sub) => {
+        open++; peak = Math.max(peak, open); asked.push(o)
+        const s = (o % 10 === 9 ? cold('--x|', { x: o }) : cold(o % 2 === 0 ? '-|' : '--|')).subscribe(sub)
+        return () => { open--; s.unsubscribe() }
+      })
+      const got: number[] = []
+      let completed = false
+      leechPieces({ next: offsets([...Array(30).keys()]), fetch, pipeline: 3 }).subscribe({ next: (v) => got.push(v), complete: () => { completed = true } })
+      flush()
+      expect(peak).toBe(3)
+      expect(asked.sort((a, b) => a - b)).toEqual([...Array(30).keys()])
+      expect(got).toEqual([9, 19, 29])
+      expect(completed).toBe(true)
+      expect(open).toBe(0)
+    })
+  })
+
   it('completes at once when there is nothing to fetch', () => {
     setup().run(({ expectObservable }) => {
       expectObservable(leechPieces({ next: () => null, fetch: () => { throw new Error('not called') }, pipeline: 4 })).toBe('|')
