@@ -109,9 +109,10 @@ export class SimNetwork {
 
   constructor (private readonly opts: NetworkOptions) {}
 
-  addHost (host: string, opts: HostOptions): SimHost {
+  /** `index` places the host in the per-link latency draw (default: the order hosts are added). */
+  addHost (host: string, opts: HostOptions, index = this.hosts.size): SimHost {
     if (this.hosts.has(host)) throw new Error(`host ${host} exists`)
-    const h = new SimHost(host, opts, this.hosts.size)
+    const h = new SimHost(host, opts, index)
     this.hosts.set(host, h)
     return h
   }

@@ -171,6 +171,16 @@ export function pieceBound (N: number, size: number, blockSize: number, seeders:
   return 1000 * (size / blockSize + 31 - Math.clz32(N)) * blockSize / u // ⌊log2 N⌋ exactly
 }
 
+/**
+ * A host's place in the per-link latency draw: the tracker 0, the first seeder 1, leecher i 2 + i,
+ * further seeders after the leechers. A leecher's links do not depend on how many seeders there
+ * are: `--seeders 2` adds a host, it does not draw every leecher's links again.
+ */
+export function latencyIndex (role: 'seeder' | 'leecher', i: number, leechers: number): number {
+  if (role === 'leecher') return 2 + i
+  return i === 0 ? 1 : 1 + leechers + i
+}
+
 const hostOf = (i: number): string => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`
 
 function percentile (sorted: number[], p: number): number {
@@ -237,12 +247,12 @@ function run (o: ScenarioOptions): ScenarioResult {
     return list
   }
 
-  const mk = (i: number, upload: number): SimNode => new SimNode({
-    host: net.addHost(hostOf(i + 1), { upload, download: o.download ?? Infinity }),
+  const mk = (i: number, upload: number, index: number): SimNode => new SimNode({
+    host: net.addHost(hostOf(i + 1), { upload, download: o.download ?? Infinity }, index),
     net, scheduler, tracker, random, tags, leech: o.leech,
   })
-  const seedNodes = Array.from({ length: seeders }, (_, i) => mk(i, o.seederUpload))
-  const leechers = Array.from({ length: o.nodes }, (_, i) => mk(seeders + i, uploadOf(i)))
+  const seedNodes = Array.from({ length: seeders }, (_, i) => mk(i, o.seederUpload, latencyIndex('seeder', i, o.nodes)))
+  const leechers = Array.from({ length: o.nodes }, (_, i) => mk(seeders + i, uploadOf(i), latencyIndex('leecher', i, o.nodes)))
   for (const s of seedNodes) s.seed(file)
   // (drawn only when asked for: runs without it keep their random sequence, and results)
   if ((o.corrupt ?? 0) > 0) for (const l of leechers) if (random() < (o.corrupt ?? 0)) corruptHosts.add(l.host)

@@ -1,4 +1,4 @@
-import { assignUploads, kumarRoss, pieceBound, runScenario, type ScenarioOptions, type ScenarioResult } from '../../src/sim/scenario'
+import { assignUploads, kumarRoss, latencyIndex, pieceBound, runScenario, type ScenarioOptions, type ScenarioResult } from '../../src/sim/scenario'
 
 const MiB = 1024 * 1024
 const base: ScenarioOptions = { nodes: 40, size: 16 * MiB, upload: 20e6, seederUpload: 20e6, seed: 7 }
@@ -189,3 +189,20 @@ describe('the scale targets, on the simulator\'s default scenario (100 leechers,
     expect(r.pieceRatio).toBeLessThanOrEqual(1.2)
   }, 180_000)
 })
+
+describe('latencyIndex (a host\'s place in the per-link latency draw)', () => {
+  it('gives leechers the same places whatever the number of seeders, and every host its own', () => {
+    const places = (seeders: number, leechers: number): number[] => [
+      0, // the tracker
+      ...Array.from({ length: seeders }, (_, i) => latencyIndex('seeder', i, leechers)),
+      ...Array.from({ length: leechers }, (_, i) => latencyIndex('leecher', i, leechers)),
+    ]
+    const one = places(1, 50)
+    const three = places(3, 50)
+    expect(three.slice(1 + 3)).toEqual(one.slice(1 + 1)) // each leecher where it was with one seeder
+    expect(new Set(three).size).toBe(three.length)
+    // with one seeder, the order hosts are added (as before: runs with one seeder are unchanged)
+    expect(one).toEqual(one.map((_, i) => i))
+  })
+})
+

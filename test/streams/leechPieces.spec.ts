@@ -107,7 +107,7 @@ describe('leechPieces', () => {
       // the empty ones alone must keep the loop going
       const fetch = (o: number): Observable<number> => new RxObservable<number>((sub) => {
         open++; peak = Math.max(peak, open); asked.push(o)
-        const s = (o % 10 === 9 ? cold('--x|', { x: o }) : cold(o % 2 === 0 ? '-|' : '--|')).subscribe(sub)
+        const s = (o % 10 === 9 ? cold('--x|', { x: o }) : cold<number>(o % 2 === 0 ? '-|' : '--|')).subscribe(sub)
         return () => { open--; s.unsubscribe() }
       })
       const got: number[] = []
