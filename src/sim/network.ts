@@ -20,7 +20,8 @@ import type { Queued, SimScheduler } from './scheduler'
  * - a reply with a payload (a piece, a hash list) occupies the sender's uplink for
  *   bytes / upload (frames leave one after another, the piece with the fewest copies first, as
  *   the production upload budget sends them: see `enqueue`), then the
- *   receiver's downlink for bytes / download; it arrives when both are done and the latency has
+ *   receiver's downlink for bytes / download (a capped downlink takes frames one after another,
+ *   in the order their first bytes arrive); it arrives when both are done and the latency has
  *   passed. Control messages (probes, cluster queries, headers) take latency only: they are tiny
  *   next to pieces;
  * - datagrams are lost with probability `loss` (TCP links are not: TCP retransmits);
@@ -231,7 +232,9 @@ class SimRequest implements Queued, Unsubscribable {
   seq = 0
   pos = -1
   slot = -1
-  private step: 'deliver' | 'fail' | 'land' = 'deliver'
+  private step: 'deliver' | 'fail' | 'arrive' | 'land' = 'deliver'
+  /** With a capped downlink: what books it when the first byte of the reply arrives. */
+  private booking: (() => void) | null = null
   private readonly lat: number
   /** What lands next: the reply, the sender's epoch when it was sent, its payload. */
   private out: Outgoing | null = null
@@ -260,6 +263,7 @@ class SimRequest implements Queued, Unsubscribable {
   execute (): void {
     if (this.step === 'deliver') this.deliver()
     else if (this.step === 'fail') this.sub.error(this.reset())
+    else if (this.step === 'arrive') (this.booking as () => void)()
     else this.landing(this.out as Outgoing, this.epoch, this.payload)
   }
 
@@ -304,16 +308,33 @@ class SimRequest implements Queued, Unsubscribable {
       send: (upStart) => {
         to.onSend?.(out.msg)
         const upDone = upStart + upTime
-        let arrive = upDone + lat
-        if (Number.isFinite(from.opts.download)) {
-          const downStart = Math.max(upStart + lat, from.downFree)
-          arrive = Math.max(arrive, downStart + bytes * 1000 / from.opts.download)
-          from.downFree = arrive
-        }
-        this.landAfter(out, epoch, payload, arrive - upStart)
+        // (a capped downlink takes frames in the order their first bytes arrive: it is booked then)
+        if (Number.isFinite(from.opts.download)) this.arriveAfter(out, epoch, payload, lat, upDone + lat, bytes)
+        else this.landAfter(out, epoch, payload, upDone + lat - upStart)
         return upDone
       },
     })
+  }
+
+  /**
+   * The first byte of a reply with a payload reaches a capped downlink after `delay`: the downlink
+   * takes it from then (or once the frames before it are in) at its rate; it lands when its last
+   * byte is in, and not before `upDone` (its last byte left the uplink, plus the latency).
+   */
+  private arriveAfter (out: Outgoing, epoch: number, payload: Buffer | undefined, delay: number, upDone: number, bytes: number): void {
+    const book = (): void => {
+      const from = this.from
+      const now = this.net.scheduler.now()
+      // (the sender crashed since: the rest of the frame never comes, the asker sees the reset)
+      if ((this.to as SimHost).epoch !== epoch) { this.landAfter(out, epoch, payload, 0); return }
+      const arrive = Math.max(upDone, Math.max(now, from.downFree) + bytes * 1000 / from.opts.download)
+      from.downFree = arrive
+      this.landAfter(out, epoch, payload, arrive - now)
+    }
+    if (this.pos >= 0) { this.net.later(delay, book); return }
+    this.booking = book
+    this.step = 'arrive'
+    this.net.scheduler.enqueue(this, delay)
   }
 
   /**
@@ -345,7 +366,7 @@ class SimRequest implements Queued, Unsubscribable {
 
   /** The asker stopped waiting: a delivery or a reset not yet due is called off; a reply on its way still lands. */
   unsubscribe (): void {
-    if (this.step !== 'land') this.net.scheduler.remove(this)
+    if (this.step === 'deliver' || this.step === 'fail') this.net.scheduler.remove(this)
     this.held?.unsubscribe()
   }
 }

@@ -151,6 +151,38 @@ describe('SimNetwork links: resets, cancels, bytes on their way, partitions', ()
   })
 })
 
+describe('SimNetwork capped downlink', () => {
+  it('takes frames in the order their first bytes arrive: a near sender\'s piece is not queued behind a far one sent just before it', () => {
+    const scheduler = new SimScheduler()
+    const net = new SimNetwork({ scheduler, latencyMs: 1, maxLatencyMs: 20, latencySalt: 7, random: () => 0.5 })
+    // the asker downloads at 1 MB/s: a 100 kB piece takes 100 ms of its downlink; senders have no cap
+    const asker = net.addHost('10.0.0.1', { upload: 1e6, download: 1e6 })
+    const senders = Array.from({ length: 12 }, (_, i) => {
+      const h = net.addHost(`10.0.2.${i + 1}`, { upload: Infinity, download: Infinity })
+      h.serve = piece
+      return h
+    }).sort((a, b) => net.latency(asker, a) - net.latency(asker, b))
+    const near = senders[0]
+    const far = senders[senders.length - 1]
+    const latNear = net.latency(asker, near)
+    const latFar = net.latency(asker, far)
+    expect(latFar - latNear).toBeGreaterThan(4) // (the draw: the test needs a spread)
+    const landed: Record<string, number> = {}
+    const ask = (h: SimHost, atMs: number): void => {
+      const req = { type: 'leech' as const, hash: HASH, size: 8 * BLOCK, offset: 0, blockSize: BLOCK, pieces: 8 }
+      scheduler.at(atMs, () => { net.link(asker, { nodeId: h.host, host: h.host, port: 1 }).request(req).subscribe({ next: () => { landed[h.host] = scheduler.now() } }) })
+    }
+    // each piece leaves its sender as soon as it is asked for
+    ask(far, 0)
+    // the far piece leaves at latFar; the near one 1 ms later, and its first byte arrives first
+    ask(near, latFar + 1 - latNear)
+    scheduler.run()
+    const nearSent = latFar + 1
+    expect(landed[near.host]).toBeCloseTo(nearSent + latNear + 100)
+    expect(landed[far.host]).toBeCloseTo(nearSent + latNear + 200)
+  })
+})
+
 describe('SimNetwork per-link latency', () => {
   const ping = (net: SimNetwork, scheduler: SimScheduler, from: string, to: string): number => {
     const t0 = scheduler.now()
