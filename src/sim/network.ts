@@ -232,9 +232,7 @@ class SimRequest implements Queued, Unsubscribable {
   seq = 0
   pos = -1
   slot = -1
-  private step: 'deliver' | 'fail' | 'arrive' | 'land' = 'deliver'
-  /** With a capped downlink: what books it when the first byte of the reply arrives. */
-  private booking: (() => void) | null = null
+  private step: 'deliver' | 'fail' | 'land' = 'deliver'
   private readonly lat: number
   /** What lands next: the reply, the sender's epoch when it was sent, its payload. */
   private out: Outgoing | null = null
@@ -248,7 +246,7 @@ class SimRequest implements Queued, Unsubscribable {
 
   start (): void {
     const to = this.to
-    if (to === undefined || !to.alive) { this.fail(); return }
+    if (to === undefined || !to.alive) { this.queue('fail'); return }
     // across a partition the request waits for the heal (unless the asker gives up first)
     if (this.net.canReach(this.from, to)) this.queue('deliver')
     else this.net.holdForHeal(() => { if (!this.sub.closed) this.queue('deliver') })
@@ -263,17 +261,14 @@ class SimRequest implements Queued, Unsubscribable {
   execute (): void {
     if (this.step === 'deliver') this.deliver()
     else if (this.step === 'fail') this.sub.error(this.reset())
-    else if (this.step === 'arrive') (this.booking as () => void)()
     else this.landing(this.out as Outgoing, this.epoch, this.payload)
   }
 
   private reset (): Error { return new ConnectionClosedError(`${this.peer.host}:${this.peer.port}`, 'connection reset') }
 
-  private fail (): void { this.queue('fail') }
-
   private deliver (): void {
     const to = this.to as SimHost
-    if (!to.alive || to.serve === null) { this.fail(); return }
+    if (!to.alive || to.serve === null) { this.queue('fail'); return }
     const request = { ...this.msg, req: this.req } as PeerRequest
     if (request.type === 'probe' && request.since !== undefined && to.watch !== null) {
       this.held = to.watch(request, { host: this.from.host }).subscribe((out) => this.reply(out))
@@ -309,7 +304,7 @@ class SimRequest implements Queued, Unsubscribable {
         to.onSend?.(out.msg)
         const upDone = upStart + upTime
         // (a capped downlink takes frames in the order their first bytes arrive: it is booked then)
-        if (Number.isFinite(from.opts.download)) this.arriveAfter(out, epoch, payload, lat, upDone + lat, bytes)
+        if (Number.isFinite(from.opts.download)) this.net.later(lat, () => this.book(out, epoch, payload, upDone + lat, bytes))
         else this.landAfter(out, epoch, payload, upDone + lat - upStart)
         return upDone
       },
@@ -317,24 +312,19 @@ class SimRequest implements Queued, Unsubscribable {
   }
 
   /**
-   * The first byte of a reply with a payload reaches a capped downlink after `delay`: the downlink
-   * takes it from then (or once the frames before it are in) at its rate; it lands when its last
-   * byte is in, and not before `upDone` (its last byte left the uplink, plus the latency).
+   * The first byte of a reply with a payload reached a capped downlink (a timer of its own: only
+   * runs with `--download` take this step): the downlink takes it from now (or once the frames
+   * before it are in) at its rate; it lands when its last byte is in, and not before `upDone`
+   * (its last byte left the uplink, plus the latency).
    */
-  private arriveAfter (out: Outgoing, epoch: number, payload: Buffer | undefined, delay: number, upDone: number, bytes: number): void {
-    const book = (): void => {
-      const from = this.from
-      const now = this.net.scheduler.now()
-      // (the sender crashed since: the rest of the frame never comes, the asker sees the reset)
-      if ((this.to as SimHost).epoch !== epoch) { this.landAfter(out, epoch, payload, 0); return }
-      const arrive = Math.max(upDone, Math.max(now, from.downFree) + bytes * 1000 / from.opts.download)
-      from.downFree = arrive
-      this.landAfter(out, epoch, payload, arrive - now)
-    }
-    if (this.pos >= 0) { this.net.later(delay, book); return }
-    this.booking = book
-    this.step = 'arrive'
-    this.net.scheduler.enqueue(this, delay)
+  private book (out: Outgoing, epoch: number, payload: Buffer | undefined, upDone: number, bytes: number): void {
+    const from = this.from
+    const now = this.net.scheduler.now()
+    // (the sender crashed since: the rest of the frame never comes, the asker sees the reset)
+    if ((this.to as SimHost).epoch !== epoch) { this.landAfter(out, epoch, payload, 0); return }
+    const arrive = Math.max(upDone, Math.max(now, from.downFree) + bytes * 1000 / from.opts.download)
+    from.downFree = arrive
+    this.landAfter(out, epoch, payload, arrive - now)
   }
 
   /**
@@ -366,7 +356,7 @@ class SimRequest implements Queued, Unsubscribable {
 
   /** The asker stopped waiting: a delivery or a reset not yet due is called off; a reply on its way still lands. */
   unsubscribe (): void {
-    if (this.step === 'deliver' || this.step === 'fail') this.net.scheduler.remove(this)
+    if (this.step !== 'land') this.net.scheduler.remove(this)
     this.held?.unsubscribe()
   }
 }
