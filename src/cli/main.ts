@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events'
 import os from 'node:os'
 import path from 'node:path'
 import { Command, Option } from 'commander'
@@ -99,14 +100,44 @@ async function askTracker<T> (tracker: string, ask: (c: TrackerClient) => Observ
   } finally { await node.close() }
 }
 
-/** Run until SIGINT/SIGTERM, then close. */
+/**
+ * What ends a running command: SIGINT, SIGTERM, or a closed stdout (see `watchStdout`), told as
+ * SIGPIPE. Exit statuses as a shell reports a process killed by each (128 + its number).
+ */
+const STOP_STATUS: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 130, SIGTERM: 143, SIGPIPE: 141 }
+// (not a process listener for SIGPIPE: adding and removing one would leave the real signal at its
+// default, and the next write to the closed pipe would kill the process)
+const stdoutClosed = new EventEmitter()
+
+function onStop (f: (sig: NodeJS.Signals) => void): () => void {
+  process.on('SIGINT', f); process.on('SIGTERM', f); stdoutClosed.on('closed', f)
+  return () => { process.off('SIGINT', f); process.off('SIGTERM', f); stdoutClosed.off('closed', f) }
+}
+
+/**
+ * stdout's reader went away (a pipe to `head`): no crash with a stack trace on the write that
+ * failed. Node ignores the real SIGPIPE; this tells `onStop` once, as SIGPIPE: a running command
+ * stops as that signal would stop it (status 141); a short one (`ls`, `--help`) just ends. Later
+ * writes to the closed pipe fail quietly.
+ */
+export function watchStdout (stdout: NodeJS.WriteStream = process.stdout): void {
+  let told = false
+  stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE' && err.code !== 'ERR_STREAM_DESTROYED') throw err
+    if (told) return
+    told = true
+    stdoutClosed.emit('closed', 'SIGPIPE')
+  })
+}
+
+/** Run until SIGINT/SIGTERM (a server's normal end: status 0) or a closed stdout (141), then close. */
 function untilSignal (close: () => Promise<void> | void): Promise<void> {
   return new Promise((resolve) => {
-    const stop = (): void => {
-      process.off('SIGINT', stop); process.off('SIGTERM', stop)
+    const off = onStop((sig) => {
+      off()
+      if (sig === 'SIGPIPE') process.exitCode = STOP_STATUS.SIGPIPE
       Promise.resolve(close()).finally(resolve)
-    }
-    process.on('SIGINT', stop); process.on('SIGTERM', stop)
+    })
   })
 }
 
@@ -204,17 +235,17 @@ export function program (argv: readonly string[] = process.argv): Command {
       const view = progress(o.json === true ? 'json' : process.stdout.isTTY ? 'tty' : 'lines', process.stdout)
       // a signal stops the download (the .part file stays for a resume) and the display, then exits 130/143
       const signalled = new ReplaySubject<NodeJS.Signals>(1)
-      const onSignal = (sig: NodeJS.Signals): void => { signalled.next(sig) }
-      process.once('SIGINT', onSignal); process.once('SIGTERM', onSignal)
+      const offSignal = onStop((sig) => { offSignal(); signalled.next(sig) })
       try {
         await node.start()
         const last = await lastValueFrom(node.leech(query, path.resolve(o.out)).pipe(view.operator(), takeUntil(signalled)), { defaultValue: null })
-        process.off('SIGINT', onSignal); process.off('SIGTERM', onSignal)
+        offSignal()
         if (last?.event !== 'done') {
           const sig = await firstValueFrom(signalled)
-          view.fail(new Lp2pError('ERR_INTERRUPTED', `interrupted by ${sig}; the .part file is kept and the same get resumes it`))
-          process.stderr.write(`lp2p: interrupted by ${sig}; the .part file is kept and the same get resumes it\n`)
-          process.exitCode = sig === 'SIGINT' ? 130 : 143
+          const why = sig === 'SIGPIPE' ? 'SIGPIPE (stdout closed)' : sig
+          view.fail(new Lp2pError('ERR_INTERRUPTED', `interrupted by ${why}; the .part file is kept and the same get resumes it`))
+          process.stderr.write(`lp2p: interrupted by ${why}; the .part file is kept and the same get resumes it\n`)
+          process.exitCode = STOP_STATUS[sig] ?? 1
           return
         }
         const done = last
@@ -228,7 +259,7 @@ export function program (argv: readonly string[] = process.argv): Command {
         view.fail(err)
         throw err
       } finally {
-        process.off('SIGINT', onSignal); process.off('SIGTERM', onSignal)
+        offSignal()
         await node.close()
       }
     })
@@ -306,5 +337,6 @@ export async function main (argv: string[]): Promise<number> {
 export { errorCode }
 
 if (require.main === module) {
+  watchStdout()
   main(process.argv).then((code) => { process.exitCode = code }, (err) => { process.stderr.write(`lp2p: ${String(err)}\n`); process.exitCode = 1 })
 }

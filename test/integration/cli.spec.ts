@@ -46,6 +46,34 @@ describe('CLI output of real processes', () => {
     expect(fs.existsSync(path.join(out, 'slow.bin.part'))).toBe(true)
   }, 90_000)
 
+  it('stdout closed by its reader (`| head`): --help ends quietly; a peer and a get stop as SIGPIPE would (141), the .part kept', async () => {
+    // the read end closes before the child writes: its first write fails with EPIPE
+    const help = spawnLp2p(['--help']) // (the root help: it crashed with EPIPE before; a command's shorter one did not)
+    procs.push(help)
+    help.child.stdout?.destroy()
+    expect(await help.exited).toBe(0)
+    await new Promise((r) => setImmediate(r))
+    expect(help.stderr).toEqual([])
+
+    const { share } = shareRandom(dir(), 'share', 'pipe.bin', F)
+    const { address: tracker } = await startTracker(procs)
+    const peer = await startPeer(procs, share, tracker)
+    const out = path.join(dir(), 'out')
+    const get = spawnLp2p(['get', 'pipe.bin', '--out', out, '--tracker', tracker, '--download-limit', '4M', '--json'])
+    procs.push(get)
+    await get.waitFor((e) => e.event === 'progress', 30_000)
+    get.child.stdout?.destroy() // its next progress line meets a closed pipe
+    expect(await get.exited).toBe(141)
+    await new Promise((r) => setImmediate(r))
+    expect(get.stderr.filter((l) => !l.startsWith('{'))).toEqual(['lp2p: interrupted by SIGPIPE (stdout closed); the .part file is kept and the same get resumes it'])
+    expect(fs.existsSync(path.join(out, 'pipe.bin.part'))).toBe(true)
+
+    peer.proc.child.stdout?.destroy() // its next `serving` event (every 2 s) meets a closed pipe
+    expect(await peer.proc.exited).toBe(141)
+    await new Promise((r) => setImmediate(r))
+    expect(peer.proc.stderr.filter((l) => !l.startsWith('{'))).toEqual([])
+  }, 90_000)
+
   it('a bad switch value in the environment is a usage error (exit 2) naming the variable', async () => {
     const ls = spawnLp2p(['ls', '--tracker', '127.0.0.1:9'], { LP2P_JSON: 'maybe' })
     procs.push(ls)
