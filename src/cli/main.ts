@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events'
+import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { Command, Option } from 'commander'
@@ -9,10 +10,6 @@ import { BUSY_QUEUE_MS } from '../limits'
 import { log, LOG_FORMATS, setLogFormat, setLogLevel, type LogFormat } from '../log'
 import { formatEndpoint, parseEndpoint } from '../net/address'
 import { Lp2pNode } from '../peer/node'
-import { TrackerServer } from '../tracker/server'
-import { SqliteFileStore } from '../tracker/sqliteStore'
-import { DashboardHttp } from '../tracker/http'
-import { TrackerMetrics } from '../tracker/metrics'
 import { ago, bytes, table } from './format'
 import { errorCode, exitCode } from './exit'
 import { progress, ServingView } from './progress'
@@ -130,6 +127,14 @@ export function watchStdout (stdout: NodeJS.WriteStream = process.stdout): void 
   })
 }
 
+/**
+ * The tracker's modules (SQLite, the dashboard, Prometheus metrics: about 150 modules), loaded
+ * by the `tracker` command only: `get`, `peer`, `ls` start that much sooner.
+ */
+function trackerModules (): typeof import('../tracker/server') & typeof import('../tracker/sqliteStore') & typeof import('../tracker/http') & typeof import('../tracker/metrics') {
+  return { ...require('../tracker/server'), ...require('../tracker/sqliteStore'), ...require('../tracker/http'), ...require('../tracker/metrics') }
+}
+
 /** Run until SIGINT/SIGTERM (a server's normal end: status 0) or a closed stdout (141), then close. */
 function untilSignal (close: () => Promise<void> | void): Promise<void> {
   return new Promise((resolve) => {
@@ -141,10 +146,17 @@ function untilSignal (close: () => Promise<void> | void): Promise<void> {
   })
 }
 
+/** This checkout's version (package.json, beside src/ and dist/). */
+function version (): string {
+  const root = path.join(__dirname, '..', '..', ...(__dirname.includes(`${path.sep}dist${path.sep}`) ? ['..'] : []))
+  return (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version
+}
+
 /** The CLI; `argv`: the command line it parses (a simulation re-runs it with bigger heap flags). */
 export function program (argv: readonly string[] = process.argv): Command {
   const p = new Lp2pCommand('lp2p')
     .description('local-p2p: spread big files across the machines of a local network, verified, from many peers at once')
+    .version(version(), '-V, --version', 'print the version of local-p2p')
     .addOption(new Option('--log-level <level>', 'pino log level for the logs on stderr').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('warn').env('LP2P_LOG_LEVEL'))
     .addOption(new Option('--log-format <format>', 'logs on stderr as JSON lines or pretty text (auto: pretty on a terminal)').choices(LOG_FORMATS).default('auto').env('LP2P_LOG_FORMAT'))
     .showHelpAfterError()
@@ -165,6 +177,7 @@ export function program (argv: readonly string[] = process.argv): Command {
     .addOption(jsonOption('print the listening event as JSON'))
     .action(async (o: { host: string, port: number, data: string, memory?: boolean, http?: string, json?: boolean }) => {
       const httpAt = o.http === undefined ? undefined : parseEndpoint(o.http, '--http', true)
+      const { TrackerServer, SqliteFileStore, DashboardHttp, TrackerMetrics } = trackerModules()
       const t = new TrackerServer({ host: o.host, port: o.port, files: o.memory === true ? undefined : new SqliteFileStore(path.resolve(o.data)) })
       const metrics = new TrackerMetrics(t.registry, { processMetrics: true })
       t.observer = metrics

@@ -4,7 +4,7 @@ import v8 from 'node:v8'
 import { type Command, Option } from 'commander'
 import { UsageError } from '../errors'
 import { parseRate } from '../../streams/rateLimit'
-import { runScenario, type ScenarioResult, type UploadClass } from '../sim/scenario'
+import type { ScenarioResult, UploadClass } from '../sim/scenario'
 import { log } from '../log'
 import { bytes, table } from './format'
 import { simNodeFlags } from './simHeap'
@@ -135,6 +135,8 @@ export function addSimulate (p: Command, parseSize: (v: string) => number, out: 
       // (on a terminal, with --json too: the JSON goes to stdout once the line is cleared)
       const tty = process.stderr.isTTY
       const wall0 = Date.now()
+      // (the simulator is loaded by this command only: the others start sooner without it)
+      const { runScenario } = require('../sim/scenario') as typeof import('../sim/scenario')
       const r = runScenario({
         nodes: o.nodes,
         size: o.size,

@@ -1,5 +1,5 @@
 import fs from 'node:fs'
-import mmap from '@riaskov/mmap-io'
+import type mmapIo from '@riaskov/mmap-io'
 import { MMAP_WINDOW_BYTES, PAGE_SIZE } from '../limits'
 import type { PageSource } from '../../streams/readPages'
 
@@ -12,6 +12,11 @@ export class FileChangedError extends Error {
 }
 
 const MAX_WINDOWS = 4
+
+// (loaded at the first mapping: finding its binary loads about a hundred modules, which a `get`
+// that is never asked for a piece, or an `ls`, does not need at start)
+let mmapModule: typeof mmapIo | null = null
+const mmapLib = (): typeof mmapIo => (mmapModule ??= require('@riaskov/mmap-io') as typeof mmapIo)
 
 /**
  * A read-only memory mapping of a file, in windows of MMAP_WINDOW_BYTES (a Buffer can't exceed
@@ -75,6 +80,7 @@ export class MappedFile implements PageSource {
     if (this.fd === null) throw new Error(`${this.path} is closed`)
     const base = w * this.windowBytes
     const len = Math.min(this.windowBytes, this.size - base)
+    const mmap = mmapLib()
     win = mmap.map(len, mmap.PROT_READ, mmap.MAP_SHARED, this.fd, base, mmap.MADV_SEQUENTIAL)
     this.windows.set(w, win)
     if (this.windows.size > MAX_WINDOWS) this.windows.delete(this.windows.keys().next().value as number)

@@ -3,10 +3,10 @@ import { envName, envSwitch, program } from '../../src/cli/main'
 import { optionsOf, unset } from '../helpers/cli'
 
 
-/** Every command and the root, with their options (commander's help option is not among them). */
+/** Every command and the root, with their settings (not the help option, which commander keeps apart, nor --version: both print and exit). */
 function everyOption (): { cmd: Command, option: Option }[] {
   const p = program()
-  return [p, ...p.commands].flatMap((cmd) => cmd.options.map((option) => ({ cmd, option })))
+  return [p, ...p.commands].flatMap((cmd) => cmd.options.filter((o) => o.long !== '--version').map((option) => ({ cmd, option })))
 }
 
 describe('options from the environment', () => {

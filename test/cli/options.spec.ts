@@ -1,4 +1,6 @@
-import { parseSize } from '../../src/cli/main'
+import fs from 'node:fs'
+import path from 'node:path'
+import { parseSize, program } from '../../src/cli/main'
 import { optionsOf } from '../helpers/cli'
 
 describe('CLI options', () => {
@@ -19,5 +21,13 @@ describe('CLI options', () => {
   it('refuses a bad port or rate as a usage error', () => {
     expect(() => optionsOf('peer', ['--share', '.', '--port', '70000'])).toThrow(expect.objectContaining({ code: 'ERR_USAGE' }))
     expect(() => optionsOf('get', ['x', '--upload-limit', '20Mb'])).toThrow(expect.objectContaining({ code: 'ERR_USAGE' }))
+  })
+
+  it('--version prints the version in package.json', () => {
+    let printed = ''
+    const p = program().exitOverride().configureOutput({ writeOut: (t) => { printed += t } })
+    expect(() => p.parse(['node', 'lp2p', '--version'])).toThrow(expect.objectContaining({ code: 'commander.version' }))
+    const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }
+    expect(printed).toBe(`${pkg.version}\n`)
   })
 })
