@@ -26,7 +26,8 @@ const DONE = 2
  * Which piece a source should fetch next. Pure bookkeeping, no I/O and no time.
  *
  * - Rarest first: among the missing pieces a source holds, the one the fewest known sources
- *   hold, ties broken at random, so copies spread and no piece ends up held by one peer only.
+ *   hold, ties broken at random, so copies spread and no piece ends up held by one peer only
+ *   (with a single source that holds everything, in file order: there is nothing to spread).
  * - Endgame: once no piece is missing (each is done or in flight), an idle source may fetch a
  *   piece already in flight elsewhere (at most `maxDuplicates` copies); the first copy to land
  *   wins and the flow cancels the others.
@@ -199,12 +200,16 @@ export class PiecePicker {
       const skips = (refused?.size ?? 0) + (declined?.size ?? 0) > 0
       const state = this.state
       const avail = this.availability
+      // one complete holder and no other source known (one peer shares, one gets): there is no
+      // copy to spread, so pieces go in file order, and the whole-file hash runs as they land
+      // instead of re-reading most of the file once the last piece is in
+      const inOrder = this.seeds === 1 && this.has.size === 1
       for (let i = 0; i < this.pieces; i++) {
         if (state[i] !== MISSING) continue
         if (bf !== null && (bf[i >> 3] & (0x80 >> (i & 7))) === 0) continue
         if (skips && (refused?.has(i) === true || declined?.has(i) === true)) continue
         const a = avail[i]
-        if (a < bestAvail) { best = i; bestAvail = a; ties = 1 } else if (a === bestAvail && this.random() * ++ties < 1) best = i // reservoir pick among ties
+        if (a < bestAvail) { best = i; bestAvail = a; ties = 1 } else if (a === bestAvail && !inOrder && this.random() * ++ties < 1) best = i // reservoir pick among ties
       }
     }
     // the endgame starts only when every piece is done or on its way: before that, a duplicate

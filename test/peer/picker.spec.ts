@@ -79,18 +79,19 @@ describe('PiecePicker', () => {
     })
 
     it('breaks ties with the injected random source (reservoir pick): a low draw takes the last tie, a high one keeps the first', () => {
+      // (a second source, holding nothing yet: with a complete holder alone, pieces go in order)
       const low = new PiecePicker(8, { random: () => 0 })
-      low.setSource('a', null)
+      low.setSource('a', null); low.setSource('b', bits(8, []))
       expect(low.next('a')).toBe(7)
       const high = new PiecePicker(8, { random: () => 0.99 })
-      high.setSource('a', null)
+      high.setSource('a', null); high.setSource('b', bits(8, []))
       expect(high.next('a')).toBe(0)
     })
 
     it('spreads first picks across the ties with different seeds, and repeats them with the same seed', () => {
       const firstPick = (seed: number): number | null => {
         const p = new PiecePicker(16, { random: seeded(seed) })
-        p.setSource('a', null)
+        p.setSource('a', null); p.setSource('b', bits(16, []))
         return p.next('a')
       }
       const picks = Array.from({ length: 40 }, (_, s) => firstPick(s + 1))
@@ -103,11 +104,27 @@ describe('PiecePicker', () => {
       const counts = new Array<number>(4).fill(0)
       for (let n = 0; n < 4000; n++) {
         const p = new PiecePicker(4, { random })
-        p.setSource('a', null)
+        p.setSource('a', null); p.setSource('b', bits(4, []))
         counts[p.next('a') as number]++
       }
       for (const c of counts) expect(c).toBeGreaterThan(850) // 1000 expected each
       for (const c of counts) expect(c).toBeLessThan(1150)
+    })
+
+    it('with one complete holder as its only source, hands pieces out in file order; ties are random again once another source is known', () => {
+      const p = new PiecePicker(12, { random: seeded(7) })
+      p.setSource('seed', null)
+      expect(takeN(p, 'seed', 4)).toEqual([0, 1, 2, 3])
+      p.release('seed', 1) // a piece given back is the first missing one again
+      expect(p.next('seed')).toBe(1)
+      p.setSource('peer', bits(12, [])) // another leecher: copies to spread
+      const rest = drain(p, 'seed')
+      expect([...rest].sort((a, b) => a - b)).toEqual([4, 5, 6, 7, 8, 9, 10, 11])
+      expect(rest).not.toEqual([4, 5, 6, 7, 8, 9, 10, 11]) // not in order
+      // alone with the holder again: in order again
+      const q = new PiecePicker(6, { random: seeded(7) })
+      q.setSource('seed', null); q.setSource('peer', bits(6, [])); q.drop('peer')
+      expect(drain(q, 'seed')).toEqual([0, 1, 2, 3, 4, 5])
     })
 
     it('hands every missing piece out at most once across sources before the endgame', () => {
