@@ -34,7 +34,10 @@ const sink = {
  * The root logger, on stderr (stdout is for user-facing output). Modules take a child:
  * `log.child({ module: 'tracker' })`.
  */
-export const log = pino({ level: process.env.LP2P_LOG_LEVEL ?? 'warn', base: { pid: process.pid } }, sink)
+// (a bad LP2P_LOG_LEVEL is refused by the CLI's --log-level with a usage error: pino must not
+// throw on it first, while this module loads)
+const startLevel = process.env.LP2P_LOG_LEVEL !== undefined && Object.hasOwn(pino.levels.values, process.env.LP2P_LOG_LEVEL) ? process.env.LP2P_LOG_LEVEL : 'warn'
+export const log = pino({ level: startLevel, base: { pid: process.pid } }, sink)
 export type Logger = pino.Logger
 
 /** Change the level of the root logger and every child made from it from now on. */

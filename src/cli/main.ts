@@ -11,7 +11,7 @@ import { log, LOG_FORMATS, setLogFormat, setLogLevel, type LogFormat } from '../
 import { formatEndpoint, parseEndpoint } from '../net/address'
 import { Lp2pNode } from '../peer/node'
 import { ago, bytes, table } from './format'
-import { errorCode, exitCode } from './exit'
+import { errorCode, EXIT, exitCode } from './exit'
 import { progress, ServingView } from './progress'
 import { parseRate } from '../../streams/rateLimit'
 import { demo } from './demo'
@@ -74,7 +74,8 @@ class Lp2pCommand extends Command {
     super.addOption(option)
     const variable = option.envVar as string
     // a negated switch (--no-watch) reads its variable the positive way: LP2P_WATCH=0 turns it off
-    if (option.isBoolean()) {
+    // (a switch: no value; commander's isBoolean() leaves the negated ones out)
+    if (!option.required && !option.optional) {
       this.on(`optionEnv:${option.name()}`, () => { this.setOptionValueWithSource(option.attributeName(), envSwitch(variable, process.env[variable]), 'env') })
     }
     return this
@@ -206,7 +207,13 @@ export function program (argv: readonly string[] = process.argv): Command {
     .addOption(jsonOption('print NDJSON events: shared (one per file, and for files added later), withdrawn, listening, then serving every 2 s (files, connections, uploaded bytes, rate)'))
     .action(async (o: { share: string, tracker: string, host: string, port: number, uploadLimit: number, watch: boolean, json?: boolean }) => {
       const node = new Lp2pNode({ tracker: parseEndpoint(o.tracker, '--tracker'), host: o.host, port: o.port, share: path.resolve(o.share), uploadLimit: o.uploadLimit, watch: o.watch })
-      await node.start()
+      try {
+        await node.start()
+      } catch (err) {
+        // (what it bound before failing, a UDP socket or a listener, would keep the process alive)
+        await node.close()
+        throw err
+      }
       const addr = node.address as { address: string, port: number }
       const files = node.publishedFiles
       if (o.json === true) {
@@ -334,13 +341,17 @@ export function parseSize (v: string): number {
 
 export async function main (argv: string[]): Promise<number> {
   const p = program(argv).exitOverride()
+  for (const c of p.commands) c.exitOverride() // (commands made before: they do not inherit it)
   try {
     await p.parseAsync(argv)
     // an action that ends without throwing may still have set a status (demo's failure, get's interruption)
     return Number(process.exitCode ?? 0)
   } catch (err) {
     const e = err as { code?: string, exitCode?: number }
-    if (typeof e.code === 'string' && e.code.startsWith('commander.')) return e.exitCode ?? 2
+    // commander's own: help and --version exit as commander says (0); a usage error it caught
+    // (unknown option or command, missing argument, a value not among the choices) is a usage
+    // error like ours, 2
+    if (typeof e.code === 'string' && e.code.startsWith('commander.')) return e.exitCode === 0 ? 0 : EXIT.ERR_USAGE
     log.debug({ err }, 'command failed')
     process.stderr.write(`lp2p: ${(err as Error).message}\n`)
     return exitCode(err)

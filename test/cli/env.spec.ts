@@ -70,6 +70,14 @@ describe('options from the environment', () => {
     expect(envSwitch('LP2P_SEED', ' On ')).toBe(true)
   })
 
+  it('reads a negated switch (--no-watch) the positive way: LP2P_WATCH=1 keeps watching, 0 stops it, others refused', () => {
+    for (const v of ['1', 'yes']) expect(optionsOf('peer', ['--share', '.'], { LP2P_WATCH: v })).toMatchObject({ watch: true })
+    for (const v of ['0', 'off', '']) expect(optionsOf('peer', ['--share', '.'], { LP2P_WATCH: v })).toMatchObject({ watch: false })
+    expect(optionsOf('peer', ['--share', '.'])).toMatchObject({ watch: true })
+    expect(optionsOf('peer', ['--share', '.', '--no-watch'], { LP2P_WATCH: '1' })).toMatchObject({ watch: false })
+    expect(() => optionsOf('peer', ['--share', '.'], { LP2P_WATCH: 'maybe' })).toThrow(expect.objectContaining({ code: 'ERR_USAGE', message: expect.stringContaining('LP2P_WATCH') }))
+  })
+
   it('takes the global log options from the environment', () => {
     const p = program().exitOverride()
     const cmd = p.commands.find((c) => c.name() === 'ls') as Command

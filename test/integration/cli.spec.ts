@@ -74,6 +74,27 @@ describe('CLI output of real processes', () => {
     expect(peer.proc.stderr.filter((l) => !l.startsWith('{'))).toEqual([])
   }, 90_000)
 
+  it('a failed start or a usage error ends the process at once: peer on a missing folder (1), usage errors commander catches (2), a bad LP2P_LOG_LEVEL (2, no stack trace)', async () => {
+    const runs = [
+      { args: ['peer', '--share', path.join(dir(), 'missing'), '--tracker', '127.0.0.1:9'], env: {}, code: 1, says: /^lp2p: ENOENT/ },
+      { args: ['get'], env: {}, code: 2, says: /missing required argument/ },
+      { args: ['get', 'x', '--bogus'], env: {}, code: 2, says: /unknown option '--bogus'/ },
+      { args: ['ls', '--tracker', '127.0.0.1:9'], env: { LP2P_LOG_LEVEL: 'loud' }, code: 2, says: /LP2P_LOG_LEVEL/ },
+    ]
+    for (const r of runs) {
+      const p = spawnLp2p(r.args, r.env)
+      procs.push(p)
+      // (before: the peer printed its error and ran on, idle, until killed)
+      let timer: NodeJS.Timeout | undefined
+      const code = await Promise.race([p.exited, new Promise((resolve) => { timer = setTimeout(() => resolve('still running'), 10_000) })])
+      clearTimeout(timer)
+      expect({ args: r.args, code }).toEqual({ args: r.args, code: r.code })
+      await new Promise((r) => setImmediate(r))
+      expect(p.stderr.join('\n')).toMatch(r.says)
+      expect(p.stderr.join('\n')).not.toMatch(/\n\s+at /) // no stack trace
+    }
+  }, 60_000)
+
   it('a bad switch value in the environment is a usage error (exit 2) naming the variable', async () => {
     const ls = spawnLp2p(['ls', '--tracker', '127.0.0.1:9'], { LP2P_JSON: 'maybe' })
     procs.push(ls)
