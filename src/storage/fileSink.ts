@@ -36,7 +36,9 @@ export class FileSink implements PieceSink {
     if (meta.size >= WORKER_HASH_MIN_BYTES) this.worker = new WorkerHashTarget(this.part.partPath, (b) => pool?.owns(b) ?? false, (b) => pool?.adopt(b), (b) => pool?.claim(b))
     this.hasher = new OrderedHasher(meta.size, this.worker ?? (() => this.part.source()), undefined, release)
     // a resumed download: what the last run wrote and verified is read back, not fetched again
-    this.have = loadState(this.part.partPath, meta) ?? new Uint8Array(Math.ceil(meta.pieces / 8))
+    // (not from a .part made now: a state whose .part was deleted would claim zeros as pieces)
+    if (this.part.fresh) removeState(this.part.partPath)
+    this.have = (this.part.fresh ? null : loadState(this.part.partPath, meta)) ?? new Uint8Array(Math.ceil(meta.pieces / 8))
     for (let i = 0; i < meta.pieces; i++) {
       if (!hasBit(this.have, i)) continue
       this.present.push(i)

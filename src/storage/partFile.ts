@@ -32,14 +32,24 @@ export class PartFile implements PositionalWriter {
     } catch (err) {
       throw new StorageError(`cannot open ${partPath}: ${(err as Error).message}`, err)
     }
+    let fresh: boolean
     try {
-      if (fs.fstatSync(fd).size !== size) fs.ftruncateSync(fd, size)
+      fresh = fs.fstatSync(fd).size !== size
+      if (fresh) fs.ftruncateSync(fd, size)
     } catch (err) {
       fs.closeSync(fd)
       throw new StorageError(`cannot size ${partPath} to ${size} bytes: ${(err as Error).message}`, err)
     }
-    return new PartFile(dir, name, partPath, size, fd)
+    const part = new PartFile(dir, name, partPath, size, fd)
+    part.fresh = fresh
+    return part
   }
+
+  /**
+   * The .part was created now, or had another size: none of its bytes can be pieces an earlier
+   * run wrote (a resume state beside it is stale: the .part was deleted or replaced).
+   */
+  fresh = false
 
   get finalPath (): string { return path.join(this.dir, this.name) }
 

@@ -79,7 +79,25 @@ describe('failures', () => {
     expect(done.downloaded).toBeGreaterThan(0)
     expect(await sha256File(path.join(out, 'r.bin'))).toBe(sha)
     expect(fs.readdirSync(out)).toEqual(['r.bin'])
-  }, 90_000)
+
+    // "start over": the .part deleted by hand, its state left behind. Its pieces are fetched
+    // again (before: the state's pieces were taken from a new .part of zeros, and the get failed
+    // with a hash mismatch, exit 7)
+    const out2 = path.join(dir, 'out2')
+    const killed = spawnLp2p(['get', 'r.bin', '--out', out2, '--tracker', tracker, '--download-limit', '24M', '--json'])
+    procs.push(killed)
+    await killed.waitFor((e) => e.event === 'progress' && (e.bytes as number) > F / 3, 30_000)
+    await new Promise((r) => setTimeout(r, 700))
+    killed.child.kill('SIGKILL')
+    await killed.exited
+    fs.rmSync(path.join(out2, 'r.bin.part'))
+    expect(fs.existsSync(path.join(out2, 'r.bin.part.state'))).toBe(true)
+    const over = await runLp2p(['get', 'r.bin', '--out', out2, '--tracker', tracker, '--json'])
+    expect(over.code).toBe(0)
+    expect(over.events.find((e) => e.event === 'start')).toMatchObject({ present: 0 })
+    expect(over.events.at(-1)).toMatchObject({ event: 'done', sha256: sha, downloaded: F })
+    expect(fs.readdirSync(out2)).toEqual(['r.bin'])
+  }, 120_000)
 
   // a real full disk: a 4 MiB tmpfs (needs root to mount; skipped with a note otherwise)
   const canMount = process.getuid?.() === 0

@@ -101,7 +101,9 @@ describe('PartFile', () => {
     const first = openPart(dir, 'resume.bin', data.length)
     await lastValueFrom(first.write(data.subarray(0, BLOCK), 0))
     first.close()
+    expect(first.fresh).toBe(true)
     const again = openPart(dir, 'resume.bin', data.length)
+    expect(again.fresh).toBe(false) // its bytes may be pieces a resume state lists
     expect(fs.readFileSync(again.partPath).subarray(0, BLOCK).equals(data.subarray(0, BLOCK))).toBe(true)
     await lastValueFrom(again.write(data.subarray(BLOCK), BLOCK))
     expect(fs.readFileSync(again.commit()).equals(data)).toBe(true)
@@ -113,6 +115,7 @@ describe('PartFile', () => {
     fs.writeFileSync(path.join(dir, 'sized.bin.part'), content(500))
     const p = openPart(dir, 'sized.bin', 200)
     expect(fs.statSync(p.partPath).size).toBe(200)
+    expect(p.fresh).toBe(true) // another size: not the .part a resume state was written for
     p.close()
     const q = openPart(dir, 'sized.bin', 1000)
     expect(fs.statSync(q.partPath).size).toBe(1000)
