@@ -25,6 +25,12 @@ export class PartFile implements PositionalWriter {
   static open (dir: string, name: string, size: number): PartFile {
     safeFileName(name)
     const partPath = path.join(dir, `${name}.part`)
+    // the name is taken (a file, a folder, a link): say so now, not after the whole download
+    // (commit checks again: it may be taken meanwhile)
+    const finalPath = path.join(dir, name)
+    let taken = false
+    try { fs.lstatSync(finalPath); taken = true } catch { /* free (or unreadable: commit says) */ }
+    if (taken) throw new StorageError(`${finalPath} already exists: remove it or choose another --out`)
     let fd: number
     try {
       fs.mkdirSync(dir, { recursive: true })

@@ -91,14 +91,16 @@ describe('end-to-end transfer', () => {
     expect(Date.now() - Date.parse(sharer?.lastSeen ?? '')).toBeLessThan(60_000)
   })
 
-  it('refuses to overwrite an existing different file, and keeps the verified .part', async () => {
+  it('refuses to overwrite an existing file before fetching anything: exit 8, the file untouched, no .part', async () => {
     const out = path.join(dir, 'out-clobber')
     fs.mkdirSync(out)
-    fs.writeFileSync(path.join(out, 'one-byte.bin'), 'precious')
-    const r = await runLp2p(['get', 'one-byte.bin', '--out', out, '--tracker', tracker])
+    fs.writeFileSync(path.join(out, 'big.bin'), 'precious')
+    const r = await runLp2p(['get', 'big.bin', '--out', out, '--tracker', tracker, '--json'])
     expect(r.code).toBe(8)
-    expect(fs.readFileSync(path.join(out, 'one-byte.bin'), 'utf8')).toBe('precious')
-    expect(await sha256File(path.join(out, 'one-byte.bin.part'))).toBe(files['one-byte.bin'].sha)
+    expect(r.events.at(-1)).toMatchObject({ event: 'error', code: 'ERR_STORAGE', message: expect.stringContaining('big.bin already exists') })
+    expect(r.events.some((e) => e.event === 'progress' || e.event === 'piece')).toBe(false)
+    expect(fs.readFileSync(path.join(out, 'big.bin'), 'utf8')).toBe('precious')
+    expect(fs.readdirSync(out)).toEqual(['big.bin'])
   })
 
   it('fails with exit 5 when no tracker answers', async () => {
