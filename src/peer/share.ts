@@ -17,12 +17,12 @@ export const SHARE_DEBOUNCE_MS = 200
 export const SHARE_RESCAN_MS = 5000
 
 /**
- * Names never shared: downloads in progress (`.part` and their `.part.state`), hidden files
+ * Names never shared: downloads in progress (`.part` and their `.part.state` and `.part.lock`), hidden files
  * (editors' and rsync's temporaries are dot files) and the usual temporary suffixes.
  */
 export function isShareable (name: string): boolean {
   if (name.startsWith('.')) return false
-  return !/(\.part|\.part\.state|~|\.tmp|\.swp|\.crdownload)$/i.test(name)
+  return !/(\.part|\.part\.state|\.part\.lock|~|\.tmp|\.swp|\.crdownload)$/i.test(name)
 }
 
 export interface LocalFile {

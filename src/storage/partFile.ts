@@ -34,8 +34,14 @@ export class PartFile implements PositionalWriter {
     let fd: number
     try {
       fs.mkdirSync(dir, { recursive: true })
+    } catch (err) {
+      throw new StorageError(`cannot open ${partPath}: ${(err as Error).message}`, err)
+    }
+    const lockPath = lockPart(partPath)
+    try {
       fd = fs.openSync(partPath, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o644)
     } catch (err) {
+      fs.rmSync(lockPath, { force: true })
       throw new StorageError(`cannot open ${partPath}: ${(err as Error).message}`, err)
     }
     let fresh: boolean
@@ -44,12 +50,17 @@ export class PartFile implements PositionalWriter {
       if (fresh) fs.ftruncateSync(fd, size)
     } catch (err) {
       fs.closeSync(fd)
+      fs.rmSync(lockPath, { force: true })
       throw new StorageError(`cannot size ${partPath} to ${size} bytes: ${(err as Error).message}`, err)
     }
     const part = new PartFile(dir, name, partPath, size, fd)
     part.fresh = fresh
+    part.lockPath = lockPath
     return part
   }
+
+  /** NAME.part.lock, ours while the .part is open. */
+  private lockPath: string | null = null
 
   /**
    * The .part was created now, or had another size: none of its bytes can be pieces an earlier
@@ -109,5 +120,34 @@ export class PartFile implements PositionalWriter {
   close (): void {
     this.mapped?.close(); this.mapped = null
     if (this.fd !== null) { fs.closeSync(this.fd); this.fd = null }
+    if (this.lockPath !== null) { fs.rmSync(this.lockPath, { force: true }); this.lockPath = null }
   }
+}
+
+/**
+ * Take NAME.part.lock (it holds our pid): two downloads of one file into one folder would write
+ * the same .part and resume state. A lock whose process is gone (a crash, a SIGKILL) is taken
+ * over; one whose process runs is a StorageError naming it. Returns the lock's path.
+ */
+function lockPart (partPath: string): string {
+  const lockPath = `${partPath}.lock`
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      fs.writeFileSync(lockPath, `${process.pid}\n`, { flag: 'wx', mode: 0o644 })
+      return lockPath
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new StorageError(`cannot create ${lockPath}: ${(err as Error).message}`, err)
+    }
+    let pid = NaN
+    try { pid = Number(fs.readFileSync(lockPath, 'utf8').slice(0, 32).trim()) } catch { /* gone meanwhile: try again */ }
+    if (Number.isSafeInteger(pid) && pid > 0 && running(pid)) {
+      throw new StorageError(`${partPath} is being downloaded by another process (pid ${pid}): wait for it or stop it (its .part resumes)`)
+    }
+    fs.rmSync(lockPath, { force: true }) // its process is gone: the .part and its state are ours to resume
+  }
+  throw new StorageError(`cannot lock ${partPath}: ${lockPath} keeps coming back`)
+}
+
+function running (pid: number): boolean {
+  try { process.kill(pid, 0); return true } catch (err) { return (err as NodeJS.ErrnoException).code === 'EPERM' }
 }

@@ -99,6 +99,23 @@ describe('failures', () => {
     expect(fs.readdirSync(out2)).toEqual(['r.bin'])
   }, 120_000)
 
+  it('a second get of the same file into the same folder is refused while the first runs (exit 8, naming its pid); the first finishes exact', async () => {
+    const F = 16 * 1024 * 1024
+    const { share, sha } = shareRandom(dir, 'share-twice', 't.bin', F)
+    const { address: tracker } = await startTracker(procs)
+    await startPeer(procs, share, tracker)
+    const out = path.join(dir, 'out-twice')
+    const first = spawnLp2p(['get', 't.bin', '--out', out, '--tracker', tracker, '--download-limit', '8M', '--json'])
+    procs.push(first)
+    await first.waitFor((e) => e.event === 'progress', 30_000)
+    const second = await runLp2p(['get', 't.bin', '--out', out, '--tracker', tracker, '--json'])
+    expect(second.code).toBe(8)
+    expect(second.events.at(-1)).toMatchObject({ event: 'error', code: 'ERR_STORAGE', message: expect.stringContaining(`another process (pid ${first.child.pid as number})`) })
+    expect(await first.exited).toBe(0)
+    expect(await sha256File(path.join(out, 't.bin'))).toBe(sha)
+    expect(fs.readdirSync(out)).toEqual(['t.bin'])
+  }, 90_000)
+
   // a real full disk: a 4 MiB tmpfs (needs root to mount; skipped with a note otherwise)
   const canMount = process.getuid?.() === 0
   ;(canMount ? it : it.skip)('a full disk ends the get with one line and exit 8, keeping the .part for a resume', async () => {

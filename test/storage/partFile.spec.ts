@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -167,6 +168,33 @@ describe('PartFile', () => {
       fs.symlinkSync(target, path.join(dir, 'evil.bin.part'))
       expect(() => PartFile.open(dir, 'evil.bin', 0)).toThrow(STORAGE)
       expect(fs.readFileSync(target, 'utf8')).toBe('precious')
+    })
+  })
+
+  describe('the lock (NAME.part.lock)', () => {
+    it('refuses a second open while the first holds it, naming the pid; frees it on close and on commit', () => {
+      const dir = outDir()
+      const p = openPart(dir, 'locked.bin', 10)
+      expect(fs.readFileSync(`${p.partPath}.lock`, 'utf8').trim()).toBe(String(process.pid))
+      expect(() => PartFile.open(dir, 'locked.bin', 10)).toThrow(expect.objectContaining({ code: 'ERR_STORAGE', message: expect.stringContaining(`pid ${process.pid}`) }))
+      p.close()
+      expect(fs.existsSync(`${p.partPath}.lock`)).toBe(false)
+      const q = openPart(dir, 'locked.bin', 10)
+      q.commit()
+      expect(fs.readdirSync(dir)).toEqual(['locked.bin'])
+    })
+
+    it('takes over a lock whose process is gone (a crash), keeping the .part for the resume', () => {
+      const dir = outDir()
+      const p = openPart(dir, 'stale.bin', 10)
+      p.close()
+      const dead = spawnSync(process.execPath, ['-e', '0']).pid as number // exited: its pid is free
+      fs.writeFileSync(`${p.partPath}.lock`, `${dead}\n`)
+      const q = openPart(dir, 'stale.bin', 10)
+      expect(q.fresh).toBe(false)
+      expect(fs.readFileSync(`${q.partPath}.lock`, 'utf8').trim()).toBe(String(process.pid))
+      fs.writeFileSync(path.join(dir, 'junk.bin.part.lock'), 'not a pid')
+      expect(() => openPart(dir, 'junk.bin', 10).close()).not.toThrow()
     })
   })
 
