@@ -59,13 +59,17 @@ describe('failures', () => {
     const { address: tracker } = await startTracker(procs)
     await startPeer(procs, share, tracker)
     const out = path.join(dir, 'out')
-    // slow enough to be killed in the middle
-    const first = spawnLp2p(['get', 'r.bin', '--out', out, '--tracker', tracker, '--download-limit', '24M', '--json'])
-    procs.push(first)
-    await first.waitFor((e) => e.event === 'progress' && (e.bytes as number) > F / 3, 30_000)
-    await new Promise((r) => setTimeout(r, 700)) // let the state file catch up (saved every 500 ms)
-    first.child.kill('SIGKILL')
-    await first.exited
+    // a get of r.bin into `into`, SIGKILLed once a third is in
+    const killedMidway = async (into: string): Promise<void> => {
+      // slow enough to be killed in the middle
+      const get = spawnLp2p(['get', 'r.bin', '--out', into, '--tracker', tracker, '--download-limit', '24M', '--json'])
+      procs.push(get)
+      await get.waitFor((e) => e.event === 'progress' && (e.bytes as number) > F / 3, 30_000)
+      await new Promise((r) => setTimeout(r, 700)) // let the state file catch up (saved every 500 ms)
+      get.child.kill('SIGKILL')
+      await get.exited
+    }
+    await killedMidway(out)
     expect(fs.existsSync(path.join(out, 'r.bin.part'))).toBe(true)
     expect(fs.existsSync(path.join(out, 'r.bin.part.state'))).toBe(true)
     const again = await runLp2p(['get', 'r.bin', '--out', out, '--tracker', tracker, '--json'])
@@ -84,12 +88,7 @@ describe('failures', () => {
     // again (before: the state's pieces were taken from a new .part of zeros, and the get failed
     // with a hash mismatch, exit 7)
     const out2 = path.join(dir, 'out2')
-    const killed = spawnLp2p(['get', 'r.bin', '--out', out2, '--tracker', tracker, '--download-limit', '24M', '--json'])
-    procs.push(killed)
-    await killed.waitFor((e) => e.event === 'progress' && (e.bytes as number) > F / 3, 30_000)
-    await new Promise((r) => setTimeout(r, 700))
-    killed.child.kill('SIGKILL')
-    await killed.exited
+    await killedMidway(out2)
     fs.rmSync(path.join(out2, 'r.bin.part'))
     expect(fs.existsSync(path.join(out2, 'r.bin.part.state'))).toBe(true)
     const over = await runLp2p(['get', 'r.bin', '--out', out2, '--tracker', tracker, '--json'])
