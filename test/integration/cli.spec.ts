@@ -74,11 +74,12 @@ describe('CLI output of real processes', () => {
     expect(peer.proc.stderr.filter((l) => !l.startsWith('{'))).toEqual([])
   }, 90_000)
 
-  it('a failed start or a usage error ends the process at once: peer on a missing folder (1), usage errors commander catches (2), a bad LP2P_LOG_LEVEL (2, no stack trace)', async () => {
+  it('a failed start or a usage error ends the process at once: peer on a missing folder (1), usage errors commander catches and an empty name (2), a bad LP2P_LOG_LEVEL (2, no stack trace)', async () => {
     const runs = [
       { args: ['peer', '--share', path.join(dir(), 'missing'), '--tracker', '127.0.0.1:9'], env: {}, code: 1, says: /^lp2p: ENOENT/ },
       { args: ['get'], env: {}, code: 2, says: /missing required argument/ },
       { args: ['get', 'x', '--bogus'], env: {}, code: 2, says: /unknown option '--bogus'/ },
+      { args: ['get', '', '--tracker', '127.0.0.1:9'], env: {}, code: 2, says: /the file name or id is empty/ },
       { args: ['ls', '--tracker', '127.0.0.1:9'], env: { LP2P_LOG_LEVEL: 'loud' }, code: 2, says: /LP2P_LOG_LEVEL/ },
     ]
     for (const r of runs) {
