@@ -17,7 +17,12 @@ export class PartFile implements PositionalWriter {
   private fd: number | null
   private mapped: MappedFile | null = null
 
-  private constructor (readonly dir: string, readonly name: string, readonly partPath: string, readonly size: number, fd: number) {
+  /**
+   * @param fresh the .part was created now, or had another size: none of its bytes can be pieces
+   *   an earlier run wrote (a resume state beside it is stale: the .part was deleted or replaced)
+   * @param lockPath NAME.part.lock, ours while the .part is open (see `lockPart`)
+   */
+  private constructor (readonly dir: string, readonly name: string, readonly partPath: string, readonly size: number, fd: number, readonly fresh: boolean, private lockPath: string | null) {
     this.fd = fd
   }
 
@@ -31,42 +36,33 @@ export class PartFile implements PositionalWriter {
     let taken = false
     try { fs.lstatSync(finalPath); taken = true } catch { /* free (or unreadable: commit says) */ }
     if (taken) throw new StorageError(`${finalPath} already exists: remove it or choose another --out`)
-    let fd: number
     try {
       fs.mkdirSync(dir, { recursive: true })
     } catch (err) {
       throw new StorageError(`cannot open ${partPath}: ${(err as Error).message}`, err)
     }
     const lockPath = lockPart(partPath)
+    // (a .part that cannot be opened or sized is not ours after all: the lock goes back)
+    const fail = (what: string, err: unknown, fd?: number): never => {
+      if (fd !== undefined) fs.closeSync(fd)
+      fs.rmSync(lockPath, { force: true })
+      throw new StorageError(`${what}: ${(err as Error).message}`, err)
+    }
+    let fd: number
     try {
       fd = fs.openSync(partPath, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o644)
     } catch (err) {
-      fs.rmSync(lockPath, { force: true })
-      throw new StorageError(`cannot open ${partPath}: ${(err as Error).message}`, err)
+      return fail(`cannot open ${partPath}`, err)
     }
     let fresh: boolean
     try {
       fresh = fs.fstatSync(fd).size !== size
       if (fresh) fs.ftruncateSync(fd, size)
     } catch (err) {
-      fs.closeSync(fd)
-      fs.rmSync(lockPath, { force: true })
-      throw new StorageError(`cannot size ${partPath} to ${size} bytes: ${(err as Error).message}`, err)
+      return fail(`cannot size ${partPath} to ${size} bytes`, err, fd)
     }
-    const part = new PartFile(dir, name, partPath, size, fd)
-    part.fresh = fresh
-    part.lockPath = lockPath
-    return part
+    return new PartFile(dir, name, partPath, size, fd, fresh, lockPath)
   }
-
-  /** NAME.part.lock, ours while the .part is open. */
-  private lockPath: string | null = null
-
-  /**
-   * The .part was created now, or had another size: none of its bytes can be pieces an earlier
-   * run wrote (a resume state beside it is stale: the .part was deleted or replaced).
-   */
-  fresh = false
 
   get finalPath (): string { return path.join(this.dir, this.name) }
 
