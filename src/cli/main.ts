@@ -15,6 +15,7 @@ import { errorCode, EXIT, exitCode } from './exit'
 import { progress, ServingView } from './progress'
 import { parseRate } from '../../streams/rateLimit'
 import { demo } from './demo'
+import { CHECKOUT } from './spawn'
 import { printable } from '../storage/names'
 import { addSimulate } from './simulate'
 
@@ -147,10 +148,9 @@ function untilSignal (close: () => Promise<void> | void): Promise<void> {
   })
 }
 
-/** This checkout's version (package.json, beside src/ and dist/). */
+/** This checkout's version (its package.json). */
 function version (): string {
-  const root = path.join(__dirname, '..', '..', ...(__dirname.includes(`${path.sep}dist${path.sep}`) ? ['..'] : []))
-  return (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version
+  return (JSON.parse(fs.readFileSync(path.join(CHECKOUT, 'package.json'), 'utf8')) as { version: string }).version
 }
 
 /** The CLI; `argv`: the command line it parses (a simulation re-runs it with bigger heap flags). */

@@ -2,8 +2,11 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import path from 'node:path'
 import readline from 'node:readline'
 
+/** This checkout's root (package.json, bin/), from src/cli or dist/src/cli. */
+export const CHECKOUT = path.join(__dirname, '..', '..', ...(__dirname.includes(`${path.sep}dist${path.sep}`) ? ['..'] : []))
+
 /** The lp2p executable of this checkout. */
-export const LP2P_BIN = path.join(__dirname, '..', '..', ...(__dirname.includes(`${path.sep}dist${path.sep}`) ? ['..'] : []), 'bin', 'lp2p')
+export const LP2P_BIN = path.join(CHECKOUT, 'bin', 'lp2p')
 
 export interface Spawned {
   child: ChildProcess
