@@ -1,6 +1,6 @@
 import fs from 'node:fs'
 import path from 'node:path'
-import { perTest, sha256File, shareRandom, spawnLp2p, startPeer, startTracker } from './helpers'
+import { oneSeeder, perTest, sha256File, spawnLp2p } from './helpers'
 
 /** What a user sees from real processes on 127.0.0.1: plain progress when piped, env-only config, status events, signals. */
 describe('CLI output of real processes', () => {
@@ -8,9 +8,7 @@ describe('CLI output of real processes', () => {
   const F = 16 * 1024 * 1024
 
   it('get piped (not a terminal), configured only by LP2P_* variables: plain lines, no escape codes, exit 0; the peer reports what it served', async () => {
-    const { share, sha } = shareRandom(dir(), 'share', 'plain.bin', F)
-    const { address: tracker } = await startTracker(procs)
-    const peer = await startPeer(procs, share, tracker)
+    const { sha, tracker, peer } = await oneSeeder(procs, dir(), 'share', 'plain.bin', F)
     const out = path.join(dir(), 'out')
     const get = spawnLp2p(['get', 'plain.bin'], { LP2P_TRACKER: tracker, LP2P_OUT: out, LP2P_JSON: '0', LP2P_LOG_FORMAT: 'auto' })
     procs.push(get)
@@ -31,9 +29,7 @@ describe('CLI output of real processes', () => {
   }, 90_000)
 
   it('a get stopped by SIGINT ends its display with an error event, keeps the .part and exits 130', async () => {
-    const { share } = shareRandom(dir(), 'share', 'slow.bin', F)
-    const { address: tracker } = await startTracker(procs)
-    await startPeer(procs, share, tracker)
+    const { tracker } = await oneSeeder(procs, dir(), 'share', 'slow.bin', F)
     const out = path.join(dir(), 'out')
     const get = spawnLp2p(['get', 'slow.bin', '--out', out, '--tracker', tracker, '--download-limit', '4M', '--json'])
     procs.push(get)
@@ -55,9 +51,7 @@ describe('CLI output of real processes', () => {
     await new Promise((r) => setImmediate(r))
     expect(help.stderr).toEqual([])
 
-    const { share } = shareRandom(dir(), 'share', 'pipe.bin', F)
-    const { address: tracker } = await startTracker(procs)
-    const peer = await startPeer(procs, share, tracker)
+    const { tracker, peer } = await oneSeeder(procs, dir(), 'share', 'pipe.bin', F)
     const out = path.join(dir(), 'out')
     const get = spawnLp2p(['get', 'pipe.bin', '--out', out, '--tracker', tracker, '--download-limit', '4M', '--json'])
     procs.push(get)

@@ -4,7 +4,7 @@ import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { listening, perTest, runLp2p, sha256File, shareRandom, shareTwice, spawnLp2p, startPeer, startTracker } from './helpers'
+import { listening, oneSeeder, perTest, runLp2p, sha256File, shareRandom, shareTwice, spawnLp2p, startPeer, startTracker } from './helpers'
 
 const portOf = (addr: string): number => Number(addr.split(':').pop())
 
@@ -55,9 +55,7 @@ describe('failures', () => {
 
   it('a get killed mid-transfer resumes where it stopped: only the rest is fetched, and the file is exact', async () => {
     const F = 48 * 1024 * 1024
-    const { share, sha } = shareRandom(dir, 'share', 'r.bin', F)
-    const { address: tracker } = await startTracker(procs)
-    await startPeer(procs, share, tracker)
+    const { sha, tracker } = await oneSeeder(procs, dir, 'share', 'r.bin', F)
     const out = path.join(dir, 'out')
     // a get of r.bin into `into`, SIGKILLed once a third is in
     const killedMidway = async (into: string): Promise<void> => {
@@ -100,9 +98,7 @@ describe('failures', () => {
 
   it('a second get of the same file into the same folder is refused while the first runs (exit 8, naming its pid); the first finishes exact', async () => {
     const F = 16 * 1024 * 1024
-    const { share, sha } = shareRandom(dir, 'share-twice', 't.bin', F)
-    const { address: tracker } = await startTracker(procs)
-    await startPeer(procs, share, tracker)
+    const { sha, tracker } = await oneSeeder(procs, dir, 'share-twice', 't.bin', F)
     const out = path.join(dir, 'out-twice')
     const first = spawnLp2p(['get', 't.bin', '--out', out, '--tracker', tracker, '--download-limit', '8M', '--json'])
     procs.push(first)
@@ -118,9 +114,7 @@ describe('failures', () => {
   // a real full disk: a 4 MiB tmpfs (needs root to mount; skipped with a note otherwise)
   const canMount = process.getuid?.() === 0
   ;(canMount ? it : it.skip)('a full disk ends the get with one line and exit 8, keeping the .part for a resume', async () => {
-    const { share } = shareRandom(dir, 'share', 'big.bin', 16 * 1024 * 1024)
-    const { address: tracker } = await startTracker(procs)
-    await startPeer(procs, share, tracker)
+    const { tracker } = await oneSeeder(procs, dir, 'share', 'big.bin', 16 * 1024 * 1024)
     const small = path.join(dir, 'small')
     fs.mkdirSync(small)
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', small])
@@ -138,9 +132,7 @@ describe('failures', () => {
   }, 60_000)
 
   it('an unwritable --out gives one line and exit 8', async () => {
-    const { share } = shareRandom(dir, 'share', 'a.bin', 1000)
-    const { address: tracker } = await startTracker(procs)
-    await startPeer(procs, share, tracker)
+    const { tracker } = await oneSeeder(procs, dir, 'share', 'a.bin', 1000)
     const notADir = path.join(dir, 'file')
     fs.writeFileSync(notADir, 'x')
     const r = await runLp2p(['get', 'a.bin', '--out', path.join(notADir, 'sub'), '--tracker', tracker])
@@ -229,9 +221,7 @@ describe('failures', () => {
   }, 60_000)
 
   it('a bad frame closes only that connection; the peer keeps serving others', async () => {
-    const { share, sha } = shareRandom(dir, 'share', 'x.bin', 300_000)
-    const { address: tracker } = await startTracker(procs)
-    const peer = await startPeer(procs, share, tracker)
+    const { sha, tracker, peer } = await oneSeeder(procs, dir, 'share', 'x.bin', 300_000)
     const hostileFrames = [
       Buffer.from([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1, 0]), // 4 GiB length prefix
       Buffer.from([0, 0, 0, 8, 0, 0, 0, 100, 1, 2, 3, 4]), // header longer than the frame

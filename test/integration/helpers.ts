@@ -72,6 +72,13 @@ export function shareRandom (dir: string, sub: string, name: string, size: numbe
   return { share, file, sha: writeRandomFile(file, size) }
 }
 
+/** A tracker (in memory) and one peer sharing `dir/sub/name`, `size` random bytes: the file's SHA-256, the tracker's address, the peer. */
+export async function oneSeeder (procs: Spawned[], dir: string, sub: string, name: string, size: number): Promise<{ sha: string, tracker: string, peer: { proc: Spawned, address: string } }> {
+  const { share, sha } = shareRandom(dir, sub, name, size)
+  const { address: tracker } = await startTracker(procs)
+  return { sha, tracker, peer: await startPeer(procs, share, tracker) }
+}
+
 /** The same random file `name` in two share folders `dir/a` and `dir/b` (two sources of one file). */
 export function shareTwice (dir: string, a: string, b: string, name: string, size: number): { a: string, b: string, sha: string } {
   const first = shareRandom(dir, a, name, size)
