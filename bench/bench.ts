@@ -19,7 +19,7 @@ import path from 'node:path'
 import readline from 'node:readline'
 import { parseSize } from '../src/cli/main'
 import { writeRandomFile } from '../src/cli/demo'
-import { killAll, listening, spawnLp2p, type Spawned } from '../src/cli/spawn'
+import { CHECKOUT, killAll, listening, spawnLp2p, type Spawned } from '../src/cli/spawn'
 import { receive, startPipeServer, type PipeServer } from './tcpPipe'
 
 const DEFAULT_SIZE = '1G'
@@ -41,7 +41,7 @@ const QUIET_MAX_WAIT_MS = 60_000
 /** Bound on the /proc scan that names other CPU consumers. */
 const MAX_PROCS_SCANNED = 5_000
 
-const REPO = path.resolve(__dirname, '..', ...(path.basename(path.dirname(__dirname)) === 'dist' ? ['..'] : []))
+const REPO = CHECKOUT
 const say = (s: string): void => { process.stdout.write(s + '\n') }
 const now = (): number => Number(process.hrtime.bigint()) / 1e9
 const mb = (bytes: number, secs: number): number => bytes / 1e6 / secs

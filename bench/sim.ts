@@ -13,12 +13,12 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { parseSize } from '../src/cli/main'
 import { writeRandomFile } from '../src/cli/demo'
-import { killAll } from '../src/cli/spawn'
+import { CHECKOUT, killAll } from '../src/cli/spawn'
 import { runScenario } from '../src/sim/scenario'
 import { parseRate } from '../streams/rateLimit'
 import { run } from './swarm'
 
-const REPO = path.resolve(__dirname, '..', ...(path.basename(path.dirname(__dirname)) === 'dist' ? ['..'] : []))
+const REPO = CHECKOUT
 const say = (s: string): void => { process.stdout.write(s + '\n') }
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2 }
 

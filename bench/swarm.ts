@@ -17,12 +17,12 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { parseSize } from '../src/cli/main'
 import { writeRandomFile } from '../src/cli/demo'
-import { killAll, listening, spawnLp2p, type Spawned } from '../src/cli/spawn'
+import { CHECKOUT, killAll, listening, spawnLp2p, type Spawned } from '../src/cli/spawn'
 import { parseRate } from '../streams/rateLimit'
 
 const RUN_TIMEOUT_MS = 600_000
 const STATUS_TIMEOUT_MS = 15_000
-const REPO = path.resolve(__dirname, '..', ...(path.basename(path.dirname(__dirname)) === 'dist' ? ['..'] : []))
+const REPO = CHECKOUT
 const say = (s: string): void => { process.stdout.write(s + '\n') }
 
 interface NodeStatus { address: string, uploaded: number, downloaded: number }
