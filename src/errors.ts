@@ -34,9 +34,9 @@ export class NotFoundError extends Lp2pError {
 
 /** More than one file matches. */
 export class AmbiguousError extends Lp2pError {
-  constructor (readonly query: string, readonly candidates: { name: string, fileId: string }[]) {
+  constructor (readonly query: string, readonly candidates: { name: string, fileId: string, holders?: number }[]) {
     super('ERR_AMBIGUOUS', `"${query}" matches ${candidates.length} files: ` +
-      candidates.slice(0, 10).map((c) => `${c.fileId.slice(0, 12)} ${JSON.stringify(c.name)}`).join(', ') +
+      candidates.slice(0, 10).map((c) => `${c.fileId.slice(0, 12)} ${JSON.stringify(c.name)}${c.holders === undefined ? '' : ` (held by ${c.holders})`}`).join(', ') +
       (candidates.length > 10 ? ', …' : '') + ' (use a longer id prefix)')
   }
 }

@@ -21,6 +21,8 @@ export const NODE_TTL_MS = 15_000
 export const HEARTBEAT_MS = 3_000
 /** The first try of a tracker request waits this long for its reply; each retry waits twice as long as the one before. */
 export const TRACKER_TIMEOUT_MS = 250
+/** A closing node waits at most this long for the tracker to hear that it leaves (one try: unheard, its records expire after NODE_TTL_MS). */
+export const LEAVE_WAIT_MS = 250
 /** Tries per tracker request, the first included (250 ms · (1+2+4+8+16) ≈ 7.8 s before giving up). */
 export const TRACKER_ATTEMPTS = 5
 /** Most files a tracker keeps; publishes beyond this are refused. */

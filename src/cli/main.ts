@@ -285,13 +285,13 @@ export function program (argv: readonly string[] = process.argv): Command {
     })
 
   p.command('ls')
-    .description('list the files the tracker knows')
+    .description('list the files the tracker knows, with how many live nodes hold each (0: an old version nobody shares any more)')
     .addOption(trackerOption())
-    .addOption(jsonOption('print a JSON array of {name, fileId, size, blockSize, pieces}'))
+    .addOption(jsonOption('print a JSON array of {name, fileId, size, blockSize, pieces, holders}'))
     .action(async (o: { tracker: string, json?: boolean }) => {
       const files = await askTracker(o.tracker, (c) => c.files())
-      if (o.json === true) json(files.map((f) => ({ name: f.name, fileId: f.hash, size: f.size, blockSize: f.blockSize, pieces: f.pieces })))
-      else out(files.length === 0 ? 'no files\n' : table(['NAME', 'SIZE', 'PIECES', 'FILE ID'], files.map((f) => [f.name, bytes(f.size), `${f.pieces} × ${bytes(f.blockSize)}`, f.hash])))
+      if (o.json === true) json(files.map((f) => ({ name: f.name, fileId: f.hash, size: f.size, blockSize: f.blockSize, pieces: f.pieces, holders: f.holders ?? null })))
+      else out(files.length === 0 ? 'no files\n' : table(['NAME', 'SIZE', 'PIECES', 'HOLDERS', 'FILE ID'], files.map((f) => [f.name, bytes(f.size), `${f.pieces} × ${bytes(f.blockSize)}`, f.holders === undefined ? '?' : String(f.holders), f.hash])))
     })
 
   p.command('status')

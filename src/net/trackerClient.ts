@@ -1,7 +1,7 @@
-import { asyncScheduler, catchError, defer, filter, finalize, map, Observable, of, retry, shareReplay, switchMap, take, tap, throwError, timeout, type SchedulerLike } from 'rxjs'
+import { asyncScheduler, catchError, defer, EMPTY, filter, finalize, map, Observable, of, retry, shareReplay, switchMap, take, tap, throwError, timeout, type SchedulerLike } from 'rxjs'
 import { RemoteError, TrackerUnreachableError } from '../errors'
 import { TRACKER_ATTEMPTS, TRACKER_TIMEOUT_MS } from '../limits'
-import { CONNECT_PAD_BYTES, type FileMetaData, type GetNodes, type QueryFiles, type NodeInfo, type Published, type TrackerMessage, type TrackerReply, type TrackerRequest } from '../protocol/messages'
+import { CONNECT_PAD_BYTES, type GetNodes, type ListedFile, type QueryFiles, type NodeInfo, type Published, type TrackerMessage, type TrackerReply, type TrackerRequest } from '../protocol/messages'
 
 /** A connection token is renewed after this long (the tracker accepts it for 2 to 4 minutes). */
 export const TOKEN_REFRESH_MS = 60_000
@@ -26,6 +26,7 @@ export type WithoutTx<T> = T extends unknown ? Omit<T, 'tx'> : never
 type ReplyFor<R extends TrackerRequest['type']> =
   R extends 'publish' ? Published : R extends 'announce' ? Extract<TrackerReply, { type: 'announced' }> :
     R extends 'query_files' ? Extract<TrackerReply, { type: 'files' }> : R extends 'withdraw' ? Extract<TrackerReply, { type: 'withdrawn' }> :
+      R extends 'leave' ? Extract<TrackerReply, { type: 'left' }> :
       R extends 'connect' ? Extract<TrackerReply, { type: 'connected' }> : Extract<TrackerReply, { type: 'nodes' }>
 
 /**
@@ -87,6 +88,17 @@ export class TrackerClient {
     ) as Observable<ReplyFor<M['type']>>
   }
 
+  /**
+   * Tell the tracker this node is closing: one datagram, with the token already held (a client
+   * that never connected has nothing to take back), and at most `waitMs` for the answer. Never
+   * fails: if the tracker does not hear it, the node's records expire as they would after a crash.
+   */
+  leave (nodeId: string, port: number, waitMs: number): Observable<unknown> {
+    const token = this.token?.value
+    if (token === undefined) return EMPTY
+    return trackerRequest(this.transport, { type: 'leave', nodeId, port, token }, { ...this.opts, attempts: 1, timeoutMs: waitMs }).pipe(catchError(() => EMPTY))
+  }
+
   private currentToken (): Observable<Uint8Array> {
     const now = (this.opts.scheduler ?? asyncScheduler).now()
     if (this.token !== null && now - this.token.at < TOKEN_REFRESH_MS) return of(this.token.value)
@@ -101,7 +113,7 @@ export class TrackerClient {
   }
 
   /** Every published file. */
-  files (maxPages = 1000): Observable<FileMetaData[]> {
+  files (maxPages = 1000): Observable<ListedFile[]> {
     return collectPages((after) => this.request<WithoutTx<QueryFiles>>(after === undefined ? { type: 'query_files' } : { type: 'query_files', after })
       .pipe(map((r) => ({ items: r.files, next: r.next }))), maxPages)
   }

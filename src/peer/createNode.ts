@@ -34,7 +34,8 @@ export interface NodeOptions {
 }
 
 /** A file the tracker knows: the shape `lp2p ls --json` prints. */
-export interface FileInfo { name: string, fileId: string, size: number, blockSize: number, pieces: number }
+/** A file: its metadata and, in the tracker's list (`files$`, `watchFiles`), how many live nodes hold it. */
+export interface FileInfo { name: string, fileId: string, size: number, blockSize: number, pieces: number, holders?: number }
 
 export interface LeechParams extends Omit<NodeLeechOptions, 'downloadLimit'> {
   /** Folder to write into: NAME.part while downloading, NAME once verified. */
@@ -104,7 +105,7 @@ export async function createNode (options: NodeOptions): Promise<NodeHandle> {
     await core.close()
     throw err
   }
-  const files$ = defer(() => core.trackerClient.files()).pipe(map((fs) => fs.map(info)))
+  const files$ = defer(() => core.trackerClient.files()).pipe(map((fs) => fs.map((f) => f.holders === undefined ? info(f) : { ...info(f), holders: f.holders })))
   const key = (fs: FileInfo[]): string => fs.map((f) => f.fileId).join(',')
   return {
     nodeId: core.nodeId,

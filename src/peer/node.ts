@@ -6,7 +6,7 @@ import {
 } from 'rxjs'
 import { ConnectionClosedError } from '../errors'
 import { heartbeats } from './heartbeat'
-import { FAN_OUT, HEARTBEAT_MS, MAX_BLOCK_SIZE, MAX_PEERS_PER_REPLY, BUSY_QUEUE_MS, RAREST_FIRST_AGE_MS } from '../limits'
+import { FAN_OUT, HEARTBEAT_MS, LEAVE_WAIT_MS, MAX_BLOCK_SIZE, MAX_PEERS_PER_REPLY, BUSY_QUEUE_MS, RAREST_FIRST_AGE_MS } from '../limits'
 import { log } from '../log'
 import type { FileMetaData, Leech, PeerAddress } from '../protocol/messages'
 import { bindUdp, type UdpPort } from '../net/udp'
@@ -491,6 +491,8 @@ export class Lp2pNode {
 
   /** Stop everything: heartbeats, serving, sockets, mappings. Safe to call twice. */
   async close (): Promise<void> {
+    // the tracker forgets this node now, not a TTL later (when it hears; the sockets close after)
+    const leaving = this.closed || this.udp === null ? Promise.resolve() : lastValueFrom(this.trackerClient.leave(this.nodeId, this.listen?.port ?? 0, LEAVE_WAIT_MS), { defaultValue: null })
     this.closed = true
     this.closing.next()
     for (const s of this.subs.splice(0)) s.unsubscribe()
@@ -501,6 +503,7 @@ export class Lp2pNode {
     this.links.clear()
     await this.server?.close()
     this.server = null
+    await leaving
     this.udp?.close(); this.udp = null
     for (const f of this.local) f.file.close()
     for (const h of this.held.values()) h.file?.close()

@@ -1,17 +1,26 @@
 import { AmbiguousError, NotFoundError } from '../errors'
-import type { FileMetaData } from '../protocol/messages'
+import type { FileMetaData, ListedFile } from '../protocol/messages'
 
 /**
- * Find the one file a user means: an exact name, or else a prefix of its id. More than one match
- * is an error that lists them; so is none.
+ * Find the one file a user means: an exact name, or else a prefix of its id. When several match,
+ * the ones some live node holds are taken over those nobody holds any more (a file changed on
+ * disk is published again under a new id, and its old version stays listed, held by no one); more
+ * than one left is an error that lists them; so is none.
  */
-export function resolveFile (files: FileMetaData[], query: string): FileMetaData {
+export function resolveFile (files: ListedFile[], query: string): FileMetaData {
   const byName = files.filter((f) => f.name === query)
-  if (byName.length === 1) return byName[0]
-  if (byName.length > 1) throw new AmbiguousError(query, byName.map((f) => ({ name: f.name, fileId: f.hash })))
+  if (byName.length > 0) return one(query, byName)
   const q = query.toLowerCase()
   const byId = /^[0-9a-f]{1,64}$/.test(q) ? files.filter((f) => f.hash.startsWith(q)) : []
-  if (byId.length === 1) return byId[0]
-  if (byId.length > 1) throw new AmbiguousError(query, byId.map((f) => ({ name: f.name, fileId: f.hash })))
+  if (byId.length > 0) return one(query, byId)
   throw new NotFoundError(query)
+}
+
+function one (query: string, matches: ListedFile[]): FileMetaData {
+  // (a tracker that does not say how many hold a file: every match may be held)
+  const held = matches.length > 1 ? matches.filter((f) => f.holders === undefined || f.holders > 0) : matches
+  const left = held.length === 0 ? matches : held
+  if (left.length > 1) throw new AmbiguousError(query, left.map((f) => ({ name: f.name, fileId: f.hash, ...(f.holders === undefined ? {} : { holders: f.holders }) })))
+  const { holders, ...meta } = left[0]
+  return meta
 }

@@ -63,7 +63,9 @@ export interface Published { type: 'published', tx: number, meta: FileMetaData }
 export interface Announce { type: 'announce', tx: number, nodeId: string, port: number, files: number, uploaded: number, downloaded: number, token?: Uint8Array }
 export interface Announced { type: 'announced', tx: number, interval: number, resync: boolean }
 export interface QueryFiles { type: 'query_files', tx: number, after?: string, token?: Uint8Array }
-export interface Files { type: 'files', tx: number, files: FileMetaData[], next?: string }
+/** A file as the tracker lists it: its metadata and how many live nodes hold it (none: an old version nobody shares any more). */
+export interface ListedFile extends FileMetaData { holders?: number }
+export interface Files { type: 'files', tx: number, files: ListedFile[], next?: string }
 /** Node list, optionally only nodes holding `fileId`; paginated by nodeId. */
 /**
  * Live nodes (holding `fileId`, when given), a page at a time in id order; or, with `sample`, up
@@ -76,6 +78,9 @@ export interface TrackerErrorReply { type: 'error', tx: number, code: string, me
 /** A node no longer holds a file (it changed or vanished on disk). */
 export interface Withdraw { type: 'withdraw', tx: number, nodeId: string, port: number, fileId: string, token?: Uint8Array }
 export interface Withdrawn { type: 'withdrawn', tx: number }
+/** A node closing: it holds nothing any more (sooner than its records would expire). Honoured only from the address the node was last seen at. */
+export interface Leave { type: 'leave', tx: number, nodeId: string, port: number, token?: Uint8Array }
+export interface Left { type: 'left', tx: number }
 /**
  * The handshake that proves a source address (as UDP trackers do): the tracker answers with a
  * token bound to the address it saw and the time, which every other request must carry. `pad`
@@ -87,8 +92,8 @@ export interface Connected { type: 'connected', tx: number, token: Uint8Array }
 export const TOKEN_BYTES = 16
 export const CONNECT_PAD_BYTES = 32
 
-export type TrackerRequest = Publish | Announce | QueryFiles | GetNodes | Withdraw | Connect
-export type TrackerReply = Published | Announced | Files | Nodes | Withdrawn | Connected | TrackerErrorReply
+export type TrackerRequest = Publish | Announce | QueryFiles | GetNodes | Withdraw | Leave | Connect
+export type TrackerReply = Published | Announced | Files | Nodes | Withdrawn | Left | Connected | TrackerErrorReply
 export type TrackerMessage = TrackerRequest | TrackerReply
 
 // ---------------------------------------------------------------- peer wire (TCP)
@@ -165,6 +170,13 @@ export function fileMetaData (x: unknown): FileMetaData {
   return meta
 }
 
+function listedFile (x: unknown): ListedFile {
+  const f: ListedFile = fileMetaData(x)
+  const o = x as v.Obj
+  if (o.holders !== undefined && o.holders !== null) f.holders = v.int(o, 'holders')
+  return f
+}
+
 /** blockSize is a multiple of the page size and pieces = ceil(size / blockSize). */
 export function checkSegmentation (size: number, blockSize: number, pieces: number): void {
   if (blockSize % PAGE_SIZE !== 0) throw new ProtocolError(`blockSize ${blockSize} is not a multiple of ${PAGE_SIZE}`)
@@ -211,7 +223,7 @@ function token (o: v.Obj): { token?: Uint8Array } {
 export function trackerMessage (x: unknown): TrackerMessage {
   const o = v.obj(x)
   const m = trackerMessageWithoutToken(o)
-  return m.type === 'publish' || m.type === 'announce' || m.type === 'query_files' || m.type === 'get_nodes' || m.type === 'withdraw' ? { ...m, ...token(o) } : m
+  return m.type === 'publish' || m.type === 'announce' || m.type === 'query_files' || m.type === 'get_nodes' || m.type === 'withdraw' || m.type === 'leave' ? { ...m, ...token(o) } : m
 }
 
 function trackerMessageWithoutToken (o: v.Obj): TrackerMessage {
@@ -241,7 +253,7 @@ function trackerMessageWithoutToken (o: v.Obj): TrackerMessage {
       const after = v.optHash(o, 'after')
       return after === undefined ? { type: 'query_files', tx: tx(o) } : { type: 'query_files', tx: tx(o), after }
     }
-    case 'files': return { type: 'files', tx: tx(o), files: v.list(o, 'files', MAX_LIST_ITEMS, fileMetaData), ...next(o) }
+    case 'files': return { type: 'files', tx: tx(o), files: v.list(o, 'files', MAX_LIST_ITEMS, listedFile), ...next(o) }
     case 'get_nodes': {
       const m: GetNodes = { type: 'get_nodes', tx: tx(o) }
       const fileId = v.optHash(o, 'fileId'); if (fileId !== undefined) m.fileId = fileId
@@ -252,6 +264,8 @@ function trackerMessageWithoutToken (o: v.Obj): TrackerMessage {
     case 'nodes': return { type: 'nodes', tx: tx(o), nodes: v.list(o, 'nodes', MAX_LIST_ITEMS, nodeInfo), ...next(o) }
     case 'withdraw': return { type: 'withdraw', tx: tx(o), nodeId: v.nodeId(o), port: port(o), fileId: v.hash(o, 'fileId') }
     case 'withdrawn': return { type: 'withdrawn', tx: tx(o) }
+    case 'leave': return { type: 'leave', tx: tx(o), nodeId: v.nodeId(o), port: port(o) }
+    case 'left': return { type: 'left', tx: tx(o) }
     case 'error': return { type: 'error', tx: tx(o), code: v.str(o, 'code', 32), message: v.str(o, 'message', 512) }
     default: throw new ProtocolError(`unknown tracker message type ${typeName(o.type)}`)
   }

@@ -71,7 +71,7 @@ function handle (r: Inbound, reg: Registry, now: number, heartbeatMs: number): T
     case 'announce':
       return { type: 'announced', tx: m.tx, interval: heartbeatMs, resync: reg.announce(node(m.nodeId, m.port), m.files, now, m) }
     case 'query_files': {
-      const { items, next } = page(reg.files.list(m.after, MAX_LIST_ITEMS), (f) => f.hash)
+      const { items, next } = page(reg.files.list(m.after, MAX_LIST_ITEMS).map((f) => ({ ...f, holders: reg.holderCount(f.hash) })), (f) => f.hash)
       return next === undefined ? { type: 'files', tx: m.tx, files: items } : { type: 'files', tx: m.tx, files: items, next }
     }
     case 'get_nodes': {
@@ -85,6 +85,9 @@ function handle (r: Inbound, reg: Registry, now: number, heartbeatMs: number): T
     case 'withdraw':
       reg.withdraw(node(m.nodeId, m.port), m.fileId, now)
       return { type: 'withdrawn', tx: m.tx }
+    case 'leave':
+      reg.leave(node(m.nodeId, m.port))
+      return { type: 'left', tx: m.tx }
     case 'connect': // answered before a token is asked for
       throw new Error('unreachable')
     default: {

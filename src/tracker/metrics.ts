@@ -2,7 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Registry as PromRegistry } from 
 import type { Registry } from './registry'
 import type { TrackerErrorKind, TrackerObserver } from './server'
 
-const REQUEST_TYPES = ['connect', 'publish', 'announce', 'query_files', 'get_nodes', 'withdraw'] as const
+const REQUEST_TYPES = ['connect', 'publish', 'announce', 'query_files', 'get_nodes', 'withdraw', 'leave'] as const
 const ERROR_KINDS: TrackerErrorKind[] = ['malformed', 'rate_limited', 'bad_token', 'full', 'refused']
 
 export interface TrackerMetricsOptions {

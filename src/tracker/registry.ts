@@ -132,20 +132,30 @@ export class Registry {
     if (h?.size === 0) this.holders.delete(fileId)
   }
 
+  /** A node closing: it is forgotten at once, if the request comes from where it was last seen (another address claiming its id changes nothing). */
+  leave (node: { nodeId: string, host: string, port: number }): void {
+    const n = this.nodes.get(node.nodeId)
+    if (n !== undefined && n.host === node.host && n.port === node.port) this.drop(n)
+  }
+
   /** Drop nodes silent for longer than the TTL. Returns how many went. */
   expire (now: number): number {
     let gone = 0
-    for (const [id, n] of this.nodes) {
+    for (const n of this.nodes.values()) {
       if (now - n.lastSeen <= this.ttlMs) continue
-      this.nodes.delete(id)
-      for (const f of n.files.keys()) {
-        const h = this.holders.get(f)
-        h?.delete(id)
-        if (h?.size === 0) this.holders.delete(f)
-      }
+      this.drop(n)
       gone++
     }
     return gone
+  }
+
+  private drop (n: NodeState): void {
+    this.nodes.delete(n.nodeId)
+    for (const f of n.files.keys()) {
+      const h = this.holders.get(f)
+      h?.delete(n.nodeId)
+      if (h?.size === 0) this.holders.delete(f)
+    }
   }
 
   /** Live nodes in id order, after `after`, optionally only those holding `fileId`. */

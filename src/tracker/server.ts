@@ -39,7 +39,7 @@ export function errorKind (err: Error): TrackerErrorKind {
   return 'refused'
 }
 
-const REQUEST_TYPES = new Set<string>(['connect', 'publish', 'announce', 'query_files', 'get_nodes', 'withdraw'])
+const REQUEST_TYPES = new Set<string>(['connect', 'publish', 'announce', 'query_files', 'get_nodes', 'withdraw', 'leave'])
 
 /** The tracker service: a UDP socket wired to the tracker flow. */
 export class TrackerServer {

@@ -1,6 +1,6 @@
 import fs from 'node:fs'
 import path from 'node:path'
-import { oneSeeder, perTest, sha256File, spawnLp2p } from './helpers'
+import { oneSeeder, perTest, runLp2p, sha256File, spawnLp2p } from './helpers'
 
 /** What a user sees from real processes on 127.0.0.1: plain progress when piped, env-only config, status events, signals. */
 describe('CLI output of real processes', () => {
@@ -26,6 +26,22 @@ describe('CLI output of real processes', () => {
     // peer --json: `serving` events every 2 s, counting what was sent
     const served = await peer.proc.waitFor((e) => e.event === 'serving' && (e.uploaded as number) >= F, 10_000)
     expect(served).toMatchObject({ files: 1, uploaded: expect.any(Number), connections: expect.any(Number), rate: expect.any(Number) })
+  }, 90_000)
+
+  it('a get that finished and a peer stopped by SIGTERM leave the tracker at once (not a node TTL later)', async () => {
+    const { tracker, peer } = await oneSeeder(procs, dir(), 'share', 'leave.bin', 1 << 20)
+    const status = async (): Promise<{ nodeId: string }[]> => {
+      const r = await runLp2p(['status', '--tracker', tracker, '--json'])
+      expect(r.code).toBe(0)
+      return r.events[0] as unknown as { nodeId: string }[]
+    }
+    const seeder = (peer.proc.events.find((e) => e.event === 'listening') as { nodeId: string }).nodeId
+    const get = await runLp2p(['get', 'leave.bin', '--out', path.join(dir(), 'out'), '--tracker', tracker, '--json'])
+    expect(get.code).toBe(0)
+    // the get published what it held while it fetched; it is gone as soon as it exited
+    expect((await status()).map((n) => n.nodeId)).toEqual([seeder])
+    await peer.proc.stop()
+    expect(await status()).toEqual([])
   }, 90_000)
 
   it('a get stopped by SIGINT ends its display with an error event, keeps the .part and exits 130', async () => {

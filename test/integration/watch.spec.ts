@@ -4,7 +4,7 @@ import { writeRandomFile } from '../../src/cli/demo'
 import { listening, spawnLp2p } from '../../src/cli/spawn'
 import { perTest, runLp2p, sha256File, shareRandom, startPeer, startTracker } from './helpers'
 
-interface Listed { name: string, fileId: string, size: number }
+interface Listed { name: string, fileId: string, size: number, holders: number }
 interface NodeRow { nodeId: string, files: { fileId: string }[] }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
@@ -58,8 +58,32 @@ describe('peer --share follows its folder', () => {
       expect.objectContaining({ event: 'withdrawn', name: 'new.bin', fileId: sha }),
     ]))
     // the tracker keeps file metadata (durable by design): the file stays listed, with no holder
-    expect((await ls()).some((f) => f.fileId === sha)).toBe(true)
+    expect((await ls()).find((f) => f.fileId === sha)).toMatchObject({ holders: 0 })
     expect(await runLp2p(['get', 'new.bin', '--out', path.join(t.dir(), 'out2'), '--tracker', tracker, '--json'], 30_000).then((r) => r.code)).not.toBe(0)
+  })
+
+  it('a file changed in place: `get NAME` fetches the new version (the old one stays listed, held by no one)', async () => {
+    const { address: tracker } = await startTracker(t.procs)
+    const { share, sha: before } = shareRandom(t.dir(), 'share', 'image.bin', 1 << 20)
+    await startPeer(t.procs, share, tracker)
+    const ls = () => ask<Listed[]>(['ls', '--tracker', tracker])
+    expect((await ls()).find((f) => f.name === 'image.bin')).toMatchObject({ fileId: before, holders: 1 })
+
+    // a new build of the same artifact, written elsewhere and moved over the old one
+    const src = path.join(t.dir(), 'image.new')
+    const after = writeRandomFile(src, 2 << 20)
+    fs.renameSync(src, path.join(share, 'image.bin'))
+    const both = (l: Listed[]): boolean => l.some((f) => f.fileId === after && f.holders === 1) && l.some((f) => f.fileId === before && f.holders === 0)
+    const listed = await poll(ls, both, 15_000)
+    expect(listed.filter((f) => f.name === 'image.bin')).toEqual(expect.arrayContaining([
+      expect.objectContaining({ fileId: before, holders: 0 }),
+      expect.objectContaining({ fileId: after, holders: 1 }),
+    ]))
+
+    const out = path.join(t.dir(), 'out')
+    const get = await runLp2p(['get', 'image.bin', '--out', out, '--tracker', tracker, '--json'])
+    expect(get.code).toBe(0)
+    expect(await sha256File(path.join(out, 'image.bin'))).toBe(after)
   })
 
   it('does not publish a file while it is still being written', async () => {

@@ -1,6 +1,6 @@
 import { TestScheduler } from 'rxjs/testing'
-import { Subject } from 'rxjs'
-import { trackerRequest, type TrackerTransport } from '../../src/net/trackerClient'
+import { mergeMap, Subject, timer } from 'rxjs'
+import { TrackerClient, trackerRequest, type TrackerTransport } from '../../src/net/trackerClient'
 import type { TrackerMessage, TrackerRequest } from '../../src/protocol/messages'
 
 function setup (): TestScheduler {
@@ -94,5 +94,60 @@ describe('trackerRequest', () => {
       ts.flush()
       expect(sent).toHaveLength(1)
     })
+  })
+})
+
+describe('TrackerClient.leave', () => {
+  const TOKEN = new Uint8Array(16).fill(7)
+  /** A tracker that hands out TOKEN, answers announces, and answers a leave only if `answerLeave`. */
+  function tracker (ts: TestScheduler, answerLeave: boolean): { transport: TrackerTransport, sent: { frame: number, msg: TrackerRequest }[] } {
+    const incoming = new Subject<TrackerMessage>()
+    const sent: { frame: number, msg: TrackerRequest }[] = []
+    const reply = (m: TrackerMessage): void => { ts.schedule(() => incoming.next(m), 1) }
+    return {
+      sent,
+      transport: {
+        name: 'test-tracker',
+        incoming$: incoming,
+        send: (msg) => {
+          sent.push({ frame: ts.now(), msg })
+          if (msg.type === 'connect') reply({ type: 'connected', tx: msg.tx, token: TOKEN })
+          else if (msg.type === 'announce') reply({ type: 'announced', tx: msg.tx, interval: 3000, resync: false })
+          else if (msg.type === 'leave' && answerLeave) reply({ type: 'left', tx: msg.tx })
+        },
+      },
+    }
+  }
+
+  it('sends nothing for a client that never reached the tracker', () => {
+    const ts = setup()
+    const { transport, sent } = tracker(ts, true)
+    ts.run(({ expectObservable }) => {
+      expectObservable(new TrackerClient(transport, { scheduler: ts }).leave('a'.repeat(32), 1, 50)).toBe('|')
+    })
+    expect(sent).toEqual([])
+  })
+
+  it('sends one leave with the token it holds, and waits for the answer', () => {
+    const ts = setup()
+    const { transport, sent } = tracker(ts, true)
+    ts.run(({ expectObservable }) => {
+      const c = new TrackerClient(transport, { scheduler: ts, timeoutMs: 10 })
+      c.request(announce).subscribe()
+      expectObservable(timer(5).pipe(mergeMap(() => c.leave('a'.repeat(32), 7001, 50)))).toBe('------(x|)', { x: expect.objectContaining({ type: 'left' }) })
+    })
+    expect(sent.map((x) => x.msg.type)).toEqual(['connect', 'announce', 'leave'])
+    expect(sent[2].msg).toMatchObject({ nodeId: 'a'.repeat(32), port: 7001, token: TOKEN })
+  })
+
+  it('gives a silent tracker `waitMs` and no second try, and does not fail', () => {
+    const ts = setup()
+    const { transport, sent } = tracker(ts, false)
+    ts.run(({ expectObservable }) => {
+      const c = new TrackerClient(transport, { scheduler: ts, timeoutMs: 10, attempts: 5 })
+      c.request(announce).subscribe()
+      expectObservable(timer(5).pipe(mergeMap(() => c.leave('a'.repeat(32), 7001, 50)))).toBe('5ms 50ms |')
+    })
+    expect(sent.map((x) => x.msg.type)).toEqual(['connect', 'announce', 'leave'])
   })
 })

@@ -70,6 +70,9 @@ describe('tracker datagrams', () => {
     ['announced', { type: 'announced', tx: 4, interval: 3000, resync: true }],
     ['withdraw', { type: 'withdraw', tx: 8, nodeId: NODE, port: 7000, fileId: H1 }],
     ['withdrawn', { type: 'withdrawn', tx: 8 }],
+    ['leave', { type: 'leave', tx: 8, nodeId: NODE, port: 7000 }],
+    ['left', { type: 'left', tx: 8 }],
+    ['files with holder counts', { type: 'files', tx: 6, files: [{ ...meta(), holders: 0 }, { ...meta({ name: 'b', hash: H2, size: 16384, pieces: 1 }), holders: 12 }] }],
     ['announced without resync', { type: 'announced', tx: 4, interval: 1, resync: false }],
     ['query_files', { type: 'query_files', tx: 5 }],
     ['query_files after a cursor', { type: 'query_files', tx: 5, after: H1 }],
@@ -104,6 +107,9 @@ describe('tracker datagrams', () => {
     it('at the top level', () => {
       const out = dg({ type: 'announce', tx: 3, nodeId: NODE, port: 9, files: 0, uploaded: 1, downloaded: 2, admin: true, evil: { x: 1 } })
       expect(out).toStrictEqual({ type: 'announce', tx: 3, nodeId: NODE, port: 9, files: 0, uploaded: 1, downloaded: 2 })
+    })
+    it('refuses a holder count that is not a count', () => {
+      for (const holders of [-1, 0.5, 'many', 2 ** 53]) expectProtocolError(() => dg({ type: 'files', tx: 1, files: [{ ...meta(), holders }] }))
     })
     it('inside nested file metadata', () => {
       const out = dg({ type: 'files', tx: 1, files: [{ ...meta(), path: '/etc/passwd' }], extra: 1 })

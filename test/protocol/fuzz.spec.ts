@@ -83,9 +83,10 @@ const announce = fc.record({ type: fc.constant('announce' as const), tx, nodeId:
 const queryFiles = fc.record({ type: fc.constant('query_files' as const), tx, after: hash64 }, { requiredKeys: ['type', 'tx'] })
 const getNodes = fc.record({ type: fc.constant('get_nodes' as const), tx, fileId: hash64, after: nodeId32 }, { requiredKeys: ['type', 'tx'] })
 const withdraw = fc.record({ type: fc.constant('withdraw' as const), tx, nodeId: nodeId32, port, fileId: hash64 })
+const leave = fc.record({ type: fc.constant('leave' as const), tx, nodeId: nodeId32, port })
 const connect = fc.record({ type: fc.constant('connect' as const), tx, pad: noise(1024, CONNECT_PAD_BYTES) })
 /** Requests as a client builds them before it attaches a token. */
-const trackerRequest: fc.Arbitrary<TrackerRequest> = fc.oneof(publish, announce, queryFiles, getNodes, withdraw, connect)
+const trackerRequest: fc.Arbitrary<TrackerRequest> = fc.oneof(publish, announce, queryFiles, getNodes, withdraw, leave, connect)
 const token = noise(TOKEN_BYTES, TOKEN_BYTES)
 /** Requests as they go on the wire: all but connect may carry a token. */
 const trackerRequestWire: fc.Arbitrary<TrackerRequest> = fc.tuple(trackerRequest, fc.option(token, { nil: undefined }))
@@ -94,9 +95,10 @@ const trackerRequestWire: fc.Arbitrary<TrackerRequest> = fc.tuple(trackerRequest
 const trackerReply: fc.Arbitrary<TrackerReply> = fc.oneof(
   fc.record({ type: fc.constant('published' as const), tx, meta: fileMeta }),
   fc.record({ type: fc.constant('announced' as const), tx, interval: fc.integer({ min: 1, max: 3_600_000 }), resync: fc.boolean() }),
-  fc.record({ type: fc.constant('files' as const), tx, files: fc.array(fileMeta, { maxLength: 20 }), next: fc.oneof(hex(64), shortText(16)) }, { requiredKeys: ['type', 'tx', 'files'] }),
+  fc.record({ type: fc.constant('files' as const), tx, files: fc.array(fc.oneof(fileMeta, fc.tuple(fileMeta, uint(2 ** 20)).map(([m, holders]) => ({ ...m, holders }))), { maxLength: 20 }), next: fc.oneof(hex(64), shortText(16)) }, { requiredKeys: ['type', 'tx', 'files'] }),
   fc.record({ type: fc.constant('nodes' as const), tx, nodes: fc.array(nodeInfo, { maxLength: 3 }), next: nodeId32 }, { requiredKeys: ['type', 'tx', 'nodes'] }),
   fc.record({ type: fc.constant('withdrawn' as const), tx }),
+  fc.record({ type: fc.constant('left' as const), tx }),
   fc.record({ type: fc.constant('connected' as const), tx, token }),
   fc.record({ type: fc.constant('error' as const), tx, code, message: shortText(120) }),
 )
@@ -214,9 +216,9 @@ const anyValue = fc.anything({
 })
 const FIELDS = ['type', 'tx', 'req', 'nodeId', 'port', 'name', 'hash', 'size', 'blockSize', 'root', 'have', 'files', 'uploaded',
   'downloaded', 'after', 'fileId', 'next', 'nodes', 'meta', 'interval', 'resync', 'code', 'message', 'pieces', 'host', 'lastSeen',
-  'fileCount', 'from', 'count', 'peers', 'totalPieces', 'bitfield', 'pending', 'sent', 'offset', 'pieceSize', 'clusterName', 'token', 'pad',
+  'fileCount', 'holders', 'from', 'count', 'peers', 'totalPieces', 'bitfield', 'pending', 'sent', 'offset', 'pieceSize', 'clusterName', 'token', 'pad',
   '__proto__', 'constructor']
-const TYPES = ['publish', 'published', 'announce', 'announced', 'query_files', 'files', 'get_nodes', 'nodes', 'withdraw', 'withdrawn', 'connect', 'connected', 'error',
+const TYPES = ['publish', 'published', 'announce', 'announced', 'query_files', 'files', 'get_nodes', 'nodes', 'withdraw', 'withdrawn', 'leave', 'left', 'connect', 'connected', 'error',
   'find_cluster', 'cluster', 'get_hashes', 'hashes', 'probe', 'have', 'leech', 'piece', 'toString', '__proto__']
 /** Values that sit near what the validators accept: boundary numbers, ids of the wrong length or case, IPs, nested lookalikes. */
 const nearValue: fc.Arbitrary<unknown> = fc.letrec<{ v: unknown, obj: Record<string, unknown> }>((tie) => ({
@@ -553,18 +555,22 @@ function checkTracker (requests: Inbound[], secret?: Buffer): void {
   const t = tracker(secret)
   try {
     const published = new Set<string>()
-    const live = new Set<string>()
+    // live nodes, each with the address it was last seen at (a leave from there forgets it)
+    const live = new Map<string, string>()
     for (const r of requests) {
       const reply = exchange(t, r)
       if (reply.type === 'published') published.add(reply.meta.hash)
-      if (reply.type !== 'error' && 'nodeId' in r.msg) live.add(r.msg.nodeId)
+      if (reply.type === 'error' || !('nodeId' in r.msg)) continue
+      const at = `${r.from.address} ${r.msg.port}`
+      if (r.msg.type !== 'leave') live.set(r.msg.nodeId, at)
+      else if (live.get(r.msg.nodeId) === at) live.delete(r.msg.nodeId)
     }
     // a refused publish leaves nothing behind: exactly the published files are listed
     const listed = walk(t, 'query_files')
     expect(listed).toEqual([...published].sort())
     expectIncreasing(listed)
     const nodes = walk(t, 'get_nodes')
-    expect(nodes).toEqual([...live].sort())
+    expect(nodes).toEqual([...live.keys()].sort())
     expectIncreasing(nodes)
   } finally {
     t.close()

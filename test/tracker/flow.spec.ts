@@ -26,7 +26,7 @@ describe('trackerFlow', () => {
       const meta = { name: 'big.iso', hash: H('a'), size: 3 * 1024 * 1024 * 1024, blockSize: 4 * 1024 * 1024, pieces: 768 }
       expectObservable(trackerFlow(req$, { registry: reg, sweepMs: 100 }), '^----!').toBe('-P-Q-', {
         P: { msg: { type: 'published', tx: 1, meta }, to: A },
-        Q: { msg: { type: 'files', tx: 2, files: [meta] }, to: B },
+        Q: { msg: { type: 'files', tx: 2, files: [{ ...meta, holders: 1 }] }, to: B },
       } satisfies Record<string, Outbound>)
     })
   })
@@ -96,6 +96,45 @@ describe('trackerFlow', () => {
         x: expect.anything(),
         W: { msg: { type: 'withdrawn', tx: 2 }, to: A },
         N: { msg: { type: 'nodes', tx: 3, nodes: [] }, to: B },
+      })
+    })
+  })
+
+  it('lists each file with how many live nodes hold it', () => {
+    setup().run(({ hot, expectObservable }) => {
+      const reg = new Registry(undefined, 1000)
+      const req$ = hot<Inbound>('-p-r-q-w-s-', {
+        p: inb({ type: 'publish', tx: 1, nodeId: N('a'), port: 7001, name: 'f', hash: H('e'), size: 10 }),
+        r: inb({ type: 'publish', tx: 2, nodeId: N('b'), port: 7002, name: 'f', hash: H('e'), size: 10 }, B),
+        q: inb({ type: 'query_files', tx: 3 }),
+        w: inb({ type: 'withdraw', tx: 4, nodeId: N('a'), port: 7001, fileId: H('e') }),
+        s: inb({ type: 'query_files', tx: 5 }),
+      })
+      expectObservable(trackerFlow(req$, { registry: reg, sweepMs: 100 }), '^----------!').toBe('-x-x-Q-x-S-', {
+        x: expect.anything(),
+        Q: { msg: { type: 'files', tx: 3, files: [expect.objectContaining({ hash: H('e'), holders: 2 })] }, to: A },
+        S: { msg: { type: 'files', tx: 5, files: [expect.objectContaining({ hash: H('e'), holders: 1 })] }, to: A },
+      })
+    })
+  })
+
+  it('forgets a node that leaves, at once; a leave from another address changes nothing', () => {
+    setup().run(({ hot, expectObservable }) => {
+      const reg = new Registry(undefined, 1000)
+      const req$ = hot<Inbound>('-p-f-n-l-m-', {
+        p: inb({ type: 'publish', tx: 1, nodeId: N('a'), port: 7001, name: 'f', hash: H('e'), size: 10 }),
+        // another host claims a's id
+        f: inb({ type: 'leave', tx: 2, nodeId: N('a'), port: 7001 }, B),
+        n: inb({ type: 'get_nodes', tx: 3, fileId: H('e') }, B),
+        l: inb({ type: 'leave', tx: 4, nodeId: N('a'), port: 7001 }),
+        m: inb({ type: 'get_nodes', tx: 5 }, B),
+      })
+      expectObservable(trackerFlow(req$, { registry: reg, sweepMs: 100 }), '^----------!').toBe('-x-F-N-L-M-', {
+        x: expect.anything(),
+        F: { msg: { type: 'left', tx: 2 }, to: B },
+        N: { msg: { type: 'nodes', tx: 3, nodes: [expect.objectContaining({ nodeId: N('a') })] }, to: B },
+        L: { msg: { type: 'left', tx: 4 }, to: A },
+        M: { msg: { type: 'nodes', tx: 5, nodes: [] }, to: B },
       })
     })
   })
