@@ -38,8 +38,9 @@ function uploadLimit (): Option {
   return new Option('--upload-limit <rate>', `cap on bytes/s sent to peers (k/M/G = 10^3/10^6/10^9, Ki/Mi/Gi = powers of 1024; 0: none); under a cap, the rarest queued piece leaves first and a request past ${BUSY_QUEUE_MS} ms of queue is declined BUSY (the asker tries another holder)`).default(Infinity, 'none').argParser(rate).env('LP2P_UPLOAD_LIMIT')
 }
 function port (v: string): number {
-  const n = Number(v)
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`port "${v}" is not 0..65535`)
+  // decimal digits only: Number() would take "" as 0 (any port), "0x1F90" and "1e3"
+  const n = /^\s*\d{1,5}\s*$/.test(v) ? Number(v) : NaN
+  if (!(n <= 65535)) throw new UsageError(`port "${v}" is not 0..65535`)
   return n
 }
 
@@ -78,6 +79,21 @@ class Lp2pCommand extends Command {
     // (a switch: no value; commander's isBoolean() leaves the negated ones out)
     if (!option.required && !option.optional) {
       this.on(`optionEnv:${option.name()}`, () => { this.setOptionValueWithSource(option.attributeName(), envSwitch(variable, process.env[variable]), 'env') })
+    }
+    // a bad value from the environment names its variable (the user may not know it is set)
+    const parse = option.parseArg
+    if (parse !== undefined) {
+      let fromEnv = false
+      // (before commander's own listener, which parses; its typings leave out EventEmitter)
+      ;(this as unknown as EventEmitter).prependListener(`optionEnv:${option.name()}`, () => { fromEnv = true })
+      option.parseArg = <T>(value: string, previous: T): T => {
+        const env = fromEnv
+        fromEnv = false
+        try { return parse(value, previous) } catch (err) {
+          if (env && err instanceof UsageError) throw new UsageError(`${variable}: ${err.message}`)
+          throw err
+        }
+      }
     }
     return this
   }

@@ -50,8 +50,13 @@ describe('options from the environment', () => {
     expect(optionsOf('get', ['x', '--out', 'here'], { LP2P_OUT: '/tmp/dl' })).toMatchObject({ out: 'here' })
   })
 
-  it('refuses a bad value from the environment as a usage error', () => {
-    expect(() => optionsOf('peer', [], { LP2P_SHARE: '.', LP2P_PORT: '70000' })).toThrow(expect.objectContaining({ code: 'ERR_USAGE' }))
+  it('refuses a bad value from the environment as a usage error naming the variable', () => {
+    expect(() => optionsOf('peer', [], { LP2P_SHARE: '.', LP2P_PORT: '70000' })).toThrow(expect.objectContaining({ code: 'ERR_USAGE', message: 'LP2P_PORT: port "70000" is not 0..65535' }))
+    expect(() => optionsOf('get', ['x'], { LP2P_DOWNLOAD_LIMIT: '20Mb' })).toThrow(expect.objectContaining({ code: 'ERR_USAGE', message: expect.stringMatching(/^LP2P_DOWNLOAD_LIMIT: rate "20Mb"/) }))
+    // the same value on the command line is the user's own typing: no variable named
+    expect(() => optionsOf('peer', ['--port', '70000'], { LP2P_SHARE: '.' })).toThrow(expect.objectContaining({ message: 'port "70000" is not 0..65535' }))
+    // a bad variable under a flag that wins is never read
+    expect(optionsOf('peer', ['--port', '5'], { LP2P_SHARE: '.', LP2P_PORT: 'abc' })).toMatchObject({ port: 5 })
   })
 
   it('reads switches by value: 1/true/yes/on are on, 0/false/no/off/empty are off, others refused', () => {

@@ -20,6 +20,10 @@ describe('CLI options', () => {
 
   it('refuses a bad port or rate as a usage error', () => {
     expect(() => optionsOf('peer', ['--share', '.', '--port', '70000'])).toThrow(expect.objectContaining({ code: 'ERR_USAGE' }))
+    // not decimal digits: an empty value would have bound any port; hex and exponents are typos
+    for (const p of ['', ' ', '0x1F90', '1e3', '-1', '80.0', '+80']) expect(() => optionsOf('peer', ['--share', '.', '--port', p])).toThrow(expect.objectContaining({ code: 'ERR_USAGE', message: expect.stringContaining(`port "${p}"`) }))
+    expect(optionsOf('tracker', ['--memory', '--port', '0'])).toMatchObject({ port: 0 })
+    expect(optionsOf('tracker', ['--memory', '--port', '08080'])).toMatchObject({ port: 8080 })
     expect(() => optionsOf('get', ['x', '--upload-limit', '20Mb'])).toThrow(expect.objectContaining({ code: 'ERR_USAGE' }))
   })
 
