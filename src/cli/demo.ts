@@ -29,44 +29,52 @@ export function writeRandomFile (file: string, size: number): string {
  * a generated file, and one `get` through the network, verified against the original's hash.
  * Everything started is stopped at the end, whatever happens.
  */
-export async function demo (o: DemoOptions, say: (s: string) => void): Promise<number> {
+export async function demo (o: DemoOptions, say: (s: string) => void, stopped?: Promise<number>): Promise<number> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lp2p-demo-'))
-  const share = path.join(dir, 'share')
-  const out = path.join(dir, 'downloads')
-  fs.mkdirSync(share)
   const procs: Spawned[] = []
   try {
-    say(`generating ${bytes(o.size)} of random data in ${share}\n`)
-    const want = writeRandomFile(path.join(share, 'demo.bin'), o.size)
-    const tracker = spawnLp2p(['tracker', '--port', '0', '--data', path.join(dir, 'tracker'), '--json'])
-    procs.push(tracker)
-    const t = await listening(tracker)
-    say(`tracker  udp ${t}\n`)
-    for (let i = 0; i < o.peers; i++) {
-      const p = spawnLp2p(['peer', '--share', share, '--tracker', t, '--json'])
-      procs.push(p)
-      say(`peer ${i + 1}   tcp ${await listening(p, 120_000)} sharing demo.bin\n`)
-    }
-    const t0 = process.hrtime.bigint()
-    const get = spawnLp2p(['get', 'demo.bin', '--out', out, '--tracker', t, '--json'])
-    procs.push(get)
-    const code = await get.exited
-    const secs = Number(process.hrtime.bigint() - t0) / 1e9
-    const done = get.events.find((e) => e.event === 'done')
-    if (code !== 0 || done === undefined) {
-      const err = get.events.find((e) => e.event === 'error')
-      say(`get failed (exit ${String(code)}): ${String(err?.message ?? get.stderr.slice(-3).join(' | '))}\n`)
-      return 1
-    }
-    const peers = get.events.find((e) => e.event === 'peers')
-    say(`get      ${bytes(o.size)} from ${String(peers?.sources)} peer(s) in ${secs.toFixed(2)} s (${(o.size / 1e6 / secs).toFixed(0)} MB/s, process start and verification included)\n`)
-    say(`sha256   ${String(done.sha256)} ${done.sha256 === want ? '= original ✓' : '≠ original ✗'}\n`)
-    say(`saved    ${String(done.path)}${o.keep ? '' : ' (removed at exit: --keep keeps it)'}\n`)
-    return done.sha256 === want ? 0 : 1
+    const run = swarm(o, dir, procs, say)
+    if (stopped === undefined) return await run
+    run.catch(() => {}) // (an interrupted run's waits fail as its processes stop: nobody is listening any more)
+    return await Promise.race([run, stopped.then((status) => { say('interrupted: stopping the swarm\n'); return status })])
   } finally {
     await Promise.all(procs.map((p) => p.stop()))
     killAll()
     if (o.keep) say(`kept ${dir}\n`)
     else fs.rmSync(dir, { recursive: true, force: true })
   }
+}
+
+async function swarm (o: DemoOptions, dir: string, procs: Spawned[], say: (s: string) => void): Promise<number> {
+  const share = path.join(dir, 'share')
+  const out = path.join(dir, 'downloads')
+  fs.mkdirSync(share)
+  say(`generating ${bytes(o.size)} of random data in ${share}\n`)
+  const want = writeRandomFile(path.join(share, 'demo.bin'), o.size)
+  const tracker = spawnLp2p(['tracker', '--port', '0', '--data', path.join(dir, 'tracker'), '--json'])
+  procs.push(tracker)
+  const t = await listening(tracker)
+  say(`tracker  udp ${t}\n`)
+  for (let i = 0; i < o.peers; i++) {
+    const p = spawnLp2p(['peer', '--share', share, '--tracker', t, '--json'])
+    procs.push(p)
+    say(`peer ${i + 1}   tcp ${await listening(p, 120_000)} sharing demo.bin\n`)
+  }
+  const t0 = process.hrtime.bigint()
+  const get = spawnLp2p(['get', 'demo.bin', '--out', out, '--tracker', t, '--json'])
+  procs.push(get)
+  const code = await get.exited
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9
+  const done = get.events.find((e) => e.event === 'done')
+  if (code !== 0 || done === undefined) {
+    const err = get.events.find((e) => e.event === 'error')
+    say(`get failed (exit ${String(code)}): ${String(err?.message ?? get.stderr.slice(-3).join(' | '))}\n`)
+    return 1
+  }
+  // (an empty file needs no peer: there is no `peers` event)
+  const sources = Math.max(0, ...get.events.filter((e) => e.event === 'peers').map((e) => e.sources as number))
+  say(`get      ${bytes(o.size)} from ${sources} peer(s) in ${secs.toFixed(2)} s (${(o.size / 1e6 / secs).toFixed(0)} MB/s, process start and verification included)\n`)
+  say(`sha256   ${String(done.sha256)} ${done.sha256 === want ? '= original ✓' : '≠ original ✗'}\n`)
+  say(`saved    ${String(done.path)}${o.keep ? '' : ' (removed at exit: --keep keeps it)'}\n`)
+  return done.sha256 === want ? 0 : 1
 }

@@ -77,8 +77,13 @@ class Lp2pCommand extends Command {
     const variable = option.envVar as string
     // a negated switch (--no-watch) reads its variable the positive way: LP2P_WATCH=0 turns it off
     // (a switch: no value; commander's isBoolean() leaves the negated ones out)
+    // (a plain switch turned off by its variable is as good as not given: it conflicts with nothing)
     if (!option.required && !option.optional) {
-      this.on(`optionEnv:${option.name()}`, () => { this.setOptionValueWithSource(option.attributeName(), envSwitch(variable, process.env[variable]), 'env') })
+      this.on(`optionEnv:${option.name()}`, () => {
+        const on = envSwitch(variable, process.env[variable])
+        if (on || option.negate) this.setOptionValueWithSource(option.attributeName(), on, 'env')
+        else this.setOptionValueWithSource(option.attributeName(), undefined, 'default')
+      })
     }
     // a bad value from the environment names its variable (the user may not know it is set)
     const parse = option.parseArg
@@ -189,7 +194,7 @@ export function program (argv: readonly string[] = process.argv): Command {
     .addOption(new Option('--host <ip>', 'address to bind').default('127.0.0.1').env('LP2P_HOST'))
     .addOption(new Option('--port <port>', 'UDP port (0: any free port)').default(7070).argParser(port).env('LP2P_PORT'))
     .addOption(new Option('--data <dir>', 'folder for the file registry (SQLite): files published stay listed across restarts').default(DEFAULT_DATA).env('LP2P_DATA'))
-    .option('--memory', 'keep the file registry in memory only: nothing survives a restart')
+    .addOption(new Option('--memory', 'keep the file registry in memory only: nothing survives a restart (not with --data)').conflicts('data'))
     .addOption(new Option('--http <host:port>', 'also serve a read-only dashboard (/), a JSON snapshot (/api/state), live updates (/events) and Prometheus metrics (/metrics) over HTTP at this address (port 0: any free port); off by default').env('LP2P_HTTP'))
     .addOption(jsonOption('print the listening event as JSON'))
     .action(async (o: { host: string, port: number, data: string, memory?: boolean, http?: string, json?: boolean }) => {
@@ -338,7 +343,10 @@ export function program (argv: readonly string[] = process.argv): Command {
     .addOption(new Option('--peers <n>', 'sharing peers').default(2).argParser((v) => { const n = Number(v); if (!Number.isInteger(n) || n < 1 || n > 16) throw new UsageError('--peers is 1..16'); return n }).env('LP2P_DEMO_PEERS'))
     .addOption(new Option('--keep', 'keep the temporary folder').env('LP2P_DEMO_KEEP'))
     .action(async (o: { size: number, peers: number, keep?: boolean }) => {
-      const code = await demo({ size: o.size, peers: o.peers, keep: o.keep === true }, out)
+      // (SIGINT/SIGTERM stop the swarm and remove its folder before exiting with the signal's status)
+      let off = (): void => {}
+      const stopped = new Promise<number>((resolve) => { off = onStop((sig) => { off(); resolve(STOP_STATUS[sig] ?? 1) }) })
+      const code = await demo({ size: o.size, peers: o.peers, keep: o.keep === true }, out, stopped).finally(off)
       if (code !== 0) process.exitCode = code
     })
   addSimulate(p, parseSize, out, argv)

@@ -69,6 +69,10 @@ describe('options from the environment', () => {
       const o = optionsOf('get', ['x'], { LP2P_JSON: v, LP2P_SEED: v })
       expect(o.json === true || o.seed === true).toBe(false)
     }
+    // off is as good as not given: LP2P_MEMORY=0 does not conflict with --data (LP2P_MEMORY=1 does)
+    expect(optionsOf('tracker', ['--data', '/srv/lp2p'], { LP2P_MEMORY: '0' })).toMatchObject({ data: '/srv/lp2p' })
+    expect(() => optionsOf('tracker', ['--data', '/srv/lp2p'], { LP2P_MEMORY: '1' })).toThrow(expect.objectContaining({ code: 'commander.conflictingOption' }))
+    expect(() => optionsOf('tracker', ['--memory'], { LP2P_DATA: '/srv/lp2p' })).toThrow(expect.objectContaining({ code: 'commander.conflictingOption' }))
     // the flag still turns it on whatever the variable says
     expect(optionsOf('get', ['x', '--json'], { LP2P_JSON: '0' })).toMatchObject({ json: true })
     expect(() => optionsOf('get', ['x'], { LP2P_JSON: 'maybe' })).toThrow(expect.objectContaining({ code: 'ERR_USAGE', message: expect.stringContaining('LP2P_JSON') }))

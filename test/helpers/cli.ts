@@ -8,6 +8,7 @@ export function optionsOf (name: string, args: string[], env: Record<string, str
   try {
     const p = program().exitOverride()
     const cmd = p.commands.find((c) => c.name() === name) as Command
+    cmd.exitOverride() // (commander's own errors throw here instead of exiting the test process)
     let got: Record<string, unknown> = {}
     cmd.action((...a: unknown[]) => { got = (a.find((x) => x !== null && typeof x === 'object' && !Array.isArray(x) && !('commands' in (x as object))) ?? {}) as Record<string, unknown> })
     p.parse(['node', 'lp2p', name, ...args])

@@ -44,6 +44,35 @@ describe('CLI output of real processes', () => {
     expect(await status()).toEqual([])
   }, 90_000)
 
+  it('demo (the README\'s first command) verifies its download and removes its folder, also for an empty file and when interrupted (130)', async () => {
+    const tmp = path.join(dir(), 'tmp')
+    fs.mkdirSync(tmp)
+    const demo = async (args: string[]): Promise<{ code: number | null, lines: string[] }> => {
+      const d = spawnLp2p(['demo', ...args], { TMPDIR: tmp })
+      procs.push(d)
+      const code = await d.exited
+      await new Promise((r) => setImmediate(r))
+      return { code, lines: d.events.map((e) => e.line as string) }
+    }
+    const ok = await demo(['--size', '1M', '--peers', '2'])
+    expect(ok.code).toBe(0)
+    expect(ok.lines).toEqual(expect.arrayContaining([expect.stringMatching(/^get {6}1\.00 MiB from [12] peer\(s\) in /), expect.stringMatching(/^sha256 {3}[0-9a-f]{64} = original ✓$/)]))
+    const empty = await demo(['--size', '0', '--peers', '1'])
+    expect(empty.code).toBe(0)
+    expect(empty.lines).toEqual(expect.arrayContaining([expect.stringMatching(/^get {6}0 B from 0 peer\(s\) in /)]))
+    expect(fs.readdirSync(tmp)).toEqual([])
+
+    const d = spawnLp2p(['demo', '--size', '16M', '--peers', '2'], { TMPDIR: tmp })
+    procs.push(d)
+    await d.waitFor((e) => typeof e.line === 'string' && e.line.startsWith('peer 1'), 60_000)
+    expect(fs.readdirSync(tmp)).toHaveLength(1)
+    d.child.kill('SIGINT')
+    expect(await d.exited).toBe(130)
+    await new Promise((r) => setImmediate(r))
+    expect(d.events.map((e) => e.line)).toContain('interrupted: stopping the swarm')
+    expect(fs.readdirSync(tmp)).toEqual([])
+  }, 120_000)
+
   it('a get stopped by SIGINT ends its display with an error event, keeps the .part and exits 130', async () => {
     const { tracker } = await oneSeeder(procs, dir(), 'share', 'slow.bin', F)
     const out = path.join(dir(), 'out')
