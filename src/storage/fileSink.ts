@@ -30,7 +30,7 @@ export class FileSink implements PieceSink {
 
   /** @param pool where piece buffers go back once written and hashed */
   constructor (private readonly meta: FileMetaData, outDir: string, private readonly pool?: BufferPool) {
-    this.part = PartFile.open(outDir, meta.name, meta.size)
+    this.part = PartFile.open(outDir, meta.name, meta.size, meta.hash)
     const release = (b: Buffer): void => pool?.release(b)
     // big files are hashed in a worker thread, beside the transfer instead of on its core
     if (meta.size >= WORKER_HASH_MIN_BYTES) this.worker = new WorkerHashTarget(this.part.partPath, (b) => pool?.owns(b) ?? false, (b) => pool?.adopt(b), (b) => pool?.claim(b))

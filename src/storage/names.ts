@@ -31,3 +31,25 @@ export function safeFileName (name: string): string {
 export function printable (name: string): string {
   return name.replace(/\\/g, '\\\\').replace(UNSAFE_GLOBAL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
 }
+
+/** The longest suffix a download's working files add to their stem: `.part.state.tmp`. */
+const WORK_SUFFIX_BYTES = Buffer.byteLength('.part.state.tmp')
+
+/**
+ * The stem of a download's working files (STEM.part, .part.lock, .part.state and its .tmp): the
+ * name itself, or, for a name too long to take those suffixes within MAX_NAME_BYTES, its start
+ * then `~` and 16 hex digits of the file id (the same for every run: a resume finds them).
+ */
+export function partStem (name: string, fileId: string): string {
+  const room = MAX_NAME_BYTES - WORK_SUFFIX_BYTES
+  if (Buffer.byteLength(name) <= room) return name
+  const tag = `~${fileId.slice(0, 16)}`
+  let stem = ''
+  let bytes = 0
+  for (const ch of name) { // whole characters: a cut UTF-8 sequence would not be this name's start
+    const n = Buffer.byteLength(ch)
+    if (bytes + n > room - tag.length) break
+    stem += ch; bytes += n
+  }
+  return stem + tag
+}

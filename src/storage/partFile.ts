@@ -5,7 +5,7 @@ import { StorageError } from '../errors'
 import type { PositionalWriter } from '../../streams/writeSink'
 import type { PageSource } from '../../streams/readPages'
 import { MappedFile } from './mappedFile'
-import { safeFileName } from './names'
+import { partStem, safeFileName } from './names'
 
 /**
  * A download in progress: `OUT/NAME.part`, written with positional writes (measured here about
@@ -26,10 +26,13 @@ export class PartFile implements PositionalWriter {
     this.fd = fd
   }
 
-  /** Open (or create) OUT/NAME.part sized to the file. The name must be a safe single component. */
-  static open (dir: string, name: string, size: number): PartFile {
+  /**
+   * Open (or create) OUT/NAME.part sized to the file. The name must be a safe single component.
+   * With the file's id, a name too long for the working files' suffixes gets a shorter stem (see `partStem`).
+   */
+  static open (dir: string, name: string, size: number, fileId?: string): PartFile {
     safeFileName(name)
-    const partPath = path.join(dir, `${name}.part`)
+    const partPath = path.join(dir, `${fileId === undefined ? name : partStem(name, fileId)}.part`)
     // the name is taken (a file, a folder, a link): say so now, not after the whole download
     // (commit checks again: it may be taken meanwhile)
     const finalPath = path.join(dir, name)

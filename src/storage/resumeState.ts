@@ -32,8 +32,13 @@ export function saveState (partPath: string, meta: FileMetaData, have: Uint8Arra
   const p = statePath(partPath)
   const tmp = `${p}.tmp`
   const s: ResumeState = { fileId: meta.hash, size: meta.size, blockSize: meta.blockSize, pieces: meta.pieces, have: Buffer.from(have).toString('base64') }
-  fs.writeFileSync(tmp, JSON.stringify(s))
-  fs.renameSync(tmp, p)
+  try {
+    fs.writeFileSync(tmp, JSON.stringify(s))
+    fs.renameSync(tmp, p)
+  } catch (err) {
+    fs.rmSync(tmp, { force: true }) // (a full disk leaves it empty: nothing to keep)
+    throw err
+  }
 }
 
 export function removeState (partPath: string): void {

@@ -1,4 +1,4 @@
-import { printable, safeFileName } from '../../src/storage/names'
+import { partStem, printable, safeFileName } from '../../src/storage/names'
 import { MAX_NAME_BYTES } from '../../src/limits'
 
 const BAD_NAME = expect.objectContaining({ name: 'BadNameError', code: 'ERR_BAD_NAME' })
@@ -95,5 +95,31 @@ describe('printable', () => {
     ['C1 NEL', 'a\u0085b'],
   ])('escapes %s', (_, name) => {
     expect(printable(name)).not.toMatch(/[\u0000-\u001f\u007f-\u009f]/)
+  })
+})
+
+describe('partStem', () => {
+  const ID = '0123456789abcdef'.repeat(4)
+  const longest = '.part.state.tmp'
+
+  it('is the name itself while the working files\' names fit', () => {
+    expect(partStem('movie.mkv', ID)).toBe('movie.mkv')
+    const edge = 'a'.repeat(MAX_NAME_BYTES - longest.length)
+    expect(partStem(edge, ID)).toBe(edge)
+  })
+  it('shortens a longer name to its start and 16 hex of the id, the same every time (a resume finds it)', () => {
+    for (const name of ['b'.repeat(MAX_NAME_BYTES), `long-${'é'.repeat(120)}.bin`, '日本'.repeat(42)]) {
+      const stem = partStem(name, ID)
+      expect(Buffer.byteLength(stem + longest)).toBeLessThanOrEqual(MAX_NAME_BYTES)
+      expect(stem.endsWith('~0123456789abcdef')).toBe(true)
+      const start = stem.slice(0, -17)
+      expect(name.startsWith(start)).toBe(true) // whole characters: no cut UTF-8 sequence
+      expect(start.length).toBeGreaterThan(50)
+      expect(partStem(name, ID)).toBe(stem)
+    }
+  })
+  it('differs for two files whose long names share their start', () => {
+    const name = 'c'.repeat(250)
+    expect(partStem(name, ID)).not.toBe(partStem(name, 'f'.repeat(64)))
   })
 })
