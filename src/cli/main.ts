@@ -225,7 +225,7 @@ export function program (argv: readonly string[] = process.argv): Command {
     .addOption(new Option('--port <port>', 'TCP port for peers (0: any free port)').default(0).argParser(port).env('LP2P_PORT'))
     .addOption(uploadLimit())
     .addOption(new Option('--no-watch', 'share the folder as it is at start: files added, changed or removed later are not noticed until a restart (by default they are published or withdrawn within seconds)'))
-    .addOption(jsonOption('print NDJSON events: shared (one per file, and for files added later), withdrawn, listening, then serving every 2 s (files, connections, uploaded bytes, rate)'))
+    .addOption(jsonOption('print NDJSON events: shared (one per file, and for files published later), withdrawn, listening (with files not published yet: unpublished), then serving every 2 s (files, connections, uploaded bytes, rate)'))
     .action(async (o: { share: string, tracker: string, host: string, port: number, uploadLimit: number, watch: boolean, json?: boolean }) => {
       const node = new Lp2pNode({ tracker: parseEndpoint(o.tracker, '--tracker'), host: o.host, port: o.port, share: path.resolve(o.share), uploadLimit: o.uploadLimit, watch: o.watch })
       try {
@@ -237,14 +237,16 @@ export function program (argv: readonly string[] = process.argv): Command {
       }
       const addr = node.address as { address: string, port: number }
       const files = node.publishedFiles
+      // (files the tracker did not take yet are published by the heartbeats, each told by a `shared` line then)
+      const waiting = node.sharedFiles.length - files.length
       if (o.json === true) {
         for (const f of files) json({ event: 'shared', name: f.name, fileId: f.hash, size: f.size, blockSize: f.blockSize, pieces: f.pieces })
-        json({ event: 'listening', role: 'peer', nodeId: node.nodeId, address: formatEndpoint(addr), files: files.length })
+        json({ event: 'listening', role: 'peer', nodeId: node.nodeId, address: formatEndpoint(addr), files: files.length, unpublished: waiting })
       } else {
-        out(table(['NAME', 'SIZE', 'PIECES', 'FILE ID'], files.map((f) => [f.name, bytes(f.size), `${f.pieces} × ${bytes(f.blockSize)}`, f.hash.slice(0, 16)])))
-        out(`peer ${node.nodeId.slice(0, 8)} sharing ${files.length} file(s), listening on tcp ${formatEndpoint(addr)}\n`)
+        if (files.length > 0) out(table(['NAME', 'SIZE', 'PIECES', 'FILE ID'], files.map((f) => [f.name, bytes(f.size), `${f.pieces} × ${bytes(f.blockSize)}`, f.hash.slice(0, 16)])))
+        out(`peer ${node.nodeId.slice(0, 8)} sharing ${files.length} file(s)${waiting > 0 ? ` (${waiting} more once the tracker answers)` : ''}, listening on tcp ${formatEndpoint(addr)}\n`)
       }
-      if (files.length < node.sharedFiles.length) log.warn({ published: files.length, local: node.sharedFiles.length }, 'some files could not be published: the tracker may be down; retrying with heartbeats')
+      if (waiting > 0) log.warn({ published: files.length, local: node.sharedFiles.length }, 'some files could not be published: the tracker may be down; retrying with heartbeats')
       const view = new ServingView(o.json === true ? 'json' : process.stdout.isTTY ? 'tty' : 'lines', process.stdout)
       // files added to or removed from the folder later (watching)
       const changes = node.shareChanges$.subscribe((e) => {

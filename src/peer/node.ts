@@ -111,6 +111,8 @@ export class Lp2pNode {
   /** Files published or withdrawn after start, as the share folder changes. Hot; completes on close. */
   readonly shareChanges$: Observable<ShareEvent> = this.shareEvents.asObservable()
   private closed = false
+  /** `start` returned: files published from now on are told on `shareChanges$`. */
+  private started = false
   /** Fires once, on close: downloads still running end with an error. */
   private readonly closing = new Subject<void>()
   private readonly log = log.child({ module: 'node' })
@@ -180,6 +182,7 @@ export class Lp2pNode {
       }
       this.subs.push(this.watchShare(this.opts.share, watch === true ? {} : watch))
     }
+    this.started = true
   }
 
   /** Publish every shared file with its root; re-hash pieces if the tracker chose another segmentation. */
@@ -195,8 +198,12 @@ export class Lp2pNode {
         tap((meta) => {
           const entry = this.shared.get(f.fileId)
           if (entry === undefined || entry.file !== f.file) return // withdrawn while the tracker answered
+          // (a file published after start, found by a scan or retried by a heartbeat after the
+          // tracker was down, is told once; those published by start are in `publishedFiles`)
+          const first = entry.meta === undefined
           entry.meta = meta
           this.served.set(meta.hash, servedShare(meta, () => f.file, () => f.blockSize === meta.blockSize ? f.pieceHashes : null, () => f.file.checkSize()))
+          if (first && this.started && !this.closed) this.shareEvents.next({ event: 'shared', name: meta.name, fileId: meta.hash, size: meta.size, blockSize: meta.blockSize, pieces: meta.pieces })
         }),
         catchError((err: Error) => { this.log.warn({ file: f.name, err: err.message }, 'publish failed; retried with the next heartbeat'); return EMPTY }),
       ), 8),
@@ -272,10 +279,6 @@ export class Lp2pNode {
         if (f !== null) fresh.push(f)
       }
       if (fresh.length > 0 && !this.closed) await lastValueFrom(this.publishShared(fresh).pipe(defaultIfEmpty(null)))
-      for (const f of fresh) {
-        const meta = this.shared.get(f.fileId)?.meta
-        if (meta !== undefined && !this.closed) this.shareEvents.next({ event: 'shared', name: meta.name, fileId: meta.hash, size: meta.size, blockSize: meta.blockSize, pieces: meta.pieces })
-      }
     }).pipe(
       catchError((err: Error) => { this.log.warn({ dir, err: err.message }, 'scanning the shared folder failed; retried with the next rescan'); return EMPTY }),
       finalize(() => {

@@ -167,6 +167,26 @@ describe('failures', () => {
     expect(await sha256File(path.join(out, 'a.bin'))).toBe(sha)
   }, 60_000)
 
+  it('a peer started while its tracker is down shares its files once the tracker is up, and says so', async () => {
+    const { share, sha } = shareRandom(dir, 'share', 'late.bin', 100_000)
+    // a port where no tracker answers (one just stopped)
+    const gone = await startTracker(procs)
+    gone.proc.child.kill('SIGKILL')
+    await gone.proc.exited
+    const peer = spawnLp2p(['peer', '--share', share, '--tracker', gone.address, '--json'])
+    procs.push(peer)
+    expect(await peer.waitFor((e) => e.event === 'listening', 60_000)).toMatchObject({ files: 0, unpublished: 1 })
+    const up = spawnLp2p(['tracker', '--port', String(portOf(gone.address)), '--memory', '--json'])
+    procs.push(up)
+    await listening(up)
+    // the next heartbeats find it: the file is published, and the peer tells its user
+    expect(await peer.waitFor((e) => e.event === 'shared', 40_000)).toMatchObject({ name: 'late.bin', fileId: sha, size: 100_000 })
+    expect(peer.events.filter((e) => e.event === 'shared')).toHaveLength(1)
+    const get = await runLp2p(['get', 'late.bin', '--out', path.join(dir, 'out'), '--tracker', gone.address, '--json'])
+    expect(get.code).toBe(0)
+    expect(await sha256File(path.join(dir, 'out', 'late.bin'))).toBe(sha)
+  }, 90_000)
+
   it('the tracker drops a flood of 10,000 malformed datagrams and still answers a real client', async () => {
     const { address: tracker } = await startTracker(procs)
     const sock = dgram.createSocket('udp4')
