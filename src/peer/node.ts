@@ -113,6 +113,8 @@ export class Lp2pNode {
   private closed = false
   /** `start` returned: files published from now on are told on `shareChanges$`. */
   private started = false
+  /** Heartbeats failed in a row. */
+  private missedBeats = 0
   /** Fires once, on close: downloads still running end with an error. */
   private readonly closing = new Subject<void>()
   private readonly log = log.child({ module: 'node' })
@@ -357,10 +359,12 @@ export class Lp2pNode {
   private heartbeats (): Subscription {
     return heartbeats({
       periodMs: this.opts.heartbeatMs ?? HEARTBEAT_MS,
-      announce: () => this.trackerClient.request({ type: 'announce', nodeId: this.nodeId, port: this.listen?.port ?? 0, files: this.fileCount, uploaded: this.uploaded, downloaded: this.downloaded }),
+      announce: () => this.trackerClient.request({ type: 'announce', nodeId: this.nodeId, port: this.listen?.port ?? 0, files: this.fileCount, uploaded: this.uploaded, downloaded: this.downloaded }).pipe(tap(() => { this.missedBeats = 0 })),
       republish: () => [this.publishShared(), ...this.listedHeld.map((h) => this.publishHeld(h))],
       regular: () => [this.refreshClusters(), ...this.listedHeld.filter((h) => !h.complete).map((h) => this.publishHeld(h))],
-      onError: (err) => this.log.warn({ err: err.message }, 'heartbeat failed; backing off'),
+      // (one missed beat is said at debug level: it is retried, and whatever else asked the tracker
+      // meanwhile, a get's file list for one, reports it; two in a row are a tracker that is gone)
+      onError: (err) => this.log[++this.missedBeats >= 2 ? 'warn' : 'debug']({ err: err.message, missed: this.missedBeats }, 'heartbeat failed; backing off'),
     }).subscribe()
   }
 

@@ -105,9 +105,10 @@ describe('end-to-end transfer', () => {
     expect(fs.readdirSync(out)).toEqual(['big.bin'])
   })
 
-  it('fails with exit 5 when no tracker answers', async () => {
+  it('fails with exit 5 when no tracker answers: one line on stderr, no log warning before it', async () => {
     const r = await runLp2p(['get', 'big.bin', '--out', path.join(dir, 'none'), '--tracker', '127.0.0.1:9', '--json'])
     expect(r.code).toBe(5)
     expect(r.events.at(-1)).toMatchObject({ event: 'error', code: 'ERR_TRACKER_UNREACHABLE' })
+    expect(r.stderr).toEqual(['lp2p: tracker 127.0.0.1:9 did not answer after 5 attempts'])
   }, 30_000)
 })
