@@ -499,7 +499,10 @@ export class Lp2pNode {
   /** Stop everything: heartbeats, serving, sockets, mappings. Safe to call twice. */
   async close (): Promise<void> {
     // the tracker forgets this node now, not a TTL later (when it hears; the sockets close after)
-    const leaving = this.closed || this.udp === null ? Promise.resolve() : lastValueFrom(this.trackerClient.leave(this.nodeId, this.listen?.port ?? 0, LEAVE_WAIT_MS), { defaultValue: null })
+    // (a node that never listened was never listed: ls and status say nothing)
+    const leaving = this.closed || this.udp === null || this.listen === null
+      ? Promise.resolve()
+      : lastValueFrom(this.trackerClient.leave(this.nodeId, this.listen.port, LEAVE_WAIT_MS), { defaultValue: null })
     this.closed = true
     this.closing.next()
     for (const s of this.subs.splice(0)) s.unsubscribe()

@@ -28,8 +28,9 @@ describe('CLI output of real processes', () => {
     expect(served).toMatchObject({ files: 1, uploaded: expect.any(Number), connections: expect.any(Number), rate: expect.any(Number) })
   }, 90_000)
 
-  it('a get that finished and a peer stopped by SIGTERM leave the tracker at once (not a node TTL later)', async () => {
+  it('a get that finished and a peer stopped by SIGTERM leave the tracker at once (not a node TTL later); ls and status, never listed, send no leave', async () => {
     const { tracker, peer } = await oneSeeder(procs, dir(), 'share', 'leave.bin', 1 << 20)
+    const trackerProc = procs[0]
     const status = async (): Promise<{ nodeId: string }[]> => {
       const r = await runLp2p(['status', '--tracker', tracker, '--json'])
       expect(r.code).toBe(0)
@@ -42,6 +43,10 @@ describe('CLI output of real processes', () => {
     expect((await status()).map((n) => n.nodeId)).toEqual([seeder])
     await peer.proc.stop()
     expect(await status()).toEqual([])
+    expect((await runLp2p(['ls', '--tracker', tracker, '--json'])).code).toBe(0)
+    // every datagram the tracker got was well formed (a leave from a node with no port is not)
+    await new Promise((r) => setTimeout(r, 200))
+    expect(trackerProc.stderr.filter((l) => l.includes('malformed'))).toEqual([])
   }, 90_000)
 
   it('demo (the README\'s first command) verifies its download and removes its folder, also for an empty file and when interrupted (130)', async () => {
