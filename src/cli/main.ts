@@ -104,6 +104,32 @@ class Lp2pCommand extends Command {
   }
 }
 
+/**
+ * A hook refusing two options given together, where a flag on the command line beats the other's
+ * variable (`--memory` with LP2P_DATA set: the flag wins) as it does for one option; both flags,
+ * or both variables, are a usage error. (Commander's own conflicts() counts variables as flags.)
+ */
+export function exclusive (a: string, b: string): (cmd: Command) => void {
+  return (cmd) => {
+    const given = (k: string): 'cli' | 'env' | undefined => {
+      const src = cmd.getOptionValueSource(k)
+      return cmd.getOptionValue(k) !== undefined && (src === 'cli' || src === 'env') ? src as 'cli' | 'env' : undefined
+    }
+    const sa = given(a)
+    const sb = given(b)
+    if (sa === undefined || sb === undefined) return
+    const opt = (k: string): Option => cmd.options.find((o) => o.attributeName() === k) as Option
+    if (sa !== sb) {
+      // the variable's option goes back to its default, as if it had not been set
+      const loser = opt(sa === 'env' ? a : b)
+      cmd.setOptionValueWithSource(loser.attributeName(), loser.defaultValue, 'default')
+      return
+    }
+    const say = (o: Option): string => sa === 'cli' ? o.long as string : o.envVar as string
+    throw new UsageError(`${say(opt(a))} and ${say(opt(b))} cannot be used together`)
+  }
+}
+
 const ENV_HELP = `
 Environment:
   Every option can also be set by the LP2P_* variable shown beside it (env: …);
@@ -125,6 +151,17 @@ async function askTracker<T> (tracker: string, ask: (c: TrackerClient) => Observ
  * SIGPIPE. Exit statuses as a shell reports a process killed by each (128 + its number).
  */
 const STOP_STATUS: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 130, SIGTERM: 143, SIGPIPE: 141 }
+/** A write to stdout that failed other than by a reader gone (a full disk, an I/O error). */
+let stdoutFailure: Error | undefined
+/** A stop's status: the signal's, but 1 for a stdout that failed (no signal of any kind). */
+function stopStatus (sig: NodeJS.Signals): number {
+  return sig === 'SIGPIPE' && stdoutFailure !== undefined ? 1 : STOP_STATUS[sig] ?? 1
+}
+/** A stop's cause, for the line that says so. */
+function stopCause (sig: NodeJS.Signals): string {
+  if (sig !== 'SIGPIPE') return sig
+  return stdoutFailure === undefined ? 'SIGPIPE (stdout closed)' : 'a failed write to stdout'
+}
 // (not a process listener for SIGPIPE: adding and removing one would leave the real signal at its
 // default, and the next write to the closed pipe would kill the process)
 const stdoutClosed = new EventEmitter()
@@ -138,14 +175,20 @@ function onStop (f: (sig: NodeJS.Signals) => void): () => void {
  * stdout's reader went away (a pipe to `head`): no crash with a stack trace on the write that
  * failed. Node ignores the real SIGPIPE; this tells `onStop` once, as SIGPIPE: a running command
  * stops as that signal would stop it (status 141); a short one (`ls`, `--help`) just ends. Later
- * writes to the closed pipe fail quietly.
+ * writes to the closed pipe fail quietly. Any other failed write (`> /dev/full`, a full disk)
+ * stops a running command the same way, said in one line on stderr, with status 1, as does a
+ * short one that wrote nothing the user can read.
  */
-export function watchStdout (stdout: NodeJS.WriteStream = process.stdout): void {
+export function watchStdout (stdout: NodeJS.WriteStream = process.stdout, stderr: NodeJS.WritableStream = process.stderr): void {
   let told = false
   stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code !== 'EPIPE' && err.code !== 'ERR_STREAM_DESTROYED') throw err
     if (told) return
     told = true
+    if (err.code !== 'EPIPE' && err.code !== 'ERR_STREAM_DESTROYED') {
+      stdoutFailure = err
+      stderr.write(`lp2p: cannot write to stdout: ${err.message}\n`)
+      process.exitCode = 1 // (a short command may have ended already)
+    }
     stdoutClosed.emit('closed', 'SIGPIPE')
   })
 }
@@ -163,7 +206,7 @@ function untilSignal (close: () => Promise<void> | void): Promise<void> {
   return new Promise((resolve) => {
     const off = onStop((sig) => {
       off()
-      if (sig === 'SIGPIPE') process.exitCode = STOP_STATUS.SIGPIPE
+      if (sig === 'SIGPIPE') process.exitCode = stopStatus(sig)
       Promise.resolve(close()).finally(resolve)
     })
   })
@@ -194,9 +237,10 @@ export function program (argv: readonly string[] = process.argv): Command {
     .addOption(new Option('--host <ip>', 'address to bind').default('127.0.0.1').env('LP2P_HOST'))
     .addOption(new Option('--port <port>', 'UDP port (0: any free port)').default(7070).argParser(port).env('LP2P_PORT'))
     .addOption(new Option('--data <dir>', 'folder for the file registry (SQLite): files published stay listed across restarts').default(DEFAULT_DATA).env('LP2P_DATA'))
-    .addOption(new Option('--memory', 'keep the file registry in memory only: nothing survives a restart (not with --data)').conflicts('data'))
+    .addOption(new Option('--memory', 'keep the file registry in memory only: nothing survives a restart (not with --data)'))
     .addOption(new Option('--http <host:port>', 'also serve a read-only dashboard (/), a JSON snapshot (/api/state), live updates (/events) and Prometheus metrics (/metrics) over HTTP at this address (port 0: any free port); off by default').env('LP2P_HTTP'))
     .addOption(jsonOption('print the listening event as JSON'))
+    .hook('preAction', exclusive('memory', 'data'))
     .action(async (o: { host: string, port: number, data: string, memory?: boolean, http?: string, json?: boolean }) => {
       const httpAt = o.http === undefined ? undefined : parseEndpoint(o.http, '--http', true)
       const { TrackerServer, SqliteFileStore, DashboardHttp, TrackerMetrics } = trackerModules()
@@ -285,10 +329,10 @@ export function program (argv: readonly string[] = process.argv): Command {
         offSignal()
         if (last?.event !== 'done') {
           const sig = await firstValueFrom(signalled)
-          const why = sig === 'SIGPIPE' ? 'SIGPIPE (stdout closed)' : sig
+          const why = stopCause(sig)
           view.fail(new Lp2pError('ERR_INTERRUPTED', `interrupted by ${why}; the .part file is kept and the same get resumes it`))
           process.stderr.write(`lp2p: interrupted by ${why}; the .part file is kept and the same get resumes it\n`)
-          process.exitCode = STOP_STATUS[sig] ?? 1
+          process.exitCode = stopStatus(sig)
           return
         }
         const done = last
@@ -347,7 +391,7 @@ export function program (argv: readonly string[] = process.argv): Command {
     .action(async (o: { size: number, peers: number, keep?: boolean }) => {
       // (SIGINT/SIGTERM stop the swarm and remove its folder before exiting with the signal's status)
       let off = (): void => {}
-      const stopped = new Promise<number>((resolve) => { off = onStop((sig) => { off(); resolve(STOP_STATUS[sig] ?? 1) }) })
+      const stopped = new Promise<number>((resolve) => { off = onStop((sig) => { off(); resolve(stopStatus(sig)) }) })
       const code = await demo({ size: o.size, peers: o.peers, keep: o.keep === true }, out, stopped).finally(off)
       if (code !== 0) process.exitCode = code
     })
@@ -386,7 +430,10 @@ export async function main (argv: string[]): Promise<number> {
 
 export { errorCode }
 
-if (require.main === module) {
+/** The process's whole run (bin/lp2p): `main`, its status, and a stdout that failed on the way. */
+export function run (argv: string[]): void {
   watchStdout()
-  main(process.argv).then((code) => { process.exitCode = code }, (err) => { process.stderr.write(`lp2p: ${String(err)}\n`); process.exitCode = 1 })
+  main(argv).then((code) => { process.exitCode = code === 0 && stdoutFailure !== undefined ? 1 : code }, (err) => { process.stderr.write(`lp2p: ${String(err)}\n`); process.exitCode = 1 })
 }
+
+if (require.main === module) run(process.argv)

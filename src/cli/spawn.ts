@@ -22,16 +22,18 @@ export interface Spawned {
 }
 
 /**
- * Start `lp2p ARGS` as a child process and follow its NDJSON stdout. Every process started
+ * Start `lp2p ARGS` as a child process and follow its NDJSON stdout (unless `stdout` is a file
+ * descriptor to give it instead). Every process started
  * here is remembered so `stopAll` can end exactly those (by PID), and nothing else.
  */
-export function spawnLp2p (args: string[], env: NodeJS.ProcessEnv = {}): Spawned {
-  const child = spawn(process.execPath, [LP2P_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
+export function spawnLp2p (args: string[], env: NodeJS.ProcessEnv = {}, stdout: 'pipe' | number = 'pipe'): Spawned {
+  const child = spawn(process.execPath, [LP2P_BIN, ...args], { stdio: ['ignore', stdout, 'pipe'], env: { ...process.env, ...env } })
   started.add(child)
   const events: Record<string, unknown>[] = []
   const stderr: string[] = []
   const waiters: { pred: (e: Record<string, unknown>) => boolean, resolve: (e: Record<string, unknown>) => void }[] = []
-  readline.createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+  // (stdout given as a file descriptor: no events)
+  if (child.stdout !== null) readline.createInterface({ input: child.stdout }).on('line', (line) => {
     let e: Record<string, unknown>
     try { e = JSON.parse(line) as Record<string, unknown> } catch { e = { line } }
     events.push(e)

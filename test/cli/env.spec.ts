@@ -69,10 +69,16 @@ describe('options from the environment', () => {
       const o = optionsOf('get', ['x'], { LP2P_JSON: v, LP2P_SEED: v })
       expect(o.json === true || o.seed === true).toBe(false)
     }
-    // off is as good as not given: LP2P_MEMORY=0 does not conflict with --data (LP2P_MEMORY=1 does)
+    // off is as good as not given: LP2P_MEMORY=0 does not conflict with --data
     expect(optionsOf('tracker', ['--data', '/srv/lp2p'], { LP2P_MEMORY: '0' })).toMatchObject({ data: '/srv/lp2p' })
-    expect(() => optionsOf('tracker', ['--data', '/srv/lp2p'], { LP2P_MEMORY: '1' })).toThrow(expect.objectContaining({ code: 'commander.conflictingOption' }))
-    expect(() => optionsOf('tracker', ['--memory'], { LP2P_DATA: '/srv/lp2p' })).toThrow(expect.objectContaining({ code: 'commander.conflictingOption' }))
+    expect(optionsOf('tracker', ['--data', '/srv/lp2p'], { LP2P_MEMORY: '0' }).memory).toBeUndefined()
+    // a flag beats the other option's variable, as it beats its own
+    expect(optionsOf('tracker', ['--data', '/srv/lp2p'], { LP2P_MEMORY: '1' })).toMatchObject({ data: '/srv/lp2p' })
+    expect(optionsOf('tracker', ['--data', '/srv/lp2p'], { LP2P_MEMORY: '1' }).memory).toBeUndefined()
+    expect(optionsOf('tracker', ['--memory'], { LP2P_DATA: '/srv/lp2p' })).toMatchObject({ memory: true, data: expect.not.stringContaining('/srv/lp2p') })
+    // both flags, or both variables, are a usage error naming them
+    expect(() => optionsOf('tracker', ['--memory', '--data', '/srv/lp2p'])).toThrow(expect.objectContaining({ code: 'ERR_USAGE', message: '--memory and --data cannot be used together' }))
+    expect(() => optionsOf('tracker', [], { LP2P_MEMORY: '1', LP2P_DATA: '/srv/lp2p' })).toThrow(expect.objectContaining({ code: 'ERR_USAGE', message: 'LP2P_MEMORY and LP2P_DATA cannot be used together' }))
     // the flag still turns it on whatever the variable says
     expect(optionsOf('get', ['x', '--json'], { LP2P_JSON: '0' })).toMatchObject({ json: true })
     expect(() => optionsOf('get', ['x'], { LP2P_JSON: 'maybe' })).toThrow(expect.objectContaining({ code: 'ERR_USAGE', message: expect.stringContaining('LP2P_JSON') }))

@@ -118,6 +118,31 @@ describe('CLI output of real processes', () => {
     expect(peer.proc.stderr.filter((l) => !l.startsWith('{'))).toEqual([])
   }, 90_000)
 
+  it('stdout that cannot be written (`> /dev/full`): ls, --help, a get and a peer say so in one line and stop with status 1, no stack trace, no lock left', async () => {
+    const full = fs.openSync('/dev/full', 'w')
+    try {
+      const run = async (args: string[]): Promise<{ code: number | null, stderr: string[] }> => {
+        const p = spawnLp2p(args, {}, full)
+        procs.push(p)
+        const code = await p.exited
+        await new Promise((r) => setImmediate(r))
+        return { code, stderr: p.stderr.filter((l) => !l.startsWith('{')) }
+      }
+      const cannot = 'lp2p: cannot write to stdout: ENOSPC: no space left on device, write'
+      expect(await run(['--help'])).toEqual({ code: 1, stderr: [cannot] })
+      const { tracker } = await oneSeeder(procs, dir(), 'share', 'full.bin', F)
+      expect(await run(['ls', '--tracker', tracker])).toEqual({ code: 1, stderr: [cannot] })
+      const out = path.join(dir(), 'out')
+      const get = await run(['get', 'full.bin', '--out', out, '--tracker', tracker, '--download-limit', '4M'])
+      expect(get.code).toBe(1)
+      expect(get.stderr[0]).toBe(cannot)
+      expect(get.stderr.slice(1)).toEqual([expect.stringMatching(/^lp2p: interrupted by a failed write to stdout/)])
+      expect(fs.readdirSync(out).filter((f) => f.endsWith('.lock'))).toEqual([])
+      const share = path.join(dir(), 'share')
+      expect(await run(['peer', '--share', share, '--tracker', tracker])).toEqual({ code: 1, stderr: [cannot] })
+    } finally { fs.closeSync(full) }
+  }, 90_000)
+
   it('a failed start or a usage error ends the process at once: peer on a missing folder (1), usage errors commander catches and an empty name (2), a bad LP2P_LOG_LEVEL (2, no stack trace)', async () => {
     const runs = [
       { args: ['peer', '--share', path.join(dir(), 'missing'), '--tracker', '127.0.0.1:9'], env: {}, code: 1, says: /^lp2p: ENOENT/ },
