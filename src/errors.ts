@@ -43,8 +43,8 @@ export class AmbiguousError extends Lp2pError {
 
 /** Every source failed or none could be found before the file was complete. */
 export class NoSourcesError extends Lp2pError {
-  constructor (readonly fileId: string, readonly missingPieces: number) {
-    super('ERR_NO_SOURCES', `no peer can supply the remaining ${missingPieces} piece(s) of ${fileId.slice(0, 12)}`)
+  constructor (readonly fileId: string, readonly missingPieces: number, fileName?: string) {
+    super('ERR_NO_SOURCES', `no peer can supply the remaining ${missingPieces} piece(s) of ${fileName === undefined ? fileId.slice(0, 12) : `${fileName} (${fileId.slice(0, 12)})`}`)
   }
 }
 

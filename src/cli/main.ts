@@ -330,8 +330,10 @@ export function program (argv: readonly string[] = process.argv): Command {
         if (last?.event !== 'done') {
           const sig = await firstValueFrom(signalled)
           const why = stopCause(sig)
-          view.fail(new Lp2pError('ERR_INTERRUPTED', `interrupted by ${why}; the .part file is kept and the same get resumes it`))
-          process.stderr.write(`lp2p: interrupted by ${why}; the .part file is kept and the same get resumes it\n`)
+          // (the pieces verified so far stay in the .part; with none, there is no .part)
+          const said = `interrupted by ${why}; the same get resumes from the pieces verified so far`
+          view.fail(new Lp2pError('ERR_INTERRUPTED', said))
+          process.stderr.write(`lp2p: ${said}\n`)
           process.exitCode = stopStatus(sig)
           return
         }

@@ -636,7 +636,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         return scheduler.now() - starvedSince >= graceMs
       }),
       take(1),
-      mergeMap(() => throwError(() => new NoSourcesError(meta.hash, picker.remaining))),
+      mergeMap(() => throwError(() => new NoSourcesError(meta.hash, picker.remaining, meta.name))),
     )
 
     const transfer$ = merge(merge(newSources$, askers$).pipe(mergeMap(runSource)), starved$)

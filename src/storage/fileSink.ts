@@ -27,6 +27,7 @@ export class FileSink implements PieceSink {
   readonly present: number[] = []
   private saveTimer: NodeJS.Timeout | null = null
   private dirty = false
+  private committed = false
 
   /** @param pool where piece buffers go back once written and hashed */
   constructor (private readonly meta: FileMetaData, outDir: string, private readonly pool?: BufferPool) {
@@ -73,6 +74,7 @@ export class FileSink implements PieceSink {
   commit (): string {
     this.stopSaving()
     this.dirty = false
+    this.committed = true
     const done = this.part.commit()
     removeState(this.part.partPath)
     return done
@@ -83,11 +85,21 @@ export class FileSink implements PieceSink {
   }
   /** The bytes written so far, through a read-only mapping (for serving verified pieces). */
   source (): MappedFile { return this.part.source() }
-  /** Stop; the .part and its state stay for a resume. Safe to call twice. */
+  /**
+   * Stop; the .part and its state stay for a resume, unless no piece in it is verified (a get
+   * that found no source, or was stopped before its first piece): a sparse file of the whole
+   * size is no use to a resume, and the name should not look half-fetched. Safe to call twice.
+   */
   close (): void {
     this.stopSaving()
-    this.saveNow()
     this.worker?.close()
+    if (!this.committed && this.have.every((b) => b === 0)) {
+      this.dirty = false
+      this.part.discard()
+      removeState(this.part.partPath)
+      return
+    }
+    this.saveNow()
     this.part.close()
   }
 

@@ -119,6 +119,19 @@ export class PartFile implements PositionalWriter {
   close (): void {
     this.mapped?.close(); this.mapped = null
     if (this.fd !== null) { fs.closeSync(this.fd); this.fd = null }
+    this.unlock()
+  }
+
+  /** Close and remove the .part (nothing in it worth a resume). Not after `commit`. */
+  discard (): void {
+    this.mapped?.close(); this.mapped = null
+    if (this.fd !== null) { fs.closeSync(this.fd); this.fd = null }
+    // (while the lock is still ours: no other get opened this .part meanwhile)
+    if (this.lockPath !== null) fs.rmSync(this.partPath, { force: true })
+    this.unlock()
+  }
+
+  private unlock (): void {
     if (this.lockPath !== null) { fs.rmSync(this.lockPath, { force: true }); this.lockPath = null }
   }
 }

@@ -32,6 +32,17 @@ describe('failures', () => {
     expect(await sha256File(path.join(out, 'big.bin'))).toBe(sha)
   }, 120_000)
 
+  it('a get of a file whose only holder is gone fails naming the file and leaves nothing behind (no sparse .part of the full size)', async () => {
+    const { tracker, peer } = await oneSeeder(procs, dir, 'share', 'orphan.bin', 4 * 1024 * 1024)
+    peer.proc.child.kill('SIGKILL') // no leave: the tracker still lists it for a TTL
+    await peer.proc.exited
+    const out = path.join(dir, 'out')
+    const get = await runLp2p(['get', 'orphan.bin', '--out', out, '--tracker', tracker])
+    expect(get.code).toBe(6)
+    expect(get.stderr.filter((l) => !l.startsWith('{'))).toEqual([expect.stringMatching(/^lp2p: no peer can supply the remaining \d+ piece\(s\) of orphan\.bin \([0-9a-f]{12}\)$/)])
+    expect(fs.readdirSync(out)).toEqual([])
+  }, 60_000)
+
   it('a shared file truncated while served does not crash its peer; it is withdrawn and the get finishes from another peer', async () => {
     const F = 32 * 1024 * 1024
     const { a, b, sha } = shareTwice(dir, 'a', 'b', 't.bin', F)

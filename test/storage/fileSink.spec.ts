@@ -1,0 +1,44 @@
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { lastValueFrom } from 'rxjs'
+import { FileSink } from '../../src/storage/fileSink'
+
+const BLOCK = 16384
+const meta = { name: 'f.bin', hash: 'a'.repeat(64), size: 3 * BLOCK, blockSize: BLOCK, pieces: 3 }
+
+describe('FileSink', () => {
+  let dir: string
+  beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lp2p-sink-')) })
+  afterEach(() => { fs.rmSync(dir, { recursive: true, force: true }) })
+
+  it('closed before any piece was stored: no .part, state or lock stays (a sparse file of the full size resumes nothing)', () => {
+    const sink = new FileSink(meta, dir)
+    expect(fs.readdirSync(dir).sort()).toEqual(['f.bin.part', 'f.bin.part.lock'])
+    sink.close()
+    sink.close()
+    expect(fs.readdirSync(dir)).toEqual([])
+  })
+
+  it('closed with a stored piece: the .part and its state stay, and the next sink resumes that piece; it keeps them even if it stores nothing', async () => {
+    const piece = Buffer.alloc(BLOCK, 7)
+    const sink = new FileSink(meta, dir)
+    await lastValueFrom(sink.write(piece, BLOCK), { defaultValue: undefined })
+    sink.stored(BLOCK, piece)
+    sink.close()
+    expect(fs.readdirSync(dir).sort()).toEqual(['f.bin.part', 'f.bin.part.state'])
+    const again = new FileSink(meta, dir)
+    expect(again.present).toEqual([1])
+    again.close()
+    expect(fs.readdirSync(dir).sort()).toEqual(['f.bin.part', 'f.bin.part.state'])
+    expect(fs.readFileSync(path.join(dir, 'f.bin.part')).subarray(BLOCK, 2 * BLOCK)).toEqual(piece)
+  })
+
+  it('a .part left without its state (nothing known verified) is removed when the sink closes with nothing stored', () => {
+    fs.writeFileSync(path.join(dir, 'f.bin.part'), Buffer.alloc(meta.size, 1))
+    const sink = new FileSink(meta, dir)
+    expect(sink.present).toEqual([])
+    sink.close()
+    expect(fs.readdirSync(dir)).toEqual([])
+  })
+})
