@@ -45,23 +45,32 @@ export async function demo (o: DemoOptions, say: (s: string) => void, stopped?: 
   }
 }
 
+/**
+ * The swarm's processes run on the demo's own flags only: the user's LP2P_* variables (LP2P_SEED
+ * would keep the get seeding for good, LP2P_DOWNLOAD_LIMIT slow it) are not theirs.
+ */
+function ownEnv (): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.keys(process.env).filter((k) => k.startsWith('LP2P_') && k !== 'LP2P_FROM_SOURCE').map((k) => [k, undefined]))
+}
+
 async function swarm (o: DemoOptions, dir: string, procs: Spawned[], say: (s: string) => void): Promise<number> {
+  const env = ownEnv()
   const share = path.join(dir, 'share')
   const out = path.join(dir, 'downloads')
   fs.mkdirSync(share)
   say(`generating ${bytes(o.size)} of random data in ${share}\n`)
   const want = writeRandomFile(path.join(share, 'demo.bin'), o.size)
-  const tracker = spawnLp2p(['tracker', '--port', '0', '--data', path.join(dir, 'tracker'), '--json'])
+  const tracker = spawnLp2p(['tracker', '--port', '0', '--data', path.join(dir, 'tracker'), '--json'], env)
   procs.push(tracker)
   const t = await listening(tracker)
   say(`tracker  udp ${t}\n`)
   for (let i = 0; i < o.peers; i++) {
-    const p = spawnLp2p(['peer', '--share', share, '--tracker', t, '--json'])
+    const p = spawnLp2p(['peer', '--share', share, '--tracker', t, '--json'], env)
     procs.push(p)
     say(`peer ${i + 1}   tcp ${await listening(p, 120_000)} sharing demo.bin\n`)
   }
   const t0 = process.hrtime.bigint()
-  const get = spawnLp2p(['get', 'demo.bin', '--out', out, '--tracker', t, '--json'])
+  const get = spawnLp2p(['get', 'demo.bin', '--out', out, '--tracker', t, '--json'], env)
   procs.push(get)
   const code = await get.exited
   const secs = Number(process.hrtime.bigint() - t0) / 1e9

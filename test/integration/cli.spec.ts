@@ -52,14 +52,15 @@ describe('CLI output of real processes', () => {
   it('demo (the README\'s first command) verifies its download and removes its folder, also for an empty file and when interrupted (130)', async () => {
     const tmp = path.join(dir(), 'tmp')
     fs.mkdirSync(tmp)
-    const demo = async (args: string[]): Promise<{ code: number | null, lines: string[] }> => {
-      const d = spawnLp2p(['demo', ...args], { TMPDIR: tmp })
+    const demo = async (args: string[], env: Record<string, string> = {}): Promise<{ code: number | null, lines: string[] }> => {
+      const d = spawnLp2p(['demo', ...args], { TMPDIR: tmp, ...env })
       procs.push(d)
       const code = await d.exited
       await new Promise((r) => setImmediate(r))
       return { code, lines: d.events.map((e) => e.line as string) }
     }
-    const ok = await demo(['--size', '1M', '--peers', '2'])
+    // the user's variables are for the user's commands, not the demo's swarm (LP2P_SEED kept its get seeding for good)
+    const ok = await demo(['--size', '1M', '--peers', '2'], { LP2P_SEED: '1', LP2P_DOWNLOAD_LIMIT: '1k', LP2P_MEMORY: '1' })
     expect(ok.code).toBe(0)
     expect(ok.lines).toEqual(expect.arrayContaining([expect.stringMatching(/^get {6}1\.00 MiB from [12] peer\(s\) in /), expect.stringMatching(/^sha256 {3}[0-9a-f]{64} = original ✓$/)]))
     const empty = await demo(['--size', '0', '--peers', '1'])
