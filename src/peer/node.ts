@@ -107,6 +107,8 @@ export class Lp2pNode {
   private readonly links = new Map<string, SharedLink>()
   /** What the share watcher hashed, by path. */
   private readonly known = new Map<string, KnownFile>()
+  /** Paths of the share said not shared (unsafe name, unreadable folder): said once each, not every rescan. */
+  private readonly skipped = new Set<string>()
   private readonly shareEvents = new Subject<ShareEvent>()
   /** Files published or withdrawn after start, as the share folder changes. Hot; completes on close. */
   readonly shareChanges$: Observable<ShareEvent> = this.shareEvents.asObservable()
@@ -148,7 +150,7 @@ export class Lp2pNode {
     const host = this.opts.host ?? '127.0.0.1'
     this.udp = await bindUdp(host, 0, (err, to) => this.log.debug({ err: err.message, to }, 'udp send failed'))
     this.tracker = new TrackerClient(udpTrackerTransport(this.udp, this.opts.tracker), { timeoutMs: this.opts.trackerTimeoutMs, attempts: this.opts.trackerAttempts })
-    if (this.opts.share !== undefined) this.local = await scanShare(this.opts.share)
+    if (this.opts.share !== undefined) this.local = await scanShare(this.opts.share, undefined, this.skip)
     for (const f of this.local) this.shared.set(f.fileId, f)
     if (this.opts.serve ?? true) {
       const ctx: ServeContext = {
@@ -267,7 +269,7 @@ export class Lp2pNode {
     const scan = (): Observable<unknown> => defer(async () => {
       scanning = true
       again = false
-      const plan = planShare(this.known, settling, await listShare(dir), Date.now(), settleMs)
+      const plan = planShare(this.known, settling, await listShare(dir, MAX_SHARED_FILES, this.skip), Date.now(), settleMs)
       settling = plan.settling
       for (const p of plan.withdraw) {
         const k = this.known.get(p)
@@ -346,6 +348,12 @@ export class Lp2pNode {
    * neighbourhoods, along which pieces crept.) Its pieces are served only once verified.
    */
   private get listedHeld (): HeldDownload[] { return this.listen === null ? [] : [...this.held.values()] }
+
+  private readonly skip = (p: string, reason: string): void => {
+    if (this.skipped.has(p) || this.skipped.size >= MAX_SHARED_FILES) return
+    this.skipped.add(p)
+    this.log.warn({ path: p, reason }, 'not shared')
+  }
 
   private get fileCount (): number { return this.shared.size + this.listedHeld.length }
 

@@ -25,6 +25,11 @@ export function isShareable (name: string): boolean {
   return !/(\.part|\.part\.state|\.part\.lock|~|\.tmp|\.swp|\.crdownload)$/i.test(name)
 }
 
+/** Told of a path under a shared folder that is not shared, and why (the caller says it once per path). */
+export type OnSkip = (path: string, reason: string) => void
+
+const warnSkip: OnSkip = (p, reason) => log.child({ module: 'share' }).warn({ path: p, reason }, 'not shared')
+
 export interface LocalFile {
   path: string
   name: string
@@ -42,13 +47,21 @@ export interface LocalFile {
  * and hashed. A file is published under its base name; names that would be unsafe on a
  * leecher's disk are skipped with a warning, and identical contents are shared once.
  */
-export async function scanShare (dir: string, onFile?: (f: LocalFile) => void): Promise<LocalFile[]> {
+export async function scanShare (dir: string, onFile?: (f: LocalFile) => void, onSkip: OnSkip = warnSkip): Promise<LocalFile[]> {
   const l = log.child({ module: 'share' })
   const out: LocalFile[] = []
   const seen = new Set<string>()
   const walk = async (d: string, depth: number): Promise<void> => {
-    if (depth > MAX_DEPTH) { l.warn({ dir: d }, 'folder nested too deep: skipped'); return }
-    const entries = await fs.promises.readdir(d, { withFileTypes: true })
+    if (depth > MAX_DEPTH) { onSkip(d, 'folder nested too deep'); return }
+    let entries: fs.Dirent[]
+    try {
+      entries = await fs.promises.readdir(d, { withFileTypes: true })
+    } catch (err) {
+      // the shared folder itself must be readable; a subfolder that is not (no permission) is skipped
+      if (depth === 0) throw err
+      onSkip(d, `cannot read folder: ${(err as Error).message}`)
+      return
+    }
     entries.sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
     for (const e of entries) {
       if (out.length >= MAX_SHARED_FILES) { l.warn({ dir }, `more than ${MAX_SHARED_FILES} files: the rest are not shared`); return }
@@ -59,14 +72,14 @@ export async function scanShare (dir: string, onFile?: (f: LocalFile) => void): 
       try {
         safeFileName(e.name)
       } catch (err) {
-        l.warn({ path: p, err: (err as Error).message }, 'file name unsafe to publish: skipped')
+        onSkip(p, `file name unsafe to publish: ${(err as Error).message}`)
         continue
       }
       let file: MappedFile
       try {
         file = MappedFile.open(p)
       } catch (err) {
-        l.warn({ path: p, err: (err as Error).message }, 'cannot open shared file: skipped')
+        onSkip(p, `cannot open: ${(err as Error).message}`)
         continue
       }
       const h = await hashFile(file, segment(file.size).blockSize)
@@ -88,12 +101,18 @@ export interface ShareEntry { path: string, name: string, size: number, mtimeMs:
  * The shareable regular files under `dir` with their size and mtime: a cheap listing (no
  * hashing) for the watcher to compare with what it published. At most `max` files.
  */
-export async function listShare (dir: string, max = MAX_SHARED_FILES): Promise<ShareEntry[]> {
+export async function listShare (dir: string, max = MAX_SHARED_FILES, onSkip: OnSkip = () => {}): Promise<ShareEntry[]> {
   const out: ShareEntry[] = []
+  const gone = (err: unknown): boolean => (err as NodeJS.ErrnoException).code === 'ENOENT'
   const walk = async (d: string, depth: number): Promise<void> => {
-    if (depth > MAX_DEPTH) return
+    if (depth > MAX_DEPTH) { onSkip(d, 'folder nested too deep'); return }
     let entries: fs.Dirent[]
-    try { entries = await fs.promises.readdir(d, { withFileTypes: true }) } catch { return } // a folder removed while we walk
+    try {
+      entries = await fs.promises.readdir(d, { withFileTypes: true })
+    } catch (err) {
+      if (!gone(err)) onSkip(d, `cannot read folder: ${(err as Error).message}`) // (not one removed while we walk)
+      return
+    }
     for (const e of entries) {
       if (out.length >= max) return
       const p = path.join(d, e.name)
@@ -101,9 +120,14 @@ export async function listShare (dir: string, max = MAX_SHARED_FILES): Promise<S
       if (!e.isFile() || !isShareable(e.name)) continue
       try {
         safeFileName(e.name)
+      } catch (err) {
+        onSkip(p, `file name unsafe to publish: ${(err as Error).message}`)
+        continue
+      }
+      try {
         const st = await fs.promises.stat(p)
         out.push({ path: p, name: e.name, size: st.size, mtimeMs: st.mtimeMs })
-      } catch { /* unsafe name (scanShare warned) or gone since readdir */ }
+      } catch { /* gone since readdir */ }
     }
   }
   await walk(dir, 0)

@@ -37,6 +37,7 @@ describe('peer --share follows its folder', () => {
     const src = path.join(t.dir(), 'new.bin')
     const sha = writeRandomFile(src, 3 << 20)
     fs.copyFileSync(src, path.join(share, 'new.bin'))
+    fs.writeFileSync(path.join(share, 'bad:name.bin'), 'x') // (a name a Windows leecher could not write: not shared)
     const ls = () => ask<Listed[]>(['ls', '--tracker', tracker])
     const listed = await poll(ls, (l) => l.some((f) => f.name === 'new.bin'), 15_000)
     expect(listed.find((f) => f.name === 'new.bin')).toMatchObject({ fileId: sha, size: 3 << 20 })
@@ -57,6 +58,10 @@ describe('peer --share follows its folder', () => {
       expect.objectContaining({ event: 'shared', name: 'new.bin', fileId: sha }),
       expect.objectContaining({ event: 'withdrawn', name: 'new.bin', fileId: sha }),
     ]))
+    // the file it skipped was said once (a warning on stderr), not at every rescan since
+    const skipped = peer.stderr.filter((l) => l.includes('bad:name.bin')).map((l) => JSON.parse(l) as Record<string, unknown>)
+    expect(skipped).toEqual([expect.objectContaining({ level: 40, msg: 'not shared', reason: expect.stringMatching(/^file name unsafe to publish/) })])
+    expect((await ask<Listed[]>(['ls', '--tracker', tracker])).map((f) => f.name)).not.toContain('bad:name.bin')
     // the tracker keeps file metadata (durable by design): the file stays listed, with no holder
     expect((await ls()).find((f) => f.fileId === sha)).toMatchObject({ holders: 0 })
     expect(await runLp2p(['get', 'new.bin', '--out', path.join(t.dir(), 'out2'), '--tracker', tracker, '--json'], 30_000).then((r) => r.code)).not.toBe(0)

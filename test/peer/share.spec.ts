@@ -1,7 +1,7 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { isShareable, listShare, planShare, type KnownFile, type ShareEntry } from '../../src/peer/share'
+import { isShareable, listShare, planShare, scanShare, type KnownFile, type ShareEntry } from '../../src/peer/share'
 
 const entry = (name: string, size: number, mtimeMs: number): ShareEntry => ({ path: `/s/${name}`, name, size, mtimeMs })
 const known = (size: number, mtimeMs: number, fileId = 'f'): KnownFile => ({ size, mtimeMs, fileId, shared: true })
@@ -61,5 +61,60 @@ describe('listShare', () => {
       expect(all.every((e) => e.mtimeMs > 0)).toBe(true)
       expect(await listShare(d, 1)).toHaveLength(1)
     } finally { fs.rmSync(d, { recursive: true, force: true }) }
+  })
+})
+
+describe('what a share skips, and says', () => {
+  let d: string
+  beforeEach(() => {
+    d = fs.mkdtempSync(path.join(os.tmpdir(), 'lp2p-share-'))
+    fs.mkdirSync(path.join(d, 'locked'))
+    fs.writeFileSync(path.join(d, 'locked', 'x.bin'), 'x')
+    fs.writeFileSync(path.join(d, 'ok.bin'), 'ok')
+    fs.writeFileSync(path.join(d, 'bad:name.bin'), 'b') // (':' is refused: Windows forbids it)
+  })
+  afterEach(() => { jest.restoreAllMocks(); fs.rmSync(d, { recursive: true, force: true }) })
+  // a folder this user cannot read (root reads any, so the refusal is made here)
+  const lockFolder = (): void => {
+    const readdir = fs.promises.readdir.bind(fs.promises)
+    jest.spyOn(fs.promises, 'readdir').mockImplementation((async (p: fs.PathLike, o: unknown) => {
+      if (String(p) === path.join(d, 'locked')) throw Object.assign(new Error(`EACCES: permission denied, scandir '${String(p)}'`), { code: 'EACCES' })
+      return readdir(p, o as { withFileTypes: true })
+    }) as typeof fs.promises.readdir)
+  }
+
+  it('scanShare: an unreadable subfolder and an unsafe name are skipped and said; the rest is shared', async () => {
+    lockFolder()
+    const skipped: [string, string][] = []
+    const files = await scanShare(d, undefined, (p, why) => skipped.push([path.relative(d, p), why]))
+    try {
+      expect(files.map((f) => f.name)).toEqual(['ok.bin'])
+      expect(skipped).toEqual([
+        ['bad:name.bin', expect.stringMatching(/^file name unsafe to publish: .*Windows forbids/)],
+        ['locked', expect.stringMatching(/^cannot read folder: EACCES/)],
+      ])
+    } finally { for (const f of files) f.file.close() }
+  })
+
+  it('scanShare: the shared folder itself unreadable is an error (nothing to share)', async () => {
+    await expect(scanShare(path.join(d, 'missing'), undefined, () => {})).rejects.toMatchObject({ code: 'ENOENT' })
+  })
+
+  it('listShare (every rescan): says the same skips, but not a folder removed while it walks', async () => {
+    lockFolder()
+    const skipped: string[] = []
+    const all = await listShare(d, 100, (p) => skipped.push(path.relative(d, p)))
+    expect(all.map((e) => e.name)).toEqual(['ok.bin'])
+    expect(skipped.sort()).toEqual(['bad:name.bin', 'locked'])
+    jest.restoreAllMocks()
+    fs.rmSync(path.join(d, 'locked'), { recursive: true })
+    const readdir = fs.promises.readdir.bind(fs.promises)
+    jest.spyOn(fs.promises, 'readdir').mockImplementation((async (p: fs.PathLike, o: unknown) => {
+      if (String(p) === d) return [...await readdir(p, o as { withFileTypes: true }), Object.assign(new fs.Dirent(), { name: 'vanished', isDirectory: () => true, isFile: () => false })]
+      return readdir(p, o as { withFileTypes: true })
+    }) as typeof fs.promises.readdir)
+    const again: string[] = []
+    await listShare(d, 100, (p) => again.push(path.relative(d, p)))
+    expect(again).toEqual(['bad:name.bin'])
   })
 })
