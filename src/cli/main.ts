@@ -25,8 +25,12 @@ const DEFAULT_DATA = path.join(process.env.XDG_DATA_HOME ?? path.join(os.homedir
 const out = (s: string): void => { process.stdout.write(s) }
 const json = (o: unknown): void => { process.stdout.write(JSON.stringify(o) + '\n') }
 
+/** A HOST:PORT value checked as it is parsed (so a bad LP2P_* value names its variable), kept as given. */
+function endpointArg (flag: string, listen = false): (v: string) => string {
+  return (v) => { parseEndpoint(v, flag, listen); return v }
+}
 function trackerOption (): Option {
-  return new Option('-t, --tracker <host:port>', 'tracker address (UDP)').default(DEFAULT_TRACKER).env('LP2P_TRACKER')
+  return new Option('-t, --tracker <host:port>', 'tracker address (UDP)').default(DEFAULT_TRACKER).argParser(endpointArg('--tracker')).env('LP2P_TRACKER')
 }
 function jsonOption (what: string): Option {
   return new Option('--json', what).env('LP2P_JSON')
@@ -238,7 +242,7 @@ export function program (argv: readonly string[] = process.argv): Command {
     .addOption(new Option('--port <port>', 'UDP port (0: any free port)').default(7070).argParser(port).env('LP2P_PORT'))
     .addOption(new Option('--data <dir>', 'folder for the file registry (SQLite): files published stay listed across restarts').default(DEFAULT_DATA).env('LP2P_DATA'))
     .addOption(new Option('--memory', 'keep the file registry in memory only: nothing survives a restart (not with --data)'))
-    .addOption(new Option('--http <host:port>', 'also serve a read-only dashboard (/), a JSON snapshot (/api/state), live updates (/events) and Prometheus metrics (/metrics) over HTTP at this address (port 0: any free port); off by default').env('LP2P_HTTP'))
+    .addOption(new Option('--http <host:port>', 'also serve a read-only dashboard (/), a JSON snapshot (/api/state), live updates (/events) and Prometheus metrics (/metrics) over HTTP at this address (port 0: any free port); off by default').argParser(endpointArg('--http', true)).env('LP2P_HTTP'))
     .addOption(jsonOption('print the listening event as JSON'))
     .hook('preAction', exclusive('memory', 'data'))
     .action(async (o: { host: string, port: number, data: string, memory?: boolean, http?: string, json?: boolean }) => {
@@ -254,7 +258,8 @@ export function program (argv: readonly string[] = process.argv): Command {
         if (dash !== undefined) httpAddr = formatEndpoint(await dash.start())
       } catch (err) {
         t.close()
-        throw new UsageError(`--http ${o.http ?? ''}: ${(err as Error).message}`)
+        // (the address was well formed: it could not be bound, as a taken --port is not a usage error either)
+        throw new Error(`--http ${o.http ?? ''}: ${(err as Error).message}`)
       }
       if (o.json === true) json({ event: 'listening', role: 'tracker', address: formatEndpoint(addr), ...(httpAddr === undefined ? {} : { http: httpAddr }) })
       else out(`tracker listening on udp ${formatEndpoint(addr)}${httpAddr === undefined ? '' : `, dashboard on http://${httpAddr}/`}\n`)

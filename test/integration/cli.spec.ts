@@ -1,4 +1,5 @@
 import fs from 'node:fs'
+import net from 'node:net'
 import path from 'node:path'
 import { oneSeeder, perTest, runLp2p, sha256File, spawnLp2p } from './helpers'
 
@@ -145,26 +146,33 @@ describe('CLI output of real processes', () => {
     } finally { fs.closeSync(full) }
   }, 90_000)
 
-  it('a failed start or a usage error ends the process at once: peer on a missing folder (1), usage errors commander catches and an empty name (2), a bad LP2P_LOG_LEVEL (2, no stack trace)', async () => {
+  it('a failed start or a usage error ends the process at once: peer on a missing folder and a dashboard port taken (1), usage errors commander catches and an empty name (2), a bad LP2P_LOG_LEVEL or LP2P_TRACKER (2, naming it; no stack trace)', async () => {
+    const taken = net.createServer()
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+    const takenAt = `127.0.0.1:${(taken.address() as net.AddressInfo).port}`
     const runs = [
+      { args: ['tracker', '--memory', '--port', '0', '--http', takenAt], env: {}, code: 1, says: new RegExp(`^lp2p: --http ${takenAt}: .*EADDRINUSE`) },
+      { args: ['ls'], env: { LP2P_TRACKER: 'nonsense' }, code: 2, says: /^lp2p: LP2P_TRACKER: .*"nonsense" is not HOST:PORT/ },
       { args: ['peer', '--share', path.join(dir(), 'missing'), '--tracker', '127.0.0.1:9'], env: {}, code: 1, says: /^lp2p: ENOENT/ },
       { args: ['get'], env: {}, code: 2, says: /missing required argument/ },
       { args: ['get', 'x', '--bogus'], env: {}, code: 2, says: /unknown option '--bogus'/ },
       { args: ['get', '', '--tracker', '127.0.0.1:9'], env: {}, code: 2, says: /the file name or id is empty/ },
       { args: ['ls', '--tracker', '127.0.0.1:9'], env: { LP2P_LOG_LEVEL: 'loud' }, code: 2, says: /LP2P_LOG_LEVEL/ },
     ]
-    for (const r of runs) {
-      const p = spawnLp2p(r.args, r.env)
-      procs.push(p)
-      // (before: the peer printed its error and ran on, idle, until killed)
-      let timer: NodeJS.Timeout | undefined
-      const code = await Promise.race([p.exited, new Promise((resolve) => { timer = setTimeout(() => resolve('still running'), 10_000) })])
-      clearTimeout(timer)
-      expect({ args: r.args, code }).toEqual({ args: r.args, code: r.code })
-      await new Promise((r) => setImmediate(r))
-      expect(p.stderr.join('\n')).toMatch(r.says)
-      expect(p.stderr.join('\n')).not.toMatch(/\n\s+at /) // no stack trace
-    }
+    try {
+      for (const r of runs) {
+        const p = spawnLp2p(r.args, r.env)
+        procs.push(p)
+        // (before: the peer printed its error and ran on, idle, until killed)
+        let timer: NodeJS.Timeout | undefined
+        const code = await Promise.race([p.exited, new Promise((resolve) => { timer = setTimeout(() => resolve('still running'), 10_000) })])
+        clearTimeout(timer)
+        expect({ args: r.args, code }).toEqual({ args: r.args, code: r.code })
+        await new Promise((r) => setImmediate(r))
+        expect(p.stderr.join('\n')).toMatch(r.says)
+        expect(p.stderr.join('\n')).not.toMatch(/\n\s+at /) // no stack trace
+      }
+    } finally { taken.close() }
   }, 60_000)
 
   it('a bad switch value in the environment is a usage error (exit 2) naming the variable', async () => {
