@@ -12,7 +12,7 @@ export const PROGRESS_PER_SECOND = 4
 export type DownloadEvent =
   /** The file was found; `present` pieces were already on disk (a resumed download). */
   | { event: 'start', fileId: string, name: string, size: number, blockSize: number, pieces: number, present: number }
-  /** A discovery round: neighbours asked, cluster members probed, sources that hold something we lack. */
+  /** A discovery round whose counts changed: neighbours asked, cluster members probed, sources that hold something we lack. */
   | { event: 'peers', neighbours: number, cluster: number, sources: number }
   /** Bytes held (resumed ones included), `rate` in bytes/s fetched in this run, `peers` live sources. */
   | { event: 'progress', bytes: number, size: number, percent: number, rate: number, peers: number }
@@ -33,7 +33,8 @@ export interface DownloadEventsOptions {
 /**
  * The internal leech events → the public ones: `hashes` and per-piece events are folded into
  * `progress` (throttled, time from the scheduler), with one last `progress` right before `done`
- * so a caller always sees 100%. Errors and unsubscription pass straight through.
+ * so a caller always sees 100%; a `peers` round is passed on only when its counts changed.
+ * Errors and unsubscription pass straight through.
  */
 export function downloadEvents (opts: DownloadEventsOptions = {}): OperatorFunction<LeechEvent, DownloadEvent> {
   const every = opts.progressIntervalMs ?? 1000 / PROGRESS_PER_SECOND
@@ -44,6 +45,8 @@ export function downloadEvents (opts: DownloadEventsOptions = {}): OperatorFunct
     let have = 0
     let fetched = 0
     let sources = 0
+    // the last peers event shown (rounds repeat every few hundred ms: an unchanged one is not news)
+    let lastPeers = ''
     let t0 = scheduler.now()
     let shown = t0
     const progress = (now: number): DownloadEvent => {
@@ -59,11 +62,16 @@ export function downloadEvents (opts: DownloadEventsOptions = {}): OperatorFunct
           have = Math.min(e.size, e.present * e.blockSize)
           t0 = shown = scheduler.now()
           return of({ ...e })
-        case 'peers':
+        case 'peers': {
           sources = e.sources
+          const key = `${e.neighbours}/${e.cluster}/${e.sources}`
+          if (key === lastPeers) return EMPTY
+          lastPeers = key
           return of({ ...e })
+        }
         case 'peer-dropped':
           sources = Math.max(0, sources - 1)
+          lastPeers = '' // (the next round's count is news again, even if it equals the one before the drop)
           return of({ ...e })
         case 'piece-failed':
           return of({ ...e })

@@ -29,6 +29,15 @@ describe('downloadEvents', () => {
     })
   })
 
+  it('passes a peers round on only when its counts changed, or after a peer was dropped', () => {
+    setup().run(({ cold, expectObservable }) => {
+      const more: LeechEvent = { event: 'peers', neighbours: 1, cluster: 3, sources: 3 }
+      const drop: LeechEvent = { event: 'peer-dropped', peer: 'p:1', code: 'ERR_TIMEOUT', error: 'silent' }
+      const src = cold<LeechEvent>('s p p p m m p x p p|', { s: start, p: peers, m: more, x: drop })
+      expectObservable(src.pipe(downloadEvents({ progressIntervalMs: 100 }))).toBe('s p - - m - p x p -|', { s: start, p: peers, m: more, x: drop })
+    })
+  })
+
   it('counts resumed pieces in bytes but not in the rate, and never more than the size', () => {
     setup().run(({ cold, expectObservable }) => {
       const resumed: LeechEvent = { ...start, present: 3 } as LeechEvent
