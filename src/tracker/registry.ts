@@ -74,7 +74,8 @@ export class Registry {
    * A node (at the source address the tracker saw) promotes itself as seeder of a file, or as a
    * partial holder. The first publish fixes the segmentation (piece hashes depend on it): by
    * size, and by the live nodes the file may spread to. The root over the piece hashes is taken
-   * from the first complete holder that hashed with that segmentation.
+   * from the first complete holder that hashed with that segmentation; the name from the latest
+   * complete holder to publish it.
    */
   publish (node: { nodeId: string, host: string, port: number }, file: PublishedFile, now: number): FileMetaData {
     let meta = this.files.get(file.hash)
@@ -88,9 +89,15 @@ export class Registry {
     } else if (meta.size !== file.size) {
       // same hash, other size: impossible for honest nodes
       throw new RangeError(`size ${file.size} does not match the published size ${meta.size}`)
-    } else if (meta.root === undefined && file.root !== undefined && file.blockSize === meta.blockSize && file.have === undefined) {
-      meta = { ...meta, root: file.root }
-      this.files.put(meta)
+    } else if (file.have === undefined) {
+      // a complete holder: it may bring the root, and the file is listed under the name it shares
+      // it by (a shared file renamed on disk is fetched by its new name; a partial holder only
+      // repeats the listed name)
+      const root = meta.root === undefined && file.root !== undefined && file.blockSize === meta.blockSize ? file.root : meta.root
+      if (root !== meta.root || file.name !== meta.name) {
+        meta = { ...meta, name: file.name, root }
+        this.files.put(meta)
+      }
     }
     if (file.have !== undefined && file.have > meta.pieces) throw new RangeError(`have ${file.have} is more than the ${meta.pieces} pieces`)
     const n = this.touch(node, now)

@@ -91,6 +91,22 @@ describe('peer --share follows its folder', () => {
     expect(await sha256File(path.join(out, 'image.bin'))).toBe(after)
   })
 
+  it('a shared file renamed on disk is listed and fetched by its new name', async () => {
+    const { address: tracker } = await startTracker(t.procs)
+    const { share, sha } = shareRandom(t.dir(), 'share', 'draft.bin', 1 << 20)
+    await startPeer(t.procs, share, tracker)
+    const ls = () => ask<Listed[]>(['ls', '--tracker', tracker])
+    expect((await ls()).map((f) => f.name)).toEqual(['draft.bin'])
+    fs.renameSync(path.join(share, 'draft.bin'), path.join(share, 'final.bin'))
+    const listed = await poll(ls, (l) => l.some((f) => f.name === 'final.bin' && f.holders === 1), 15_000)
+    // one file (the same contents), under the name it is shared by now
+    expect(listed).toEqual([expect.objectContaining({ name: 'final.bin', fileId: sha, holders: 1 })])
+    const out = path.join(t.dir(), 'out')
+    const get = await runLp2p(['get', 'final.bin', '--out', out, '--tracker', tracker, '--json'])
+    expect(get.code).toBe(0)
+    expect(await sha256File(path.join(out, 'final.bin'))).toBe(sha)
+  })
+
   it('does not publish a file while it is still being written', async () => {
     const { address: tracker } = await startTracker(t.procs)
     const { share } = shareRandom(t.dir(), 'share', 'first.bin', 1 << 20)

@@ -32,3 +32,18 @@ it('Registry.sampleNodes: only live holders of that file, at most k', () => {
   reg.expire(20_000)
   expect(reg.sampleNodes(file.hash, 10)).toEqual([])
 })
+
+it('Registry.publish: a complete holder publishing another name renames the file; a partial holder does not', () => {
+  const reg = new Registry(undefined, 15_000)
+  const node = (i: number): { nodeId: string, host: string, port: number } => ({ nodeId: String(i).padStart(32, '0'), host: '10.0.0.1', port: 1000 + i })
+  const file = { name: 'old.iso', hash: 'ab'.repeat(32), size: 1 << 20 }
+  expect(reg.publish(node(1), file, 0).name).toBe('old.iso')
+  // a downloader publishes what it holds under its own idea of the name: nothing changes
+  expect(reg.publish(node(2), { ...file, name: 'mine.iso', have: 1 }, 0).name).toBe('old.iso')
+  expect(reg.files.get(file.hash)?.name).toBe('old.iso')
+  // the seeder's file was renamed on disk: the listing follows, segmentation and id unchanged
+  const before = reg.files.get(file.hash)
+  const renamed = reg.publish(node(1), { ...file, name: 'new.iso' }, 1)
+  expect(renamed).toEqual({ ...before, name: 'new.iso' })
+  expect(reg.files.list(undefined, 10).map((f) => f.name)).toEqual(['new.iso'])
+})
