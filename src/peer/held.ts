@@ -48,11 +48,15 @@ export class HeldDownload<S extends PageSource = PageSource> {
   /** Where its pieces are read: the partial file while it downloads, the verified one once complete. */
   source (): S { return this.file ?? this.partial() }
 
-  /** How the node lists it at the tracker: what it holds so far, or (complete) as a seeder of the file, with its root when it has the list. */
+  /**
+   * How the node lists it at the tracker: what it holds so far, or (complete) every piece, with
+   * its root when it has the list. (Always with `have`: a download is not a sharer, and the name
+   * it repeats, the one it was given at its start, must not rename a file renamed since.)
+   */
   publish (nodeId: string, port: number): WithoutTx<Publish> {
     const m = this.meta
     return this.complete
-      ? { type: 'publish', nodeId, port, name: m.name, hash: m.hash, size: m.size, ...(this.pieceHashes === null ? {} : { blockSize: m.blockSize, root: hashRoot(this.pieceHashes) }) }
+      ? { type: 'publish', nodeId, port, name: m.name, hash: m.hash, size: m.size, have: m.pieces, ...(this.pieceHashes === null ? {} : { blockSize: m.blockSize, root: hashRoot(this.pieceHashes) }) }
       : { type: 'publish', nodeId, port, name: m.name, hash: m.hash, size: m.size, have: this.have }
   }
 

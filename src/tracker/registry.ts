@@ -75,27 +75,28 @@ export class Registry {
    * partial holder. The first publish fixes the segmentation (piece hashes depend on it): by
    * size, and by the live nodes the file may spread to. The root over the piece hashes is taken
    * from the first complete holder that hashed with that segmentation; the name from the latest
-   * complete holder to publish it.
+   * sharer to publish it (a finished download says `have`: all pieces, and renames nothing).
    */
   publish (node: { nodeId: string, host: string, port: number }, file: PublishedFile, now: number): FileMetaData {
     let meta = this.files.get(file.hash)
     if (meta === undefined) {
       if (this.files.size >= MAX_TRACKER_FILES) throw new RegistryFullError('tracker holds too many files')
       meta = fileMeta(file.name, file.hash, file.size, Math.max(1, this.nodes.size))
-      if (file.root !== undefined && file.blockSize === meta.blockSize && file.have === undefined) meta.root = file.root
+      if (file.root !== undefined && file.blockSize === meta.blockSize && (file.have ?? meta.pieces) === meta.pieces) meta.root = file.root
       // a refused publish changes nothing
       if (file.have !== undefined && file.have > meta.pieces) throw new RangeError(`have ${file.have} is more than the ${meta.pieces} pieces`)
       this.files.put(meta)
     } else if (meta.size !== file.size) {
       // same hash, other size: impossible for honest nodes
       throw new RangeError(`size ${file.size} does not match the published size ${meta.size}`)
-    } else if (file.have === undefined) {
-      // a complete holder: it may bring the root, and the file is listed under the name it shares
-      // it by (a shared file renamed on disk is fetched by its new name; a partial holder only
-      // repeats the listed name)
+    } else if ((file.have ?? meta.pieces) === meta.pieces) {
+      // a complete holder may bring the root; a sharer (no `have`: a file of its share, not a
+      // download) also the name: the file is listed under the name it is shared by now (one
+      // renamed on disk is fetched by its new name; a download only repeats the name it was given)
       const root = meta.root === undefined && file.root !== undefined && file.blockSize === meta.blockSize ? file.root : meta.root
-      if (root !== meta.root || file.name !== meta.name) {
-        meta = { ...meta, name: file.name, root }
+      const name = file.have === undefined ? file.name : meta.name
+      if (root !== meta.root || name !== meta.name) {
+        meta = { ...meta, name, root }
         this.files.put(meta)
       }
     }

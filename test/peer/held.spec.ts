@@ -65,7 +65,7 @@ describe('HeldDownload: a download as its node holds and serves it (Lp2pNode and
     expect(h.file).toBeNull() // a partial file is its sink's to close
     expect(h.publish('n2', 7001)).toEqual({ type: 'publish', nodeId: 'n2', port: 7001, name: 'a.bin', hash: meta.hash, size: meta.size, have: 2 })
     h.completed(source(meta.size))
-    expect(h.publish('n2', 7001)).toEqual({ type: 'publish', nodeId: 'n2', port: 7001, name: 'a.bin', hash: meta.hash, size: meta.size })
+    expect(h.publish('n2', 7001)).toEqual({ type: 'publish', nodeId: 'n2', port: 7001, name: 'a.bin', hash: meta.hash, size: meta.size, have: meta.pieces })
   })
 
   it('complete: served whole from the verified file, with no log and no send-once rule; the tracker hears it as a seeder with the root', () => {
@@ -85,6 +85,6 @@ describe('HeldDownload: a download as its node holds and serves it (Lp2pNode and
     expect(checked).toBe(1)
     expect(done.log).toBeUndefined()
     expect(done.sent).toBeUndefined()
-    expect(h.publish('n1', 7000)).toEqual({ type: 'publish', nodeId: 'n1', port: 7000, name: 'a.bin', hash: meta.hash, size: meta.size, blockSize: 4096, root: createHash('sha256').update(list).digest('hex') })
+    expect(h.publish('n1', 7000)).toEqual({ type: 'publish', nodeId: 'n1', port: 7000, name: 'a.bin', hash: meta.hash, size: meta.size, have: meta.pieces, blockSize: 4096, root: createHash('sha256').update(list).digest('hex') })
   })
 })

@@ -46,4 +46,17 @@ it('Registry.publish: a complete holder publishing another name renames the file
   const renamed = reg.publish(node(1), { ...file, name: 'new.iso' }, 1)
   expect(renamed).toEqual({ ...before, name: 'new.iso' })
   expect(reg.files.list(undefined, 10).map((f) => f.name)).toEqual(['new.iso'])
+  // a download that started before the rename finishes and publishes every piece under the old name: no rename back
+  expect(reg.publish(node(3), { ...file, have: renamed.pieces }, 2).name).toBe('new.iso')
+})
+
+it('Registry.publish: a finished download (have = every piece) brings the root when the tracker has none; a partial one does not', () => {
+  const reg = new Registry(undefined, 15_000)
+  const node = (i: number): { nodeId: string, host: string, port: number } => ({ nodeId: String(i).padStart(32, '0'), host: '10.0.0.1', port: 1000 + i })
+  const file = { name: 'f.bin', hash: 'cd'.repeat(32), size: 1 << 20 }
+  const meta = reg.publish(node(1), file, 0) // (no root: say an old seeder)
+  expect(meta.root).toBeUndefined()
+  const root = 'ee'.repeat(32)
+  expect(reg.publish(node(2), { ...file, blockSize: meta.blockSize, root, have: meta.pieces - 1 }, 0).root).toBeUndefined()
+  expect(reg.publish(node(3), { ...file, blockSize: meta.blockSize, root, have: meta.pieces }, 0).root).toBe(root)
 })
