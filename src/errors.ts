@@ -55,8 +55,10 @@ export class PeerTimeoutError extends Lp2pError {
 
 /** The downloaded bytes do not hash to what was asked for. */
 export class HashMismatchError extends Lp2pError {
-  constructor (readonly expected: string, readonly actual: string) {
-    super('ERR_HASH_MISMATCH', `content hash ${actual.slice(0, 16)}… does not match ${expected.slice(0, 16)}…`)
+  /** @param badPieces pieces on disk found not to match their hashes (forgotten: the same get fetches them again) */
+  constructor (readonly expected: string, readonly actual: string, readonly badPieces = 0) {
+    super('ERR_HASH_MISMATCH', `content hash ${actual.slice(0, 16)}… does not match ${expected.slice(0, 16)}…` +
+      (badPieces > 0 ? `: ${badPieces} piece(s) stored by an earlier run no longer match their hashes; the same get fetches only those again` : ': the same get starts over'))
   }
 }
 

@@ -30,6 +30,11 @@ export interface PieceSink extends PositionalWriter {
   close: () => void
   /** The stored pieces did not hash to the file: do not resume from them. */
   discardState?: () => void
+  /**
+   * The stored pieces did not hash to the file, and the piece hashes are known: check each stored
+   * piece against its hash, forget those that fail (a resume keeps the rest) and say how many did.
+   */
+  recheck?: (pieceHashes: Buffer) => number
   /** Where piece hashes are computed for this download, when the sink has a better place (a worker). It may hand back another buffer with the same bytes. */
   readonly hashPiece?: (data: Buffer) => Observable<{ digest: Buffer, data: Buffer }>
 }
@@ -642,7 +647,14 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     const transfer$ = merge(merge(newSources$, askers$).pipe(mergeMap(runSource)), starved$)
 
     const finish$ = defer(() => sink.digest()).pipe(map((sha256): LeechEvent => {
-      if (sha256 !== meta.hash) { sink.discardState?.(); throw new HashMismatchError(meta.hash, sha256) }
+      if (sha256 !== meta.hash) {
+        // every piece of this run was checked on arrival: the bad ones are on disk from an earlier
+        // run (changed since, or lost in a crash); the next run fetches only those. None bad (or no
+        // way to tell): nothing on disk can be trusted, the next run starts over.
+        const bad = pieceHashes === null || sink.recheck === undefined ? 0 : sink.recheck(pieceHashes)
+        if (bad === 0) sink.discardState?.()
+        throw new HashMismatchError(meta.hash, sha256, bad)
+      }
       const path = sink.commit()
       return { event: 'done', fileId: meta.hash, name: meta.name, path, bytes: meta.size, sha256, downloaded }
     }))

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { defer, type Observable } from 'rxjs'
 import type { FileMetaData } from '../protocol/messages'
 import type { PieceSink } from '../peer/leech'
@@ -7,7 +8,7 @@ import { PartFile } from './partFile'
 import type { MappedFile } from './mappedFile'
 import { WorkerHashTarget } from './workerHash'
 import { loadState, removeState, saveState } from './resumeState'
-import { hasBit, setBit } from '../peer/picker'
+import { clearBit, hasBit, setBit } from '../peer/picker'
 
 /** Files from this size on are hashed in a worker thread (below it, starting one costs more than it saves). */
 export const WORKER_HASH_MIN_BYTES = 32 * 1024 * 1024
@@ -101,6 +102,25 @@ export class FileSink implements PieceSink {
     }
     this.saveNow()
     this.part.close()
+  }
+
+  /** Check every stored piece against its hash (read back through the mapping); forget and count the bad ones; save what is left. */
+  recheck (pieceHashes: Buffer): number {
+    let bad = 0
+    const src = this.part.source()
+    for (let i = 0; i < this.meta.pieces; i++) {
+      if (!hasBit(this.have, i)) continue
+      const offset = i * this.meta.blockSize
+      const h = createHash('sha256')
+      for (const v of src.view(offset, Math.min(this.meta.blockSize, this.meta.size - offset))) h.update(v)
+      if (h.digest().equals(pieceHashes.subarray(i * 32, i * 32 + 32))) continue
+      clearBit(this.have, i)
+      bad++
+    }
+    this.dirty = true
+    this.stopSaving()
+    this.saveNow()
+    return bad
   }
 
   /** Forget what the state says (its pieces did not add up to the file): the next run starts over. */

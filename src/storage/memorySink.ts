@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { defer, Observable } from 'rxjs'
 import { StorageError } from '../errors'
 import type { FileMetaData } from '../protocol/messages'
@@ -15,8 +16,14 @@ export class MemorySink implements PieceSink {
   closed = false
   writes = 0
 
-  constructor (readonly meta: FileMetaData, readonly present: number[] = [], private readonly failWritesAfter = Infinity) {
+  /** Pieces it holds: `present` at the start, and each one stored since (minus those a recheck forgot). */
+  readonly kept: Set<number>
+
+  /** @param before the bytes an earlier run left (with `present`: the pieces it stored) */
+  constructor (readonly meta: FileMetaData, readonly present: number[] = [], private readonly failWritesAfter = Infinity, before?: Buffer) {
     this.data = Buffer.alloc(meta.size)
+    before?.copy(this.data)
+    this.kept = new Set(present)
     this.hasher = new OrderedHasher(meta.size, () => ({ size: meta.size, view: (o, l) => [this.data.subarray(o, o + l)] }))
     for (const i of present) this.hasher.addOnDisk(i * meta.blockSize, Math.min(meta.blockSize, meta.size - i * meta.blockSize))
   }
@@ -29,7 +36,17 @@ export class MemorySink implements PieceSink {
     })
   }
 
-  stored (offset: number, data: Buffer): void { this.hasher.add(offset, data) }
+  stored (offset: number, data: Buffer): void { this.kept.add(offset / this.meta.blockSize); this.hasher.add(offset, data) }
+  recheck (pieceHashes: Buffer): number {
+    let bad = 0
+    for (const i of [...this.kept]) {
+      const piece = this.data.subarray(i * this.meta.blockSize, Math.min(this.meta.size, (i + 1) * this.meta.blockSize))
+      if (createHash('sha256').update(piece).digest().equals(pieceHashes.subarray(i * 32, i * 32 + 32))) continue
+      this.kept.delete(i)
+      bad++
+    }
+    return bad
+  }
   digest (): Observable<string> { return defer(() => this.hasher.digest()) }
   commit (): string { this.committed = true; return `memory:${this.meta.name}` }
   close (): void { this.closed = true }

@@ -64,7 +64,7 @@ describe('failures', () => {
     expect((nodes.find((n) => n.address === peerA.address)?.files ?? []).map((f) => f.fileId)).not.toContain(sha)
   }, 60_000)
 
-  it('a get killed mid-transfer resumes where it stopped: only the rest is fetched, and the file is exact', async () => {
+  it('a get killed mid-transfer resumes where it stopped: only the rest is fetched, and the file is exact; a stored piece changed since is found and fetched again', async () => {
     const F = 48 * 1024 * 1024
     const { sha, tracker } = await oneSeeder(procs, dir, 'share', 'r.bin', F)
     const out = path.join(dir, 'out')
@@ -105,7 +105,24 @@ describe('failures', () => {
     expect(over.events.find((e) => e.event === 'start')).toMatchObject({ present: 0 })
     expect(over.events.at(-1)).toMatchObject({ event: 'done', sha256: sha, downloaded: F })
     expect(fs.readdirSync(out2)).toEqual(['r.bin'])
-  }, 120_000)
+
+    // a stored piece changed on disk between runs (piece 0: one complete source sends in file
+    // order): the resumed get fails the whole-file check (exit 7) naming it, keeps the others,
+    // and the next get fetches only that piece
+    const out3 = path.join(dir, 'out3')
+    await killedMidway(out3)
+    const fd = fs.openSync(path.join(out3, 'r.bin.part'), 'r+')
+    fs.writeSync(fd, Buffer.from('not the original bytes'), 0, 22, 1000)
+    fs.closeSync(fd)
+    const bad = await runLp2p(['get', 'r.bin', '--out', out3, '--tracker', tracker, '--json'])
+    expect(bad.code).toBe(7)
+    expect(bad.events.at(-1)).toMatchObject({ event: 'error', code: 'ERR_HASH_MISMATCH', message: expect.stringContaining('1 piece(s) stored by an earlier run no longer match their hashes') })
+    const fixed = await runLp2p(['get', 'r.bin', '--out', out3, '--tracker', tracker, '--json'])
+    expect(fixed.code).toBe(0)
+    const blockSize = (fixed.events.find((e) => e.event === 'start') as { blockSize: number }).blockSize
+    expect(fixed.events.at(-1)).toMatchObject({ event: 'done', sha256: sha, downloaded: blockSize })
+    expect(await sha256File(path.join(out3, 'r.bin'))).toBe(sha)
+  }, 150_000)
 
   it('a second get of the same file into the same folder is refused while the first runs (exit 8, naming its pid); the first finishes exact', async () => {
     const F = 16 * 1024 * 1024

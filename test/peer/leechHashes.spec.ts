@@ -432,6 +432,32 @@ describe('leech: piece integrity', () => {
     })
   })
 
+  describe('(d2) a resumed piece changed on disk since an earlier run stored it', () => {
+    it('fails ERR_HASH_MISMATCH naming the one bad piece and keeps the rest; the next run fetches only that piece and completes', () => {
+      const ts = newScheduler()
+      const { deps, sinks } = world(ts, file, [A], {})
+      // an earlier run stored pieces 0-2; piece 1's bytes on disk have changed since
+      const disk = Buffer.alloc(file.content.length)
+      file.content.copy(disk, 0, 0, 3 * BLOCK)
+      disk[BLOCK + 7] ^= 0xff
+      const earlier = new MemorySink(file.meta, [0, 1, 2], Infinity, disk)
+      const r = run(ts, { ...deps, openSink: () => earlier })
+      expect(r.error).toMatchObject({ code: 'ERR_HASH_MISMATCH', badPieces: 1, message: expect.stringContaining('1 piece(s) stored by an earlier run no longer match') })
+      expect(only(r, 'piece').map((e) => e.index).sort()).toEqual([3, 4]) // the resumed ones were not fetched
+      expect([...earlier.kept].sort()).toEqual([0, 2, 3, 4])
+      expect(earlier.committed).toBe(false)
+
+      const again = new MemorySink(file.meta, [...earlier.kept], Infinity, earlier.data)
+      const ts2 = newScheduler()
+      const r2 = run(ts2, { ...world(ts2, file, [A], {}).deps, openSink: () => again })
+      expect(only(r2, 'piece').map((e) => e.index)).toEqual([1])
+      expect(r2.error).toBeUndefined()
+      expect(again.data.equals(file.content)).toBe(true)
+      expect(again.committed).toBe(true)
+      expect(sinks).toEqual([])
+    })
+  })
+
   describe('(e) no root in the metadata', () => {
     it('accepts pieces without piece hashes; the whole-file check catches a corrupted piece (ERR_HASH_MISMATCH)', () => {
       const ts = newScheduler()

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -32,6 +33,25 @@ describe('FileSink', () => {
     again.close()
     expect(fs.readdirSync(dir).sort()).toEqual(['f.bin.part', 'f.bin.part.state'])
     expect(fs.readFileSync(path.join(dir, 'f.bin.part')).subarray(BLOCK, 2 * BLOCK)).toEqual(piece)
+  })
+
+  it('recheck: a stored piece whose bytes changed on disk is counted and forgotten; the state keeps the others', async () => {
+    const pieces = [Buffer.alloc(BLOCK, 1), Buffer.alloc(BLOCK, 2), Buffer.alloc(BLOCK, 3)]
+    const hashes = Buffer.concat(pieces.map((p) => createHash('sha256').update(p).digest()))
+    const sink = new FileSink(meta, dir)
+    for (const i of [0, 2]) {
+      await lastValueFrom(sink.write(pieces[i], i * BLOCK), { defaultValue: undefined })
+      sink.stored(i * BLOCK, pieces[i])
+    }
+    // something else writes into piece 2 of the .part
+    const fd = fs.openSync(path.join(dir, 'f.bin.part'), 'r+')
+    fs.writeSync(fd, Buffer.from([9]), 0, 1, 2 * BLOCK + 100)
+    fs.closeSync(fd)
+    expect(sink.recheck(hashes)).toBe(1)
+    sink.close()
+    const again = new FileSink(meta, dir)
+    expect(again.present).toEqual([0])
+    again.close()
   })
 
   it('a .part left without its state (nothing known verified) is removed when the sink closes with nothing stored', () => {
