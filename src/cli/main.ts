@@ -314,7 +314,7 @@ export function program (argv: readonly string[] = process.argv): Command {
   p.command('get')
     .description('download a file by name or file-id prefix; exits 0 only when its SHA-256 matches')
     .argument('<name-or-id>', 'exact file name, or a prefix of its hex file id', (v: string) => { if (v.trim() === '') throw new UsageError('the file name or id is empty'); return v })
-    .addOption(new Option('-o, --out <dir>', 'folder to write into (NAME.part while downloading, NAME when verified)').default('.').env('LP2P_OUT'))
+    .addOption(new Option('-o, --out <dir>', 'folder to write into, created if missing (NAME.part while downloading, NAME when verified)').default('.').env('LP2P_OUT'))
     .addOption(trackerOption())
     .addOption(new Option('--host <ip>', 'address to bind and to serve pieces from').default('127.0.0.1').env('LP2P_HOST'))
     .addOption(new Option('--port <port>', 'TCP port to serve verified pieces to other leechers on (0: any free port)').default(0).argParser(port).env('LP2P_PORT'))
