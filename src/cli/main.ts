@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events'
 import fs from 'node:fs'
 import os from 'node:os'
+import net from 'node:net'
 import path from 'node:path'
 import { Command, Option } from 'commander'
 import { firstValueFrom, lastValueFrom, ReplaySubject, takeUntil, type Observable } from 'rxjs'
@@ -28,6 +29,14 @@ const json = (o: unknown): void => { process.stdout.write(JSON.stringify(o) + '\
 /** A HOST:PORT value checked as it is parsed (so a bad LP2P_* value names its variable), kept as given. */
 function endpointArg (flag: string, listen = false): (v: string) => string {
   return (v) => { parseEndpoint(v, flag, listen); return v }
+}
+function ipArg (v: string): string {
+  if (net.isIP(v) === 0) throw new UsageError(`--host "${v}" is not an IP address`)
+  return v
+}
+/** A node's --host: by default the address this machine reaches the tracker from. */
+function nodeHostOption (what: string): Option {
+  return new Option('--host <ip>', `${what} (default: the address this machine reaches the tracker from: 127.0.0.1 for a tracker on loopback, this machine's LAN address for one on the LAN)`).argParser(ipArg).env('LP2P_HOST')
 }
 function trackerOption (): Option {
   return new Option('-t, --tracker <host:port>', 'tracker address (UDP)').default(DEFAULT_TRACKER).argParser(endpointArg('--tracker')).env('LP2P_TRACKER')
@@ -238,7 +247,7 @@ export function program (argv: readonly string[] = process.argv): Command {
 
   p.command('tracker')
     .description('run the tracker: a UDP service where nodes publish files, heartbeat and find each other')
-    .addOption(new Option('--host <ip>', 'address to bind').default('127.0.0.1').env('LP2P_HOST'))
+    .addOption(new Option('--host <ip>', 'address to bind').default('127.0.0.1').argParser(ipArg).env('LP2P_HOST'))
     .addOption(new Option('--port <port>', 'UDP port (0: any free port)').default(7070).argParser(port).env('LP2P_PORT'))
     .addOption(new Option('--data <dir>', 'folder for the file registry (SQLite): files published stay listed across restarts').default(DEFAULT_DATA).env('LP2P_DATA'))
     .addOption(new Option('--memory', 'keep the file registry in memory only: nothing survives a restart (not with --data)'))
@@ -270,7 +279,7 @@ export function program (argv: readonly string[] = process.argv): Command {
     .description('share the files of a folder: hash, publish to the tracker, serve pieces to leechers')
     .addOption(new Option('-s, --share <dir>', 'folder whose regular files are shared (recursively)').makeOptionMandatory().env('LP2P_SHARE'))
     .addOption(trackerOption())
-    .addOption(new Option('--host <ip>', 'address to bind and to be reached at').default('127.0.0.1').env('LP2P_HOST'))
+    .addOption(nodeHostOption('address to bind and to be reached at'))
     .addOption(new Option('--port <port>', 'TCP port for peers (0: any free port)').default(0).argParser(port).env('LP2P_PORT'))
     .addOption(uploadLimit())
     .addOption(new Option('--no-watch', 'share the folder as it is at start: files added, changed or removed later are not noticed until a restart (by default they are published or withdrawn within seconds)'))
@@ -316,7 +325,7 @@ export function program (argv: readonly string[] = process.argv): Command {
     .argument('<name-or-id>', 'exact file name, or a prefix of its hex file id', (v: string) => { if (v.trim() === '') throw new UsageError('the file name or id is empty'); return v })
     .addOption(new Option('-o, --out <dir>', 'folder to write into, created if missing (NAME.part while downloading, NAME when verified)').default('.').env('LP2P_OUT'))
     .addOption(trackerOption())
-    .addOption(new Option('--host <ip>', 'address to bind and to serve pieces from').default('127.0.0.1').env('LP2P_HOST'))
+    .addOption(nodeHostOption('address to bind and to serve pieces from'))
     .addOption(new Option('--port <port>', 'TCP port to serve verified pieces to other leechers on (0: any free port)').default(0).argParser(port).env('LP2P_PORT'))
     .addOption(uploadLimit())
     .addOption(new Option('--download-limit <rate>', 'cap on bytes/s fetched from peers (same units as --upload-limit)').default(Infinity, 'none').argParser(rate).env('LP2P_DOWNLOAD_LIMIT'))

@@ -45,3 +45,24 @@ export function bindUdp (host: string, port: number, onSendError?: (err: Error, 
     })
   })
 }
+
+/**
+ * The local address this machine sends from to reach `to` (a UDP socket is connected, which
+ * sends nothing, and asked its address): 127.0.0.1 for a tracker on loopback, the LAN address for
+ * one on the LAN. The loopback of `to`'s family when there is no route.
+ */
+export async function localAddressToward (to: Endpoint): Promise<string> {
+  const v6 = net.isIPv6(to.address)
+  const sock = dgram.createSocket(v6 ? 'udp6' : 'udp4')
+  try {
+    await new Promise<void>((resolve, reject) => {
+      sock.once('error', reject)
+      sock.connect(to.port, to.address, () => { sock.removeListener('error', reject); resolve() })
+    })
+    return sock.address().address
+  } catch {
+    return v6 ? '::1' : '127.0.0.1'
+  } finally {
+    sock.close()
+  }
+}

@@ -9,7 +9,7 @@ import { heartbeats } from './heartbeat'
 import { FAN_OUT, HEARTBEAT_MS, LEAVE_WAIT_MS, MAX_BLOCK_SIZE, MAX_PEERS_PER_REPLY, BUSY_QUEUE_MS, RAREST_FIRST_AGE_MS } from '../limits'
 import { log } from '../log'
 import type { FileMetaData, Leech, PeerAddress } from '../protocol/messages'
-import { bindUdp, type UdpPort } from '../net/udp'
+import { bindUdp, localAddressToward, type UdpPort } from '../net/udp'
 import { TrackerClient } from '../net/trackerClient'
 import { udpTrackerTransport } from '../net/udpTrackerTransport'
 import { PeerConnection } from '../net/peerConnection'
@@ -30,7 +30,7 @@ import { listShare, MAX_SHARED_FILES, planShare, scanShare, SHARE_DEBOUNCE_MS, S
 
 export interface NodeOptions {
   tracker: Endpoint
-  /** Address to bind (UDP to the tracker, TCP for peers). */
+  /** Address to bind (UDP to the tracker, TCP for peers). Default: the one this machine reaches the tracker from (`localAddressToward`). */
   host?: string
   /** TCP port for peers (0: any free port). */
   port?: number
@@ -147,7 +147,9 @@ export class Lp2pNode {
   get publishedFiles (): FileMetaData[] { return [...this.shared.values()].flatMap((s) => s.meta === undefined ? [] : [s.meta]) }
 
   async start (): Promise<void> {
-    const host = this.opts.host ?? '127.0.0.1'
+    // (by default the address the tracker will see us at: loopback for a tracker on loopback,
+    // the LAN address for one on the LAN; 127.0.0.1 could not even reach the latter)
+    const host = this.opts.host ?? await localAddressToward(this.opts.tracker)
     this.udp = await bindUdp(host, 0, (err, to) => this.log.debug({ err: err.message, to }, 'udp send failed'))
     this.tracker = new TrackerClient(udpTrackerTransport(this.udp, this.opts.tracker), { timeoutMs: this.opts.trackerTimeoutMs, attempts: this.opts.trackerAttempts })
     if (this.opts.share !== undefined) this.local = await scanShare(this.opts.share, undefined, this.skip)

@@ -1,7 +1,7 @@
 import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
-import { oneSeeder, perTest, runLp2p, sha256File, spawnLp2p } from './helpers'
+import { oneSeeder, perTest, runLp2p, sha256File, shareRandom, spawnLp2p, startPeer, startTracker } from './helpers'
 
 /** What a user sees from real processes on 127.0.0.1: plain progress when piped, env-only config, status events, signals. */
 describe('CLI output of real processes', () => {
@@ -48,6 +48,24 @@ describe('CLI output of real processes', () => {
     // every datagram the tracker got was well formed (a leave from a node with no port is not)
     await new Promise((r) => setTimeout(r, 200))
     expect(trackerProc.stderr.filter((l) => l.includes('malformed'))).toEqual([])
+  }, 90_000)
+
+  it('a tracker on IPv6 loopback (::1): peer, get, ls and status reach it with no --host (they bind the address they reach it from)', async () => {
+    const { share, sha } = shareRandom(dir(), 'share', 'six.bin', 1 << 20)
+    const { address: tracker } = await startTracker(procs, ['--memory', '--host', '::1'])
+    expect(tracker).toMatch(/^\[::1\]:\d+$/)
+    const peer = await startPeer(procs, share, tracker)
+    expect(peer.address).toMatch(/^\[::1\]:\d+$/)
+    const ls = await runLp2p(['ls', '--tracker', tracker, '--json'])
+    expect(ls.code).toBe(0)
+    expect(ls.events[0]).toMatchObject([{ name: 'six.bin', fileId: sha, holders: 1 }])
+    const out = path.join(dir(), 'out')
+    const get = await runLp2p(['get', 'six.bin', '--out', out, '--tracker', tracker, '--json'])
+    expect(get.code).toBe(0)
+    expect(await sha256File(path.join(out, 'six.bin'))).toBe(sha)
+    const status = await runLp2p(['status', '--tracker', tracker, '--json'])
+    expect(status.code).toBe(0)
+    expect((status.events[0] as unknown as { address: string }[]).map((n) => n.address)).toEqual([peer.address])
   }, 90_000)
 
   it('demo (the README\'s first command) verifies its download and removes its folder, also for an empty file and when interrupted (130)', async () => {
