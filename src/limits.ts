@@ -13,8 +13,6 @@ export const MAX_DATAGRAM_BYTES = 16 * 1024
 export const MAX_REPLY_ITEMS_BYTES = MAX_DATAGRAM_BYTES - 512
 /** Longest file name accepted anywhere (bytes of UTF-8). */
 export const MAX_NAME_BYTES = 255
-/** Largest file we describe: 2^53 - 1 keeps sizes exact in JS numbers. */
-export const MAX_FILE_SIZE = Number.MAX_SAFE_INTEGER
 /** A node that has not announced for this long is dropped from the tracker's soft state. */
 export const NODE_TTL_MS = 15_000
 /** How often nodes announce themselves (the tracker tells them in its reply). */
@@ -25,7 +23,7 @@ export const TRACKER_TIMEOUT_MS = 250
 export const LEAVE_WAIT_MS = 250
 /** Tries per tracker request, the first included (250 ms · (1+2+4+8+16) ≈ 7.8 s before giving up). */
 export const TRACKER_ATTEMPTS = 5
-/** Most files a tracker keeps; publishes beyond this are refused. */
+/** Most files a tracker keeps: beyond, the file no live node has held for the longest is forgotten; with every file held, publishes of new ones are refused (FULL). */
 export const MAX_TRACKER_FILES = 100_000
 /** Datagrams per second the tracker handles from one source address (twice that in a burst). */
 export const TRACKER_RATE_PER_SOURCE = 500
@@ -149,6 +147,14 @@ export const MAX_WATCH_MS = 10_000
 export const MAX_WATCHES_PER_CONNECTION = 64
 /** Longest bitfield accepted in a request (196,608 pieces: 1.5 TiB at the largest block size). */
 export const MAX_BITFIELD_BYTES = 24 * 1024
+/** Most pieces a file may have: as many as a bitfield carries. */
+export const MAX_PIECES = MAX_BITFIELD_BYTES * 8
+/**
+ * Largest file we describe: MAX_PIECES of the largest block (1.5 TiB). Segmentation never needs
+ * more pieces for it; a bigger file could not be fetched (its bitfields would not be accepted),
+ * and its piece counters would cost the tracker's dashboard gigabytes.
+ */
+export const MAX_FILE_SIZE = MAX_PIECES * MAX_BLOCK_SIZE
 /**
  * A piece from a source whose rate is measured must come within STALL_FACTOR times what it should
  * take (its window ahead of it included), at least STALL_MIN_MS, else the source is dropped and its

@@ -304,7 +304,7 @@ export function program (argv: readonly string[] = process.argv): Command {
         if (files.length > 0) out(table(['NAME', 'SIZE', 'PIECES', 'FILE ID'], files.map((f) => [f.name, bytes(f.size), `${f.pieces} × ${bytes(f.blockSize)}`, f.hash.slice(0, 16)])))
         out(`peer ${node.nodeId.slice(0, 8)} sharing ${files.length} file(s)${waiting > 0 ? ` (${waiting} more once the tracker answers)` : ''}, listening on tcp ${formatEndpoint(addr)}\n`)
       }
-      if (waiting > 0) log.warn({ published: files.length, local: node.sharedFiles.length }, 'some files could not be published: the tracker may be down; retrying with heartbeats')
+      if (waiting > 0) log.warn({ published: files.length, local: node.sharedFiles.length }, 'some files could not be published (the tracker is down, or refused them: see the warnings above); retrying with heartbeats')
       const view = new ServingView(o.json === true ? 'json' : process.stdout.isTTY ? 'tty' : 'lines', process.stdout)
       // files added to or removed from the folder later (watching)
       const changes = node.shareChanges$.subscribe((e) => {

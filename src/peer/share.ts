@@ -1,6 +1,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { log } from '../log'
+import { MAX_FILE_SIZE } from '../limits'
 import { MappedFile } from '../storage/mappedFile'
 import { hashFile } from '../storage/hashFile'
 import { segment } from '../protocol/segmentation'
@@ -26,6 +27,9 @@ export function isShareable (name: string): boolean {
 }
 
 /** Told of a path under a shared folder that is not shared, and why (the caller says it once per path). */
+/** Why a file over MAX_FILE_SIZE is not shared (it is not even hashed). */
+const TOO_BIG = `larger than ${MAX_FILE_SIZE / 2 ** 40} TiB, the most a file may be (pieces × the largest block)`
+
 export type OnSkip = (path: string, reason: string) => void
 
 const warnSkip: OnSkip = (p, reason) => log.child({ module: 'share' }).warn({ path: p, reason }, 'not shared')
@@ -82,6 +86,11 @@ export async function scanShare (dir: string, onFile?: (f: LocalFile) => void, o
         onSkip(p, `cannot open: ${(err as Error).message}`)
         continue
       }
+      if (file.size > MAX_FILE_SIZE) {
+        file.close()
+        onSkip(p, TOO_BIG)
+        continue
+      }
       const h = await hashFile(file, segment(file.size).blockSize)
       if (seen.has(h.fileId)) { file.close(); continue }
       seen.add(h.fileId)
@@ -126,6 +135,7 @@ export async function listShare (dir: string, max = MAX_SHARED_FILES, onSkip: On
       }
       try {
         const st = await fs.promises.stat(p)
+        if (st.size > MAX_FILE_SIZE) { onSkip(p, TOO_BIG); continue }
         out.push({ path: p, name: e.name, size: st.size, mtimeMs: st.mtimeMs })
       } catch { /* gone since readdir */ }
     }

@@ -1,5 +1,5 @@
 import { ProtocolError } from '../errors'
-import { MAX_BITFIELD_BYTES, MAX_BLOCK_SIZE, MAX_BUSY_RETRY_MS, MAX_PEERS_PER_REPLY, MAX_WATCH_MS, PAGE_SIZE } from '../limits'
+import { MAX_BITFIELD_BYTES, MAX_BLOCK_SIZE, MAX_FILE_SIZE, MAX_PIECES, MAX_BUSY_RETRY_MS, MAX_PEERS_PER_REPLY, MAX_WATCH_MS, PAGE_SIZE } from '../limits'
 import * as v from './validate'
 
 /**
@@ -163,7 +163,7 @@ const port = (o: v.Obj): number => v.int(o, 'port', 1, 65535)
 
 export function fileMetaData (x: unknown): FileMetaData {
   const o = v.obj(x, 'file')
-  const meta: FileMetaData = { name: v.name(o), hash: v.hash(o, 'hash'), size: v.int(o, 'size'), blockSize: v.int(o, 'blockSize', PAGE_SIZE, MAX_BLOCK_SIZE), pieces: v.int(o, 'pieces') }
+  const meta: FileMetaData = { name: v.name(o), hash: v.hash(o, 'hash'), size: v.int(o, 'size', 0, MAX_FILE_SIZE), blockSize: v.int(o, 'blockSize', PAGE_SIZE, MAX_BLOCK_SIZE), pieces: v.int(o, 'pieces', 0, MAX_PIECES) }
   checkSegmentation(meta.size, meta.blockSize, meta.pieces)
   const root = v.optHash(o, 'root')
   if (root !== undefined) meta.root = root
@@ -190,7 +190,7 @@ function peerAddress (x: unknown): PeerAddress {
 
 function nodeFile (x: unknown): NodeFile {
   const o = v.obj(x, 'file')
-  const f = { fileId: v.hash(o, 'fileId'), have: v.int(o, 'have'), pieces: v.int(o, 'pieces') }
+  const f = { fileId: v.hash(o, 'fileId'), have: v.int(o, 'have'), pieces: v.int(o, 'pieces', 0, MAX_PIECES) }
   if (f.have > f.pieces) throw new ProtocolError('have is more than pieces')
   return f
 }
@@ -239,7 +239,7 @@ function trackerMessageWithoutToken (o: v.Obj): TrackerMessage {
       return { type: 'connected', tx: tx(o), token: t }
     }
     case 'publish': {
-      const m: Publish = { type: 'publish', tx: tx(o), nodeId: v.nodeId(o), port: port(o), name: v.name(o), hash: v.hash(o, 'hash'), size: v.int(o, 'size') }
+      const m: Publish = { type: 'publish', tx: tx(o), nodeId: v.nodeId(o), port: port(o), name: v.name(o), hash: v.hash(o, 'hash'), size: v.int(o, 'size', 0, MAX_FILE_SIZE) }
       if (o.blockSize !== undefined) m.blockSize = v.int(o, 'blockSize', PAGE_SIZE, MAX_BLOCK_SIZE)
       const root = v.optHash(o, 'root'); if (root !== undefined) m.root = root
       if (o.have !== undefined) m.have = v.int(o, 'have')
@@ -295,7 +295,7 @@ export function peerMessage (x: unknown): PeerMessage {
       return m
     }
     case 'have': {
-      const totalPieces = v.int(o, 'totalPieces')
+      const totalPieces = v.int(o, 'totalPieces', 0, MAX_PIECES)
       const m: Have = { type: 'have', req: req(o), fileId: v.hash(o, 'fileId'), totalPieces }
       if (o.bitfield !== undefined && o.bitfield !== null) {
         m.bitfield = v.bytes(o, 'bitfield', Math.ceil(totalPieces / 8))
@@ -314,7 +314,7 @@ export function peerMessage (x: unknown): PeerMessage {
       return m
     }
     case 'leech': {
-      const m: Leech = { type: 'leech', req: req(o), hash: v.hash(o, 'hash'), size: v.int(o, 'size'), offset: v.int(o, 'offset'), blockSize: v.int(o, 'blockSize', PAGE_SIZE, MAX_BLOCK_SIZE), pieces: v.int(o, 'pieces') }
+      const m: Leech = { type: 'leech', req: req(o), hash: v.hash(o, 'hash'), size: v.int(o, 'size', 0, MAX_FILE_SIZE), offset: v.int(o, 'offset'), blockSize: v.int(o, 'blockSize', PAGE_SIZE, MAX_BLOCK_SIZE), pieces: v.int(o, 'pieces', 0, MAX_PIECES) }
       checkSegmentation(m.size, m.blockSize, m.pieces)
       if (m.offset % m.blockSize !== 0 || m.offset >= m.size) throw new ProtocolError(`offset ${m.offset} is not a piece of this file`)
       if (o.copies !== undefined && o.copies !== null) m.copies = v.int(o, 'copies', 0, 0xffff)
@@ -322,7 +322,7 @@ export function peerMessage (x: unknown): PeerMessage {
       return m
     }
     case 'piece': {
-      const m: Piece = { type: 'piece', req: req(o), pieceSize: v.int(o, 'pieceSize', 0, MAX_BLOCK_SIZE), offset: v.int(o, 'offset'), totalPieces: v.int(o, 'totalPieces'), clusterName: v.hash(o, 'clusterName') }
+      const m: Piece = { type: 'piece', req: req(o), pieceSize: v.int(o, 'pieceSize', 0, MAX_BLOCK_SIZE), offset: v.int(o, 'offset'), totalPieces: v.int(o, 'totalPieces', 0, MAX_PIECES), clusterName: v.hash(o, 'clusterName') }
       if (o.bitfield !== undefined && o.bitfield !== null) {
         m.bitfield = v.bytes(o, 'bitfield', Math.ceil(m.totalPieces / 8))
         if (m.bitfield.length !== Math.ceil(m.totalPieces / 8)) throw new ProtocolError('bitfield length does not match totalPieces')

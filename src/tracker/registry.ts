@@ -1,5 +1,5 @@
 import { MAX_FILES_PER_NODE_ITEM, type FileMetaData, type NodeInfo } from '../protocol/messages'
-import { MAX_TRACKER_FILES, MAX_TRACKER_NODES } from '../limits'
+import { MAX_FILE_SIZE, MAX_TRACKER_FILES, MAX_TRACKER_NODES } from '../limits'
 import { fileMeta } from '../protocol/segmentation'
 
 interface NodeState {
@@ -30,6 +30,8 @@ export interface FileStore {
   put: (meta: FileMetaData) => void
   /** Files with id > `after`, in id order, at most `limit`. */
   list: (after: string | undefined, limit: number) => FileMetaData[]
+  /** Forget a file (a full registry makes room: see `Registry.publish`). */
+  delete: (fileId: string) => void
   readonly size: number
   close?: () => void
 }
@@ -51,6 +53,11 @@ export class MemoryFileStore implements FileStore {
     const start = after === undefined ? 0 : upperBound(this.sorted, after)
     return this.sorted.slice(start, start + limit).map((id) => this.byId.get(id) as FileMetaData)
   }
+
+  delete (fileId: string): void {
+    if (!this.byId.delete(fileId)) return
+    this.sorted.splice(lowerBound(this.sorted, fileId), 1)
+  }
 }
 
 export class RegistryFullError extends Error {
@@ -63,10 +70,25 @@ export class RegistryFullError extends Error {
  */
 export class Registry {
   private readonly nodes = new Map<string, NodeState>()
+  /** Live node ids in id order (pages of `listNodes` without a sort per request). */
+  private readonly sortedNodes: string[] = []
   private readonly holders = new Map<string, IndexedSet>()
+  /**
+   * Files no live node holds, the longest unheld first: a full registry forgets the first to make
+   * room, so junk published once (or files nobody shares any more) cannot fill it for good.
+   */
+  private readonly unheld = new Map<string, true>()
 
-  /** @param random for `sampleNodes` (seeded in simulations) */
-  constructor (readonly files: FileStore = new MemoryFileStore(), private readonly ttlMs: number, private readonly random: () => number = Math.random) {}
+  /**
+   * @param random for `sampleNodes` (seeded in simulations)
+   * @param maxFiles most files kept: beyond, the longest unheld is forgotten, and with none unheld the publish is refused (FULL)
+   */
+  constructor (readonly files: FileStore = new MemoryFileStore(), private readonly ttlMs: number, private readonly random: () => number = Math.random, private readonly maxFiles = MAX_TRACKER_FILES) {
+    // a registry kept across a restart: nobody holds anything until the nodes publish again
+    for (let page = files.list(undefined, 1000); page.length > 0; page = files.list(page[page.length - 1].hash, 1000)) {
+      for (const m of page) this.unheld.set(m.hash, true)
+    }
+  }
 
   get nodeCount (): number { return this.nodes.size }
 
@@ -78,13 +100,17 @@ export class Registry {
    * sharer to publish it (a finished download says `have`: all pieces, and renames nothing).
    */
   publish (node: { nodeId: string, host: string, port: number }, file: PublishedFile, now: number): FileMetaData {
+    if (file.size > MAX_FILE_SIZE) throw new RangeError(`size ${file.size} is more than the ${MAX_FILE_SIZE} bytes a file may have`)
+    const holder = this.nodes.get(node.nodeId)
+    if (holder !== undefined) this.claim(holder, node) // (before anything changes)
     let meta = this.files.get(file.hash)
     if (meta === undefined) {
-      if (this.files.size >= MAX_TRACKER_FILES) throw new RegistryFullError('tracker holds too many files')
+      if (this.files.size >= this.maxFiles && this.unheld.size === 0) throw new RegistryFullError('tracker holds too many files')
       meta = fileMeta(file.name, file.hash, file.size, Math.max(1, this.nodes.size))
       if (file.root !== undefined && file.blockSize === meta.blockSize && (file.have ?? meta.pieces) === meta.pieces) meta.root = file.root
       // a refused publish changes nothing
       if (file.have !== undefined && file.have > meta.pieces) throw new RangeError(`have ${file.have} is more than the ${meta.pieces} pieces`)
+      if (this.files.size >= this.maxFiles) this.forgetUnheld()
       this.files.put(meta)
     } else if (meta.size !== file.size) {
       // same hash, other size: impossible for honest nodes
@@ -104,9 +130,24 @@ export class Registry {
     const n = this.touch(node, now)
     n.files.set(meta.hash, file.have ?? meta.pieces)
     let h = this.holders.get(meta.hash)
-    if (h === undefined) { h = new IndexedSet(); this.holders.set(meta.hash, h) }
+    if (h === undefined) { h = new IndexedSet(); this.holders.set(meta.hash, h); this.unheld.delete(meta.hash) }
     h.add(n.nodeId)
     return meta
+  }
+
+  /** Make room: forget the file no live node has held for the longest. */
+  private forgetUnheld (): void {
+    for (const fileId of this.unheld.keys()) {
+      this.unheld.delete(fileId)
+      this.files.delete(fileId)
+      return
+    }
+  }
+
+  /** A file lost its last live holder. */
+  private unhold (fileId: string): void {
+    this.holders.delete(fileId)
+    if (this.files.get(fileId) !== undefined) this.unheld.set(fileId, true)
   }
 
   /** Heartbeat, with the node's counters. Returns true when the node should re-publish (the tracker's view of it differs). */
@@ -123,21 +164,32 @@ export class Registry {
       if (this.nodes.size >= MAX_TRACKER_NODES) throw new RegistryFullError('tracker holds too many nodes')
       n = { ...node, lastSeen: now, files: new Map(), uploaded: 0, downloaded: 0 }
       this.nodes.set(node.nodeId, n)
-    } else if (n.host !== node.host || n.port !== node.port) {
-      // a node that moved: its old address is gone
-      n.host = node.host; n.port = node.port
+      this.sortedNodes.splice(lowerBound(this.sortedNodes, n.nodeId), 0, n.nodeId)
+    } else {
+      this.claim(n, node)
     }
     n.lastSeen = now
     return n
   }
 
-  /** A node no longer holds a file. */
+  /**
+   * A request for a live node's id must come from the host it was seen at (node ids are public:
+   * anyone may list them). Another host is refused until the id expires (a node whose address
+   * changed is listed again a TTL later); another port of the same host is the node, moved.
+   */
+  private claim (n: NodeState, node: { host: string, port: number }): void {
+    if (n.host !== node.host) throw new RangeError(`node id ${n.nodeId.slice(0, 16)} is in use from another address`)
+    n.port = node.port
+  }
+
+  /** A node no longer holds a file (a node the tracker does not know holds nothing: nothing changes). */
   withdraw (node: { nodeId: string, host: string, port: number }, fileId: string, now: number): void {
+    if (!this.nodes.has(node.nodeId)) return
     const n = this.touch(node, now)
     n.files.delete(fileId)
     const h = this.holders.get(fileId)
     h?.delete(n.nodeId)
-    if (h?.size === 0) this.holders.delete(fileId)
+    if (h?.size === 0) this.unhold(fileId)
   }
 
   /** A node closing: it is forgotten at once, if the request comes from where it was last seen (another address claiming its id changes nothing). */
@@ -159,17 +211,17 @@ export class Registry {
 
   private drop (n: NodeState): void {
     this.nodes.delete(n.nodeId)
+    this.sortedNodes.splice(lowerBound(this.sortedNodes, n.nodeId), 1)
     for (const f of n.files.keys()) {
       const h = this.holders.get(f)
       h?.delete(n.nodeId)
-      if (h?.size === 0) this.holders.delete(f)
+      if (h?.size === 0) this.unhold(f)
     }
   }
 
   /** Live nodes in id order, after `after`, optionally only those holding `fileId`. */
   listNodes (fileId: string | undefined, after: string | undefined, limit: number): NodeInfo[] {
-    const ids = fileId === undefined ? [...this.nodes.keys()] : [...(this.holders.get(fileId) ?? [])]
-    ids.sort()
+    const ids = fileId === undefined ? this.sortedNodes : [...(this.holders.get(fileId) ?? [])].sort()
     const start = after === undefined ? 0 : upperBound(ids, after)
     return ids.slice(start, start + limit).map((id) => this.info(id))
   }

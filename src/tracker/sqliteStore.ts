@@ -1,6 +1,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import Database from 'better-sqlite3'
+import { MAX_FILE_SIZE } from '../limits'
 import type { FileMetaData } from '../protocol/messages'
 import type { FileStore } from './registry'
 
@@ -18,19 +19,34 @@ function fromRow (r: Row): FileMetaData {
  */
 export class SqliteFileStore implements FileStore {
   private readonly db: Database.Database
-  private readonly stmt: {
+  private stmt!: {
     get: Database.Statement<[string]>
     put: Database.Statement<[string, string, number, number, number, number, string | null]>
     listAll: Database.Statement<[number]>
     listAfter: Database.Statement<[string, number]>
     count: Database.Statement<[]>
+    delete: Database.Statement<[string]>
   }
 
   private count = 0
 
   constructor (dir: string) {
-    fs.mkdirSync(dir, { recursive: true })
-    this.db = new Database(path.join(dir, 'tracker.db'))
+    const file = path.join(dir, 'tracker.db')
+    try {
+      fs.mkdirSync(dir, { recursive: true })
+      this.db = new Database(file)
+    } catch (err) {
+      throw new Error(`cannot open the file registry ${file}: ${(err as Error).message}`, { cause: err })
+    }
+    try {
+      this.open()
+    } catch (err) {
+      this.db.close()
+      throw new Error(`cannot use the file registry ${file} (${(err as Error).message}): move it away to start with an empty one, or choose another --data`, { cause: err })
+    }
+  }
+
+  private open (): void {
     this.db.pragma('journal_mode = WAL')
     this.db.pragma('synchronous = NORMAL')
     this.db.exec(`CREATE TABLE IF NOT EXISTS files (
@@ -51,7 +67,11 @@ export class SqliteFileStore implements FileStore {
       listAll: this.db.prepare('SELECT name, hash, size, blockSize, pieces, root FROM files ORDER BY hash LIMIT ?'),
       listAfter: this.db.prepare('SELECT name, hash, size, blockSize, pieces, root FROM files WHERE hash > ? ORDER BY hash LIMIT ?'),
       count: this.db.prepare('SELECT count(*) AS n FROM files'),
+      delete: this.db.prepare('DELETE FROM files WHERE hash = ?'),
     }
+    // files bigger than a file may be (published before that bound): nobody could fetch them, and
+    // one in a list would make the whole list unreadable to clients
+    this.db.prepare('DELETE FROM files WHERE size > ?').run(MAX_FILE_SIZE)
     this.count = (this.stmt.count.get() as { n: number }).n
   }
 
@@ -70,6 +90,10 @@ export class SqliteFileStore implements FileStore {
 
   list (after: string | undefined, limit: number): FileMetaData[] {
     return ((after === undefined ? this.stmt.listAll.all(limit) : this.stmt.listAfter.all(after, limit)) as Row[]).map(fromRow)
+  }
+
+  delete (fileId: string): void {
+    if (this.stmt.delete.run(fileId).changes > 0) this.count--
   }
 
   /** Close the database. Safe to call twice. */

@@ -5,7 +5,7 @@ import {
   checkSegmentation, fileMetaData, MAX_FILES_PER_NODE_ITEM, MAX_LIST_ITEMS, peerMessage, pieceLength, trackerMessage,
   type FileMetaData, type NodeInfo, type PeerAddress, type PeerMessage, type TrackerMessage,
 } from '../../src/protocol/messages'
-import { MAX_BITFIELD_BYTES, MAX_BLOCK_SIZE, MAX_BUSY_RETRY_MS, MAX_DATAGRAM_BYTES, MAX_FRAME_BYTES, MAX_HEADER_BYTES, MAX_PEERS_PER_REPLY, MAX_WATCH_MS, PAGE_SIZE } from '../../src/limits'
+import { MAX_BITFIELD_BYTES, MAX_BLOCK_SIZE, MAX_BUSY_RETRY_MS, MAX_DATAGRAM_BYTES, MAX_FILE_SIZE, MAX_FRAME_BYTES, MAX_PIECES, MAX_HEADER_BYTES, MAX_PEERS_PER_REPLY, MAX_WATCH_MS, PAGE_SIZE } from '../../src/limits'
 
 // ---------------------------------------------------------------- fixtures
 const H1 = '0123456789abcdef'.repeat(4)
@@ -250,9 +250,13 @@ describe('tracker datagrams', () => {
       expectProtocolError(() => dg({ ...announce, files: size }))
     })
 
-    it('accepts the largest safe integer as a size', () => {
-      const size = Number.MAX_SAFE_INTEGER
-      expect(dg({ ...publish, size })).toMatchObject({ size })
+    it('accepts MAX_FILE_SIZE (MAX_PIECES of the largest block) as a size, not a byte more (nor a file of more pieces)', () => {
+      expect(dg({ ...publish, size: MAX_FILE_SIZE })).toMatchObject({ size: MAX_FILE_SIZE })
+      expectProtocolError(() => dg({ ...publish, size: MAX_FILE_SIZE + 1 }))
+      expectProtocolError(() => dg({ ...publish, size: Number.MAX_SAFE_INTEGER }))
+      const big = { ...meta(), size: MAX_FILE_SIZE, blockSize: MAX_BLOCK_SIZE, pieces: MAX_PIECES }
+      expect(dg({ ...published, meta: big })).toMatchObject({ meta: big })
+      expectProtocolError(() => dg({ ...published, meta: { ...big, size: MAX_FILE_SIZE + MAX_BLOCK_SIZE, pieces: MAX_PIECES + 1 } }))
     })
 
     it.each<[string, number]>([['-1', -1], ['2^32', 2 ** 32], ['1.5', 1.5]])('a tx of %s', (_, tx) => {

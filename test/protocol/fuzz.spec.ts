@@ -7,7 +7,7 @@ import { FrameDecoder, type Frame } from '../../src/protocol/frames'
 import { CONNECT_PAD_BYTES, MAX_HASHES_PER_FRAME, TOKEN_BYTES, type FileMetaData, type PeerMessage, type TrackerMessage, type TrackerReply, type TrackerRequest } from '../../src/protocol/messages'
 import { trackerFlow, type Endpoint, type Inbound, type Outbound } from '../../src/tracker/flow'
 import { Registry } from '../../src/tracker/registry'
-import { MAX_BLOCK_SIZE, MAX_DATAGRAM_BYTES, PAGE_SIZE } from '../../src/limits'
+import { MAX_BLOCK_SIZE, MAX_DATAGRAM_BYTES, MAX_FILE_SIZE, MAX_PIECES, PAGE_SIZE } from '../../src/limits'
 import { seeded } from '../helpers/random'
 
 /**
@@ -43,7 +43,7 @@ const nodeId32 = pooled(32, NODE_POOL)
 const uint = (max: number, min = 0): fc.Arbitrary<number> => fc.bigInt({ min: BigInt(min), max: BigInt(max) }).map(Number)
 const tx = uint(0xffffffff)
 const port = fc.integer({ min: 1, max: 65535 })
-const size = uint(2 ** 40)
+const size = uint(MAX_FILE_SIZE)
 const name = fc.string({ minLength: 1, maxLength: 40, unit: 'binary' })
 const blockSize = fc.integer({ min: 1, max: MAX_BLOCK_SIZE / PAGE_SIZE }).map((k) => k * PAGE_SIZE)
 const host = fc.oneof(fc.ipV4(), fc.ipV6())
@@ -63,10 +63,12 @@ const noise = (maxLength: number, minLength = 0): fc.Arbitrary<Buffer> =>
 
 // ---------------------------------------------------------------- arbitraries: tracker messages
 
-const fileMeta: fc.Arbitrary<FileMetaData> = fc.record({ name, hash: hash64, size, blockSize, root: hex(64) }, { requiredKeys: ['name', 'hash', 'size', 'blockSize'] })
+/** A size of at most MAX_PIECES pieces of `blockSize`. */
+const sizeFor = (blockSize: number, min = 0): fc.Arbitrary<number> => uint(blockSize * MAX_PIECES, min)
+const fileMeta: fc.Arbitrary<FileMetaData> = blockSize.chain((b) => fc.record({ name, hash: hash64, size: sizeFor(b), blockSize: fc.constant(b), root: hex(64) }, { requiredKeys: ['name', 'hash', 'size', 'blockSize'] }))
   .map((m) => ({ ...m, pieces: Math.ceil(m.size / m.blockSize) }))
 
-const nodeFile = fc.record({ fileId: hash64, pieces: uint(2 ** 28) }).chain(({ fileId, pieces }) =>
+const nodeFile = fc.record({ fileId: hash64, pieces: uint(MAX_PIECES) }).chain(({ fileId, pieces }) =>
   uint(pieces).map((have) => ({ fileId, have, pieces })))
 
 const nodeInfo = fc.record({
@@ -114,12 +116,12 @@ const bitsFor = (totalPieces: number): fc.Arbitrary<Uint8Array> => {
 const have = fc.record({ req, fileId: hash64, totalPieces: fc.integer({ min: 0, max: 4000 }) }).chain((h) =>
   fc.record({ bitfield: bitsFor(h.totalPieces), pending: bitsFor(h.totalPieces), sent: bitsFor(h.totalPieces) }, { requiredKeys: [] })
     .map((bits) => ({ type: 'have' as const, ...h, ...bits })))
-const leech = fc.record({ req, hash: hash64, size: uint(2 ** 40, 1), blockSize }).chain((l) => {
+const leech = blockSize.chain((b) => fc.record({ req, hash: hash64, size: sizeFor(b, 1), blockSize: fc.constant(b) })).chain((l) => {
   const pieces = Math.ceil(l.size / l.blockSize)
   return fc.integer({ min: 0, max: pieces - 1 }).map((i) => ({ type: 'leech' as const, ...l, offset: i * l.blockSize, pieces }))
 })
 const pieceHeader = (pieceSize: fc.Arbitrary<number>): fc.Arbitrary<PeerMessage> =>
-  fc.record({ type: fc.constant('piece' as const), req, pieceSize, offset: uint(2 ** 40), totalPieces: uint(2 ** 28), clusterName: hash64 })
+  fc.record({ type: fc.constant('piece' as const), req, pieceSize, offset: uint(2 ** 40), totalPieces: uint(MAX_PIECES), clusterName: hash64 })
 const hashesHeader = (count: fc.Arbitrary<number>): fc.Arbitrary<PeerMessage> =>
   fc.record({ type: fc.constant('hashes' as const), req, fileId: hash64, from: uint(2 ** 28), count })
 /** Peer messages without a payload (their headers stay well under MAX_FRAME). */
@@ -562,6 +564,8 @@ function checkTracker (requests: Inbound[], secret?: Buffer): void {
       if (reply.type === 'published') published.add(reply.meta.hash)
       if (reply.type === 'error' || !('nodeId' in r.msg)) continue
       const at = `${r.from.address} ${r.msg.port}`
+      // (a withdraw from a node the tracker does not know changes nothing; a live id from another host is refused: an error)
+      if (r.msg.type === 'withdraw' && !live.has(r.msg.nodeId)) continue
       if (r.msg.type !== 'leave') live.set(r.msg.nodeId, at)
       else if (live.get(r.msg.nodeId) === at) live.delete(r.msg.nodeId)
     }

@@ -4,6 +4,7 @@ import path from 'node:path'
 import { MemoryFileStore, type FileStore } from '../../src/tracker/registry'
 import { SqliteFileStore } from '../../src/tracker/sqliteStore'
 import type { FileMetaData } from '../../src/protocol/messages'
+import { MAX_FILE_SIZE, MAX_PIECES } from '../../src/limits'
 
 const meta = (i: number, name = `f${i}`): FileMetaData => ({ name, hash: i.toString(16).padStart(64, '0'), size: i * 1000, blockSize: 16384, pieces: Math.ceil(i * 1000 / 16384) })
 
@@ -36,6 +37,18 @@ describe.each<[string, () => FileStore]>([
     expect(s.list(meta(9).hash, 3)).toEqual([])
     s.close?.()
   })
+
+  it('deletes a file (an unknown one is no error): it is no longer got, listed or counted', () => {
+    const s = make()
+    for (const i of [1, 2, 3]) s.put(meta(i))
+    s.delete(meta(2).hash)
+    s.delete(meta(2).hash)
+    s.delete(meta(8).hash)
+    expect(s.size).toBe(2)
+    expect(s.get(meta(2).hash)).toBeUndefined()
+    expect(s.list(undefined, 10).map((m) => m.size)).toEqual([1000, 3000])
+    s.close?.()
+  })
 })
 
 describe('SqliteFileStore', () => {
@@ -49,5 +62,23 @@ describe('SqliteFileStore', () => {
     expect(b.size).toBe(50)
     expect(b.list(undefined, 100)).toEqual(Array.from({ length: 50 }, (_, i) => meta(i + 1)))
     b.close()
+  })
+
+  it('drops on open the files bigger than a file may be (kept from before that bound, they would make every list unreadable)', () => {
+    const dir = sqliteDir()
+    const a = new SqliteFileStore(dir)
+    a.put(meta(1))
+    a.put({ name: 'huge', hash: 'ff'.repeat(32), size: MAX_FILE_SIZE + 1, blockSize: 8 << 20, pieces: MAX_PIECES + 1 })
+    a.close()
+    const b = new SqliteFileStore(dir)
+    expect(b.size).toBe(1)
+    expect(b.list(undefined, 10)).toEqual([meta(1)])
+    b.close()
+  })
+
+  it('a registry that is not a database is one error naming the file, with what to do', () => {
+    const dir = sqliteDir()
+    fs.writeFileSync(path.join(dir, 'tracker.db'), 'x'.repeat(4096))
+    expect(() => new SqliteFileStore(dir)).toThrow(new RegExp(`cannot use the file registry ${path.join(dir, 'tracker.db')} \\(file is not a database\\): move it away`))
   })
 })

@@ -1,4 +1,5 @@
-import { IndexedSet, Registry } from '../../src/tracker/registry'
+import { IndexedSet, MemoryFileStore, Registry, RegistryFullError } from '../../src/tracker/registry'
+import { MAX_FILE_SIZE, MAX_PIECES } from '../../src/limits'
 
 describe('Registry.sampleNodes and IndexedSet', () => {
   it('draws up to k distinct live holders, different ones for different draws, in O(k)', () => {
@@ -59,4 +60,80 @@ it('Registry.publish: a finished download (have = every piece) brings the root w
   const root = 'ee'.repeat(32)
   expect(reg.publish(node(2), { ...file, blockSize: meta.blockSize, root, have: meta.pieces - 1 }, 0).root).toBeUndefined()
   expect(reg.publish(node(3), { ...file, blockSize: meta.blockSize, root, have: meta.pieces }, 0).root).toBe(root)
+})
+
+describe('Registry: what a client may not do to others', () => {
+  const id = (i: number): string => String(i).padStart(32, '0')
+  const hash = (i: number): string => i.toString(16).padStart(64, '0')
+
+  it('a live node id used from another host is refused and changes nothing (ids are public); another port of its host is the node moved; after its TTL the id is free', () => {
+    const reg = new Registry(undefined, 15_000)
+    const victim = { nodeId: id(1), host: '10.0.0.1', port: 4000 }
+    reg.publish(victim, { name: 'v.bin', hash: hash(1), size: 1 << 20 }, 0)
+    const thief = { ...victim, host: '10.0.0.2', port: 6666 }
+    expect(() => reg.announce(thief, 0, 1)).toThrow(/in use from another address/)
+    expect(() => reg.publish(thief, { name: 'x.bin', hash: hash(2), size: 1 }, 1)).toThrow(/in use from another address/)
+    expect(() => reg.withdraw(thief, hash(1), 1)).toThrow(/in use from another address/)
+    reg.leave(thief)
+    expect(reg.files.get(hash(2))).toBeUndefined() // the refused publish left no file behind
+    expect(reg.listNodes(undefined, undefined, 10)).toMatchObject([{ nodeId: id(1), host: '10.0.0.1', port: 4000, files: [{ fileId: hash(1) }] }])
+    reg.announce({ ...victim, port: 4001 }, 1, 2)
+    expect(reg.listNodes(undefined, undefined, 10)).toMatchObject([{ host: '10.0.0.1', port: 4001 }])
+    reg.expire(20_000)
+    reg.announce(thief, 0, 20_001)
+    expect(reg.listNodes(undefined, undefined, 10)).toMatchObject([{ host: '10.0.0.2', port: 6666, files: [] }])
+  })
+
+  it('a withdraw from a node the tracker does not know changes nothing (no node appears)', () => {
+    const reg = new Registry(undefined, 15_000)
+    reg.withdraw({ nodeId: id(9), host: '10.0.0.9', port: 1 }, hash(1), 0)
+    expect(reg.nodeCount).toBe(0)
+  })
+
+  it('a full registry forgets the file unheld for the longest to take a new one; with every file held, a new one is refused (FULL) and nothing changes', () => {
+    const reg = new Registry(undefined, 15_000, Math.random, 3)
+    const a = { nodeId: id(1), host: '10.0.0.1', port: 1 }
+    const b = { nodeId: id(2), host: '10.0.0.2', port: 2 }
+    for (const i of [1, 2, 3]) reg.publish(a, { name: `f${i}`, hash: hash(i), size: 1000 }, 0)
+    expect(() => reg.publish(b, { name: 'f4', hash: hash(4), size: 1000 }, 0)).toThrow(RegistryFullError)
+    expect(reg.nodeCount).toBe(1)
+    expect(reg.files.list(undefined, 10).map((f) => f.name)).toEqual(['f1', 'f2', 'f3'])
+    // f2 then f1 lose their holder: f2 is the one unheld the longest
+    reg.withdraw(a, hash(2), 1)
+    reg.withdraw(a, hash(1), 2)
+    reg.publish(b, { name: 'f4', hash: hash(4), size: 1000 }, 3)
+    expect(reg.files.list(undefined, 10).map((f) => f.name)).toEqual(['f1', 'f3', 'f4'])
+    // a file held again is not forgotten: f1 is republished, so f3's holder leaving makes f3 the one
+    reg.publish(b, { name: 'f1', hash: hash(1), size: 1000 }, 4)
+    reg.leave(a)
+    reg.publish(b, { name: 'f5', hash: hash(5), size: 1000 }, 5)
+    expect(reg.files.list(undefined, 10).map((f) => f.name)).toEqual(['f1', 'f4', 'f5'])
+  })
+
+  it('a registry kept across a restart counts its files as unheld until published again: a full one still takes new files', () => {
+    const store = new MemoryFileStore()
+    for (const i of [1, 2]) store.put({ name: `f${i}`, hash: hash(i), size: 1000, blockSize: 262144, pieces: 1 })
+    const reg = new Registry(store, 15_000, Math.random, 2)
+    reg.publish({ nodeId: id(1), host: '10.0.0.1', port: 1 }, { name: 'f2', hash: hash(2), size: 1000 }, 0)
+    reg.publish({ nodeId: id(1), host: '10.0.0.1', port: 1 }, { name: 'f3', hash: hash(3), size: 1000 }, 0)
+    expect(reg.files.list(undefined, 10).map((f) => f.name)).toEqual(['f2', 'f3'])
+  })
+
+  it('a file bigger than a bitfield can describe is refused (its piece counters would cost gigabytes)', () => {
+    const reg = new Registry(undefined, 15_000)
+    expect(() => reg.publish({ nodeId: id(1), host: '10.0.0.1', port: 1 }, { name: 'huge', hash: hash(1), size: MAX_FILE_SIZE + 1 }, 0)).toThrow(/more than the/)
+    expect(reg.files.size).toBe(0)
+    expect(reg.publish({ nodeId: id(1), host: '10.0.0.1', port: 1 }, { name: 'big', hash: hash(2), size: MAX_FILE_SIZE }, 0)).toMatchObject({ blockSize: 8 << 20, pieces: MAX_PIECES })
+  })
+
+  it('listNodes pages live nodes in id order as they come and go', () => {
+    const reg = new Registry(undefined, 15_000)
+    const order = [7, 3, 9, 1, 5]
+    order.forEach((i, t) => reg.announce({ nodeId: id(i), host: `10.0.0.${i}`, port: i }, 0, t * 1000))
+    expect(reg.listNodes(undefined, undefined, 3).map((n) => n.nodeId)).toEqual([id(1), id(3), id(5)])
+    expect(reg.listNodes(undefined, id(5), 3).map((n) => n.nodeId)).toEqual([id(7), id(9)])
+    reg.leave({ nodeId: id(3), host: '10.0.0.3', port: 3 })
+    reg.expire(15_500) // 7 (seen at 0) goes
+    expect(reg.listNodes(undefined, undefined, 10).map((n) => n.nodeId)).toEqual([id(1), id(5), id(9)])
+  })
 })

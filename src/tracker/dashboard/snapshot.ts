@@ -1,4 +1,4 @@
-import { DASHBOARD_MAX_FILES, DASHBOARD_MAX_NODES, DASHBOARD_PROBE_FILES, DASHBOARD_PROBE_HOLDERS } from '../../limits'
+import { DASHBOARD_MAX_FILES, DASHBOARD_MAX_NODES, DASHBOARD_PROBE_FILES, DASHBOARD_PROBE_HOLDERS, MAX_PIECES } from '../../limits'
 import type { FileMetaData, PeerAddress } from '../../protocol/messages'
 import type { Registry } from '../registry'
 import { heatmap, type Availability, type Heatmap, type ProbeTarget } from './availability'
@@ -65,7 +65,8 @@ export function shownFiles (reg: RegistryView, limit = DASHBOARD_MAX_FILES): Fil
 export function probeTargets (reg: RegistryView, files = DASHBOARD_PROBE_FILES, holders = DASHBOARD_PROBE_HOLDERS): ProbeTarget[] {
   return reg.heldFiles(files).flatMap(({ fileId }) => {
     const m = reg.files.get(fileId)
-    if (m === undefined) return []
+    // (a piece counter each: never more than a bitfield carries)
+    if (m === undefined || m.pieces > MAX_PIECES) return []
     return [{ fileId, pieces: m.pieces, holders: reg.listNodes(fileId, undefined, holders).map((n) => ({ nodeId: n.nodeId, host: n.host, port: n.port })) }]
   })
 }
