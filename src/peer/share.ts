@@ -81,14 +81,10 @@ export async function scanShare (dir: string, onFile?: (f: LocalFile) => void, o
       }
       let file: MappedFile
       try {
+        if ((await fs.promises.stat(p)).size > MAX_FILE_SIZE) { onSkip(p, TOO_BIG); continue }
         file = MappedFile.open(p)
       } catch (err) {
         onSkip(p, `cannot open: ${(err as Error).message}`)
-        continue
-      }
-      if (file.size > MAX_FILE_SIZE) {
-        file.close()
-        onSkip(p, TOO_BIG)
         continue
       }
       const h = await hashFile(file, segment(file.size).blockSize)

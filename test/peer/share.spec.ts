@@ -2,6 +2,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { isShareable, listShare, planShare, scanShare, type KnownFile, type ShareEntry } from '../../src/peer/share'
+import { MAX_FILE_SIZE } from '../../src/limits'
 
 const entry = (name: string, size: number, mtimeMs: number): ShareEntry => ({ path: `/s/${name}`, name, size, mtimeMs })
 const known = (size: number, mtimeMs: number, fileId = 'f'): KnownFile => ({ size, mtimeMs, fileId, shared: true })
@@ -94,6 +95,24 @@ describe('what a share skips, and says', () => {
         ['locked', expect.stringMatching(/^cannot read folder: EACCES/)],
       ])
     } finally { for (const f of files) f.file.close() }
+  })
+
+  it('a file over MAX_FILE_SIZE (a sparse one here) is skipped and said by scanShare and listShare, without being hashed', async () => {
+    const big = path.join(d, 'huge.img')
+    fs.writeFileSync(big, '')
+    fs.truncateSync(big, MAX_FILE_SIZE + 1)
+    const skipped: [string, string][] = []
+    const files = await scanShare(d, undefined, (p, why) => skipped.push([path.relative(d, p), why]))
+    try {
+      expect(files.map((f) => f.name)).toEqual(expect.arrayContaining(['ok.bin']))
+      expect(files.map((f) => f.name)).not.toContain('huge.img')
+      expect(skipped).toContainEqual(['huge.img', 'larger than 1.5 TiB, the most a file may be (pieces × the largest block)'])
+    } finally { for (const f of files) f.file.close() }
+    const listed: string[] = []
+    expect((await listShare(d, 100, (p) => listed.push(path.relative(d, p)))).map((e) => e.name)).not.toContain('huge.img')
+    expect(listed).toContain('huge.img')
+    fs.truncateSync(big, MAX_FILE_SIZE) // (at the bound: listed)
+    expect((await listShare(d, 100)).map((e) => e.name)).toContain('huge.img')
   })
 
   it('scanShare: the shared folder itself unreadable is an error (nothing to share)', async () => {
