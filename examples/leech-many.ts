@@ -20,7 +20,7 @@ async function main (): Promise<number> {
   const node = await createNode({ tracker: swarm.tracker })
   try {
     const listed = await lastValueFrom(node.files$)
-    const wanted = process.argv.slice(2).length > 0 ? process.argv.slice(2) : swarm.names.length > 0 ? swarm.names : listed.map((f) => f.name)
+    const wanted = process.argv.slice(2).length > 0 ? process.argv.slice(2) : swarm.names.length > 0 ? swarm.names : listed.filter((f) => (f.holders ?? 1) > 0).map((f) => f.name)
     if (wanted.length === 0) { process.stderr.write('the tracker lists no files\n'); return 1 }
     process.stderr.write(`leeching ${wanted.length} file(s), ${CONCURRENCY} at a time, into ${swarm.out}\n`)
 

@@ -1,5 +1,5 @@
-import { asyncScheduler, catchError, defer, EMPTY, filter, finalize, map, Observable, of, retry, shareReplay, switchMap, take, tap, throwError, timeout, type SchedulerLike } from 'rxjs'
-import { RemoteError, TrackerUnreachableError } from '../errors'
+import { asyncScheduler, catchError, defer, EMPTY, filter, finalize, map, Observable, of, retry, shareReplay, switchMap, take, tap, throwError, throwIfEmpty, timeout, type SchedulerLike } from 'rxjs'
+import { ConnectionClosedError, RemoteError, TrackerUnreachableError } from '../errors'
 import { TRACKER_ATTEMPTS, TRACKER_TIMEOUT_MS } from '../limits'
 import { CONNECT_PAD_BYTES, type GetNodes, type ListedFile, type QueryFiles, type NodeInfo, type Published, type TrackerMessage, type TrackerReply, type TrackerRequest } from '../protocol/messages'
 
@@ -33,7 +33,7 @@ type ReplyFor<R extends TrackerRequest['type']> =
  * Request/reply over datagrams: each attempt sends the request with a fresh transaction id and
  * waits for the reply that echoes it (`timeoutMs`, doubling with each try); silence is retried, and
  * after `attempts` tries the request fails with TrackerUnreachableError. An `error` reply fails
- * at once with RemoteError. Cold: nothing is sent until subscription.
+ * at once with RemoteError; replies that end (the transport closed) with ConnectionClosedError. Cold: nothing is sent until subscription.
  */
 export function trackerRequest<M extends WithoutTx<TrackerRequest>> (transport: TrackerTransport, msg: M, opts: TrackerClientOptions = {}): Observable<ReplyFor<M['type']>> {
   const scheduler = opts.scheduler ?? asyncScheduler
@@ -47,7 +47,8 @@ export function trackerRequest<M extends WithoutTx<TrackerRequest>> (transport: 
     const out = { ...msg, tx } as TrackerRequest
     return new Observable<TrackerMessage>((sub) => {
       // listen before sending so a fast reply is never missed
-      const s = transport.incoming$.pipe(filter((m) => m.tx === tx), take(1)).subscribe(sub)
+      // (replies that stop for good, a node closed: the request fails instead of waiting forever)
+      const s = transport.incoming$.pipe(filter((m) => m.tx === tx), take(1), throwIfEmpty(() => new ConnectionClosedError(transport.name, 'closed before the tracker answered'))).subscribe(sub)
       transport.send(out)
       return s
     }).pipe(timeout({ first: wait, scheduler, with: () => throwError(() => new TrackerUnreachableError(transport.name, attempts)) }))

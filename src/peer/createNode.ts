@@ -1,3 +1,5 @@
+import fs from 'node:fs'
+import net from 'node:net'
 import path from 'node:path'
 import { defer, distinctUntilChanged, exhaustMap, map, type Observable, timer } from 'rxjs'
 import { UsageError } from '../errors'
@@ -5,6 +7,7 @@ import { parseEndpoint } from '../net/address'
 import type { FileMetaData } from '../protocol/messages'
 import type { Endpoint } from '../tracker/flow'
 import { parseRate } from '../../streams/rateLimit'
+import { NODE_TTL_MS } from '../limits'
 import { downloadEvents, type DownloadEvent } from './events'
 import { Lp2pNode, type NodeLeechOptions, type ShareEvent, type ShareWatchOptions } from './node'
 
@@ -14,7 +17,7 @@ export const MIN_FILES_POLL_MS = 100
 export interface NodeOptions {
   /** The tracker: "host:port" or `{ address, port }`. */
   tracker: string | Endpoint
-  /** Address to bind and to be reached at (default 127.0.0.1). */
+  /** Address to bind and to be reached at (an IP; default: the address this machine reaches the tracker from). */
   host?: string
   /** TCP port for peers (default 0: any free port). */
   port?: number
@@ -28,8 +31,11 @@ export interface NodeOptions {
   uploadLimit?: number | string
   /** The same, for all downloads of the node together. */
   downloadLimit?: number | string
+  /** Period of heartbeats to the tracker (default 3000 ms; 100–7500). */
   heartbeatMs?: number
+  /** The first try of a tracker request waits this long (default 250 ms; each retry twice as long). */
   trackerTimeoutMs?: number
+  /** Tries per tracker request (default 5). */
   trackerAttempts?: number
 }
 
@@ -69,6 +75,11 @@ export interface NodeHandle {
 
 const info = (f: FileMetaData): FileInfo => ({ name: f.name, fileId: f.hash, size: f.size, blockSize: f.blockSize, pieces: f.pieces })
 
+const isInt = (v: unknown, min: number, max: number): boolean => typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max
+
+/** Heartbeats more often than this are refused (each is a datagram to the tracker). */
+export const MIN_HEARTBEAT_MS = 100
+
 function rateOf (v: number | string | undefined, what: string): number | undefined {
   if (v === undefined) return undefined
   if (typeof v === 'number') {
@@ -85,7 +96,20 @@ function rateOf (v: number | string | undefined, what: string): number | undefin
 export async function createNode (options: NodeOptions): Promise<NodeHandle> {
   if (typeof options !== 'object' || options === null) throw new UsageError('createNode needs an options object')
   const tracker = typeof options.tracker === 'string' ? parseEndpoint(options.tracker, 'tracker') : options.tracker
-  if (typeof tracker !== 'object' || tracker === null || typeof tracker.address !== 'string' || !Number.isInteger(tracker.port)) throw new UsageError('tracker must be "host:port" or { address, port }')
+  if (typeof tracker !== 'object' || tracker === null || typeof tracker.address !== 'string' || net.isIP(tracker.address) === 0 || !isInt(tracker.port, 1, 65535)) {
+    throw new UsageError('tracker must be "host:port" or { address: an IP address, port: 1–65535 }')
+  }
+  if (options.host !== undefined && (typeof options.host !== 'string' || net.isIP(options.host) === 0)) throw new UsageError(`host must be an IP address, got ${String(options.host)}`)
+  if (options.port !== undefined && !isInt(options.port, 0, 65535)) throw new UsageError(`port must be an integer in 0–65535 (0: any free port), got ${String(options.port)}`)
+  if (options.heartbeatMs !== undefined && !isInt(options.heartbeatMs, MIN_HEARTBEAT_MS, NODE_TTL_MS / 2)) throw new UsageError(`heartbeatMs must be in ${MIN_HEARTBEAT_MS}–${NODE_TTL_MS / 2} ms (the tracker forgets a node silent for ${NODE_TTL_MS} ms), got ${String(options.heartbeatMs)}`)
+  if (options.trackerTimeoutMs !== undefined && !isInt(options.trackerTimeoutMs, 1, 60_000)) throw new UsageError(`trackerTimeoutMs must be in 1–60000 ms, got ${String(options.trackerTimeoutMs)}`)
+  if (options.trackerAttempts !== undefined && !isInt(options.trackerAttempts, 1, 20)) throw new UsageError(`trackerAttempts must be an integer in 1–20, got ${String(options.trackerAttempts)}`)
+  if (options.share !== undefined) {
+    if (typeof options.share !== 'string' || options.share === '') throw new UsageError('share must be a folder')
+    let folder: boolean
+    try { folder = fs.statSync(options.share).isDirectory() } catch (err) { throw new UsageError(`share: cannot read ${options.share}: ${(err as Error).message}`) }
+    if (!folder) throw new UsageError(`share: ${options.share} is not a folder`)
+  }
   const core = new Lp2pNode({
     tracker,
     host: options.host,

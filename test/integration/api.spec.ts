@@ -151,6 +151,34 @@ describe('library API (createNode, leech)', () => {
     expect(() => leecher.watchFiles(1)).toThrow(UsageError)
     await expect(createNode({ tracker: 'nowhere' })).rejects.toThrow(UsageError)
     await expect(createNode({ tracker: '127.0.0.1:1', downloadLimit: 'fast' })).rejects.toThrow(UsageError)
+    // each option is checked before anything is bound or sent (before, some bound a Unix socket, sent 650 heartbeats/s or failed later)
+    const bad: [Partial<Parameters<typeof createNode>[0]>, RegExp][] = [
+      [{ tracker: { address: 'tracker.lan', port: 7070 } }, /tracker must be/],
+      [{ tracker: { address: '127.0.0.1', port: 99999 } }, /tracker must be/],
+      [{ host: 'foo' }, /host must be an IP address/],
+      [{ port: 70000 }, /port must be an integer/],
+      [{ port: 'abc' as unknown as number }, /port must be an integer/],
+      [{ port: 1.5 }, /port must be an integer/],
+      [{ heartbeatMs: 0 }, /heartbeatMs must be/],
+      [{ heartbeatMs: NaN }, /heartbeatMs must be/],
+      [{ trackerTimeoutMs: -5 }, /trackerTimeoutMs must be/],
+      [{ trackerAttempts: 0 }, /trackerAttempts must be/],
+      [{ share: path.join(dir, 'missing') }, /share: cannot read .*missing/],
+      [{ share: path.join(dir, 'share', 'a.bin') }, /share: .*a\.bin is not a folder/],
+    ]
+    for (const [opts, message] of bad) await expect(createNode({ tracker: trackerAt, ...opts })).rejects.toThrow(message)
+    for (const [opts] of bad) await expect(createNode({ tracker: trackerAt, ...opts })).rejects.toBeInstanceOf(UsageError)
+  })
+
+  it('a tracker request running when the node closes, or made after, fails (ERR_CONNECTION_CLOSED) instead of never settling; a watchFiles subscription ends with it', async () => {
+    const other = await createNode({ tracker: trackerAt, serve: false, trackerTimeoutMs: 5_000 })
+    const running = firstValueFrom(other.files$)
+    const watched = lastValueFrom(other.watchFiles(100))
+    await new Promise((r) => setImmediate(r))
+    await other.close()
+    await expect(running).rejects.toMatchObject({ code: 'ERR_CONNECTION_CLOSED' })
+    await expect(watched).rejects.toMatchObject({ code: 'ERR_CONNECTION_CLOSED' })
+    await expect(firstValueFrom(other.files$)).rejects.toMatchObject({ code: 'ERR_CONNECTION_CLOSED' })
   })
 
   it('an unknown file ends the stream with the not-found error', async () => {

@@ -84,6 +84,17 @@ describe('trackerRequest', () => {
     })
   })
 
+  it('fails with ERR_CONNECTION_CLOSED, without retrying, when the replies end (the node closed): it never waits forever', () => {
+    const ts = setup()
+    ts.run(({ cold, expectObservable }) => {
+      const sent: TrackerRequest[] = []
+      const transport: TrackerTransport = { name: 't', send: (m) => { sent.push(m) }, incoming$: cold<TrackerMessage>('---|') }
+      expectObservable(trackerRequest(transport, announce, { scheduler: ts, timeoutMs: 10, attempts: 3 })).toBe('---#', undefined, expect.objectContaining({ code: 'ERR_CONNECTION_CLOSED' }))
+      ts.flush()
+      expect(sent).toHaveLength(1)
+    })
+  })
+
   it('sends nothing until subscribed, and stops waiting when unsubscribed', () => {
     const ts = setup()
     ts.run(({ expectObservable }) => {
