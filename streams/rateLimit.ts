@@ -109,6 +109,16 @@ export class TokenBucket {
     })
   }
 
+  /**
+   * Tokens granted ahead of the rate (an item larger than the bucket leaves it in debt): what
+   * later takers wait out before anything more is granted. 0 when the bucket is not in debt.
+   */
+  owed (): number {
+    if (this.rate === Infinity) return 0
+    this.refill()
+    return Math.max(0, -this.tokens)
+  }
+
   /** The waiter served next (see `take`); the queue is short: the takes subscribed now (a peer's queued pieces, bounded by its BUSY threshold). */
   private next (): Waiter | undefined {
     const q = this.queue

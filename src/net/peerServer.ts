@@ -29,6 +29,12 @@ export interface PeerServerOptions {
    */
   busyBytes?: number
   /**
+   * Bytes the upload budget still owes for pieces already sent (a piece larger than its burst
+   * goes out at once, leaving it in debt): counted as queued, so the next asker hears BUSY
+   * instead of waiting that long for its piece (past its piece timeout, behind a low cap).
+   */
+  owed?: () => number
+  /**
    * May this piece request pass a busy uplink (see `passesBusy`: a piece that never went out from
    * this node, or an asker that is starved)? Such a request is accepted until FRESH_QUEUE_FACTOR ×
    * `busyBytes` are queued, so new pieces spread at once instead of waiting out the backlog of
@@ -196,7 +202,7 @@ export class PeerServer {
           if (isWatch(m) && watchFn !== undefined && sock.writableLength < highWater) { startWatch(m); continue }
           if (queue.length >= maxOutstanding) { fail(`more than ${maxOutstanding} requests outstanding`); return }
           // a full uplink (busyBytes queued) gives no hash list either: those who hold it spread it
-          if (m.type === 'get_hashes' && this.opts.busyBytes !== undefined && this.queuedPieceBytes >= this.opts.busyBytes) {
+          if (m.type === 'get_hashes' && this.opts.busyBytes !== undefined && this.queued() >= this.opts.busyBytes) {
             sock.write(encodeFrameHead(busyReply(m.req, 'upload queue full: fetch the hash list from another peer', this.opts.busyWaitMs?.(m))))
             continue
           }
@@ -222,13 +228,18 @@ export class PeerServer {
 
   /**
    * Would queueing `bytes` more for this piece request exceed what we accept? One piece is always
-   * accepted when nothing is queued; a fresh piece (never sent from here) gets a longer queue.
+   * accepted when nothing is queued (nor owed); a fresh piece (never sent from here) gets a longer queue.
    */
   private overBusy (m: Leech, bytes: number): boolean {
     const limit = this.opts.busyBytes
-    if (limit === undefined || this.queuedPieceBytes === 0 || this.queuedPieceBytes + bytes <= limit) return false
-    return this.queuedPieceBytes + bytes > FRESH_QUEUE_FACTOR * limit || this.opts.passesBusy?.(m) !== true
+    if (limit === undefined) return false
+    const queued = this.queued()
+    if (queued === 0 || queued + bytes <= limit) return false
+    return queued + bytes > FRESH_QUEUE_FACTOR * limit || this.opts.passesBusy?.(m) !== true
   }
+
+  /** Piece bytes waiting to go out: queued, and owed by the upload budget (see `owed`). */
+  private queued (): number { return this.queuedPieceBytes + (this.opts.owed?.() ?? 0) }
 
   /** Stop accepting and close every connection. Safe to call twice. */
   close (): Promise<void> {

@@ -6,7 +6,7 @@ import {
 } from 'rxjs'
 import { ConnectionClosedError } from '../errors'
 import { heartbeats } from './heartbeat'
-import { FAN_OUT, HEARTBEAT_MS, LEAVE_WAIT_MS, MAX_BLOCK_SIZE, MAX_PEERS_PER_REPLY, BUSY_QUEUE_MS, RAREST_FIRST_AGE_MS } from '../limits'
+import { FAN_OUT, HEARTBEAT_MS, LEAVE_WAIT_MS, MAX_BLOCK_SIZE, MAX_BUSY_RETRY_MS, MAX_PEERS_PER_REPLY, BUSY_QUEUE_MS, RAREST_FIRST_AGE_MS } from '../limits'
 import { log } from '../log'
 import type { FileMetaData, Leech, PeerAddress } from '../protocol/messages'
 import { bindUdp, localAddressToward, type UdpPort } from '../net/udp'
@@ -170,7 +170,13 @@ export class Lp2pNode {
         // behind an upload cap, a queue longer than BUSY_QUEUE_MS of it is declined (BUSY)
         busyBytes: this.uploadBudget === undefined ? undefined : (this.opts.uploadLimit as number) * BUSY_QUEUE_MS / 1000,
         passesBusy: (m) => this.passesBusy(m),
-        busyWaitMs: (m) => busyWaitFor(m, ctx),
+        owed: () => this.uploadBudget?.owed() ?? 0,
+        // (and no sooner than the budget is out of debt: asked earlier, it is still busy)
+        busyWaitMs: (m) => {
+          const wait = busyWaitFor(m, ctx)
+          const owedMs = Math.ceil((this.uploadBudget?.owed() ?? 0) * 1000 / (this.opts.uploadLimit as number))
+          return wait === undefined ? undefined : Math.min(MAX_BUSY_RETRY_MS, Math.max(wait, owedMs))
+        },
         watch: (m, remote) => serveWatch(m, ctx, asyncScheduler, remote),
         onIdle: () => this.kicker.poke(),
       })

@@ -50,6 +50,20 @@ describe('swarm', () => {
     expect(fromSeeder).toBeLessThan(2.5 * F)
   }, 120_000)
 
+  it('a peer behind an upload cap lower than a piece per PIECE_TIMEOUT_MS (16 kB/s: a 256 KiB piece takes 16 s) still delivers: askers hear BUSY while its budget repays a piece, instead of timing out on it', async () => {
+    // (before: the first piece went at once, the second waited 16 s for the budget, its asker gave
+    // up after 15 s and the get ended "no peer can supply")
+    const F = 300 * 1024 // 2 pieces: 256 KiB + 44 KiB
+    const { share, sha } = shareRandom(dir, 'share', 'slow.bin', F)
+    const { address: tracker } = await startTracker(procs)
+    await startPeer(procs, share, tracker, ['--upload-limit', '16k'])
+    const r = await runLp2p(['get', 'slow.bin', '--out', path.join(dir, 'out'), '--tracker', tracker, '--json'])
+    expect(r.code).toBe(0)
+    expect(r.events.at(-1)).toMatchObject({ event: 'done', sha256: sha })
+    expect(r.events.filter((e) => e.event === 'peer-dropped')).toEqual([])
+    expect(await sha256File(path.join(dir, 'out', 'slow.bin'))).toBe(sha)
+  }, 90_000)
+
   it('a peer whose copy was corrupted on disk after publishing never makes a leecher\'s copy wrong', async () => {
     const F = 8 * 1024 * 1024
     const { a: good, b: bad, sha } = shareTwice(dir, 'good', 'bad', 'data.bin', F)

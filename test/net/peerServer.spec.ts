@@ -41,6 +41,19 @@ describe('PeerServer upload queue', () => {
     expect(server.queuedPieceBytes).toBe(0)
   })
 
+  it('a real budget behind a low cap: the piece larger than its burst goes out at once, and while the budget owes it the next request hears BUSY (not a wait past its piece timeout)', async () => {
+    // 10 kB/s, burst 2.5 kB: a 64 KiB piece leaves the budget 6 s in debt
+    const budget = new TokenBucket({ rate: 10_000 })
+    server = new PeerServer(handle, { host: '127.0.0.1', port: 0, budget, busyBytes: 250, owed: () => budget.owed() })
+    const addr = await server.start()
+    const c = new PeerConnection({ nodeId: 'a'.repeat(32), host: '127.0.0.1', port: addr.port })
+    conns.push(c)
+    expect(await ask(c, 0)).toBe('piece')
+    expect(budget.owed()).toBeGreaterThan(BLOCK - 2500 - 10_000) // (less what a second could repay)
+    expect(await ask(c, 1)).toBe('BUSY')
+    expect(server.queuedPieceBytes).toBe(0)
+  })
+
   it('a BUSY says when to ask again when the node says (busyWaitMs), over TCP to the asker\'s RemoteError', async () => {
     const asked: string[] = []
     server = new PeerServer(handle, { host: '127.0.0.1', port: 0, budget: { take: () => NEVER }, busyBytes: BLOCK, busyWaitMs: (m) => { asked.push(m.type); return 33 } })

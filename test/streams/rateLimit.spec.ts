@@ -102,6 +102,22 @@ describe('rateLimit', () => {
     })
   })
 
+  it('owed(): the debt an item larger than the burst left, repaid at the rate; 0 when not in debt or unlimited', () => {
+    const ts = setup()
+    ts.run(({ flush }) => {
+      const bucket = new TokenBucket({ rate: 10_000, burst: 1000, scheduler: ts })
+      expect(bucket.owed()).toBe(0)
+      bucket.take(5000).subscribe()
+      expect(bucket.owed()).toBe(4000)
+      ts.schedule(() => { expect(bucket.owed()).toBeCloseTo(3000) }, 100)
+      ts.schedule(() => { expect(bucket.owed()).toBe(0) }, 400)
+      flush()
+      bucket.take(500).subscribe() // within the burst: no debt
+      expect(bucket.owed()).toBe(0)
+    })
+    expect(new TokenBucket({ rate: Infinity }).owed()).toBe(0)
+  })
+
   it('completes when the last value has been granted', () => {
     setup().run(({ cold, expectObservable, expectSubscriptions }) => {
       const bucket = new TokenBucket({ rate: 10_000, burst: 1000 })
