@@ -3,6 +3,8 @@ import os from 'node:os'
 import v8 from 'node:v8'
 import { type Command, Option } from 'commander'
 import { UsageError } from '../errors'
+import { PIECE_TIMEOUT_MS, QUERY_TIMEOUT_MS } from '../limits'
+import { segment } from '../protocol/segmentation'
 import { parseRate } from '../../streams/rateLimit'
 import type { ScenarioResult, UploadClass } from '../sim/scenario'
 import { log } from '../log'
@@ -17,12 +19,12 @@ const SIM_CHILD_ENV = 'LP2P_SIM_CHILD'
 function rerun (flags: string[], args: readonly string[]): Promise<number> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...flags, ...process.execArgv, LP2P_BIN, ...args], { stdio: 'inherit', env: { ...process.env, [SIM_CHILD_ENV]: '1' } })
-    // Ctrl-C reaches the child too (same process group): wait for it to end and report that
-    const ignore = (): void => {}
+    // a signal to this process goes to the child too (Ctrl-C reaches both, in one process group;
+    // a kill -INT to this pid only this one): wait for it to end and report that
     const forward = (sig: NodeJS.Signals): void => { child.kill(sig) }
-    process.on('SIGINT', ignore)
+    process.on('SIGINT', forward)
     process.on('SIGTERM', forward)
-    const done = (): void => { process.off('SIGINT', ignore); process.off('SIGTERM', forward) }
+    const done = (): void => { process.off('SIGINT', forward); process.off('SIGTERM', forward) }
     child.once('error', (err) => { done(); reject(err) })
     child.once('exit', (code, signal) => { done(); resolve(code ?? 128 + (signal === null ? 1 : (os.constants.signals[signal] ?? 1))) })
   })
@@ -63,13 +65,39 @@ export function parseUploads (v: string): UploadClass[] {
   return classes
 }
 
+/**
+ * Longest one-way latency simulated. The flows' timeouts are a LAN's: a cluster query, a TCP
+ * connect and a round trip, must be answered within QUERY_TIMEOUT_MS (2 s); from 500 ms one way
+ * every neighbour times out and no leecher finishes.
+ */
+export const MAX_SIM_LATENCY_MS = 400
+
 /** "1" → every link 1 ms; "1-20" → each link's own, between 1 and 20 ms. */
 export function parseLatency (v: string): { min: number, max: number } {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(?:-\s*(\d+(?:\.\d+)?)\s*)?$/.exec(v)
   const min = Number(m?.[1])
   const max = m?.[2] === undefined ? min : Number(m[2])
-  if (m === null || !(min <= max) || max > 60_000) throw new UsageError(`--latency "${v}" is not ms or min-max ms in 0..60000 (e.g. 1, or 1-20)`)
+  if (m === null || !(min <= max)) throw new UsageError(`--latency "${v}" is not ms or min-max ms (e.g. 1, or 1-20)`)
+  if (max > MAX_SIM_LATENCY_MS) throw new UsageError(`--latency "${v}": at most ${MAX_SIM_LATENCY_MS} ms one way (the flows' timeouts are a LAN's: a cluster query, connect and round trip, must be answered within ${QUERY_TIMEOUT_MS / 1000} s)`)
   return { min, max }
+}
+
+/**
+ * A run in which no piece could arrive in time: the slowest link every piece must cross (the
+ * seeder's uplink, every downlink, the fastest leecher uplink) takes longer than PIECE_TIMEOUT_MS
+ * for one piece, so every asker drops its holder and no leecher finishes. The reason, or null.
+ */
+export function tooSlowForPieces (size: number, o: { upload: UploadClass[], seederUpload?: number, download?: number }): string | null {
+  const { blockSize } = segment(size, 1)
+  const links: [string, number][] = [
+    ['--seeder-upload', o.seederUpload ?? o.upload[0].upload],
+    ['--upload', Math.max(...o.upload.map((c) => c.upload))],
+    ['--download', o.download ?? Infinity],
+  ]
+  const [flag, slowest] = links.reduce((a, b) => b[1] < a[1] ? b : a)
+  const ms = blockSize * 1000 / slowest
+  if (ms <= PIECE_TIMEOUT_MS) return null
+  return `${flag}: a piece of this file (${bytes(blockSize)}) takes ${(ms / 1000).toFixed(1)} s on a ${mbs(slowest)} link, longer than the ${PIECE_TIMEOUT_MS / 1000} s an asker waits for a piece: no leecher could finish (give at least ${mbs(Math.ceil(blockSize * 1000 / PIECE_TIMEOUT_MS))})`
 }
 
 /** "30", "30s", "1500ms", "2m" → ms. */
@@ -123,6 +151,8 @@ export function addSimulate (p: Command, parseSize: (v: string) => number, out: 
     .addOption(opt('--seed <n>', 'seed of every random choice: the same seed gives the same result, bit for bit', 'LP2P_SIM_SEED').default(1).argParser(num('--seed', 0, 2 ** 32 - 1, true)))
     .addOption(opt('--json', 'print the result as one JSON object', 'LP2P_JSON'))
     .action(async (o: { nodes: number, size: number, upload: UploadClass[], seederUpload?: number, download?: number, seeders: number, latency: { min: number, max: number }, loss: number, churn: number, corrupt: number, crashSeederAt?: number, partition?: { atMs: number, healMs: number, fraction: number }, seed: number, json?: boolean }) => {
+      const slow = tooSlowForPieces(o.size, o)
+      if (slow !== null) throw new UsageError(slow)
       // a big run needs a bigger heap than node gives by default: run again with it (once)
       if (process.env[SIM_CHILD_ENV] === undefined) {
         const flags = simNodeFlags(o.nodes, { heapLimit: v8.getHeapStatistics().heap_size_limit, totalMemory: os.totalmem(), nodeFlags: [...process.execArgv, process.env.NODE_OPTIONS ?? ''].join(' ') })
@@ -165,7 +195,7 @@ export function addSimulate (p: Command, parseSize: (v: string) => number, out: 
 }
 
 const secs = (ms: number): string => Number.isFinite(ms) ? `${(ms / 1000).toFixed(2)} s` : '—'
-const mbs = (r: number): string => `${(r / 1e6).toFixed(r < 1e7 ? 1 : 0)} MB/s`
+const mbs = (r: number): string => r < 1e5 ? `${+(r / 1e3).toPrecision(3)} kB/s` : `${(r / 1e6).toFixed(r < 1e7 ? 1 : 0)} MB/s`
 /** A class's rate, as precise as it takes to tell it from the others (20M and 20.4M are both "20 MB/s" to `mbs`). */
 const classRate = (r: number): string => `${+(r / 1e6).toPrecision(6)} MB/s`
 

@@ -366,18 +366,21 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       if (pace.starved(scheduler.now())) request.starved = true
       const ask$ = deps.link(src.peer).request(request)
       let replied = false
-      ask = (deps.budget === undefined ? ask$ : deps.budget.take(expected).pipe(take(1), switchMap(() => ask$))).subscribe({
-        next: (f) => { if (!replied) { replied = true; answered(f) } },
-        error: refused,
-        complete: () => { if (!replied) sub.complete() },
-      })
-      // the deadline covers the wait for the budget too
-      if (!sub.closed && !replied) {
+      // the deadline runs from the request's sending: a wait for our own download budget is not
+      // the peer's fault (behind a low cap a piece waits longer than a peer may take to send it)
+      const arm = (): void => {
+        if (sub.closed || replied || deadline !== undefined) return
         deadline = scheduler.schedule(() => {
           ask?.unsubscribe()
           sub.error(new PeerTimeoutError(label(src.peer), `piece ${index}`))
         }, stallMs(id, expected))
       }
+      ask = (deps.budget === undefined ? ask$ : deps.budget.take(expected).pipe(take(1), switchMap(() => { arm(); return ask$ }))).subscribe({
+        next: (f) => { if (!replied) { replied = true; answered(f) } },
+        error: refused,
+        complete: () => { if (!replied) sub.complete() },
+      })
+      if (deps.budget === undefined) arm()
       return () => {
         offLanded()
         deadline?.unsubscribe()

@@ -1,4 +1,4 @@
-import { parseLatency, parseUploads } from '../../src/cli/simulate'
+import { parseLatency, parseUploads, tooSlowForPieces } from '../../src/cli/simulate'
 
 describe('lp2p simulate --upload and --latency', () => {
   it('--upload: one rate, or classes as rate:share; a rate without a share takes an equal part of the rest', () => {
@@ -32,8 +32,25 @@ describe('lp2p simulate --upload and --latency', () => {
     expect(parseLatency('1')).toEqual({ min: 1, max: 1 })
     expect(parseLatency('0.5-20')).toEqual({ min: 0.5, max: 20 })
     expect(parseLatency(' 2 - 2 ')).toEqual({ min: 2, max: 2 })
-    for (const bad of ['', '-1', '20-1', '1-', 'a-b', '1-2-3', '70000', '1ms']) {
+    for (const bad of ['', '-1', '20-1', '1-', 'a-b', '1-2-3', '1ms']) {
       expect(() => parseLatency(bad)).toThrow(expect.objectContaining({ code: 'ERR_USAGE', message: expect.stringMatching(/--latency .* is not ms or min-max ms/) }))
     }
+    // a latency the flows' LAN timeouts cannot work with (from 500 ms one way no leecher finishes)
+    expect(parseLatency('400')).toEqual({ min: 400, max: 400 })
+    for (const bad of ['401', '1-500', '70000']) {
+      expect(() => parseLatency(bad)).toThrow(expect.objectContaining({ code: 'ERR_USAGE', message: expect.stringMatching(/at most 400 ms one way .* within 2 s/) }))
+    }
+  })
+
+  it('a run where no piece can cross the slowest link before its asker gives up (15 s) is refused, naming the flag and the least rate; one just fast enough is not', () => {
+    const one = (upload: number): { upload: number, share: number }[] => [{ upload, share: 1 }]
+    // 64 MiB: 256 KiB pieces, 17.5 s at 15 kB/s
+    expect(tooSlowForPieces(64 << 20, { upload: one(15e3) })).toMatch(/^--seeder-upload: a piece of this file \(256\.0 KiB\) takes 17\.5 s on a 15 kB\/s link, longer than the 15 s .* \(give at least 17\.5 kB\/s\)$/)
+    expect(tooSlowForPieces(64 << 20, { upload: one(20e6), download: 15e3 })).toMatch(/^--download: /)
+    expect(tooSlowForPieces(64 << 20, { upload: one(20e6), seederUpload: 15e3 })).toMatch(/^--seeder-upload: /)
+    expect(tooSlowForPieces(64 << 20, { upload: one(15e3), seederUpload: 20e6 })).toMatch(/^--upload: /)
+    // a slow class beside a fast one: pieces go through the fast one
+    expect(tooSlowForPieces(64 << 20, { upload: [{ upload: 20e6, share: 0.5 }, { upload: 15e3, share: 0.5 }] })).toBeNull()
+    expect(tooSlowForPieces(64 << 20, { upload: one(17.5e3) })).toBeNull()
   })
 })

@@ -50,7 +50,7 @@ describe('swarm', () => {
     expect(fromSeeder).toBeLessThan(2.5 * F)
   }, 120_000)
 
-  it('a peer behind an upload cap lower than a piece per PIECE_TIMEOUT_MS (16 kB/s: a 256 KiB piece takes 16 s) still delivers: askers hear BUSY while its budget repays a piece, instead of timing out on it', async () => {
+  it('a peer behind an upload cap lower than a piece per PIECE_TIMEOUT_MS (16 kB/s: a 256 KiB piece takes 16 s) still delivers: askers hear BUSY while its budget repays a piece, instead of timing out on it; a get behind such a download cap too', async () => {
     // (before: the first piece went at once, the second waited 16 s for the budget, its asker gave
     // up after 15 s and the get ended "no peer can supply")
     const F = 300 * 1024 // 2 pieces: 256 KiB + 44 KiB
@@ -62,7 +62,15 @@ describe('swarm', () => {
     expect(r.events.at(-1)).toMatchObject({ event: 'done', sha256: sha })
     expect(r.events.filter((e) => e.event === 'peer-dropped')).toEqual([])
     expect(await sha256File(path.join(dir, 'out', 'slow.bin'))).toBe(sha)
-  }, 90_000)
+
+    // the same cap on the download side (an uncapped peer too): a piece waiting for our own budget
+    // is not its peer's fault (before: the piece deadline ran during that wait, every source was dropped)
+    await startPeer(procs, share, tracker)
+    const d = await runLp2p(['get', 'slow.bin', '--out', path.join(dir, 'out2'), '--tracker', tracker, '--download-limit', '16k', '--json'])
+    expect(d.code).toBe(0)
+    expect(d.events.filter((e) => e.event === 'peer-dropped')).toEqual([])
+    expect(await sha256File(path.join(dir, 'out2', 'slow.bin'))).toBe(sha)
+  }, 120_000)
 
   it('a peer whose copy was corrupted on disk after publishing never makes a leecher\'s copy wrong', async () => {
     const F = 8 * 1024 * 1024

@@ -8,6 +8,7 @@ import type { Frame } from '../../src/protocol/frames'
 import type { PeerLink, WithoutReq } from '../../src/net/peerConnection'
 import { MemorySink } from '../../src/storage/memorySink'
 import { RemoteError, StorageError } from '../../src/errors'
+import { TokenBucket } from '../../streams/rateLimit'
 
 const BLOCK = 4096
 const content = randomBytes(4 * BLOCK + 100) // 5 pieces, the last one short
@@ -144,6 +145,18 @@ describe('leech flow', () => {
     expect(events.at(-1)).toMatchObject({ event: 'done', sha256: meta.hash })
     // long before B's piece timeout (10 frames) would have fired more than once
     expect(ts.now()).toBeLessThan(20)
+  })
+
+  it('a piece waiting for our own download budget longer than the piece timeout is no fault of its peer: none is dropped, the file completes at the budget\'s pace', () => {
+    const ts = newScheduler()
+    const { deps } = world(ts, [A], {})
+    // one piece per 30 frames (ms), no burst beyond a piece: pieces wait up to 120 frames, the piece timeout is 10
+    const budget = new TokenBucket({ rate: BLOCK * 1000 / 30, burst: BLOCK, scheduler: ts })
+    const { events, error } = run(ts, { ...deps, budget })
+    expect(error).toBeUndefined()
+    expect(events.filter((e) => e.event === 'peer-dropped')).toEqual([])
+    expect(events.at(-1)).toMatchObject({ event: 'done', sha256: meta.hash })
+    expect(ts.now()).toBeGreaterThanOrEqual(3 * 30) // (the first piece from the full bucket, the short last one ~at once)
   })
 
   it('drops a peer whose piece times out, and says which pieces nobody else can give', () => {
