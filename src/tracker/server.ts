@@ -41,6 +41,31 @@ export function errorKind (err: Error): TrackerErrorKind {
 
 const REQUEST_TYPES = new Set<string>(['connect', 'publish', 'announce', 'query_files', 'get_nodes', 'withdraw', 'leave'])
 
+/** Warnings about bad datagrams and refused requests, per kind, at most this many a second (a flood would flood the log). */
+export const WARNINGS_PER_SECOND = 5
+
+/**
+ * At most `perSecond` lines of each kind a second; the first line after some were held back says
+ * how many (`suppressed`). Time is passed in.
+ */
+export class LogThrottle {
+  private readonly kinds = new Map<string, { second: number, count: number, suppressed: number }>()
+  constructor (private readonly perSecond = WARNINGS_PER_SECOND) {}
+
+  /** Log this line? With how many of its kind were held back since the last one logged. */
+  take (kind: string, now: number): { suppressed: number } | null {
+    const second = Math.floor(now / 1000)
+    let k = this.kinds.get(kind)
+    if (k === undefined) { k = { second, count: 0, suppressed: 0 }; this.kinds.set(kind, k) }
+    if (k.second !== second) { k.second = second; k.count = 0 }
+    if (k.count >= this.perSecond) { k.suppressed++; return null }
+    k.count++
+    const suppressed = k.suppressed
+    k.suppressed = 0
+    return { suppressed }
+  }
+}
+
 /** The tracker service: a UDP socket wired to the tracker flow. */
 export class TrackerServer {
   readonly registry: Registry
@@ -52,6 +77,8 @@ export class TrackerServer {
   /** Datagrams dropped because their source sent too many, since start. */
   limited = 0
   private readonly limiter: SourceLimiter
+  /** Warnings about bad datagrams and refused requests, bounded (see LogThrottle). */
+  private readonly throttle = new LogThrottle()
   /** Told of requests, replies and failures (set it before `start`, or any time after). */
   observer: TrackerObserver | undefined
 
@@ -82,7 +109,8 @@ export class TrackerServer {
         } catch (err) {
           this.dropped++
           this.observer?.error?.('malformed')
-          this.log.warn({ from: d.from, bytes: d.data.length, err: (err as Error).message }, 'dropped malformed datagram')
+          const t = this.throttle.take('malformed', Date.now())
+          if (t !== null) this.log.warn({ from: d.from, bytes: d.data.length, err: (err as Error).message, ...(t.suppressed > 0 ? { suppressed: t.suppressed } : {}) }, 'dropped malformed datagram')
           return of(null)
         }
       }),
@@ -94,8 +122,10 @@ export class TrackerServer {
       // tokens die with the process: after a restart clients simply connect again
       secret: randomBytes(32),
       onError: (err, r) => {
-        this.observer?.error?.(errorKind(err))
-        this.log.warn({ from: r.from, type: r.msg.type, err: err.message }, 'request failed')
+        const kind = errorKind(err)
+        this.observer?.error?.(kind)
+        const t = this.throttle.take(kind, Date.now())
+        if (t !== null) this.log.warn({ from: r.from, type: r.msg.type, err: err.message, ...(t.suppressed > 0 ? { suppressed: t.suppressed } : {}) }, 'request failed')
       },
     }).pipe(map((o) => { this.observer?.reply?.(o.msg.type); return { data: encodeDatagram(o.msg), to: o.to } }))
       .subscribe({ next: (o) => udp.send(o.data, o.to), error: (err) => this.log.error({ err }, 'tracker flow failed') })
