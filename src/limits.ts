@@ -194,6 +194,8 @@ export const MMAP_WINDOW_BYTES = 256 * 1024 * 1024
 // ---- tracker dashboard (HTTP) ----
 /** Browsers following the live dashboard at once; more get 503. */
 export const MAX_DASHBOARD_CLIENTS = 32
+/** Connections to the dashboard from one address at once (a browser opens a few; the rest wait their turn or are refused). */
+export const MAX_DASHBOARD_CONNECTIONS_PER_ADDRESS = 16
 /** How often the dashboard pushes a snapshot (and probes holders for availability). */
 export const DASHBOARD_TICK_MS = 1_000
 /** Most files and nodes listed in one snapshot (the page says how many more there are). */

@@ -1,7 +1,7 @@
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
+import net, { type AddressInfo } from 'node:net'
 import { map, type Observable, type Subscription } from 'rxjs'
-import { DASHBOARD_CLIENT_BUFFER_BYTES, DASHBOARD_TICK_MS, MAX_DASHBOARD_CLIENTS } from '../limits'
+import { DASHBOARD_CLIENT_BUFFER_BYTES, DASHBOARD_TICK_MS, MAX_DASHBOARD_CLIENTS, MAX_DASHBOARD_CONNECTIONS_PER_ADDRESS } from '../limits'
 import { log } from '../log'
 import { PeerConnection } from '../net/peerConnection'
 import type { Have, PeerAddress } from '../protocol/messages'
@@ -50,7 +50,11 @@ export function hostName (header: string): string | null {
   return name === '' ? null : name
 }
 
-const isLoopbackAddress = (a: string): boolean => a === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(a) || a.toLowerCase() === '::ffff:127.0.0.1'
+const LOOPBACK = new net.BlockList()
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4')
+LOOPBACK.addAddress('::1', 'ipv6')
+/** 127.x.x.x, ::1, and 127.x.x.x written as IPv6 in any form (::ffff:127.0.0.1, ::ffff:7f00:1: what a browser sends). */
+const isLoopbackAddress = (a: string): boolean => net.isIPv4(a) ? LOOPBACK.check(a, 'ipv4') : net.isIPv6(a) && LOOPBACK.check(a, 'ipv6')
 
 /**
  * Whether a dashboard bound to `bound` answers a request that names `header` as its Host. On a
@@ -90,11 +94,20 @@ export class DashboardHttp {
 
   async start (): Promise<Endpoint> {
     if (this.server !== null) return this.address() as Endpoint
-    const server = http.createServer((req, res) => this.handle(req, res))
+    // (requests that never finish their headers are cut after headersTimeout, checked every second:
+    // the default check every 30 s let 80 of them lock everyone out for half a minute)
+    const server = http.createServer({ headersTimeout: 5_000, requestTimeout: 15_000, connectionsCheckingInterval: 1_000 }, (req, res) => this.handle(req, res))
     // live clients hold one connection each; the rest are short requests
     server.maxConnections = 2 * (this.opts.maxClients ?? MAX_DASHBOARD_CLIENTS) + 16
-    server.headersTimeout = 10_000
-    server.requestTimeout = 15_000
+    // and no one address takes them all
+    const perAddress = new Map<string, number>()
+    server.on('connection', (sock: net.Socket) => {
+      const from = sock.remoteAddress ?? ''
+      const n = (perAddress.get(from) ?? 0) + 1
+      if (n > MAX_DASHBOARD_CONNECTIONS_PER_ADDRESS) { sock.destroy(); return }
+      perAddress.set(from, n)
+      sock.once('close', () => { const left = (perAddress.get(from) ?? 1) - 1; if (left > 0) perAddress.set(from, left); else perAddress.delete(from) })
+    })
     this.server = server
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)

@@ -1,3 +1,4 @@
+import net from 'node:net'
 import dgram from 'node:dgram'
 import http from 'node:http'
 import { decodeDatagram, encodeDatagram } from '../../src/protocol/codec'
@@ -174,7 +175,38 @@ describe('tracker HTTP: dashboard routes and /metrics', () => {
     expect(hostAllowed('evil.example', '::1')).toBe(false)
     expect(hostAllowed('evil.example', '0.0.0.0')).toBe(true)
     expect(hostAllowed('evil.example', '192.168.1.10')).toBe(true)
+    // 127.0.0.1 written as IPv6, as a browser sends http://[::ffff:127.0.0.1]:P/
+    expect(hostAllowed('[::ffff:7f00:1]:80', '127.0.0.1')).toBe(true)
+    expect(hostAllowed('[::ffff:127.0.0.1]', '127.0.0.1')).toBe(true)
+    expect(hostAllowed('[::ffff:a00:1]:80', '127.0.0.1')).toBe(false)
+    expect(hostAllowed('127.0.0.1.evil', '127.0.0.1')).toBe(false)
   })
+
+  it('requests that never finish their headers cannot lock the dashboard: one address holds at most 16 connections, and those are cut after 5 s', async () => {
+    const open = (): Promise<net.Socket> => new Promise((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1', () => { s.write('GET /api/state HTTP/1.1\r\nHost: localhost\r\n'); resolve(s) })
+      s.on('error', () => {})
+      s.once('error', reject)
+    })
+    const held: net.Socket[] = []
+    try {
+      for (let i = 0; i < 20; i++) held.push(await open())
+      await new Promise((r) => setTimeout(r, 300))
+      // the connections past 16 were closed at once
+      expect(held.filter((s) => s.destroyed || s.readableEnded).length).toBeGreaterThanOrEqual(4)
+      // the others are cut once their headers are overdue (5 s, checked every second): the dashboard answers again
+      const t0 = Date.now()
+      let status = 0
+      while (status !== 200 && Date.now() - t0 < 12_000) {
+        status = await request(port, '/api/state').then((r) => r.status, () => 0)
+        if (status !== 200) await new Promise((r) => setTimeout(r, 250))
+      }
+      expect(status).toBe(200)
+      expect(Date.now() - t0).toBeLessThan(9_000)
+    } finally {
+      for (const s of held) s.destroy()
+    }
+  }, 20_000)
 
   it('the page script never turns data into HTML', () => {
     expect(APP_JS).not.toMatch(/innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(|new Function/)
