@@ -420,7 +420,9 @@ export function parseSize (v: string): number {
   const m = /^(\d+(?:\.\d+)?)([kKmMgGtT]?)i?[bB]?$/.exec(v.trim())
   if (m === null) throw new UsageError(`size "${v}" is not a number with an optional k/M/G/T suffix`)
   const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2].toLowerCase() as '' | 'k' | 'm' | 'g' | 't']
-  const n = Math.round(Number(m[1]) * mult)
+  const exact = Number(m[1]) * mult
+  if (mult === 1 && !Number.isInteger(exact)) throw new UsageError(`size "${v}" is not a whole number of bytes`)
+  const n = Math.round(exact) // (1.5M: bytes, whatever rounding the decimal takes)
   if (!Number.isSafeInteger(n)) throw new UsageError(`size "${v}" is too large`)
   return n
 }

@@ -106,6 +106,7 @@ export async function createNode (options: NodeOptions): Promise<NodeHandle> {
   if (options.trackerAttempts !== undefined && !isInt(options.trackerAttempts, 1, 20)) throw new UsageError(`trackerAttempts must be an integer in 1–20, got ${String(options.trackerAttempts)}`)
   if (options.share !== undefined) {
     if (typeof options.share !== 'string' || options.share === '') throw new UsageError('share must be a folder')
+    if (options.serve === false) throw new UsageError('share needs serve: a node that serves nothing cannot share a folder')
     let folder: boolean
     try { folder = fs.statSync(options.share).isDirectory() } catch (err) { throw new UsageError(`share: cannot read ${options.share}: ${(err as Error).message}`) }
     if (!folder) throw new UsageError(`share: ${options.share} is not a folder`)

@@ -48,7 +48,7 @@ export class PartFile implements PositionalWriter {
     // (a .part that cannot be opened or sized is not ours after all: the lock goes back)
     const fail = (what: string, err: unknown, fd?: number): never => {
       if (fd !== undefined) fs.closeSync(fd)
-      fs.rmSync(lockPath, { force: true })
+      fs.rmSync(lockPath, { force: true }); heldHere.delete(lockPath)
       throw new StorageError(`${what}: ${(err as Error).message}`, err)
     }
     let fd: number
@@ -132,9 +132,12 @@ export class PartFile implements PositionalWriter {
   }
 
   private unlock (): void {
-    if (this.lockPath !== null) { fs.rmSync(this.lockPath, { force: true }); this.lockPath = null }
+    if (this.lockPath !== null) { fs.rmSync(this.lockPath, { force: true }); heldHere.delete(this.lockPath); this.lockPath = null }
   }
 }
+
+/** The locks this process holds (a second download of one file into one folder in one process is refused too). */
+const heldHere = new Set<string>()
 
 /**
  * Take NAME.part.lock (it holds our pid): two downloads of one file into one folder would write
@@ -146,13 +149,16 @@ function lockPart (partPath: string): string {
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       fs.writeFileSync(lockPath, `${process.pid}\n`, { flag: 'wx', mode: 0o644 })
+      heldHere.add(lockPath)
       return lockPath
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new StorageError(`cannot create ${lockPath}: ${(err as Error).message}`, err)
     }
     let pid = NaN
     try { pid = Number(fs.readFileSync(lockPath, 'utf8').slice(0, 32).trim()) } catch { /* gone meanwhile: try again */ }
-    if (Number.isSafeInteger(pid) && pid > 0 && running(pid)) {
+    if (heldHere.has(lockPath)) throw new StorageError(`${partPath} is being downloaded already (by this process): one download of a file into a folder at a time`)
+    // (our own pid on a lock we do not hold: left by an earlier process that had it; taken over)
+    if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && running(pid)) {
       throw new StorageError(`${partPath} is being downloaded by another process (pid ${pid}): wait for it or stop it (its .part resumes)`)
     }
     fs.rmSync(lockPath, { force: true }) // its process is gone: the .part and its state are ours to resume

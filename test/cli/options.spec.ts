@@ -15,6 +15,7 @@ describe('CLI options', () => {
     expect(optionsOf('demo', ['--size', '64M'])).toMatchObject({ size: 64 * 1024 * 1024 })
     expect(optionsOf('get', ['x', '--upload-limit', '20M', '--download-limit', '1Mi'])).toMatchObject({ uploadLimit: 20e6, downloadLimit: 1024 * 1024 })
     expect(parseSize('1.5k')).toBe(1536)
+    expect(() => parseSize('1.5')).toThrow(expect.objectContaining({ code: 'ERR_USAGE', message: expect.stringContaining('not a whole number of bytes') }))
     expect(() => parseSize('lots')).toThrow(expect.objectContaining({ code: 'ERR_USAGE' }))
   })
 

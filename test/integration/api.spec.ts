@@ -165,6 +165,7 @@ describe('library API (createNode, leech)', () => {
       [{ trackerAttempts: 0 }, /trackerAttempts must be/],
       [{ share: path.join(dir, 'missing') }, /share: cannot read .*missing/],
       [{ share: path.join(dir, 'share', 'a.bin') }, /share: .*a\.bin is not a folder/],
+      [{ share: path.join(dir, 'share'), serve: false }, /share needs serve/],
     ]
     for (const [opts, message] of bad) await expect(createNode({ tracker: trackerAt, ...opts })).rejects.toThrow(message)
     for (const [opts] of bad) await expect(createNode({ tracker: trackerAt, ...opts })).rejects.toBeInstanceOf(UsageError)
