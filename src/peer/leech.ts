@@ -368,19 +368,21 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       let replied = false
       // the deadline runs from the request's sending: a wait for our own download budget is not
       // the peer's fault (behind a low cap a piece waits longer than a peer may take to send it)
-      const arm = (): void => {
-        if (sub.closed || replied || deadline !== undefined) return
-        deadline = scheduler.schedule(() => {
-          ask?.unsubscribe()
-          sub.error(new PeerTimeoutError(label(src.peer), `piece ${index}`))
-        }, stallMs(id, expected))
+      // (one closure per fetch, as before the budget case: this runs for every piece request)
+      const timedOut = (): void => {
+        ask?.unsubscribe()
+        sub.error(new PeerTimeoutError(label(src.peer), `piece ${index}`))
       }
-      ask = (deps.budget === undefined ? ask$ : deps.budget.take(expected).pipe(take(1), switchMap(() => { arm(); return ask$ }))).subscribe({
+      const budget = deps.budget
+      ask = (budget === undefined ? ask$ : budget.take(expected).pipe(take(1), switchMap(() => {
+        if (!sub.closed && !replied && deadline === undefined) deadline = scheduler.schedule(timedOut, stallMs(id, expected))
+        return ask$
+      }))).subscribe({
         next: (f) => { if (!replied) { replied = true; answered(f) } },
         error: refused,
         complete: () => { if (!replied) sub.complete() },
       })
-      if (deps.budget === undefined) arm()
+      if (budget === undefined && !sub.closed && !replied) deadline = scheduler.schedule(timedOut, stallMs(id, expected))
       return () => {
         offLanded()
         deadline?.unsubscribe()

@@ -26,10 +26,10 @@ export function isShareable (name: string): boolean {
   return !/(\.part|\.part\.state|\.part\.lock|~|\.tmp|\.swp|\.crdownload)$/i.test(name)
 }
 
-/** Told of a path under a shared folder that is not shared, and why (the caller says it once per path). */
 /** Why a file over MAX_FILE_SIZE is not shared (it is not even hashed). */
 const TOO_BIG = `larger than ${MAX_FILE_SIZE / 2 ** 40} TiB, the most a file may be (pieces × the largest block)`
 
+/** Told of a path under a shared folder that is not shared, and why (the caller says it once per path). */
 export type OnSkip = (path: string, reason: string) => void
 
 const warnSkip: OnSkip = (p, reason) => log.child({ module: 'share' }).warn({ path: p, reason }, 'not shared')

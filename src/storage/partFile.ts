@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { Observable } from 'rxjs'
@@ -48,7 +49,7 @@ export class PartFile implements PositionalWriter {
     // (a .part that cannot be opened or sized is not ours after all: the lock goes back)
     const fail = (what: string, err: unknown, fd?: number): never => {
       if (fd !== undefined) fs.closeSync(fd)
-      fs.rmSync(lockPath, { force: true }); heldHere.delete(lockPath)
+      fs.rmSync(lockPath, { force: true })
       throw new StorageError(`${what}: ${(err as Error).message}`, err)
     }
     let fd: number
@@ -132,32 +133,39 @@ export class PartFile implements PositionalWriter {
   }
 
   private unlock (): void {
-    if (this.lockPath !== null) { fs.rmSync(this.lockPath, { force: true }); heldHere.delete(this.lockPath); this.lockPath = null }
+    if (this.lockPath !== null) { fs.rmSync(this.lockPath, { force: true }); this.lockPath = null }
   }
 }
 
-/** The locks this process holds (a second download of one file into one folder in one process is refused too). */
-const heldHere = new Set<string>()
+/**
+ * This process's mark in its locks, beside its pid: a lock with our pid and another mark was left
+ * by an earlier process that had our pid (taken over); one with our mark is held by this process,
+ * under whatever name it was opened (a symlinked folder included).
+ */
+const OWN_MARK = randomBytes(8).toString('hex')
 
 /**
- * Take NAME.part.lock (it holds our pid): two downloads of one file into one folder would write
- * the same .part and resume state. A lock whose process is gone (a crash, a SIGKILL) is taken
- * over; one whose process runs is a StorageError naming it. Returns the lock's path.
+ * Take NAME.part.lock (it holds our pid and mark): two downloads of one file into one folder would
+ * write the same .part and resume state. A lock whose process is gone (a crash, a SIGKILL) is taken
+ * over; one whose process runs is a StorageError naming it (this one included). Returns the lock's path.
  */
 function lockPart (partPath: string): string {
   const lockPath = `${partPath}.lock`
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      fs.writeFileSync(lockPath, `${process.pid}\n`, { flag: 'wx', mode: 0o644 })
-      heldHere.add(lockPath)
+      fs.writeFileSync(lockPath, `${process.pid} ${OWN_MARK}\n`, { flag: 'wx', mode: 0o644 })
       return lockPath
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new StorageError(`cannot create ${lockPath}: ${(err as Error).message}`, err)
     }
     let pid = NaN
-    try { pid = Number(fs.readFileSync(lockPath, 'utf8').slice(0, 32).trim()) } catch { /* gone meanwhile: try again */ }
-    if (heldHere.has(lockPath)) throw new StorageError(`${partPath} is being downloaded already (by this process): one download of a file into a folder at a time`)
-    // (our own pid on a lock we do not hold: left by an earlier process that had it; taken over)
+    let mark = ''
+    try {
+      const [p, m] = fs.readFileSync(lockPath, 'utf8').slice(0, 64).trim().split(/\s+/)
+      pid = Number(p); mark = m ?? ''
+    } catch { /* gone meanwhile: try again */ }
+    if (pid === process.pid && mark === OWN_MARK) throw new StorageError(`${partPath} is being downloaded already (by this process): one download of a file into a folder at a time`)
+    // (our pid with another mark: left by an earlier process that had our pid; taken over)
     if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && running(pid)) {
       throw new StorageError(`${partPath} is being downloaded by another process (pid ${pid}): wait for it or stop it (its .part resumes)`)
     }

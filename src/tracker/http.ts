@@ -56,6 +56,11 @@ LOOPBACK.addAddress('::1', 'ipv6')
 /** 127.x.x.x, ::1, and 127.x.x.x written as IPv6 in any form (::ffff:127.0.0.1, ::ffff:7f00:1: what a browser sends). */
 const isLoopbackAddress = (a: string): boolean => net.isIPv4(a) ? LOOPBACK.check(a, 'ipv4') : net.isIPv6(a) && LOOPBACK.check(a, 'ipv6')
 
+/** May a connection from `remote` open, as its `open`-th at once? Loopback (every local viewer) is not capped per address. */
+export function connectionAllowed (remote: string, open: number): boolean {
+  return isLoopbackAddress(remote) || open <= MAX_DASHBOARD_CONNECTIONS_PER_ADDRESS
+}
+
 /**
  * Whether a dashboard bound to `bound` answers a request that names `header` as its Host. On a
  * loopback address only loopback names are served: a web page elsewhere could otherwise point its
@@ -99,12 +104,15 @@ export class DashboardHttp {
     const server = http.createServer({ headersTimeout: 5_000, requestTimeout: 15_000, connectionsCheckingInterval: 1_000 }, (req, res) => this.handle(req, res))
     // live clients hold one connection each; the rest are short requests
     server.maxConnections = 2 * (this.opts.maxClients ?? MAX_DASHBOARD_CLIENTS) + 16
-    // and no one address takes them all
+    // and no one remote address takes them all (loopback is every local viewer at once: not capped)
     const perAddress = new Map<string, number>()
     server.on('connection', (sock: net.Socket) => {
       const from = sock.remoteAddress ?? ''
       const n = (perAddress.get(from) ?? 0) + 1
-      if (n > MAX_DASHBOARD_CONNECTIONS_PER_ADDRESS) { sock.destroy(); return }
+      if (!connectionAllowed(from, n)) {
+        sock.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 35\r\n\r\ntoo many connections from one host\n')
+        return
+      }
       perAddress.set(from, n)
       sock.once('close', () => { const left = (perAddress.get(from) ?? 1) - 1; if (left > 0) perAddress.set(from, left); else perAddress.delete(from) })
     })

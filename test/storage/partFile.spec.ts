@@ -175,7 +175,7 @@ describe('PartFile', () => {
     it('refuses a second open while the first holds it, naming the pid; frees it on close and on commit', () => {
       const dir = outDir()
       const p = openPart(dir, 'locked.bin', 10)
-      expect(fs.readFileSync(`${p.partPath}.lock`, 'utf8').trim()).toBe(String(process.pid))
+      expect(fs.readFileSync(`${p.partPath}.lock`, 'utf8').trim()).toMatch(new RegExp(`^${process.pid} [0-9a-f]{16}$`))
       // (held by this very process: said so, not "another process" with our own pid)
       expect(() => PartFile.open(dir, 'locked.bin', 10)).toThrow(expect.objectContaining({ code: 'ERR_STORAGE', message: expect.stringMatching(/locked\.bin.*\.part is being downloaded already \(by this process\)/) }))
       p.close()
@@ -193,13 +193,27 @@ describe('PartFile', () => {
       fs.writeFileSync(`${p.partPath}.lock`, `${dead}\n`)
       const q = openPart(dir, 'stale.bin', 10)
       expect(q.fresh).toBe(false)
-      expect(fs.readFileSync(`${q.partPath}.lock`, 'utf8').trim()).toBe(String(process.pid))
+      expect(fs.readFileSync(`${q.partPath}.lock`, 'utf8').trim()).toMatch(new RegExp(`^${process.pid} `))
       fs.writeFileSync(path.join(dir, 'junk.bin.part.lock'), 'not a pid')
       expect(() => openPart(dir, 'junk.bin', 10).close()).not.toThrow()
       // our own pid on a lock this process does not hold: an earlier process that had our pid left it
       q.close()
       fs.writeFileSync(`${q.partPath}.lock`, `${process.pid}\n`)
       expect(() => openPart(dir, 'stale.bin', 10).close()).not.toThrow()
+      fs.writeFileSync(`${q.partPath}.lock`, `${process.pid} 0123456789abcdef\n`)
+      expect(() => openPart(dir, 'stale.bin', 10).close()).not.toThrow()
+    })
+
+    it('a second open of a .part this process holds through another name of its folder (a symlink) is refused too', () => {
+      const dir = outDir()
+      const alias = `${dir}-alias`
+      fs.symlinkSync(dir, alias)
+      try {
+        const p = openPart(dir, 'twice.bin', 10)
+        expect(() => PartFile.open(alias, 'twice.bin', 10)).toThrow(expect.objectContaining({ code: 'ERR_STORAGE', message: expect.stringContaining('being downloaded already (by this process)') }))
+        expect(fs.existsSync(`${p.partPath}.lock`)).toBe(true)
+        p.close()
+      } finally { fs.rmSync(alias) }
     })
   })
 

@@ -1,5 +1,5 @@
 import { IndexedSet, MemoryFileStore, Registry, RegistryFullError } from '../../src/tracker/registry'
-import { MAX_FILE_SIZE, MAX_PIECES } from '../../src/limits'
+import { MAX_FILE_SIZE, MAX_PIECES, MAX_TRACKER_NODES } from '../../src/limits'
 
 describe('Registry.sampleNodes and IndexedSet', () => {
   it('draws up to k distinct live holders, different ones for different draws, in O(k)', () => {
@@ -124,6 +124,33 @@ describe('Registry: what a client may not do to others', () => {
     expect(() => reg.publish({ nodeId: id(1), host: '10.0.0.1', port: 1 }, { name: 'huge', hash: hash(1), size: MAX_FILE_SIZE + 1 }, 0)).toThrow(/more than the/)
     expect(reg.files.size).toBe(0)
     expect(reg.publish({ nodeId: id(1), host: '10.0.0.1', port: 1 }, { name: 'big', hash: hash(2), size: MAX_FILE_SIZE }, 0)).toMatchObject({ blockSize: 8 << 20, pieces: MAX_PIECES })
+  })
+
+  it('a publish refused because the node table is full changes nothing: no file stored, none forgotten', () => {
+    const reg = new Registry(undefined, 15_000, Math.random, 1)
+    const a = { nodeId: 'f'.repeat(32), host: '10.0.0.1', port: 1 }
+    reg.publish(a, { name: 'old', hash: hash(1), size: 1000 }, 0)
+    reg.withdraw(a, hash(1), 0) // unheld: the one a new file would push out
+    for (let i = reg.nodeCount; i < MAX_TRACKER_NODES; i++) reg.announce({ nodeId: id(i), host: '10.1.0.1', port: 2 }, 0, 0)
+    expect(() => reg.publish({ nodeId: 'e'.repeat(32), host: '10.0.0.2', port: 3 }, { name: 'new', hash: hash(2), size: 1000 }, 0)).toThrow(/too many nodes/)
+    expect(reg.files.list(undefined, 10).map((f) => f.name)).toEqual(['old'])
+    // a known node may still publish: the unheld file makes room
+    reg.publish(a, { name: 'new', hash: hash(2), size: 1000 }, 0)
+    expect(reg.files.list(undefined, 10).map((f) => f.name)).toEqual(['new'])
+  })
+
+  it('listNodes stays in id order through joins, leaves, a node gone and back, and a mass expiry', () => {
+    const reg = new Registry(undefined, 15_000)
+    const at = (i: number): { nodeId: string, host: string, port: number } => ({ nodeId: id(i), host: `10.0.${i >> 8}.${i & 255}`, port: 1 })
+    for (let i = 999; i >= 0; i--) reg.announce(at(i), 0, i < 500 ? 0 : 10_000)
+    expect(reg.listNodes(undefined, undefined, 2000).map((n) => n.nodeId)).toEqual(Array.from({ length: 1000 }, (_, i) => id(i)))
+    reg.leave(at(7))
+    reg.announce(at(7), 0, 10_000) // gone and back before the next listing
+    reg.announce(at(1234), 0, 10_000)
+    reg.expire(16_000) // 0–499 except 7 were last seen at 0
+    const ids = reg.listNodes(undefined, undefined, 2000).map((n) => n.nodeId)
+    expect(ids).toEqual([id(7), ...Array.from({ length: 500 }, (_, i) => id(500 + i)), id(1234)])
+    expect(reg.listNodes(undefined, id(998), 10).map((n) => n.nodeId)).toEqual([id(999), id(1234)])
   })
 
   it('listNodes pages live nodes in id order as they come and go', () => {
