@@ -174,8 +174,9 @@ export class Lp2pNode {
         // (and no sooner than the budget is out of debt: asked earlier, it is still busy)
         busyWaitMs: (m) => {
           const wait = busyWaitFor(m, ctx)
-          const owedMs = Math.ceil((this.uploadBudget?.owed() ?? 0) * 1000 / (this.opts.uploadLimit as number))
-          return wait === undefined ? undefined : Math.min(MAX_BUSY_RETRY_MS, Math.max(wait, owedMs))
+          const b = this.uploadBudget
+          if (wait === undefined || b === undefined) return wait
+          return Math.min(MAX_BUSY_RETRY_MS, Math.max(wait, Math.ceil(b.owed() * 1000 / b.rate)))
         },
         watch: (m, remote) => serveWatch(m, ctx, asyncScheduler, remote),
         onIdle: () => this.kicker.poke(),

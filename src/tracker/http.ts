@@ -56,6 +56,9 @@ LOOPBACK.addAddress('::1', 'ipv6')
 /** 127.x.x.x, ::1, and 127.x.x.x written as IPv6 in any form (::ffff:127.0.0.1, ::ffff:7f00:1: what a browser sends). */
 const isLoopbackAddress = (a: string): boolean => net.isIPv4(a) ? LOOPBACK.check(a, 'ipv4') : net.isIPv6(a) && LOOPBACK.check(a, 'ipv6')
 
+/** The body of the 503 a connection over its address's cap gets. */
+const TOO_MANY = 'too many connections from one host\n'
+
 /** May a connection from `remote` open, as its `open`-th at once? Loopback (every local viewer) is not capped per address. */
 export function connectionAllowed (remote: string, open: number): boolean {
   return isLoopbackAddress(remote) || open <= MAX_DASHBOARD_CONNECTIONS_PER_ADDRESS
@@ -110,7 +113,7 @@ export class DashboardHttp {
       const from = sock.remoteAddress ?? ''
       const n = (perAddress.get(from) ?? 0) + 1
       if (!connectionAllowed(from, n)) {
-        sock.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 35\r\n\r\ntoo many connections from one host\n')
+        sock.end(`HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(TOO_MANY)}\r\n\r\n${TOO_MANY}`)
         return
       }
       perAddress.set(from, n)

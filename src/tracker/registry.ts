@@ -107,10 +107,7 @@ export class Registry {
    */
   publish (node: { nodeId: string, host: string, port: number }, file: PublishedFile, now: number): FileMetaData {
     if (file.size > MAX_FILE_SIZE) throw new RangeError(`size ${file.size} is more than the ${MAX_FILE_SIZE} bytes a file may have`)
-    const holder = this.nodes.get(node.nodeId)
-    // (before anything changes: a refused publish changes nothing)
-    if (holder !== undefined) this.claim(holder, node)
-    else if (this.nodes.size >= MAX_TRACKER_NODES) throw new RegistryFullError('tracker holds too many nodes')
+    this.admit(node) // (before anything changes: a refused publish changes nothing)
     let meta = this.files.get(file.hash)
     if (meta === undefined) {
       if (this.files.size >= this.maxFiles && this.unheld.size === 0) throw new RegistryFullError('tracker holds too many files')
@@ -167,27 +164,31 @@ export class Registry {
   }
 
   private touch (node: { nodeId: string, host: string, port: number }, now: number): NodeState {
-    let n = this.nodes.get(node.nodeId)
+    let n = this.admit(node)
     if (n === undefined) {
-      if (this.nodes.size >= MAX_TRACKER_NODES) throw new RegistryFullError('tracker holds too many nodes')
       n = { ...node, lastSeen: now, files: new Map(), uploaded: 0, downloaded: 0 }
       this.nodes.set(node.nodeId, n)
       this.joined.push(n.nodeId)
-    } else {
-      this.claim(n, node)
     }
     n.lastSeen = now
     return n
   }
 
   /**
-   * A request for a live node's id must come from the host it was seen at (node ids are public:
-   * anyone may list them). Another host is refused until the id expires (a node whose address
-   * changed is listed again a TTL later); another port of the same host is the node, moved.
+   * May this request speak for `node`? Its live entry (undefined: a new node there is room for).
+   * A live node's id must come from the host it was seen at (node ids are public: anyone may list
+   * them): another host is refused until the id expires (a node whose address changed is listed
+   * again a TTL later); another port of the same host is the node, moved.
    */
-  private claim (n: NodeState, node: { host: string, port: number }): void {
+  private admit (node: { nodeId: string, host: string, port: number }): NodeState | undefined {
+    const n = this.nodes.get(node.nodeId)
+    if (n === undefined) {
+      if (this.nodes.size >= MAX_TRACKER_NODES) throw new RegistryFullError('tracker holds too many nodes')
+      return undefined
+    }
     if (n.host !== node.host) throw new RangeError(`node id ${n.nodeId.slice(0, 16)} is in use from another address`)
     n.port = node.port
+    return n
   }
 
   /** A node no longer holds a file (a node the tracker does not know holds nothing: nothing changes). */
