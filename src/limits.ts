@@ -180,8 +180,19 @@ export const MAX_SOURCES = 16
  * more control messages; every start quartile gained, the in-degrees hardly moved).
  */
 export const SOURCE_SWAP_AGE_MS = 500
-/** Most concurrent inbound connections a peer accepts. */
+/**
+ * Most concurrent inbound connections a peer accepts. When full, a new one takes the place of the
+ * connection idle longest (no request queued, no watch held, no complete frame for the longest), or
+ * is refused if every one is busy.
+ */
 export const MAX_CONNECTIONS = 128
+/**
+ * Inbound connections from one remote address at once (off loopback: every local process is
+ * 127.0.0.1). A node opens one connection per peer; a few `get`s on one machine stay well under it.
+ */
+export const MAX_CONNECTIONS_PER_ADDRESS = 16
+/** A request frame started must be complete within this long, or its connection is closed (a trickle of bytes keeps no slot). */
+export const FRAME_DEADLINE_MS = 5_000
 /** Most requests a connection may have outstanding at a peer. */
 export const MAX_OUTSTANDING_PER_CONNECTION = 64
 /** A connection with nothing in flight is closed after this long. */

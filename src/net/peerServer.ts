@@ -1,19 +1,25 @@
 import net from 'node:net'
-import { FRESH_QUEUE_FACTOR, IDLE_TIMEOUT_MS, MAX_CONNECTIONS, MAX_OUTSTANDING_PER_CONNECTION, MAX_WATCHES_PER_CONNECTION } from '../limits'
+import { FRAME_DEADLINE_MS, FRESH_QUEUE_FACTOR, IDLE_TIMEOUT_MS, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS, MAX_HEADER_BYTES, MAX_OUTSTANDING_PER_CONNECTION, MAX_WATCHES_PER_CONNECTION } from '../limits'
 import { log } from '../log'
-import { encodeFrameHead } from '../protocol/codec'
+import { encodeFrameHead, FRAME_PREFIX_BYTES } from '../protocol/codec'
 import { FrameDecoder } from '../protocol/frames'
 import { REMOTE_CODES, type Leech, type PeerRequest, type Probe } from '../protocol/messages'
 import { busyReply, sendPriority, type Outgoing, type Remote } from '../peer/serve'
 import type { ByteBudget } from '../peer/leech'
 import { take, type Observable, type Subscription } from 'rxjs'
 import type { Endpoint } from '../tracker/flow'
+import { isLoopbackAddress } from './address'
 import { readPages } from '../../streams/readPages'
 
 export interface PeerServerOptions {
   host?: string
   port?: number
+  /** Connections at once (MAX_CONNECTIONS); when full, a new one replaces the one idle longest, if any is idle. */
   maxConnections?: number
+  /** Connections at once from one remote address off loopback (MAX_CONNECTIONS_PER_ADDRESS). */
+  maxPerAddress?: number
+  /** A request frame started must be complete within this long (FRAME_DEADLINE_MS). */
+  frameDeadlineMs?: number
   idleMs?: number
   maxOutstanding?: number
   /** Bytes queued in a socket before we stop answering its requests until it drains. */
@@ -61,6 +67,11 @@ export interface PeerServerOptions {
 
 const REQUESTS = new Set(['find_cluster', 'get_hashes', 'probe', 'leech'])
 
+/** May one more connection come from `addr`, which has `open` already? Off loopback at most `max`; loopback (every local process) is not capped per address. */
+export function connectionAllowedFrom (addr: string, open: number, max: number): boolean {
+  return isLoopbackAddress(addr) || open < max
+}
+
 const isWatch = (m: PeerRequest): m is Probe => m.type === 'probe' && m.since !== undefined
 
 /**
@@ -78,6 +89,10 @@ const isWatch = (m: PeerRequest): m is Probe => m.type === 'probe' && m.since !=
 export class PeerServer {
   private server: net.Server | null = null
   private readonly sockets = new Set<net.Socket>()
+  /** Per connection: is anything in flight (queued, waiting for budget, a watch held), and when did its last whole frame come. */
+  private readonly state = new Map<net.Socket, { busy: () => boolean, lastFrame: number }>()
+  /** Open connections by remote address (off loopback). */
+  private readonly perAddress = new Map<string, number>()
   /** Held watches of each connection, by fileId. */
   private readonly watches = new Map<net.Socket, Map<string, Subscription>>()
   private readonly log = log.child({ module: 'peer-server' })
@@ -85,8 +100,7 @@ export class PeerServer {
   constructor (private readonly handle: (m: PeerRequest, remote: Remote) => Outgoing, private readonly opts: PeerServerOptions = {}) {}
 
   start (): Promise<Endpoint> {
-    const server = net.createServer({ noDelay: true }, (sock) => this.accept(sock))
-    server.maxConnections = this.opts.maxConnections ?? MAX_CONNECTIONS
+    const server = net.createServer({ noDelay: true }, (sock) => { if (this.admit(sock)) this.accept(sock) })
     this.server = server
     return new Promise((resolve, reject) => {
       server.once('error', reject)
@@ -109,9 +123,49 @@ export class PeerServer {
   /** Piece bytes waiting to be sent, over all connections. */
   queuedPieceBytes = 0
 
+  /**
+   * May `sock` stay? Off loopback at most `maxPerAddress` per remote address; when every slot is
+   * taken, the connection idle longest (nothing in flight) makes room, else the new one is refused.
+   * (A host that opens connections and trickles bytes into them, or sends nothing, could otherwise
+   * hold every slot, and no one else could download from this peer.)
+   */
+  private admit (sock: net.Socket): boolean {
+    const addr = sock.remoteAddress ?? ''
+    if (!connectionAllowedFrom(addr, this.perAddress.get(addr) ?? 0, this.opts.maxPerAddress ?? MAX_CONNECTIONS_PER_ADDRESS)) {
+      this.log.debug({ peer: addr }, 'too many connections from one address: refused')
+      sock.destroy()
+      return false
+    }
+    if (this.sockets.size >= (this.opts.maxConnections ?? MAX_CONNECTIONS)) {
+      let idlest: net.Socket | null = null
+      let oldest = Infinity
+      for (const [s, st] of this.state) if (!st.busy() && st.lastFrame < oldest) { oldest = st.lastFrame; idlest = s }
+      if (idlest === null) {
+        this.log.debug({ peer: addr }, 'every connection busy: refused')
+        sock.destroy()
+        return false
+      }
+      this.log.debug({ peer: idlest.remoteAddress }, 'idle connection closed to make room')
+      idlest.destroy()
+      this.forgetSocket(idlest)
+    }
+    if (!isLoopbackAddress(addr)) this.perAddress.set(addr, (this.perAddress.get(addr) ?? 0) + 1)
+    return true
+  }
+
+  /** `sock` is gone (or going): its slot is free. Safe to call twice. */
+  private forgetSocket (sock: net.Socket): void {
+    if (!this.sockets.delete(sock)) return
+    this.state.delete(sock)
+    const addr = sock.remoteAddress ?? ''
+    const n = this.perAddress.get(addr)
+    if (n !== undefined) { if (n <= 1) this.perAddress.delete(addr); else this.perAddress.set(addr, n - 1) }
+  }
+
   private accept (sock: net.Socket): void {
     const peer = `${sock.remoteAddress ?? '?'}:${sock.remotePort ?? '?'}`
-    const decoder = new FrameDecoder()
+    // requests carry no payload: a frame longer than a header is refused before anything is buffered
+    const decoder = new FrameDecoder({ maxFrameBytes: FRAME_PREFIX_BYTES + MAX_HEADER_BYTES })
     const queue: PeerRequest[] = []
     const pieceBytes = (m: PeerRequest): number => m.type === 'leech' ? Math.max(0, Math.min(m.blockSize, m.size - m.offset)) : 0
     let mine = 0 // piece bytes of this connection's queue, counted in this.queuedPieceBytes
@@ -121,6 +175,9 @@ export class PeerServer {
     const held = new Map<string, Subscription>() // this connection's watches, by fileId
     this.sockets.add(sock)
     this.watches.set(sock, held)
+    // a frame begun must be complete within the deadline (any byte would reset the idle timeout)
+    let partial: NodeJS.Timeout | null = null
+    const frameDeadlineMs = this.opts.frameDeadlineMs ?? FRAME_DEADLINE_MS
     sock.setTimeout(this.opts.idleMs ?? IDLE_TIMEOUT_MS, () => {
       this.log.debug({ peer }, 'idle connection closed')
       sock.destroy()
@@ -134,6 +191,8 @@ export class PeerServer {
     const remote: Remote = { host: sock.remoteAddress ?? '' }
     // this connection's pieces waiting for upload budget, all at once (see the class comment)
     const waiting = new Set<Subscription>()
+    const st = { busy: () => queue.length > 0 || held.size > 0 || waiting.size > 0, lastFrame: Date.now() }
+    this.state.set(sock, st)
     const send = (out: Outgoing): void => {
       if (out.payload === undefined) { sock.write(encodeFrameHead(out.msg)); return }
       const { source, offset, length } = out.payload
@@ -195,7 +254,17 @@ export class PeerServer {
     sock.on('drain', pump)
     sock.on('data', (chunk) => {
       try {
-        for (const f of decoder.push(chunk)) {
+        const frames = decoder.push(chunk)
+        // (the deadline runs from the first byte of a frame not yet complete)
+        if (frames.length > 0) {
+          st.lastFrame = Date.now()
+          if (partial !== null) { clearTimeout(partial); partial = null }
+        }
+        if (decoder.buffered > 0 && partial === null) {
+          partial = setTimeout(() => fail(`request frame not complete after ${frameDeadlineMs} ms`), frameDeadlineMs)
+          partial.unref()
+        } else if (decoder.buffered === 0 && partial !== null) { clearTimeout(partial); partial = null }
+        for (const f of frames) {
           if (!REQUESTS.has(f.msg.type)) { fail(`unexpected ${f.msg.type} frame`); return }
           const m = f.msg as PeerRequest
           // a watch waits beside the queue, unless our replies are piling up unread
@@ -221,7 +290,14 @@ export class PeerServer {
       pump()
     })
     sock.on('error', (err) => this.log.debug({ peer, err: err.message }, 'connection error'))
-    sock.on('close', () => { this.sockets.delete(sock); this.watches.delete(sock); dropWatches(); forget(); for (const w of waiting) w.unsubscribe(); waiting.clear() })
+    sock.on('close', () => {
+      if (partial !== null) clearTimeout(partial)
+      this.forgetSocket(sock)
+      this.watches.delete(sock)
+      dropWatches(); forget()
+      for (const w of waiting) w.unsubscribe()
+      waiting.clear()
+    })
   }
 
   private idleCheck (): void { if (this.queuedPieceBytes === 0) this.opts.onIdle?.() }
@@ -249,6 +325,8 @@ export class PeerServer {
     this.watches.clear()
     for (const s of this.sockets) s.destroy()
     this.sockets.clear()
+    this.state.clear()
+    this.perAddress.clear()
     if (server === null) return Promise.resolve()
     return new Promise((resolve) => server.close(() => resolve()))
   }

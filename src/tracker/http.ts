@@ -4,6 +4,7 @@ import { map, type Observable, type Subscription } from 'rxjs'
 import { DASHBOARD_CLIENT_BUFFER_BYTES, DASHBOARD_TICK_MS, MAX_DASHBOARD_CLIENTS, MAX_DASHBOARD_CONNECTIONS_PER_ADDRESS } from '../limits'
 import { log } from '../log'
 import { PeerConnection } from '../net/peerConnection'
+import { isLoopbackAddress } from '../net/address'
 import type { Have, PeerAddress } from '../protocol/messages'
 import { APP_CSS, APP_JS, INDEX_HTML } from './dashboard/assets'
 import { probeAvailability, type Availability } from './dashboard/availability'
@@ -49,12 +50,6 @@ export function hostName (header: string): string | null {
   const name = colon >= 0 ? h.slice(0, colon) : h
   return name === '' ? null : name
 }
-
-const LOOPBACK = new net.BlockList()
-LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4')
-LOOPBACK.addAddress('::1', 'ipv6')
-/** 127.x.x.x, ::1, and 127.x.x.x written as IPv6 in any form (::ffff:127.0.0.1, ::ffff:7f00:1: what a browser sends). */
-const isLoopbackAddress = (a: string): boolean => net.isIPv4(a) ? LOOPBACK.check(a, 'ipv4') : net.isIPv6(a) && LOOPBACK.check(a, 'ipv6')
 
 /** The body of the 503 a connection over its address's cap gets. */
 const TOO_MANY = 'too many connections from one host\n'

@@ -3,7 +3,7 @@ import { asyncScheduler, firstValueFrom, NEVER, Observable, timeout, VirtualTime
 import { FRESH_QUEUE_FACTOR, RAREST_FIRST_AGE_MS } from '../../src/limits'
 import { TokenBucket } from '../../streams/rateLimit'
 import { PeerConnection, type WithoutReq } from '../../src/net/peerConnection'
-import { PeerServer, type PeerServerOptions } from '../../src/net/peerServer'
+import { connectionAllowedFrom, PeerServer, type PeerServerOptions } from '../../src/net/peerServer'
 import { ClusterTable } from '../../src/peer/clusterTable'
 import { setBit } from '../../src/peer/picker'
 import { PieceLog } from '../../src/peer/pieceLog'
@@ -393,5 +393,107 @@ describe('PeerServer watches (probes with since)', () => {
     await until(() => started === 1, 5000)
     expect(started).toBe(1)
     expect(s.heldWatches).toBe(1)
+  })
+})
+
+describe('PeerServer connection guards', () => {
+  let server: PeerServer | null = null
+  const socks: net.Socket[] = []
+  const conns: PeerConnection[] = []
+  afterEach(async () => { for (const s of socks.splice(0)) s.destroy(); for (const c of conns.splice(0)) c.close(); await server?.close(); server = null })
+
+  const open = async (port: number): Promise<net.Socket> => {
+    const s = net.connect(port, '127.0.0.1')
+    socks.push(s)
+    s.on('error', () => {})
+    await new Promise((r) => s.once('connect', r))
+    return s
+  }
+  const closed = (s: net.Socket, ms: number): Promise<boolean> => new Promise((resolve) => {
+    if (s.destroyed || s.readableEnded) { resolve(true); return }
+    const t = setTimeout(() => resolve(false), ms)
+    s.once('close', () => { clearTimeout(t); resolve(true) })
+  })
+  const probe = (port: number): Promise<unknown> => {
+    const c = new PeerConnection({ nodeId: 'c'.repeat(32), host: '127.0.0.1', port })
+    conns.push(c)
+    return firstValueFrom(c.request({ type: 'probe', fileId: 'ab'.repeat(32) }).pipe(timeout(3000)))
+      .then((f) => f.msg.type, (e: { remoteCode?: string, message: string }) => e.remoteCode ?? e.message)
+  }
+
+  it('closes a connection whose request frame announces a payload, before the payload comes (nothing is buffered for it)', async () => {
+    server = new PeerServer(handle, { host: '127.0.0.1', port: 0 })
+    const { port } = await server.start()
+    const s = await open(port)
+    // a piece header announcing 8 MiB: a request never carries a payload
+    s.write(encodeFrameHead({ type: 'piece', req: 1, pieceSize: 8 * 1024 * 1024, offset: 0, totalPieces: 1, clusterName: 'ab'.repeat(32) } as PeerMessage, 8 * 1024 * 1024))
+    expect(await closed(s, 2000)).toBe(true)
+    expect(await probe(port)).toBe('BAD_REQUEST') // the server serves on
+  })
+
+  it('closes a connection whose request frame is not complete within frameDeadlineMs, though bytes keep coming', async () => {
+    server = new PeerServer(handle, { host: '127.0.0.1', port: 0, frameDeadlineMs: 300 })
+    const { port } = await server.start()
+    const s = await open(port)
+    const frame = encodeFrameHead({ type: 'probe', req: 1, fileId: 'ab'.repeat(32) })
+    // one byte every 100 ms (each would reset an idle timeout), the frame never complete in time
+    let i = 0
+    const drip = setInterval(() => { if (i < frame.length - 1 && !s.destroyed) s.write(frame.subarray(i, ++i)) }, 100)
+    try {
+      expect(await closed(s, 1500)).toBe(true)
+      expect(i).toBeLessThan(frame.length - 1)
+    } finally { clearInterval(drip) }
+  })
+
+  it('a connection that completes its frames in time is kept (the deadline restarts with each frame)', async () => {
+    server = new PeerServer(handle, { host: '127.0.0.1', port: 0, frameDeadlineMs: 300 })
+    const { port } = await server.start()
+    const s = await open(port)
+    const replies: Buffer[] = []
+    s.on('data', (d: Buffer) => replies.push(d))
+    // six frames over ~1.2 s, each split in two halves 100 ms apart
+    for (let k = 0; k < 6; k++) {
+      const f = encodeFrameHead({ type: 'probe', req: k + 1, fileId: 'ab'.repeat(32) })
+      s.write(f.subarray(0, 5))
+      await new Promise((r) => setTimeout(r, 100))
+      s.write(f.subarray(5))
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    expect(s.destroyed).toBe(false)
+    expect(replies.length).toBeGreaterThan(0)
+  })
+
+  it('when full, a new connection takes the place of the one idle longest; when every one is busy it is refused', async () => {
+    const watch = (): Observable<Outgoing> => NEVER // a held watch: that connection is busy
+    server = new PeerServer(handle, { host: '127.0.0.1', port: 0, maxConnections: 2, watch })
+    const { port } = await server.start()
+    const idle1 = await open(port)
+    await new Promise((r) => setTimeout(r, 20))
+    const idle2 = await open(port)
+    // a third: the older idle one makes room
+    expect(await probe(port)).toBe('BAD_REQUEST')
+    expect(await closed(idle1, 1000)).toBe(true)
+    expect(idle2.destroyed).toBe(false)
+    // now hold a watch on the two open connections: both busy, a newcomer is refused
+    idle2.write(encodeFrameHead({ type: 'probe', req: 1, fileId: 'ab'.repeat(32), since: 0, lacks: new Uint8Array(1), waitMs: 10_000 }))
+    const c = conns[0]
+    c.request({ type: 'probe', fileId: 'cd'.repeat(32), since: 0, lacks: new Uint8Array(1), waitMs: 10_000 }).subscribe({ error: () => {} })
+    await new Promise((r) => setTimeout(r, 100))
+    expect(server.heldWatches).toBe(2)
+    const late = await open(port).catch(() => null)
+    expect(late === null || await closed(late, 1000)).toBe(true)
+    expect(idle2.destroyed).toBe(false)
+    expect(server.connections).toBe(2)
+  })
+})
+
+describe('connectionAllowedFrom', () => {
+  it('caps connections per remote address off loopback only', () => {
+    expect(connectionAllowedFrom('10.0.0.5', 15, 16)).toBe(true)
+    expect(connectionAllowedFrom('10.0.0.5', 16, 16)).toBe(false)
+    expect(connectionAllowedFrom('fd00::5', 16, 16)).toBe(false)
+    expect(connectionAllowedFrom('127.0.0.1', 500, 16)).toBe(true)
+    expect(connectionAllowedFrom('::ffff:127.0.0.1', 500, 16)).toBe(true)
+    expect(connectionAllowedFrom('::1', 500, 16)).toBe(true)
   })
 })
