@@ -181,6 +181,12 @@ export const MAX_SOURCES = 16
  */
 export const SOURCE_SWAP_AGE_MS = 500
 /**
+ * A discovery round takes the sources whose probes answer within this long of the first answer
+ * together (then the next ones as they come): a member that stays silent (gone since it was
+ * listed) holds the others back no longer than this, not until its timeout.
+ */
+export const DISCOVERY_BATCH_MS = 250
+/**
  * Most concurrent inbound connections a peer accepts. When full, a new one takes the place of the
  * connection idle longest (no request queued, no watch held, no complete frame for the longest), or
  * is refused if every one is busy.

@@ -14,13 +14,14 @@ export interface FanOutOptions<T> {
 }
 
 /**
- * Ask every target (a `merge` of per-target streams, `concurrency` at a time), each with its own
+ * Ask every target (a `merge` of per-target streams, `concurrency` at a time; targets may come as a
+ * stream, each asked as it comes), each with its own
  * timeout. A target that errors, completes without answering or stays silent becomes an
  * `{ target, error }` value — "doesn't matter, move on" — and never ends the fan-out for the
  * others. Each target's first answer is taken; the stream completes when every target has
  * answered or failed.
  */
-export function fanOutQuery<T, R> (targets: Iterable<T>, query: (target: T) => Observable<R>, opts: FanOutOptions<T>): Observable<FanOutResult<T, R>> {
+export function fanOutQuery<T, R> (targets: Iterable<T> | Observable<T>, query: (target: T) => Observable<R>, opts: FanOutOptions<T>): Observable<FanOutResult<T, R>> {
   const scheduler = opts.scheduler ?? asyncScheduler
   return from(targets).pipe(
     mergeMap((target) => query(target).pipe(

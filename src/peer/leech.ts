@@ -4,10 +4,11 @@ import {
   repeat, Subject, type Subscriber, type Subscription, switchMap, take, takeUntil, tap, throwError, timeout, timer, toArray, type SchedulerLike,
 } from 'rxjs'
 import { HashMismatchError, NoSourcesError, PeerTimeoutError, ProtocolError, RemoteError, StorageError } from '../errors'
-import { BUSY_MAX_DOUBLINGS, BUSY_RETRY_MS, FAN_OUT, IN_FLIGHT_MS, MAX_BUSY_RETRY_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS, RAREST_FIRST_COPIES, REPROBE_MS, SOURCE_SWAP_AGE_MS, STALL_FACTOR, STALL_MIN_MS, WATCH_MS } from '../limits'
+import { BUSY_MAX_DOUBLINGS, BUSY_RETRY_MS, DISCOVERY_BATCH_MS, FAN_OUT, IN_FLIGHT_MS, MAX_BUSY_RETRY_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS, RAREST_FIRST_COPIES, REPROBE_MS, SOURCE_SWAP_AGE_MS, STALL_FACTOR, STALL_MIN_MS, WATCH_MS } from '../limits'
 import { MAX_HASHES_PER_FRAME, REMOTE_CODES, type FileMetaData, type Leech, type NodeInfo, type PeerAddress } from '../protocol/messages'
 import type { Frame } from '../protocol/frames'
 import type { PeerLink } from '../net/peerConnection'
+import { batchWithin } from '../../streams/batchWithin'
 import { fanOutQuery, isAnswer } from '../../streams/fanOutQuery'
 import { KeyedSignal } from '../../streams/keyedSignal'
 import { leechPieces } from '../../streams/leechPieces'
@@ -522,13 +523,12 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     // ------------------------------------------------------------ discovery, again and again
     // sources full: the one that gave the fewest bytes since the last round (of those used for
     // SOURCE_SWAP_AGE_MS and still downloading; complete holders stay) makes room for a member of
-    // the cluster not used yet, if there is one (see SOURCE_SWAP_AGE_MS); it is not taken back for
-    // a while. Returns whether a place was freed (the next found source may take it).
+    // the cluster not used yet, when a round finds one; it is not taken back for a while.
     const swapAgeMs = opts.sourceSwapAgeMs ?? SOURCE_SWAP_AGE_MS
     let swapRoom = 0
-    const swapOut = (cluster: Map<string, PeerAddress>): boolean => {
+    const swapCandidate = (): string | null => {
       const now = scheduler.now()
-      if (picker.complete || !Number.isFinite(swapAgeMs)) return false
+      if (picker.complete || !Number.isFinite(swapAgeMs)) return null
       let worst: string | null = null
       let fewest = Infinity
       for (const [id, s] of sources) {
@@ -536,53 +536,60 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         const bytes = roundBytes.get(id) ?? 0
         if (bytes < fewest) { fewest = bytes; worst = id }
       }
-      if (worst === null) return false
-      const unused = [...cluster.keys()].some((id) => !sources.has(id) && !shunned(id))
-      if (!unused) return false
+      return worst
+    }
+    const swapOut = (worst: string): void => {
       sources.delete(worst)
       swappedOut.fire(worst) // its fetches end and give their pieces back
       picker.drop(worst)
-      cooling.set(worst, { failures: cooling.get(worst)?.failures ?? 0, until: now + 5 * rediscoverMs })
+      cooling.set(worst, { failures: cooling.get(worst)?.failures ?? 0, until: scheduler.now() + 5 * rediscoverMs })
       swapRoom = 1
-      return true
     }
 
+    // One round: the tracker's holders (neighbours) are asked for their cluster, each with its own
+    // timeout, and every member named is probed as soon as an answer names it, so sources come as
+    // their probes answer: a neighbour or member that stays silent (a machine gone since it was
+    // listed, a wedged process) delays no one ("doesn't matter, move on"). A known source that
+    // answers watches keeps its bitfield fresh itself: a round probes the sources that do not
+    // (complete holders, older peers) and only as many unknown peers as there is room for (at
+    // scale, re-probing every member each round was a third of all requests).
     const discoverOnce = (): Observable<Source[]> => deps.tracker.nodes(meta.hash).pipe(
       catchError(() => of([] as NodeInfo[])), // a tracker hiccup: the known cluster still works
       mergeMap((nodes) => {
         const neighbours = nodes.filter(notSelf).slice(0, opts.fanOut ?? FAN_OUT)
-        return fanOutQuery(neighbours, (n) => deps.link(n).request(findCluster), {
-          timeoutMs, concurrency: neighbours.length || 1, scheduler, onTimeout: (n) => new PeerTimeoutError(label(n), 'find_cluster'),
-        }).pipe(toArray(), map((answers) => ({ neighbours, answers })))
-      }),
-      mergeMap(({ neighbours, answers }) => {
-        const cluster = new Map<string, PeerAddress>()
-        for (const s of sources.values()) cluster.set(s.peer.nodeId, s.peer)
-        for (const a of answers) {
-          if (!isAnswer(a)) continue
-          cluster.set(a.target.nodeId, a.target)
-          if (a.value.msg.type === 'cluster') for (const p of a.value.msg.peers) if (notSelf(p) && !cluster.has(p.nodeId)) cluster.set(p.nodeId, p)
-        }
-        // a known source that answers watches keeps its bitfield fresh itself: a round probes the
-        // sources that do not (complete holders, older peers) and only as many unknown peers as
-        // there is room for (at scale, re-probing every member each round was a third of all requests)
         let room = maxSources - sources.size
-        if (room <= 0 && swapOut(cluster)) room = 1
+        const worst = room <= 0 ? swapCandidate() : null
         roundBytes.clear()
-        const members = [...cluster.values()].filter((p) => {
+        const seen = new Set<string>()
+        let members = 0
+        let found = 0
+        const eligible = (p: PeerAddress): boolean => {
+          if (!notSelf(p) || seen.has(p.nodeId)) return false
+          seen.add(p.nodeId)
           if (shunned(p.nodeId)) return false
           const known = sources.get(p.nodeId)
           if (known !== undefined) return known.version === undefined
+          if (room <= 0 && worst !== null && sources.has(worst) && !picker.complete) { swapOut(worst); room = 1 }
           return room-- > 0
-        })
-        return fanOutQuery(members, (p) => deps.link(p).request(probe), {
-          timeoutMs, concurrency: members.length || 1, scheduler, onTimeout: (p) => new PeerTimeoutError(label(p), 'probe'),
+        }
+        const named$ = fanOutQuery(neighbours, (n) => deps.link(n).request(findCluster), {
+          timeoutMs, concurrency: neighbours.length || 1, scheduler, onTimeout: (n) => new PeerTimeoutError(label(n), 'find_cluster'),
+        }).pipe(
+          filter(isAnswer),
+          mergeMap((a) => a.value.msg.type === 'cluster' ? [a.target, ...a.value.msg.peers] : [a.target]),
+        )
+        const members$ = concat(from([...sources.values()].map((s) => s.peer)), named$).pipe(filter(eligible), tap(() => members++))
+        return fanOutQuery(members$, (p) => deps.link(p).request(probe), {
+          timeoutMs, concurrency: Infinity, scheduler, onTimeout: (p) => new PeerTimeoutError(label(p), 'probe'),
         }).pipe(
           filter(isAnswer),
           map((a) => toSource(a.target, a.value, meta)),
           filter((s): s is Source => s !== null),
-          toArray(),
-          tap((found) => emit({ event: 'peers', neighbours: neighbours.length, cluster: members.length, sources: found.length })),
+          tap({ next: () => found++, complete: () => emit({ event: 'peers', neighbours: neighbours.length, cluster: members, sources: found }) }),
+          // sources answering together are taken together (the hash list is then asked of a
+          // source still downloading rather than of a seeder); a silent one delays the others by
+          // DISCOVERY_BATCH_MS at most
+          batchWithin(DISCOVERY_BATCH_MS, scheduler),
         )
       }),
     )
@@ -590,8 +597,10 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     // while few sources are known (a swarm starting: the cluster fills as leechers arrive) look
     // again four times as often
     let roundAt = 0
+    let rounds = 0 // discovery rounds completed
     const newSources$ = defer(() => { roundAt = scheduler.now(); return discoverOnce() }).pipe(
       // rounds start on a fixed cadence (a slow round delays the next one, never doubles it)
+      tap({ complete: () => { rounds++ } }),
       repeat({ delay: () => timer(Math.max(0, roundAt + (sources.size < maxSources / 2 ? rediscoverMs / 4 : rediscoverMs) - scheduler.now()), scheduler) }),
       mergeMap((found) => {
         const fresh: Source[] = []
@@ -641,7 +650,8 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     let starvedSince: number | null = null
     const starved$ = timer(rediscoverMs, rediscoverMs, scheduler).pipe(
       filter(() => {
-        if (picker.complete || [...sources.keys()].some((id) => picker.useful(id))) { starvedSince = null; return false }
+        // (the clock starts once a discovery round has completed: until then every holder may still answer)
+        if (rounds === 0 || picker.complete || [...sources.keys()].some((id) => picker.useful(id))) { starvedSince = null; return false }
         starvedSince ??= scheduler.now()
         return scheduler.now() - starvedSince >= graceMs
       }),

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { TestScheduler } from 'rxjs/testing'
 import { Observable, of, throwError, NEVER, delay, timer, mergeMap, type SchedulerLike } from 'rxjs'
 import { leech, type LeechDeps, type LeechEvent } from '../../src/peer/leech'
-import { MAX_BUSY_RETRY_MS } from '../../src/limits'
+import { DISCOVERY_BATCH_MS, MAX_BUSY_RETRY_MS } from '../../src/limits'
 import type { FileMetaData, NodeInfo, PeerAddress, PeerRequest } from '../../src/protocol/messages'
 import type { Frame } from '../../src/protocol/frames'
 import type { PeerLink, WithoutReq } from '../../src/net/peerConnection'
@@ -124,13 +124,21 @@ describe('leech flow', () => {
     expect(sinks[0].committed).toBe(true)
   })
 
-  it('moves on from a neighbour that stays silent on the cluster query', () => {
+  it('moves on from a neighbour that stays silent on the cluster query, and the silent one delays no one: pieces come before its timeout', () => {
     const ts = newScheduler()
     const { deps } = world(ts, [A, B], { [A.nodeId]: { cluster: 'silent' } })
-    const { events, error } = run(ts, deps)
+    const times: Array<{ t: number, e: LeechEvent }> = []
+    let error: Error | undefined
+    // (a LAN's timeout: the silent neighbour is given up on after 2 s)
+    const lan = { ...opts, queryTimeoutMs: 2000, rediscoverMs: 5000, noSourceGraceMs: 5000 }
+    leech('f.bin', deps, lan).subscribe({ next: (e) => times.push({ t: ts.now(), e }), error: (e: Error) => { error = e } })
+    ts.flush()
     expect(error).toBeUndefined()
-    expect(events[1]).toEqual({ event: 'peers', neighbours: 2, cluster: 1, sources: 1 })
-    expect(events.at(-1)).toMatchObject({ event: 'done', sha256: meta.hash })
+    const firstPiece = times.find((x) => x.e.event === 'piece')
+    expect(firstPiece?.t).toBeLessThanOrEqual(DISCOVERY_BATCH_MS + 10)
+    // done before the silent neighbour's cluster query even timed out
+    expect(times.at(-1)?.e).toMatchObject({ event: 'done', sha256: meta.hash })
+    expect(times.at(-1)?.t).toBeLessThan(2000)
   })
 
   it('does not wait for a peer that goes silent: another source fetches its pieces (endgame)', () => {
