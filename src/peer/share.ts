@@ -87,7 +87,15 @@ export async function scanShare (dir: string, onFile?: (f: LocalFile) => void, o
         onSkip(p, `cannot open: ${(err as Error).message}`)
         continue
       }
-      const h = await hashFile(file, segment(file.size).blockSize)
+      let h: Awaited<ReturnType<typeof hashFile>>
+      try {
+        h = await hashFile(file, segment(file.size).blockSize)
+      } catch (err) {
+        // (changed while hashed: still being copied in, or rewritten; the watcher shares it once it settles)
+        file.close()
+        onSkip(p, `cannot hash: ${(err as Error).message}`)
+        continue
+      }
       if (seen.has(h.fileId)) { file.close(); continue }
       seen.add(h.fileId)
       const f: LocalFile = { path: p, name: e.name, size: file.size, file, ...h }

@@ -32,17 +32,21 @@ export async function hashPieces (file: MappedFile, blockSize: number): Promise<
   return (await hashPass(file, blockSize, false)).pieceHashes
 }
 
-/** One pass through the mapping: piece hashes, and the whole-file hash when asked for. */
+/** One pass through the file: piece hashes, and the whole-file hash when asked for. */
 async function hashPass (file: MappedFile, blockSize: number, withWhole: boolean): Promise<Omit<FileHashes, 'fileId'> & { fileId?: string }> {
   const whole = withWhole ? createHash('sha256') : null
   const pieces = Math.ceil(file.size / blockSize)
   const pieceHashes = Buffer.alloc(pieces * 32)
   let sinceYield = 0
+  // read (pread into one buffer), not through the mapping: a file truncated meanwhile (a `cp` over
+  // it) is then an error for this file, not SIGBUS for the process
+  const buf = Buffer.allocUnsafe(Math.min(blockSize, Math.max(1, file.size)))
   for (let i = 0; i < pieces; i++) {
     const off = i * blockSize
-    const piece = createHash('sha256')
-    for (const v of file.view(off, Math.min(blockSize, file.size - off))) { whole?.update(v); piece.update(v); sinceYield += v.length }
-    piece.digest().copy(pieceHashes, i * 32)
+    const v = file.read(off, Math.min(blockSize, file.size - off), buf)
+    whole?.update(v)
+    sinceYield += v.length
+    createHash('sha256').update(v).digest().copy(pieceHashes, i * 32)
     if (sinceYield >= SLICE) { sinceYield = 0; await yieldToLoop() }
   }
   file.checkSize()

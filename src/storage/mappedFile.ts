@@ -12,6 +12,12 @@ export class FileChangedError extends Error {
 }
 
 const MAX_WINDOWS = 4
+/**
+ * mmap-io reads a mapping's offset as a signed 32-bit int: a window that starts at 2 GiB or later
+ * cannot be mapped (EOVERFLOW; at 4 GiB it would wrap to the start of the file). Bytes from there
+ * on are read with pread instead.
+ */
+export const MMAP_MAX_OFFSET = 2 ** 31 - 1
 
 // (loaded at the first mapping: finding its binary loads about a hundred modules, which a `get`
 // that is never asked for a piece, or an `ls`, does not need at start)
@@ -61,6 +67,8 @@ export class MappedFile implements PageSource {
     const end = offset + length
     while (pos < end) {
       const w = Math.floor(pos / this.windowBytes)
+      // (past what mmap-io can map: a copy read from the file)
+      if (w * this.windowBytes > MMAP_MAX_OFFSET) { out.push(this.read(pos, end - pos)); break }
       const win = this.window(w)
       const start = pos - w * this.windowBytes
       const n = Math.min(end - pos, win.length - start)
@@ -85,6 +93,24 @@ export class MappedFile implements PageSource {
     this.windows.set(w, win)
     if (this.windows.size > MAX_WINDOWS) this.windows.delete(this.windows.keys().next().value as number)
     return win
+  }
+
+  /**
+   * `length` bytes from `offset`, read (pread) into `into` (or a new buffer): no mapping is touched,
+   * so a file truncated meanwhile gives FileChangedError, never SIGBUS. For passes over a whole
+   * file (hashing): a file that shrinks while a mapping of it is read from JavaScript kills the process.
+   */
+  read (offset: number, length: number, into?: Buffer): Buffer {
+    if (this.fd === null) throw new Error(`${this.path} is closed`)
+    if (offset < 0 || length < 0 || offset + length > this.size) throw new RangeError(`range outside ${this.path}`)
+    const buf = into === undefined ? Buffer.allocUnsafe(length) : into.subarray(0, length)
+    let got = 0
+    while (got < length) {
+      const n = fs.readSync(this.fd, buf, got, length - got, offset + got)
+      if (n === 0) throw new FileChangedError(this.path, this.size, fs.fstatSync(this.fd).size)
+      got += n
+    }
+    return buf
   }
 
   /** Drop the windows (they unmap when collected) and close the descriptor. Safe to call twice. */

@@ -33,7 +33,10 @@ export function saveState (partPath: string, meta: FileMetaData, have: Uint8Arra
   const tmp = `${p}.tmp`
   const s: ResumeState = { fileId: meta.hash, size: meta.size, blockSize: meta.blockSize, pieces: meta.pieces, have: Buffer.from(have).toString('base64') }
   try {
-    fs.writeFileSync(tmp, JSON.stringify(s))
+    // a new file, never one found at that name: whoever can write to the folder could have put a
+    // symlink there, and writing through it would overwrite what it points to
+    fs.rmSync(tmp, { force: true })
+    fs.writeFileSync(tmp, JSON.stringify(s), { flag: 'wx' })
     fs.renameSync(tmp, p)
   } catch (err) {
     fs.rmSync(tmp, { force: true }) // (a full disk leaves it empty: nothing to keep)

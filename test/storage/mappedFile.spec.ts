@@ -205,3 +205,36 @@ describe('MappedFile', () => {
     })
   })
 })
+
+describe('MappedFile past 2 GiB and under truncation', () => {
+  // sparse files: nothing but the marked pages takes space
+  const marked = (name: string, size: number, marks: number[]): string => {
+    const p = path.join(dir, name)
+    const fd = fs.openSync(p, 'w')
+    try {
+      fs.ftruncateSync(fd, size)
+      for (const at of marks) fs.writeSync(fd, Buffer.from(`mark@${at}`), 0, undefined, at)
+    } finally { fs.closeSync(fd) }
+    return p
+  }
+  const GiB = 2 ** 30
+
+  it('serves bytes at and past 2 GiB and 4 GiB from the right place (mmap-io cannot map an offset that large: it failed, or wrapped to the start)', () => {
+    const marks = [0, 2 * GiB - 8, 2 * GiB + 4096, 4 * GiB + 4096]
+    const p = marked('big.bin', 4 * GiB + 65536, marks)
+    const m = mapped(p) // the production window
+    for (const at of marks) expect(joined(m.view(at, 16)).toString('latin1').startsWith(`mark@${at}`)).toBe(true)
+    // a range across the 2 GiB line, and read() alike
+    const across = joined(m.view(2 * GiB - 8, 4096 + 8 + 16))
+    expect(across.subarray(0, 12).toString('latin1')).toBe(`mark@${2 * GiB - 8}`.slice(0, 12))
+    expect(across.subarray(4096 + 8, 4096 + 8 + 16).toString('latin1').startsWith(`mark@${2 * GiB + 4096}`)).toBe(true)
+    expect(m.read(4 * GiB + 4096, 16).toString('latin1').startsWith(`mark@${4 * GiB + 4096}`)).toBe(true)
+  })
+
+  it('read() of a file truncated after opening is a FileChangedError, not SIGBUS', () => {
+    const p = fileWith('shrinks.bin', content(SIZE))
+    const m = mapped(p, WINDOW)
+    fs.truncateSync(p, 100)
+    expect(() => m.read(8192, 8192)).toThrow(FileChangedError)
+  })
+})

@@ -26,3 +26,19 @@ describe('resume state', () => {
     expect(fs.readdirSync(dir)).toEqual(['f.bin.part.state'])
   })
 })
+
+describe('resume state and planted links', () => {
+  let dir: string
+  beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lp2p-state-')) })
+  afterEach(() => { fs.rmSync(dir, { recursive: true, force: true }) })
+
+  it('a symlink planted at the temporary name is not written through (it pointed outside the download folder)', () => {
+    const part = path.join(dir, 'f.bin.part')
+    const victim = path.join(dir, 'victim.txt')
+    fs.writeFileSync(victim, 'precious')
+    fs.symlinkSync(victim, `${statePath(part)}.tmp`)
+    saveState(part, meta, new Uint8Array([0b11]))
+    expect(fs.readFileSync(victim, 'utf8')).toBe('precious')
+    expect(loadState(part, meta)).toEqual(new Uint8Array([0b11]))
+  })
+})
