@@ -237,7 +237,9 @@ export function program (argv: readonly string[] = process.argv): Command {
     .version(version(), '-V, --version', 'print the version of local-p2p')
     .addOption(new Option('--log-level <level>', 'pino log level for the logs on stderr').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('warn').env('LP2P_LOG_LEVEL'))
     .addOption(new Option('--log-format <format>', 'logs on stderr as JSON lines or pretty text (auto: pretty on a terminal)').choices(LOG_FORMATS).default('auto').env('LP2P_LOG_FORMAT'))
-    .showHelpAfterError()
+    // a usage error is one line, as lp2p's own are (`lp2p: …`), and a pointer to the help
+    .showHelpAfterError('(add --help for usage)')
+    .configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'lp2p: ')) })
     .addHelpText('afterAll', ENV_HELP)
     .hook('preAction', (cmd) => {
       const o = cmd.opts<{ logLevel: string, logFormat: LogFormat }>()

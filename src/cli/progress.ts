@@ -349,7 +349,7 @@ export class ServingView {
   }
 
   private draw (): void {
-    const width = (this.stream as { columns?: number }).columns ?? 80
+    const width = (this.stream as { columns?: number }).columns || 80 // (a terminal with no size says 0)
     this.stream.write(`\r${clip(this.shown, width - 1)}\x1b[K`)
   }
 

@@ -1,9 +1,9 @@
-import fs from 'node:fs'
 import path from 'node:path'
 import Database from 'better-sqlite3'
 import { MAX_FILE_SIZE } from '../limits'
 import type { FileMetaData } from '../protocol/messages'
 import type { FileStore } from './registry'
+import { mkdirs } from '../storage/partFile'
 
 type Row = FileMetaData & { root: string | null }
 
@@ -33,7 +33,7 @@ export class SqliteFileStore implements FileStore {
   constructor (dir: string) {
     const file = path.join(dir, 'tracker.db')
     try {
-      fs.mkdirSync(dir, { recursive: true })
+      mkdirs(dir)
       this.db = new Database(file)
     } catch (err) {
       throw new Error(`cannot open the file registry ${file}: ${(err as Error).message}`, { cause: err })

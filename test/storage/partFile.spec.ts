@@ -3,7 +3,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { lastValueFrom, toArray } from 'rxjs'
-import { PartFile } from '../../src/storage/partFile'
+import { mkdirs, PartFile } from '../../src/storage/partFile'
 
 const BAD_NAME = expect.objectContaining({ code: 'ERR_BAD_NAME' })
 const STORAGE = expect.objectContaining({ name: 'StorageError', code: 'ERR_STORAGE' })
@@ -247,5 +247,19 @@ describe('PartFile', () => {
       expect(() => p.commit()).toThrow(STORAGE)
       expect(fs.existsSync(p.partPath)).toBe(true)
     })
+  })
+})
+
+describe('mkdirs', () => {
+  it('creates missing levels; refuses where a folder refuses children (procfs), instead of looping for ever', () => {
+    const base = fs.mkdtempSync(path.join(os.tmpdir(), 'lp2p-mkdirs-'))
+    try {
+      mkdirs(path.join(base, 'a', 'b', 'c'))
+      expect(fs.statSync(path.join(base, 'a', 'b', 'c')).isDirectory()).toBe(true)
+      mkdirs(path.join(base, 'a', 'b')) // exists: nothing to do
+      fs.writeFileSync(path.join(base, 'f'), 'x')
+      expect(() => mkdirs(path.join(base, 'f', 'x'))).toThrow()
+    } finally { fs.rmSync(base, { recursive: true, force: true }) }
+    if (fs.existsSync('/proc/self')) expect(() => mkdirs('/proc/lp2p-not-a-folder/x')).toThrow()
   })
 })
