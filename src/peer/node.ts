@@ -229,7 +229,18 @@ export class Lp2pNode {
    */
   private withdraw (fileId: string, err: Error, level: 'warn' | 'info' = 'warn'): void {
     const f = this.shared.get(fileId)
-    if (f === undefined) return
+    if (f === undefined) {
+      // a finished download this node seeds (`get --seed`, the API) whose file changed on disk:
+      // no longer served, nor listed (its askers were sent here only to fail)
+      const h = this.held.get(fileId)
+      if (h === undefined || !h.complete) return
+      this.log[level]({ fileId, err: err.message }, 'downloaded file changed on disk: no longer seeded')
+      this.served.delete(fileId)
+      this.held.delete(fileId)
+      h.file?.close()
+      this.unlist(fileId)
+      return
+    }
     this.log[level]({ fileId, err: err.message }, 'shared file changed on disk: withdrawn')
     this.served.delete(fileId)
     this.shared.delete(fileId)

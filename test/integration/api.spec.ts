@@ -1,6 +1,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
-import { filter, firstValueFrom, lastValueFrom, tap, toArray } from 'rxjs'
+import { filter, firstValueFrom, lastValueFrom, tap, timeout, toArray } from 'rxjs'
+import { PeerConnection } from '../../src/net/peerConnection'
 import { createNode, TrackerServer, UsageError, type DownloadEvent, type NodeHandle } from '../../src'
 import { writeRandomFile } from '../../src/cli/demo'
 import { sha256File, tempDir } from './helpers'
@@ -59,6 +60,23 @@ describe('library API (createNode, leech)', () => {
     // and the one-off publishes they sent (first piece, complete file) do not pile up once answered
     for (let i = 0; i < 100 && leecher.core.pendingRequests > 0; i++) await new Promise((r) => setTimeout(r, 20))
     expect(leecher.core.pendingRequests).toBe(0)
+  })
+
+  it('a downloaded file that changes on disk is no longer seeded nor listed at the tracker', async () => {
+    const holders = async (): Promise<number | undefined> => (await firstValueFrom(leecher.files$)).find((f) => f.name === 'a.bin')?.holders
+    // the previous test's download of a.bin is seeded by the leecher: two holders
+    for (let i = 0; i < 100 && await holders() !== 2; i++) await new Promise((r) => setTimeout(r, 50))
+    expect(await holders()).toBe(2)
+    fs.truncateSync(path.join(dir, 'out1', 'a.bin'), 1000)
+    // someone asks the leecher for a piece of it
+    const at = leecher.core.address as { address: string, port: number }
+    const c = new PeerConnection({ nodeId: 'e'.repeat(32), host: at.address, port: at.port })
+    try {
+      const reply = await firstValueFrom(c.request({ type: 'leech', hash: sha['a.bin'], size: 12 * MB, offset: 0, blockSize: 256 * 1024, pieces: 48 }).pipe(timeout(3000))).then(() => 'piece', (e: { remoteCode?: string }) => e.remoteCode)
+      expect(reply).not.toBe('piece')
+    } finally { c.close() }
+    for (let i = 0; i < 100 && await holders() !== 1; i++) await new Promise((r) => setTimeout(r, 50))
+    expect(await holders()).toBe(1)
   })
 
   it('cancelling one download keeps its .part and the other download\'s link; a second leech resumes it', async () => {
