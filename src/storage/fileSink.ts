@@ -46,6 +46,9 @@ export class FileSink implements PieceSink {
       this.present.push(i)
       this.hasher.addOnDisk(i * meta.blockSize, Math.min(meta.blockSize, meta.size - i * meta.blockSize))
     }
+    // the state file exists from the start: on a disk that fills up later, saves overwrite it in
+    // place (see saveState), so what was verified is still recorded for the resume
+    if (this.part.fresh) { this.dirty = true; this.saveNow() }
   }
 
   write (data: Buffer, position: number): Observable<void> { return this.part.write(data, position) }

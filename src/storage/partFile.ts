@@ -31,7 +31,7 @@ export class PartFile implements PositionalWriter {
    * Open (or create) OUT/NAME.part sized to the file. The name must be a safe single component.
    * With the file's id, a name too long for the working files' suffixes gets a shorter stem (see `partStem`).
    */
-  static open (dir: string, name: string, size: number, fileId?: string): PartFile {
+  static open (dir: string, name: string, size: number, fileId?: string, freeBytes: (dir: string) => number | null = freeSpace): PartFile {
     safeFileName(name)
     const partPath = path.join(dir, `${fileId === undefined ? name : partStem(name, fileId)}.part`)
     // the name is taken (a file, a folder, a link): say so now, not after the whole download
@@ -59,8 +59,21 @@ export class PartFile implements PositionalWriter {
       return fail(`cannot open ${partPath}`, err)
     }
     let fresh: boolean
+    let need: number
     try {
-      fresh = fs.fstatSync(fd).size !== size
+      const st = fs.fstatSync(fd)
+      fresh = st.size !== size
+      // what is still to be written, against what the disk has free: said now, not once it is full
+      need = Math.max(0, size - (fresh ? 0 : st.blocks * 512))
+    } catch (err) {
+      return fail(`cannot size ${partPath} to ${size} bytes`, err, fd)
+    }
+    const free = freeBytes(dir)
+    if (free !== null && free < need) {
+      if (fresh) fs.rmSync(partPath, { force: true })
+      return fail(`not enough free space in ${dir}`, new Error(`the download needs ${formatBytes(need)} more, ${formatBytes(free)} free`), fd)
+    }
+    try {
       if (fresh) fs.ftruncateSync(fd, size)
     } catch (err) {
       return fail(`cannot size ${partPath} to ${size} bytes`, err, fd)
@@ -201,3 +214,13 @@ export function mkdirs (dir: string): void {
     try { fs.mkdirSync(m) } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err }
   }
 }
+
+/** Bytes free for this user in the file system holding `dir` (null when it cannot tell). */
+function freeSpace (dir: string): number | null {
+  try {
+    const s = fs.statfsSync(dir)
+    return s.bavail * s.bsize
+  } catch { return null }
+}
+
+const formatBytes = (n: number): string => n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : `${(n / 2 ** 20).toFixed(1)} MiB`

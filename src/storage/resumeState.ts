@@ -32,16 +32,32 @@ export function saveState (partPath: string, meta: FileMetaData, have: Uint8Arra
   const p = statePath(partPath)
   const tmp = `${p}.tmp`
   const s: ResumeState = { fileId: meta.hash, size: meta.size, blockSize: meta.blockSize, pieces: meta.pieces, have: Buffer.from(have).toString('base64') }
+  const json = JSON.stringify(s)
   try {
     // a new file, never one found at that name: whoever can write to the folder could have put a
     // symlink there, and writing through it would overwrite what it points to
     fs.rmSync(tmp, { force: true })
-    fs.writeFileSync(tmp, JSON.stringify(s), { flag: 'wx' })
+    fs.writeFileSync(tmp, json, { flag: 'wx' })
     fs.renameSync(tmp, p)
   } catch (err) {
     fs.rmSync(tmp, { force: true }) // (a full disk leaves it empty: nothing to keep)
-    throw err
+    // a full disk has no block for a new file: the state (the same length for a given file) is
+    // overwritten in place, in the blocks it has (a crash in the middle of it costs the resume,
+    // not data: a state that does not parse is ignored)
+    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC' || !overwriteInPlace(p, json)) throw err
   }
+}
+
+function overwriteInPlace (p: string, json: string): boolean {
+  let fd: number
+  try { fd = fs.openSync(p, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW) } catch { return false }
+  try {
+    if (fs.fstatSync(fd).size !== Buffer.byteLength(json)) return false
+    fs.writeSync(fd, json, 0)
+    return true
+  } catch {
+    return false
+  } finally { fs.closeSync(fd) }
 }
 
 export function removeState (partPath: string): void {
