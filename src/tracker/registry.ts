@@ -79,6 +79,8 @@ export class Registry {
   private joined: string[] = []
   private dropped = false
   private readonly holders = new Map<string, IndexedSet>()
+  /** Per file, the nodes whose publishes its size, root and name stand on (see `publish`): not kept across restarts. */
+  private readonly claims = new Map<string, { size?: string, root?: string, name?: string }>()
   /**
    * Files no live node holds, the longest unheld first: a full registry forgets the first to make
    * room, so junk published once (or files nobody shares any more) cannot fill it for good.
@@ -109,6 +111,21 @@ export class Registry {
     if (file.size > MAX_FILE_SIZE) throw new RangeError(`size ${file.size} is more than the ${MAX_FILE_SIZE} bytes a file may have`)
     this.admit(node) // (before anything changes: a refused publish changes nothing)
     let meta = this.files.get(file.hash)
+    // The tracker cannot check a file's size, root or name: the first to claim them wins, but only
+    // while the node that claimed them is live. A node that published a wrong size or a junk root
+    // for a known hash (ids of public files are public) blocked or broke that file for good before,
+    // also across restarts with --data; once it is gone (or at a restart), the next claim replaces its.
+    const claim = this.claims.get(file.hash)
+    const stands = (by: string | undefined): boolean => by !== undefined && by !== node.nodeId && this.nodes.has(by)
+    const complete = meta !== undefined && (file.have ?? meta.pieces) === meta.pieces
+    if (meta !== undefined && ((meta.size !== file.size && !stands(claim?.size)) ||
+        (complete && meta.root !== undefined && file.root !== undefined && file.root !== meta.root && file.blockSize === meta.blockSize && !stands(claim?.root)))) {
+      // the entry's claimant is gone: this publish makes the entry anew (its holders held the old one)
+      this.forgetHolders(file.hash)
+      this.files.delete(file.hash)
+      this.claims.delete(file.hash)
+      meta = undefined
+    }
     if (meta === undefined) {
       if (this.files.size >= this.maxFiles && this.unheld.size === 0) throw new RegistryFullError('tracker holds too many files')
       meta = fileMeta(file.name, file.hash, file.size, Math.max(1, this.nodes.size))
@@ -117,15 +134,23 @@ export class Registry {
       if (file.have !== undefined && file.have > meta.pieces) throw new RangeError(`have ${file.have} is more than the ${meta.pieces} pieces`)
       if (this.files.size >= this.maxFiles) this.forgetUnheld()
       this.files.put(meta)
+      this.claims.set(meta.hash, { size: node.nodeId, root: meta.root === undefined ? undefined : node.nodeId, name: file.have === undefined ? node.nodeId : undefined })
     } else if (meta.size !== file.size) {
-      // same hash, other size: impossible for honest nodes
-      throw new RangeError(`size ${file.size} does not match the published size ${meta.size}`)
+      // same hash, other size: impossible for honest nodes (and the node that claimed the other is live)
+      throw new RangeError(`size ${file.size} does not match the size ${meta.size} a live node published`)
     } else if ((file.have ?? meta.pieces) === meta.pieces) {
       // a complete holder may bring the root; a sharer (no `have`: a file of its share, not a
       // download) also the name: the file is listed under the name it is shared by now (one
-      // renamed on disk is fetched by its new name; a download only repeats the name it was given)
+      // renamed on disk is fetched by its new name; a download only repeats the name it was given),
+      // unless another live sharer named it
+      const c = this.claims.get(meta.hash) ?? {}
       const root = meta.root === undefined && file.root !== undefined && file.blockSize === meta.blockSize ? file.root : meta.root
-      const name = file.have === undefined ? file.name : meta.name
+      const name = file.have === undefined && !stands(c.name) ? file.name : meta.name
+      // a publish that agrees with the entry stands behind it when the node that did has gone
+      if (!stands(c.size)) c.size = node.nodeId
+      if (root !== undefined && file.root === root && !stands(c.root)) c.root = node.nodeId
+      if (file.have === undefined && name === file.name) c.name = node.nodeId
+      this.claims.set(meta.hash, c)
       if (root !== meta.root || name !== meta.name) {
         meta = { ...meta, name, root }
         this.files.put(meta)
@@ -140,11 +165,19 @@ export class Registry {
     return meta
   }
 
+  /** Every node stops holding `fileId` (its entry is made anew). */
+  private forgetHolders (fileId: string): void {
+    for (const id of this.holders.get(fileId) ?? []) this.nodes.get(id)?.files.delete(fileId)
+    this.holders.delete(fileId)
+    this.unheld.delete(fileId)
+  }
+
   /** Make room: forget the file no live node has held for the longest. */
   private forgetUnheld (): void {
     for (const fileId of this.unheld.keys()) {
       this.unheld.delete(fileId)
       this.files.delete(fileId)
+      this.claims.delete(fileId)
       return
     }
   }

@@ -164,3 +164,53 @@ describe('Registry: what a client may not do to others', () => {
     expect(reg.listNodes(undefined, undefined, 10).map((n) => n.nodeId)).toEqual([id(1), id(5), id(9)])
   })
 })
+
+describe('Registry.publish: claims stand only while their node is live', () => {
+  const node = (i: number): { nodeId: string, host: string, port: number } => ({ nodeId: String(i).padStart(32, '0'), host: `10.0.0.${i}`, port: 1000 + i })
+  const hash = 'ab'.repeat(32)
+
+  it('a wrong size published first blocks the real one only while its publisher is live; then the real one replaces it', () => {
+    const reg = new Registry(undefined, 15_000)
+    reg.publish(node(1), { name: 'x.iso', hash, size: 12345 }, 0) // the squatter
+    expect(() => reg.publish(node(2), { name: 'x.iso', hash, size: 3_000_000 }, 1)).toThrow(/does not match/)
+    reg.leave(node(1))
+    const meta = reg.publish(node(2), { name: 'x.iso', hash, size: 3_000_000 }, 2)
+    expect(meta.size).toBe(3_000_000)
+    expect(reg.files.get(hash)?.size).toBe(3_000_000)
+    expect(reg.sampleNodes(hash, 10).map((n) => n.nodeId)).toEqual([node(2).nodeId])
+  })
+
+  it('a junk root from a first complete holder gives way to the real one once that holder is gone; not before', () => {
+    const reg = new Registry(undefined, 15_000)
+    const first = reg.publish(node(1), { name: 'x.iso', hash, size: 1 << 20 }, 0) // learns the block size
+    reg.publish(node(1), { name: 'x.iso', hash, size: 1 << 20, blockSize: first.blockSize, root: '11'.repeat(32) }, 0)
+    expect(reg.files.get(hash)?.root).toBe('11'.repeat(32))
+    reg.publish(node(2), { name: 'x.iso', hash, size: 1 << 20, blockSize: first.blockSize, root: '22'.repeat(32) }, 1)
+    expect(reg.files.get(hash)?.root).toBe('11'.repeat(32))
+    reg.expire(20_000) // both went silent; the honest one comes back first
+    reg.publish(node(2), { name: 'x.iso', hash, size: 1 << 20, blockSize: first.blockSize, root: '22'.repeat(32) }, 20_001)
+    expect(reg.files.get(hash)?.root).toBe('22'.repeat(32))
+    // and now the squatter is the one refused
+    reg.publish(node(1), { name: 'x.iso', hash, size: 1 << 20, blockSize: first.blockSize, root: '11'.repeat(32) }, 20_002)
+    expect(reg.files.get(hash)?.root).toBe('22'.repeat(32))
+  })
+
+  it('a sharer renames its own file; another sharer cannot rename it while the first is live', () => {
+    const reg = new Registry(undefined, 15_000)
+    reg.publish(node(1), { name: 'old.iso', hash, size: 1 << 20 }, 0)
+    expect(reg.publish(node(2), { name: 'evil.iso', hash, size: 1 << 20 }, 1).name).toBe('old.iso')
+    expect(reg.publish(node(1), { name: 'new.iso', hash, size: 1 << 20 }, 2).name).toBe('new.iso')
+    reg.leave(node(1))
+    expect(reg.publish(node(2), { name: 'other.iso', hash, size: 1 << 20 }, 3).name).toBe('other.iso')
+  })
+
+  it('after a restart (entries from the store, no claims) the first publish that agrees stands behind the entry', () => {
+    const store = new MemoryFileStore()
+    const before = new Registry(store, 15_000)
+    const meta = before.publish(node(1), { name: 'x.iso', hash, size: 1 << 20 }, 0)
+    const reg = new Registry(store, 15_000) // restarted: same files, no nodes
+    reg.publish(node(1), { name: 'x.iso', hash, size: 1 << 20 }, 1)
+    expect(() => reg.publish(node(3), { name: 'x.iso', hash, size: 999 }, 2)).toThrow(/does not match/)
+    expect(reg.files.get(hash)).toEqual(meta)
+  })
+})
