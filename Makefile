@@ -7,6 +7,8 @@ LP2P := ./bin/lp2p
 TRACKER ?= 127.0.0.1:7070
 SHARE ?= ./files
 OUT ?= ./downloads
+# (passed to recipes through the environment, so names with quotes or spaces reach lp2p as they are)
+export TRACKER SHARE OUT FILE
 
 .PHONY: all install browser build typecheck test test-unit test-integration demo bench bench-swarm bench-sim simulate tracker peer get ls status session clean
 
@@ -69,17 +71,17 @@ tracker: $(BUILD)
 	$(LP2P) tracker
 
 peer: $(BUILD)
-	$(LP2P) peer --share $(SHARE) --tracker $(TRACKER)
+	$(LP2P) peer --share "$$SHARE" --tracker "$$TRACKER"
 
 get: $(BUILD)
-	@test -n "$(FILE)" || { echo 'usage: make get FILE=<name or id prefix> [OUT=./downloads]'; exit 2; }
-	$(LP2P) get '$(FILE)' --out $(OUT) --tracker $(TRACKER)
+	@test -n "$$FILE" || { echo 'usage: make get FILE=<name or id prefix> [OUT=./downloads]'; exit 2; }
+	$(LP2P) get "$$FILE" --out "$$OUT" --tracker "$$TRACKER"
 
 ls: $(BUILD)
-	$(LP2P) ls --tracker $(TRACKER)
+	$(LP2P) ls --tracker "$$TRACKER"
 
 status: $(BUILD)
-	$(LP2P) status --tracker $(TRACKER)
+	$(LP2P) status --tracker "$$TRACKER"
 
 ## A script against the library API (ts-node; types are checked by make typecheck):
 ## make session SCRIPT=examples/leech-many.ts [ARGS='a.iso b.iso'] [LP2P_TRACKER=host:port]

@@ -33,10 +33,12 @@ export async function demo (o: DemoOptions, say: (s: string) => void, stopped?: 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lp2p-demo-'))
   const procs: Spawned[] = []
   try {
-    const run = swarm(o, dir, procs, say)
+    // (once interrupted, the run says nothing more: its get ends killed, not failed)
+    let interrupted = false
+    const run = swarm(o, dir, procs, (s) => { if (!interrupted) say(s) })
     if (stopped === undefined) return await run
     run.catch(() => {}) // (an interrupted run's waits fail as its processes stop: nobody is listening any more)
-    return await Promise.race([run, stopped.then((status) => { say('interrupted: stopping the swarm\n'); return status })])
+    return await Promise.race([run, stopped.then((status) => { interrupted = true; say('interrupted: stopping the swarm\n'); return status })])
   } finally {
     await Promise.all(procs.map((p) => p.stop()))
     killAll()

@@ -332,7 +332,7 @@ export function program (argv: readonly string[] = process.argv): Command {
     .addOption(uploadLimit())
     .addOption(new Option('--download-limit <rate>', 'cap on bytes/s fetched from peers (same units as --upload-limit)').default(Infinity, 'none').argParser(rate).env('LP2P_DOWNLOAD_LIMIT'))
     .addOption(new Option('--seed', 'after the file is verified, keep serving it until interrupted (SIGINT/SIGTERM)').env('LP2P_SEED'))
-    .addOption(jsonOption('print NDJSON events (start, peers, progress at most 4 a second, piece-failed, peer-dropped, done, error) instead of a progress bar'))
+    .addOption(jsonOption('print NDJSON events (start, peers, progress at most 4 a second, piece-failed, peer-dropped, done, error; with --seed then seeding) instead of a progress bar'))
     .action(async (query: string, o: { out: string, tracker: string, host: string, port: number, uploadLimit: number, downloadLimit: number, seed?: boolean, json?: boolean }) => {
       const node = new Lp2pNode({ tracker: parseEndpoint(o.tracker, '--tracker'), host: o.host, port: o.port, uploadLimit: o.uploadLimit, downloadLimit: o.downloadLimit })
       const view = progress(o.json === true ? 'json' : process.stdout.isTTY ? 'tty' : 'lines', process.stdout)
@@ -382,7 +382,7 @@ export function program (argv: readonly string[] = process.argv): Command {
   p.command('status')
     .description('list the live nodes the tracker knows: bytes uploaded and downloaded, files held and how complete')
     .addOption(trackerOption())
-    .addOption(jsonOption('print a JSON array of {nodeId, address, lastSeen, uploaded, downloaded, files: [{fileId, have, pieces, completeness}]}'))
+    .addOption(jsonOption('print a JSON array of {nodeId, address, lastSeen, uploaded, downloaded, fileCount, files: [{fileId, have, pieces, completeness}]}'))
     .action(async (o: { tracker: string, json?: boolean }) => {
       const nodes = await askTracker(o.tracker, (c) => c.nodes())
       if (o.json === true) {
