@@ -25,12 +25,6 @@ describe('resume state', () => {
     expect(() => saveState(part, meta, new Uint8Array([1]))).toThrow()
     expect(fs.readdirSync(dir)).toEqual(['f.bin.part.state'])
   })
-})
-
-describe('resume state and planted links', () => {
-  let dir: string
-  beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lp2p-state-')) })
-  afterEach(() => { fs.rmSync(dir, { recursive: true, force: true }) })
 
   it('a symlink planted at the temporary name is not written through (it pointed outside the download folder)', () => {
     const part = path.join(dir, 'f.bin.part')
