@@ -205,6 +205,8 @@ export const MAX_OUTSTANDING_PER_CONNECTION = 64
 export const IDLE_TIMEOUT_MS = 60_000
 /** Bytes of piece buffers the in-order file hasher may hold before falling back to re-reading from disk. */
 export const HASH_HOLD_BYTES = 64 * 1024 * 1024
+/** Descriptors of mapped files (shared files, downloads being served) kept open at once; the least recently used are closed and opened again when needed. */
+export const MAX_OPEN_FILES = 256
 /** mmap window for serving and hashing: big files are mapped in windows this large. */
 export const MMAP_WINDOW_BYTES = 256 * 1024 * 1024
 

@@ -1,15 +1,28 @@
 import fs from 'node:fs'
 import type mmapIo from '@riaskov/mmap-io'
-import { MMAP_WINDOW_BYTES, PAGE_SIZE } from '../limits'
+import { MAX_OPEN_FILES, MMAP_WINDOW_BYTES, PAGE_SIZE } from '../limits'
 import type { PageSource } from '../../streams/readPages'
 
 /** The file changed size under us: serving from it would read past its end (SIGBUS). */
 export class FileChangedError extends Error {
   readonly code = 'ERR_FILE_CHANGED'
-  constructor (readonly path: string, readonly expected: number, readonly actual: number) {
-    super(`${path} changed size (${expected} → ${actual})`)
+  constructor (readonly path: string, readonly expected: number, readonly actual: number, how?: string) {
+    super(how === undefined ? `${path} changed size (${expected} → ${actual})` : `${path} ${how}`)
   }
 }
+
+/**
+ * Descriptors kept open over all mapped files, the least recently used closed first: a share of
+ * thousands of files held one descriptor each, and ran out of them (EMFILE: the peer could not
+ * even listen). A file whose descriptor was closed is opened again by its path when next read,
+ * and must still be the same file (device and inode), or it changed.
+ */
+const openFiles = new Map<MappedFile, true>()
+let maxOpenFiles = MAX_OPEN_FILES
+/** For tests: how many descriptors mapped files may hold at once. */
+export function setMaxOpenFiles (n: number): void { maxOpenFiles = Math.max(1, n) }
+/** Descriptors mapped files hold now. */
+export function openFileCount (): number { return openFiles.size }
 
 const MAX_WINDOWS = 4
 /**
@@ -35,9 +48,11 @@ const mmapLib = (): typeof mmapIo => (mmapModule ??= require('@riaskov/mmap-io')
 export class MappedFile implements PageSource {
   private readonly windows = new Map<number, Buffer>()
   private fd: number | null
+  private closed = false
 
-  private constructor (readonly path: string, fd: number, readonly size: number, private readonly windowBytes: number) {
+  private constructor (readonly path: string, fd: number, readonly size: number, private readonly windowBytes: number, private readonly dev: number, private readonly ino: number) {
     this.fd = fd
+    this.keep()
   }
 
   static open (path: string, windowBytes = MMAP_WINDOW_BYTES): MappedFile {
@@ -46,17 +61,43 @@ export class MappedFile implements PageSource {
     try {
       const st = fs.fstatSync(fd)
       if (!st.isFile()) throw new Error(`${path} is not a regular file`)
-      return new MappedFile(path, fd, st.size, windowBytes)
+      return new MappedFile(path, fd, st.size, windowBytes, st.dev, st.ino)
     } catch (err) {
       fs.closeSync(fd)
       throw err
     }
   }
 
+  /** This file's descriptor, opened again if it was closed to make room (the same file, or FileChangedError). */
+  private handle (): number {
+    if (this.closed) throw new Error(`${this.path} is closed`)
+    if (this.fd !== null) { openFiles.delete(this); openFiles.set(this, true); return this.fd }
+    let fd: number
+    try { fd = fs.openSync(this.path, 'r') } catch (err) { throw new FileChangedError(this.path, this.size, 0, `is gone: ${(err as Error).message}`) }
+    const st = fs.fstatSync(fd)
+    if (st.dev !== this.dev || st.ino !== this.ino) { fs.closeSync(fd); throw new FileChangedError(this.path, this.size, st.size, 'was replaced by another file') }
+    this.fd = fd
+    this.keep()
+    return fd
+  }
+
+  /** Count this descriptor among the open ones; close the least recently used beyond the cap. */
+  private keep (): void {
+    openFiles.set(this, true)
+    while (openFiles.size > maxOpenFiles) {
+      const oldest = openFiles.keys().next().value as MappedFile
+      openFiles.delete(oldest)
+      oldest.releaseFd()
+    }
+  }
+
+  private releaseFd (): void {
+    if (this.fd !== null) { fs.closeSync(this.fd); this.fd = null }
+  }
+
   /** Throws FileChangedError when the file on disk is no longer the size we mapped. */
   checkSize (): void {
-    if (this.fd === null) throw new Error(`${this.path} is closed`)
-    const now = fs.fstatSync(this.fd).size
+    const now = fs.fstatSync(this.handle()).size
     if (now !== this.size) throw new FileChangedError(this.path, this.size, now)
   }
 
@@ -85,11 +126,11 @@ export class MappedFile implements PageSource {
       this.windows.delete(w); this.windows.set(w, win)
       return win
     }
-    if (this.fd === null) throw new Error(`${this.path} is closed`)
+    const fd = this.handle()
     const base = w * this.windowBytes
     const len = Math.min(this.windowBytes, this.size - base)
     const mmap = mmapLib()
-    win = mmap.map(len, mmap.PROT_READ, mmap.MAP_SHARED, this.fd, base, mmap.MADV_SEQUENTIAL)
+    win = mmap.map(len, mmap.PROT_READ, mmap.MAP_SHARED, fd, base, mmap.MADV_SEQUENTIAL)
     this.windows.set(w, win)
     if (this.windows.size > MAX_WINDOWS) this.windows.delete(this.windows.keys().next().value as number)
     return win
@@ -101,13 +142,13 @@ export class MappedFile implements PageSource {
    * file (hashing): a file that shrinks while a mapping of it is read from JavaScript kills the process.
    */
   read (offset: number, length: number, into?: Buffer): Buffer {
-    if (this.fd === null) throw new Error(`${this.path} is closed`)
     if (offset < 0 || length < 0 || offset + length > this.size) throw new RangeError(`range outside ${this.path}`)
+    const fd = this.handle()
     const buf = into === undefined ? Buffer.allocUnsafe(length) : into.subarray(0, length)
     let got = 0
     while (got < length) {
-      const n = fs.readSync(this.fd, buf, got, length - got, offset + got)
-      if (n === 0) throw new FileChangedError(this.path, this.size, fs.fstatSync(this.fd).size)
+      const n = fs.readSync(fd, buf, got, length - got, offset + got)
+      if (n === 0) throw new FileChangedError(this.path, this.size, fs.fstatSync(fd).size)
       got += n
     }
     return buf
@@ -116,6 +157,8 @@ export class MappedFile implements PageSource {
   /** Drop the windows (they unmap when collected) and close the descriptor. Safe to call twice. */
   close (): void {
     this.windows.clear()
-    if (this.fd !== null) { fs.closeSync(this.fd); this.fd = null }
+    this.closed = true
+    openFiles.delete(this)
+    this.releaseFd()
   }
 }

@@ -139,9 +139,9 @@ describe('failures', () => {
     expect(fs.readdirSync(out)).toEqual(['t.bin'])
   }, 90_000)
 
-  // a real full disk: a 4 MiB tmpfs (needs root to mount; skipped with a note otherwise)
+  // a real full disk: small tmpfs mounts (needs root to mount; skipped otherwise)
   const canMount = process.getuid?.() === 0
-  ;(canMount ? it : it.skip)('a full disk ends the get with one line and exit 8, keeping the .part for a resume', async () => {
+  ;(canMount ? it : it.skip)('a disk too small for the file: refused at once with one line and exit 8, nothing left behind', async () => {
     const { tracker } = await oneSeeder(procs, dir, 'share', 'big.bin', 16 * 1024 * 1024)
     const small = path.join(dir, 'small')
     fs.mkdirSync(small)
@@ -150,14 +150,40 @@ describe('failures', () => {
       const r = await runLp2p(['get', 'big.bin', '--out', small, '--tracker', tracker])
       expect(r.code).toBe(8)
       const lines = r.stderr.filter((l) => !l.startsWith('{'))
-      expect(lines).toHaveLength(1)
-      expect(lines[0]).toMatch(/^lp2p: write to .*big\.bin\.part failed: .*(ENOSPC|no space)/i)
-      expect(fs.existsSync(path.join(small, 'big.bin.part'))).toBe(true)
-      expect(fs.existsSync(path.join(small, 'big.bin'))).toBe(false)
+      expect(lines).toEqual([expect.stringMatching(/^lp2p: not enough free space in .*small: the download needs 16\.0 MiB more, 4\.0 MiB free/)])
+      expect(fs.readdirSync(small)).toEqual([])
     } finally {
       execFileSync('umount', [small])
     }
   }, 60_000)
+
+  ;(canMount ? it : it.skip)('a disk that fills up during the get ends it with one line and exit 8, keeping the .part and what was verified for a resume', async () => {
+    const F = 16 * 1024 * 1024
+    const { tracker, sha } = await oneSeeder(procs, dir, 'share-fill', 'big.bin', F)
+    const small = path.join(dir, 'small-fill')
+    fs.mkdirSync(small)
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', small])
+    try {
+      const get = spawnLp2p(['get', 'big.bin', '--out', small, '--tracker', tracker, '--download-limit', '4M', '--json'])
+      procs.push(get)
+      await get.waitFor((e) => e.event === 'progress' && (e.bytes as number) > 0, 30_000)
+      // someone else fills the disk meanwhile
+      try { fs.writeFileSync(path.join(small, 'filler'), Buffer.alloc(14 * 1024 * 1024)) } catch { /* full already */ }
+      expect(await get.exited).toBe(8)
+      const lines = get.stderr.filter((l) => !l.startsWith('{'))
+      expect(lines).toEqual([expect.stringMatching(/^lp2p: write to .*big\.bin\.part failed: .*(ENOSPC|no space)/i)])
+      expect(fs.existsSync(path.join(small, 'big.bin.part'))).toBe(true)
+      expect(fs.existsSync(path.join(small, 'big.bin.part.state'))).toBe(true)
+      // room again: the resume keeps what was verified
+      fs.rmSync(path.join(small, 'filler'))
+      const again = await runLp2p(['get', 'big.bin', '--out', small, '--tracker', tracker, '--json'])
+      expect(again.code).toBe(0)
+      expect((again.events.find((e) => e.event === 'start') as { present: number }).present).toBeGreaterThan(0)
+      expect(await sha256File(path.join(small, 'big.bin'))).toBe(sha)
+    } finally {
+      execFileSync('umount', [small])
+    }
+  }, 90_000)
 
   it('an unwritable --out gives one line and exit 8', async () => {
     const { tracker } = await oneSeeder(procs, dir, 'share', 'a.bin', 1000)

@@ -1,8 +1,8 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { FileChangedError, MappedFile } from '../../src/storage/mappedFile'
-import { PAGE_SIZE } from '../../src/limits'
+import { FileChangedError, MappedFile, openFileCount, setMaxOpenFiles } from '../../src/storage/mappedFile'
+import { MAX_OPEN_FILES, PAGE_SIZE } from '../../src/limits'
 
 const WINDOW = 2 * PAGE_SIZE // 8192
 const SIZE = 50_000 // 6 whole windows and a short seventh: more than the 4 kept mapped
@@ -236,5 +236,36 @@ describe('MappedFile past 2 GiB and under truncation', () => {
     const m = mapped(p, WINDOW)
     fs.truncateSync(p, 100)
     expect(() => m.read(8192, 8192)).toThrow(FileChangedError)
+  })
+})
+
+describe('MappedFile descriptors', () => {
+  afterEach(() => setMaxOpenFiles(MAX_OPEN_FILES))
+
+  it('keeps at most the cap of descriptors open over all mapped files, opening again on use (thousands of shared files ran out of them)', () => {
+    setMaxOpenFiles(3)
+    const datas = Array.from({ length: 10 }, (_, i) => content(SIZE + i))
+    const files = datas.map((d, i) => mapped(fileWith(`many-${i}.bin`, d), WINDOW))
+    expect(openFileCount()).toBeLessThanOrEqual(3)
+    // every one still reads right, in any order
+    for (const i of [9, 0, 5, 0, 3, 8, 1]) {
+      expect(joined(files[i].view(0, SIZE + i)).equals(datas[i])).toBe(true)
+      expect(files[i].read(100, 1000).equals(datas[i].subarray(100, 1100))).toBe(true)
+      files[i].checkSize()
+      expect(openFileCount()).toBeLessThanOrEqual(3)
+    }
+  })
+
+  it('a file replaced by another under its name while its descriptor was closed is a FileChangedError, not the other file’s bytes', () => {
+    setMaxOpenFiles(1)
+    const p = fileWith('replaced.bin', content(SIZE))
+    const m = mapped(p, WINDOW)
+    const other = mapped(fileWith('other.bin', content(100)), WINDOW) // takes the one descriptor
+    other.checkSize()
+    const next = path.join(dir, 'replaced.new')
+    fs.writeFileSync(next, Buffer.alloc(SIZE, 7))
+    fs.renameSync(next, p)
+    expect(() => m.read(0, 100)).toThrow(/replaced/)
+    expect(() => m.checkSize()).toThrow(FileChangedError)
   })
 })
