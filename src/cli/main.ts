@@ -259,18 +259,25 @@ export function program (argv: readonly string[] = process.argv): Command {
     .action(async (o: { host: string, port: number, data: string, memory?: boolean, http?: string, json?: boolean }) => {
       const httpAt = o.http === undefined ? undefined : parseEndpoint(o.http, '--http', true)
       const { TrackerServer, SqliteFileStore, DashboardHttp, TrackerMetrics } = trackerModules()
-      const t = new TrackerServer({ host: o.host, port: o.port, files: o.memory === true ? undefined : new SqliteFileStore(path.resolve(o.data)) })
+      // (a tracker that cannot start leaves no data folder it made behind)
+      const dataDir = o.memory === true ? null : path.resolve(o.data)
+      const made = dataDir !== null && !fs.existsSync(dataDir)
+      const t = new TrackerServer({ host: o.host, port: o.port, files: dataDir === null ? undefined : new SqliteFileStore(dataDir) })
+      const failed = (err: unknown): never => {
+        t.close()
+        if (made && dataDir !== null) fs.rmSync(dataDir, { recursive: true, force: true })
+        throw err
+      }
       const metrics = new TrackerMetrics(t.registry, { processMetrics: true })
       t.observer = metrics
-      const addr = await t.start()
+      const addr = await t.start().catch(failed)
       const dash = httpAt === undefined ? undefined : new DashboardHttp({ host: httpAt.address, port: httpAt.port, registry: t.registry, metrics })
       let httpAddr: string | undefined
       try {
         if (dash !== undefined) httpAddr = formatEndpoint(await dash.start())
       } catch (err) {
-        t.close()
         // (the address was well formed: it could not be bound, as a taken --port is not a usage error either)
-        throw new Error(`--http ${o.http ?? ''}: ${(err as Error).message}`)
+        failed(new Error(`--http ${o.http ?? ''}: ${(err as Error).message}`))
       }
       if (o.json === true) json({ event: 'listening', role: 'tracker', address: formatEndpoint(addr), ...(httpAddr === undefined ? {} : { http: httpAddr }) })
       else out(`tracker listening on udp ${formatEndpoint(addr)}${httpAddr === undefined ? '' : `, dashboard on http://${httpAddr}/`}\n`)

@@ -169,7 +169,7 @@ describe('CLI output of real processes', () => {
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
     const takenAt = `127.0.0.1:${(taken.address() as net.AddressInfo).port}`
     const runs = [
-      { args: ['tracker', '--memory', '--port', '0', '--http', takenAt], env: {}, code: 1, says: new RegExp(`^lp2p: --http ${takenAt}: .*EADDRINUSE`) },
+      { args: ['tracker', '--data', path.join(dir(), 'tracker-data'), '--port', '0', '--http', takenAt], env: {}, code: 1, says: new RegExp(`^lp2p: --http ${takenAt}: .*EADDRINUSE`) },
       { args: ['ls'], env: { LP2P_TRACKER: 'nonsense' }, code: 2, says: /^lp2p: LP2P_TRACKER: .*"nonsense" is not HOST:PORT/ },
       { args: ['peer', '--share', path.join(dir(), 'missing'), '--tracker', '127.0.0.1:9'], env: {}, code: 1, says: /^lp2p: ENOENT/ },
       { args: ['get'], env: {}, code: 2, says: /missing required argument/ },
@@ -190,6 +190,8 @@ describe('CLI output of real processes', () => {
         expect(p.stderr.join('\n')).toMatch(r.says)
         expect(p.stderr.join('\n')).not.toMatch(/\n\s+at /) // no stack trace
       }
+      // the tracker that could not start left no data folder behind
+      expect(fs.existsSync(path.join(dir(), 'tracker-data'))).toBe(false)
     } finally { taken.close() }
   }, 60_000)
 
