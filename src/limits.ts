@@ -197,6 +197,8 @@ export const MAX_CONNECTIONS = 128
  * 127.0.0.1). A node opens one connection per peer; a few `get`s on one machine stay well under it.
  */
 export const MAX_CONNECTIONS_PER_ADDRESS = 16
+/** A peer connection whose replies wait unsent (its reader reads nothing) for this long is closed. */
+export const WRITE_STALL_MS = 30_000
 /** A request frame started must be complete within this long, or its connection is closed (a trickle of bytes keeps no slot). */
 export const FRAME_DEADLINE_MS = 5_000
 /** Most requests a connection may have outstanding at a peer. */

@@ -1,5 +1,5 @@
 import net from 'node:net'
-import { FRAME_DEADLINE_MS, FRESH_QUEUE_FACTOR, IDLE_TIMEOUT_MS, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS, MAX_HEADER_BYTES, MAX_OUTSTANDING_PER_CONNECTION, MAX_WATCHES_PER_CONNECTION } from '../limits'
+import { FRAME_DEADLINE_MS, FRESH_QUEUE_FACTOR, WRITE_STALL_MS, IDLE_TIMEOUT_MS, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS, MAX_HEADER_BYTES, MAX_OUTSTANDING_PER_CONNECTION, MAX_WATCHES_PER_CONNECTION } from '../limits'
 import { log } from '../log'
 import { encodeFrameHead, FRAME_PREFIX_BYTES } from '../protocol/codec'
 import { FrameDecoder } from '../protocol/frames'
@@ -20,6 +20,8 @@ export interface PeerServerOptions {
   maxPerAddress?: number
   /** A request frame started must be complete within this long (FRAME_DEADLINE_MS). */
   frameDeadlineMs?: number
+  /** A connection whose replies wait unsent, none leaving, for this long is closed (WRITE_STALL_MS). */
+  writeStallMs?: number
   idleMs?: number
   maxOutstanding?: number
   /** Bytes queued in a socket before we stop answering its requests until it drains. */
@@ -70,6 +72,22 @@ const REQUESTS = new Set(['find_cluster', 'get_hashes', 'probe', 'leech'])
 /** May one more connection come from `addr`, which has `open` already? Off loopback at most `max`; loopback (every local process) is not capped per address. */
 export function connectionAllowedFrom (addr: string, open: number, max: number): boolean {
   return isLoopbackAddress(addr) || open < max
+}
+
+/**
+ * Whose connections count together against the per-address cap: an IPv4 address, or an IPv6
+ * address's /64 (one host may hold a whole /64 and pick a new address for each connection).
+ */
+export function addressGroup (addr: string): string {
+  const a = addr.replace(/%.*$/, '').toLowerCase()
+  if (!net.isIPv6(a)) return a
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(a)
+  if (mapped !== null) return mapped[1]
+  const [head, tail] = a.split('::')
+  const h = head === '' ? [] : head.split(':')
+  const t = tail === undefined || tail === '' ? [] : tail.split(':')
+  const words = tail === undefined ? h : [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t]
+  return `${words.slice(0, 4).map((w) => parseInt(w, 16).toString(16)).join(':')}::/64`
 }
 
 const isWatch = (m: PeerRequest): m is Probe => m.type === 'probe' && m.since !== undefined
@@ -131,7 +149,8 @@ export class PeerServer {
    */
   private admit (sock: net.Socket): boolean {
     const addr = sock.remoteAddress ?? ''
-    if (!connectionAllowedFrom(addr, this.perAddress.get(addr) ?? 0, this.opts.maxPerAddress ?? MAX_CONNECTIONS_PER_ADDRESS)) {
+    const group = addressGroup(addr)
+    if (!connectionAllowedFrom(addr, this.perAddress.get(group) ?? 0, this.opts.maxPerAddress ?? MAX_CONNECTIONS_PER_ADDRESS)) {
       this.log.debug({ peer: addr }, 'too many connections from one address: refused')
       sock.destroy()
       return false
@@ -149,7 +168,7 @@ export class PeerServer {
       idlest.destroy()
       this.forgetSocket(idlest)
     }
-    if (!isLoopbackAddress(addr)) this.perAddress.set(addr, (this.perAddress.get(addr) ?? 0) + 1)
+    if (!isLoopbackAddress(addr)) this.perAddress.set(group, (this.perAddress.get(group) ?? 0) + 1)
     return true
   }
 
@@ -157,9 +176,9 @@ export class PeerServer {
   private forgetSocket (sock: net.Socket): void {
     if (!this.sockets.delete(sock)) return
     this.state.delete(sock)
-    const addr = sock.remoteAddress ?? ''
-    const n = this.perAddress.get(addr)
-    if (n !== undefined) { if (n <= 1) this.perAddress.delete(addr); else this.perAddress.set(addr, n - 1) }
+    const group = addressGroup(sock.remoteAddress ?? '')
+    const n = this.perAddress.get(group)
+    if (n !== undefined) { if (n <= 1) this.perAddress.delete(group); else this.perAddress.set(group, n - 1) }
   }
 
   private accept (sock: net.Socket): void {
@@ -191,8 +210,20 @@ export class PeerServer {
     const remote: Remote = { host: sock.remoteAddress ?? '' }
     // this connection's pieces waiting for upload budget, all at once (see the class comment)
     const waiting = new Set<Subscription>()
-    const st = { busy: () => queue.length > 0 || held.size > 0 || waiting.size > 0, lastFrame: Date.now() }
+    // (busy: a reply still leaving counts too: a download in progress is never the one closed)
+    const st = { busy: () => queue.length > 0 || held.size > 0 || waiting.size > 0 || sock.writableLength > 0, lastFrame: Date.now() }
     this.state.set(sock, st)
+    // a peer that stops reading its replies (they pile up unsent) is cut off after WRITE_STALL_MS:
+    // it would hold its slot and its buffer for good
+    let sentBefore = 0
+    let stalledSince: number | null = null
+    const writeStallMs = this.opts.writeStallMs ?? WRITE_STALL_MS
+    const stallCheck = setInterval(() => {
+      if (sock.writableLength === 0 || sock.bytesWritten !== sentBefore) { sentBefore = sock.bytesWritten; stalledSince = null; return }
+      stalledSince ??= Date.now()
+      if (Date.now() - stalledSince >= writeStallMs) fail(`replies unread for ${writeStallMs} ms`)
+    }, Math.max(10, Math.floor(writeStallMs / 4)))
+    stallCheck.unref()
     const send = (out: Outgoing): void => {
       if (out.payload === undefined) { sock.write(encodeFrameHead(out.msg)); return }
       const { source, offset, length } = out.payload
@@ -292,6 +323,7 @@ export class PeerServer {
     sock.on('error', (err) => this.log.debug({ peer, err: err.message }, 'connection error'))
     sock.on('close', () => {
       if (partial !== null) clearTimeout(partial)
+      clearInterval(stallCheck)
       this.forgetSocket(sock)
       this.watches.delete(sock)
       dropWatches(); forget()

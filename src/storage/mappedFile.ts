@@ -18,6 +18,7 @@ export class FileChangedError extends Error {
  * and must still be the same file (device and inode), or it changed.
  */
 const openFiles = new Map<MappedFile, true>()
+const REOPEN_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW
 let maxOpenFiles = MAX_OPEN_FILES
 /** For tests: how many descriptors mapped files may hold at once. */
 export function setMaxOpenFiles (n: number): void { maxOpenFiles = Math.max(1, n) }
@@ -57,7 +58,7 @@ export class MappedFile implements PageSource {
 
   static open (path: string, windowBytes = MMAP_WINDOW_BYTES): MappedFile {
     if (windowBytes % PAGE_SIZE !== 0) throw new RangeError('window must be page aligned')
-    const fd = fs.openSync(path, 'r')
+    const fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)
     try {
       const st = fs.fstatSync(fd)
       if (!st.isFile()) throw new Error(`${path} is not a regular file`)
@@ -73,9 +74,10 @@ export class MappedFile implements PageSource {
     if (this.closed) throw new Error(`${this.path} is closed`)
     if (this.fd !== null) { openFiles.delete(this); openFiles.set(this, true); return this.fd }
     let fd: number
-    try { fd = fs.openSync(this.path, 'r') } catch (err) { throw new FileChangedError(this.path, this.size, 0, `is gone: ${(err as Error).message}`) }
+    // (non-blocking: opening a FIFO put there meanwhile would otherwise block the process for good)
+    try { fd = fs.openSync(this.path, REOPEN_FLAGS) } catch (err) { throw new FileChangedError(this.path, this.size, 0, `is gone: ${(err as Error).message}`) }
     const st = fs.fstatSync(fd)
-    if (st.dev !== this.dev || st.ino !== this.ino) { fs.closeSync(fd); throw new FileChangedError(this.path, this.size, st.size, 'was replaced by another file') }
+    if (!st.isFile() || st.dev !== this.dev || st.ino !== this.ino) { fs.closeSync(fd); throw new FileChangedError(this.path, this.size, st.size, 'was replaced by another file') }
     this.fd = fd
     this.keep()
     return fd

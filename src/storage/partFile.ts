@@ -59,19 +59,18 @@ export class PartFile implements PositionalWriter {
       return fail(`cannot open ${partPath}`, err)
     }
     let fresh: boolean
-    let need: number
     try {
-      const st = fs.fstatSync(fd)
-      fresh = st.size !== size
-      // what is still to be written, against what the disk has free: said now, not once it is full
-      need = Math.max(0, size - (fresh ? 0 : st.blocks * 512))
+      fresh = fs.fstatSync(fd).size !== size
     } catch (err) {
       return fail(`cannot size ${partPath} to ${size} bytes`, err, fd)
     }
-    const free = freeBytes(dir)
-    if (free !== null && free < need) {
-      if (fresh) fs.rmSync(partPath, { force: true })
-      return fail(`not enough free space in ${dir}`, new Error(`the download needs ${formatBytes(need)} more, ${formatBytes(free)} free`), fd)
+    // a new download the disk has no room for: said now, not once the disk is full (a resume is
+    // not checked: what it still needs is not what the file system says it allocated, on one that
+    // compresses; a disk that fills up during it keeps what was verified)
+    const free = fresh ? freeBytes(dir) : null
+    if (free !== null && free < size) {
+      fs.rmSync(partPath, { force: true })
+      return fail(`not enough free space in ${dir}`, new Error(`the download needs ${formatBytes(size)} more, ${formatBytes(free)} free`), fd)
     }
     try {
       if (fresh) fs.ftruncateSync(fd, size)
@@ -219,7 +218,8 @@ export function mkdirs (dir: string): void {
 function freeSpace (dir: string): number | null {
   try {
     const s = fs.statfsSync(dir)
-    return s.bavail * s.bsize
+    // (root may also write into the blocks reserved for it)
+    return (process.getuid?.() === 0 ? s.bfree : s.bavail) * s.bsize
   } catch { return null }
 }
 

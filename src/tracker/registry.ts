@@ -79,8 +79,8 @@ export class Registry {
   private joined: string[] = []
   private dropped = false
   private readonly holders = new Map<string, IndexedSet>()
-  /** Per file, the nodes whose publishes its size, root and name stand on (see `publish`): not kept across restarts. */
-  private readonly claims = new Map<string, { size?: string, root?: string, name?: string }>()
+  /** Per file, the sharer whose name it is listed under (see `publish`): not kept across restarts. */
+  private readonly claims = new Map<string, { name?: string }>()
   /**
    * Files no live node holds, the longest unheld first: a full registry forgets the first to make
    * room, so junk published once (or files nobody shares any more) cannot fill it for good.
@@ -111,21 +111,40 @@ export class Registry {
     if (file.size > MAX_FILE_SIZE) throw new RangeError(`size ${file.size} is more than the ${MAX_FILE_SIZE} bytes a file may have`)
     this.admit(node) // (before anything changes: a refused publish changes nothing)
     let meta = this.files.get(file.hash)
-    // The tracker cannot check a file's size, root or name: the first to claim them wins, but only
-    // while the node that claimed them is live. A node that published a wrong size or a junk root
-    // for a known hash (ids of public files are public) blocked or broke that file for good before,
-    // also across restarts with --data; once it is gone (or at a restart), the next claim replaces its.
-    const claim = this.claims.get(file.hash)
-    const stands = (by: string | undefined): boolean => by !== undefined && by !== node.nodeId && this.nodes.has(by)
+    // The tracker cannot check a file's size, root or name: what it has stands while some other
+    // live node backs it (any holder backs the size, which every holder's publish matched; a
+    // complete holder, which checked it, the root). A node that published a wrong size or a junk
+    // root for a known hash (ids of public files are public) blocked or broke that file for good
+    // before, also across restarts with --data; now, with no live backer left, the next claim
+    // replaces it.
+    const backed = (complete: boolean): boolean => {
+      for (const id of this.holders.get(file.hash) ?? []) {
+        if (id === node.nodeId) continue
+        const have = this.nodes.get(id)?.files.get(file.hash)
+        if (have !== undefined && (!complete || have === meta?.pieces)) return true
+      }
+      return false
+    }
     const complete = meta !== undefined && (file.have ?? meta.pieces) === meta.pieces
-    if (meta !== undefined && ((meta.size !== file.size && !stands(claim?.size)) ||
-        (complete && meta.root !== undefined && file.root !== undefined && file.root !== meta.root && file.blockSize === meta.blockSize && !stands(claim?.root)))) {
-      // the entry's claimant is gone: this publish makes the entry anew (its holders held the old one)
+    let replace = false
+    if (meta !== undefined && meta.size !== file.size) {
+      // same hash, other size: impossible for honest nodes
+      if (backed(false)) throw new RangeError(`size ${file.size} does not match the size ${meta.size} live nodes hold`)
+      replace = true
+    } else if (complete && meta !== undefined && meta.root !== undefined && file.root !== undefined && file.root !== meta.root && file.blockSize === meta.blockSize && !backed(true)) {
+      replace = true
+    }
+    if (replace) {
+      // (checked before anything changes: a refused publish changes nothing)
+      const next = fileMeta(file.name, file.hash, file.size, Math.max(1, this.nodes.size))
+      if (file.have !== undefined && file.have > next.pieces) throw new RangeError(`have ${file.have} is more than the ${next.pieces} pieces`)
+      // the entry's backers are gone: this publish makes the entry anew (its holders held the old one)
       this.forgetHolders(file.hash)
       this.files.delete(file.hash)
       this.claims.delete(file.hash)
       meta = undefined
     }
+    const stands = (by: string | undefined): boolean => by !== undefined && by !== node.nodeId && this.nodes.has(by)
     if (meta === undefined) {
       if (this.files.size >= this.maxFiles && this.unheld.size === 0) throw new RegistryFullError('tracker holds too many files')
       meta = fileMeta(file.name, file.hash, file.size, Math.max(1, this.nodes.size))
@@ -134,10 +153,7 @@ export class Registry {
       if (file.have !== undefined && file.have > meta.pieces) throw new RangeError(`have ${file.have} is more than the ${meta.pieces} pieces`)
       if (this.files.size >= this.maxFiles) this.forgetUnheld()
       this.files.put(meta)
-      this.claims.set(meta.hash, { size: node.nodeId, root: meta.root === undefined ? undefined : node.nodeId, name: file.have === undefined ? node.nodeId : undefined })
-    } else if (meta.size !== file.size) {
-      // same hash, other size: impossible for honest nodes (and the node that claimed the other is live)
-      throw new RangeError(`size ${file.size} does not match the size ${meta.size} a live node published`)
+      if (file.have === undefined) this.claims.set(meta.hash, { name: node.nodeId })
     } else if ((file.have ?? meta.pieces) === meta.pieces) {
       // a complete holder may bring the root; a sharer (no `have`: a file of its share, not a
       // download) also the name: the file is listed under the name it is shared by now (one
@@ -146,9 +162,6 @@ export class Registry {
       const c = this.claims.get(meta.hash) ?? {}
       const root = meta.root === undefined && file.root !== undefined && file.blockSize === meta.blockSize ? file.root : meta.root
       const name = file.have === undefined && !stands(c.name) ? file.name : meta.name
-      // a publish that agrees with the entry stands behind it when the node that did has gone
-      if (!stands(c.size)) c.size = node.nodeId
-      if (root !== undefined && file.root === root && !stands(c.root)) c.root = node.nodeId
       if (file.have === undefined && name === file.name) c.name = node.nodeId
       this.claims.set(meta.hash, c)
       if (root !== meta.root || name !== meta.name) {

@@ -3,7 +3,7 @@ import { asyncScheduler, firstValueFrom, NEVER, Observable, timeout, VirtualTime
 import { FRESH_QUEUE_FACTOR, RAREST_FIRST_AGE_MS } from '../../src/limits'
 import { TokenBucket } from '../../streams/rateLimit'
 import { PeerConnection, type WithoutReq } from '../../src/net/peerConnection'
-import { connectionAllowedFrom, PeerServer, type PeerServerOptions } from '../../src/net/peerServer'
+import { addressGroup, connectionAllowedFrom, PeerServer, type PeerServerOptions } from '../../src/net/peerServer'
 import { ClusterTable } from '../../src/peer/clusterTable'
 import { setBit } from '../../src/peer/picker'
 import { PieceLog } from '../../src/peer/pieceLog'
@@ -484,6 +484,44 @@ describe('PeerServer connection guards', () => {
     expect(late === null || await closed(late, 1000)).toBe(true)
     expect(idle2.destroyed).toBe(false)
     expect(server.connections).toBe(2)
+  })
+})
+
+describe('PeerServer write stalls', () => {
+  let server: PeerServer | null = null
+  afterEach(async () => { await server?.close(); server = null })
+
+  it('closes a connection that asks for pieces and never reads them (it held its slot and its buffer for good)', async () => {
+    const MiB = 1024 * 1024
+    const big = Buffer.alloc(MiB, 3)
+    const handleBig = (m: PeerRequest): Outgoing => m.type === 'leech'
+      ? { msg: { type: 'piece', req: m.req, pieceSize: MiB, offset: m.offset, totalPieces: 64, clusterName: m.hash }, payload: { source: { size: big.length, view: (_o, l) => [big.subarray(0, l)] }, offset: 0, length: MiB } }
+      : { msg: { type: 'error', req: m.req, code: 'BAD_REQUEST', message: 'only pieces here' } }
+    server = new PeerServer(handleBig, { host: '127.0.0.1', port: 0, writeStallMs: 400 })
+    const { port } = await server.start()
+    const s = net.connect(port, '127.0.0.1')
+    s.on('error', () => {})
+    await new Promise((r) => s.once('connect', r))
+    s.pause() // never reads
+    for (let i = 0; i < 48; i++) s.write(encodeFrameHead({ type: 'leech', req: i + 1, hash: 'ab'.repeat(32), size: 64 * MiB, offset: i * MiB, blockSize: MiB, pieces: 64 }))
+    // (the server closes its side; this paused reader would see it only behind the unread bytes)
+    for (let i = 0; i < 30 && server.connections === 0; i++) await new Promise((r) => setTimeout(r, 20))
+    expect(server.connections).toBe(1)
+    for (let i = 0; i < 250 && server.connections > 0; i++) await new Promise((r) => setTimeout(r, 20))
+    s.destroy()
+    expect(server.connections).toBe(0)
+  })
+})
+
+describe('addressGroup', () => {
+  it('groups IPv6 addresses by /64 (one host may use a whole /64), IPv4 ones by address', () => {
+    expect(addressGroup('10.0.0.5')).toBe('10.0.0.5')
+    expect(addressGroup('::ffff:10.0.0.5')).toBe('10.0.0.5')
+    expect(addressGroup('2001:db8:1:2::1')).toBe('2001:db8:1:2::/64')
+    expect(addressGroup('2001:db8:1:2:aaaa:bbbb:cccc:dddd')).toBe('2001:db8:1:2::/64')
+    expect(addressGroup('2001:0db8:0001:0002:0:0:0:7')).toBe('2001:db8:1:2::/64')
+    expect(addressGroup('fe80::1%eth0')).toBe('fe80:0:0:0::/64')
+    expect(addressGroup('2001:db8:1:3::1')).not.toBe(addressGroup('2001:db8:1:2::1'))
   })
 })
 

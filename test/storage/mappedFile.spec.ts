@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -266,6 +267,20 @@ describe('MappedFile descriptors', () => {
     fs.writeFileSync(next, Buffer.alloc(SIZE, 7))
     fs.renameSync(next, p)
     expect(() => m.read(0, 100)).toThrow(/replaced/)
+    expect(() => m.checkSize()).toThrow(FileChangedError)
+  })
+})
+
+describe('MappedFile reopening', () => {
+  afterEach(() => setMaxOpenFiles(MAX_OPEN_FILES))
+
+  it('a FIFO put in a file\'s place while its descriptor was closed is an error at once, not a process blocked for good', () => {
+    setMaxOpenFiles(1)
+    const p = fileWith('to-fifo.bin', content(SIZE))
+    const m = mapped(p, WINDOW)
+    mapped(fileWith('evicts.bin', content(100)), WINDOW).checkSize() // takes the one descriptor
+    fs.rmSync(p)
+    execFileSync('mkfifo', [p])
     expect(() => m.checkSize()).toThrow(FileChangedError)
   })
 })

@@ -204,6 +204,30 @@ describe('Registry.publish: claims stand only while their node is live', () => {
     expect(reg.publish(node(2), { name: 'other.iso', hash, size: 1 << 20 }, 3).name).toBe('other.iso')
   })
 
+  it('once the first publisher is gone, the other live holders still back the entry: a finished download the root, any holder the size', () => {
+    const reg = new Registry(undefined, 15_000)
+    const first = reg.publish(node(1), { name: 'x.iso', hash, size: 1 << 20 }, 0)
+    reg.publish(node(1), { name: 'x.iso', hash, size: 1 << 20, blockSize: first.blockSize, root: '22'.repeat(32) }, 0)
+    reg.publish(node(2), { name: 'x.iso', hash, size: 1 << 20, blockSize: first.blockSize, root: '22'.repeat(32), have: first.pieces }, 1) // finished download
+    reg.publish(node(3), { name: 'x.iso', hash, size: 1 << 20, have: 1 }, 1) // half way
+    reg.leave(node(1))
+    expect(() => reg.publish(node(9), { name: 'x.iso', hash, size: 12345 }, 2)).toThrow(/does not match/)
+    reg.publish(node(9), { name: 'x.iso', hash, size: 1 << 20, blockSize: first.blockSize, root: '99'.repeat(32) }, 2)
+    expect(reg.files.get(hash)).toMatchObject({ size: 1 << 20, root: '22'.repeat(32) })
+    expect(reg.sampleNodes(hash, 10).map((n) => n.nodeId).sort()).toEqual([node(2).nodeId, node(3).nodeId, node(9).nodeId])
+    // with only a partial holder left, the size still stands (the root does not: no one checked it)
+    reg.leave(node(2)); reg.leave(node(9))
+    expect(() => reg.publish(node(8), { name: 'x.iso', hash, size: 777 }, 3)).toThrow(/does not match/)
+  })
+
+  it('a publish refused for another reason changes nothing, also when it would have replaced the entry', () => {
+    const reg = new Registry(undefined, 15_000)
+    const meta = reg.publish(node(1), { name: 'x.iso', hash, size: 1 << 20 }, 0)
+    reg.leave(node(1))
+    expect(() => reg.publish(node(9), { name: 'x.iso', hash, size: 1000, have: 999_999 }, 1)).toThrow(/have/)
+    expect(reg.files.get(hash)).toEqual(meta)
+  })
+
   it('after a restart (entries from the store, no claims) the first publish that agrees stands behind the entry', () => {
     const store = new MemoryFileStore()
     const before = new Registry(store, 15_000)
