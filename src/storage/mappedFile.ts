@@ -15,7 +15,8 @@ export class FileChangedError extends Error {
  * Descriptors kept open over all mapped files, the least recently used closed first: a share of
  * thousands of files held one descriptor each, and ran out of them (EMFILE: the peer could not
  * even listen). A file whose descriptor was closed is opened again by its path when next read,
- * and must still be the same file (device and inode), or it changed.
+ * opened without blocking or following links, and must still be the same regular file (device
+ * and inode), or it changed.
  */
 const openFiles = new Map<MappedFile, true>()
 const REOPEN_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW

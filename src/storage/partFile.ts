@@ -6,6 +6,7 @@ import { StorageError } from '../errors'
 import type { PositionalWriter } from '../../streams/writeSink'
 import type { PageSource } from '../../streams/readPages'
 import { MappedFile } from './mappedFile'
+import { mkdirs } from './mkdirs'
 import { partStem, safeFileName } from './names'
 
 /**
@@ -188,30 +189,6 @@ function lockPart (partPath: string): string {
 
 function running (pid: number): boolean {
   try { process.kill(pid, 0); return true } catch (err) { return (err as NodeJS.ErrnoException).code === 'EPERM' }
-}
-
-/**
- * mkdir -p, one level at a time: node's recursive mkdir loops for ever (at full CPU, deaf to
- * signals) where a folder exists but refuses children with ENOENT (procfs: `--out /proc/x`).
- */
-export function mkdirs (dir: string): void {
-  const missing: string[] = []
-  let d = path.resolve(dir)
-  for (;;) {
-    try {
-      if (!fs.statSync(d).isDirectory()) throw Object.assign(new Error(`${d} is not a folder`), { code: 'ENOTDIR' })
-      break
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-      missing.push(d)
-      const up = path.dirname(d)
-      if (up === d) break
-      d = up
-    }
-  }
-  for (const m of missing.reverse()) {
-    try { fs.mkdirSync(m) } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err }
-  }
 }
 
 /** Bytes free for this user in the file system holding `dir` (null when it cannot tell). */

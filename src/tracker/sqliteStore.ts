@@ -3,7 +3,7 @@ import Database from 'better-sqlite3'
 import { MAX_FILE_SIZE } from '../limits'
 import type { FileMetaData } from '../protocol/messages'
 import type { FileStore } from './registry'
-import { mkdirs } from '../storage/partFile'
+import { mkdirs } from '../storage/mkdirs'
 
 type Row = FileMetaData & { root: string | null }
 

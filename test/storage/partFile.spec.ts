@@ -3,7 +3,8 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { lastValueFrom, toArray } from 'rxjs'
-import { mkdirs, PartFile } from '../../src/storage/partFile'
+import { mkdirs } from '../../src/storage/mkdirs'
+import { PartFile } from '../../src/storage/partFile'
 
 const BAD_NAME = expect.objectContaining({ code: 'ERR_BAD_NAME' })
 const STORAGE = expect.objectContaining({ name: 'StorageError', code: 'ERR_STORAGE' })

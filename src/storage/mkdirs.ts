@@ -1,0 +1,26 @@
+import fs from 'node:fs'
+import path from 'node:path'
+
+/**
+ * mkdir -p, one level at a time: node's recursive mkdir loops for ever (at full CPU, deaf to
+ * signals) where a folder exists but refuses children with ENOENT (procfs: `--out /proc/x`).
+ */
+export function mkdirs (dir: string): void {
+  const missing: string[] = []
+  let d = path.resolve(dir)
+  for (;;) {
+    try {
+      if (!fs.statSync(d).isDirectory()) throw Object.assign(new Error(`${d} is not a folder`), { code: 'ENOTDIR' })
+      break
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      missing.push(d)
+      const up = path.dirname(d)
+      if (up === d) break
+      d = up
+    }
+  }
+  for (const m of missing.reverse()) {
+    try { fs.mkdirSync(m) } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err }
+  }
+}
