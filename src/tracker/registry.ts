@@ -80,7 +80,7 @@ export class Registry {
   private dropped = false
   private readonly holders = new Map<string, IndexedSet>()
   /** Per file, the sharer whose name it is listed under (see `publish`): not kept across restarts. */
-  private readonly claims = new Map<string, { name?: string }>()
+  private readonly namedBy = new Map<string, string>()
   /**
    * Files no live node holds, the longest unheld first: a full registry forgets the first to make
    * room, so junk published once (or files nobody shares any more) cannot fill it for good.
@@ -134,36 +134,31 @@ export class Registry {
     } else if (complete && meta !== undefined && meta.root !== undefined && file.root !== undefined && file.root !== meta.root && file.blockSize === meta.blockSize && !backed(true)) {
       replace = true
     }
-    if (replace) {
-      // (checked before anything changes: a refused publish changes nothing)
-      const next = fileMeta(file.name, file.hash, file.size, Math.max(1, this.nodes.size))
-      if (file.have !== undefined && file.have > next.pieces) throw new RangeError(`have ${file.have} is more than the ${next.pieces} pieces`)
-      // the entry's backers are gone: this publish makes the entry anew (its holders held the old one)
-      this.forgetHolders(file.hash)
-      this.files.delete(file.hash)
-      this.claims.delete(file.hash)
-      meta = undefined
-    }
     const stands = (by: string | undefined): boolean => by !== undefined && by !== node.nodeId && this.nodes.has(by)
-    if (meta === undefined) {
-      if (this.files.size >= this.maxFiles && this.unheld.size === 0) throw new RegistryFullError('tracker holds too many files')
-      meta = fileMeta(file.name, file.hash, file.size, Math.max(1, this.nodes.size))
-      if (file.root !== undefined && file.blockSize === meta.blockSize && (file.have ?? meta.pieces) === meta.pieces) meta.root = file.root
+    if (meta === undefined || replace) {
+      // (a replaced entry leaves room for its successor: the registry is only full for a new one)
+      if (!replace && this.files.size >= this.maxFiles && this.unheld.size === 0) throw new RegistryFullError('tracker holds too many files')
+      const fresh = fileMeta(file.name, file.hash, file.size, Math.max(1, this.nodes.size))
+      if (file.root !== undefined && file.blockSize === fresh.blockSize && (file.have ?? fresh.pieces) === fresh.pieces) fresh.root = file.root
       // a refused publish changes nothing
-      if (file.have !== undefined && file.have > meta.pieces) throw new RangeError(`have ${file.have} is more than the ${meta.pieces} pieces`)
-      if (this.files.size >= this.maxFiles) this.forgetUnheld()
+      if (file.have !== undefined && file.have > fresh.pieces) throw new RangeError(`have ${file.have} is more than the ${fresh.pieces} pieces`)
+      if (replace) {
+        // the entry's backers are gone: this publish makes the entry anew (its holders held the old one)
+        this.forgetHolders(file.hash)
+        this.files.delete(file.hash)
+        this.namedBy.delete(file.hash)
+      } else if (this.files.size >= this.maxFiles) this.forgetUnheld()
+      meta = fresh
       this.files.put(meta)
-      if (file.have === undefined) this.claims.set(meta.hash, { name: node.nodeId })
+      if (file.have === undefined) this.namedBy.set(meta.hash, node.nodeId)
     } else if ((file.have ?? meta.pieces) === meta.pieces) {
       // a complete holder may bring the root; a sharer (no `have`: a file of its share, not a
       // download) also the name: the file is listed under the name it is shared by now (one
       // renamed on disk is fetched by its new name; a download only repeats the name it was given),
       // unless another live sharer named it
-      const c = this.claims.get(meta.hash) ?? {}
       const root = meta.root === undefined && file.root !== undefined && file.blockSize === meta.blockSize ? file.root : meta.root
-      const name = file.have === undefined && !stands(c.name) ? file.name : meta.name
-      if (file.have === undefined && name === file.name) c.name = node.nodeId
-      this.claims.set(meta.hash, c)
+      const name = file.have === undefined && !stands(this.namedBy.get(meta.hash)) ? file.name : meta.name
+      if (file.have === undefined && name === file.name) this.namedBy.set(meta.hash, node.nodeId)
       if (root !== meta.root || name !== meta.name) {
         meta = { ...meta, name, root }
         this.files.put(meta)
@@ -190,7 +185,7 @@ export class Registry {
     for (const fileId of this.unheld.keys()) {
       this.unheld.delete(fileId)
       this.files.delete(fileId)
-      this.claims.delete(fileId)
+      this.namedBy.delete(fileId)
       return
     }
   }
