@@ -26,3 +26,54 @@ LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4')
 LOOPBACK.addAddress('::1', 'ipv6')
 /** 127.x.x.x, ::1, and 127.x.x.x written as IPv6 in any form (::ffff:127.0.0.1, ::ffff:7f00:1: what a browser sends). */
 export const isLoopbackAddress = (a: string): boolean => net.isIPv4(a) ? LOOPBACK.check(a, 'ipv4') : net.isIPv6(a) && LOOPBACK.check(a, 'ipv6')
+
+/** May one more connection come from `addr`, which has `open` already? Off loopback at most `max`; loopback (every local process) is not capped per address. */
+export function connectionAllowedFrom (addr: string, open: number, max: number): boolean {
+  return isLoopbackAddress(addr) || open < max
+}
+
+/**
+ * Whose connections count together against the per-address cap: an IPv4 address, or an IPv6
+ * address's /64 (one host may hold a whole /64 and pick a new address for each connection).
+ */
+export function addressGroup (addr: string): string {
+  const a = addr.replace(/%.*$/, '').toLowerCase()
+  if (!net.isIPv6(a)) return a
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(a)
+  if (mapped !== null) return mapped[1]
+  const [head, tail] = a.split('::')
+  const h = head === '' ? [] : head.split(':')
+  const t = tail === undefined || tail === '' ? [] : tail.split(':')
+  const words = tail === undefined ? h : [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t]
+  return `${words.slice(0, 4).map((w) => parseInt(w, 16).toString(16)).join(':')}::/64`
+}
+
+/**
+ * Connections open per remote address (or per group of addresses: see `addressGroup`), for a
+ * server that lets no one address take all its slots. Loopback is neither capped nor counted
+ * (every local process is 127.0.0.1).
+ */
+export class AddressCounts {
+  private readonly open = new Map<string, number>()
+  constructor (private readonly max: number, private readonly group: (addr: string) => string = (a) => a) {}
+
+  /** May one more connection come from `addr`? */
+  allows (addr: string): boolean { return connectionAllowedFrom(addr, this.open.get(this.group(addr)) ?? 0, this.max) }
+
+  /** A connection from `addr` opened. */
+  add (addr: string): void {
+    if (isLoopbackAddress(addr)) return
+    const g = this.group(addr)
+    this.open.set(g, (this.open.get(g) ?? 0) + 1)
+  }
+
+  /** A connection from `addr` closed. */
+  remove (addr: string): void {
+    const g = this.group(addr)
+    const n = this.open.get(g)
+    if (n === undefined) return
+    if (n <= 1) this.open.delete(g); else this.open.set(g, n - 1)
+  }
+
+  clear (): void { this.open.clear() }
+}

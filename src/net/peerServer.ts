@@ -8,7 +8,7 @@ import { busyReply, sendPriority, type Outgoing, type Remote } from '../peer/ser
 import type { ByteBudget } from '../peer/leech'
 import { take, type Observable, type Subscription } from 'rxjs'
 import type { Endpoint } from '../tracker/flow'
-import { isLoopbackAddress } from './address'
+import { addressGroup, AddressCounts } from './address'
 import { readPages } from '../../streams/readPages'
 
 export interface PeerServerOptions {
@@ -69,27 +69,6 @@ export interface PeerServerOptions {
 
 const REQUESTS = new Set(['find_cluster', 'get_hashes', 'probe', 'leech'])
 
-/** May one more connection come from `addr`, which has `open` already? Off loopback at most `max`; loopback (every local process) is not capped per address. */
-export function connectionAllowedFrom (addr: string, open: number, max: number): boolean {
-  return isLoopbackAddress(addr) || open < max
-}
-
-/**
- * Whose connections count together against the per-address cap: an IPv4 address, or an IPv6
- * address's /64 (one host may hold a whole /64 and pick a new address for each connection).
- */
-export function addressGroup (addr: string): string {
-  const a = addr.replace(/%.*$/, '').toLowerCase()
-  if (!net.isIPv6(a)) return a
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(a)
-  if (mapped !== null) return mapped[1]
-  const [head, tail] = a.split('::')
-  const h = head === '' ? [] : head.split(':')
-  const t = tail === undefined || tail === '' ? [] : tail.split(':')
-  const words = tail === undefined ? h : [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t]
-  return `${words.slice(0, 4).map((w) => parseInt(w, 16).toString(16)).join(':')}::/64`
-}
-
 const isWatch = (m: PeerRequest): m is Probe => m.type === 'probe' && m.since !== undefined
 
 /**
@@ -109,13 +88,15 @@ export class PeerServer {
   private readonly sockets = new Set<net.Socket>()
   /** Per connection: is anything in flight (queued, waiting for budget, a watch held), and when did its last whole frame come. */
   private readonly state = new Map<net.Socket, { busy: () => boolean, lastFrame: number }>()
-  /** Open connections by remote address (off loopback). */
-  private readonly perAddress = new Map<string, number>()
+  /** Open connections by remote address group (off loopback). */
+  private readonly perAddress: AddressCounts
   /** Held watches of each connection, by fileId. */
   private readonly watches = new Map<net.Socket, Map<string, Subscription>>()
   private readonly log = log.child({ module: 'peer-server' })
 
-  constructor (private readonly handle: (m: PeerRequest, remote: Remote) => Outgoing, private readonly opts: PeerServerOptions = {}) {}
+  constructor (private readonly handle: (m: PeerRequest, remote: Remote) => Outgoing, private readonly opts: PeerServerOptions = {}) {
+    this.perAddress = new AddressCounts(opts.maxPerAddress ?? MAX_CONNECTIONS_PER_ADDRESS, addressGroup)
+  }
 
   start (): Promise<Endpoint> {
     const server = net.createServer({ noDelay: true }, (sock) => { if (this.admit(sock)) this.accept(sock) })
@@ -149,8 +130,7 @@ export class PeerServer {
    */
   private admit (sock: net.Socket): boolean {
     const addr = sock.remoteAddress ?? ''
-    const group = addressGroup(addr)
-    if (!connectionAllowedFrom(addr, this.perAddress.get(group) ?? 0, this.opts.maxPerAddress ?? MAX_CONNECTIONS_PER_ADDRESS)) {
+    if (!this.perAddress.allows(addr)) {
       this.log.debug({ peer: addr }, 'too many connections from one address: refused')
       sock.destroy()
       return false
@@ -168,7 +148,7 @@ export class PeerServer {
       idlest.destroy()
       this.forgetSocket(idlest)
     }
-    if (!isLoopbackAddress(addr)) this.perAddress.set(group, (this.perAddress.get(group) ?? 0) + 1)
+    this.perAddress.add(addr)
     return true
   }
 
@@ -176,9 +156,7 @@ export class PeerServer {
   private forgetSocket (sock: net.Socket): void {
     if (!this.sockets.delete(sock)) return
     this.state.delete(sock)
-    const group = addressGroup(sock.remoteAddress ?? '')
-    const n = this.perAddress.get(group)
-    if (n !== undefined) { if (n <= 1) this.perAddress.delete(group); else this.perAddress.set(group, n - 1) }
+    this.perAddress.remove(sock.remoteAddress ?? '')
   }
 
   private accept (sock: net.Socket): void {

@@ -4,7 +4,7 @@ import { map, type Observable, type Subscription } from 'rxjs'
 import { DASHBOARD_CLIENT_BUFFER_BYTES, DASHBOARD_TICK_MS, MAX_DASHBOARD_CLIENTS, MAX_DASHBOARD_CONNECTIONS_PER_ADDRESS } from '../limits'
 import { log } from '../log'
 import { PeerConnection } from '../net/peerConnection'
-import { isLoopbackAddress } from '../net/address'
+import { AddressCounts, isLoopbackAddress } from '../net/address'
 import type { Have, PeerAddress } from '../protocol/messages'
 import { APP_CSS, APP_JS, INDEX_HTML } from './dashboard/assets'
 import { probeAvailability, type Availability } from './dashboard/availability'
@@ -54,11 +54,6 @@ export function hostName (header: string): string | null {
 /** The body of the 503 a connection over its address's cap gets. */
 const TOO_MANY = 'too many connections from one host\n'
 
-/** May a connection from `remote` open, as its `open`-th at once? Loopback (every local viewer) is not capped per address. */
-export function connectionAllowed (remote: string, open: number): boolean {
-  return isLoopbackAddress(remote) || open <= MAX_DASHBOARD_CONNECTIONS_PER_ADDRESS
-}
-
 /**
  * Whether a dashboard bound to `bound` answers a request that names `header` as its Host. On a
  * loopback address only loopback names are served: a web page elsewhere could otherwise point its
@@ -103,16 +98,15 @@ export class DashboardHttp {
     // live clients hold one connection each; the rest are short requests
     server.maxConnections = 2 * (this.opts.maxClients ?? MAX_DASHBOARD_CLIENTS) + 16
     // and no one remote address takes them all (loopback is every local viewer at once: not capped)
-    const perAddress = new Map<string, number>()
+    const perAddress = new AddressCounts(MAX_DASHBOARD_CONNECTIONS_PER_ADDRESS)
     server.on('connection', (sock: net.Socket) => {
       const from = sock.remoteAddress ?? ''
-      const n = (perAddress.get(from) ?? 0) + 1
-      if (!connectionAllowed(from, n)) {
+      if (!perAddress.allows(from)) {
         sock.end(`HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(TOO_MANY)}\r\n\r\n${TOO_MANY}`)
         return
       }
-      perAddress.set(from, n)
-      sock.once('close', () => { const left = (perAddress.get(from) ?? 1) - 1; if (left > 0) perAddress.set(from, left); else perAddress.delete(from) })
+      perAddress.add(from)
+      sock.once('close', () => perAddress.remove(from))
     })
     this.server = server
     await new Promise<void>((resolve, reject) => {

@@ -3,7 +3,9 @@ import dgram from 'node:dgram'
 import http from 'node:http'
 import { decodeDatagram, encodeDatagram } from '../../src/protocol/codec'
 import { CONNECT_PAD_BYTES, type TrackerMessage, type TrackerRequest } from '../../src/protocol/messages'
-import { connectionAllowed, DashboardHttp, hostAllowed, hostName } from '../../src/tracker/http'
+import { AddressCounts } from '../../src/net/address'
+import { MAX_DASHBOARD_CONNECTIONS_PER_ADDRESS } from '../../src/limits'
+import { DashboardHttp, hostAllowed, hostName } from '../../src/tracker/http'
 import { TrackerMetrics } from '../../src/tracker/metrics'
 import { TrackerServer } from '../../src/tracker/server'
 import { APP_JS } from '../../src/tracker/dashboard/assets'
@@ -183,10 +185,16 @@ describe('tracker HTTP: dashboard routes and /metrics', () => {
   })
 
   it('requests that never finish their headers cannot lock the dashboard: they are cut after 5 s (checked every second), and one remote address (not loopback: every local viewer) holds at most 16 connections', async () => {
-    expect(connectionAllowed('10.0.0.9', 16)).toBe(true)
-    expect(connectionAllowed('10.0.0.9', 17)).toBe(false)
-    expect(connectionAllowed('127.0.0.1', 100)).toBe(true)
-    expect(connectionAllowed('::ffff:127.0.0.1', 100)).toBe(true)
+    // (the dashboard's per-address count: the 16th connection from one address is let in, the 17th not)
+    const perAddress = new AddressCounts(MAX_DASHBOARD_CONNECTIONS_PER_ADDRESS)
+    const opened = (addr: string, n: number): void => { for (let i = 0; i < n; i++) perAddress.add(addr) }
+    opened('10.0.0.9', 15)
+    expect(perAddress.allows('10.0.0.9')).toBe(true)
+    opened('10.0.0.9', 1)
+    expect(perAddress.allows('10.0.0.9')).toBe(false)
+    opened('127.0.0.1', 99); opened('::ffff:127.0.0.1', 99)
+    expect(perAddress.allows('127.0.0.1')).toBe(true)
+    expect(perAddress.allows('::ffff:127.0.0.1')).toBe(true)
     const open = (): Promise<net.Socket> => new Promise((resolve, reject) => {
       const s = net.connect(port, '127.0.0.1', () => { s.write('GET /api/state HTTP/1.1\r\nHost: localhost\r\n'); resolve(s) })
       s.on('error', () => {})
