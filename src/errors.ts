@@ -43,8 +43,9 @@ export class AmbiguousError extends Lp2pError {
 
 /** Every source failed or none could be found before the file was complete. */
 export class NoSourcesError extends Lp2pError {
-  constructor (readonly fileId: string, readonly missingPieces: number, fileName?: string) {
-    super('ERR_NO_SOURCES', `no peer can supply the remaining ${missingPieces} piece(s) of ${fileName === undefined ? fileId.slice(0, 12) : `${fileName} (${fileId.slice(0, 12)})`}`)
+  /** @param why what the sources did, when some were known (they declined everything for a while) */
+  constructor (readonly fileId: string, readonly missingPieces: number, fileName?: string, why?: string) {
+    super('ERR_NO_SOURCES', `no peer can supply the remaining ${missingPieces} piece(s) of ${fileName === undefined ? fileId.slice(0, 12) : `${fileName} (${fileId.slice(0, 12)})`}${why === undefined ? '' : `: ${why}`}`)
   }
 }
 

@@ -49,6 +49,15 @@ export const FAN_OUT = 8
 export const QUERY_TIMEOUT_MS = 2_000
 /** A requested piece must arrive within this time or the peer is dropped. */
 export const PIECE_TIMEOUT_MS = 15_000
+/**
+ * A download that stores no piece (nor the hash list) for this long, while none of its requests
+ * waits for its own download cap, gives up (ERR_NO_SOURCES): its sources hold what it lacks but
+ * decline every request (BUSY, SEEDED) or answer watches with nothing new. A piece asked of an
+ * honest peer lands within PIECE_TIMEOUT_MS, and a busy one lets a starved asker through, so
+ * eight of those is a wait no working swarm makes a leecher sit through; a peer that answers
+ * BUSY to everything (a broken or hostile one) held a get at 0 % for good before.
+ */
+export const NO_PROGRESS_MS = 120_000
 /** Most bytes of piece requests in flight per peer: enough to cover a fast peer's round trip, hashing and write. */
 export const PIPELINE_BYTES = 16 * 1024 * 1024
 /**

@@ -1,3 +1,4 @@
+import { UsageError } from '../errors'
 import { printable } from '../storage/names'
 
 /** 1536 → "1.5 KiB". */
@@ -35,4 +36,11 @@ export function duration (secs: number): string {
 export function clip (s: string, width: number): string {
   if (width <= 0) return ''
   return s.length <= width ? s : s.slice(0, width - 1) + '…'
+}
+
+/** "30", "30s", "1500ms", "2m" → ms. */
+export function parseDuration (v: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(v.trim())
+  if (m === null) throw new UsageError(`duration "${v}" is not a number with an optional ms/s/m suffix (seconds by default)`)
+  return Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000)
 }

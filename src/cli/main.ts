@@ -7,11 +7,11 @@ import { Command, Option } from 'commander'
 import { firstValueFrom, lastValueFrom, ReplaySubject, takeUntil, type Observable } from 'rxjs'
 import type { TrackerClient } from '../net/trackerClient'
 import { Lp2pError, UsageError } from '../errors'
-import { BUSY_QUEUE_MS } from '../limits'
+import { BUSY_QUEUE_MS, NO_PROGRESS_MS } from '../limits'
 import { log, LOG_FORMATS, setLogFormat, setLogLevel, type LogFormat } from '../log'
 import { formatEndpoint, parseEndpoint } from '../net/address'
 import { Lp2pNode } from '../peer/node'
-import { ago, bytes, table } from './format'
+import { ago, bytes, parseDuration, table } from './format'
 import { errorCode, EXIT, exitCode } from './exit'
 import { progress, ServingView } from './progress'
 import { parseRate } from '../../streams/rateLimit'
@@ -338,9 +338,10 @@ export function program (argv: readonly string[] = process.argv): Command {
     .addOption(new Option('--port <port>', 'TCP port to serve verified pieces to other leechers on (0: any free port)').default(0).argParser(port).env('LP2P_PORT'))
     .addOption(uploadLimit())
     .addOption(new Option('--download-limit <rate>', 'cap on bytes/s fetched from peers (same units as --upload-limit)').default(Infinity, 'none').argParser(rate).env('LP2P_DOWNLOAD_LIMIT'))
+    .addOption(new Option('--stall-timeout <time>', 'give up (exit 6, the .part kept for a resume) when no piece arrived for this long while peers hold the rest: they decline every request (busy, or broken); time spent waiting for --download-limit does not count (30, 30s, 2m; 0: never)').default(NO_PROGRESS_MS, `${NO_PROGRESS_MS / 1000}s`).argParser(parseDuration).env('LP2P_STALL_TIMEOUT'))
     .addOption(new Option('--seed', 'after the file is verified, keep serving it until interrupted (SIGINT/SIGTERM)').env('LP2P_SEED'))
     .addOption(jsonOption('print NDJSON events (start, peers, progress at most 4 a second, piece-failed, peer-dropped, done, error; with --seed then seeding) instead of a progress bar'))
-    .action(async (query: string, o: { out: string, tracker: string, host: string, port: number, uploadLimit: number, downloadLimit: number, seed?: boolean, json?: boolean }) => {
+    .action(async (query: string, o: { out: string, tracker: string, host: string, port: number, uploadLimit: number, downloadLimit: number, stallTimeout: number, seed?: boolean, json?: boolean }) => {
       const node = new Lp2pNode({ tracker: parseEndpoint(o.tracker, '--tracker'), host: o.host, port: o.port, uploadLimit: o.uploadLimit, downloadLimit: o.downloadLimit })
       const view = progress(o.json === true ? 'json' : process.stdout.isTTY ? 'tty' : 'lines', process.stdout)
       // a signal stops the download (the .part file stays for a resume) and the display, then exits 130/143
@@ -348,7 +349,7 @@ export function program (argv: readonly string[] = process.argv): Command {
       const offSignal = onStop((sig) => { offSignal(); signalled.next(sig) })
       try {
         await node.start()
-        const last = await lastValueFrom(node.leech(query, path.resolve(o.out)).pipe(view.operator(), takeUntil(signalled)), { defaultValue: null })
+        const last = await lastValueFrom(node.leech(query, path.resolve(o.out), { noProgressMs: o.stallTimeout }).pipe(view.operator(), takeUntil(signalled)), { defaultValue: null })
         offSignal()
         if (last?.event !== 'done') {
           const sig = await firstValueFrom(signalled)

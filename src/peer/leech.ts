@@ -4,7 +4,7 @@ import {
   repeat, Subject, type Subscriber, type Subscription, switchMap, take, takeUntil, tap, throwError, timeout, timer, toArray, type SchedulerLike,
 } from 'rxjs'
 import { HashMismatchError, NoSourcesError, PeerTimeoutError, ProtocolError, RemoteError, StorageError } from '../errors'
-import { BUSY_MAX_DOUBLINGS, BUSY_RETRY_MS, DISCOVERY_BATCH_MS, FAN_OUT, IN_FLIGHT_MS, MAX_BUSY_RETRY_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS, RAREST_FIRST_COPIES, REPROBE_MS, SOURCE_SWAP_AGE_MS, STALL_FACTOR, STALL_MIN_MS, WATCH_MS } from '../limits'
+import { BUSY_MAX_DOUBLINGS, BUSY_RETRY_MS, DISCOVERY_BATCH_MS, FAN_OUT, IN_FLIGHT_MS, MAX_BUSY_RETRY_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, NO_PROGRESS_MS, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS, RAREST_FIRST_COPIES, REPROBE_MS, SOURCE_SWAP_AGE_MS, STALL_FACTOR, STALL_MIN_MS, WATCH_MS } from '../limits'
 import { MAX_HASHES_PER_FRAME, REMOTE_CODES, type FileMetaData, type Leech, type NodeInfo, type PeerAddress } from '../protocol/messages'
 import type { Frame } from '../protocol/frames'
 import type { PeerLink } from '../net/peerConnection'
@@ -81,6 +81,12 @@ export interface LeechOptions {
   watchMs?: number
   /** How long to wait with no usable source before giving up. */
   noSourceGraceMs?: number
+  /**
+   * Give up when no piece (nor the hash list) was stored for this long while no request waited
+   * for this download's own cap: the sources decline everything (NO_PROGRESS_MS; 0 or Infinity:
+   * never).
+   */
+  noProgressMs?: number
   /** Bad pieces from one peer before it is banned for this download. */
   maxStrikes?: number
   /** How much of a source's measured rate is kept in flight (IN_FLIGHT_MS). */
@@ -143,6 +149,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
   const maxStrikes = opts.maxStrikes ?? 3
   const rediscoverMs = opts.rediscoverMs ?? 1000
   const graceMs = opts.noSourceGraceMs ?? 3000
+  const noProgressMs = opts.noProgressMs === 0 ? Infinity : opts.noProgressMs ?? NO_PROGRESS_MS
 
   return new Observable<LeechEvent>((sub) => {
     const sink = deps.openSink(meta)
@@ -229,6 +236,10 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     }
     let pieceHashes: Buffer | null = null
     let hashesFrom = ''
+    // the last time a piece or the hash list was stored, and requests waiting for our own
+    // download cap (meanwhile no peer is at fault for a slow download): see noProgressMs
+    let progressAt = scheduler.now()
+    let budgetWaits = 0
     let downloaded = 0
 
     const events = new Subject<LeechEvent>()
@@ -255,6 +266,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           const root = createHash('sha256').update(all).digest('hex')
           if (all.length !== meta.pieces * 32 || root !== meta.root) throw new ProtocolError(`peer ${label(src.peer)} sent piece hashes that do not match the root`)
           pieceHashes = all
+          progressAt = scheduler.now()
           hashesFrom = label(src.peer)
           emit({ event: 'hashes', pieceHashes: all, from: hashesFrom })
           // sources that waited for a way to check pieces (after this one, which goes on at once)
@@ -307,6 +319,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
             const bytes = c.data.length // the sink owns the buffer once stored (it may move it to a worker)
             sink.stored(c.position, c.data)
             picker.done(id, index)
+            progressAt = scheduler.now()
             busyStreak.delete(id)
             pace.land(scheduler.now())
             landedFrom(id, bytes)
@@ -375,7 +388,11 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         sub.error(new PeerTimeoutError(label(src.peer), `piece ${index}`))
       }
       const budget = deps.budget
+      let budgetWait = budget !== undefined
+      if (budgetWait) budgetWaits++
+      const budgetGiven = (): void => { if (budgetWait) { budgetWait = false; budgetWaits-- } }
       ask = (budget === undefined ? ask$ : budget.take(expected).pipe(take(1), switchMap(() => {
+        budgetGiven()
         if (!sub.closed && !replied && deadline === undefined) deadline = scheduler.schedule(timedOut, stallMs(id, expected))
         return ask$
       }))).subscribe({
@@ -385,6 +402,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       })
       if (budget === undefined && !sub.closed && !replied) deadline = scheduler.schedule(timedOut, stallMs(id, expected))
       return () => {
+        budgetGiven()
         offLanded()
         deadline?.unsubscribe()
         ask?.unsubscribe()
@@ -646,17 +664,25 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       }),
     )
 
-    // no source that holds a missing piece for `graceMs` (checked after each look) ends the download
+    // no source that holds a missing piece for `graceMs` (checked after each look) ends the
+    // download, and so does storing nothing for `noProgressMs` from sources that hold what it lacks
     let starvedSince: number | null = null
     const starved$ = timer(rediscoverMs, rediscoverMs, scheduler).pipe(
-      filter(() => {
+      map((): NoSourcesError | null => {
+        const now = scheduler.now()
+        if (picker.complete) return null
+        if (budgetWaits > 0) progressAt = now
+        if (now - progressAt >= noProgressMs) {
+          return new NoSourcesError(meta.hash, picker.remaining, meta.name, `nothing arrived for ${((now - progressAt) / 1000).toFixed(now - progressAt < 10_000 ? 1 : 0)} s from its ${sources.size} source(s): they declined every request (busy, or broken)`)
+        }
         // (the clock starts once a discovery round has completed: until then every holder may still answer)
-        if (rounds === 0 || picker.complete || [...sources.keys()].some((id) => picker.useful(id))) { starvedSince = null; return false }
-        starvedSince ??= scheduler.now()
-        return scheduler.now() - starvedSince >= graceMs
+        if (rounds === 0 || [...sources.keys()].some((id) => picker.useful(id))) { starvedSince = null; return null }
+        starvedSince ??= now
+        return now - starvedSince >= graceMs ? new NoSourcesError(meta.hash, picker.remaining, meta.name) : null
       }),
+      filter((err): err is NoSourcesError => err !== null),
       take(1),
-      mergeMap(() => throwError(() => new NoSourcesError(meta.hash, picker.remaining, meta.name))),
+      mergeMap((err) => throwError(() => err)),
     )
 
     const transfer$ = merge(merge(newSources$, askers$).pipe(mergeMap(runSource)), starved$)

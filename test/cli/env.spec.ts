@@ -43,6 +43,9 @@ describe('options from the environment', () => {
     expect(optionsOf('peer', [], { LP2P_SHARE: '/srv/files', LP2P_TRACKER: '10.0.0.1:9', LP2P_UPLOAD_LIMIT: '20M', LP2P_PORT: '4000' }))
       .toMatchObject({ share: '/srv/files', tracker: '10.0.0.1:9', uploadLimit: 20e6, port: 4000 })
     expect(optionsOf('get', ['x'], { LP2P_OUT: '/tmp/dl', LP2P_DOWNLOAD_LIMIT: '1Mi' })).toMatchObject({ out: '/tmp/dl', downloadLimit: 1024 * 1024 })
+    expect(optionsOf('get', ['x'], { LP2P_STALL_TIMEOUT: '2m' })).toMatchObject({ stallTimeout: 120_000 })
+    expect(optionsOf('get', ['x', '--stall-timeout', '0'], {})).toMatchObject({ stallTimeout: 0 })
+    expect(optionsOf('get', ['x'], {})).toMatchObject({ stallTimeout: 120_000 })
     expect(optionsOf('demo', [], { LP2P_DEMO_SIZE: '64M', LP2P_DEMO_PEERS: '3' })).toMatchObject({ size: 64 * 1024 * 1024, peers: 3 })
   })
 
@@ -53,6 +56,7 @@ describe('options from the environment', () => {
   it('refuses a bad value from the environment as a usage error naming the variable', () => {
     expect(() => optionsOf('peer', [], { LP2P_SHARE: '.', LP2P_PORT: '70000' })).toThrow(expect.objectContaining({ code: 'ERR_USAGE', message: 'LP2P_PORT: port "70000" is not 0..65535' }))
     expect(() => optionsOf('get', ['x'], { LP2P_DOWNLOAD_LIMIT: '20Mb' })).toThrow(expect.objectContaining({ code: 'ERR_USAGE', message: expect.stringMatching(/^LP2P_DOWNLOAD_LIMIT: rate "20Mb"/) }))
+    expect(() => optionsOf('get', ['x'], { LP2P_STALL_TIMEOUT: 'soon' })).toThrow(expect.objectContaining({ code: 'ERR_USAGE', message: expect.stringMatching(/^LP2P_STALL_TIMEOUT: duration "soon"/) }))
     // the same value on the command line is the user's own typing: no variable named
     expect(() => optionsOf('peer', ['--port', '70000'], { LP2P_SHARE: '.' })).toThrow(expect.objectContaining({ message: 'port "70000" is not 0..65535' }))
     // a bad variable under a flag that wins is never read

@@ -303,6 +303,53 @@ describe('failures', () => {
     expect(fs.existsSync(path.join(dir, 'escape.bin'))).toBe(false)
   }, 60_000)
 
+  it('a get whose only holder declines every request (BUSY) gives up after --stall-timeout with exit 6, naming why (before: 0 % for good)', async () => {
+    const { address: tracker } = await startTracker(procs)
+    const { encode, decode } = await import('cbor-x')
+    const { FrameDecoder } = await import('../../src/protocol/frames')
+    const { encodeFrameHead } = await import('../../src/protocol/codec')
+    const content = randomBytes(1024 * 1024)
+    const hash = (await import('node:crypto')).createHash('sha256').update(content).digest('hex')
+    // a holder that says it has the whole file and answers BUSY to everything else
+    const server = net.createServer((s) => {
+      const frames = new FrameDecoder()
+      s.on('error', () => {})
+      s.on('data', (chunk) => {
+        let got
+        try { got = frames.push(chunk) } catch { s.destroy(); return }
+        for (const { msg } of got) {
+          if (msg.type === 'probe') s.write(encodeFrameHead({ type: 'have', req: msg.req, fileId: msg.fileId, totalPieces: 4 }))
+          else if (msg.type === 'find_cluster') s.write(encodeFrameHead({ type: 'cluster', req: msg.req, fileId: msg.fileId, peers: [] }))
+          else if ('req' in msg) s.write(encodeFrameHead({ type: 'error', req: msg.req, code: 'BUSY', message: 'upload queue full: ask another peer' }))
+        }
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    try {
+      const sock = dgram.createSocket('udp4')
+      const ask = (msg: unknown): Promise<Record<string, unknown>> => new Promise((resolve) => {
+        sock.once('message', (d) => resolve(decode(d) as Record<string, unknown>))
+        sock.send(encode(msg), portOf(tracker), '127.0.0.1')
+      })
+      const { token } = await ask({ type: 'connect', tx: 1, pad: new Uint8Array(32) })
+      const port = (server.address() as net.AddressInfo).port
+      const r = await ask({ type: 'publish', tx: 2, nodeId: 'b'.repeat(32), port, name: 'busy.bin', hash, size: content.length, token })
+      sock.close()
+      expect(r.type).toBe('published')
+      const out = path.join(dir, 'out')
+      const started = Date.now()
+      const get = await runLp2p(['get', 'busy.bin', '--out', out, '--tracker', tracker, '--stall-timeout', '3s'], 30_000)
+      const took = Date.now() - started
+      expect(get.code).toBe(6)
+      expect(get.stderr.filter((l) => !l.startsWith('{'))).toEqual([expect.stringMatching(/^lp2p: no peer can supply the remaining 4 piece\(s\) of busy\.bin \([0-9a-f]{12}\): nothing arrived for 3\.\d s from its 1 source\(s\): they declined every request/)])
+      expect(took).toBeGreaterThanOrEqual(3000)
+      expect(took).toBeLessThan(15_000)
+      expect(fs.readdirSync(out)).toEqual([]) // nothing verified: no .part
+    } finally {
+      await new Promise((resolve) => server.close(resolve))
+    }
+  }, 60_000)
+
   it('a bad frame closes only that connection; the peer keeps serving others', async () => {
     const { sha, tracker, peer } = await oneSeeder(procs, dir, 'share', 'x.bin', 300_000)
     const hostileFrames = [

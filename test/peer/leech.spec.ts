@@ -330,6 +330,50 @@ describe('leech flow', () => {
       for (const k of late.slice(1)) expect(at[k] - at[k - 1]).toBe(1 + 3)
     })
 
+    it('a lone holder that declines every request ends the download after noProgressMs with ERR_NO_SOURCES, naming why (before: a get at 0 % for good)', () => {
+      const ts = newScheduler()
+      const { deps, links, sinks } = world(ts, [A], { [A.nodeId]: { piece: () => 'busy' } })
+      let error: Error | undefined
+      let at = -1
+      leech('f.bin', deps, { ...opts, busyRetryMs: 3, noProgressMs: 400 }).subscribe({ error: (e: Error) => { error = e; at = ts.now() } })
+      ts.flush()
+      expect(error).toMatchObject({ code: 'ERR_NO_SOURCES', missingPieces: 5 })
+      expect(error?.message).toMatch(/nothing arrived for 0\.4 s from its 1 source\(s\): they declined every request/)
+      // at the first check (every rediscoverMs) once 400 frames passed with nothing stored
+      expect(at).toBeGreaterThanOrEqual(400)
+      expect(at).toBeLessThanOrEqual(400 + opts.rediscoverMs)
+      expect((links.get(A.nodeId)?.asked ?? []).length).toBeGreaterThan(5)
+      expect(sinks[0].committed).toBe(false)
+      expect(sinks[0].closed).toBe(true)
+    })
+
+    it('the no-progress clock runs only while no request waits for our own download cap, and restarts with each piece', () => {
+      const ts = newScheduler()
+      ts.maxFrames = 10_000
+      // one piece per 300 frames from the budget, longer than noProgressMs (200) each: no fault of the peer's
+      const budget = new TokenBucket({ rate: BLOCK * 1000 / 300, burst: BLOCK, scheduler: ts })
+      const slow = world(ts, [A], {})
+      const events: LeechEvent[] = []
+      let error: Error | undefined
+      leech('f.bin', { ...slow.deps, budget }, { ...opts, noProgressMs: 200 }).subscribe({ next: (e) => events.push(e), error: (e: Error) => { error = e } })
+      ts.flush()
+      expect(error).toBeUndefined()
+      expect(events.at(-1)).toMatchObject({ event: 'done', sha256: meta.hash })
+      expect(ts.now()).toBeGreaterThan(3 * 300)
+      // a holder busy for 150 frames before each piece: each piece it sends restarts the clock
+      const ts2 = newScheduler()
+      ts2.maxFrames = 10_000
+      let since = 0
+      const { deps } = world(ts2, [A], { [A.nodeId]: { piece: () => { if (ts2.now() - since < 150) return 'busy'; since = ts2.now(); return 1 } } })
+      const events2: LeechEvent[] = []
+      let error2: Error | undefined
+      leech('f.bin', deps, { ...opts, pipeline: 1, busyRetryMs: 3, noProgressMs: 200 }).subscribe({ next: (e) => events2.push(e), error: (e: Error) => { error2 = e } })
+      ts2.flush()
+      expect(error2).toBeUndefined()
+      expect(events2.at(-1)).toMatchObject({ event: 'done', sha256: meta.hash })
+      expect(ts2.now()).toBeGreaterThan(4 * 150)
+    })
+
     it('gives its piece back at once: another holder serves it meanwhile', () => {
       const ts = newScheduler()
       const { deps, links, sinks } = world(ts, [A, B], { [A.nodeId]: { piece: () => 'busy' }, [B.nodeId]: { piece: () => 1 } })
