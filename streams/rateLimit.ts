@@ -110,6 +110,17 @@ export class TokenBucket {
   }
 
   /**
+   * Give back `n` tokens taken for something that did not happen (a request declined before any
+   * byte of it came): the bucket refills by that much, up to `burst`, and waiters may go at once.
+   */
+  give (n: number): void {
+    if (this.rate === Infinity || !(Number.isFinite(n) && n > 0)) return
+    this.refill()
+    this.tokens = Math.min(this.burst, this.tokens + n)
+    this.drain()
+  }
+
+  /**
    * Tokens granted ahead of the rate (an item larger than the bucket leaves it in debt): what
    * later takers wait out before anything more is granted. 0 when the bucket is not in debt.
    */

@@ -41,7 +41,11 @@ export interface PieceSink extends PositionalWriter {
 }
 
 /** Something that rations bytes (a token bucket): `take(n)` emits once when n bytes may go (lower `priority` first, if it orders its waiters). */
-export interface ByteBudget { take: (n: number, priority?: number) => Observable<unknown> }
+export interface ByteBudget {
+  take: (n: number, priority?: number) => Observable<unknown>
+  /** Gives back what a request took when it was declined (no byte of it came). */
+  give?: (n: number) => void
+}
 
 export interface LeechDeps {
   tracker: {
@@ -364,6 +368,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         // a busy peer (not at fault either): the piece goes back for another holder, and this
         // peer is asked again after a short pause (waiting for its next probe left uplinks idle)
         if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.busy) {
+          declined()
           pauseBusy(id, err.retryMs)
           picker.release(id, index)
           wake(index)
@@ -371,7 +376,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           return
         }
         // a seeder that already sent this piece to someone: get it from a peer (not a failure)
-        if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.seeded) { picker.decline(id, index); wake(index); sub.complete(); return }
+        if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.seeded) { declined(); picker.decline(id, index); wake(index); sub.complete(); return }
         sub.error(err)
       })
       // (with how many of our sources hold it, up to what a holder looks at: it sends the rarest of
@@ -391,6 +396,9 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       let budgetWait = budget !== undefined
       if (budgetWait) budgetWaits++
       const budgetGiven = (): void => { if (budgetWait) { budgetWait = false; budgetWaits-- } }
+      // a declined request brought no byte: what it took from the download cap goes back (a busy
+      // swarm declines two requests in three: kept, they held a capped download to a third of its cap)
+      const declined = (): void => { if (budget !== undefined && !budgetWait) budget.give?.(expected) }
       ask = (budget === undefined ? ask$ : budget.take(expected).pipe(take(1), switchMap(() => {
         budgetGiven()
         if (!sub.closed && !replied && deadline === undefined) deadline = scheduler.schedule(timedOut, stallMs(id, expected))

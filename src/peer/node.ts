@@ -464,7 +464,7 @@ export class Lp2pNode {
     const own = downloadLimit === undefined || !Number.isFinite(downloadLimit) || downloadLimit <= 0 ? undefined : new TokenBucket({ rate: downloadLimit })
     const node = this.downloadBudget
     // both caps hold: the node's (shared by its downloads) and this download's own
-    const budget = own === undefined ? node : node === undefined ? own : { take: (n: number) => node.take(n).pipe(take(1), switchMap(() => own.take(n))) }
+    const budget = own === undefined ? node : node === undefined ? own : { take: (n: number) => node.take(n).pipe(take(1), switchMap(() => own.take(n))), give: (n: number) => { node.give(n); own.give(n) } }
     return leech(query, {
       // a random sample of holders: in a big swarm every leecher gets its own neighbours
       tracker: { files: () => this.trackerClient.files(), nodes: (id) => this.trackerClient.sample(id, 2 * FAN_OUT) },

@@ -3,7 +3,9 @@ import dgram from 'node:dgram'
 import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
+import { encodeFrameHead } from '../../src/protocol/codec'
+import { FrameDecoder } from '../../src/protocol/frames'
 import { listening, oneSeeder, perTest, runLp2p, sha256File, shareRandom, shareTwice, spawnLp2p, startPeer, startTracker } from './helpers'
 
 const portOf = (addr: string): number => Number(addr.split(':').pop())
@@ -306,10 +308,8 @@ describe('failures', () => {
   it('a get whose only holder declines every request (BUSY) gives up after --stall-timeout with exit 6, naming why (before: 0 % for good)', async () => {
     const { address: tracker } = await startTracker(procs)
     const { encode, decode } = await import('cbor-x')
-    const { FrameDecoder } = await import('../../src/protocol/frames')
-    const { encodeFrameHead } = await import('../../src/protocol/codec')
     const content = randomBytes(1024 * 1024)
-    const hash = (await import('node:crypto')).createHash('sha256').update(content).digest('hex')
+    const hash = createHash('sha256').update(content).digest('hex')
     // a holder that says it has the whole file and answers BUSY to everything else
     const server = net.createServer((s) => {
       const frames = new FrameDecoder()

@@ -167,6 +167,23 @@ describe('leech flow', () => {
     expect(ts.now()).toBeGreaterThanOrEqual(3 * 30) // (the first piece from the full bucket, the short last one ~at once)
   })
 
+  it('a declined request (BUSY) gives its download budget back: a capped download in a busy swarm still goes at its cap', () => {
+    const ts = newScheduler()
+    // every other request is declined (the holder's queue is full half the time)
+    let asks = 0
+    const { deps, links } = world(ts, [A], { [A.nodeId]: { piece: () => asks++ % 2 === 0 ? 'busy' : 1 } })
+    // one piece per 30 frames, no burst beyond a piece
+    const budget = new TokenBucket({ rate: BLOCK * 1000 / 30, burst: BLOCK, scheduler: ts })
+    const events: LeechEvent[] = []
+    leech('f.bin', { ...deps, budget }, { ...opts, pipeline: 1, busyRetryMs: 3 }).subscribe((e) => events.push(e))
+    ts.flush()
+    expect(events.at(-1)).toMatchObject({ event: 'done', sha256: meta.hash })
+    expect(links.get(A.nodeId)?.asked.length).toBeGreaterThanOrEqual(9)
+    // five pieces (the last one short) at the cap: the first from the full bucket, then ~30 frames
+    // each; a BUSY that kept its budget made it ~30 frames more per decline (~270 in all)
+    expect(ts.now()).toBeLessThan(5 * 30 + 20)
+  })
+
   it('drops a peer whose piece times out, and says which pieces nobody else can give', () => {
     const ts = newScheduler()
     // only B holds piece 4, and B never answers

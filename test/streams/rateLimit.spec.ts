@@ -118,6 +118,26 @@ describe('rateLimit', () => {
     expect(new TokenBucket({ rate: Infinity }).owed()).toBe(0)
   })
 
+  it('give(n): tokens given back let a waiter go at once, never beyond the burst; a no-op when unlimited', () => {
+    const ts = setup()
+    ts.run(({ flush }) => {
+      const bucket = new TokenBucket({ rate: 10_000, burst: 1000, scheduler: ts })
+      const at: number[] = []
+      bucket.take(1000).subscribe(() => at.push(ts.now())) // empties the bucket
+      bucket.take(1000).subscribe(() => at.push(ts.now())) // would wait 100 ms
+      ts.schedule(() => { bucket.give(1000) }, 10) // the first was declined: its tokens come back
+      flush()
+      expect(at).toEqual([0, 10])
+      // (the bucket then held 100 refilled + 1000 given, capped at 1000: 1000 more takes 100 ms after)
+      bucket.give(5000)
+      bucket.take(1000).subscribe(() => at.push(ts.now()))
+      bucket.take(1000).subscribe(() => at.push(ts.now()))
+      flush()
+      expect(at.slice(2)).toEqual([10, 110])
+    })
+    expect(() => { new TokenBucket({ rate: Infinity }).give(10) }).not.toThrow()
+  })
+
   it('completes when the last value has been granted', () => {
     setup().run(({ cold, expectObservable, expectSubscriptions }) => {
       const bucket = new TokenBucket({ rate: 10_000, burst: 1000 })
