@@ -8,8 +8,7 @@ import { segment } from '../protocol/segmentation'
 import { parseRate } from '../../streams/rateLimit'
 import type { ScenarioResult, UploadClass } from '../sim/scenario'
 import { log } from '../log'
-import { parseDuration } from './format'
-import { bytes, table } from './format'
+import { bytes, parseDuration, table } from './format'
 import { simNodeFlags } from './simHeap'
 import { LP2P_BIN } from './spawn'
 
@@ -100,7 +99,6 @@ export function tooSlowForPieces (size: number, o: { upload: UploadClass[], seed
   if (ms <= PIECE_TIMEOUT_MS) return null
   return `${flag}: a piece of this file (${bytes(blockSize)}) takes ${(ms / 1000).toFixed(1)} s on a ${mbs(slowest)} link, longer than the ${PIECE_TIMEOUT_MS / 1000} s an asker waits for a piece: no leecher could finish (give at least ${mbs(Math.ceil(blockSize * 1000 / PIECE_TIMEOUT_MS))})`
 }
-
 
 /**
  * The line a run shows on a terminal while it goes (every second of virtual time): how far in

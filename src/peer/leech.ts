@@ -396,8 +396,8 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       let budgetWait = budget !== undefined
       if (budgetWait) budgetWaits++
       const budgetGiven = (): void => { if (budgetWait) { budgetWait = false; budgetWaits-- } }
-      // a declined request brought no byte: what it took from the download cap goes back (a busy
-      // swarm declines two requests in three: kept, they held a capped download to a third of its cap)
+      // a declined request brought no byte: what it took from the download cap goes back (kept, each
+      // BUSY cost a capped download a piece time of its cap)
       const declined = (): void => { if (budget !== undefined && !budgetWait) budget.give?.(expected) }
       ask = (budget === undefined ? ask$ : budget.take(expected).pipe(take(1), switchMap(() => {
         budgetGiven()
