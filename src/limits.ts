@@ -27,6 +27,13 @@ export const TRACKER_ATTEMPTS = 5
 export const MAX_TRACKER_FILES = 100_000
 /** Datagrams per second the tracker handles from one source address (twice that in a burst). */
 export const TRACKER_RATE_PER_SOURCE = 500
+/**
+ * Datagrams per second a node sends its tracker at most (twice that in a burst): under the
+ * tracker's limit, so a peer publishing or withdrawing thousands of files, or listing a big
+ * tracker, is paced rather than having most datagrams dropped and retried (6,000 withdraws at
+ * once: 4,664 failed after five tries, and their files stayed listed).
+ */
+export const TRACKER_CLIENT_RATE = TRACKER_RATE_PER_SOURCE * 0.8
 /** Most nodes a tracker keeps. */
 export const MAX_TRACKER_NODES = 100_000
 

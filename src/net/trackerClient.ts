@@ -1,6 +1,7 @@
 import { asyncScheduler, catchError, defer, EMPTY, filter, finalize, map, Observable, of, retry, shareReplay, switchMap, take, tap, throwError, throwIfEmpty, timeout, type SchedulerLike } from 'rxjs'
-import { ConnectionClosedError, RemoteError, TrackerUnreachableError } from '../errors'
-import { TRACKER_ATTEMPTS, TRACKER_TIMEOUT_MS } from '../limits'
+import { ConnectionClosedError, ProtocolError, RemoteError, TrackerUnreachableError } from '../errors'
+import { MAX_TRACKER_FILES, MAX_TRACKER_NODES, TRACKER_ATTEMPTS, TRACKER_TIMEOUT_MS } from '../limits'
+import { TokenBucket } from '../../streams/rateLimit'
 import { CONNECT_PAD_BYTES, type GetNodes, type ListedFile, type QueryFiles, type NodeInfo, type Published, type TrackerMessage, type TrackerReply, type TrackerRequest } from '../protocol/messages'
 
 /** A connection token is renewed after this long (the tracker accepts it for 2 to 4 minutes). */
@@ -20,6 +21,17 @@ export interface TrackerClientOptions {
   attempts?: number
   /** Transaction ids: injectable for deterministic tests. */
   nextTx?: () => number
+  /**
+   * Most datagrams per second this client sends (tries included; default: no limit), twice that
+   * in a burst: under the tracker's per-address limit, a node publishing or withdrawing thousands
+   * of files at once is paced instead of having most of them dropped and retried.
+   */
+  ratePerSecond?: number
+}
+
+/** Options of one request: a client's, and the pace its tries wait for. */
+interface RequestOptions extends TrackerClientOptions {
+  pace?: { take: (n: number) => Observable<unknown> }
 }
 
 export type WithoutTx<T> = T extends unknown ? Omit<T, 'tx'> : never
@@ -35,23 +47,26 @@ type ReplyFor<R extends TrackerRequest['type']> =
  * after `attempts` tries the request fails with TrackerUnreachableError. An `error` reply fails
  * at once with RemoteError; replies that end (the transport closed) with ConnectionClosedError. Cold: nothing is sent until subscription.
  */
-export function trackerRequest<M extends WithoutTx<TrackerRequest>> (transport: TrackerTransport, msg: M, opts: TrackerClientOptions = {}): Observable<ReplyFor<M['type']>> {
+export function trackerRequest<M extends WithoutTx<TrackerRequest>> (transport: TrackerTransport, msg: M, opts: RequestOptions = {}): Observable<ReplyFor<M['type']>> {
   const scheduler = opts.scheduler ?? asyncScheduler
   const timeoutMs = opts.timeoutMs ?? TRACKER_TIMEOUT_MS
   const attempts = opts.attempts ?? TRACKER_ATTEMPTS
   const nextTx = opts.nextTx ?? randomTx
   let attempt = 0
+  const pace = opts.pace
   return defer(() => {
     const wait = timeoutMs * 2 ** attempt++
     const tx = nextTx()
     const out = { ...msg, tx } as TrackerRequest
-    return new Observable<TrackerMessage>((sub) => {
+    const ask = new Observable<TrackerMessage>((sub) => {
       // listen before sending so a fast reply is never missed
       // (replies that stop for good, a node closed: the request fails instead of waiting forever)
       const s = transport.incoming$.pipe(filter((m) => m.tx === tx), take(1), throwIfEmpty(() => new ConnectionClosedError(transport.name, 'closed before the tracker answered'))).subscribe(sub)
       transport.send(out)
       return s
     }).pipe(timeout({ first: wait, scheduler, with: () => throwError(() => new TrackerUnreachableError(transport.name, attempts)) }))
+    // (the wait for the pace is not the tracker's: its timeout starts when the datagram goes)
+    return pace === undefined ? ask : pace.take(1).pipe(take(1), switchMap(() => ask))
   }).pipe(
     retry({ count: attempts - 1, delay: (e) => { if (e instanceof TrackerUnreachableError) return of(0); throw e } }),
     map((reply) => {
@@ -64,14 +79,19 @@ export function trackerRequest<M extends WithoutTx<TrackerRequest>> (transport: 
 function randomTx (): number { return (Math.random() * 0x100000000) >>> 0 }
 
 /**
- * The tracker, as the rest of a node sees it. Pages are followed to the end (bounded by
- * `maxPages`), so callers get whole lists.
+ * The tracker, as the rest of a node sees it. Pages are followed to the end, so callers get whole
+ * lists: a list that does not end where a tracker's limits say it must (MAX_TRACKER_FILES,
+ * MAX_TRACKER_NODES) fails rather than being passed on cut.
  */
 export class TrackerClient {
   private token: { value: Uint8Array, at: number } | null = null
   private connecting: Observable<Uint8Array> | null = null
+  private readonly opts: RequestOptions
 
-  constructor (readonly transport: TrackerTransport, private readonly opts: TrackerClientOptions = {}) {}
+  constructor (readonly transport: TrackerTransport, opts: TrackerClientOptions = {}) {
+    const rate = opts.ratePerSecond
+    this.opts = rate === undefined ? opts : { ...opts, pace: new TokenBucket({ rate, burst: 2 * rate, scheduler: opts.scheduler }) }
+  }
 
   /**
    * A request with this client's connection token (obtained with `connect` first, refreshed
@@ -114,9 +134,9 @@ export class TrackerClient {
   }
 
   /** Every published file. */
-  files (maxPages = 1000): Observable<ListedFile[]> {
+  files (maxItems = MAX_TRACKER_FILES): Observable<ListedFile[]> {
     return collectPages((after) => this.request<WithoutTx<QueryFiles>>(after === undefined ? { type: 'query_files' } : { type: 'query_files', after })
-      .pipe(map((r) => ({ items: r.files, next: r.next }))), maxPages)
+      .pipe(map((r) => ({ items: r.files, next: r.next }))), maxItems, 'files')
   }
 
   /** Up to `k` live holders of `fileId`, drawn at random by the tracker (one request). */
@@ -125,28 +145,36 @@ export class TrackerClient {
   }
 
   /** Live nodes, optionally only those holding `fileId`. */
-  nodes (fileId?: string, maxPages = 1000): Observable<NodeInfo[]> {
+  nodes (fileId?: string, maxItems = MAX_TRACKER_NODES): Observable<NodeInfo[]> {
     return collectPages((after) => {
       const m: WithoutTx<GetNodes> = { type: 'get_nodes' }
       if (fileId !== undefined) m.fileId = fileId
       if (after !== undefined) m.after = after
       return this.request(m).pipe(map((r) => ({ items: r.nodes, next: r.next })))
-    }, maxPages)
+    }, maxItems, 'nodes')
   }
 }
 
-function collectPages<T> (get: (after?: string) => Observable<{ items: T[], next?: string }>, maxPages: number): Observable<T[]> {
+/**
+ * A whole list, page after page (each after the key the last one gave). Fails when the list is
+ * longer than `maxItems` (what a tracker may hold) or a page does not move on (a key not after
+ * the last one, an empty page that says there is more): a list cut short is never passed on as
+ * whole (a `get` would say "not found" for a file the tracker lists).
+ */
+function collectPages<T> (get: (after?: string) => Observable<{ items: T[], next?: string }>, maxItems: number, what: string): Observable<T[]> {
   return new Observable<T[]>((sub) => {
     const all: T[] = []
-    let pages = 0
     let inner: { unsubscribe: () => void } | undefined
     const step = (after?: string): void => {
       inner = get(after).subscribe({
         next: (p) => {
-          all.push(...p.items)
-          pages++
-          if (p.next !== undefined && p.items.length > 0 && pages < maxPages) step(p.next)
-          else { sub.next(all); sub.complete() }
+          for (const it of p.items) all.push(it)
+          if (p.next === undefined) { sub.next(all); sub.complete(); return }
+          if (all.length > maxItems || p.items.length === 0 || (after !== undefined && p.next <= after)) {
+            sub.error(new ProtocolError(`the tracker's list of ${what} did not end (${all.length} so far, more than a tracker holds, or a page that does not move on): not used cut short`))
+            return
+          }
+          step(p.next)
         },
         error: (e) => sub.error(e),
       })

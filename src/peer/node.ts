@@ -6,7 +6,7 @@ import {
 } from 'rxjs'
 import { ConnectionClosedError } from '../errors'
 import { heartbeats } from './heartbeat'
-import { FAN_OUT, HEARTBEAT_MS, LEAVE_WAIT_MS, MAX_BLOCK_SIZE, MAX_BUSY_RETRY_MS, MAX_PEERS_PER_REPLY, BUSY_QUEUE_MS, RAREST_FIRST_AGE_MS } from '../limits'
+import { FAN_OUT, HEARTBEAT_MS, LEAVE_WAIT_MS, MAX_BLOCK_SIZE, MAX_BUSY_RETRY_MS, MAX_PEERS_PER_REPLY, BUSY_QUEUE_MS, RAREST_FIRST_AGE_MS, TRACKER_CLIENT_RATE } from '../limits'
 import { log } from '../log'
 import type { FileMetaData, Leech, PeerAddress } from '../protocol/messages'
 import { bindUdp, localAddressToward, type UdpPort } from '../net/udp'
@@ -104,6 +104,16 @@ export class Lp2pNode {
 
   /** One-off tracker requests still running. */
   get pendingRequests (): number { return this.oneOffs.size }
+  /**
+   * Files to withdraw at the tracker, kept until it acknowledges (retried with each heartbeat:
+   * a withdraw lost left the file listed here for good), and those whose withdraw is on its way;
+   * they go through one stream, a few at once.
+   */
+  private readonly unlisting = new Set<string>()
+  private readonly withdrawing = new Set<string>()
+  private readonly withdraws = new Subject<string>()
+  /** Shared files whose publish is on its way (a heartbeat does not send them again meanwhile). */
+  private readonly publishing = new Set<string>()
   private readonly links = new Map<string, SharedLink>()
   /** What the share watcher hashed, by path. */
   private readonly known = new Map<string, KnownFile>()
@@ -151,7 +161,7 @@ export class Lp2pNode {
     // the LAN address for one on the LAN; 127.0.0.1 could not even reach the latter)
     const host = this.opts.host ?? await localAddressToward(this.opts.tracker)
     this.udp = await bindUdp(host, 0, (err, to) => this.log.debug({ err: err.message, to }, 'udp send failed'))
-    this.tracker = new TrackerClient(udpTrackerTransport(this.udp, this.opts.tracker), { timeoutMs: this.opts.trackerTimeoutMs, attempts: this.opts.trackerAttempts })
+    this.tracker = new TrackerClient(udpTrackerTransport(this.udp, this.opts.tracker), { timeoutMs: this.opts.trackerTimeoutMs, attempts: this.opts.trackerAttempts, ratePerSecond: TRACKER_CLIENT_RATE })
     if (this.opts.share !== undefined) this.local = await scanShare(this.opts.share, undefined, this.skip)
     for (const f of this.local) this.shared.set(f.fileId, f)
     if (this.opts.serve ?? true) {
@@ -182,6 +192,7 @@ export class Lp2pNode {
         onIdle: () => this.kicker.poke(),
       })
       this.listen = await this.server.start()
+      this.subs.push(this.withdrawLoop(this.listen.port))
       await lastValueFrom(this.publishShared().pipe(defaultIfEmpty(null)))
       this.subs.push(this.heartbeats())
     }
@@ -204,6 +215,8 @@ export class Lp2pNode {
     const port = this.listen?.port ?? 0
     const publish = (f: LocalFile): Observable<FileMetaData> => this.trackerClient.request({ type: 'publish', nodeId: this.nodeId, port, name: f.name, hash: f.fileId, size: f.size, blockSize: f.blockSize, root: f.root }).pipe(map((r) => r.meta))
     return from(files).pipe(
+      filter((f) => !this.publishing.has(f.fileId)),
+      tap((f) => this.publishing.add(f.fileId)),
       mergeMap((f) => publish(f).pipe(
         mergeMap((meta) => meta.blockSize === f.blockSize
           ? [meta]
@@ -215,10 +228,12 @@ export class Lp2pNode {
           // tracker was down, is told once; those published by start are in `publishedFiles`)
           const first = entry.meta === undefined
           entry.meta = meta
+          this.unlisting.delete(meta.hash) // (shared again: a withdraw still to send would unlist it)
           this.served.set(meta.hash, servedShare(meta, () => f.file, () => f.blockSize === meta.blockSize ? f.pieceHashes : null, () => f.file.checkSize()))
           if (first && this.started && !this.closed) this.shareEvents.next({ event: 'shared', name: meta.name, fileId: meta.hash, size: meta.size, blockSize: meta.blockSize, pieces: meta.pieces })
         }),
         catchError((err: Error) => { this.log.warn({ file: f.name, err: err.message }, 'publish failed; retried with the next heartbeat'); return EMPTY }),
+        finalize(() => this.publishing.delete(f.fileId)),
       ), 8),
     )
   }
@@ -256,9 +271,33 @@ export class Lp2pNode {
   /** Tell the tracker this node no longer holds a file (when it serves and is not closing: a closed node's records expire). */
   private unlist (fileId: string): void {
     if (this.listen === null || this.closed) return
-    this.fire(this.trackerClient.request({ type: 'withdraw', nodeId: this.nodeId, port: this.listen.port, fileId }).pipe(
-      catchError((e: Error) => { this.log.warn({ fileId, err: e.message }, 'withdraw not acknowledged; the next heartbeat resyncs'); return EMPTY }),
-    ))
+    this.unlisting.add(fileId)
+    this.sendWithdraws()
+  }
+
+  /** Send the withdraws not acknowledged yet nor on their way. */
+  private sendWithdraws (): void {
+    for (const id of this.unlisting) {
+      if (this.withdrawing.has(id)) continue
+      this.withdrawing.add(id)
+      this.withdraws.next(id)
+    }
+  }
+
+  /** The withdraws, 8 at once (the tracker client paces them); one that fails waits for the next heartbeat. */
+  private withdrawLoop (port: number): Subscription {
+    let failed = 0
+    return this.withdraws.pipe(
+      mergeMap((fileId) => this.trackerClient.request({ type: 'withdraw', nodeId: this.nodeId, port, fileId }).pipe(
+        tap(() => this.unlisting.delete(fileId)),
+        catchError((e: Error) => {
+          // (said once per burst of failures, not once per file: a folder emptied at once is thousands)
+          if (failed++ === 0) this.log.warn({ fileId, err: e.message }, 'withdraw not acknowledged; retried with the next heartbeat')
+          return EMPTY
+        }),
+        finalize(() => { this.withdrawing.delete(fileId); if (this.withdrawing.size === 0) failed = 0 }),
+      ), 8),
+    ).subscribe()
   }
 
   /**
@@ -375,7 +414,16 @@ export class Lp2pNode {
     this.log.warn({ path: p, reason }, 'not shared')
   }
 
-  private get fileCount (): number { return this.shared.size + this.listedHeld.length }
+  /**
+   * The files the tracker should list for this node (its heartbeat says how many: fewer there,
+   * and the tracker asks for everything again): the shared ones it acknowledged (not those whose
+   * publish is on its way or failed: a heartbeat retries those) and the downloads.
+   */
+  private get fileCount (): number {
+    let n = 0
+    for (const f of this.shared.values()) if (f.meta !== undefined) n++
+    return n + this.listedHeld.length
+  }
 
   /** May this piece request pass a busy uplink (a fresh piece, a starved asker)? */
   private passesBusy (m: Leech): boolean {
@@ -389,7 +437,14 @@ export class Lp2pNode {
       periodMs: this.opts.heartbeatMs ?? HEARTBEAT_MS,
       announce: () => this.trackerClient.request({ type: 'announce', nodeId: this.nodeId, port: this.listen?.port ?? 0, files: this.fileCount, uploaded: this.uploaded, downloaded: this.downloaded }).pipe(tap(() => { this.missedBeats = 0 })),
       republish: () => [this.publishShared(), ...this.listedHeld.map((h) => this.publishHeld(h))],
-      regular: () => [this.refreshClusters(), ...this.listedHeld.filter((h) => !h.complete).map((h) => this.publishHeld(h))],
+      regular: () => {
+        // (shared files the tracker has not acknowledged, and withdraws it has not, are sent
+        // again on their own: a beat does not wait for thousands of them)
+        const unpublished = this.local.filter((f) => this.shared.get(f.fileId)?.meta === undefined)
+        if (unpublished.length > 0) this.fire(this.publishShared(unpublished))
+        this.sendWithdraws()
+        return [this.refreshClusters(), ...this.listedHeld.filter((h) => !h.complete).map((h) => this.publishHeld(h))]
+      },
       // (one missed beat is said at debug level: it is retried, and whatever else asked the tracker
       // meanwhile, a get's file list for one, reports it; two in a row are a tracker that is gone)
       onError: (err) => this.log[++this.missedBeats >= 2 ? 'warn' : 'debug']({ err: err.message, missed: this.missedBeats }, 'heartbeat failed; backing off'),

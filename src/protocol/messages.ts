@@ -59,7 +59,7 @@ export const MAX_LIST_ITEMS = 1024
  */
 export interface Publish { type: 'publish', tx: number, nodeId: string, port: number, name: string, hash: string, size: number, blockSize?: number, root?: string, have?: number, token?: Uint8Array }
 export interface Published { type: 'published', tx: number, meta: FileMetaData }
-/** Heartbeat. `files` is how many files the node holds: when it differs from what the tracker knows, the tracker asks for a resync (re-publish). */
+/** Heartbeat. `files` is how many files the node holds: when the tracker holds fewer for it, it asks for a resync (re-publish). */
 export interface Announce { type: 'announce', tx: number, nodeId: string, port: number, files: number, uploaded: number, downloaded: number, token?: Uint8Array }
 export interface Announced { type: 'announced', tx: number, interval: number, resync: boolean }
 export interface QueryFiles { type: 'query_files', tx: number, after?: string, token?: Uint8Array }

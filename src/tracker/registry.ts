@@ -196,12 +196,18 @@ export class Registry {
     if (this.files.get(fileId) !== undefined) this.unheld.set(fileId, true)
   }
 
-  /** Heartbeat, with the node's counters. Returns true when the node should re-publish (the tracker's view of it differs). */
+  /**
+   * Heartbeat, with the node's counters. Returns true when the node should re-publish: the
+   * tracker holds fewer of its files than it says (it restarted, or expired the node). More is
+   * no reason: publishes on their way, withdraws the node retries until they are acknowledged;
+   * a re-publish would only send every file again (a peer adding thousands of files did so
+   * with each heartbeat while they went out).
+   */
   announce (node: { nodeId: string, host: string, port: number }, fileCount: number, now: number, counters: { uploaded: number, downloaded: number } = { uploaded: 0, downloaded: 0 }): boolean {
     const n = this.touch(node, now)
     n.uploaded = counters.uploaded
     n.downloaded = counters.downloaded
-    return n.files.size !== fileCount
+    return n.files.size < fileCount
   }
 
   private touch (node: { nodeId: string, host: string, port: number }, now: number): NodeState {

@@ -162,3 +162,75 @@ describe('TrackerClient.leave', () => {
     expect(sent.map((x) => x.msg.type)).toEqual(['connect', 'announce', 'leave'])
   })
 })
+
+describe('TrackerClient lists and pace', () => {
+  const TOKEN = new Uint8Array(16).fill(7)
+  const hashOf = (k: number): string => k.toString(16).padStart(64, '0')
+  /** A tracker listing `total` files, `perPage` a page; `stuck`: every page says "more after" the same key. */
+  function lister (ts: TestScheduler, total: number, perPage: number, stuck = false): { transport: TrackerTransport, sent: { frame: number, msg: TrackerRequest }[] } {
+    const incoming = new Subject<TrackerMessage>()
+    const sent: { frame: number, msg: TrackerRequest }[] = []
+    const reply = (m: TrackerMessage): void => { ts.schedule(() => incoming.next(m), 1) }
+    return {
+      sent,
+      transport: {
+        name: 'test-tracker',
+        incoming$: incoming,
+        send: (msg) => {
+          sent.push({ frame: ts.now(), msg })
+          if (msg.type === 'connect') { reply({ type: 'connected', tx: msg.tx, token: TOKEN }); return }
+          if (msg.type === 'announce') { reply({ type: 'announced', tx: msg.tx, interval: 3000, resync: false }); return }
+          if (msg.type !== 'query_files') return
+          const from = stuck || msg.after === undefined ? 0 : parseInt(msg.after, 16) + 1
+          const files = Array.from({ length: Math.min(perPage, total - from) }, (_, i) => ({ name: `f${from + i}`, hash: hashOf(from + i), size: 1, blockSize: 262144, pieces: 1 }))
+          const last = from + files.length - 1
+          reply(last < total - 1 ? { type: 'files', tx: msg.tx, files, next: hashOf(last) } : { type: 'files', tx: msg.tx, files })
+        },
+      },
+    }
+  }
+
+  it('follows a list to its end, past a thousand pages (it was cut there, and passed on as whole)', () => {
+    const ts = setup()
+    ts.maxFrames = Infinity
+    const { transport, sent } = lister(ts, 2500, 1)
+    let got: unknown[] = []
+    new TrackerClient(transport, { scheduler: ts }).files().subscribe((fs) => { got = fs })
+    ts.flush()
+    expect(got).toHaveLength(2500)
+    expect(got.at(-1)).toMatchObject({ name: 'f2499' })
+    expect(sent.filter((s) => s.msg.type === 'query_files')).toHaveLength(2500)
+  })
+
+  it('fails, never passing a list on cut, when its pages do not move on or it is longer than a tracker holds', () => {
+    for (const [total, perPage, stuck, maxItems] of [[100, 5, true, 100_000], [1000, 7, false, 50]] as const) {
+      const ts = setup()
+      const { transport, sent } = lister(ts, total, perPage, stuck)
+      let error: Error | undefined
+      let got: unknown
+      new TrackerClient(transport, { scheduler: ts }).files(maxItems).subscribe({ next: (fs) => { got = fs }, error: (e: Error) => { error = e } })
+      ts.flush()
+      expect(got).toBeUndefined()
+      expect(error).toMatchObject({ code: 'ERR_PROTOCOL', message: expect.stringMatching(/^the tracker's list of files did not end/) })
+      expect(sent.filter((s) => s.msg.type === 'query_files').length).toBeLessThanOrEqual(stuck ? 2 : Math.ceil(maxItems / perPage) + 1)
+    }
+  })
+
+  it('paces its datagrams at ratePerSecond (twice that in a burst); a request\'s timeout starts when it is sent', () => {
+    const ts = setup()
+    ts.maxFrames = Infinity
+    const { transport, sent } = lister(ts, 1, 1)
+    const c = new TrackerClient(transport, { scheduler: ts, ratePerSecond: 10, timeoutMs: 50, attempts: 1 })
+    let answered = 0
+    let failed = 0
+    for (let i = 0; i < 30; i++) c.request({ type: 'announce', nodeId: 'a'.repeat(32), port: 1, files: 0, uploaded: 0, downloaded: 0 }).subscribe({ next: () => answered++, error: () => failed++ })
+    ts.flush()
+    expect(failed).toBe(0)
+    expect(answered).toBe(30)
+    const frames = sent.map((s) => s.frame)
+    // the connect and 19 announces from the burst of 20 at once, then one each 100 ms
+    expect(frames.filter((f) => f <= 1)).toHaveLength(20)
+    expect(frames.at(-1)).toBeGreaterThanOrEqual(1000)
+    expect(frames.at(-1)).toBeLessThanOrEqual(1200)
+  })
+})

@@ -1,4 +1,5 @@
 import { TestScheduler } from 'rxjs/testing'
+import { Subject } from 'rxjs'
 import { trackerFlow, type Inbound, type Outbound } from '../../src/tracker/flow'
 import { Registry } from '../../src/tracker/registry'
 import { makeToken, tokenValid } from '../../src/tracker/token'
@@ -172,6 +173,31 @@ describe('trackerFlow', () => {
     expect(tokenValid(secret, A, t, 200, 100)).toBe(false)
     expect(tokenValid(secret, { ...A, port: A.port + 1 }, t, 0, 100)).toBe(false)
     expect(tokenValid(Buffer.alloc(32, 1), A, t, 0, 100)).toBe(false)
+  })
+
+  it('a list walked page by page gives every file once, in order, whatever the rows a page reads (small items: more than fit a page of rows)', () => {
+    const ts = setup()
+    const reg = new Registry(undefined, 1000)
+    const total = 1000
+    for (let i = 0; i < total; i++) reg.publish({ nodeId: N('e'), host: '10.0.0.9', port: 1 }, { name: 'f', hash: i.toString(16).padStart(64, '0'), size: 1 }, 0)
+    const req$ = new Subject<Inbound>()
+    const replies: Outbound[] = []
+    const sub = trackerFlow(req$, { registry: reg, sweepMs: 100, scheduler: ts }).subscribe((o) => replies.push(o))
+    const seen: string[] = []
+    let after: string | undefined
+    for (let pages = 0; pages < total; pages++) {
+      req$.next(inb(after === undefined ? { type: 'query_files', tx: pages } : { type: 'query_files', tx: pages, after }))
+      const r = replies.at(-1)?.msg
+      if (r?.type !== 'files') throw new Error('expected files')
+      seen.push(...r.files.map((f) => f.hash))
+      after = r.next
+      if (after === undefined) break
+    }
+    sub.unsubscribe()
+    expect(seen).toHaveLength(total)
+    expect(seen).toEqual([...seen].sort())
+    expect(new Set(seen).size).toBe(total)
+    expect(replies.length).toBeGreaterThan(total / 200)
   })
 
   it('paginates long lists so every reply fits a datagram', () => {

@@ -62,6 +62,18 @@ it('Registry.publish: a finished download (have = every piece) brings the root w
   expect(reg.publish(node(3), { ...file, blockSize: meta.blockSize, root, have: meta.pieces }, 0).root).toBe(root)
 })
 
+it('a heartbeat asks for a re-publish only when the tracker holds fewer of the node\'s files than it says (not more: publishes on their way, withdraws being retried)', () => {
+  const reg = new Registry(undefined, 15_000)
+  const n = { nodeId: 'a'.repeat(32), host: '10.0.0.1', port: 1 }
+  const h = (i: number): string => i.toString(16).padStart(64, '0')
+  expect(reg.announce(n, 2, 0)).toBe(true) // unknown (a restarted tracker): everything again
+  reg.publish(n, { name: 'a', hash: h(1), size: 1 }, 0)
+  reg.publish(n, { name: 'b', hash: h(2), size: 1 }, 0)
+  expect(reg.announce(n, 2, 1)).toBe(false)
+  expect(reg.announce(n, 3, 2)).toBe(true)
+  expect(reg.announce(n, 1, 3)).toBe(false)
+})
+
 describe('Registry: what a client may not do to others', () => {
   const id = (i: number): string => String(i).padStart(32, '0')
   const hash = (i: number): string => i.toString(16).padStart(64, '0')

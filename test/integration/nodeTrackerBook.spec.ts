@@ -1,0 +1,57 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import { Lp2pNode, TrackerServer } from '../../src'
+import { tempDir } from './helpers'
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+/** Wait (bounded) until `ok`; the last value. */
+async function until<T> (read: () => T, ok: (t: T) => boolean, ms: number): Promise<T> {
+  const end = Date.now() + ms
+  let v = read()
+  while (!ok(v) && Date.now() < end) { await sleep(100); v = read() }
+  return v
+}
+
+/**
+ * What the tracker lists for a node stays what the node holds when its folder changes by
+ * hundreds of files at once, with a tracker that takes fewer datagrams a second from one address
+ * than the node sends (the tracker's own limit, lowered here so a few hundred files are enough).
+ */
+describe('a node\'s files at a tracker that drops what an address sends past its rate', () => {
+  it('300 files added at once are each published once (no re-publish of everything per heartbeat); removed at once, every one is withdrawn (lost withdraws are retried)', async () => {
+    const dir = tempDir('node-book')
+    const share = path.join(dir, 'share')
+    fs.mkdirSync(share)
+    fs.writeFileSync(path.join(share, 'keep.txt'), 'kept all along')
+    const publishes = { n: 0 }
+    let limited = 0
+    const tracker = new TrackerServer({ host: '127.0.0.1', port: 0, ratePerSource: 40, observer: { request: (t) => { if (t === 'publish') publishes.n++ }, error: (k) => { if (k === 'rate_limited') limited++ } } })
+    const t = await tracker.start()
+    // (one try per request, 100 ms: a dropped datagram is a failed request at once)
+    const node = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, heartbeatMs: 300, trackerTimeoutMs: 100, trackerAttempts: 1, watch: { settleMs: 100, rescanMs: 500 } })
+    const held = (): number => tracker.registry.listNodes(undefined, undefined, 10).find((n) => n.nodeId === node.nodeId)?.fileCount ?? -1
+    try {
+      await node.start()
+      expect(held()).toBe(1)
+      const N = 300
+      for (let i = 0; i < N; i++) fs.writeFileSync(path.join(share, `f${i}.txt`), `file ${i}`)
+      expect(await until(held, (n) => n === N + 1, 40_000)).toBe(N + 1)
+      // the tracker dropped some (it takes 40 a second, 80 at once), yet each file was handled about once
+      expect(limited).toBeGreaterThan(0)
+      expect(publishes.n).toBeLessThanOrEqual(1 + N + 30)
+      await sleep(1000) // (heartbeats go on: nothing is published again)
+      expect(publishes.n).toBeLessThanOrEqual(1 + N + 30)
+
+      limited = 0
+      for (let i = 0; i < N; i++) fs.unlinkSync(path.join(share, `f${i}.txt`))
+      expect(await until(held, (n) => n === 1, 40_000)).toBe(1)
+      expect(limited).toBeGreaterThan(0)
+      expect(tracker.registry.holderCount(node.sharedFiles[0].fileId)).toBe(1)
+    } finally {
+      await node.close()
+      tracker.close()
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  }, 120_000)
+})
