@@ -292,7 +292,7 @@ export function program (argv: readonly string[] = process.argv): Command {
     .addOption(new Option('--port <port>', 'TCP port for peers (0: any free port)').default(0).argParser(port).env('LP2P_PORT'))
     .addOption(uploadLimit())
     .addOption(new Option('--no-watch', 'share the folder as it is at start: files added, changed or removed later are not noticed until a restart (by default they are published or withdrawn within seconds)'))
-    .addOption(jsonOption('print NDJSON events: shared (one per file, and for files published later), withdrawn, listening (with files not published yet: unpublished), then serving every 2 s (files, connections, uploaded bytes, rate)'))
+    .addOption(jsonOption('print NDJSON events: shared (one per file, and for files published later), withdrawn, renamed, listening (with files not published yet: unpublished), then serving every 2 s (files, connections, uploaded bytes, rate)'))
     .action(async (o: { share: string, tracker: string, host: string, port: number, uploadLimit: number, watch: boolean, json?: boolean }) => {
       const node = new Lp2pNode({ tracker: parseEndpoint(o.tracker, '--tracker'), host: o.host, port: o.port, share: path.resolve(o.share), uploadLimit: o.uploadLimit, watch: o.watch })
       try {
@@ -318,7 +318,9 @@ export function program (argv: readonly string[] = process.argv): Command {
       // files added to or removed from the folder later (watching)
       const changes = node.shareChanges$.subscribe((e) => {
         if (o.json === true) { json(e); return }
-        view.note(e.event === 'shared' ? `shared ${printable(e.name)} (${bytes(e.size)}, ${e.fileId.slice(0, 16)})` : `withdrawn ${printable(e.name)}: ${printable(e.reason)}`)
+        view.note(e.event === 'shared'
+          ? `shared ${printable(e.name)} (${bytes(e.size)}, ${e.fileId.slice(0, 16)})`
+          : e.event === 'renamed' ? `renamed ${printable(e.from)} → ${printable(e.name)} (${e.fileId.slice(0, 16)})` : `withdrawn ${printable(e.name)}: ${printable(e.reason)}`)
       })
       const tick = setInterval(() => { view.tick({ files: node.publishedFiles.length, connections: node.peerConnections, uploaded: node.uploaded }) }, SERVING_TICK_MS)
       await untilSignal(() => {

@@ -63,6 +63,7 @@ export interface ShareWatchOptions {
 export type ShareEvent =
   | { event: 'shared', name: string, fileId: string, size: number, blockSize: number, pieces: number }
   | { event: 'withdrawn', name: string, fileId: string, reason: string }
+  | { event: 'renamed', name: string, from: string, fileId: string }
 
 /** A download's own options on top of the leech tuning. */
 export interface NodeLeechOptions extends LeechOptions {
@@ -201,7 +202,7 @@ export class Lp2pNode {
       for (const f of this.local) {
         try {
           const st = fs.statSync(f.path)
-          this.known.set(f.path, { size: st.size, mtimeMs: st.mtimeMs, fileId: f.fileId, shared: true })
+          this.known.set(f.path, { size: st.size, mtimeMs: st.mtimeMs, dev: st.dev, ino: st.ino, fileId: f.fileId, shared: true })
         } catch { /* gone already: the first scan withdraws it */ }
       }
       this.subs.push(this.watchShare(this.opts.share, watch === true ? {} : watch))
@@ -330,6 +331,13 @@ export class Lp2pNode {
       again = false
       const plan = planShare(this.known, settling, await listShare(dir, MAX_SHARED_FILES, this.skip), Date.now(), settleMs)
       settling = plan.settling
+      for (const { from, to } of plan.rename) {
+        const k = this.known.get(from)
+        if (k === undefined) continue
+        this.known.delete(from)
+        this.known.set(to.path, k)
+        if (k.shared && k.fileId !== null) this.renameShared(k.fileId, to)
+      }
       for (const p of plan.withdraw) {
         const k = this.known.get(p)
         this.known.delete(p)
@@ -358,12 +366,27 @@ export class Lp2pNode {
     ).pipe(exhaustMap(() => scan())).subscribe()
   }
 
+  /**
+   * A shared file was renamed (`mv` within the folder): it is served on from where it is now,
+   * and published under its new name; nothing is withdrawn, so downloads from it go on.
+   */
+  private renameShared (fileId: string, to: ShareEntry): void {
+    const f = this.shared.get(fileId)
+    if (f === undefined || f.path === to.path) return
+    const from = f.name
+    f.path = to.path
+    f.name = to.name
+    f.file.moved(to.path)
+    if (!this.closed) this.shareEvents.next({ event: 'renamed', name: to.name, from, fileId })
+    this.fire(this.publishShared([f]))
+  }
+
   /** Map and hash one settled file of the share; null when it vanished, changed meanwhile, or its contents are shared already. */
   private async hashShared (e: ShareEntry): Promise<LocalFile | null> {
     let file: MappedFile
     try { file = MappedFile.open(e.path) } catch (err) {
       this.log.warn({ path: e.path, err: (err as Error).message }, 'cannot open shared file: skipped')
-      this.known.set(e.path, { size: e.size, mtimeMs: e.mtimeMs, fileId: null, shared: false })
+      this.known.set(e.path, { size: e.size, mtimeMs: e.mtimeMs, dev: e.dev, ino: e.ino, fileId: null, shared: false })
       return null
     }
     try {
@@ -374,18 +397,18 @@ export class Lp2pNode {
       if (this.shared.has(h.fileId) || this.shared.size >= MAX_SHARED_FILES) {
         if (!this.shared.has(h.fileId)) this.log.warn({ path: e.path }, `more than ${MAX_SHARED_FILES} files: not shared`)
         file.close()
-        this.known.set(e.path, { size: e.size, mtimeMs: e.mtimeMs, fileId: h.fileId, shared: false })
+        this.known.set(e.path, { size: e.size, mtimeMs: e.mtimeMs, dev: e.dev, ino: e.ino, fileId: h.fileId, shared: false })
         return null
       }
       const f: LocalFile = { path: e.path, name: e.name, size: file.size, file, ...h }
-      this.known.set(e.path, { size: e.size, mtimeMs: e.mtimeMs, fileId: h.fileId, shared: true })
+      this.known.set(e.path, { size: e.size, mtimeMs: e.mtimeMs, dev: e.dev, ino: e.ino, fileId: h.fileId, shared: true })
       this.shared.set(f.fileId, f)
       this.local = [...this.local, f]
       return f
     } catch (err) {
       file.close()
       this.log.warn({ path: e.path, err: (err as Error).message }, 'cannot hash shared file: retried when it changes')
-      this.known.set(e.path, { size: e.size, mtimeMs: e.mtimeMs, fileId: null, shared: false })
+      this.known.set(e.path, { size: e.size, mtimeMs: e.mtimeMs, dev: e.dev, ino: e.ino, fileId: null, shared: false })
       return null
     }
   }

@@ -107,8 +107,8 @@ export async function scanShare (dir: string, onFile?: (f: LocalFile) => void, o
   return out
 }
 
-/** A candidate file of a shared folder, as listed (not yet hashed). */
-export interface ShareEntry { path: string, name: string, size: number, mtimeMs: number }
+/** A candidate file of a shared folder, as listed (not yet hashed); `dev` and `ino` tell a renamed file. */
+export interface ShareEntry { path: string, name: string, size: number, mtimeMs: number, dev?: number, ino?: number }
 
 /**
  * The shareable regular files under `dir` with their size and mtime: a cheap listing (no
@@ -140,7 +140,7 @@ export async function listShare (dir: string, max = MAX_SHARED_FILES, onSkip: On
       try {
         const st = await fs.promises.stat(p)
         if (st.size > MAX_FILE_SIZE) { onSkip(p, TOO_BIG); continue }
-        out.push({ path: p, name: e.name, size: st.size, mtimeMs: st.mtimeMs })
+        out.push({ path: p, name: e.name, size: st.size, mtimeMs: st.mtimeMs, dev: st.dev, ino: st.ino })
       } catch { /* gone since readdir */ }
     }
   }
@@ -149,9 +149,11 @@ export async function listShare (dir: string, max = MAX_SHARED_FILES, onSkip: On
 }
 
 /** What the watcher knows of a path: the stat it hashed, its file id (null: could not be hashed), and whether it is the copy shared (not a duplicate). */
-export interface KnownFile { size: number, mtimeMs: number, fileId: string | null, shared: boolean }
+export interface KnownFile { size: number, mtimeMs: number, fileId: string | null, shared: boolean, dev?: number, ino?: number }
 
 export interface SharePlan {
+  /** Known files that moved to another path of the folder (the same inode, size and mtime): follow them, nothing to hash or withdraw. */
+  rename: Array<{ from: string, to: ShareEntry }>
   /** Settled new or changed files: hash and publish them. */
   hash: ShareEntry[]
   /** Paths gone or changed since they were hashed: withdraw what was published for them. */
@@ -166,13 +168,36 @@ export interface SharePlan {
  * `settleMs` ago: a file still being copied in is never published half-written.
  */
 export function planShare (known: ReadonlyMap<string, KnownFile>, settling: ReadonlyMap<string, ShareEntry>, listing: readonly ShareEntry[], now: number, settleMs = SHARE_SETTLE_MS): SharePlan {
-  const plan: SharePlan = { hash: [], withdraw: [], settling: new Map() }
+  const plan: SharePlan = { rename: [], hash: [], withdraw: [], settling: new Map() }
   const listed = new Map(listing.map((e) => [e.path, e]))
+  // a known path gone from the listing whose inode is listed under a path not known: renamed
+  // (`mv`: the same file, so a download from it goes on; hashed again, it was withdrawn meanwhile
+  // and the downloads from it failed); the same size and mtime too, or it was written since
+  const inode = (x: { dev?: number, ino?: number }): string | null => x.dev === undefined || x.ino === undefined ? null : `${x.dev}:${x.ino}`
+  const gone = new Map<string, { path: string, k: KnownFile }>()
   for (const [p, k] of known) {
+    const key = inode(k)
+    if (key !== null && !listed.has(p)) gone.set(key, { path: p, k })
+  }
+  const moved = new Set<string>() // new paths that are renamed known files
+  if (gone.size > 0) {
+    for (const e of listing) {
+      const key = inode(e)
+      const g = key === null || known.has(e.path) ? undefined : gone.get(key)
+      if (g === undefined || g.k.size !== e.size || g.k.mtimeMs !== e.mtimeMs) continue
+      gone.delete(key as string)
+      plan.rename.push({ from: g.path, to: e })
+      moved.add(e.path)
+    }
+  }
+  const renamedFrom = new Set(plan.rename.map((r) => r.from))
+  for (const [p, k] of known) {
+    if (renamedFrom.has(p)) continue
     const e = listed.get(p)
     if (e === undefined || e.size !== k.size || e.mtimeMs !== k.mtimeMs) plan.withdraw.push(p)
   }
   for (const e of listing) {
+    if (moved.has(e.path)) continue
     const k = known.get(e.path)
     if (k !== undefined && k.size === e.size && k.mtimeMs === e.mtimeMs) continue
     const before = settling.get(e.path)

@@ -52,10 +52,16 @@ export class MappedFile implements PageSource {
   private fd: number | null
   private closed = false
 
-  private constructor (readonly path: string, fd: number, readonly size: number, private readonly windowBytes: number, private readonly dev: number, private readonly ino: number) {
+  private constructor (private filePath: string, fd: number, readonly size: number, private readonly windowBytes: number, private readonly dev: number, private readonly ino: number) {
     this.fd = fd
     this.keep()
   }
+
+  /** Where the file is (a reopen looks there, and checks it is the same file). */
+  get path (): string { return this.filePath }
+
+  /** The file was renamed to `to` (the same file: a reopen finds it there). */
+  moved (to: string): void { this.filePath = to }
 
   static open (path: string, windowBytes = MMAP_WINDOW_BYTES): MappedFile {
     if (windowBytes % PAGE_SIZE !== 0) throw new RangeError('window must be page aligned')

@@ -107,6 +107,27 @@ describe('peer --share follows its folder', () => {
     expect(await sha256File(path.join(out, 'final.bin'))).toBe(sha)
   })
 
+  it('a download in progress goes on when its only holder renames the file (mv): nothing is withdrawn, the peer says renamed', async () => {
+    const { address: tracker } = await startTracker(t.procs)
+    const { share, sha } = shareRandom(t.dir(), 'share', 'ren.bin', 48 << 20)
+    const { proc: peer } = await startPeer(t.procs, share, tracker)
+    const out = path.join(t.dir(), 'out')
+    // 48 MiB at 8 MB/s: about 6 s, the rename half-way through
+    const get = spawnLp2p(['get', 'ren.bin', '--out', out, '--tracker', tracker, '--download-limit', '8M', '--json'])
+    t.procs.push(get)
+    await get.waitFor((e) => e.event === 'progress' && (e.percent as number) >= 20, 30_000)
+    fs.renameSync(path.join(share, 'ren.bin'), path.join(share, 'renamed.bin'))
+    await peer.waitFor((e) => e.event === 'renamed', 15_000)
+    expect(await get.exited).toBe(0)
+    expect(await sha256File(path.join(out, 'ren.bin'))).toBe(sha)
+    expect(get.events.filter((e) => e.event === 'peer-dropped')).toEqual([])
+    expect(peer.events.filter((e) => e.event === 'withdrawn')).toEqual([])
+    expect(peer.events).toContainEqual({ event: 'renamed', name: 'renamed.bin', from: 'ren.bin', fileId: sha })
+    const ls = () => ask<Listed[]>(['ls', '--tracker', tracker])
+    const listed = await poll(ls, (l) => l.some((f) => f.name === 'renamed.bin'), 15_000)
+    expect(listed).toEqual([expect.objectContaining({ name: 'renamed.bin', fileId: sha, holders: expect.any(Number) })])
+  })
+
   it('does not publish a file while it is still being written', async () => {
     const { address: tracker } = await startTracker(t.procs)
     const { share } = shareRandom(t.dir(), 'share', 'first.bin', 1 << 20)

@@ -37,7 +37,25 @@ describe('planShare', () => {
 
   it('leaves known, unchanged files alone', () => {
     const p = planShare(new Map([['/s/a.bin', known(10, 1000)]]), new Map(), [entry('a.bin', 10, 1000)], 9000, 500)
-    expect(p).toEqual({ hash: [], withdraw: [], settling: new Map() })
+    expect(p).toEqual({ rename: [], hash: [], withdraw: [], settling: new Map() })
+  })
+
+  it('a known file whose inode shows up under a new path, with its size and mtime, was renamed: followed, neither withdrawn nor hashed', () => {
+    const at = (name: string, size: number, mtimeMs: number, ino: number): ShareEntry => ({ ...entry(name, size, mtimeMs), dev: 1, ino })
+    const k = new Map([['/s/draft.bin', { ...known(10, 1000), dev: 1, ino: 7 }], ['/s/other.bin', { ...known(5, 1000, 'g'), dev: 1, ino: 8 }]])
+    const p = planShare(k, new Map(), [at('final.bin', 10, 1000, 7), at('other.bin', 5, 1000, 8)], 9000, 500)
+    expect(p).toEqual({ rename: [{ from: '/s/draft.bin', to: at('final.bin', 10, 1000, 7) }], hash: [], withdraw: [], settling: new Map() })
+    // written since (another size or mtime), or the same inode on another device: a new file, the old one withdrawn
+    for (const moved of [at('final.bin', 11, 1000, 7), at('final.bin', 10, 2000, 7), { ...at('final.bin', 10, 1000, 7), dev: 2 }]) {
+      const q = planShare(k, new Map(), [moved, at('other.bin', 5, 1000, 8)], 9000, 500)
+      expect([q.rename, q.withdraw, [...q.settling.keys()]]).toEqual([[], ['/s/draft.bin'], ['/s/final.bin']])
+    }
+    // still listed where it was (a hard link made): not a rename
+    const linked = planShare(k, new Map(), [at('draft.bin', 10, 1000, 7), at('final.bin', 10, 1000, 7), at('other.bin', 5, 1000, 8)], 9000, 500)
+    expect([linked.rename, linked.withdraw, [...linked.settling.keys()]]).toEqual([[], [], ['/s/final.bin']])
+    // moved over another known file: that one changed (withdrawn and hashed again), the moved one withdrawn
+    const over = planShare(k, new Map(), [at('other.bin', 10, 1000, 7)], 9000, 500)
+    expect([over.rename, over.withdraw.sort(), [...over.settling.keys()]]).toEqual([[], ['/s/draft.bin', '/s/other.bin'], ['/s/other.bin']])
   })
 })
 

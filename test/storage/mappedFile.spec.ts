@@ -269,6 +269,23 @@ describe('MappedFile descriptors', () => {
     expect(() => m.read(0, 100)).toThrow(/replaced/)
     expect(() => m.checkSize()).toThrow(FileChangedError)
   })
+
+  it('a file renamed while its descriptor was closed is opened again where it moved to (moved), and is gone where it was', () => {
+    setMaxOpenFiles(1)
+    const data = content(SIZE)
+    const p = fileWith('before.bin', data)
+    const m = mapped(p, WINDOW)
+    const other = mapped(fileWith('evicter.bin', content(100)), WINDOW)
+    other.checkSize() // takes the one descriptor
+    const to = path.join(dir, 'after.bin')
+    fs.renameSync(p, to)
+    expect(() => m.read(0, 100)).toThrow(/is gone/)
+    other.checkSize()
+    m.moved(to)
+    expect(m.path).toBe(to)
+    expect(m.read(100, 1000).equals(data.subarray(100, 1100))).toBe(true)
+    m.checkSize()
+  })
 })
 
 describe('MappedFile reopening', () => {
