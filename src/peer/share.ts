@@ -16,6 +16,8 @@ export const SHARE_SETTLE_MS = 1000
 export const SHARE_DEBOUNCE_MS = 200
 /** The folder is rescanned this often anyway: watch events can be missed (overflow, network file systems). */
 export const SHARE_RESCAN_MS = 5000
+/** ...but no sooner than this many times what the last listing of it took (a big folder is rescanned less often: at most about 4 % of the time). */
+export const RESCAN_COST_FACTOR = 25
 
 /**
  * Names never shared: downloads in progress (`.part` and their `.part.state` and `.part.lock`), hidden files
@@ -55,6 +57,7 @@ export async function scanShare (dir: string, onFile?: (f: LocalFile) => void, o
   const l = log.child({ module: 'share' })
   const out: LocalFile[] = []
   const seen = new Set<string>()
+  let full = false
   const walk = async (d: string, depth: number): Promise<void> => {
     if (depth > MAX_DEPTH) { onSkip(d, 'folder nested too deep'); return }
     let entries: fs.Dirent[]
@@ -68,7 +71,12 @@ export async function scanShare (dir: string, onFile?: (f: LocalFile) => void, o
     }
     entries.sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
     for (const e of entries) {
-      if (out.length >= MAX_SHARED_FILES) { l.warn({ dir }, `more than ${MAX_SHARED_FILES} files: the rest are not shared`); return }
+      if (out.length >= MAX_SHARED_FILES) {
+        // (said once, not once per folder level the walk returns through)
+        if (!full) l.warn({ dir }, `more than ${MAX_SHARED_FILES} files: the rest are not shared`)
+        full = true
+        return
+      }
       const p = path.join(d, e.name)
       if (e.isDirectory()) { await walk(p, depth + 1); continue }
       if (!e.isFile()) continue
