@@ -56,10 +56,15 @@ export class PeerTimeoutError extends Lp2pError {
 
 /** The downloaded bytes do not hash to what was asked for. */
 export class HashMismatchError extends Lp2pError {
-  /** @param badPieces pieces on disk found not to match their hashes (forgotten: the same get fetches them again) */
-  constructor (readonly expected: string, readonly actual: string, readonly badPieces = 0) {
-    super('ERR_HASH_MISMATCH', `content hash ${actual.slice(0, 16)}… does not match ${expected.slice(0, 16)}…` +
-      (badPieces > 0 ? `: ${badPieces} piece(s) stored by an earlier run no longer match their hashes; the same get fetches only those again` : ': the same get starts over'))
+  /**
+   * @param badPieces pieces on disk found not to match their hashes (forgotten: the same get fetches them again)
+   * @param onDisk what was downloaded hashed right, but the file on disk no longer holds it (something else wrote the .part meanwhile)
+   */
+  constructor (readonly expected: string, readonly actual: string, readonly badPieces = 0, onDisk = false) {
+    super('ERR_HASH_MISMATCH', onDisk
+      ? `the file on disk does not hold what was downloaded and verified (${expected.slice(0, 16)}…): ${badPieces} piece(s) of the .part changed during the download (another program wrote to it); nothing renamed, the same get fetches only those again`
+      : `content hash ${actual.slice(0, 16)}… does not match ${expected.slice(0, 16)}…` +
+        (badPieces > 0 ? `: ${badPieces} piece(s) stored by an earlier run no longer match their hashes; the same get fetches only those again` : ': the same get starts over'))
   }
 }
 

@@ -36,6 +36,11 @@ export interface PieceSink extends PositionalWriter {
    * piece against its hash, forget those that fail (a resume keeps the rest) and say how many did.
    */
   recheck?: (pieceHashes: Buffer) => number
+  /**
+   * What was stored hashed to the file: check that the disk still holds it (each piece against its
+   * hash, or the whole file when there are none), forget the pieces that changed, emit how many.
+   */
+  verifyStored?: (pieceHashes: Buffer | null) => Observable<number>
   /** Where piece hashes are computed for this download, when the sink has a better place (a worker). It may hand back another buffer with the same bytes. */
   readonly hashPiece?: (data: Buffer) => Observable<{ digest: Buffer, data: Buffer }>
 }
@@ -695,18 +700,25 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
 
     const transfer$ = merge(merge(newSources$, askers$).pipe(mergeMap(runSource)), starved$)
 
-    const finish$ = defer(() => sink.digest()).pipe(map((sha256): LeechEvent => {
-      if (sha256 !== meta.hash) {
-        // every piece of this run was checked on arrival: the bad ones are on disk from an earlier
-        // run (changed since, or lost in a crash); the next run fetches only those. None bad (or no
-        // way to tell): nothing on disk can be trusted, the next run starts over.
-        const bad = pieceHashes === null || sink.recheck === undefined ? 0 : sink.recheck(pieceHashes)
-        if (bad === 0) sink.discardState?.()
-        throw new HashMismatchError(meta.hash, sha256, bad)
-      }
-      const path = sink.commit()
-      return { event: 'done', fileId: meta.hash, name: meta.name, path, bytes: meta.size, sha256, downloaded }
-    }))
+    const finish$ = defer(() => sink.digest()).pipe(
+      mergeMap((sha256) => {
+        if (sha256 !== meta.hash) {
+          // every piece of this run was checked on arrival: the bad ones are on disk from an earlier
+          // run (changed since, or lost in a crash); the next run fetches only those. None bad (or no
+          // way to tell): nothing on disk can be trusted, the next run starts over.
+          const bad = pieceHashes === null || sink.recheck === undefined ? 0 : sink.recheck(pieceHashes)
+          if (bad === 0) sink.discardState?.()
+          throw new HashMismatchError(meta.hash, sha256, bad)
+        }
+        // what came hashes to the file; the file on disk must hold it too (another program may
+        // have written to the .part meanwhile): only then does it get its name
+        return (sink.verifyStored?.(pieceHashes) ?? of(0)).pipe(map((bad): LeechEvent => {
+          if (bad > 0) throw new HashMismatchError(meta.hash, sha256, bad, true)
+          const path = sink.commit()
+          return { event: 'done', fileId: meta.hash, name: meta.name, path, bytes: meta.size, sha256, downloaded }
+        }))
+      }),
+    )
 
     const start: LeechEvent = { event: 'start', fileId: meta.hash, name: meta.name, size: meta.size, blockSize: meta.blockSize, pieces: meta.pieces, present: meta.pieces - picker.remaining }
     const middle$ = picker.complete ? EMPTY : merge(events, transfer$).pipe(takeUntil(complete$))

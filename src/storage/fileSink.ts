@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto'
-import { defer, type Observable } from 'rxjs'
+import fs from 'node:fs'
+import { defer, map, of, type Observable } from 'rxjs'
+import { StorageError } from '../errors'
 import type { FileMetaData } from '../protocol/messages'
 import type { PieceSink } from '../peer/leech'
 import type { BufferPool } from './bufferPool'
@@ -12,6 +14,9 @@ import { clearBit, hasBit, setBit } from '../peer/picker'
 
 /** Files from this size on are hashed in a worker thread (below it, starting one costs more than it saves). */
 export const WORKER_HASH_MIN_BYTES = 32 * 1024 * 1024
+
+/** Reads back of the .part (checks) go this many bytes at a time. */
+const READ_CHUNK = 4 * 1024 * 1024
 
 /** The resume state is saved at most this often while pieces land (and when the sink closes). */
 const STATE_SAVE_MS = 500
@@ -107,23 +112,77 @@ export class FileSink implements PieceSink {
     this.part.close()
   }
 
-  /** Check every stored piece against its hash (read back through the mapping); forget and count the bad ones; save what is left. */
+  /** Check every stored piece against its hash (read back through the download's descriptor); forget and count the bad ones; save what is left. */
   recheck (pieceHashes: Buffer): number {
-    let bad = 0
-    const src = this.part.source()
-    for (let i = 0; i < this.meta.pieces; i++) {
-      if (!hasBit(this.have, i)) continue
-      const offset = i * this.meta.blockSize
+    return this.forget(this.badPieces(this.storedPieces(), pieceHashes))
+  }
+
+  /**
+   * What was downloaded hashed right: is it what the disk holds? Every piece is read back
+   * through the download's own descriptor and checked against its hash (in both hash workers
+   * for a big file), or, with no piece hashes, the whole file against its id. Another program
+   * writing to the .part meanwhile (a truncate, an overwrite) made a file that did not match its
+   * id get its name. The bad pieces are forgotten; emits how many there were.
+   */
+  verifyStored (pieceHashes: Buffer | null): Observable<number> {
+    return defer(() => {
+      const fd = this.part.descriptor
+      if (fd === null) throw new StorageError(`${this.part.partPath} is closed`)
+      const items = this.storedPieces()
+      if (pieceHashes === null) return of(this.wholeFileMatches(fd) ? 0 : this.forget(items.map(([i]) => i)))
+      const bad$ = this.worker === null || items.length < 2 ? of(this.badPieces(items, pieceHashes)) : this.worker.checkPieces(fd, items, pieceHashes)
+      return bad$.pipe(map((bad) => this.forget(bad)))
+    })
+  }
+
+  /** The stored pieces: index, offset, length. */
+  private storedPieces (): Array<[number, number, number]> {
+    const out: Array<[number, number, number]> = []
+    const { blockSize, size, pieces } = this.meta
+    for (let i = 0; i < pieces; i++) if (hasBit(this.have, i)) out.push([i, i * blockSize, Math.min(blockSize, size - i * blockSize)])
+    return out
+  }
+
+  /** Which of `items` do not match their hashes, read here (positional reads: no mapping of a file that may have been truncated). */
+  private badPieces (items: Array<[number, number, number]>, pieceHashes: Buffer): number[] {
+    const fd = this.part.descriptor
+    if (fd === null) throw new StorageError(`${this.part.partPath} is closed`)
+    const buf = Buffer.allocUnsafe(Math.min(this.meta.blockSize, READ_CHUNK))
+    const bad: number[] = []
+    for (const [i, offset, length] of items) {
       const h = createHash('sha256')
-      for (const v of src.view(offset, Math.min(this.meta.blockSize, this.meta.size - offset))) h.update(v)
-      if (h.digest().equals(pieceHashes.subarray(i * 32, i * 32 + 32))) continue
-      clearBit(this.have, i)
-      bad++
+      let pos = offset
+      while (pos < offset + length) {
+        const n = fs.readSync(fd, buf, 0, Math.min(buf.length, offset + length - pos), pos)
+        if (n <= 0) break
+        h.update(buf.subarray(0, n))
+        pos += n
+      }
+      if (pos < offset + length || !h.digest().equals(pieceHashes.subarray(i * 32, i * 32 + 32))) bad.push(i)
     }
+    return bad
+  }
+
+  private wholeFileMatches (fd: number): boolean {
+    const h = createHash('sha256')
+    const buf = Buffer.allocUnsafe(READ_CHUNK)
+    let pos = 0
+    while (pos < this.meta.size) {
+      const n = fs.readSync(fd, buf, 0, Math.min(buf.length, this.meta.size - pos), pos)
+      if (n <= 0) return false
+      h.update(buf.subarray(0, n))
+      pos += n
+    }
+    return h.digest('hex') === this.meta.hash
+  }
+
+  /** Forget pieces (they go again), saving the state: how many. */
+  private forget (bad: number[]): number {
+    for (const i of bad) clearBit(this.have, i)
     this.dirty = true
     this.stopSaving()
     this.saveNow()
-    return bad
+    return bad.length
   }
 
   /** Forget what the state says (its pieces did not add up to the file): the next run starts over. */

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { Observable } from 'rxjs'
 import { StorageError } from '../errors'
@@ -24,8 +25,16 @@ export class PartFile implements PositionalWriter {
    *   an earlier run wrote (a resume state beside it is stale: the .part was deleted or replaced)
    * @param lockPath NAME.part.lock, ours while the .part is open (see `lockPart`)
    */
+  /** Touches the lock while the .part is open: a get elsewhere (another container, host) judges it by its age. */
+  private refresh: NodeJS.Timeout | null = null
+
   private constructor (readonly dir: string, readonly name: string, readonly partPath: string, readonly size: number, fd: number, readonly fresh: boolean, private lockPath: string | null) {
     this.fd = fd
+    this.refresh = setInterval(() => {
+      const now = new Date()
+      if (this.lockPath !== null) try { fs.utimesSync(this.lockPath, now, now) } catch { /* gone: the next get judges */ }
+    }, LOCK_REFRESH_MS)
+    this.refresh.unref()
   }
 
   /**
@@ -101,6 +110,9 @@ export class PartFile implements PositionalWriter {
     })
   }
 
+  /** The descriptor the download writes through (its file, whatever the name holds now); null once closed. */
+  get descriptor (): number | null { return this.fd }
+
   /** The bytes written so far, through a read-only mapping (coherent with the writes). */
   source (): MappedFile {
     if (this.mapped === null) this.mapped = MappedFile.open(this.partPath)
@@ -113,20 +125,42 @@ export class PartFile implements PositionalWriter {
    * followed by removing the .part, so a concurrent or earlier file of that name survives.
    */
   commit (): string {
-    this.close()
-    try {
-      fs.linkSync(this.partPath, this.finalPath)
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code
-      if (code === 'EEXIST') throw new StorageError(`${this.finalPath} already exists: remove it or choose another --out (the verified download is kept as ${this.partPath})`, err)
-      if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EXDEV') throw new StorageError(`cannot create ${this.finalPath}: ${(err as Error).message}`, err)
-      // a file system without hard links: rename, after checking the name is free
-      if (fs.existsSync(this.finalPath)) throw new StorageError(`${this.finalPath} already exists: remove it or choose another --out`, err)
-      fs.renameSync(this.partPath, this.finalPath)
-      return this.finalPath
+    const fd = this.fd
+    if (fd === null) throw new StorageError(`${this.partPath} is closed`)
+    // the name must still hold the file this download wrote (and verified through its descriptor):
+    // one moved, replaced or resized meanwhile is not given the final name
+    const ours = fs.fstatSync(fd)
+    const same = (st: fs.Stats | null): boolean => st !== null && st.dev === ours.dev && st.ino === ours.ino
+    const at = (p: string): fs.Stats | null => { try { return fs.lstatSync(p) } catch { return null } }
+    if (!same(at(this.partPath)) || ours.size !== this.size) {
+      throw new StorageError(`${this.partPath} was moved, replaced or resized during the download (another program): nothing renamed; the same get starts again from what that name holds`)
     }
-    fs.unlinkSync(this.partPath)
-    return this.finalPath
+    this.mapped?.close(); this.mapped = null
+    fs.closeSync(fd); this.fd = null
+    // (the lock stays ours until the .part is gone: no other get opens it half-committed)
+    try {
+      try {
+        fs.linkSync(this.partPath, this.finalPath)
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code
+        if (code === 'EEXIST') throw new StorageError(`${this.finalPath} already exists: remove it or choose another --out (the verified download is kept as ${this.partPath})`, err)
+        if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EXDEV') throw new StorageError(`cannot create ${this.finalPath}: ${(err as Error).message}`, err)
+        // a file system without hard links: rename, after checking the name is free
+        if (fs.existsSync(this.finalPath)) throw new StorageError(`${this.finalPath} already exists: remove it or choose another --out`, err)
+        fs.renameSync(this.partPath, this.finalPath)
+        if (!same(at(this.finalPath))) throw new StorageError(`${this.partPath} was replaced while it was renamed: ${this.finalPath} is not the verified download`)
+        return this.finalPath
+      }
+      // (replaced between the check and the link: the name made is taken back)
+      if (!same(at(this.finalPath))) {
+        fs.rmSync(this.finalPath, { force: true })
+        throw new StorageError(`${this.partPath} was replaced while it was renamed: nothing renamed`)
+      }
+      fs.unlinkSync(this.partPath)
+      return this.finalPath
+    } finally {
+      this.unlock()
+    }
   }
 
   /** Close without renaming: the .part stays for a later resume. Safe to call twice. */
@@ -139,14 +173,30 @@ export class PartFile implements PositionalWriter {
   /** Close and remove the .part (nothing in it worth a resume). Not after `commit`. */
   discard (): void {
     this.mapped?.close(); this.mapped = null
-    if (this.fd !== null) { fs.closeSync(this.fd); this.fd = null }
-    // (while the lock is still ours: no other get opened this .part meanwhile)
-    if (this.lockPath !== null) fs.rmSync(this.partPath, { force: true })
+    // only the file this download made: not one another program (or another get) put there since
+    let ours: fs.Stats | null = null
+    if (this.fd !== null) {
+      try { ours = fs.fstatSync(this.fd) } catch { /* closed under us: keep what is there */ }
+      fs.closeSync(this.fd); this.fd = null
+    }
+    let there: fs.Stats | null = null
+    try { there = fs.lstatSync(this.partPath) } catch { /* gone already */ }
+    if (this.holdsLock() && ours !== null && there !== null && there.dev === ours.dev && there.ino === ours.ino) fs.rmSync(this.partPath, { force: true })
     this.unlock()
   }
 
+  /** Is the lock still this process's (its pid and mark)? Another get may have taken it over. */
+  private holdsLock (): boolean {
+    if (this.lockPath === null) return false
+    try { const l = readLock(this.lockPath); return l.pid === process.pid && l.mark === OWN_MARK } catch { return false }
+  }
+
+  /** Remove the lock, if it is still ours (one taken over by another get stays theirs). */
   private unlock (): void {
-    if (this.lockPath !== null) { fs.rmSync(this.lockPath, { force: true }); this.lockPath = null }
+    if (this.refresh !== null) { clearInterval(this.refresh); this.refresh = null }
+    if (this.lockPath === null) return
+    if (this.holdsLock()) fs.rmSync(this.lockPath, { force: true })
+    this.lockPath = null
   }
 }
 
@@ -158,6 +208,21 @@ export class PartFile implements PositionalWriter {
 const OWN_MARK = randomBytes(8).toString('hex')
 
 /**
+ * Where our pids mean something: host, boot and pid namespace. A lock from elsewhere (another
+ * container on a shared volume, another host on NFS) cannot be checked with kill(pid, 0): it is
+ * live while its holder keeps touching it (every LOCK_REFRESH_MS), stale LOCK_STALE_MS after.
+ */
+const PID_SPACE = ((): string => {
+  const read = (f: () => string): string => { try { return f().trim() } catch { return '?' } }
+  return [os.hostname(), read(() => fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8')), read(() => fs.readlinkSync('/proc/self/ns/pid'))].join('|').replace(/\s+/g, '_')
+})()
+export const LOCK_REFRESH_MS = 10_000
+export const LOCK_STALE_MS = 60_000
+
+/** What a lock says: who holds it (a lock made before PID_SPACE was written has none: this one's is assumed) and when it was last touched. */
+interface LockInfo { pid: number, mark: string, space: string, mtimeMs: number, raw: string }
+
+/**
  * Take NAME.part.lock (it holds our pid and mark): two downloads of one file into one folder would
  * write the same .part and resume state. A lock whose process is gone (a crash, a SIGKILL) is taken
  * over; one whose process runs is a StorageError naming it (this one included). Returns the lock's path.
@@ -166,25 +231,60 @@ function lockPart (partPath: string): string {
   const lockPath = `${partPath}.lock`
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      fs.writeFileSync(lockPath, `${process.pid} ${OWN_MARK}\n`, { flag: 'wx', mode: 0o644 })
+      fs.writeFileSync(lockPath, `${process.pid} ${OWN_MARK} ${PID_SPACE}\n`, { flag: 'wx', mode: 0o644 })
       return lockPath
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new StorageError(`cannot create ${lockPath}: ${(err as Error).message}`, err)
     }
-    let pid = NaN
-    let mark = ''
+    let held: LockInfo
     try {
-      const [p, m] = fs.readFileSync(lockPath, 'utf8').slice(0, 64).trim().split(/\s+/)
-      pid = Number(p); mark = m ?? ''
-    } catch { /* gone meanwhile: try again */ }
+      held = readLock(lockPath)
+    } catch (err) {
+      // gone meanwhile: try again; not a file (a FIFO, a folder): not ours to remove
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new StorageError(`cannot read ${lockPath}: ${(err as Error).message}`, err)
+      continue
+    }
+    const { pid, mark, space } = held
+    const valid = Number.isSafeInteger(pid) && pid > 0 // (not a pid: junk, taken over)
     if (pid === process.pid && mark === OWN_MARK) throw new StorageError(`${partPath} is being downloaded already (by this process): one download of a file into a folder at a time`)
-    // (our pid with another mark: left by an earlier process that had our pid; taken over)
-    if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && running(pid)) {
+    if (valid && space !== PID_SPACE) {
+      // a holder elsewhere: live while it touches its lock
+      const age = Date.now() - held.mtimeMs
+      if (age < LOCK_STALE_MS) throw new StorageError(`${partPath} is being downloaded by another process (pid ${pid} on ${space.split('|')[0]}, another host or container; its lock was touched ${Math.max(0, Math.round(age / 1000))} s ago): wait for it or stop it (its lock goes stale ${LOCK_STALE_MS / 1000} s after it stops)`)
+    } else if (valid && pid !== process.pid && running(pid)) {
+      // (our pid with another mark: left by an earlier process that had our pid; taken over)
       throw new StorageError(`${partPath} is being downloaded by another process (pid ${pid}): wait for it or stop it (its .part resumes)`)
     }
-    fs.rmSync(lockPath, { force: true }) // its process is gone: the .part and its state are ours to resume
+    // its holder is gone: the .part and its state are ours to resume. Moved aside first, and
+    // removed only if it is still the lock judged stale (another get may have taken it over and
+    // written its own between our read and now: that one is put back)
+    const aside = `${lockPath}.${OWN_MARK}.stale`
+    try { fs.renameSync(lockPath, aside) } catch { continue }
+    let moved: LockInfo | null = null
+    try { moved = readLock(aside) } catch { /* unreadable: not the one judged */ }
+    if (moved !== null && moved.raw === held.raw) { fs.rmSync(aside, { force: true }); continue }
+    try { fs.linkSync(aside, lockPath) } catch { /* another lock is there now: it decides */ }
+    fs.rmSync(aside, { force: true })
+    throw new StorageError(`${partPath} is being downloaded by another process${moved === null ? '' : ` (pid ${moved.pid})`}: wait for it or stop it (its .part resumes)`)
   }
   throw new StorageError(`cannot lock ${partPath}: ${lockPath} keeps coming back`)
+}
+
+/**
+ * A lock's "pid mark", read without blocking or following a link (a FIFO or a link planted
+ * there would hang or redirect the read).
+ */
+function readLock (lockPath: string): LockInfo {
+  const fd = fs.openSync(lockPath, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW)
+  try {
+    const st = fs.fstatSync(fd)
+    if (!st.isFile()) throw new Error(`${lockPath} is not a regular file`)
+    const b = Buffer.alloc(512)
+    const n = fs.readSync(fd, b, 0, b.length, 0)
+    const raw = b.subarray(0, n).toString('utf8')
+    const [p, mark, space] = raw.trim().split(/\s+/)
+    return { pid: Number(p), mark: mark ?? '', space: space ?? PID_SPACE, mtimeMs: st.mtimeMs, raw }
+  } finally { fs.closeSync(fd) }
 }
 
 function running (pid: number): boolean {

@@ -16,9 +16,7 @@ export function statePath (partPath: string): string { return `${partPath}.state
 /** The verified pieces recorded for `meta`, or null when there is no usable state. */
 export function loadState (partPath: string, meta: FileMetaData): Uint8Array | null {
   try {
-    const p = statePath(partPath)
-    if (fs.statSync(p).size > MAX_STATE_BYTES) return null
-    const s = JSON.parse(fs.readFileSync(p, 'utf8')) as Partial<ResumeState>
+    const s = JSON.parse(readSmallFile(statePath(partPath), MAX_STATE_BYTES)) as Partial<ResumeState>
     if (s.fileId !== meta.hash || s.size !== meta.size || s.blockSize !== meta.blockSize || s.pieces !== meta.pieces || typeof s.have !== 'string') return null
     const bits = Buffer.from(s.have, 'base64')
     if (bits.length !== Math.ceil(meta.pieces / 8)) return null
@@ -26,6 +24,22 @@ export function loadState (partPath: string, meta: FileMetaData): Uint8Array | n
   } catch {
     return null // none, unreadable or not JSON: start from nothing
   }
+}
+
+/**
+ * A regular file's text, read without following a link or blocking (a FIFO put at that name
+ * hung a get for good, deaf to Ctrl-C), at most `max` bytes; throws otherwise.
+ */
+function readSmallFile (p: string, max: number): string {
+  const fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW)
+  try {
+    const st = fs.fstatSync(fd)
+    if (!st.isFile() || st.size > max) throw new Error(`${p} is not a state file`)
+    const b = Buffer.alloc(st.size)
+    let n = 0
+    while (n < b.length) { const k = fs.readSync(fd, b, n, b.length - n, n); if (k <= 0) break; n += k }
+    return b.subarray(0, n).toString('utf8')
+  } finally { fs.closeSync(fd) }
 }
 
 export function saveState (partPath: string, meta: FileMetaData, have: Uint8Array): void {
@@ -50,9 +64,10 @@ export function saveState (partPath: string, meta: FileMetaData, have: Uint8Arra
 
 function overwriteInPlace (p: string, json: string): boolean {
   let fd: number
-  try { fd = fs.openSync(p, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW) } catch { return false }
+  try { fd = fs.openSync(p, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK) } catch { return false }
   try {
-    if (fs.fstatSync(fd).size !== Buffer.byteLength(json)) return false
+    const st = fs.fstatSync(fd)
+    if (!st.isFile() || st.size !== Buffer.byteLength(json)) return false
     fs.writeSync(fd, json, 0)
     return true
   } catch {
@@ -60,7 +75,13 @@ function overwriteInPlace (p: string, json: string): boolean {
   } finally { fs.closeSync(fd) }
 }
 
+/**
+ * Remove the state and its temporary, as far as possible: a name that cannot be removed (a
+ * folder put there) is left, never an error (after a commit, the download is done and verified:
+ * a state left beside no .part is ignored by the next run).
+ */
 export function removeState (partPath: string): void {
-  fs.rmSync(statePath(partPath), { force: true })
-  fs.rmSync(`${statePath(partPath)}.tmp`, { force: true })
+  for (const p of [statePath(partPath), `${statePath(partPath)}.tmp`]) {
+    try { fs.rmSync(p, { force: true }) } catch { /* left */ }
+  }
 }

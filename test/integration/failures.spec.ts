@@ -187,6 +187,29 @@ describe('failures', () => {
     }
   }, 90_000)
 
+  it('a .part another program overwrites during the download is never named: exit 7, and the same get fetches only the pieces that changed', async () => {
+    const F = 64 * 1024 * 1024
+    const { tracker, sha } = await oneSeeder(procs, dir, 'share', 'over.bin', F)
+    const out = path.join(dir, 'out')
+    const get = spawnLp2p(['get', 'over.bin', '--out', out, '--tracker', tracker, '--download-limit', '16M', '--json'])
+    procs.push(get)
+    await get.waitFor((e) => e.event === 'progress' && (e.percent as number) >= 30, 30_000)
+    // zeros over the whole .part, in place (what it held so far is lost; what comes later is written over them)
+    const fd = fs.openSync(path.join(out, 'over.bin.part'), 'r+')
+    const zeros = Buffer.alloc(4 * 1024 * 1024)
+    for (let pos = 0; pos < F; pos += zeros.length) fs.writeSync(fd, zeros, 0, zeros.length, pos)
+    fs.closeSync(fd)
+    expect(await get.exited).toBe(7)
+    expect(get.events.at(-1)).toMatchObject({ event: 'error', code: 'ERR_HASH_MISMATCH', message: expect.stringMatching(/^the file on disk does not hold what was downloaded and verified .*: \d+ piece\(s\) of the \.part changed during the download/) })
+    expect(fs.existsSync(path.join(out, 'over.bin'))).toBe(false)
+    const again = await runLp2p(['get', 'over.bin', '--out', out, '--tracker', tracker, '--json'])
+    expect(again.code).toBe(0)
+    const done = again.events.find((e) => e.event === 'done') as { downloaded: number }
+    expect(done.downloaded).toBeGreaterThan(0)
+    expect(done.downloaded).toBeLessThan(F)
+    expect(await sha256File(path.join(out, 'over.bin'))).toBe(sha)
+  }, 90_000)
+
   it('an unwritable --out gives one line and exit 8', async () => {
     const { tracker } = await oneSeeder(procs, dir, 'share', 'a.bin', 1000)
     const notADir = path.join(dir, 'file')

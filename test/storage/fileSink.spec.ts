@@ -55,6 +55,36 @@ describe('FileSink', () => {
     again.close()
   })
 
+  it('verifyStored: what is on disk, read through the download\'s descriptor, is checked against the piece hashes (in the hash workers for a big file), or against the file id with none; the changed pieces are forgotten', async () => {
+    for (const big of [false, true]) {
+      const block = big ? 1024 * 1024 : BLOCK
+      const n = big ? 40 : 3 // (40 MiB: the hash workers' path)
+      const pieces = Array.from({ length: n }, (_, i) => Buffer.alloc(block, i + 1))
+      const hashes = Buffer.concat(pieces.map((p) => createHash('sha256').update(p).digest()))
+      const m = { name: `v${n}.bin`, hash: createHash('sha256').update(Buffer.concat(pieces)).digest('hex'), size: n * block, blockSize: block, pieces: n }
+      const sink = new FileSink(m, dir)
+      for (let i = 0; i < n; i++) {
+        await lastValueFrom(sink.write(pieces[i], i * block), { defaultValue: undefined })
+        sink.stored(i * block, Buffer.from(pieces[i]))
+      }
+      expect(await lastValueFrom(sink.digest())).toBe(m.hash)
+      expect(await lastValueFrom(sink.verifyStored(hashes))).toBe(0)
+      expect(await lastValueFrom(sink.verifyStored(null))).toBe(0)
+      // another program writes into pieces 0 and n-1 of the .part (after they were hashed as they came)
+      const fd = fs.openSync(path.join(dir, `v${n}.bin.part`), 'r+')
+      fs.writeSync(fd, Buffer.from([0]), 0, 1, 5)
+      fs.writeSync(fd, Buffer.from([0]), 0, 1, m.size - 1)
+      fs.closeSync(fd)
+      expect(await lastValueFrom(sink.verifyStored(hashes))).toBe(2)
+      sink.close()
+      const again = new FileSink(m, dir)
+      expect(again.present).toEqual(Array.from({ length: n - 2 }, (_, i) => i + 1))
+      // with no piece hashes, a changed file is wholly forgotten
+      expect(await lastValueFrom(again.verifyStored(null))).toBe(n - 2)
+      again.close()
+    }
+  })
+
   it('a .part left without its state (nothing known verified) is removed when the sink closes with nothing stored', () => {
     fs.writeFileSync(path.join(dir, 'f.bin.part'), Buffer.alloc(meta.size, 1))
     const sink = new FileSink(meta, dir)

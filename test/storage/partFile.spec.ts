@@ -4,7 +4,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { lastValueFrom, toArray } from 'rxjs'
 import { mkdirs } from '../../src/storage/mkdirs'
-import { PartFile } from '../../src/storage/partFile'
+import { LOCK_STALE_MS, PartFile } from '../../src/storage/partFile'
 
 const BAD_NAME = expect.objectContaining({ code: 'ERR_BAD_NAME' })
 const STORAGE = expect.objectContaining({ name: 'StorageError', code: 'ERR_STORAGE' })
@@ -43,6 +43,21 @@ describe('PartFile', () => {
     expect(p.finalPath).toBe(path.join(dir, 'movie.mkv'))
     expect(fs.statSync(p.partPath).size).toBe(100_000)
     expect(fs.existsSync(p.finalPath)).toBe(false)
+  })
+
+  it('commit gives the final name only to the file this download wrote: a .part moved, replaced or resized meanwhile is refused, and nothing is renamed', async () => {
+    for (const change of ['replace', 'truncate', 'move'] as const) {
+      const dir = outDir()
+      const data = Buffer.alloc(8192, 5)
+      const p = openPart(dir, 'swap.bin', data.length)
+      await lastValueFrom(p.write(data, 0))
+      if (change === 'replace') { fs.writeFileSync(`${p.partPath}.x`, data); fs.renameSync(`${p.partPath}.x`, p.partPath) }
+      if (change === 'truncate') fs.truncateSync(p.partPath, 100)
+      if (change === 'move') fs.renameSync(p.partPath, `${p.partPath}.moved`)
+      expect(() => p.commit()).toThrow(expect.objectContaining({ code: 'ERR_STORAGE', message: expect.stringMatching(/was moved, replaced or resized during the download/) }))
+      expect(fs.existsSync(path.join(dir, 'swap.bin'))).toBe(false)
+      p.close()
+    }
   })
 
   it('writes pieces out of order, then commit renames NAME.part to NAME with the exact content', async () => {
@@ -176,7 +191,7 @@ describe('PartFile', () => {
     it('refuses a second open while the first holds it, naming the pid; frees it on close and on commit', () => {
       const dir = outDir()
       const p = openPart(dir, 'locked.bin', 10)
-      expect(fs.readFileSync(`${p.partPath}.lock`, 'utf8').trim()).toMatch(new RegExp(`^${process.pid} [0-9a-f]{16}$`))
+      expect(fs.readFileSync(`${p.partPath}.lock`, 'utf8').trim()).toMatch(new RegExp(`^${process.pid} [0-9a-f]{16} \\S+$`))
       // (held by this very process: said so, not "another process" with our own pid)
       expect(() => PartFile.open(dir, 'locked.bin', 10)).toThrow(expect.objectContaining({ code: 'ERR_STORAGE', message: expect.stringMatching(/locked\.bin.*\.part is being downloaded already \(by this process\)/) }))
       p.close()
@@ -203,6 +218,36 @@ describe('PartFile', () => {
       expect(() => openPart(dir, 'stale.bin', 10).close()).not.toThrow()
       fs.writeFileSync(`${q.partPath}.lock`, `${process.pid} 0123456789abcdef\n`)
       expect(() => openPart(dir, 'stale.bin', 10).close()).not.toThrow()
+    })
+
+    it('a lock from another host or container (another pid space) is live while it is touched, and taken over once stale', () => {
+      const dir = outDir()
+      const p = openPart(dir, 'far.bin', 10)
+      p.close()
+      const lock = `${p.partPath}.lock`
+      fs.writeFileSync(lock, '4242 0123456789abcdef otherhost|boot|pid:[1]\n')
+      expect(() => PartFile.open(dir, 'far.bin', 10)).toThrow(expect.objectContaining({ code: 'ERR_STORAGE', message: expect.stringMatching(/being downloaded by another process \(pid 4242 on otherhost, another host or container; its lock was touched \d+ s ago\)/) }))
+      expect(fs.readFileSync(lock, 'utf8')).toMatch(/^4242 /) // left as it was
+      const old = new Date(Date.now() - LOCK_STALE_MS - 1000)
+      fs.utimesSync(lock, old, old)
+      const q = openPart(dir, 'far.bin', 10)
+      expect(fs.readFileSync(lock, 'utf8')).toMatch(new RegExp(`^${process.pid} `))
+      q.close()
+      expect(fs.existsSync(lock)).toBe(false)
+    })
+
+    it('a lock another get took over is not removed by the one that lost it, and neither is a .part put in its place', () => {
+      const dir = outDir()
+      const p = openPart(dir, 'over.bin', 10)
+      const lock = `${p.partPath}.lock`
+      const theirs = `${process.pid + 1} fedcba9876543210\n`
+      fs.writeFileSync(lock, theirs)
+      // (the .part replaced by another file meanwhile: not this download's to delete)
+      fs.writeFileSync(`${p.partPath}.new`, 'theirs')
+      fs.renameSync(`${p.partPath}.new`, p.partPath)
+      p.discard()
+      expect(fs.readFileSync(lock, 'utf8')).toBe(theirs)
+      expect(fs.readFileSync(p.partPath, 'utf8')).toBe('theirs')
     })
 
     it('a second open of a .part this process holds through another name of its folder (a symlink) is refused too', () => {
