@@ -47,9 +47,12 @@ export class PartFile implements PositionalWriter {
     // the name is taken (a file, a folder, a link): say so now, not after the whole download
     // (commit checks again: it may be taken meanwhile)
     const finalPath = path.join(dir, name)
-    let taken = false
-    try { fs.lstatSync(finalPath); taken = true } catch { /* free (or unreadable: commit says) */ }
-    if (taken) throw new StorageError(`${finalPath} already exists: remove it or choose another --out`)
+    let taken: fs.Stats | null = null
+    try { taken = fs.lstatSync(finalPath) } catch { /* free (or unreadable: commit says) */ }
+    if (taken !== null) {
+      leftOfCommit(partPath, taken)
+      throw new StorageError(`${finalPath} already exists: remove it or choose another --out`)
+    }
     try {
       mkdirs(dir)
     } catch (err) {
@@ -268,6 +271,24 @@ function lockPart (partPath: string): string {
     throw new StorageError(`${partPath} is being downloaded by another process${moved === null ? '' : ` (pid ${moved.pid})`}: wait for it or stop it (its .part resumes)`)
   }
   throw new StorageError(`cannot lock ${partPath}: ${lockPath} keeps coming back`)
+}
+
+/**
+ * A get stopped between naming its verified file and removing its .part (a SIGKILL, a power cut)
+ * left the .part as a second name of the final file, with its state and lock: every later get of
+ * it said "already exists" and they stayed for good. Removed here (under the lock, when no live
+ * get holds it); the named file is the verified download.
+ */
+function leftOfCommit (partPath: string, final: fs.Stats): void {
+  let part: fs.Stats
+  try { part = fs.lstatSync(partPath) } catch { return }
+  if (!part.isFile() || part.dev !== final.dev || part.ino !== final.ino) return
+  let lockPath: string
+  try { lockPath = lockPart(partPath) } catch { return } // (a live get holds it: its business)
+  for (const p of [partPath, `${partPath}.state`, `${partPath}.state.tmp`]) {
+    try { fs.rmSync(p, { force: true }) } catch { /* left */ }
+  }
+  fs.rmSync(lockPath, { force: true })
 }
 
 /**

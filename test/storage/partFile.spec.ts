@@ -60,6 +60,24 @@ describe('PartFile', () => {
     }
   })
 
+  it('a .part left as a second name of the final file (a get killed between the link and the unlink of its commit) is cleaned up, with its state and stale lock; the file stays', () => {
+    const dir = outDir()
+    fs.mkdirSync(dir, { recursive: true })
+    const final = path.join(dir, 'done.bin')
+    fs.writeFileSync(final, 'verified')
+    fs.linkSync(final, `${final}.part`)
+    fs.writeFileSync(`${final}.part.state`, '{}')
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid as number
+    fs.writeFileSync(`${final}.part.lock`, `${dead}\n`)
+    expect(() => PartFile.open(dir, 'done.bin', 8)).toThrow(expect.objectContaining({ code: 'ERR_STORAGE', message: expect.stringMatching(/done\.bin already exists/) }))
+    expect(fs.readdirSync(dir)).toEqual(['done.bin'])
+    expect(fs.readFileSync(final, 'utf8')).toBe('verified')
+    // an unrelated .part beside an existing file of that name is not touched
+    fs.writeFileSync(`${final}.part`, 'other')
+    expect(() => PartFile.open(dir, 'done.bin', 8)).toThrow(/already exists/)
+    expect(fs.readdirSync(dir).sort()).toEqual(['done.bin', 'done.bin.part'])
+  })
+
   it('writes pieces out of order, then commit renames NAME.part to NAME with the exact content', async () => {
     const dir = outDir()
     const data = content(100_000)
