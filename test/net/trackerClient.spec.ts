@@ -108,31 +108,42 @@ describe('trackerRequest', () => {
   })
 })
 
-describe('TrackerClient.leave', () => {
-  const TOKEN = new Uint8Array(16).fill(7)
-  /** A tracker that hands out TOKEN, answers announces, and answers a leave only if `answerLeave`. */
-  function tracker (ts: TestScheduler, answerLeave: boolean): { transport: TrackerTransport, sent: { frame: number, msg: TrackerRequest }[] } {
-    const incoming = new Subject<TrackerMessage>()
-    const sent: { frame: number, msg: TrackerRequest }[] = []
-    const reply = (m: TrackerMessage): void => { ts.schedule(() => incoming.next(m), 1) }
-    return {
-      sent,
-      transport: {
-        name: 'test-tracker',
-        incoming$: incoming,
-        send: (msg) => {
-          sent.push({ frame: ts.now(), msg })
-          if (msg.type === 'connect') reply({ type: 'connected', tx: msg.tx, token: TOKEN })
-          else if (msg.type === 'announce') reply({ type: 'announced', tx: msg.tx, interval: 3000, resync: false })
-          else if (msg.type === 'leave' && answerLeave) reply({ type: 'left', tx: msg.tx })
-        },
+const TOKEN = new Uint8Array(16).fill(7)
+const hashOf = (k: number): string => k.toString(16).padStart(64, '0')
+/**
+ * A tracker that hands out TOKEN and answers announces; a leave only if `answerLeave`; with
+ * `files`, it lists `total` files, `perPage` a page (`stuck`: every page says "more after" the same key).
+ */
+function fakeTracker (ts: TestScheduler, o: { answerLeave?: boolean, files?: { total: number, perPage: number, stuck?: boolean } } = {}): { transport: TrackerTransport, sent: { frame: number, msg: TrackerRequest }[] } {
+  const incoming = new Subject<TrackerMessage>()
+  const sent: { frame: number, msg: TrackerRequest }[] = []
+  const reply = (m: TrackerMessage): void => { ts.schedule(() => incoming.next(m), 1) }
+  return {
+    sent,
+    transport: {
+      name: 'test-tracker',
+      incoming$: incoming,
+      send: (msg) => {
+        sent.push({ frame: ts.now(), msg })
+        if (msg.type === 'connect') reply({ type: 'connected', tx: msg.tx, token: TOKEN })
+        else if (msg.type === 'announce') reply({ type: 'announced', tx: msg.tx, interval: 3000, resync: false })
+        else if (msg.type === 'leave' && o.answerLeave === true) reply({ type: 'left', tx: msg.tx })
+        else if (msg.type === 'query_files' && o.files !== undefined) {
+          const { total, perPage, stuck } = o.files
+          const from = stuck === true || msg.after === undefined ? 0 : parseInt(msg.after, 16) + 1
+          const files = Array.from({ length: Math.min(perPage, total - from) }, (_, i) => ({ name: `f${from + i}`, hash: hashOf(from + i), size: 1, blockSize: 262144, pieces: 1 }))
+          const last = from + files.length - 1
+          reply(last < total - 1 ? { type: 'files', tx: msg.tx, files, next: hashOf(last) } : { type: 'files', tx: msg.tx, files })
+        }
       },
-    }
+    },
   }
+}
 
+describe('TrackerClient.leave', () => {
   it('sends nothing for a client that never reached the tracker', () => {
     const ts = setup()
-    const { transport, sent } = tracker(ts, true)
+    const { transport, sent } = fakeTracker(ts, { answerLeave: true })
     ts.run(({ expectObservable }) => {
       expectObservable(new TrackerClient(transport, { scheduler: ts }).leave('a'.repeat(32), 1, 50)).toBe('|')
     })
@@ -141,7 +152,7 @@ describe('TrackerClient.leave', () => {
 
   it('sends one leave with the token it holds, and waits for the answer', () => {
     const ts = setup()
-    const { transport, sent } = tracker(ts, true)
+    const { transport, sent } = fakeTracker(ts, { answerLeave: true })
     ts.run(({ expectObservable }) => {
       const c = new TrackerClient(transport, { scheduler: ts, timeoutMs: 10 })
       c.request(announce).subscribe()
@@ -153,7 +164,7 @@ describe('TrackerClient.leave', () => {
 
   it('gives a silent tracker `waitMs` and no second try, and does not fail', () => {
     const ts = setup()
-    const { transport, sent } = tracker(ts, false)
+    const { transport, sent } = fakeTracker(ts, { answerLeave: false })
     ts.run(({ expectObservable }) => {
       const c = new TrackerClient(transport, { scheduler: ts, timeoutMs: 10, attempts: 5 })
       c.request(announce).subscribe()
@@ -164,36 +175,10 @@ describe('TrackerClient.leave', () => {
 })
 
 describe('TrackerClient lists and pace', () => {
-  const TOKEN = new Uint8Array(16).fill(7)
-  const hashOf = (k: number): string => k.toString(16).padStart(64, '0')
-  /** A tracker listing `total` files, `perPage` a page; `stuck`: every page says "more after" the same key. */
-  function lister (ts: TestScheduler, total: number, perPage: number, stuck = false): { transport: TrackerTransport, sent: { frame: number, msg: TrackerRequest }[] } {
-    const incoming = new Subject<TrackerMessage>()
-    const sent: { frame: number, msg: TrackerRequest }[] = []
-    const reply = (m: TrackerMessage): void => { ts.schedule(() => incoming.next(m), 1) }
-    return {
-      sent,
-      transport: {
-        name: 'test-tracker',
-        incoming$: incoming,
-        send: (msg) => {
-          sent.push({ frame: ts.now(), msg })
-          if (msg.type === 'connect') { reply({ type: 'connected', tx: msg.tx, token: TOKEN }); return }
-          if (msg.type === 'announce') { reply({ type: 'announced', tx: msg.tx, interval: 3000, resync: false }); return }
-          if (msg.type !== 'query_files') return
-          const from = stuck || msg.after === undefined ? 0 : parseInt(msg.after, 16) + 1
-          const files = Array.from({ length: Math.min(perPage, total - from) }, (_, i) => ({ name: `f${from + i}`, hash: hashOf(from + i), size: 1, blockSize: 262144, pieces: 1 }))
-          const last = from + files.length - 1
-          reply(last < total - 1 ? { type: 'files', tx: msg.tx, files, next: hashOf(last) } : { type: 'files', tx: msg.tx, files })
-        },
-      },
-    }
-  }
-
   it('follows a list to its end, past a thousand pages (it was cut there, and passed on as whole)', () => {
     const ts = setup()
     ts.maxFrames = Infinity
-    const { transport, sent } = lister(ts, 2500, 1)
+    const { transport, sent } = fakeTracker(ts, { files: { total: 2500, perPage: 1 } })
     let got: unknown[] = []
     new TrackerClient(transport, { scheduler: ts }).files().subscribe((fs) => { got = fs })
     ts.flush()
@@ -205,7 +190,7 @@ describe('TrackerClient lists and pace', () => {
   it('fails, never passing a list on cut, when its pages do not move on or it is longer than a tracker holds', () => {
     for (const [total, perPage, stuck, maxItems] of [[100, 5, true, 100_000], [1000, 7, false, 50]] as const) {
       const ts = setup()
-      const { transport, sent } = lister(ts, total, perPage, stuck)
+      const { transport, sent } = fakeTracker(ts, { files: { total, perPage, stuck } })
       let error: Error | undefined
       let got: unknown
       new TrackerClient(transport, { scheduler: ts }).files(maxItems).subscribe({ next: (fs) => { got = fs }, error: (e: Error) => { error = e } })
@@ -219,7 +204,7 @@ describe('TrackerClient lists and pace', () => {
   it('paces its datagrams at ratePerSecond (twice that in a burst); a request\'s timeout starts when it is sent', () => {
     const ts = setup()
     ts.maxFrames = Infinity
-    const { transport, sent } = lister(ts, 1, 1)
+    const { transport, sent } = fakeTracker(ts)
     const c = new TrackerClient(transport, { scheduler: ts, ratePerSecond: 10, timeoutMs: 50, attempts: 1 })
     let answered = 0
     let failed = 0
