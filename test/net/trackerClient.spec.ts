@@ -7,30 +7,37 @@ function setup (): TestScheduler {
   return new TestScheduler((actual, expected) => expect(actual).toEqual(expected))
 }
 
-/**
- * A scripted tracker: `answers[k]` says after how many frames the k-th request is answered
- * (undefined: silence), or that it gets an error reply.
- */
-function scripted (ts: TestScheduler, answers: (number | 'error' | undefined)[]): { transport: TrackerTransport, sent: { frame: number, msg: TrackerRequest }[] } {
+/** A transport to a fake tracker: what was sent (and when), and `answer` replying through `reply(message, after frames)`. */
+function fakeTransport (ts: TestScheduler, answer: (msg: TrackerRequest, k: number, reply: (m: TrackerMessage, frames: number) => void) => void): { transport: TrackerTransport, sent: { frame: number, msg: TrackerRequest }[] } {
   const incoming = new Subject<TrackerMessage>()
   const sent: { frame: number, msg: TrackerRequest }[] = []
+  const reply = (m: TrackerMessage, frames: number): void => { ts.schedule(() => incoming.next(m), frames) }
   return {
     sent,
     transport: {
       name: 'test-tracker',
       incoming$: incoming,
       send: (msg) => {
-        const k = sent.length
         sent.push({ frame: ts.now(), msg })
-        const a = answers[k]
-        if (a === undefined) return
-        if (a === 'error') { ts.schedule(() => incoming.next({ type: 'error', tx: msg.tx, code: 'FULL', message: 'tracker full' }), 1); return }
-        // a stray reply with another tx first: must be ignored
-        ts.schedule(() => incoming.next({ type: 'announced', tx: msg.tx + 1, interval: 1, resync: true }), 0)
-        ts.schedule(() => incoming.next({ type: 'announced', tx: msg.tx, interval: 3000, resync: false }), a)
+        answer(msg, sent.length - 1, reply)
       },
     },
   }
+}
+
+/**
+ * A scripted tracker: `answers[k]` says after how many frames the k-th request is answered
+ * (undefined: silence), or that it gets an error reply.
+ */
+function scripted (ts: TestScheduler, answers: (number | 'error' | undefined)[]): { transport: TrackerTransport, sent: { frame: number, msg: TrackerRequest }[] } {
+  return fakeTransport(ts, (msg, k, reply) => {
+    const a = answers[k]
+    if (a === undefined) return
+    if (a === 'error') { reply({ type: 'error', tx: msg.tx, code: 'FULL', message: 'tracker full' }, 1); return }
+    // a stray reply with another tx first: must be ignored
+    reply({ type: 'announced', tx: msg.tx + 1, interval: 1, resync: true }, 0)
+    reply({ type: 'announced', tx: msg.tx, interval: 3000, resync: false }, a)
+  })
 }
 
 const announce = { type: 'announce', nodeId: 'a'.repeat(32), port: 1, files: 0, uploaded: 0, downloaded: 0 } as const
@@ -115,29 +122,18 @@ const hashOf = (k: number): string => k.toString(16).padStart(64, '0')
  * `files`, it lists `total` files, `perPage` a page (`stuck`: every page says "more after" the same key).
  */
 function fakeTracker (ts: TestScheduler, o: { answerLeave?: boolean, files?: { total: number, perPage: number, stuck?: boolean } } = {}): { transport: TrackerTransport, sent: { frame: number, msg: TrackerRequest }[] } {
-  const incoming = new Subject<TrackerMessage>()
-  const sent: { frame: number, msg: TrackerRequest }[] = []
-  const reply = (m: TrackerMessage): void => { ts.schedule(() => incoming.next(m), 1) }
-  return {
-    sent,
-    transport: {
-      name: 'test-tracker',
-      incoming$: incoming,
-      send: (msg) => {
-        sent.push({ frame: ts.now(), msg })
-        if (msg.type === 'connect') reply({ type: 'connected', tx: msg.tx, token: TOKEN })
-        else if (msg.type === 'announce') reply({ type: 'announced', tx: msg.tx, interval: 3000, resync: false })
-        else if (msg.type === 'leave' && o.answerLeave === true) reply({ type: 'left', tx: msg.tx })
-        else if (msg.type === 'query_files' && o.files !== undefined) {
-          const { total, perPage, stuck } = o.files
-          const from = stuck === true || msg.after === undefined ? 0 : parseInt(msg.after, 16) + 1
-          const files = Array.from({ length: Math.min(perPage, total - from) }, (_, i) => ({ name: `f${from + i}`, hash: hashOf(from + i), size: 1, blockSize: 262144, pieces: 1 }))
-          const last = from + files.length - 1
-          reply(last < total - 1 ? { type: 'files', tx: msg.tx, files, next: hashOf(last) } : { type: 'files', tx: msg.tx, files })
-        }
-      },
-    },
-  }
+  return fakeTransport(ts, (msg, _k, reply) => {
+    if (msg.type === 'connect') reply({ type: 'connected', tx: msg.tx, token: TOKEN }, 1)
+    else if (msg.type === 'announce') reply({ type: 'announced', tx: msg.tx, interval: 3000, resync: false }, 1)
+    else if (msg.type === 'leave' && o.answerLeave === true) reply({ type: 'left', tx: msg.tx }, 1)
+    else if (msg.type === 'query_files' && o.files !== undefined) {
+      const { total, perPage, stuck } = o.files
+      const from = stuck === true || msg.after === undefined ? 0 : parseInt(msg.after, 16) + 1
+      const files = Array.from({ length: Math.min(perPage, total - from) }, (_, i) => ({ name: `f${from + i}`, hash: hashOf(from + i), size: 1, blockSize: 262144, pieces: 1 }))
+      const last = from + files.length - 1
+      reply(last < total - 1 ? { type: 'files', tx: msg.tx, files, next: hashOf(last) } : { type: 'files', tx: msg.tx, files }, 1)
+    }
+  })
 }
 
 describe('TrackerClient.leave', () => {
