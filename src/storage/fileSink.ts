@@ -1,12 +1,14 @@
 import { createHash } from 'node:crypto'
 import fs from 'node:fs'
+import path from 'node:path'
 import { defer, map, of, type Observable } from 'rxjs'
 import { StorageError } from '../errors'
 import type { FileMetaData } from '../protocol/messages'
 import type { PieceSink } from '../peer/leech'
 import type { BufferPool } from './bufferPool'
 import { OrderedHasher } from './orderedHasher'
-import { PartFile } from './partFile'
+import { adoptRenamedPart, PartFile } from './partFile'
+import { safeFileName } from './names'
 import type { MappedFile } from './mappedFile'
 import { WorkerHashTarget } from './workerHash'
 import { loadState, removeState, saveState } from './resumeState'
@@ -37,6 +39,10 @@ export class FileSink implements PieceSink {
 
   /** @param pool where piece buffers go back once written and hashed */
   constructor (private readonly meta: FileMetaData, outDir: string, private readonly pool?: BufferPool) {
+    // an earlier run of this download under the file's former name (its sharers renamed it since)
+    // resumes too, instead of starting over beside a .part left for good
+    safeFileName(meta.name)
+    if (!fs.existsSync(path.join(outDir, meta.name))) adoptRenamedPart(outDir, PartFile.pathFor(outDir, meta.name, meta.hash), (other) => loadState(other, meta) !== null)
     this.part = PartFile.open(outDir, meta.name, meta.size, meta.hash)
     const release = (b: Buffer): void => pool?.release(b)
     // big files are hashed in a worker thread, beside the transfer instead of on its core

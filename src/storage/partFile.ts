@@ -41,9 +41,14 @@ export class PartFile implements PositionalWriter {
    * Open (or create) OUT/NAME.part sized to the file. The name must be a safe single component.
    * With the file's id, a name too long for the working files' suffixes gets a shorter stem (see `partStem`).
    */
+  /** Where the working file of `name` goes in `dir` (see `partStem`). */
+  static pathFor (dir: string, name: string, fileId?: string): string {
+    return path.join(dir, `${fileId === undefined ? name : partStem(name, fileId)}.part`)
+  }
+
   static open (dir: string, name: string, size: number, fileId?: string, freeBytes: (dir: string) => number | null = freeSpace): PartFile {
     safeFileName(name)
-    const partPath = path.join(dir, `${fileId === undefined ? name : partStem(name, fileId)}.part`)
+    const partPath = PartFile.pathFor(dir, name, fileId)
     // the name is taken (a file, a folder, a link): say so now, not after the whole download
     // (commit checks again: it may be taken meanwhile)
     const finalPath = path.join(dir, name)
@@ -271,6 +276,40 @@ function lockPart (partPath: string): string {
     throw new StorageError(`${partPath} is being downloaded by another process${moved === null ? '' : ` (pid ${moved.pid})`}: wait for it or stop it (its .part resumes)`)
   }
   throw new StorageError(`cannot lock ${partPath}: ${lockPath} keeps coming back`)
+}
+
+/** Most folder entries looked at when searching `--out` for a download's working files under another name. */
+const MAX_ADOPT_SCAN = 10_000
+
+/**
+ * The working files of this download left under another name (the file was renamed by its
+ * sharers since an earlier run stopped): `OUT/OTHER.part` whose state `isOurs` accepts, moved to
+ * `partPath` with its state, under OTHER's lock (a get running on it keeps it). Looked for only
+ * when `partPath` does not exist; true when one was moved.
+ */
+export function adoptRenamedPart (dir: string, partPath: string, isOurs: (otherPart: string) => boolean): boolean {
+  if (fs.existsSync(partPath)) return false
+  let names: string[]
+  try { names = fs.readdirSync(dir) } catch { return false }
+  for (const n of names.slice(0, MAX_ADOPT_SCAN)) {
+    if (!n.endsWith('.part.state')) continue
+    const other = path.join(dir, n.slice(0, -'.state'.length))
+    if (other === partPath || !isOurs(other)) continue
+    let lockPath: string
+    try { lockPath = lockPart(other) } catch { continue } // (being downloaded: not ours to move)
+    try {
+      const st = fs.lstatSync(other)
+      if (!st.isFile() || fs.existsSync(partPath)) continue
+      fs.renameSync(other, partPath)
+      try { fs.renameSync(`${other}.state`, `${partPath}.state`) } catch { /* the .part alone: resumes nothing */ }
+      return true
+    } catch {
+      continue
+    } finally {
+      fs.rmSync(lockPath, { force: true })
+    }
+  }
+  return false
 }
 
 /**

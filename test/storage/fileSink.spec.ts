@@ -85,6 +85,24 @@ describe('FileSink', () => {
     }
   })
 
+  it('resumes the working files an earlier run left under the file\'s former name (renamed by its sharers since), and only those of this very file', async () => {
+    const piece = Buffer.alloc(BLOCK, 7)
+    const old = new FileSink({ ...meta, name: 'old.bin' }, dir)
+    await lastValueFrom(old.write(piece, BLOCK), { defaultValue: undefined })
+    old.stored(BLOCK, piece)
+    old.close()
+    // another file's leftovers, and a different file under the new name's neighbour: not taken
+    const other = new FileSink({ ...meta, name: 'other.bin', hash: 'b'.repeat(64) }, dir)
+    await lastValueFrom(other.write(piece, 0), { defaultValue: undefined })
+    other.stored(0, piece)
+    other.close()
+    const renamed = new FileSink({ ...meta, name: 'new.bin' }, dir)
+    expect(renamed.present).toEqual([1])
+    renamed.close()
+    expect(fs.readdirSync(dir).sort()).toEqual(['new.bin.part', 'new.bin.part.state', 'other.bin.part', 'other.bin.part.state'])
+    expect(fs.readFileSync(path.join(dir, 'new.bin.part')).subarray(BLOCK, 2 * BLOCK)).toEqual(piece)
+  })
+
   it('a .part left without its state (nothing known verified) is removed when the sink closes with nothing stored', () => {
     fs.writeFileSync(path.join(dir, 'f.bin.part'), Buffer.alloc(meta.size, 1))
     const sink = new FileSink(meta, dir)
