@@ -17,7 +17,7 @@ import { PeerServer } from '../net/peerServer'
 import { BufferPool } from '../storage/bufferPool'
 import { FileSink } from '../storage/fileSink'
 import { hashPieces, hashRoot } from '../storage/hashFile'
-import { MappedFile } from '../storage/mappedFile'
+import { FileChangedError, MappedFile } from '../storage/mappedFile'
 import type { Endpoint } from '../tracker/flow'
 import { TokenBucket } from '../../streams/rateLimit'
 import { ClusterTable } from './clusterTable'
@@ -26,7 +26,7 @@ import { HeldDownload } from './held'
 import { busyWaitFor, passesBusy, servedShare, serveRequest, serveWatch, WatchKicker, type ServeContext, type ServedFile } from './serve'
 import { hashFile } from '../storage/hashFile'
 import { segment } from '../protocol/segmentation'
-import { listShare, MAX_SHARED_FILES, planShare, scanShare, RESCAN_COST_FACTOR, SHARE_DEBOUNCE_MS, SHARE_RESCAN_MS, SHARE_SETTLE_MS, type KnownFile, type LocalFile, type ShareEntry } from './share'
+import { listShare, MAX_SHARED_FILES, planShare, scanShare, RESCAN_COST_FACTOR, SHARE_DEBOUNCE_MS, SHARE_RESCAN_MAX_MS, SHARE_RESCAN_MS, SHARE_SETTLE_MS, type KnownFile, type LocalFile, type ShareEntry } from './share'
 
 export interface NodeOptions {
   tracker: Endpoint
@@ -115,6 +115,10 @@ export class Lp2pNode {
   private readonly withdraws = new Subject<string>()
   /** Shared files whose publish is on its way (a heartbeat does not send them again meanwhile). */
   private readonly publishing = new Set<string>()
+  /** Renamed while their publish was on its way: published again once it is answered. */
+  private readonly republishAfter = new Set<string>()
+  /** Scan the watched share soon (null: not watched). */
+  private rescanSoon: (() => void) | null = null
   private readonly links = new Map<string, SharedLink>()
   /** What the share watcher hashed, by path. */
   private readonly known = new Map<string, KnownFile>()
@@ -169,7 +173,12 @@ export class Lp2pNode {
       const ctx: ServeContext = {
         file: (id) => this.served.get(id),
         cluster: this.cluster,
-        onFileChanged: (id, err) => this.withdraw(id, err),
+        // (a shared file gone from its path may have been renamed: a scan of the folder tells,
+        // and follows it or withdraws it; one that changed size is withdrawn at once)
+        onFileChanged: (id, err) => {
+          if (err instanceof FileChangedError && err.gone && this.shared.has(id) && this.rescanSoon !== null) this.rescanSoon()
+          else this.withdraw(id, err)
+        },
         onAsker: (fileId, peer) => this.askers.next({ fileId, peer }),
         uploadRate: this.opts.uploadLimit,
       }
@@ -217,7 +226,8 @@ export class Lp2pNode {
     const publish = (f: LocalFile): Observable<FileMetaData> => this.trackerClient.request({ type: 'publish', nodeId: this.nodeId, port, name: f.name, hash: f.fileId, size: f.size, blockSize: f.blockSize, root: f.root }).pipe(map((r) => r.meta))
     return from(files).pipe(
       filter((f) => !this.publishing.has(f.fileId)),
-      tap((f) => this.publishing.add(f.fileId)),
+      // (listed again: a withdraw still to send would unlist it)
+      tap((f) => { this.publishing.add(f.fileId); this.unlisting.delete(f.fileId) }),
       mergeMap((f) => publish(f).pipe(
         mergeMap((meta) => meta.blockSize === f.blockSize
           ? [meta]
@@ -229,12 +239,15 @@ export class Lp2pNode {
           // tracker was down, is told once; those published by start are in `publishedFiles`)
           const first = entry.meta === undefined
           entry.meta = meta
-          this.unlisting.delete(meta.hash) // (shared again: a withdraw still to send would unlist it)
           this.served.set(meta.hash, servedShare(meta, () => f.file, () => f.blockSize === meta.blockSize ? f.pieceHashes : null, () => f.file.checkSize()))
           if (first && this.started && !this.closed) this.shareEvents.next({ event: 'shared', name: meta.name, fileId: meta.hash, size: meta.size, blockSize: meta.blockSize, pieces: meta.pieces })
         }),
         catchError((err: Error) => { this.log.warn({ file: f.name, err: err.message }, 'publish failed; retried with the next heartbeat'); return EMPTY }),
-        finalize(() => this.publishing.delete(f.fileId)),
+        finalize(() => {
+          this.publishing.delete(f.fileId)
+          // renamed while this publish was on its way: the tracker has the old name
+          if (this.republishAfter.delete(f.fileId) && this.shared.get(f.fileId) === f && !this.closed) this.fire(this.publishShared([f]))
+        }),
       ), 8),
     )
   }
@@ -279,17 +292,28 @@ export class Lp2pNode {
   /** Send the withdraws not acknowledged yet nor on their way. */
   private sendWithdraws (): void {
     for (const id of this.unlisting) {
+      if (this.listedAgain(id)) { this.unlisting.delete(id); continue }
       if (this.withdrawing.has(id)) continue
       this.withdrawing.add(id)
       this.withdraws.next(id)
     }
   }
 
+  /** Is a file this node was to withdraw shared or downloaded again? */
+  private listedAgain (fileId: string): boolean {
+    return this.shared.has(fileId) || this.held.has(fileId)
+  }
+
   /** The withdraws, 8 at once (the tracker client paces them); one that fails waits for the next heartbeat. */
   private withdrawLoop (port: number): Subscription {
     let failed = 0
     return this.withdraws.pipe(
-      mergeMap((fileId) => this.trackerClient.request({ type: 'withdraw', nodeId: this.nodeId, port, fileId }).pipe(
+      mergeMap((fileId) => defer(() => {
+        // (shared or downloaded again while it waited: not withdrawn)
+        if (!this.listedAgain(fileId)) return this.trackerClient.request({ type: 'withdraw', nodeId: this.nodeId, port, fileId })
+        this.unlisting.delete(fileId)
+        return EMPTY
+      }).pipe(
         tap(() => this.unlisting.delete(fileId)),
         catchError((e: Error) => {
           // (said once per burst of failures, not once per file: a folder emptied at once is thousands)
@@ -315,27 +339,31 @@ export class Lp2pNode {
     let scanning = false
     const kick = new Subject<void>()
     const recheck = new Subject<void>()
+    // (without watch events the rescans are all there is: they keep their period)
+    let watching = true
     const changes$ = new Observable<void>((sub) => {
       let w: fs.FSWatcher
       try {
         w = fs.watch(dir, { recursive: true }, () => sub.next())
       } catch (err) {
+        watching = false
         this.log.warn({ dir, err: (err as Error).message }, 'cannot watch the shared folder: rescanning periodically only')
         return
       }
-      w.on('error', (err) => this.log.warn({ dir, err: err.message }, 'watching the shared folder failed: rescanning periodically only'))
+      w.on('error', (err) => { watching = false; this.log.warn({ dir, err: err.message }, 'watching the shared folder failed: rescanning periodically only') })
       return () => w.close()
     })
-    // the periodic rescan waits at least RESCAN_COST_FACTOR times what the last listing took:
-    // a folder of 10,000 files (0.65 s of stat calls) rescanned every 5 s kept an idle peer at 10 %
-    // of a core; watch events still bring changes within a second
+    this.rescanSoon = () => kick.next()
+    // while watch events come, the periodic rescan waits at least RESCAN_COST_FACTOR times what
+    // the last listing took, at most SHARE_RESCAN_MAX_MS: a folder of 10,000 files (0.65 s of stat
+    // calls) rescanned every 5 s kept an idle peer at 10 % of a core
     let rescanEvery = rescanMs
     const scan = (): Observable<unknown> => defer(async () => {
       scanning = true
       again = false
       const listedAt = performance.now()
       const listing = await listShare(dir, MAX_SHARED_FILES, this.skip)
-      rescanEvery = Math.max(rescanMs, RESCAN_COST_FACTOR * (performance.now() - listedAt))
+      rescanEvery = watching ? Math.max(rescanMs, Math.min(SHARE_RESCAN_MAX_MS, RESCAN_COST_FACTOR * (performance.now() - listedAt))) : rescanMs
       const plan = planShare(this.known, settling, listing, Date.now(), settleMs)
       settling = plan.settling
       for (const { from, to } of plan.rename) {
@@ -385,7 +413,8 @@ export class Lp2pNode {
     f.name = to.name
     f.file.moved(to.path)
     if (!this.closed) this.shareEvents.next({ event: 'renamed', name: to.name, from, fileId })
-    this.fire(this.publishShared([f]))
+    if (this.publishing.has(fileId)) this.republishAfter.add(fileId)
+    else this.fire(this.publishShared([f]))
   }
 
   /** Map and hash one settled file of the share; null when it vanished, changed meanwhile, or its contents are shared already. */
@@ -423,6 +452,7 @@ export class Lp2pNode {
   /** Publish what this node holds of a download (partial or complete); a node that serves nothing publishes nothing. */
   private publishHeld (h: HeldDownload): Observable<unknown> {
     if (this.listen === null) return EMPTY
+    this.unlisting.delete(h.meta.hash)
     return this.trackerClient.request(h.publish(this.nodeId, this.listen.port)).pipe(
       catchError((err: Error) => { this.log.warn({ file: h.meta.name, err: err.message }, 'publish failed; retried with the next heartbeat'); return EMPTY }),
     )

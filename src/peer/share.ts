@@ -16,8 +16,10 @@ export const SHARE_SETTLE_MS = 1000
 export const SHARE_DEBOUNCE_MS = 200
 /** The folder is rescanned this often anyway: watch events can be missed (overflow, network file systems). */
 export const SHARE_RESCAN_MS = 5000
-/** ...but no sooner than this many times what the last listing of it took (a big folder is rescanned less often: at most about 4 % of the time). */
+/** ...but, while watch events come, no sooner than this many times what the last listing of it took (a big folder is rescanned less often: at most about 4 % of the time)... */
 export const RESCAN_COST_FACTOR = 25
+/** ...and at least this often. */
+export const SHARE_RESCAN_MAX_MS = 60_000
 
 /**
  * Names never shared: downloads in progress (`.part` and their `.part.state` and `.part.lock`), hidden files

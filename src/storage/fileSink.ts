@@ -135,7 +135,12 @@ export class FileSink implements PieceSink {
       const fd = this.part.descriptor
       if (fd === null) throw new StorageError(`${this.part.partPath} is closed`)
       const items = this.storedPieces()
-      if (pieceHashes === null) return of(this.wholeFileMatches(fd) ? 0 : this.forget(items.map(([i]) => i)))
+      // (no piece hashes: the whole file against its id, in a worker for a big one: the event
+      // loop, the lock's refresh among it, is not held for the time a read of it takes)
+      if (pieceHashes === null) {
+        const whole$ = this.worker === null ? of(this.wholeFileDigest(fd)) : this.worker.hashWhole(fd, this.meta.size)
+        return whole$.pipe(map((hex) => hex === this.meta.hash ? 0 : this.forget(items.map(([i]) => i))))
+      }
       const bad$ = this.worker === null || items.length < 2 ? of(this.badPieces(items, pieceHashes)) : this.worker.checkPieces(fd, items, pieceHashes)
       return bad$.pipe(map((bad) => this.forget(bad)))
     })
@@ -169,17 +174,18 @@ export class FileSink implements PieceSink {
     return bad
   }
 
-  private wholeFileMatches (fd: number): boolean {
+  /** SHA-256 (hex) of the file read here ('' when it is shorter than it should be): small files only. */
+  private wholeFileDigest (fd: number): string {
     const h = createHash('sha256')
     const buf = Buffer.allocUnsafe(READ_CHUNK)
     let pos = 0
     while (pos < this.meta.size) {
       const n = fs.readSync(fd, buf, 0, Math.min(buf.length, this.meta.size - pos), pos)
-      if (n <= 0) return false
+      if (n <= 0) return ''
       h.update(buf.subarray(0, n))
       pos += n
     }
-    return h.digest('hex') === this.meta.hash
+    return h.digest('hex')
   }
 
   /** Forget pieces (they go again), saving the state: how many. */

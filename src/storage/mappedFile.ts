@@ -6,7 +6,8 @@ import type { PageSource } from '../../streams/readPages'
 /** The file changed size under us: serving from it would read past its end (SIGBUS). */
 export class FileChangedError extends Error {
   readonly code = 'ERR_FILE_CHANGED'
-  constructor (readonly path: string, readonly expected: number, readonly actual: number, how?: string) {
+  /** @param gone nothing is at the path any more (removed, or renamed: a rescan tells which) */
+  constructor (readonly path: string, readonly expected: number, readonly actual: number, how?: string, readonly gone = false) {
     super(how === undefined ? `${path} changed size (${expected} → ${actual})` : `${path} ${how}`)
   }
 }
@@ -82,7 +83,7 @@ export class MappedFile implements PageSource {
     if (this.fd !== null) { openFiles.delete(this); openFiles.set(this, true); return this.fd }
     let fd: number
     // (non-blocking: opening a FIFO put there meanwhile would otherwise block the process for good)
-    try { fd = fs.openSync(this.path, REOPEN_FLAGS) } catch (err) { throw new FileChangedError(this.path, this.size, 0, `is gone: ${(err as Error).message}`) }
+    try { fd = fs.openSync(this.path, REOPEN_FLAGS) } catch (err) { throw new FileChangedError(this.path, this.size, 0, `is gone: ${(err as Error).message}`, (err as NodeJS.ErrnoException).code === 'ENOENT') }
     const st = fs.fstatSync(fd)
     if (!st.isFile() || st.dev !== this.dev || st.ino !== this.ino) { fs.closeSync(fd); throw new FileChangedError(this.path, this.size, st.size, 'was replaced by another file') }
     this.fd = fd

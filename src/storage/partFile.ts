@@ -266,7 +266,8 @@ function lockPart (partPath: string): string {
     // its holder is gone: the .part and its state are ours to resume. Moved aside first, and
     // removed only if it is still the lock judged stale (another get may have taken it over and
     // written its own between our read and now: that one is put back)
-    const aside = `${lockPath}.${OWN_MARK}.stale`
+    // (named like a temporary: a peer sharing the folder never publishes one a crash left)
+    const aside = `${lockPath}.${OWN_MARK}.stale.tmp`
     try { fs.renameSync(lockPath, aside) } catch { continue }
     let moved: LockInfo | null = null
     try { moved = readLock(aside) } catch { /* unreadable: not the one judged */ }

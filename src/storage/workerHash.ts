@@ -43,6 +43,17 @@ parentPort.on('message', (m) => {
         if (pos < offset + length || !h.digest().equals(Buffer.from(m.digests.buffer, m.digests.byteOffset + k * 32, 32))) bad.push(i)
       }
       parentPort.postMessage({ t: 'checked', id: m.id, bad })
+    } else if (m.t === 'whole') {
+      // a whole file read through a descriptor of this process, hashed: its hex digest
+      const h = crypto.createHash('sha256')
+      let pos = 0
+      while (pos < m.size) {
+        const n = fs.readSync(m.fd, scratch, 0, Math.min(scratch.length, m.size - pos), pos)
+        if (n <= 0) break
+        h.update(scratch.subarray(0, n))
+        pos += n
+      }
+      parentPort.postMessage({ t: 'whole', id: m.id, hex: pos < m.size ? '' : h.digest('hex') })
     } else if (m.t === 'digest') {
       if (fd !== null) { fs.closeSync(fd); fd = null }
       parentPort.postMessage({ t: 'digest', hex: hash.digest('hex') })
@@ -67,6 +78,7 @@ export class WorkerHashTarget implements HashTarget {
   private waiting: { resolve: (hex: string) => void, reject: (e: Error) => void } | null = null
   private readonly pieces = new Map<number, { resolve: (r: { digest: Buffer, data: Buffer }) => void, reject: (e: Error) => void }>()
   private readonly checks = new Map<number, { resolve: (bad: number[]) => void, reject: (e: Error) => void }>()
+  private readonly wholes = new Map<number, { resolve: (hex: string) => void, reject: (e: Error) => void }>()
   private nextId = 1
 
   /**
@@ -92,6 +104,10 @@ export class WorkerHashTarget implements HashTarget {
         const c = this.checks.get(m.id as number)
         this.checks.delete(m.id as number)
         c?.resolve(m.bad ?? [])
+      } else if (m.t === 'whole') {
+        const w = this.wholes.get(m.id as number)
+        this.wholes.delete(m.id as number)
+        w?.resolve(m.hex ?? '')
       }
       else if (m.t === 'piece') {
         const p = this.pieces.get(m.id as number)
@@ -108,8 +124,9 @@ export class WorkerHashTarget implements HashTarget {
     this.failed ??= err
     for (const p of this.pieces.values()) p.reject(err)
     this.pieces.clear()
-    for (const c of this.checks.values()) c.reject(err)
+    for (const c of [...this.checks.values(), ...this.wholes.values()]) c.reject(err)
     this.checks.clear()
+    this.wholes.clear()
     this.waiting?.reject(err)
     this.waiting = null
   }
@@ -163,6 +180,16 @@ export class WorkerHashTarget implements HashTarget {
     return new Observable<number[]>((sub) => {
       Promise.all([ask(this.worker, items.filter((_, k) => k % 2 === 0)), ask(this.pieceWorker, items.filter((_, k) => k % 2 === 1))])
         .then(([a, b]) => { sub.next([...a, ...b].sort((x, y) => x - y)); sub.complete() }, (err: Error) => sub.error(err))
+    })
+  }
+
+  /** SHA-256 (hex) of the first `size` bytes read through descriptor `fd`, in the worker ('' when the file is shorter). */
+  hashWhole (fd: number, size: number): Observable<string> {
+    return new Observable<string>((sub) => {
+      if (this.failed !== null) { sub.error(this.failed); return }
+      const id = this.nextId++
+      this.wholes.set(id, { resolve: (hex) => { sub.next(hex); sub.complete() }, reject: (e) => sub.error(e) })
+      this.pieceWorker.postMessage({ t: 'whole', id, fd, size })
     })
   }
 

@@ -57,6 +57,41 @@ describe('a node\'s files at a tracker that drops what an address sends past its
   }, 120_000)
 })
 
+describe('a node whose withdraw was not heard', () => {
+  it('a file removed while the tracker was away and put back is listed again once the tracker is back, and stays listed (no withdraw left over is sent)', async () => {
+    const dir = tempDir('node-relist')
+    const share = path.join(dir, 'share')
+    fs.mkdirSync(share)
+    fs.writeFileSync(path.join(share, 'keep.txt'), 'kept')
+    fs.writeFileSync(path.join(share, 'back.txt'), 'back again')
+    const withdraws: string[] = []
+    const observer = { request: (t: string) => { if (t === 'withdraw') withdraws.push(t) } }
+    let tracker = new TrackerServer({ host: '127.0.0.1', port: 0, observer })
+    const t = await tracker.start()
+    const node = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, heartbeatMs: 300, trackerTimeoutMs: 100, trackerAttempts: 1, watch: { settleMs: 100, rescanMs: 200 } })
+    try {
+      await node.start()
+      const id = node.sharedFiles.find((f) => f.name === 'back.txt')?.fileId as string
+      tracker.close() // away: the withdraw is lost
+      fs.renameSync(path.join(share, 'back.txt'), path.join(dir, 'back.txt'))
+      await until(() => node.sharedFiles.some((f) => f.fileId === id), (has) => !has, 10_000)
+      fs.renameSync(path.join(dir, 'back.txt'), path.join(share, 'back.txt')) // put back (same contents)
+      await until(() => node.sharedFiles.some((f) => f.fileId === id), (has) => has, 10_000)
+      tracker = new TrackerServer({ host: '127.0.0.1', port: t.port, observer })
+      await tracker.start()
+      const holds = (): boolean => tracker.registry.holderCount(id) === 1
+      expect(await until(holds, (h) => h, 10_000)).toBe(true)
+      // listed from then on, beat after beat: no stale withdraw takes it away again
+      for (let i = 0; i < 10; i++) { await sleep(150); expect(holds()).toBe(true) }
+      expect(withdraws).toEqual([])
+    } finally {
+      await node.close()
+      tracker.close()
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  }, 60_000)
+})
+
 describe('a node following a big folder', () => {
   it('rescans it no more often than RESCAN_COST_FACTOR times what listing it takes (every 5 s, 10,000 files kept an idle peer at 10 % of a core)', async () => {
     const dir = tempDir('node-rescan')
