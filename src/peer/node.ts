@@ -224,6 +224,8 @@ export class Lp2pNode {
     if (this.listen === null) return EMPTY // a node that serves nothing publishes nothing
     const port = this.listen?.port ?? 0
     const publish = (f: LocalFile): Observable<FileMetaData> => this.trackerClient.request({ type: 'publish', nodeId: this.nodeId, port, name: f.name, hash: f.fileId, size: f.size, blockSize: f.blockSize, root: f.root }).pipe(map((r) => r.meta))
+    let failed = 0
+    let firstFailure: { file: string, err: string } | null = null
     return from(files).pipe(
       filter((f) => !this.publishing.has(f.fileId)),
       // (listed again: a withdraw still to send would unlist it)
@@ -242,13 +244,18 @@ export class Lp2pNode {
           this.served.set(meta.hash, servedShare(meta, () => f.file, () => f.blockSize === meta.blockSize ? f.pieceHashes : null, () => f.file.checkSize()))
           if (first && this.started && !this.closed) this.shareEvents.next({ event: 'shared', name: meta.name, fileId: meta.hash, size: meta.size, blockSize: meta.blockSize, pieces: meta.pieces })
         }),
-        catchError((err: Error) => { this.log.warn({ file: f.name, err: err.message }, 'publish failed; retried with the next heartbeat'); return EMPTY }),
+        catchError((err: Error) => {
+          // (said once per batch, with how many: a tracker away while thousands are published would be thousands of lines)
+          if (failed++ === 0) firstFailure = { file: f.name, err: err.message }
+          return EMPTY
+        }),
         finalize(() => {
           this.publishing.delete(f.fileId)
           // renamed while this publish was on its way: the tracker has the old name
           if (this.republishAfter.delete(f.fileId) && this.shared.get(f.fileId) === f && !this.closed) this.fire(this.publishShared([f]))
         }),
       ), 8),
+      finalize(() => { if (firstFailure !== null) this.log.warn({ ...firstFailure, failed }, 'publish failed; retried with the next heartbeat') }),
     )
   }
 
