@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import {
-  asyncScheduler, catchError, concat, defer, EMPTY, filter, finalize, from, ignoreElements, map, merge, mergeMap, Observable, of,
+  asyncScheduler, catchError, concat, concatMap, defaultIfEmpty, defer, EMPTY, filter, finalize, from, ignoreElements, last, map, merge, mergeMap, Observable, of,
   repeat, Subject, type Subscriber, type Subscription, switchMap, take, takeUntil, tap, throwError, timeout, timer, toArray, type SchedulerLike,
 } from 'rxjs'
 import { HashMismatchError, NoSourcesError, PeerTimeoutError, ProtocolError, RemoteError, StorageError } from '../errors'
@@ -706,9 +706,15 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           // every piece of this run was checked on arrival: the bad ones are on disk from an earlier
           // run (changed since, or lost in a crash); the next run fetches only those. None bad (or no
           // way to tell): nothing on disk can be trusted, the next run starts over.
-          const bad = pieceHashes === null || sink.recheck === undefined ? 0 : sink.recheck(pieceHashes)
-          if (bad === 0) sink.discardState?.()
-          throw new HashMismatchError(meta.hash, sha256, bad)
+          const mismatch = (hashes: Buffer | null): never => {
+            const bad = hashes === null || sink.recheck === undefined ? 0 : sink.recheck(hashes)
+            if (bad === 0) sink.discardState?.()
+            throw new HashMismatchError(meta.hash, sha256, bad)
+          }
+          // every piece came from an earlier run (a state saved ahead of its bytes: a power cut),
+          // so the list was never fetched: it is asked of a holder now, to keep the pieces that are good
+          if (pieceHashes === null && !hashesKnown() && sink.recheck !== undefined) return hashListFromHolders().pipe(map(mismatch))
+          return mismatch(pieceHashes)
         }
         // what came hashes to the file; the file on disk must hold it too (another program may
         // have written to the .part meanwhile): only then does it get its name
@@ -718,6 +724,17 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           return { event: 'done', fileId: meta.hash, name: meta.name, path, bytes: meta.size, sha256, downloaded }
         }))
       }),
+    )
+
+    // the hash list from the first holder the tracker names that gives one matching the root (a
+    // few tried in turn, each page with its timeout), or null
+    const hashListFromHolders = (): Observable<Buffer | null> => deps.tracker.nodes(meta.hash).pipe(
+      catchError(() => of([] as NodeInfo[])),
+      mergeMap((nodes) => from(nodes.filter(notSelf).slice(0, opts.fanOut ?? FAN_OUT))),
+      concatMap((peer) => defer(() => pieceHashes !== null ? EMPTY : fetchHashes({ peer, bitfield: null })).pipe(catchError(() => EMPTY))),
+      defaultIfEmpty(null),
+      last(),
+      map(() => pieceHashes),
     )
 
     const start: LeechEvent = { event: 'start', fileId: meta.hash, name: meta.name, size: meta.size, blockSize: meta.blockSize, pieces: meta.pieces, present: meta.pieces - picker.remaining }

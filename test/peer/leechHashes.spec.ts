@@ -458,6 +458,30 @@ describe('leech: piece integrity', () => {
     })
   })
 
+  describe('(d3) every piece resumed, one of them not on disk (a state saved ahead of its bytes: a power cut)', () => {
+    it('fetches the hash list to check them one by one: fails naming the bad piece and keeps the rest (it started over before); the next run fetches only that piece', () => {
+      const ts = newScheduler()
+      const { deps, links, sinks } = world(ts, file, [A], {})
+      const disk = Buffer.from(file.content)
+      disk.fill(0, 2 * BLOCK, 3 * BLOCK) // piece 2 never reached the disk
+      const earlier = new MemorySink(file.meta, [0, 1, 2, 3, 4], Infinity, disk)
+      const r = run(ts, { ...deps, openSink: () => earlier })
+      expect(r.error).toMatchObject({ code: 'ERR_HASH_MISMATCH', badPieces: 1 })
+      expect(links.get(A.nodeId)?.log.filter((e) => e.type === 'get_hashes').length).toBeGreaterThan(0)
+      expect(only(r, 'piece')).toEqual([])
+      expect([...earlier.kept].sort()).toEqual([0, 1, 3, 4])
+      expect(earlier.committed).toBe(false)
+
+      const again = new MemorySink(file.meta, [...earlier.kept], Infinity, earlier.data)
+      const ts2 = newScheduler()
+      const r2 = run(ts2, { ...world(ts2, file, [A], {}).deps, openSink: () => again })
+      expect(only(r2, 'piece').map((e) => e.index)).toEqual([2])
+      expect(r2.error).toBeUndefined()
+      expect(again.data.equals(file.content)).toBe(true)
+      expect(sinks).toEqual([])
+    })
+  })
+
   describe('(e) no root in the metadata', () => {
     it('accepts pieces without piece hashes; the whole-file check catches a corrupted piece (ERR_HASH_MISMATCH)', () => {
       const ts = newScheduler()
