@@ -6,7 +6,7 @@ import path from 'node:path'
 import { createHash, randomBytes } from 'node:crypto'
 import { encodeFrameHead } from '../../src/protocol/codec'
 import { FrameDecoder } from '../../src/protocol/frames'
-import { listening, oneSeeder, perTest, runLp2p, sha256File, shareRandom, shareTwice, spawnLp2p, startPeer, startTracker } from './helpers'
+import { listening, oneSeeder, perTest, runLp2p, sha256File, shareRandom, shareTwice, spawnLp2p, startGet, startPeer, startTracker } from './helpers'
 
 const portOf = (addr: string): number => Number(addr.split(':').pop())
 
@@ -22,10 +22,8 @@ describe('failures', () => {
     const a = await startPeer(procs, share, tracker)
     await startPeer(procs, share, tracker)
     const out = path.join(dir, 'out')
-    const get = spawnLp2p(['get', 'big.bin', '--out', out, '--tracker', tracker, '--json'])
-    procs.push(get)
     // kill one source once pieces are flowing from both
-    await get.waitFor((e) => e.event === 'progress', 30_000)
+    const get = await startGet(procs, 'big.bin', out, tracker, { until: (e) => e.event === 'progress' })
     a.proc.child.kill('SIGKILL')
     expect(await get.exited).toBe(0)
     // the killed peer was noticed and dropped, and the other finished the job
@@ -52,9 +50,7 @@ describe('failures', () => {
     const peerA = await startPeer(procs, a, tracker)
     await startPeer(procs, b, tracker)
     const out = path.join(dir, 'out')
-    const get = spawnLp2p(['get', 't.bin', '--out', out, '--tracker', tracker, '--download-limit', '16M', '--json'])
-    procs.push(get)
-    await get.waitFor((e) => e.event === 'progress', 30_000)
+    const get = await startGet(procs, 't.bin', out, tracker, { downloadLimit: '16M', until: (e) => e.event === 'progress' })
     fs.truncateSync(path.join(a, 't.bin'), F / 2) // reading past the new end through the mapping would be a SIGBUS
     expect(await get.exited).toBe(0)
     expect(get.events.at(-1)).toMatchObject({ event: 'done', sha256: sha })
@@ -130,9 +126,7 @@ describe('failures', () => {
     const F = 16 * 1024 * 1024
     const { sha, tracker } = await oneSeeder(procs, dir, 'share-twice', 't.bin', F)
     const out = path.join(dir, 'out-twice')
-    const first = spawnLp2p(['get', 't.bin', '--out', out, '--tracker', tracker, '--download-limit', '8M', '--json'])
-    procs.push(first)
-    await first.waitFor((e) => e.event === 'progress', 30_000)
+    const first = await startGet(procs, 't.bin', out, tracker, { downloadLimit: '8M', until: (e) => e.event === 'progress' })
     const second = await runLp2p(['get', 't.bin', '--out', out, '--tracker', tracker, '--json'])
     expect(second.code).toBe(8)
     expect(second.events.at(-1)).toMatchObject({ event: 'error', code: 'ERR_STORAGE', message: expect.stringContaining(`another process (pid ${first.child.pid as number})`) })
@@ -191,9 +185,7 @@ describe('failures', () => {
     const F = 64 * 1024 * 1024
     const { tracker, sha } = await oneSeeder(procs, dir, 'share', 'over.bin', F)
     const out = path.join(dir, 'out')
-    const get = spawnLp2p(['get', 'over.bin', '--out', out, '--tracker', tracker, '--download-limit', '16M', '--json'])
-    procs.push(get)
-    await get.waitFor((e) => e.event === 'progress' && (e.percent as number) >= 30, 30_000)
+    const get = await startGet(procs, 'over.bin', out, tracker, { downloadLimit: '16M', until: (e) => e.event === 'progress' && (e.percent as number) >= 30 })
     // zeros over the whole .part, in place (what it held so far is lost; what comes later is written over them)
     const fd = fs.openSync(path.join(out, 'over.bin.part'), 'r+')
     const zeros = Buffer.alloc(4 * 1024 * 1024)

@@ -79,6 +79,18 @@ export async function oneSeeder (procs: Spawned[], dir: string, sub: string, nam
   return { sha, tracker, peer: await startPeer(procs, share, tracker) }
 }
 
+/**
+ * `lp2p get NAME --out OUT --tracker T --json` (with `--download-limit` when given: a download
+ * slow enough to act on while it runs), tracked in `procs`; with `until`, resolves once an event
+ * matches it (30 s at most).
+ */
+export async function startGet (procs: Spawned[], name: string, out: string, tracker: string, o: { downloadLimit?: string, until?: (e: Record<string, unknown>) => boolean } = {}): Promise<Spawned> {
+  const get = spawnLp2p(['get', name, '--out', out, '--tracker', tracker, ...(o.downloadLimit === undefined ? [] : ['--download-limit', o.downloadLimit]), '--json'])
+  procs.push(get)
+  if (o.until !== undefined) await get.waitFor(o.until, 30_000)
+  return get
+}
+
 /** The same random file `name` in two share folders `dir/a` and `dir/b` (two sources of one file). */
 export function shareTwice (dir: string, a: string, b: string, name: string, size: number): { a: string, b: string, sha: string } {
   const first = shareRandom(dir, a, name, size)

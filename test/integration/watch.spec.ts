@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { writeRandomFile } from '../../src/cli/demo'
 import { listening, spawnLp2p } from '../../src/cli/spawn'
-import { perTest, runLp2p, sha256File, shareRandom, startPeer, startTracker } from './helpers'
+import { perTest, runLp2p, sha256File, shareRandom, startGet, startPeer, startTracker } from './helpers'
 
 interface Listed { name: string, fileId: string, size: number, holders: number }
 interface NodeRow { nodeId: string, files: { fileId: string }[] }
@@ -113,9 +113,7 @@ describe('peer --share follows its folder', () => {
     const { proc: peer } = await startPeer(t.procs, share, tracker)
     const out = path.join(t.dir(), 'out')
     // 48 MiB at 8 MB/s: about 6 s, the rename half-way through
-    const get = spawnLp2p(['get', 'ren.bin', '--out', out, '--tracker', tracker, '--download-limit', '8M', '--json'])
-    t.procs.push(get)
-    await get.waitFor((e) => e.event === 'progress' && (e.percent as number) >= 20, 30_000)
+    const get = await startGet(t.procs, 'ren.bin', out, tracker, { downloadLimit: '8M', until: (e) => e.event === 'progress' && (e.percent as number) >= 20 })
     fs.renameSync(path.join(share, 'ren.bin'), path.join(share, 'renamed.bin'))
     await peer.waitFor((e) => e.event === 'renamed', 15_000)
     expect(await get.exited).toBe(0)
