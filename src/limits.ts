@@ -36,6 +36,12 @@ export const TRACKER_RATE_PER_SOURCE = 500
 export const TRACKER_CLIENT_RATE = TRACKER_RATE_PER_SOURCE * 0.8
 /** Most nodes a tracker keeps. */
 export const MAX_TRACKER_NODES = 100_000
+/**
+ * Most files one node may hold at a tracker: a peer shares at most 10,000 (MAX_SHARED_FILES), plus
+ * its downloads. One node id could fill the whole registry before, and every new honest file was
+ * refused (FULL) for as long as it stayed up.
+ */
+export const MAX_TRACKER_FILES_PER_NODE = 12_000
 
 // ---- segmentation ----
 /** Smallest piece: each piece costs a request, a hash check and a write, so tiny pieces cap throughput. */
@@ -233,6 +239,14 @@ export const MMAP_WINDOW_BYTES = 256 * 1024 * 1024
 export const MAX_DASHBOARD_CLIENTS = 32
 /** Connections to the dashboard from one address at once (a browser opens a few; the rest wait their turn or are refused). */
 export const MAX_DASHBOARD_CONNECTIONS_PER_ADDRESS = 16
+/**
+ * A dashboard connection where nothing moved for this long is closed (a live viewer gets a
+ * snapshot every second): 80 connections that sent pipelined requests and never read their
+ * answers locked everyone out for as long as they were held.
+ */
+export const DASHBOARD_IDLE_MS = 10_000
+/** Requests one dashboard connection may make (a pipelined flood of them on one connection is cut there). */
+export const DASHBOARD_REQUESTS_PER_CONNECTION = 16
 /** How often the dashboard pushes a snapshot (and probes holders for availability). */
 export const DASHBOARD_TICK_MS = 1_000
 /** Most files and nodes listed in one snapshot (the page says how many more there are). */

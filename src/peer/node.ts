@@ -4,11 +4,11 @@ import {
   asyncScheduler, catchError, debounceTime, defaultIfEmpty, defer, EMPTY, exhaustMap, filter, finalize, from, lastValueFrom, map, merge,
   mergeMap, Observable, repeat, Subject, switchMap, type Subscription, take, tap, timer,
 } from 'rxjs'
-import { ConnectionClosedError } from '../errors'
+import { ConnectionClosedError, RemoteError } from '../errors'
 import { heartbeats } from './heartbeat'
 import { FAN_OUT, HEARTBEAT_MS, LEAVE_WAIT_MS, MAX_BLOCK_SIZE, MAX_BUSY_RETRY_MS, MAX_PEERS_PER_REPLY, BUSY_QUEUE_MS, RAREST_FIRST_AGE_MS, TRACKER_CLIENT_RATE } from '../limits'
 import { log } from '../log'
-import type { FileMetaData, Leech, PeerAddress } from '../protocol/messages'
+import { ID_IN_USE, type FileMetaData, type Leech, type PeerAddress } from '../protocol/messages'
 import { bindUdp, localAddressToward, type UdpPort } from '../net/udp'
 import { TrackerClient } from '../net/trackerClient'
 import { udpTrackerTransport } from '../net/udpTrackerTransport'
@@ -81,7 +81,21 @@ interface SharedLink { conn: PeerConnection, users: number }
  * is downloading.
  */
 export class Lp2pNode {
-  readonly nodeId = randomBytes(16).toString('hex')
+  private id = randomBytes(16).toString('hex')
+  /**
+   * This node's id at the tracker: random, and replaced by a new one when the tracker says
+   * another address holds it (ids are public: after a tracker restart, or a gap in this node's
+   * heartbeats past the TTL, anyone could claim it first and kept this node out for good).
+   */
+  get nodeId (): string { return this.id }
+
+  /** The tracker says our id is held from another address: take a new one (the next heartbeat publishes everything under it). */
+  private idTaken (err: unknown): void {
+    if (!(err instanceof RemoteError) || err.remoteCode !== ID_IN_USE) return
+    const old = this.id
+    this.id = randomBytes(16).toString('hex')
+    this.log.warn({ old: old.slice(0, 16), id: this.id.slice(0, 16) }, 'node id taken at the tracker by another address: using a new one')
+  }
   readonly cluster = new ClusterTable()
   private udp: UdpPort | null = null
   private tracker: TrackerClient | null = null
@@ -245,6 +259,7 @@ export class Lp2pNode {
           if (first && this.started && !this.closed) this.shareEvents.next({ event: 'shared', name: meta.name, fileId: meta.hash, size: meta.size, blockSize: meta.blockSize, pieces: meta.pieces })
         }),
         catchError((err: Error) => {
+          if (failed === 0) this.idTaken(err)
           // (said once per batch, with how many: a tracker away while thousands are published would be thousands of lines)
           if (failed++ === 0) firstFailure = { file: f.name, err: err.message }
           return EMPTY
@@ -461,7 +476,7 @@ export class Lp2pNode {
     if (this.listen === null) return EMPTY
     this.unlisting.delete(h.meta.hash)
     return this.trackerClient.request(h.publish(this.nodeId, this.listen.port)).pipe(
-      catchError((err: Error) => { this.log.warn({ file: h.meta.name, err: err.message }, 'publish failed; retried with the next heartbeat'); return EMPTY }),
+      catchError((err: Error) => { this.idTaken(err); this.log.warn({ file: h.meta.name, err: err.message }, 'publish failed; retried with the next heartbeat'); return EMPTY }),
     )
   }
 
@@ -502,7 +517,9 @@ export class Lp2pNode {
   private heartbeats (): Subscription {
     return heartbeats({
       periodMs: this.opts.heartbeatMs ?? HEARTBEAT_MS,
-      announce: () => this.trackerClient.request({ type: 'announce', nodeId: this.nodeId, port: this.listen?.port ?? 0, files: this.fileCount, uploaded: this.uploaded, downloaded: this.downloaded }).pipe(tap(() => { this.missedBeats = 0 })),
+      announce: () => this.trackerClient.request({ type: 'announce', nodeId: this.nodeId, port: this.listen?.port ?? 0, files: this.fileCount, uploaded: this.uploaded, downloaded: this.downloaded }).pipe(
+        tap({ next: () => { this.missedBeats = 0 }, error: (err: unknown) => this.idTaken(err) }),
+      ),
       republish: () => [this.publishShared(), ...this.listedHeld.map((h) => this.publishHeld(h))],
       regular: () => {
         // (shared files the tracker has not acknowledged, and withdraws it has not, are sent
@@ -589,7 +606,8 @@ export class Lp2pNode {
     const budget = own === undefined ? node : node === undefined ? own : { take: (n: number) => node.take(n).pipe(take(1), switchMap(() => own.take(n))), give: (n: number) => { node.give(n); own.give(n) } }
     return leech(query, {
       // a random sample of holders: in a big swarm every leecher gets its own neighbours
-      tracker: { files: () => this.trackerClient.files(), nodes: (id) => this.trackerClient.sample(id, 2 * FAN_OUT) },
+      // (not this node, under an id it took since the download started)
+      tracker: { files: () => this.trackerClient.files(), nodes: (id) => this.trackerClient.sample(id, 2 * FAN_OUT).pipe(map((ns) => ns.filter((n) => n.nodeId !== this.nodeId))) },
       link: links.link,
       openSink: (meta) => { fileId = meta.hash; sink = new FileSink(meta, out, this.pool); return sink },
       selfId: this.nodeId,

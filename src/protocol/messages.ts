@@ -75,6 +75,8 @@ export interface Files { type: 'files', tx: number, files: ListedFile[], next?: 
 export interface GetNodes { type: 'get_nodes', tx: number, fileId?: string, after?: string, sample?: number, token?: Uint8Array }
 export interface Nodes { type: 'nodes', tx: number, nodes: NodeInfo[], next?: string }
 export interface TrackerErrorReply { type: 'error', tx: number, code: string, message: string }
+/** The error code of a request for a live node id from another address than the node's (it should take a new id). */
+export const ID_IN_USE = 'ID_IN_USE'
 /** A node no longer holds a file (it changed or vanished on disk). */
 export interface Withdraw { type: 'withdraw', tx: number, nodeId: string, port: number, fileId: string, token?: Uint8Array }
 export interface Withdrawn { type: 'withdrawn', tx: number }

@@ -2,9 +2,9 @@ import { asyncScheduler, EMPTY, ignoreElements, interval, merge, mergeMap, of, t
 import { BadTokenError } from '../errors'
 import { HEARTBEAT_MS, MAX_REPLY_ITEMS_BYTES, NODE_TTL_MS } from '../limits'
 import { encodeValue } from '../protocol/codec'
-import { MAX_LIST_ITEMS, TOKEN_BYTES, type TrackerReply, type TrackerRequest } from '../protocol/messages'
+import { ID_IN_USE, MAX_LIST_ITEMS, TOKEN_BYTES, type TrackerReply, type TrackerRequest } from '../protocol/messages'
 import { makeToken, tokenValid } from './token'
-import { Registry, RegistryFullError } from './registry'
+import { NodeIdInUseError, Registry, RegistryFullError } from './registry'
 
 /** A UDP peer as the socket saw it. */
 export interface Endpoint { address: string, port: number }
@@ -53,7 +53,7 @@ export function trackerFlow (requests$: Observable<Inbound>, opts: TrackerFlowOp
         return of<Outbound>({ msg: handle(r, reg, now, heartbeatMs), to: r.from })
       } catch (err) {
         opts.onError?.(err as Error, r)
-        const code = err instanceof RegistryFullError ? 'FULL' : 'BAD_REQUEST'
+        const code = err instanceof RegistryFullError ? 'FULL' : err instanceof NodeIdInUseError ? ID_IN_USE : 'BAD_REQUEST'
         return of<Outbound>({ msg: { type: 'error', tx: r.msg.tx, code, message: (err as Error).message.slice(0, 200) }, to: r.from })
       }
     }),

@@ -1,7 +1,7 @@
 import http from 'node:http'
 import net, { type AddressInfo } from 'node:net'
 import { map, type Observable, type Subscription } from 'rxjs'
-import { DASHBOARD_CLIENT_BUFFER_BYTES, DASHBOARD_TICK_MS, MAX_DASHBOARD_CLIENTS, MAX_DASHBOARD_CONNECTIONS_PER_ADDRESS } from '../limits'
+import { DASHBOARD_CLIENT_BUFFER_BYTES, DASHBOARD_IDLE_MS, DASHBOARD_REQUESTS_PER_CONNECTION, DASHBOARD_TICK_MS, MAX_DASHBOARD_CLIENTS, MAX_DASHBOARD_CONNECTIONS_PER_ADDRESS } from '../limits'
 import { log } from '../log'
 import { PeerConnection } from '../net/peerConnection'
 import { AddressCounts, isLoopbackAddress } from '../net/address'
@@ -25,6 +25,8 @@ export interface DashboardHttpOptions {
   probe?: boolean
   /** Clock for snapshots (the registry's `lastSeen` come from the same clock). */
   now?: () => number
+  /** A connection idle this long is closed (DASHBOARD_IDLE_MS). */
+  idleMs?: number
 }
 
 const SECURITY_HEADERS = {
@@ -97,6 +99,8 @@ export class DashboardHttp {
     const server = http.createServer({ headersTimeout: 5_000, requestTimeout: 15_000, connectionsCheckingInterval: 1_000 }, (req, res) => this.handle(req, res))
     // live clients hold one connection each; the rest are short requests
     server.maxConnections = 2 * (this.opts.maxClients ?? MAX_DASHBOARD_CLIENTS) + 16
+    server.maxRequestsPerSocket = DASHBOARD_REQUESTS_PER_CONNECTION
+    const idleMs = this.opts.idleMs ?? DASHBOARD_IDLE_MS
     // and no one remote address takes them all (loopback is every local viewer at once: not capped)
     const perAddress = new AddressCounts(MAX_DASHBOARD_CONNECTIONS_PER_ADDRESS)
     server.on('connection', (sock: net.Socket) => {
@@ -107,6 +111,8 @@ export class DashboardHttp {
       }
       perAddress.add(from)
       sock.once('close', () => perAddress.remove(from))
+      // (a client that stops reading holds its slot only this long)
+      sock.setTimeout(idleMs, () => sock.destroy())
     })
     this.server = server
     await new Promise<void>((resolve, reject) => {

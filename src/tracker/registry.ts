@@ -1,5 +1,5 @@
-import { MAX_FILES_PER_NODE_ITEM, type FileMetaData, type NodeInfo } from '../protocol/messages'
-import { MAX_FILE_SIZE, MAX_TRACKER_FILES, MAX_TRACKER_NODES } from '../limits'
+import { ID_IN_USE, MAX_FILES_PER_NODE_ITEM, type FileMetaData, type NodeInfo } from '../protocol/messages'
+import { MAX_FILE_SIZE, MAX_TRACKER_FILES, MAX_TRACKER_FILES_PER_NODE, MAX_TRACKER_NODES } from '../limits'
 import { fileMeta } from '../protocol/segmentation'
 
 interface NodeState {
@@ -64,6 +64,11 @@ export class RegistryFullError extends Error {
   readonly code = 'FULL'
 }
 
+/** A live node id claimed from another address: refused (ids are public); the node it names picks another id. */
+export class NodeIdInUseError extends RangeError {
+  readonly code = ID_IN_USE
+}
+
 /**
  * The tracker's state: published files (durable) and nodes (soft state rebuilt by heartbeats).
  * Pure: time is passed in by the caller, so flows drive it from their scheduler.
@@ -109,7 +114,10 @@ export class Registry {
    */
   publish (node: { nodeId: string, host: string, port: number }, file: PublishedFile, now: number): FileMetaData {
     if (file.size > MAX_FILE_SIZE) throw new RangeError(`size ${file.size} is more than the ${MAX_FILE_SIZE} bytes a file may have`)
-    this.admit(node) // (before anything changes: a refused publish changes nothing)
+    const known = this.admit(node) // (before anything changes: a refused publish changes nothing)
+    if (known !== undefined && !known.files.has(file.hash) && known.files.size >= MAX_TRACKER_FILES_PER_NODE) {
+      throw new RegistryFullError(`a node may hold at most ${MAX_TRACKER_FILES_PER_NODE} files at this tracker`)
+    }
     let meta = this.files.get(file.hash)
     // The tracker cannot check a file's size, root or name: what it has stands while some other
     // live node backs it (any holder backs the size, which every holder's publish matched; a
@@ -233,7 +241,7 @@ export class Registry {
       if (this.nodes.size >= MAX_TRACKER_NODES) throw new RegistryFullError('tracker holds too many nodes')
       return undefined
     }
-    if (n.host !== node.host) throw new RangeError(`node id ${n.nodeId.slice(0, 16)} is in use from another address`)
+    if (n.host !== node.host) throw new NodeIdInUseError(`node id ${n.nodeId.slice(0, 16)} is in use from another address`)
     n.port = node.port
     return n
   }
@@ -262,6 +270,9 @@ export class Registry {
       this.drop(n)
       gone++
     }
+    // joins wait for the next full listing (status, the dashboard), which may not come for a long
+    // time: ids that came and went would pile up there for good (a million: 58 MB)
+    if (this.joined.length > 2 * this.nodes.size + 1024) this.joined = this.joined.filter((id) => this.nodes.has(id))
     return gone
   }
 
@@ -307,12 +318,18 @@ export class Registry {
   sampleNodes (fileId: string, k: number): NodeInfo[] {
     const h = this.holders.get(fileId)
     if (h === undefined) return []
-    return h.sample(k, this.random).map((id) => this.info(id))
+    // (no more than a reply can carry: a sample of 1,024 built 1,024 entries to send about 100)
+    return h.sample(Math.min(k, MAX_SAMPLE), this.random).map((id) => this.info(id))
   }
 
   private info (id: string): NodeInfo {
     const n = this.nodes.get(id) as NodeState
-    const files = [...n.files].slice(0, MAX_FILES_PER_NODE_ITEM).map(([fileId, have]) => ({ fileId, have, pieces: this.files.get(fileId)?.pieces ?? have }))
+    // (the first few, without copying every file the node holds: thousands, for each node listed)
+    const files: NodeInfo['files'] = []
+    for (const [fileId, have] of n.files) {
+      if (files.length >= MAX_FILES_PER_NODE_ITEM) break
+      files.push({ fileId, have, pieces: this.files.get(fileId)?.pieces ?? have })
+    }
     return { nodeId: n.nodeId, host: n.host, port: n.port, lastSeen: n.lastSeen, files, fileCount: n.files.size, uploaded: n.uploaded, downloaded: n.downloaded }
   }
 
@@ -335,6 +352,9 @@ export class Registry {
     return { uploaded, downloaded }
   }
 }
+
+/** Most holders a sample draws: about what one reply holds of the smallest entries (see flow.ts's page). */
+const MAX_SAMPLE = 160
 
 /** A set of ids that can also be sampled at random in O(k) (array + index, swap-remove). */
 export class IndexedSet implements Iterable<string> {

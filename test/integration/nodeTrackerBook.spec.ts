@@ -92,6 +92,33 @@ describe('a node whose withdraw was not heard', () => {
   }, 60_000)
 })
 
+describe('a node whose id another address took at the tracker', () => {
+  it('takes a new id and publishes its files under it (it was kept out for as long as the other address held its id)', async () => {
+    const dir = tempDir('node-id')
+    const share = path.join(dir, 'share')
+    fs.mkdirSync(share)
+    fs.writeFileSync(path.join(share, 'mine.txt'), 'mine')
+    const tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
+    const t = await tracker.start()
+    const node = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, heartbeatMs: 200, watch: false })
+    try {
+      await node.start()
+      const first = node.nodeId
+      const fileId = node.sharedFiles[0].fileId
+      // the tracker forgets the node (a restart, a gap in its heartbeats), and another address claims its id first
+      tracker.registry.expire(Date.now() + 60_000)
+      tracker.registry.announce({ nodeId: first, host: '127.0.0.9', port: 9 }, 0, Date.now())
+      const holder = (): string | undefined => tracker.registry.sampleNodes(fileId, 10)[0]?.nodeId
+      expect(await until(holder, (h) => h !== undefined, 10_000)).toBe(node.nodeId)
+      expect(node.nodeId).not.toBe(first)
+    } finally {
+      await node.close()
+      tracker.close()
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  }, 30_000)
+})
+
 describe('a node following a big folder', () => {
   it('rescans it no more often than RESCAN_COST_FACTOR times what listing it takes (every 5 s, 10,000 files kept an idle peer at 10 % of a core)', async () => {
     const dir = tempDir('node-rescan')

@@ -226,6 +226,41 @@ describe('tracker HTTP: dashboard routes and /metrics', () => {
     }
   }, 20_000)
 
+  it('connections that sent requests and never read the answers are closed once idle (idleMs): they locked everyone out for as long as they were held', async () => {
+    const own = new DashboardHttp({ registry: tracker.registry, metrics, maxClients: 2, probe: false, tickMs: 100, idleMs: 1000 })
+    const ownPort = (await own.start()).port
+    const held: net.Socket[] = []
+    const fresh = (): Promise<number> => new Promise((resolve) => {
+      const req = http.get({ host: '127.0.0.1', port: ownPort, path: '/api/state', agent: false, timeout: 1000 }, (res) => { res.resume(); resolve(res.statusCode ?? 0) })
+      req.on('timeout', () => req.destroy())
+      req.on('error', () => resolve(0))
+    })
+    try {
+      // more than the server takes at once (2 × maxClients + 16 = 20), each with 200 pipelined requests, never read
+      for (let i = 0; i < 24; i++) {
+        const s = net.connect(ownPort, '127.0.0.1')
+        s.on('error', () => {})
+        s.pause()
+        s.write('GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n'.repeat(200))
+        held.push(s)
+      }
+      await new Promise((r) => setTimeout(r, 300))
+      expect(await fresh()).toBe(0)
+      const t0 = Date.now()
+      let status = 0
+      while (status !== 200 && Date.now() - t0 < 10_000) {
+        status = await fresh()
+        if (status !== 200) await new Promise((r) => setTimeout(r, 200))
+      }
+      expect(status).toBe(200)
+      // (the server first answers what it was sent, 16 requests a connection at most)
+      expect(Date.now() - t0).toBeLessThan(8_000)
+    } finally {
+      for (const s of held) s.destroy()
+      await own.close()
+    }
+  }, 20_000)
+
   it('the page script never turns data into HTML', () => {
     expect(APP_JS).not.toMatch(/innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(|new Function/)
   })

@@ -1,5 +1,6 @@
 import { IndexedSet, MemoryFileStore, Registry, RegistryFullError } from '../../src/tracker/registry'
-import { MAX_FILE_SIZE, MAX_PIECES, MAX_TRACKER_NODES } from '../../src/limits'
+import { MAX_FILE_SIZE, MAX_PIECES, MAX_TRACKER_FILES_PER_NODE, MAX_TRACKER_NODES } from '../../src/limits'
+import { MAX_FILES_PER_NODE_ITEM } from '../../src/protocol/messages'
 
 describe('Registry.sampleNodes and IndexedSet', () => {
   it('draws up to k distinct live holders, different ones for different draws, in O(k)', () => {
@@ -94,6 +95,35 @@ describe('Registry: what a client may not do to others', () => {
     reg.expire(20_000)
     reg.announce(thief, 0, 20_001)
     expect(reg.listNodes(undefined, undefined, 10)).toMatchObject([{ host: '10.0.0.2', port: 6666, files: [] }])
+  })
+
+  it('one node holds at most MAX_TRACKER_FILES_PER_NODE files (one id filled the whole registry, and every new honest file was refused); others still publish', () => {
+    const reg = new Registry(undefined, 15_000)
+    const greedy = { nodeId: id(1), host: '10.0.0.1', port: 1 }
+    for (let i = 0; i < MAX_TRACKER_FILES_PER_NODE; i++) reg.publish(greedy, { name: `j${i}`, hash: hash(i), size: 1 }, 0)
+    expect(() => reg.publish(greedy, { name: 'one more', hash: hash(MAX_TRACKER_FILES_PER_NODE), size: 1 }, 0)).toThrow(expect.objectContaining({ code: 'FULL', message: expect.stringMatching(/a node may hold at most/) }))
+    expect(reg.files.get(hash(MAX_TRACKER_FILES_PER_NODE))).toBeUndefined() // (refused: nothing changed)
+    reg.publish(greedy, { name: 'j0', hash: hash(0), size: 1 }, 1) // (one it holds: published again as before)
+    expect(reg.publish({ nodeId: id(2), host: '10.0.0.2', port: 1 }, { name: 'honest', hash: hash(10 ** 7), size: 1 }, 1).name).toBe('honest')
+    // and listing such a node copies only the few files its entry shows
+    expect(reg.listNodes(undefined, undefined, 10)[0].files).toHaveLength(MAX_FILES_PER_NODE_ITEM)
+  })
+
+  it('node ids that came and went do not pile up waiting for a full listing (a million: 58 MB for good)', () => {
+    const reg = new Registry(undefined, 1000)
+    for (let round = 0; round < 20; round++) {
+      for (let i = 0; i < 1000; i++) reg.announce({ nodeId: id(round * 1000 + i), host: '10.0.0.1', port: 1 }, 0, round * 10_000)
+      reg.expire(round * 10_000 + 5000)
+    }
+    expect(reg.nodeCount).toBe(0)
+    expect((reg as unknown as { joined: string[] }).joined.length).toBeLessThanOrEqual(2048)
+    expect(reg.listNodes(undefined, undefined, 10)).toEqual([])
+  })
+
+  it('a live node id claimed from another address is refused with ID_IN_USE (the node takes a new id on it)', () => {
+    const reg = new Registry(undefined, 15_000)
+    reg.announce({ nodeId: id(1), host: '10.0.0.1', port: 1 }, 0, 0)
+    expect(() => reg.announce({ nodeId: id(1), host: '10.0.0.2', port: 1 }, 0, 1)).toThrow(expect.objectContaining({ code: 'ID_IN_USE' }))
   })
 
   it('a withdraw from a node the tracker does not know changes nothing (no node appears)', () => {
