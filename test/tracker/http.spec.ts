@@ -70,6 +70,15 @@ function metricValue (text: string, series: string): number {
   return line === undefined ? NaN : Number(line.slice(series.length + 1))
 }
 
+/** The status of GET /api/state on a connection of its own (not one an agent keeps alive from earlier tests); 0 when none came within `timeoutMs`. */
+function freshStatus (port: number, timeoutMs: number): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/api/state', agent: false, timeout: timeoutMs }, (res) => { res.resume(); resolve(res.statusCode ?? 0) })
+    req.on('timeout', () => req.destroy())
+    req.on('error', () => resolve(0))
+  })
+}
+
 describe('tracker HTTP: dashboard routes and /metrics', () => {
   let tracker: TrackerServer
   let dash: DashboardHttp
@@ -200,12 +209,7 @@ describe('tracker HTTP: dashboard routes and /metrics', () => {
       s.on('error', () => {})
       s.once('error', reject)
     })
-    // a request on a connection of its own (not one the agent keeps alive from earlier tests)
-    const fresh = (): Promise<number> => new Promise((resolve) => {
-      const req = http.get({ host: '127.0.0.1', port, path: '/api/state', agent: false, timeout: 2000 }, (res) => { res.resume(); resolve(res.statusCode ?? 0) })
-      req.on('timeout', () => req.destroy())
-      req.on('error', () => resolve(0))
-    })
+    const fresh = (): Promise<number> => freshStatus(port, 2000)
     const held: net.Socket[] = []
     try {
       // more half-sent requests than the server takes at once (2 × maxClients + 16 = 20 here)
@@ -230,11 +234,7 @@ describe('tracker HTTP: dashboard routes and /metrics', () => {
     const own = new DashboardHttp({ registry: tracker.registry, metrics, maxClients: 2, probe: false, tickMs: 100, idleMs: 1000 })
     const ownPort = (await own.start()).port
     const held: net.Socket[] = []
-    const fresh = (): Promise<number> => new Promise((resolve) => {
-      const req = http.get({ host: '127.0.0.1', port: ownPort, path: '/api/state', agent: false, timeout: 1000 }, (res) => { res.resume(); resolve(res.statusCode ?? 0) })
-      req.on('timeout', () => req.destroy())
-      req.on('error', () => resolve(0))
-    })
+    const fresh = (): Promise<number> => freshStatus(ownPort, 1000)
     try {
       // more than the server takes at once (2 × maxClients + 16 = 20), each with 200 pipelined requests, never read
       for (let i = 0; i < 24; i++) {
