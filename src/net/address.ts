@@ -33,8 +33,10 @@ export function connectionAllowedFrom (addr: string, open: number, max: number):
 }
 
 /**
- * Whose connections count together against the per-address cap: an IPv4 address, or an IPv6
- * address's /64 (one host may hold a whole /64 and pick a new address for each connection).
+ * Whose connections count together against the per-address cap: one host address, written one
+ * way (an IPv4 address also as IPv4-mapped IPv6, an IPv6 address in any of its spellings, without
+ * its zone). Not an IPv6 /64: a LAN is one /64, so every peer of an IPv6 LAN counted as one
+ * address and a seeder took 16 of them at most.
  */
 export function addressGroup (addr: string): string {
   const a = addr.replace(/%.*$/, '').toLowerCase()
@@ -45,7 +47,7 @@ export function addressGroup (addr: string): string {
   const h = head === '' ? [] : head.split(':')
   const t = tail === undefined || tail === '' ? [] : tail.split(':')
   const words = tail === undefined ? h : [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t]
-  return `${words.slice(0, 4).map((w) => parseInt(w, 16).toString(16)).join(':')}::/64`
+  return words.map((w) => parseInt(w, 16).toString(16)).join(':')
 }
 
 /**

@@ -515,14 +515,13 @@ describe('PeerServer write stalls', () => {
 })
 
 describe('addressGroup', () => {
-  it('groups IPv6 addresses by /64 (one host may use a whole /64), IPv4 ones by address', () => {
+  it('one key per host address, however written; IPv6 hosts of one /64 (one LAN) are counted apart', () => {
     expect(addressGroup('10.0.0.5')).toBe('10.0.0.5')
     expect(addressGroup('::ffff:10.0.0.5')).toBe('10.0.0.5')
-    expect(addressGroup('2001:db8:1:2::1')).toBe('2001:db8:1:2::/64')
-    expect(addressGroup('2001:db8:1:2:aaaa:bbbb:cccc:dddd')).toBe('2001:db8:1:2::/64')
-    expect(addressGroup('2001:0db8:0001:0002:0:0:0:7')).toBe('2001:db8:1:2::/64')
-    expect(addressGroup('fe80::1%eth0')).toBe('fe80:0:0:0::/64')
-    expect(addressGroup('2001:db8:1:3::1')).not.toBe(addressGroup('2001:db8:1:2::1'))
+    expect(addressGroup('2001:db8:1:2::1')).toBe('2001:db8:1:2:0:0:0:1')
+    expect(addressGroup('2001:0db8:0001:0002:0:0:0:1')).toBe(addressGroup('2001:db8:1:2::1'))
+    expect(addressGroup('fe80::1%eth0')).toBe(addressGroup('FE80::1'))
+    expect(addressGroup('2001:db8:1:2::2')).not.toBe(addressGroup('2001:db8:1:2::1'))
   })
 })
 
