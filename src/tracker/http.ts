@@ -135,6 +135,16 @@ export class DashboardHttp {
     return buildSnapshot(this.opts.registry, this.rates, this.availability, this.now())
   }
 
+  /** The snapshot as JSON for /api/state, made at most once a tick: polled in a loop, each one (hundreds of ms with a big registry) held the UDP tracker's replies back. */
+  private stateJson (): string {
+    const now = this.now()
+    const tick = this.opts.tickMs ?? DASHBOARD_TICK_MS
+    if (this.cachedState === null || now - this.cachedState.at >= tick || now < this.cachedState.at) this.cachedState = { at: now, json: JSON.stringify(this.snapshot()) }
+    return this.cachedState.json
+  }
+
+  private cachedState: { at: number, json: string } | null = null
+
   private handle (req: http.IncomingMessage, res: http.ServerResponse): void {
     const path = (req.url ?? '/').split('?')[0]
     const known = STATIC.has(path) || path === '/favicon.ico' || path === '/api/state' || path === '/events' || path === '/metrics'
@@ -156,7 +166,7 @@ export class DashboardHttp {
     if (asset !== undefined) { send(200, asset.type, asset.body); return }
     switch (path) {
       case '/api/state':
-        send(200, 'application/json; charset=utf-8', JSON.stringify(this.snapshot()))
+        send(200, 'application/json; charset=utf-8', this.stateJson())
         return
       case '/metrics':
         this.opts.metrics.text().then(

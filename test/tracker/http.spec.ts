@@ -272,6 +272,17 @@ describe('tracker HTTP: dashboard routes and /metrics', () => {
     const s = JSON.parse(r.body) as { files: { name: string, holders: number }[], totals: { nodes: number } }
     expect(s.files).toEqual([expect.objectContaining({ name: 'big.iso', holders: 1 })])
     expect(s.totals.nodes).toBe(1)
+    // polled in a loop, it is made once a tick (100 ms here), not once a request
+    const build = jest.spyOn(dash, 'snapshot')
+    try {
+      for (let i = 0; i < 20; i++) expect((await request(port, '/api/state')).status).toBe(200)
+      const calls = build.mock.calls.length
+      expect(calls).toBeLessThan(20)
+      await new Promise((r) => setTimeout(r, 150))
+      const after = JSON.parse((await request(port, '/api/state')).body) as { totals: { nodes: number } }
+      expect(after.totals.nodes).toBe(1)
+      expect(build.mock.calls.length).toBeGreaterThan(calls - 1)
+    } finally { build.mockRestore() }
   })
 
   it('/events streams snapshots to at most maxClients browsers; the next gets 503 until one leaves', async () => {
