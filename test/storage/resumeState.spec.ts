@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -9,6 +10,17 @@ describe('resume state', () => {
   let dir: string
   beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lp2p-state-')) })
   afterEach(() => { fs.rmSync(dir, { recursive: true, force: true }) })
+
+  it('a FIFO or a symlink at the state\'s name is not read (a FIFO hung the get for good, deaf to Ctrl-C): no state', () => {
+    const fifo = path.join(dir, 'fifo.bin.part')
+    execFileSync('mkfifo', [statePath(fifo)])
+    expect(loadState(fifo, meta)).toBeNull()
+    const linked = path.join(dir, 'linked.bin.part')
+    saveState(path.join(dir, 'real.bin.part'), meta, new Uint8Array([0x80]))
+    fs.symlinkSync(statePath(path.join(dir, 'real.bin.part')), statePath(linked))
+    expect(loadState(linked, meta)).toBeNull()
+    expect(loadState(path.join(dir, 'real.bin.part'), meta)).toEqual(new Uint8Array([0x80]))
+  })
 
   it('saves and loads which pieces are stored', () => {
     const part = path.join(dir, 'f.bin.part')
