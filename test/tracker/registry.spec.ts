@@ -120,6 +120,19 @@ describe('Registry: what a client may not do to others', () => {
     expect(reg.listNodes(undefined, undefined, 10)).toEqual([])
   })
 
+  it('heldFiles: the files most held, ties by id, the same as sorting them all', () => {
+    const reg = new Registry(undefined, 15_000)
+    let seed = 7
+    const rnd = (): number => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed / 2 ** 31 }
+    for (let f = 0; f < 300; f++) {
+      const holders = Math.floor(rnd() * 6)
+      for (let k = 0; k < holders; k++) reg.publish({ nodeId: id(1000 + k), host: `10.0.1.${k}`, port: 1 }, { name: `f${f}`, hash: hash(f), size: 1 }, 0)
+    }
+    const all = [...Array(300).keys()].map((f) => ({ fileId: hash(f), holders: reg.holderCount(hash(f)) })).filter((x) => x.holders > 0)
+    const sorted = all.sort((a, b) => b.holders - a.holders || (a.fileId < b.fileId ? -1 : 1))
+    for (const limit of [0, 1, 7, 50, 1000]) expect(reg.heldFiles(limit)).toEqual(sorted.slice(0, limit))
+  })
+
   it('a live node id claimed from another address is refused with ID_IN_USE (the node takes a new id on it)', () => {
     const reg = new Registry(undefined, 15_000)
     reg.announce({ nodeId: id(1), host: '10.0.0.1', port: 1 }, 0, 0)
