@@ -706,15 +706,20 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           // every piece of this run was checked on arrival: the bad ones are on disk from an earlier
           // run (changed since, or lost in a crash); the next run fetches only those. None bad (or no
           // way to tell): nothing on disk can be trusted, the next run starts over.
-          const mismatch = (hashes: Buffer | null): never => {
-            const bad = hashes === null || sink.recheck === undefined ? 0 : sink.recheck(hashes)
+          // (each stored piece checked against its hash: in the sink's hash workers when it has them,
+          // not on the event loop; the bad ones are forgotten)
+          const recheck = (hashes: Buffer | null): Observable<number> => hashes === null
+            ? of(0)
+            : sink.verifyStored !== undefined ? sink.verifyStored(hashes) : of(sink.recheck?.(hashes) ?? 0)
+          const mismatch = (bad: number): never => {
             if (bad === 0) sink.discardState?.()
             throw new HashMismatchError(meta.hash, sha256, bad)
           }
           // every piece came from an earlier run (a state saved ahead of its bytes: a power cut),
           // so the list was never fetched: it is asked of a holder now, to keep the pieces that are good
-          if (pieceHashes === null && !hashesKnown() && sink.recheck !== undefined) return hashListFromHolders().pipe(map(mismatch))
-          return mismatch(pieceHashes)
+          const canRecheck = sink.verifyStored !== undefined || sink.recheck !== undefined
+          const hashes$ = pieceHashes === null && !hashesKnown() && canRecheck ? hashListFromHolders() : of(pieceHashes)
+          return hashes$.pipe(mergeMap(recheck), map(mismatch))
         }
         // what came hashes to the file; the file on disk must hold it too (another program may
         // have written to the .part meanwhile): only then does it get its name

@@ -90,8 +90,9 @@ export class Lp2pNode {
   get nodeId (): string { return this.id }
 
   /** The tracker says our id is held from another address: take a new one (the next heartbeat publishes everything under it). */
-  private idTaken (err: unknown): void {
-    if (!(err instanceof RemoteError) || err.remoteCode !== ID_IN_USE) return
+  private idTaken (err: unknown, sentAs: string): void {
+    // (a late answer to a request sent under an id already replaced changes nothing)
+    if (!(err instanceof RemoteError) || err.remoteCode !== ID_IN_USE || sentAs !== this.id) return
     const old = this.id
     this.id = randomBytes(16).toString('hex')
     this.log.warn({ old: old.slice(0, 16), id: this.id.slice(0, 16) }, 'node id taken at the tracker by another address: using a new one')
@@ -237,7 +238,8 @@ export class Lp2pNode {
   private publishShared (files: LocalFile[] = this.local): Observable<FileMetaData> {
     if (this.listen === null) return EMPTY // a node that serves nothing publishes nothing
     const port = this.listen?.port ?? 0
-    const publish = (f: LocalFile): Observable<FileMetaData> => this.trackerClient.request({ type: 'publish', nodeId: this.nodeId, port, name: f.name, hash: f.fileId, size: f.size, blockSize: f.blockSize, root: f.root }).pipe(map((r) => r.meta))
+    const sentAs = this.nodeId
+    const publish = (f: LocalFile): Observable<FileMetaData> => this.trackerClient.request({ type: 'publish', nodeId: sentAs, port, name: f.name, hash: f.fileId, size: f.size, blockSize: f.blockSize, root: f.root }).pipe(map((r) => r.meta))
     let failed = 0
     let firstFailure: { file: string, err: string } | null = null
     return from(files).pipe(
@@ -259,7 +261,7 @@ export class Lp2pNode {
           if (first && this.started && !this.closed) this.shareEvents.next({ event: 'shared', name: meta.name, fileId: meta.hash, size: meta.size, blockSize: meta.blockSize, pieces: meta.pieces })
         }),
         catchError((err: Error) => {
-          if (failed === 0) this.idTaken(err)
+          if (failed === 0) this.idTaken(err, sentAs)
           // (said once per batch, with how many: a tracker away while thousands are published would be thousands of lines)
           if (failed++ === 0) firstFailure = { file: f.name, err: err.message }
           return EMPTY
@@ -475,8 +477,9 @@ export class Lp2pNode {
   private publishHeld (h: HeldDownload): Observable<unknown> {
     if (this.listen === null) return EMPTY
     this.unlisting.delete(h.meta.hash)
-    return this.trackerClient.request(h.publish(this.nodeId, this.listen.port)).pipe(
-      catchError((err: Error) => { this.idTaken(err); this.log.warn({ file: h.meta.name, err: err.message }, 'publish failed; retried with the next heartbeat'); return EMPTY }),
+    const sentAs = this.nodeId
+    return this.trackerClient.request(h.publish(sentAs, this.listen.port)).pipe(
+      catchError((err: Error) => { this.idTaken(err, sentAs); this.log.warn({ file: h.meta.name, err: err.message }, 'publish failed; retried with the next heartbeat'); return EMPTY }),
     )
   }
 
@@ -517,9 +520,12 @@ export class Lp2pNode {
   private heartbeats (): Subscription {
     return heartbeats({
       periodMs: this.opts.heartbeatMs ?? HEARTBEAT_MS,
-      announce: () => this.trackerClient.request({ type: 'announce', nodeId: this.nodeId, port: this.listen?.port ?? 0, files: this.fileCount, uploaded: this.uploaded, downloaded: this.downloaded }).pipe(
-        tap({ next: () => { this.missedBeats = 0 }, error: (err: unknown) => this.idTaken(err) }),
-      ),
+      announce: () => {
+        const sentAs = this.nodeId
+        return this.trackerClient.request({ type: 'announce', nodeId: sentAs, port: this.listen?.port ?? 0, files: this.fileCount, uploaded: this.uploaded, downloaded: this.downloaded }).pipe(
+          tap({ next: () => { this.missedBeats = 0 }, error: (err: unknown) => this.idTaken(err, sentAs) }),
+        )
+      },
       republish: () => [this.publishShared(), ...this.listedHeld.map((h) => this.publishHeld(h))],
       regular: () => {
         // (shared files the tracker has not acknowledged, and withdraws it has not, are sent

@@ -101,6 +101,8 @@ export class DashboardHttp {
     server.maxConnections = 2 * (this.opts.maxClients ?? MAX_DASHBOARD_CLIENTS) + 16
     server.maxRequestsPerSocket = DASHBOARD_REQUESTS_PER_CONNECTION
     const idleMs = this.opts.idleMs ?? DASHBOARD_IDLE_MS
+    // (the server sets each socket's timeout again between requests: to this, not to none)
+    server.timeout = idleMs
     // and no one remote address takes them all (loopback is every local viewer at once: not capped)
     const perAddress = new AddressCounts(MAX_DASHBOARD_CONNECTIONS_PER_ADDRESS)
     server.on('connection', (sock: net.Socket) => {
