@@ -1,14 +1,12 @@
 import { createHash } from 'node:crypto'
 import fs from 'node:fs'
-import path from 'node:path'
 import { defer, map, of, type Observable } from 'rxjs'
 import { StorageError } from '../errors'
 import type { FileMetaData } from '../protocol/messages'
 import type { PieceSink } from '../peer/leech'
 import type { BufferPool } from './bufferPool'
 import { OrderedHasher } from './orderedHasher'
-import { adoptRenamedPart, PartFile } from './partFile'
-import { safeFileName } from './names'
+import { PartFile } from './partFile'
 import type { MappedFile } from './mappedFile'
 import { WorkerHashTarget } from './workerHash'
 import { loadState, removeState, saveState } from './resumeState'
@@ -39,11 +37,9 @@ export class FileSink implements PieceSink {
 
   /** @param pool where piece buffers go back once written and hashed */
   constructor (private readonly meta: FileMetaData, outDir: string, private readonly pool?: BufferPool) {
-    // an earlier run of this download under the file's former name (its sharers renamed it since)
-    // resumes too, instead of starting over beside a .part left for good
-    safeFileName(meta.name)
-    if (!fs.existsSync(path.join(outDir, meta.name))) adoptRenamedPart(outDir, PartFile.pathFor(outDir, meta.name, meta.hash), (other) => loadState(other, meta) !== null)
-    this.part = PartFile.open(outDir, meta.name, meta.size, meta.hash)
+    // (an earlier run of this download under the file's former name, its sharers having renamed it
+    // since, resumes too, instead of starting over beside a .part left for good)
+    this.part = PartFile.open(outDir, meta.name, meta.size, meta.hash, { adopt: (other) => loadState(other, meta) !== null })
     const release = (b: Buffer): void => pool?.release(b)
     // big files are hashed in a worker thread, beside the transfer instead of on its core
     if (meta.size >= WORKER_HASH_MIN_BYTES) this.worker = new WorkerHashTarget(this.part.partPath, (b) => pool?.owns(b) ?? false, (b) => pool?.adopt(b), (b) => pool?.claim(b))
@@ -159,33 +155,12 @@ export class FileSink implements PieceSink {
     const fd = this.part.descriptor
     if (fd === null) throw new StorageError(`${this.part.partPath} is closed`)
     const buf = Buffer.allocUnsafe(Math.min(this.meta.blockSize, READ_CHUNK))
-    const bad: number[] = []
-    for (const [i, offset, length] of items) {
-      const h = createHash('sha256')
-      let pos = offset
-      while (pos < offset + length) {
-        const n = fs.readSync(fd, buf, 0, Math.min(buf.length, offset + length - pos), pos)
-        if (n <= 0) break
-        h.update(buf.subarray(0, n))
-        pos += n
-      }
-      if (pos < offset + length || !h.digest().equals(pieceHashes.subarray(i * 32, i * 32 + 32))) bad.push(i)
-    }
-    return bad
+    return items.filter(([i, offset, length]) => digestRange(fd, offset, length, buf)?.equals(pieceHashes.subarray(i * 32, i * 32 + 32)) !== true).map(([i]) => i)
   }
 
   /** SHA-256 (hex) of the file read here ('' when it is shorter than it should be): small files only. */
   private wholeFileDigest (fd: number): string {
-    const h = createHash('sha256')
-    const buf = Buffer.allocUnsafe(READ_CHUNK)
-    let pos = 0
-    while (pos < this.meta.size) {
-      const n = fs.readSync(fd, buf, 0, Math.min(buf.length, this.meta.size - pos), pos)
-      if (n <= 0) return ''
-      h.update(buf.subarray(0, n))
-      pos += n
-    }
-    return h.digest('hex')
+    return digestRange(fd, 0, this.meta.size, Buffer.allocUnsafe(READ_CHUNK))?.toString('hex') ?? ''
   }
 
   /** Forget pieces (they go again), saving the state: how many. */
@@ -203,4 +178,16 @@ export class FileSink implements PieceSink {
     this.dirty = false
     removeState(this.part.partPath)
   }
+}
+
+/** SHA-256 of `length` bytes at `offset` read through `fd` (pread, `buf` at a time); null when the file ends before. */
+function digestRange (fd: number, offset: number, length: number, buf: Buffer): Buffer | null {
+  const h = createHash('sha256')
+  for (let pos = offset, end = offset + length; pos < end;) {
+    const n = fs.readSync(fd, buf, 0, Math.min(buf.length, end - pos), pos)
+    if (n <= 0) return null
+    h.update(buf.subarray(0, n))
+    pos += n
+  }
+  return h.digest()
 }

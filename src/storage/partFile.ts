@@ -20,14 +20,14 @@ export class PartFile implements PositionalWriter {
   private fd: number | null
   private mapped: MappedFile | null = null
 
+  /** Touches the lock while the .part is open: a get elsewhere (another container, host) judges it by its age. */
+  private refresh: NodeJS.Timeout | null = null
+
   /**
    * @param fresh the .part was created now, or had another size: none of its bytes can be pieces
    *   an earlier run wrote (a resume state beside it is stale: the .part was deleted or replaced)
    * @param lockPath NAME.part.lock, ours while the .part is open (see `lockPart`)
    */
-  /** Touches the lock while the .part is open: a get elsewhere (another container, host) judges it by its age. */
-  private refresh: NodeJS.Timeout | null = null
-
   private constructor (readonly dir: string, readonly name: string, readonly partPath: string, readonly size: number, fd: number, readonly fresh: boolean, private lockPath: string | null) {
     this.fd = fd
     this.refresh = setInterval(() => {
@@ -40,15 +40,14 @@ export class PartFile implements PositionalWriter {
   /**
    * Open (or create) OUT/NAME.part sized to the file. The name must be a safe single component.
    * With the file's id, a name too long for the working files' suffixes gets a shorter stem (see `partStem`).
+   * @param o.freeBytes what the file system holding a folder has free (null: cannot tell)
+   * @param o.adopt with no .part of this name, whether another one of the folder (by its path) is
+   *   this download's under a former name of the file: it is moved here (see `adoptRenamedPart`)
    */
-  /** Where the working file of `name` goes in `dir` (see `partStem`). */
-  static pathFor (dir: string, name: string, fileId?: string): string {
-    return path.join(dir, `${fileId === undefined ? name : partStem(name, fileId)}.part`)
-  }
-
-  static open (dir: string, name: string, size: number, fileId?: string, freeBytes: (dir: string) => number | null = freeSpace): PartFile {
+  static open (dir: string, name: string, size: number, fileId?: string, o: { freeBytes?: (dir: string) => number | null, adopt?: (otherPart: string) => boolean } = {}): PartFile {
+    const freeBytes = o.freeBytes ?? freeSpace
     safeFileName(name)
-    const partPath = PartFile.pathFor(dir, name, fileId)
+    const partPath = path.join(dir, `${fileId === undefined ? name : partStem(name, fileId)}.part`)
     // the name is taken (a file, a folder, a link): say so now, not after the whole download
     // (commit checks again: it may be taken meanwhile)
     const finalPath = path.join(dir, name)
@@ -64,6 +63,8 @@ export class PartFile implements PositionalWriter {
       throw new StorageError(`cannot open ${partPath}: ${(err as Error).message}`, err)
     }
     const lockPath = lockPart(partPath)
+    // (under our lock: no other get creates this .part meanwhile)
+    if (o.adopt !== undefined) adoptRenamedPart(dir, partPath, o.adopt)
     // (a .part that cannot be opened or sized is not ours after all: the lock goes back)
     const fail = (what: string, err: unknown, fd?: number): never => {
       if (fd !== undefined) fs.closeSync(fd)
@@ -138,9 +139,8 @@ export class PartFile implements PositionalWriter {
     // the name must still hold the file this download wrote (and verified through its descriptor):
     // one moved, replaced or resized meanwhile is not given the final name
     const ours = fs.fstatSync(fd)
-    const same = (st: fs.Stats | null): boolean => st !== null && st.dev === ours.dev && st.ino === ours.ino
-    const at = (p: string): fs.Stats | null => { try { return fs.lstatSync(p) } catch { return null } }
-    if (!same(at(this.partPath)) || ours.size !== this.size) {
+    const same = (st: fs.Stats | null): boolean => sameInode(st, ours)
+    if (!same(lstatOrNull(this.partPath)) || ours.size !== this.size) {
       throw new StorageError(`${this.partPath} was moved, replaced or resized during the download (another program): nothing renamed; the same get starts again from what that name holds`)
     }
     this.mapped?.close(); this.mapped = null
@@ -156,11 +156,11 @@ export class PartFile implements PositionalWriter {
         // a file system without hard links: rename, after checking the name is free
         if (fs.existsSync(this.finalPath)) throw new StorageError(`${this.finalPath} already exists: remove it or choose another --out`, err)
         fs.renameSync(this.partPath, this.finalPath)
-        if (!same(at(this.finalPath))) throw new StorageError(`${this.partPath} was replaced while it was renamed: ${this.finalPath} is not the verified download`)
+        if (!same(lstatOrNull(this.finalPath))) throw new StorageError(`${this.partPath} was replaced while it was renamed: ${this.finalPath} is not the verified download`)
         return this.finalPath
       }
       // (replaced between the check and the link: the name made is taken back)
-      if (!same(at(this.finalPath))) {
+      if (!same(lstatOrNull(this.finalPath))) {
         fs.rmSync(this.finalPath, { force: true })
         throw new StorageError(`${this.partPath} was replaced while it was renamed: nothing renamed`)
       }
@@ -187,9 +187,7 @@ export class PartFile implements PositionalWriter {
       try { ours = fs.fstatSync(this.fd) } catch { /* closed under us: keep what is there */ }
       fs.closeSync(this.fd); this.fd = null
     }
-    let there: fs.Stats | null = null
-    try { there = fs.lstatSync(this.partPath) } catch { /* gone already */ }
-    if (this.holdsLock() && ours !== null && there !== null && there.dev === ours.dev && there.ino === ours.ino) fs.rmSync(this.partPath, { force: true })
+    if (this.holdsLock() && sameInode(lstatOrNull(this.partPath), ours)) fs.rmSync(this.partPath, { force: true })
     this.unlock()
   }
 
@@ -285,10 +283,10 @@ const MAX_ADOPT_SCAN = 10_000
 /**
  * The working files of this download left under another name (the file was renamed by its
  * sharers since an earlier run stopped): `OUT/OTHER.part` whose state `isOurs` accepts, moved to
- * `partPath` with its state, under OTHER's lock (a get running on it keeps it). Looked for only
- * when `partPath` does not exist; true when one was moved.
+ * `partPath` with its state, under OTHER's lock (a get running on it keeps it) and the caller's
+ * lock on `partPath`. Looked for only when `partPath` does not exist; true when one was moved.
  */
-export function adoptRenamedPart (dir: string, partPath: string, isOurs: (otherPart: string) => boolean): boolean {
+function adoptRenamedPart (dir: string, partPath: string, isOurs: (otherPart: string) => boolean): boolean {
   if (fs.existsSync(partPath)) return false
   let names: string[]
   try { names = fs.readdirSync(dir) } catch { return false }
@@ -299,8 +297,7 @@ export function adoptRenamedPart (dir: string, partPath: string, isOurs: (otherP
     let lockPath: string
     try { lockPath = lockPart(other) } catch { continue } // (being downloaded: not ours to move)
     try {
-      const st = fs.lstatSync(other)
-      if (!st.isFile() || fs.existsSync(partPath)) continue
+      if (lstatOrNull(other)?.isFile() !== true || fs.existsSync(partPath)) continue
       fs.renameSync(other, partPath)
       try { fs.renameSync(`${other}.state`, `${partPath}.state`) } catch { /* the .part alone: resumes nothing */ }
       return true
@@ -313,6 +310,16 @@ export function adoptRenamedPart (dir: string, partPath: string, isOurs: (otherP
   return false
 }
 
+/** `p`'s own stat (a link not followed), or null when there is nothing there. */
+function lstatOrNull (p: string): fs.Stats | null {
+  try { return fs.lstatSync(p) } catch { return null }
+}
+
+/** Are both the same file (device and inode)? */
+function sameInode (a: fs.Stats | null, b: fs.Stats | null): boolean {
+  return a !== null && b !== null && a.dev === b.dev && a.ino === b.ino
+}
+
 /**
  * A get stopped between naming its verified file and removing its .part (a SIGKILL, a power cut)
  * left the .part as a second name of the final file, with its state and lock: every later get of
@@ -320,9 +327,8 @@ export function adoptRenamedPart (dir: string, partPath: string, isOurs: (otherP
  * get holds it); the named file is the verified download.
  */
 function leftOfCommit (partPath: string, final: fs.Stats): void {
-  let part: fs.Stats
-  try { part = fs.lstatSync(partPath) } catch { return }
-  if (!part.isFile() || part.dev !== final.dev || part.ino !== final.ino) return
+  const part = lstatOrNull(partPath)
+  if (part === null || !part.isFile() || !sameInode(part, final)) return
   let lockPath: string
   try { lockPath = lockPart(partPath) } catch { return } // (a live get holds it: its business)
   for (const p of [partPath, `${partPath}.state`, `${partPath}.state.tmp`]) {

@@ -332,10 +332,10 @@ describe('PartFile free space', () => {
   it('refuses a download the disk has no room for, before anything is written, and leaves nothing behind', () => {
     const base = fs.mkdtempSync(path.join(os.tmpdir(), 'lp2p-free-'))
     try {
-      expect(() => PartFile.open(base, 'big.bin', 100 * 1024 * 1024, undefined, () => 10 * 1024 * 1024)).toThrow(/not enough free space.*needs 100\.0 MiB more, 10\.0 MiB free/)
+      expect(() => PartFile.open(base, 'big.bin', 100 * 1024 * 1024, undefined, { freeBytes: () => 10 * 1024 * 1024 })).toThrow(/not enough free space.*needs 100\.0 MiB more, 10\.0 MiB free/)
       expect(fs.readdirSync(base)).toEqual([])
       // room enough, or no way to tell: opened
-      const p = PartFile.open(base, 'big.bin', 1024 * 1024, undefined, () => null)
+      const p = PartFile.open(base, 'big.bin', 1024 * 1024, undefined, { freeBytes: () => null })
       p.close()
       expect(fs.readdirSync(base).sort()).toEqual(['big.bin.part'])
     } finally { fs.rmSync(base, { recursive: true, force: true }) }
