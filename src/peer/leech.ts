@@ -32,13 +32,10 @@ export interface PieceSink extends PositionalWriter {
   /** The stored pieces did not hash to the file: do not resume from them. */
   discardState?: () => void
   /**
-   * The stored pieces did not hash to the file, and the piece hashes are known: check each stored
-   * piece against its hash, forget those that fail (a resume keeps the rest) and say how many did.
-   */
-  recheck?: (pieceHashes: Buffer) => number
-  /**
-   * What was stored hashed to the file: check that the disk still holds it (each piece against its
-   * hash, or the whole file when there are none), forget the pieces that changed, emit how many.
+   * Check what is stored as it is now (each stored piece against its hash, or the whole file
+   * against its id when there are none), forget the pieces that fail (a resume keeps the rest)
+   * and emit how many did: after the file hashed right (did the disk keep it?), and after it did
+   * not (which pieces from an earlier run went bad?).
    */
   verifyStored?: (pieceHashes: Buffer | null) => Observable<number>
   /** Where piece hashes are computed for this download, when the sink has a better place (a worker). It may hand back another buffer with the same bytes. */
@@ -708,17 +705,14 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           // way to tell): nothing on disk can be trusted, the next run starts over.
           // (each stored piece checked against its hash: in the sink's hash workers when it has them,
           // not on the event loop; the bad ones are forgotten)
-          const recheck = (hashes: Buffer | null): Observable<number> => hashes === null
-            ? of(0)
-            : sink.verifyStored !== undefined ? sink.verifyStored(hashes) : of(sink.recheck?.(hashes) ?? 0)
+          const recheck = (hashes: Buffer | null): Observable<number> => hashes === null || sink.verifyStored === undefined ? of(0) : sink.verifyStored(hashes)
           const mismatch = (bad: number): never => {
             if (bad === 0) sink.discardState?.()
             throw new HashMismatchError(meta.hash, sha256, bad)
           }
           // every piece came from an earlier run (a state saved ahead of its bytes: a power cut),
           // so the list was never fetched: it is asked of a holder now, to keep the pieces that are good
-          const canRecheck = sink.verifyStored !== undefined || sink.recheck !== undefined
-          const hashes$ = pieceHashes === null && !hashesKnown() && canRecheck ? hashListFromHolders() : of(pieceHashes)
+          const hashes$ = pieceHashes === null && !hashesKnown() && sink.verifyStored !== undefined ? hashListFromHolders() : of(pieceHashes)
           return hashes$.pipe(mergeMap(recheck), map(mismatch))
         }
         // what came hashes to the file; the file on disk must hold it too (another program may

@@ -114,11 +114,6 @@ export class FileSink implements PieceSink {
     this.part.close()
   }
 
-  /** Check every stored piece against its hash (read back through the download's descriptor); forget and count the bad ones; save what is left. */
-  recheck (pieceHashes: Buffer): number {
-    return this.forget(this.badPieces(this.storedPieces(), pieceHashes))
-  }
-
   /**
    * What was downloaded hashed right: is it what the disk holds? Every piece is read back
    * through the download's own descriptor and checked against its hash (in both hash workers

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { defer, Observable } from 'rxjs'
+import { defer, Observable, of } from 'rxjs'
 import { StorageError } from '../errors'
 import type { FileMetaData } from '../protocol/messages'
 import type { PieceSink } from '../peer/leech'
@@ -16,7 +16,7 @@ export class MemorySink implements PieceSink {
   closed = false
   writes = 0
 
-  /** Pieces it holds: `present` at the start, and each one stored since (minus those a recheck forgot). */
+  /** Pieces it holds: `present` at the start, and each one stored since (minus those a check forgot). */
   readonly kept: Set<number>
 
   /** @param before the bytes an earlier run left (with `present`: the pieces it stored) */
@@ -37,15 +37,23 @@ export class MemorySink implements PieceSink {
   }
 
   stored (offset: number, data: Buffer): void { this.kept.add(offset / this.meta.blockSize); this.hasher.add(offset, data) }
-  recheck (pieceHashes: Buffer): number {
-    let bad = 0
-    for (const i of [...this.kept]) {
-      const piece = this.data.subarray(i * this.meta.blockSize, Math.min(this.meta.size, (i + 1) * this.meta.blockSize))
-      if (createHash('sha256').update(piece).digest().equals(pieceHashes.subarray(i * 32, i * 32 + 32))) continue
-      this.kept.delete(i)
-      bad++
-    }
-    return bad
+  verifyStored (pieceHashes: Buffer | null): Observable<number> {
+    return defer(() => {
+      if (pieceHashes === null) {
+        if (createHash('sha256').update(this.data).digest('hex') === this.meta.hash) return of(0)
+        const n = this.kept.size
+        this.kept.clear()
+        return of(n)
+      }
+      let bad = 0
+      for (const i of [...this.kept]) {
+        const piece = this.data.subarray(i * this.meta.blockSize, Math.min(this.meta.size, (i + 1) * this.meta.blockSize))
+        if (createHash('sha256').update(piece).digest().equals(pieceHashes.subarray(i * 32, i * 32 + 32))) continue
+        this.kept.delete(i)
+        bad++
+      }
+      return of(bad)
+    })
   }
   digest (): Observable<string> { return defer(() => this.hasher.digest()) }
   commit (): string { this.committed = true; return `memory:${this.meta.name}` }

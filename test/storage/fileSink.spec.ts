@@ -36,7 +36,7 @@ describe('FileSink', () => {
     expect(fs.readFileSync(path.join(dir, 'f.bin.part')).subarray(BLOCK, 2 * BLOCK)).toEqual(piece)
   })
 
-  it('recheck: a stored piece whose bytes changed on disk is counted and forgotten; the state keeps the others', async () => {
+  it('verifyStored: a stored piece whose bytes changed on disk is counted and forgotten; the state keeps the others', async () => {
     const pieces = [Buffer.alloc(BLOCK, 1), Buffer.alloc(BLOCK, 2), Buffer.alloc(BLOCK, 3)]
     const hashes = Buffer.concat(pieces.map((p) => createHash('sha256').update(p).digest()))
     const sink = new FileSink(meta, dir)
@@ -48,7 +48,7 @@ describe('FileSink', () => {
     const fd = fs.openSync(path.join(dir, 'f.bin.part'), 'r+')
     fs.writeSync(fd, Buffer.from([9]), 0, 1, 2 * BLOCK + 100)
     fs.closeSync(fd)
-    expect(sink.recheck(hashes)).toBe(1)
+    expect(await lastValueFrom(sink.verifyStored(hashes))).toBe(1)
     sink.close()
     const again = new FileSink(meta, dir)
     expect(again.present).toEqual([0])
