@@ -101,7 +101,8 @@ export class DashboardHttp {
     server.maxConnections = 2 * (this.opts.maxClients ?? MAX_DASHBOARD_CLIENTS) + 16
     server.maxRequestsPerSocket = DASHBOARD_REQUESTS_PER_CONNECTION
     const idleMs = this.opts.idleMs ?? DASHBOARD_IDLE_MS
-    // (the server sets each socket's timeout again between requests: to this, not to none)
+    // a client that stops reading holds its slot only this long (the server arms each socket's
+    // timeout with this at connection and again between requests, and destroys it when it fires)
     server.timeout = idleMs
     // and no one remote address takes them all (loopback is every local viewer at once: not capped)
     const perAddress = new AddressCounts(MAX_DASHBOARD_CONNECTIONS_PER_ADDRESS)
@@ -113,8 +114,6 @@ export class DashboardHttp {
       }
       perAddress.add(from)
       sock.once('close', () => perAddress.remove(from))
-      // (a client that stops reading holds its slot only this long)
-      sock.setTimeout(idleMs, () => sock.destroy())
     })
     this.server = server
     await new Promise<void>((resolve, reject) => {
