@@ -4,6 +4,14 @@ import { Lp2pNode, TrackerServer } from '../../src'
 import { listShare, RESCAN_COST_FACTOR } from '../../src/peer/share'
 import { tempDir } from './helpers'
 
+/** What a spec started, stopped after it whatever its outcome (last started, first stopped). */
+const started: Array<() => unknown> = []
+afterEach(async () => { for (const stop of started.splice(0).reverse()) await stop() })
+/** The node, then the tracker (read when the spec ends: it may have started another), then the folder. */
+function stopAfter (dir: string, node: Lp2pNode, tracker: () => TrackerServer): void {
+  started.push(() => fs.rmSync(dir, { recursive: true, force: true }), () => tracker().close(), async () => await node.close())
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
 /** Wait (bounded) until `ok`; the last value. */
@@ -32,28 +40,23 @@ describe('a node\'s files at a tracker that drops what an address sends past its
     // (one try per request, 100 ms: a dropped datagram is a failed request at once)
     const node = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, heartbeatMs: 300, trackerTimeoutMs: 100, trackerAttempts: 1, watch: { settleMs: 100, rescanMs: 500 } })
     const held = (): number => tracker.registry.listNodes(undefined, undefined, 10).find((n) => n.nodeId === node.nodeId)?.fileCount ?? -1
-    try {
-      await node.start()
-      expect(held()).toBe(1)
-      const N = 300
-      for (let i = 0; i < N; i++) fs.writeFileSync(path.join(share, `f${i}.txt`), `file ${i}`)
-      expect(await until(held, (n) => n === N + 1, 40_000)).toBe(N + 1)
-      // the tracker dropped some (it takes 40 a second, 80 at once), yet each file was handled about once
-      expect(limited).toBeGreaterThan(0)
-      expect(publishes.n).toBeLessThanOrEqual(1 + N + 30)
-      await sleep(1000) // (heartbeats go on: nothing is published again)
-      expect(publishes.n).toBeLessThanOrEqual(1 + N + 30)
+    stopAfter(dir, node, () => tracker)
+    await node.start()
+    expect(held()).toBe(1)
+    const N = 300
+    for (let i = 0; i < N; i++) fs.writeFileSync(path.join(share, `f${i}.txt`), `file ${i}`)
+    expect(await until(held, (n) => n === N + 1, 40_000)).toBe(N + 1)
+    // the tracker dropped some (it takes 40 a second, 80 at once), yet each file was handled about once
+    expect(limited).toBeGreaterThan(0)
+    expect(publishes.n).toBeLessThanOrEqual(1 + N + 30)
+    await sleep(1000) // (heartbeats go on: nothing is published again)
+    expect(publishes.n).toBeLessThanOrEqual(1 + N + 30)
 
-      limited = 0
-      for (let i = 0; i < N; i++) fs.unlinkSync(path.join(share, `f${i}.txt`))
-      expect(await until(held, (n) => n === 1, 40_000)).toBe(1)
-      expect(limited).toBeGreaterThan(0)
-      expect(tracker.registry.holderCount(node.sharedFiles[0].fileId)).toBe(1)
-    } finally {
-      await node.close()
-      tracker.close()
-      fs.rmSync(dir, { recursive: true, force: true })
-    }
+    limited = 0
+    for (let i = 0; i < N; i++) fs.unlinkSync(path.join(share, `f${i}.txt`))
+    expect(await until(held, (n) => n === 1, 40_000)).toBe(1)
+    expect(limited).toBeGreaterThan(0)
+    expect(tracker.registry.holderCount(node.sharedFiles[0].fileId)).toBe(1)
   }, 120_000)
 })
 
@@ -69,26 +72,21 @@ describe('a node whose withdraw was not heard', () => {
     let tracker = new TrackerServer({ host: '127.0.0.1', port: 0, observer })
     const t = await tracker.start()
     const node = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, heartbeatMs: 300, trackerTimeoutMs: 100, trackerAttempts: 1, watch: { settleMs: 100, rescanMs: 200 } })
-    try {
-      await node.start()
-      const id = node.sharedFiles.find((f) => f.name === 'back.txt')?.fileId as string
-      tracker.close() // away: the withdraw is lost
-      fs.renameSync(path.join(share, 'back.txt'), path.join(dir, 'back.txt'))
-      await until(() => node.sharedFiles.some((f) => f.fileId === id), (has) => !has, 10_000)
-      fs.renameSync(path.join(dir, 'back.txt'), path.join(share, 'back.txt')) // put back (same contents)
-      await until(() => node.sharedFiles.some((f) => f.fileId === id), (has) => has, 10_000)
-      tracker = new TrackerServer({ host: '127.0.0.1', port: t.port, observer })
-      await tracker.start()
-      const holds = (): boolean => tracker.registry.holderCount(id) === 1
-      expect(await until(holds, (h) => h, 10_000)).toBe(true)
-      // listed from then on, beat after beat: no stale withdraw takes it away again
-      for (let i = 0; i < 10; i++) { await sleep(150); expect(holds()).toBe(true) }
-      expect(withdraws).toEqual([])
-    } finally {
-      await node.close()
-      tracker.close()
-      fs.rmSync(dir, { recursive: true, force: true })
-    }
+    stopAfter(dir, node, () => tracker)
+    await node.start()
+    const id = node.sharedFiles.find((f) => f.name === 'back.txt')?.fileId as string
+    tracker.close() // away: the withdraw is lost
+    fs.renameSync(path.join(share, 'back.txt'), path.join(dir, 'back.txt'))
+    await until(() => node.sharedFiles.some((f) => f.fileId === id), (has) => !has, 10_000)
+    fs.renameSync(path.join(dir, 'back.txt'), path.join(share, 'back.txt')) // put back (same contents)
+    await until(() => node.sharedFiles.some((f) => f.fileId === id), (has) => has, 10_000)
+    tracker = new TrackerServer({ host: '127.0.0.1', port: t.port, observer })
+    await tracker.start()
+    const holds = (): boolean => tracker.registry.holderCount(id) === 1
+    expect(await until(holds, (h) => h, 10_000)).toBe(true)
+    // listed from then on, beat after beat: no stale withdraw takes it away again
+    for (let i = 0; i < 10; i++) { await sleep(150); expect(holds()).toBe(true) }
+    expect(withdraws).toEqual([])
   }, 60_000)
 })
 
@@ -101,21 +99,16 @@ describe('a node whose id another address took at the tracker', () => {
     const tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
     const t = await tracker.start()
     const node = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, heartbeatMs: 200, watch: false })
-    try {
-      await node.start()
-      const first = node.nodeId
-      const fileId = node.sharedFiles[0].fileId
-      // the tracker forgets the node (a restart, a gap in its heartbeats), and another address claims its id first
-      tracker.registry.expire(Date.now() + 60_000)
-      tracker.registry.announce({ nodeId: first, host: '127.0.0.9', port: 9 }, 0, Date.now())
-      const holder = (): string | undefined => tracker.registry.sampleNodes(fileId, 10)[0]?.nodeId
-      expect(await until(holder, (h) => h !== undefined, 10_000)).toBe(node.nodeId)
-      expect(node.nodeId).not.toBe(first)
-    } finally {
-      await node.close()
-      tracker.close()
-      fs.rmSync(dir, { recursive: true, force: true })
-    }
+    stopAfter(dir, node, () => tracker)
+    await node.start()
+    const first = node.nodeId
+    const fileId = node.sharedFiles[0].fileId
+    // the tracker forgets the node (a restart, a gap in its heartbeats), and another address claims its id first
+    tracker.registry.expire(Date.now() + 60_000)
+    tracker.registry.announce({ nodeId: first, host: '127.0.0.9', port: 9 }, 0, Date.now())
+    const holder = (): string | undefined => tracker.registry.sampleNodes(fileId, 10)[0]?.nodeId
+    expect(await until(holder, (h) => h !== undefined, 10_000)).toBe(node.nodeId)
+    expect(node.nodeId).not.toBe(first)
   }, 30_000)
 })
 
@@ -133,20 +126,15 @@ describe('a node following a big folder', () => {
     // a 20 ms period asked for: at least 25 × the listing's time is taken
     const node = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, watch: { settleMs: 100, rescanMs: 20 } })
     const readdir = jest.spyOn(fs.promises, 'readdir')
-    try {
-      await node.start()
-      const from = readdir.mock.calls.length
-      await sleep(4000)
-      const scans = readdir.mock.calls.slice(from).filter((c) => c[0] === share).length
-      // (every 20 ms plus the listing itself was about 4000 / (20 + listMs) scans: dozens)
-      expect(scans).toBeGreaterThan(0)
-      expect(scans).toBeLessThanOrEqual(Math.max(4, Math.ceil(4000 / (RESCAN_COST_FACTOR * listMs / 3))))
-      expect(scans).toBeLessThan(4000 / (20 + listMs) / 3)
-    } finally {
-      readdir.mockRestore()
-      await node.close()
-      tracker.close()
-      fs.rmSync(dir, { recursive: true, force: true })
-    }
+    stopAfter(dir, node, () => tracker)
+    started.push(() => { readdir.mockRestore() })
+    await node.start()
+    const from = readdir.mock.calls.length
+    await sleep(4000)
+    const scans = readdir.mock.calls.slice(from).filter((c) => c[0] === share).length
+    // (every 20 ms plus the listing itself was about 4000 / (20 + listMs) scans: dozens)
+    expect(scans).toBeGreaterThan(0)
+    expect(scans).toBeLessThanOrEqual(Math.max(4, Math.ceil(4000 / (RESCAN_COST_FACTOR * listMs / 3))))
+    expect(scans).toBeLessThan(4000 / (20 + listMs) / 3)
   }, 60_000)
 })
