@@ -91,6 +91,13 @@ export class Registry {
    * room, so junk published once (or files nobody shares any more) cannot fill it for good.
    */
   private readonly unheld = new Map<string, true>()
+  /**
+   * Per host, the files its live nodes hold (fileId → how many of its nodes hold it): a full
+   * registry takes a new file from a host holding fewer by forgetting one of the biggest host's
+   * (see `fairVictim`). Node ids are free, so a per-node cap alone let one host with a few ids
+   * fill the registry, and every honest new file was refused for as long as it stayed up.
+   */
+  private readonly byHost = new Map<string, Map<string, number>>()
 
   /**
    * @param random for `sampleNodes` (seeded in simulations)
@@ -145,17 +152,18 @@ export class Registry {
     const stands = (by: string | undefined): boolean => by !== undefined && by !== node.nodeId && this.nodes.has(by)
     if (meta === undefined || replace) {
       // (a replaced entry leaves room for its successor: the registry is only full for a new one)
-      if (!replace && this.files.size >= this.maxFiles && this.unheld.size === 0) throw new RegistryFullError('tracker holds too many files')
+      const full = !replace && this.files.size >= this.maxFiles
+      const victim = full && this.unheld.size === 0 ? this.fairVictim(node.host) : undefined
+      if (full && this.unheld.size === 0 && victim === undefined) throw new RegistryFullError('tracker holds too many files')
       const fresh = fileMeta(file.name, file.hash, file.size, Math.max(1, this.nodes.size))
       if (file.root !== undefined && file.blockSize === fresh.blockSize && (file.have ?? fresh.pieces) === fresh.pieces) fresh.root = file.root
       // a refused publish changes nothing
       if (file.have !== undefined && file.have > fresh.pieces) throw new RangeError(`have ${file.have} is more than the ${fresh.pieces} pieces`)
       if (replace) {
         // the entry's backers are gone: this publish makes the entry anew (its holders held the old one)
-        this.forgetHolders(file.hash)
-        this.files.delete(file.hash)
-        this.namedBy.delete(file.hash)
-      } else if (this.files.size >= this.maxFiles) this.forgetUnheld()
+        this.forget(file.hash)
+      } else if (victim !== undefined) this.forget(victim)
+      else if (full) this.forgetUnheld()
       meta = fresh
       this.files.put(meta)
       if (file.have === undefined) this.namedBy.set(meta.hash, node.nodeId)
@@ -174,26 +182,87 @@ export class Registry {
     }
     if (file.have !== undefined && file.have > meta.pieces) throw new RangeError(`have ${file.have} is more than the ${meta.pieces} pieces`)
     const n = this.touch(node, now)
-    n.files.set(meta.hash, file.have ?? meta.pieces)
-    let h = this.holders.get(meta.hash)
-    if (h === undefined) { h = new IndexedSet(); this.holders.set(meta.hash, h); this.unheld.delete(meta.hash) }
-    h.add(n.nodeId)
+    this.hold(n, meta.hash, file.have ?? meta.pieces)
     return meta
+  }
+
+  /** `n` holds `have` pieces of `fileId`. */
+  private hold (n: NodeState, fileId: string, have: number): void {
+    if (!n.files.has(fileId)) {
+      let mine = this.byHost.get(n.host)
+      if (mine === undefined) { mine = new Map(); this.byHost.set(n.host, mine) }
+      mine.set(fileId, (mine.get(fileId) ?? 0) + 1)
+    }
+    n.files.set(fileId, have)
+    let h = this.holders.get(fileId)
+    if (h === undefined) { h = new IndexedSet(); this.holders.set(fileId, h); this.unheld.delete(fileId) }
+    h.add(n.nodeId)
+  }
+
+  /** `n` no longer holds `fileId` (the caller updates the file's holders). */
+  private release (n: NodeState, fileId: string): void {
+    if (!n.files.delete(fileId)) return
+    const mine = this.byHost.get(n.host) as Map<string, number>
+    const left = (mine.get(fileId) as number) - 1
+    if (left > 0) mine.set(fileId, left)
+    else if (mine.delete(fileId) && mine.size === 0) this.byHost.delete(n.host)
   }
 
   /** Every node stops holding `fileId` (its entry is made anew). */
   private forgetHolders (fileId: string): void {
-    for (const id of this.holders.get(fileId) ?? []) this.nodes.get(id)?.files.delete(fileId)
+    for (const id of this.holders.get(fileId) ?? []) {
+      const n = this.nodes.get(id)
+      if (n !== undefined) this.release(n, fileId)
+    }
     this.holders.delete(fileId)
     this.unheld.delete(fileId)
+  }
+
+  /** Forget a file and who holds it (a full registry makes room). */
+  private forget (fileId: string): void {
+    this.forgetHolders(fileId)
+    this.files.delete(fileId)
+    this.namedBy.delete(fileId)
+  }
+
+  /**
+   * A full registry in which every file is held, asked for a new file by `host`: a file to forget
+   * for it, if fairness allows. The host holding the most files gives one up, if it holds at least
+   * two more than `host` (so `host` never ends up holding more than it did), and only one that
+   * no host holds except such big ones (a file a smaller host also holds stays). A host filling the
+   * registry under many node ids is thereby pushed back to the others' level, one new file at a
+   * time, and honest publishes go through. Bounded work: a full registry's publishes look at a few
+   * thousand files at most.
+   */
+  private fairVictim (host: string): string | undefined {
+    const mine = this.byHost.get(host)?.size ?? 0
+    let big: Map<string, number> | undefined
+    let bigHost = ''
+    for (const [h, files] of this.byHost) {
+      if (h !== host && files.size > mine + 1 && (big === undefined || files.size > big.size)) { big = files; bigHost = h }
+    }
+    if (big === undefined) return undefined
+    let looked = 0
+    for (const [fileId, count] of big) {
+      if (++looked > VICTIM_SCAN) break
+      const holders = this.holders.get(fileId)
+      if (holders === undefined) continue
+      if (holders.size === count) return fileId // (only bigHost's nodes hold it: the usual case)
+      if (holders.size > VICTIM_MAX_HOLDERS) continue // (a file many hold is nobody's junk)
+      let ok = true
+      for (const id of holders) {
+        const h = (this.nodes.get(id) as NodeState).host
+        if (h !== bigHost && (h === host || (this.byHost.get(h)?.size ?? 0) <= mine + 1)) { ok = false; break }
+      }
+      if (ok) return fileId
+    }
+    return undefined
   }
 
   /** Make room: forget the file no live node has held for the longest. */
   private forgetUnheld (): void {
     for (const fileId of this.unheld.keys()) {
-      this.unheld.delete(fileId)
-      this.files.delete(fileId)
-      this.namedBy.delete(fileId)
+      this.forget(fileId)
       return
     }
   }
@@ -250,7 +319,7 @@ export class Registry {
   withdraw (node: { nodeId: string, host: string, port: number }, fileId: string, now: number): void {
     if (!this.nodes.has(node.nodeId)) return
     const n = this.touch(node, now)
-    n.files.delete(fileId)
+    this.release(n, fileId)
     const h = this.holders.get(fileId)
     h?.delete(n.nodeId)
     if (h?.size === 0) this.unhold(fileId)
@@ -279,7 +348,8 @@ export class Registry {
   private drop (n: NodeState): void {
     this.nodes.delete(n.nodeId)
     this.dropped = true
-    for (const f of n.files.keys()) {
+    for (const f of n.files.keys()) { // (deleting the entry being visited is safe in a Map)
+      this.release(n, f)
       const h = this.holders.get(f)
       h?.delete(n.nodeId)
       if (h?.size === 0) this.unhold(f)
@@ -363,6 +433,11 @@ export class Registry {
     return { uploaded, downloaded }
   }
 }
+
+/** Files of the biggest host a full registry looks at for one to forget (see `fairVictim`). */
+const VICTIM_SCAN = 4096
+/** A file held by more nodes than this is not forgotten to make room. */
+const VICTIM_MAX_HOLDERS = 64
 
 /** Most holders a sample draws: about what one reply holds of the smallest entries (see flow.ts's page). */
 const MAX_SAMPLE = 160

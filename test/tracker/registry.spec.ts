@@ -145,16 +145,19 @@ describe('Registry: what a client may not do to others', () => {
     expect(reg.nodeCount).toBe(0)
   })
 
-  it('a full registry forgets the file unheld for the longest to take a new one; with every file held, a new one is refused (FULL) and nothing changes', () => {
+  it('a full registry forgets the file unheld for the longest to take a new one; with every file held (by hosts no bigger than the publisher\'s, give or take one), a new one is refused (FULL) and nothing changes', () => {
     const reg = new Registry(undefined, 15_000, Math.random, 3)
     const a = { nodeId: id(1), host: '10.0.0.1', port: 1 }
     const b = { nodeId: id(2), host: '10.0.0.2', port: 2 }
-    for (const i of [1, 2, 3]) reg.publish(a, { name: `f${i}`, hash: hash(i), size: 1000 }, 0)
+    for (const i of [1, 3]) reg.publish(a, { name: `f${i}`, hash: hash(i), size: 1000 }, 0)
+    reg.publish(b, { name: 'f2', hash: hash(2), size: 1000 }, 0)
+    // (every file held, a's host holds 2, b's 1: a giving one up would leave b with more)
     expect(() => reg.publish(b, { name: 'f4', hash: hash(4), size: 1000 }, 0)).toThrow(RegistryFullError)
-    expect(reg.nodeCount).toBe(1)
+    expect(reg.nodeCount).toBe(2)
     expect(reg.files.list(undefined, 10).map((f) => f.name)).toEqual(['f1', 'f2', 'f3'])
+    expect(reg.listNodes(undefined, undefined, 10).map((n) => n.fileCount)).toEqual([2, 1])
     // f2 then f1 lose their holder: f2 is the one unheld the longest
-    reg.withdraw(a, hash(2), 1)
+    reg.withdraw(b, hash(2), 1)
     reg.withdraw(a, hash(1), 2)
     reg.publish(b, { name: 'f4', hash: hash(4), size: 1000 }, 3)
     expect(reg.files.list(undefined, 10).map((f) => f.name)).toEqual(['f1', 'f3', 'f4'])
@@ -163,6 +166,38 @@ describe('Registry: what a client may not do to others', () => {
     reg.leave(a)
     reg.publish(b, { name: 'f5', hash: hash(5), size: 1000 }, 5)
     expect(reg.files.list(undefined, 10).map((f) => f.name)).toEqual(['f1', 'f4', 'f5'])
+  })
+
+  it('a full registry takes a new file from a host holding fewer by forgetting one of the biggest host\'s (one host under many node ids filled it before, and every honest new file was refused)', () => {
+    const reg = new Registry(undefined, 15_000, Math.random, 50)
+    const sybil = (k: number): { nodeId: string, host: string, port: number } => ({ nodeId: id(100 + k), host: '10.6.6.6', port: k })
+    for (let k = 0; k < 5; k++) for (let i = 0; i < 10; i++) reg.publish(sybil(k), { name: `junk${k}-${i}`, hash: hash(1000 + 10 * k + i), size: 1 }, 0)
+    // a small host also holds one of them: that file is not forgotten for anyone
+    const small = { nodeId: id(7), host: '10.0.0.7', port: 1 }
+    reg.publish(small, { name: 'shared', hash: hash(1000), size: 1 }, 0)
+    expect(reg.files.size).toBe(50)
+    const honest = { nodeId: id(1), host: '10.0.0.1', port: 1 }
+    for (let i = 0; i < 20; i++) expect(reg.publish(honest, { name: `honest${i}`, hash: hash(i), size: 1 }, 1).name).toBe(`honest${i}`)
+    expect(reg.files.size).toBe(50)
+    const names = reg.files.list(undefined, 100).map((f) => f.name)
+    expect(names.filter((n) => n.startsWith('honest'))).toHaveLength(20)
+    expect(names).toContain('junk0-0') // (held by the small host too)
+    expect(reg.holderCount(hash(1000))).toBe(2)
+    // what a sybil id held and lost, it is told to publish again; publishing it is refused: its host is the biggest
+    const lost = [...Array(10).keys()].filter((i) => reg.files.get(hash(1000 + i)) === undefined)
+    expect(lost.length).toBeGreaterThan(0)
+    expect(reg.announce(sybil(0), 10, 2)).toBe(true)
+    expect(() => reg.publish(sybil(0), { name: 'again', hash: hash(1000 + lost[0]), size: 1 }, 2)).toThrow(RegistryFullError)
+    expect(reg.files.get(hash(1000 + lost[0]))).toBeUndefined() // (refused: nothing changed)
+    // the honest host now holds 20 and the sybil host 30: one more honest file still goes in; the
+    // sybil host is never pushed below the publisher's level (20 + 1 against 30 − 1 …)
+    for (let i = 20; i < 40; i++) {
+      try { reg.publish(honest, { name: `honest${i}`, hash: hash(i), size: 1 }, 3) } catch (e) { expect(e).toBeInstanceOf(RegistryFullError); break }
+    }
+    const byHost = (h: string): number => reg.listNodes(undefined, undefined, 100).filter((n) => n.host === h).reduce((a, n) => a + n.fileCount, 0)
+    const honestCount = byHost('10.0.0.1')
+    expect(honestCount).toBe(25)
+    expect(reg.files.size - honestCount).toBe(25) // the sybil host's files (one of them also the small host's)
   })
 
   it('a registry kept across a restart counts its files as unheld until published again: a full one still takes new files', () => {
