@@ -5,7 +5,7 @@ import {
 } from 'rxjs'
 import { HashMismatchError, NoSourcesError, PeerTimeoutError, ProtocolError, RemoteError, StorageError } from '../errors'
 import { BUSY_MAX_DOUBLINGS, BUSY_RETRY_MS, DISCOVERY_BATCH_MS, FAN_OUT, IN_FLIGHT_MS, MAX_BUSY_RETRY_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, NO_PROGRESS_MS, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS, RAREST_FIRST_COPIES, REPROBE_MS, SOURCE_SWAP_AGE_MS, STALL_FACTOR, STALL_MIN_MS, WATCH_MS } from '../limits'
-import { MAX_HASHES_PER_FRAME, REMOTE_CODES, type FileMetaData, type Leech, type NodeInfo, type PeerAddress } from '../protocol/messages'
+import { MAX_HASHES_PER_FRAME, REMOTE_CODES, type FileMetaData, type FindCluster, type Leech, type NodeInfo, type PeerAddress, type Probe } from '../protocol/messages'
 import type { Frame } from '../protocol/frames'
 import type { PeerLink } from '../net/peerConnection'
 import { batchWithin } from '../../streams/batchWithin'
@@ -58,8 +58,12 @@ export interface LeechDeps {
   link: (peer: PeerAddress) => PeerLink
   openSink: (meta: FileMetaData) => PieceSink
   scheduler?: SchedulerLike
-  /** This node's id (never a source for itself) and, when it serves, its port: neighbours add it to their cluster tables. */
-  selfId?: string
+  /**
+   * This node's id (never a source for itself) and, when it serves, its port: neighbours add it to
+   * their cluster tables. A function when the id may change during the download (a node told its
+   * id is in use takes a new one): read at each use.
+   */
+  selfId?: string | (() => string)
   selfPort?: number
   /** SHA-256 of one piece, when the sink has no place of its own for it. Default: in this thread. */
   hashPiece?: (data: Buffer) => Observable<Buffer>
@@ -164,11 +168,22 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     deps.onPending?.(() => picker.inFlightBits())
     const reprobeMs = opts.reprobeMs ?? REPROBE_MS
     const watchMs = opts.watchMs ?? WATCH_MS
-    const notSelf = (p: PeerAddress): boolean => p.nodeId !== deps.selfId
-    // this node serves what it fetches: those it asks may fetch from it in turn
-    const fromSelf = deps.selfPort === undefined || deps.selfId === undefined ? undefined : { nodeId: deps.selfId, port: deps.selfPort }
-    const probe = fromSelf === undefined ? { type: 'probe' as const, fileId: meta.hash } : { type: 'probe' as const, fileId: meta.hash, from: fromSelf }
-    const findCluster = fromSelf === undefined ? { type: 'find_cluster' as const, fileId: meta.hash } : { type: 'find_cluster' as const, fileId: meta.hash, from: fromSelf }
+    const selfId = typeof deps.selfId === 'function' ? deps.selfId : () => deps.selfId as string | undefined
+    const notSelf = (p: PeerAddress): boolean => p.nodeId !== selfId()
+    // this node serves what it fetches: those it asks may fetch from it in turn (under the id it
+    // has now: the messages are made again when it changes)
+    let madeFor: string | undefined
+    let probe: Omit<Probe, 'req'> = { type: 'probe', fileId: meta.hash }
+    let findCluster: Omit<FindCluster, 'req'> = { type: 'find_cluster', fileId: meta.hash }
+    const asSelf = (): void => {
+      const id = selfId()
+      if (id === madeFor || deps.selfPort === undefined || id === undefined) return
+      madeFor = id
+      const from = { nodeId: id, port: deps.selfPort }
+      probe = { type: 'probe', fileId: meta.hash, from }
+      findCluster = { type: 'find_cluster', fileId: meta.hash, from }
+    }
+    asSelf()
     const timeoutMs = opts.queryTimeoutMs ?? QUERY_TIMEOUT_MS
     // per source: its rate, measured over the pieces that land, sets how many requests it gets
     const rates = new Map<string, { since: number, bytes: number, rate: number }>()
@@ -465,6 +480,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         // (without a hash list, it also answers as soon as it holds one; not once it said it does:
         // while a list is on its way from another source, that watch would be answered at once,
         // again and again)
+        asSelf()
         const w = { ...probe, since: src.version ?? 0, lacks: picker.wantBits(), waitMs: watchMs }
         reply = deps.link(src.peer).request(hashesKnown() || src.hashes === true ? w : { ...w, needHashes: true }).subscribe({
           next: (f) => {
@@ -584,6 +600,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     const discoverOnce = (): Observable<Source[]> => deps.tracker.nodes(meta.hash).pipe(
       catchError(() => of([] as NodeInfo[])), // a tracker hiccup: the known cluster still works
       mergeMap((nodes) => {
+        asSelf()
         const neighbours = nodes.filter(notSelf).slice(0, opts.fanOut ?? FAN_OUT)
         let room = maxSources - sources.size
         const worst = room <= 0 ? swapCandidate() : null

@@ -616,7 +616,8 @@ export class Lp2pNode {
       tracker: { files: () => this.trackerClient.files(), nodes: (id) => this.trackerClient.sample(id, 2 * FAN_OUT).pipe(map((ns) => ns.filter((n) => n.nodeId !== this.nodeId))) },
       link: links.link,
       openSink: (meta) => { fileId = meta.hash; sink = new FileSink(meta, out, this.pool); return sink },
-      selfId: this.nodeId,
+      // (read at each use: a node told its id is in use takes a new one, running downloads too)
+      selfId: () => this.nodeId,
       selfPort: this.listen?.port,
       budget,
       onPending: (p) => { pending = p },

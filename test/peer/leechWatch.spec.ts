@@ -373,6 +373,35 @@ describe('leechFile: askers', () => {
   })
 })
 
+describe('leechFile: a node that takes a new id mid-download', () => {
+  it('asks under its new id from then on and never takes itself, named under it, for a source', () => {
+    const f = makeFile(4)
+    const s0: { r?: ReturnType<typeof replies> } = {}
+    const askers = new Subject<PeerAddress>()
+    const NEW = 'e'.repeat(32)
+    let self = SELF.nodeId
+    const w = world(f, (now) => now < 300 ? [] : [{ nodeId: NEW, host: '127.0.0.1', port: SELF.port }, D], {
+      [D.nodeId]: (msg) => {
+        const r = s0.r as ReturnType<typeof replies>
+        if (msg.type === 'leech') return r.piece(msg, 5)
+        if (msg.type === 'probe') return r.have(null)
+        return NEVER
+      },
+    }, { queryTimeoutMs: 50, pieceTimeoutMs: 1000, rediscoverMs: 400, noSourceGraceMs: 60_000 }, { askers, selfId: () => self })
+    s0.r = replies(w.s, f)
+    w.s.schedule(() => { self = NEW }, 100)
+    w.s.schedule(() => { askers.next({ nodeId: NEW, host: '127.0.0.1', port: SELF.port }) }, 200)
+    w.s.run(5000)
+    w.stop()
+    expect(w.error()).toBeUndefined()
+    expect(w.links.has(NEW)).toBe(false) // itself under its new id: never asked
+    const d = w.links.get(D.nodeId) as ScriptLink
+    expect(d.log.length).toBeGreaterThan(0)
+    for (const l of d.log) if (l.msg.type === 'probe' || l.msg.type === 'find_cluster') expect(l.msg.from).toEqual({ nodeId: NEW, port: SELF.port })
+    expect(w.events.at(-1)).toMatchObject({ event: 'done', sha256: f.meta.hash })
+  })
+})
+
 describe('leechFile: stalls', () => {
   it('drops a source with a measured rate soon after it stops answering (max(STALL_MIN_MS, 10x its pace), not pieceTimeoutMs), and its piece comes from another source', () => {
     const f = makeFile(60)
