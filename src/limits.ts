@@ -58,6 +58,11 @@ export const MAX_HEADER_BYTES = 64 * 1024
 export const MAX_FRAME_BYTES = MAX_BLOCK_SIZE + MAX_HEADER_BYTES + 8
 /** Neighbours asked for a cluster at once. */
 export const FAN_OUT = 8
+/**
+ * Times a get fetches again, in the same run, stored pieces that failed the final check (changed
+ * on disk since they were verified); beyond, it fails (exit 7) and a later run goes on.
+ */
+export const REFETCH_ROUNDS = 2
 /** A neighbour that does not answer a cluster query or probe in this time is dropped. */
 export const QUERY_TIMEOUT_MS = 2_000
 /** A requested piece must arrive within this time or the peer is dropped. */

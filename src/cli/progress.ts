@@ -98,7 +98,7 @@ class Tally {
         this.recent.set(e.peer, t)
         if (this.recent.size > MAX_TRACKED_PEERS) this.recent.delete(this.recent.keys().next().value as string)
         return
-      case 'piece-failed': case 'hashes': case 'done': return
+      case 'piece-failed': case 'hashes': case 'done': case 'refetch': return
     }
   }
 
@@ -202,6 +202,7 @@ export class LinesProgress implements ProgressView {
 
   private on (e: LeechEvent): void {
     this.tally.on(e)
+    if (e.event === 'refetch') { this.stream.write(`${printable(this.tally.name)}: ${e.pieces} stored piece(s) changed on disk since they were verified: fetching them again\n`); return }
     if (e.event === 'start') {
       this.stream.write(`${printable(e.name)}: ${bytes(e.size)} in ${e.pieces} piece(s)${e.present > 0 ? `, ${e.present} already here` : ''}\n`)
       while (this.milestone < LINES_MILESTONES.length && this.tally.percent >= LINES_MILESTONES[this.milestone]) this.milestone++
@@ -268,7 +269,9 @@ export class TtyProgress implements ProgressView {
 
   private on (e: LeechEvent): void {
     this.tally.on(e)
-    if (e.event === 'start') {
+    if (e.event === 'start' && this.started) {
+      this.bar.update(this.tally.have) // (again, after a refetch: what is still held)
+    } else if (e.event === 'start') {
       this.bar.start(Math.max(1, e.size), this.tally.have)
       this.started = true
       aroundLogWrites({ before: () => this.beforeLog(), after: () => this.afterLog() })

@@ -18,6 +18,8 @@ export type DownloadEvent =
   | { event: 'progress', bytes: number, size: number, percent: number, rate: number, peers: number }
   | { event: 'piece-failed', index: number, peer: string, reason: string }
   | { event: 'peer-dropped', peer: string, code: string, error: string }
+  /** `pieces` stored pieces failed the final check (changed on disk since they were verified) and are fetched again; a new `start` follows. */
+  | { event: 'refetch', pieces: number, reason: string }
   /** Verified and renamed: `path` is the final file, `downloaded` the bytes fetched in this run. */
   | { event: 'done', fileId: string, name: string, path: string, bytes: number, sha256: string, downloaded: number }
 
@@ -60,6 +62,8 @@ export function downloadEvents (opts: DownloadEventsOptions = {}): OperatorFunct
           size = e.size
           // the last piece may be short: never report more than the file
           have = Math.min(e.size, e.present * e.blockSize)
+          // (a start after a refetch: the rate counts from it too)
+          fetched = 0
           t0 = shown = scheduler.now()
           return of({ ...e })
         case 'peers': {
@@ -74,6 +78,7 @@ export function downloadEvents (opts: DownloadEventsOptions = {}): OperatorFunct
           lastPeers = '' // (the next round's count is news again, even if it equals the one before the drop)
           return of({ ...e })
         case 'piece-failed':
+        case 'refetch':
           return of({ ...e })
         case 'hashes':
           return EMPTY

@@ -119,6 +119,8 @@ export type LeechEvent =
   | { event: 'piece-failed', index: number, peer: string, reason: string }
   | { event: 'peer-dropped', peer: string, code: string, error: string }
   | { event: 'done', fileId: string, name: string, path: string, bytes: number, sha256: string, downloaded: number }
+  /** Stored pieces failed the final check and were forgotten: the download goes on to fetch them again (a `start` follows). */
+  | { event: 'refetch', pieces: number, reason: string }
 
 /**
  * Fetch one file, as a stream of events ending in `done`: query files → resolve the name →

@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import {
-  asyncScheduler, catchError, debounceTime, defaultIfEmpty, defer, EMPTY, exhaustMap, filter, finalize, from, lastValueFrom, map, merge,
-  mergeMap, Observable, repeat, Subject, switchMap, type Subscription, take, tap, timer,
+  asyncScheduler, catchError, concat, debounceTime, defaultIfEmpty, defer, EMPTY, exhaustMap, filter, finalize, from, lastValueFrom, map, merge,
+  mergeMap, Observable, of, repeat, Subject, switchMap, type Subscription, take, tap, throwError, timer,
 } from 'rxjs'
-import { ConnectionClosedError, RemoteError } from '../errors'
+import { ConnectionClosedError, HashMismatchError, RemoteError } from '../errors'
 import { heartbeats } from './heartbeat'
-import { FAN_OUT, HEARTBEAT_MS, LEAVE_WAIT_MS, MAX_BLOCK_SIZE, MAX_BUSY_RETRY_MS, MAX_PEERS_PER_REPLY, BUSY_QUEUE_MS, RAREST_FIRST_AGE_MS, TRACKER_CLIENT_RATE } from '../limits'
+import { FAN_OUT, HEARTBEAT_MS, REFETCH_ROUNDS, LEAVE_WAIT_MS, MAX_BLOCK_SIZE, MAX_BUSY_RETRY_MS, MAX_PEERS_PER_REPLY, BUSY_QUEUE_MS, RAREST_FIRST_AGE_MS, TRACKER_CLIENT_RATE } from '../limits'
 import { log } from '../log'
 import { ID_IN_USE, type FileMetaData, type Leech, type PeerAddress } from '../protocol/messages'
 import { bindUdp, localAddressToward, type UdpPort } from '../net/udp'
@@ -594,7 +594,22 @@ export class Lp2pNode {
       if (this.closed) { sub.error(closed()); return }
       // the node closing ends the download as unsubscribing would (the .part stays), as an error
       const c = this.closing.subscribe(() => sub.error(closed()))
-      const s = this.leechOnce(query, out, opts).subscribe(sub)
+      // pieces on disk that failed the final check (changed since an earlier run stored them, or
+      // by another program meanwhile) were forgotten: they are fetched again in this same get, a
+      // few rounds at most (something that keeps writing to the .part gets the error)
+      let fetched = 0
+      const round = (n: number): Observable<LeechEvent> => this.leechOnce(query, out, opts).pipe(
+        map((e) => {
+          if (e.event === 'piece') fetched += e.bytes
+          return e.event === 'done' ? { ...e, downloaded: fetched } : e
+        }),
+        catchError((err: unknown) => {
+          if (!(err instanceof HashMismatchError) || err.badPieces === 0 || n >= REFETCH_ROUNDS) return throwError(() => err)
+          this.log.warn({ query, pieces: err.badPieces, round: n + 1 }, 'stored pieces failed the final check: fetching them again')
+          return concat(of<LeechEvent>({ event: 'refetch', pieces: err.badPieces, reason: err.message }), round(n + 1))
+        }),
+      )
+      const s = round(0).subscribe(sub)
       return () => { c.unsubscribe(); s.unsubscribe() }
     })
   }

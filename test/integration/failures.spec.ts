@@ -105,21 +105,25 @@ describe('failures', () => {
     expect(fs.readdirSync(out2)).toEqual(['r.bin'])
 
     // a stored piece changed on disk between runs (piece 0: one complete source sends in file
-    // order): the resumed get fails the whole-file check (exit 7) naming it, keeps the others,
-    // and the next get fetches only that piece
+    // order): the resumed get fetches the rest, finds it in the final check, forgets only it and
+    // fetches it again in the same run (before: exit 7, and a second get fetched it)
     const out3 = path.join(dir, 'out3')
     await killedMidway(out3)
     const fd = fs.openSync(path.join(out3, 'r.bin.part'), 'r+')
     fs.writeSync(fd, Buffer.from('not the original bytes'), 0, 22, 1000)
     fs.closeSync(fd)
-    const bad = await runLp2p(['get', 'r.bin', '--out', out3, '--tracker', tracker, '--json'])
-    expect(bad.code).toBe(7)
-    expect(bad.events.at(-1)).toMatchObject({ event: 'error', code: 'ERR_HASH_MISMATCH', message: expect.stringContaining('1 piece(s) stored by an earlier run no longer match their hashes') })
     const fixed = await runLp2p(['get', 'r.bin', '--out', out3, '--tracker', tracker, '--json'])
     expect(fixed.code).toBe(0)
-    const blockSize = (fixed.events.find((e) => e.event === 'start') as { blockSize: number }).blockSize
-    expect(fixed.events.at(-1)).toMatchObject({ event: 'done', sha256: sha, downloaded: blockSize })
+    const starts = fixed.events.filter((e) => e.event === 'start') as Array<{ blockSize: number, present: number, pieces: number }>
+    expect(starts).toHaveLength(2)
+    expect(starts[1].present).toBe(starts[1].pieces - 1)
+    expect(fixed.events.find((e) => e.event === 'refetch')).toMatchObject({ pieces: 1, reason: expect.stringContaining('1 piece(s) stored by an earlier run no longer match their hashes') })
+    const last = fixed.events.at(-1) as { event: string, downloaded: number }
+    expect(last).toMatchObject({ event: 'done', sha256: sha })
+    // what the first round fetched, and the one piece again
+    expect(last.downloaded).toBe(F - starts[0].present * starts[0].blockSize + starts[0].blockSize)
     expect(await sha256File(path.join(out3, 'r.bin'))).toBe(sha)
+    expect(fs.readdirSync(out3)).toEqual(['r.bin'])
   }, 150_000)
 
   it('a second get of the same file into the same folder is refused while the first runs (exit 8, naming its pid); the first finishes exact', async () => {
@@ -181,7 +185,7 @@ describe('failures', () => {
     }
   }, 90_000)
 
-  it('a .part another program overwrites during the download is never named: exit 7, and the same get fetches only the pieces that changed', async () => {
+  it('a .part another program overwrites during the download is never named as it is: the get fetches the pieces that changed again and finishes exact', async () => {
     const F = 64 * 1024 * 1024
     const { tracker, sha } = await oneSeeder(procs, dir, 'share', 'over.bin', F)
     const out = path.join(dir, 'out')
@@ -191,15 +195,18 @@ describe('failures', () => {
     const zeros = Buffer.alloc(4 * 1024 * 1024)
     for (let pos = 0; pos < F; pos += zeros.length) fs.writeSync(fd, zeros, 0, zeros.length, pos)
     fs.closeSync(fd)
-    expect(await get.exited).toBe(7)
-    expect(get.events.at(-1)).toMatchObject({ event: 'error', code: 'ERR_HASH_MISMATCH', message: expect.stringMatching(/^the file on disk does not hold what was downloaded and verified .*: \d+ piece\(s\) of the \.part changed during the download/) })
-    expect(fs.existsSync(path.join(out, 'over.bin'))).toBe(false)
-    const again = await runLp2p(['get', 'over.bin', '--out', out, '--tracker', tracker, '--json'])
-    expect(again.code).toBe(0)
-    const done = again.events.find((e) => e.event === 'done') as { downloaded: number }
-    expect(done.downloaded).toBeGreaterThan(0)
-    expect(done.downloaded).toBeLessThan(F)
+    expect(await get.exited).toBe(0)
+    const refetch = get.events.find((e) => e.event === 'refetch') as { pieces: number, reason: string }
+    expect(refetch.reason).toMatch(/^the file on disk does not hold what was downloaded and verified .*: \d+ piece\(s\) of the \.part changed during the download/)
+    const start = get.events.find((e) => e.event === 'start') as { blockSize: number, pieces: number }
+    expect(refetch.pieces).toBeGreaterThan(0)
+    expect(refetch.pieces).toBeLessThan(start.pieces)
+    // the pieces zeroed were fetched twice, the others once
+    const done = get.events.at(-1) as { event: string, downloaded: number }
+    expect(done).toMatchObject({ event: 'done', sha256: sha })
+    expect(done.downloaded).toBe(F + refetch.pieces * start.blockSize)
     expect(await sha256File(path.join(out, 'over.bin'))).toBe(sha)
+    expect(fs.readdirSync(out)).toEqual(['over.bin'])
   }, 90_000)
 
   it('an unwritable --out gives one line and exit 8', async () => {

@@ -29,6 +29,20 @@ describe('downloadEvents', () => {
     })
   })
 
+  it('passes a refetch on; the start after it counts from what is still held (a second round after the final check forgot pieces)', () => {
+    setup().run(({ cold, expectObservable }) => {
+      const refetch: LeechEvent = { event: 'refetch', pieces: 1, reason: '1 piece(s) changed' }
+      const again: LeechEvent = { ...start, present: 3 }
+      const src = cold<LeechEvent>('s 99ms a b c 97ms r t 99ms d (e|)', { s: start, a: piece(0), b: piece(1), c: piece(3, 232), r: refetch, t: again, d: piece(2), e: done })
+      // after the second start: 3 × 256 held, the fourth piece brings 256 (so 1000 + … would pass 100 %: capped)
+      // (the rate too: bytes fetched since that start, over the time since it)
+      expectObservable(src.pipe(downloadEvents({ progressIntervalMs: 100 }))).toBe('s 99ms a 99ms r t 99ms d (ze|)', {
+        s: start, a: progress(256, 2560, 0), r: refetch, t: again,
+        d: progress(1000, 2560, 0), z: progress(1000, Math.round(256 / 0.101), 0), e: done,
+      })
+    })
+  })
+
   it('passes a peers round on only when its counts changed, or after a peer was dropped', () => {
     setup().run(({ cold, expectObservable }) => {
       const more: LeechEvent = { event: 'peers', neighbours: 1, cluster: 3, sources: 3 }
