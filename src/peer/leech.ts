@@ -3,7 +3,7 @@ import {
   asyncScheduler, catchError, concat, concatMap, defaultIfEmpty, defer, EMPTY, filter, finalize, from, ignoreElements, last, map, merge, mergeMap, Observable, of,
   repeat, Subject, type Subscriber, type Subscription, switchMap, take, takeUntil, tap, throwError, timeout, timer, toArray, type SchedulerLike,
 } from 'rxjs'
-import { HashMismatchError, NoSourcesError, PeerTimeoutError, ProtocolError, RemoteError, StorageError } from '../errors'
+import { ConnectionClosedError, HashMismatchError, NoSourcesError, PeerTimeoutError, ProtocolError, RemoteError, StorageError } from '../errors'
 import { BUSY_MAX_DOUBLINGS, BUSY_RETRY_MS, DISCOVERY_BATCH_MS, FAN_OUT, IN_FLIGHT_MS, MAX_BUSY_RETRY_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, NO_PROGRESS_MS, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS, RAREST_FIRST_COPIES, REPROBE_MS, SOURCE_SWAP_AGE_MS, STALL_FACTOR, STALL_MIN_MS, WATCH_MS } from '../limits'
 import { MAX_HASHES_PER_FRAME, REMOTE_CODES, type FileMetaData, type FindCluster, type Leech, type NodeInfo, type PeerAddress, type Probe } from '../protocol/messages'
 import type { Frame } from '../protocol/frames'
@@ -242,8 +242,13 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     const swappedOut = new KeyedSignal<string>() // ends a source's loop: it made room for another
     // a dropped peer is asked again only after a cool-down that doubles with each failure (it may
     // have restarted: transient failures heal, broken peers cost little)
-    const cooling = new Map<string, { until: number, failures: number }>()
+    const cooling = new Map<string, { until: number, failures: number, lost?: boolean }>()
     const coolingDown = (id: string): boolean => (cooling.get(id)?.until ?? -Infinity) > scheduler.now()
+    /** A peer whose connection failed (closed, silent) for the first time, that will be asked again later. */
+    const someCooling = (now: number): boolean => {
+      for (const [id, c] of cooling) if (c.failures === 1 && c.lost === true && c.until > now && !banned.has(id)) return true
+      return false
+    }
     // not to be asked now: banned for bad pieces, or cooling down after a failure or a swap
     const shunned = (id: string): boolean => banned.has(id) || coolingDown(id)
     const strikes = new Map<string, number>()
@@ -558,7 +563,9 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           picker.drop(id)
           sources.delete(id)
           const failures = (cooling.get(id)?.failures ?? 0) + 1
-          cooling.set(id, { failures, until: scheduler.now() + Math.min(60_000, 5 * rediscoverMs * 2 ** (failures - 1)) })
+          // (a connection lost, or a peer gone silent, may come back: see someCooling)
+          const lost = err instanceof ConnectionClosedError || err instanceof PeerTimeoutError
+          cooling.set(id, { failures, lost, until: scheduler.now() + Math.min(60_000, 5 * rediscoverMs * 2 ** (failures - 1)) })
           emit({ event: 'peer-dropped', peer: label(src.peer), code: (err as { code?: string }).code ?? 'ERR_PEER', error: err.message })
           wake(null) // its pieces went back: the others may fetch them
           return EMPTY
@@ -704,8 +711,11 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         if (now - progressAt >= noProgressMs) {
           return new NoSourcesError(meta.hash, picker.remaining, meta.name, `nothing arrived for ${((now - progressAt) / 1000).toFixed(now - progressAt < 10_000 ? 1 : 0)} s from its ${sources.size} source(s): they declined every request (busy, or broken)`)
         }
-        // (the clock starts once a discovery round has completed: until then every holder may still answer)
-        if (rounds === 0 || [...sources.keys()].some((id) => picker.useful(id))) { starvedSince = null; return null }
+        // (the clock starts once a discovery round has completed: until then every holder may still
+        // answer; nor does it run while a source dropped for the first time cools down: a lone
+        // seeder that restarted, or closed an idle connection, is asked again once that is over, 5 s
+        // later, where the grace ended the download after 3; one that fails again is not waited for)
+        if (rounds === 0 || [...sources.keys()].some((id) => picker.useful(id)) || someCooling(now)) { starvedSince = null; return null }
         starvedSince ??= now
         return now - starvedSince >= graceMs ? new NoSourcesError(meta.hash, picker.remaining, meta.name) : null
       }),

@@ -7,6 +7,7 @@ import type { PeerLink, WithoutReq } from '../../src/net/peerConnection'
 import { MemorySink } from '../../src/storage/memorySink'
 import { SimScheduler } from '../../src/sim/scheduler'
 import { REPROBE_MS, STALL_MIN_MS } from '../../src/limits'
+import { ConnectionClosedError } from '../../src/errors'
 
 // Watches, askers, stall timeouts and endgame copies of `leechFile`, on a SimScheduler (virtual
 // milliseconds, no frame limit). Each fake peer is a script: a function from a request (and the
@@ -403,6 +404,48 @@ describe('leechFile: a node that takes a new id mid-download', () => {
 })
 
 describe('leechFile: stalls', () => {
+  it('a lone source that drops its connection once (a restart, an idle connection closed) is asked again after its cool-down: the download does not give up meanwhile', () => {
+    const f = makeFile(8)
+    const s0: { r?: ReturnType<typeof replies> } = {}
+    let dropped = 0
+    const w = world(f, () => [A], {
+      [A.nodeId]: (msg) => {
+        const r = s0.r as ReturnType<typeof replies>
+        if (msg.type === 'probe') return r.have(null)
+        if (msg.type !== 'leech') return NEVER
+        if (dropped++ === 0) return throwError(() => new ConnectionClosedError('127.0.0.1:1', 'closed by the peer'))
+        return r.piece(msg, 5)
+      },
+    }, { queryTimeoutMs: 50, rediscoverMs: 1000, noSourceGraceMs: 3000 }) // (the defaults)
+    s0.r = replies(w.s, f)
+    w.s.run(60_000)
+    w.stop()
+    expect(w.error()).toBeUndefined()
+    expect(w.events.find((e) => e.event === 'peer-dropped')).toBeDefined()
+    expect(w.events.at(-1)).toMatchObject({ event: 'done', sha256: f.meta.hash })
+    expect(w.sink().data.equals(f.content)).toBe(true)
+  })
+
+  it('still gives up once the cool-down is over and the dropped source is gone (probes unanswered): the grace then runs', () => {
+    const f = makeFile(8)
+    const s0: { r?: ReturnType<typeof replies> } = {}
+    let gone = false
+    const w = world(f, () => [A], {
+      [A.nodeId]: (msg) => {
+        const r = s0.r as ReturnType<typeof replies>
+        if (gone) return NEVER
+        if (msg.type === 'probe') return r.have(null)
+        if (msg.type !== 'leech') return NEVER
+        gone = true
+        return throwError(() => new ConnectionClosedError('127.0.0.1:1', 'closed by the peer'))
+      },
+    }, { queryTimeoutMs: 50, rediscoverMs: 1000, noSourceGraceMs: 3000 })
+    s0.r = replies(w.s, f)
+    w.s.run(60_000)
+    w.stop()
+    expect(w.error()).toMatchObject({ code: 'ERR_NO_SOURCES' })
+  })
+
   it('drops a source with a measured rate soon after it stops answering (max(STALL_MIN_MS, 10x its pace), not pieceTimeoutMs), and its piece comes from another source', () => {
     const f = makeFile(60)
     const s0: { r?: ReturnType<typeof replies> } = {}
