@@ -193,11 +193,14 @@ export class PeerServer {
     this.state.set(sock, st)
     // a peer that stops reading its replies (they pile up unsent) is cut off after WRITE_STALL_MS:
     // it would hold its slot and its buffer for good
+    // (what the kernel took: bytesWritten counts what is still buffered here too, so each reply
+    // queued to a peer that reads nothing looked like progress)
+    const taken = (): number => sock.bytesWritten - sock.writableLength
     let sentBefore = 0
     let stalledSince: number | null = null
     const writeStallMs = this.opts.writeStallMs ?? WRITE_STALL_MS
     const stallCheck = setInterval(() => {
-      if (sock.writableLength === 0 || sock.bytesWritten !== sentBefore) { sentBefore = sock.bytesWritten; stalledSince = null; return }
+      if (sock.writableLength === 0 || taken() !== sentBefore) { sentBefore = taken(); stalledSince = null; return }
       stalledSince ??= Date.now()
       if (Date.now() - stalledSince >= writeStallMs) fail(`replies unread for ${writeStallMs} ms`)
     }, Math.max(10, Math.floor(writeStallMs / 4)))
@@ -207,10 +210,17 @@ export class PeerServer {
       const { source, offset, length } = out.payload
       sock.cork()
       sock.write(encodeFrameHead(out.msg, length))
-      // the payload goes from the mapping to the socket, a chunk stream of page views
-      readPages(source, offset, length).subscribe({ next: (chunk) => sock.write(chunk), error: (err) => fail(`read failed: ${(err as Error).message}`) })
+      // the payload goes from the mapping to the socket, a chunk stream of page views; it counts
+      // as uploaded once the kernel took its last chunk (not when queued here: a peer that reads
+      // nothing was counted gigabytes it never got, and the tracker was told so)
+      let last: Buffer | null = null
+      const counted = out.msg.type === 'piece' ? (err?: Error | null): void => { if (err == null) this.opts.onUpload?.(length) } : undefined
+      readPages(source, offset, length).subscribe({
+        next: (chunk) => { if (last !== null) sock.write(last); last = chunk },
+        error: (err) => fail(`read failed: ${(err as Error).message}`),
+        complete: () => { if (last !== null) sock.write(last, counted) },
+      })
       sock.uncork()
-      if (out.msg.type === 'piece') this.opts.onUpload?.(length)
     }
     const answer = (m: PeerRequest): void => send(this.handle(m, remote))
     const watchFn = this.opts.watch
@@ -260,7 +270,10 @@ export class PeerServer {
         if (!s.closed) { waiting.add(s); s.add(() => waiting.delete(s)) }
       }
     }
-    sock.on('drain', pump)
+    // replies piling up unread (highWater and more: answers to requests declined at once, BUSY,
+    // do not wait in the queue) stop the reading of requests until they drain: a peer that sends
+    // requests and reads nothing grew this process by 40 MB/s, without end
+    sock.on('drain', () => { if (sock.isPaused()) sock.resume(); pump() })
     sock.on('data', (chunk) => {
       try {
         const frames = decoder.push(chunk)
@@ -297,6 +310,7 @@ export class PeerServer {
         return
       }
       pump()
+      if (sock.writableLength >= highWater && !sock.destroyed) sock.pause()
     })
     sock.on('error', (err) => this.log.debug({ peer, err: err.message }, 'connection error'))
     sock.on('close', () => {

@@ -514,6 +514,36 @@ describe('PeerServer write stalls', () => {
   })
 })
 
+describe('PeerServer replies piling up unread', () => {
+  let server: PeerServer | null = null
+  afterEach(async () => { await server?.close(); server = null })
+
+  it('a peer that sends requests answered at once (BUSY) and reads nothing: requests are no longer read past highWater bytes of replies, and the connection is closed after writeStallMs (it grew the process by 40 MB/s before)', async () => {
+    server = new PeerServer(handle, { host: '127.0.0.1', port: 0, budget: { take: () => NEVER }, busyBytes: BLOCK, highWaterBytes: 64 * 1024, writeStallMs: 400 })
+    const { port } = await server.start()
+    const s = net.connect(port, '127.0.0.1')
+    s.on('error', () => {})
+    await new Promise((r) => s.once('connect', r))
+    s.pause() // never reads
+    // 200,000 piece requests (about 20 MB) at once: the first is queued (its budget never comes), the rest hear BUSY (more than loopback buffers take)
+    const req = (i: number): Buffer => encodeFrameHead({ type: 'leech', req: i + 1, hash: 'ab'.repeat(32), size: data.length, offset: (i % 8) * BLOCK, blockSize: BLOCK, pieces: 8 })
+    for (let i = 0; i < 200_000; i += 1000) s.write(Buffer.concat(Array.from({ length: 1000 }, (_, k) => req(i + k))))
+    const sockets = (server as unknown as { sockets: Set<net.Socket> }).sockets
+    let most = 0
+    let closedAfter = -1
+    for (let t = 0; t < 200; t++) {
+      for (const x of sockets) most = Math.max(most, x.writableLength)
+      if (t > 5 && server.connections === 0) { closedAfter = t * 20; break }
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    s.destroy()
+    // (bounded by highWater and what one read of requests answers, not by what was asked)
+    expect(most).toBeGreaterThan(0)
+    expect(most).toBeLessThan(64 * 1024 + 256 * 1024)
+    expect(closedAfter).toBeGreaterThan(0)
+  })
+})
+
 describe('addressGroup', () => {
   it('one key per host address, however written; IPv6 hosts of one /64 (one LAN) are counted apart', () => {
     expect(addressGroup('10.0.0.5')).toBe('10.0.0.5')
