@@ -307,7 +307,11 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
 
     // a source still downloading gives the hash list if it says it holds it, or if it holds pieces
     // we lack (it serves pieces only once it has verified the list)
-    const canGiveHashes = (s: Source): boolean => s.bitfield !== null && (s.hashes === true || picker.useful(s.peer.nodeId))
+    // (not one that declined to give it lately: it may say it holds the list and refuse it every
+    // time, and while it was counted as the one to ask, the seeder never was and the download
+    // stalled, asking it a thousand times a second)
+    const hashesDeclined = new Map<string, number>()
+    const canGiveHashes = (s: Source): boolean => s.bitfield !== null && (s.hashes === true || picker.useful(s.peer.nodeId)) && (hashesDeclined.get(s.peer.nodeId) ?? -Infinity) <= scheduler.now()
     const partialCanGiveHashes = (): boolean => {
       for (const s of sources.values()) if (canGiveHashes(s)) return true
       return false
@@ -457,8 +461,10 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         return ask ? fetchHashes(src) : EMPTY
       }).pipe(
         catchError((err: unknown) => {
-          if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.notFound) return EMPTY
-          if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.busy) { pauseBusy(id, err.retryMs); return EMPTY }
+          // a source still downloading that declines is not asked for the list for a while (others are)
+          const declined = (ms: number): void => { if (src.bitfield !== null) hashesDeclined.set(id, scheduler.now() + ms) }
+          if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.notFound) { declined(5 * rediscoverMs); return EMPTY }
+          if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.busy) { declined(Math.max(rediscoverMs, err.retryMs ?? 0)); pauseBusy(id, err.retryMs); return EMPTY }
           throw err
         }),
       )

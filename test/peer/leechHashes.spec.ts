@@ -57,6 +57,8 @@ interface Behaviour {
   holds?: number[]
   /** Its uplink is full: every `get_hashes` is declined with BUSY. */
   hashesBusy?: boolean
+  /** Says it holds the list (with `hashesAt`) but declines every `get_hashes` so (a liar, or a broken peer). */
+  refusesHashes?: 'NOT_FOUND' | 'BUSY'
   /**
    * A peer still downloading (with `holds`) that gets the verified hash list at this frame: from
    * then on its probe answers say `hashes: true`, and a watch that needs hashes is answered then.
@@ -81,6 +83,7 @@ class FakeLink implements PeerLink {
       case 'find_cluster':
         return reply({ msg: { type: 'cluster', req: 1, fileId: msg.fileId, peers: [] } })
       case 'get_hashes': {
+        if (this.b.refusesHashes !== undefined) { const code = this.b.refusesHashes; return timer(1, this.scheduler).pipe(mergeMap(() => throwError(() => new RemoteError(code, 'no')))) }
         if (this.b.hashesBusy === true) return timer(1, this.scheduler).pipe(mergeMap(() => throwError(() => new RemoteError('BUSY', 'upload queue full'))))
         if (listAt !== undefined && this.scheduler.now() < listAt) return timer(1, this.scheduler).pipe(mergeMap(() => throwError(() => new RemoteError('NOT_FOUND', 'piece hashes not held here'))))
         const count = this.b.hashes === 'short' ? msg.count - 1 : msg.count
@@ -229,6 +232,19 @@ describe('leech: piece integrity', () => {
     expectDone(r, sinks[0])
     expect(only(r, 'piece').every((e) => e.peer === labelA)).toBe(true)
   })
+
+  for (const code of ['NOT_FOUND', 'BUSY'] as const) {
+    it(`a source still downloading that says it holds the list but declines it (${code}) is not asked again and again: the seeder gives the list and the download completes`, () => {
+      const ts = newScheduler()
+      const { deps, links, sinks } = world(ts, file, [A, B], { [B.nodeId]: { holds: [0, 1], hashesAt: 0, refusesHashes: code } })
+      const r = run(ts, deps)
+      expectDone(r, sinks[0])
+      expect(only(r, 'hashes').map((h) => h.from)).toEqual([labelA])
+      const gets = (links.get(B.nodeId)?.log ?? []).filter((e) => e.type === 'get_hashes')
+      expect(gets.length).toBeGreaterThan(0)
+      expect(gets.length).toBeLessThanOrEqual(2)
+    })
+  }
 
   it('a watch sent while the list is on its way from another source does not ask for it (it would be answered at once, again and again)', () => {
     const ts = newScheduler()
