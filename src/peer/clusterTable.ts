@@ -1,38 +1,52 @@
 import { MAX_PEERS_PER_REPLY } from '../limits'
 import type { PeerAddress } from '../protocol/messages'
 
-/** Most files a cluster table tracks, and most peers kept per file. */
+/** Most files a cluster table tracks, most peers kept per file, and most entries in all. */
 export const MAX_CLUSTER_FILES = 10_000
 export const MAX_CLUSTER_PEERS = 4 * MAX_PEERS_PER_REPLY
+export const MAX_CLUSTER_ENTRIES = 100_000
 
 /**
  * A node's view of who holds what: fileId → peers (a cluster per file). Bounded: the oldest
- * entry of a full row makes room for a new one. Pure data, no I/O.
+ * entry of a full row makes room for a new one, and past MAX_CLUSTER_ENTRIES in all, the row
+ * touched longest ago goes (rows × peers alone allowed 2.5 million entries, about a gigabyte,
+ * which askers naming themselves for many files could fill). Pure data, no I/O.
  */
 export class ClusterTable {
+  /** Rows, the one touched longest ago first. */
   private readonly rows = new Map<string, Map<string, PeerAddress>>()
+  private entries = 0
 
   add (fileId: string, peer: PeerAddress): void {
     let row = this.rows.get(fileId)
     if (row === undefined) {
-      if (this.rows.size >= MAX_CLUSTER_FILES) this.rows.delete(this.rows.keys().next().value as string)
+      if (this.rows.size >= MAX_CLUSTER_FILES) this.dropRow(this.rows.keys().next().value as string)
       row = new Map()
-      this.rows.set(fileId, row)
-    }
-    row.delete(peer.nodeId) // re-insert: newest last
+    } else this.rows.delete(fileId)
+    this.rows.set(fileId, row) // (newest last)
+    if (row.delete(peer.nodeId)) this.entries-- // re-insert: newest last
     row.set(peer.nodeId, peer)
-    if (row.size > MAX_CLUSTER_PEERS) row.delete(row.keys().next().value as string)
+    this.entries++
+    if (row.size > MAX_CLUSTER_PEERS) { row.delete(row.keys().next().value as string); this.entries-- }
+    while (this.entries > MAX_CLUSTER_ENTRIES) this.dropRow(this.rows.keys().next().value as string)
+  }
+
+  private dropRow (fileId: string): void {
+    const row = this.rows.get(fileId)
+    if (row === undefined) return
+    this.entries -= row.size
+    this.rows.delete(fileId)
   }
 
   /** The row for a file becomes exactly these peers (a fresh list from the tracker: the gone are gone). */
   replace (fileId: string, peers: PeerAddress[]): void {
-    this.rows.delete(fileId)
+    this.dropRow(fileId)
     for (const p of peers.slice(-MAX_CLUSTER_PEERS)) this.add(fileId, p)
   }
 
   remove (fileId: string, nodeId: string): void {
     const row = this.rows.get(fileId)
-    row?.delete(nodeId)
+    if (row?.delete(nodeId) === true) this.entries--
     if (row?.size === 0) this.rows.delete(fileId)
   }
 
@@ -48,4 +62,6 @@ export class ClusterTable {
   }
 
   get size (): number { return this.rows.size }
+  /** Peers kept, over every row. */
+  get entryCount (): number { return this.entries }
 }

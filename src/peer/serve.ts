@@ -160,7 +160,8 @@ export function serveRequest (m: PeerRequest, ctx: ServeContext, remote: Remote 
     case 'find_cluster': {
       const peers = ctx.cluster.peers(m.fileId)
       // the asker serves what it fetches: it joins this file's cluster, at the address we see it at
-      if (m.from !== undefined && remote.host !== '') {
+      // (a file served here: askers naming themselves for any id filled the table with junk rows)
+      if (m.from !== undefined && remote.host !== '' && ctx.file(m.fileId) !== undefined) {
         const asker = { nodeId: m.from.nodeId, host: remote.host, port: m.from.port }
         ctx.cluster.add(m.fileId, asker)
         ctx.onAsker?.(m.fileId, asker)

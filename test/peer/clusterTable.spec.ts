@@ -1,4 +1,4 @@
-import { ClusterTable, MAX_CLUSTER_PEERS } from '../../src/peer/clusterTable'
+import { ClusterTable, MAX_CLUSTER_ENTRIES, MAX_CLUSTER_PEERS } from '../../src/peer/clusterTable'
 
 const P = (i: number): { nodeId: string, host: string, port: number } => ({ nodeId: i.toString(16).padStart(32, '0'), host: '127.0.0.1', port: 1000 + i })
 const F = 'f'.repeat(64)
@@ -33,5 +33,26 @@ describe('ClusterTable', () => {
     expect(t.peers(F)).toEqual([])
     expect(t.peers(G)).toEqual([P(2)])
     expect(t.size).toBe(1)
+  })
+
+  it('keeps at most MAX_CLUSTER_ENTRIES peers in all: the row touched longest ago goes (rows × peers alone allowed 2.5 million)', () => {
+    const t = new ClusterTable()
+    const file = (k: number): string => k.toString(16).padStart(64, '0')
+    const rows = Math.ceil(MAX_CLUSTER_ENTRIES / MAX_CLUSTER_PEERS) + 20
+    for (let k = 0; k < rows; k++) {
+      for (let i = 0; i < MAX_CLUSTER_PEERS; i++) t.add(file(k), P(i))
+      if (k === 300) t.add(file(0), P(0)) // row 0 touched again (before the table is full): not the first to go
+    }
+    expect(t.entryCount).toBeLessThanOrEqual(MAX_CLUSTER_ENTRIES)
+    expect(t.entryCount).toBeGreaterThan(MAX_CLUSTER_ENTRIES - MAX_CLUSTER_PEERS)
+    expect(t.peers(file(0), Infinity)).toHaveLength(MAX_CLUSTER_PEERS)
+    expect(t.peers(file(1))).toEqual([])
+    expect(t.peers(file(rows - 1), Infinity)).toHaveLength(MAX_CLUSTER_PEERS)
+    // and the count follows removals and replacements
+    t.replace(file(rows - 1), [P(1)])
+    t.removeNode(P(0).nodeId)
+    let n = 0
+    for (let k = 0; k < rows; k++) n += t.peers(file(k), Infinity).length
+    expect(t.entryCount).toBe(n)
   })
 })

@@ -354,3 +354,17 @@ describe('servedShare: a shared file as an initial seeder serves it (Lp2pNode an
     expect(f.sent?.take(2, 1)).toBe(true) // the hold is over (on the clock given), and the asker knows no other holder
   })
 })
+
+describe('serveRequest find_cluster', () => {
+  it('adds an asker to the cluster of a file served here, not of any id it names (askers filled the table with junk rows)', () => {
+    const { ctx, asked } = partial([2])
+    const from = { nodeId: 'c'.repeat(32), port: 7000 }
+    const other = 'e'.repeat(64)
+    expect(serveRequest({ type: 'find_cluster', req: 1, fileId: other, from }, ctx, { host: '10.0.0.3' })).toEqual({ msg: { type: 'cluster', req: 1, fileId: other, peers: [] } })
+    expect(ctx.cluster.size).toBe(0)
+    expect(asked).toEqual([])
+    serveRequest({ type: 'find_cluster', req: 2, fileId: H, from }, ctx, { host: '10.0.0.3' })
+    expect(ctx.cluster.peers(H)).toEqual([{ nodeId: from.nodeId, host: '10.0.0.3', port: 7000 }])
+    expect(asked).toEqual([[H, { nodeId: from.nodeId, host: '10.0.0.3', port: 7000 }]])
+  })
+})
