@@ -56,6 +56,12 @@ export interface LeechDeps {
   }
   /** A (cached) link to a peer. */
   link: (peer: PeerAddress) => PeerLink
+  /**
+   * This download no longer needs its link to `peer` (its probe failed, or it was dropped): the
+   * connection may close. Peers a hostile neighbour names by the hundred would otherwise each
+   * keep a socket open until the download ends.
+   */
+  unlink?: (peer: PeerAddress) => void
   openSink: (meta: FileMetaData) => PieceSink
   scheduler?: SchedulerLike
   /**
@@ -568,6 +574,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           if (err instanceof StorageError) throw err
           picker.drop(id)
           sources.delete(id)
+          unlinkUnused(src.peer)
           const failures = (cooling.get(id)?.failures ?? 0) + 1
           // (a connection lost, or a peer gone silent, may come back: see someCooling)
           const lost = err instanceof ConnectionClosedError || err instanceof PeerTimeoutError
@@ -612,6 +619,11 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     // answers watches keeps its bitfield fresh itself: a round probes the sources that do not
     // (complete holders, older peers) and only as many unknown peers as there is room for (at
     // scale, re-probing every member each round was a third of all requests).
+    // a peer whose probe failed and that is no source: its connection is not kept (returns false)
+    const unlinkUnused = (p: PeerAddress): false => {
+      if (!sources.has(p.nodeId) && !asking.has(p.nodeId)) deps.unlink?.(p)
+      return false
+    }
     const discoverOnce = (): Observable<Source[]> => deps.tracker.nodes(meta.hash).pipe(
       catchError(() => of([] as NodeInfo[])), // a tracker hiccup: the known cluster still works
       mergeMap((nodes) => {
@@ -642,6 +654,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         return fanOutQuery(members$, (p) => deps.link(p).request(probe), {
           timeoutMs, concurrency: Infinity, scheduler, onTimeout: (p) => new PeerTimeoutError(label(p), 'probe'),
         }).pipe(
+          tap((a) => { if (!isAnswer(a)) unlinkUnused(a.target) }),
           filter(isAnswer),
           map((a) => toSource(a.target, a.value, meta)),
           filter((s): s is Source => s !== null),
@@ -694,7 +707,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           timeout({ first: timeoutMs, scheduler }),
           map((f) => toSource(p, f, meta)),
           catchError(() => of(null)),
-          finalize(() => asking.delete(p.nodeId)),
+          finalize(() => { asking.delete(p.nodeId); if (!sources.has(p.nodeId)) unlinkUnused(p) }),
         )
       }),
       mergeMap((s) => {

@@ -558,8 +558,14 @@ export class Lp2pNode {
    * A download's view of the node's peer connections: links are shared between downloads and
    * counted, so one download ending closes only the connections no other download uses.
    */
-  private linksFor (): { link: (p: PeerAddress) => PeerConnection, release: () => void } {
+  private linksFor (): { link: (p: PeerAddress) => PeerConnection, unlink: (p: PeerAddress) => void, release: () => void } {
     const mine = new Set<string>()
+    const drop = (id: string): void => {
+      const l = this.links.get(id)
+      if (l === undefined || --l.users > 0) return
+      l.conn.close()
+      this.links.delete(id)
+    }
     return {
       link: (p) => {
         let l = this.links.get(p.nodeId)
@@ -567,13 +573,10 @@ export class Lp2pNode {
         if (!mine.has(p.nodeId)) { mine.add(p.nodeId); l.users++ }
         return l.conn
       },
+      // (one the download no longer needs: closed now if no other download uses it)
+      unlink: (p) => { if (mine.delete(p.nodeId)) drop(p.nodeId) },
       release: () => {
-        for (const id of mine) {
-          const l = this.links.get(id)
-          if (l === undefined || --l.users > 0) continue
-          l.conn.close()
-          this.links.delete(id)
-        }
+        for (const id of mine) drop(id)
         mine.clear()
       },
     }
@@ -630,6 +633,7 @@ export class Lp2pNode {
       // (not this node, under an id it took since the download started)
       tracker: { files: () => this.trackerClient.files(), nodes: (id) => this.trackerClient.sample(id, 2 * FAN_OUT).pipe(map((ns) => ns.filter((n) => n.nodeId !== this.nodeId))) },
       link: links.link,
+      unlink: links.unlink,
       openSink: (meta) => { fileId = meta.hash; sink = new FileSink(meta, out, this.pool); return sink },
       // (read at each use: a node told its id is in use takes a new one, running downloads too)
       selfId: () => this.nodeId,

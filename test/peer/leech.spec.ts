@@ -124,6 +124,23 @@ describe('leech flow', () => {
     expect(sinks[0].committed).toBe(true)
   })
 
+  it('lets go of the links of members whose probe failed (a hostile neighbour naming made-up peers by the dozen kept a socket open for each until the download ended); not of its sources', () => {
+    const ts = newScheduler()
+    const fakes = Array.from({ length: 40 }, (_, i) => ({ nodeId: (i + 0x100).toString(16).padStart(32, '0'), host: '127.0.0.1', port: 9000 + i }))
+    const behaviours: Record<string, Behaviour> = { [B.nodeId]: { cluster: fakes } }
+    for (const f of fakes) behaviours[f.nodeId] = { probe: 'silent' }
+    const { deps, sinks } = world(ts, [A, B], behaviours)
+    const unlinked: string[] = []
+    const { events, error } = run(ts, { ...deps, unlink: (p) => unlinked.push(p.nodeId) })
+    expect(error).toBeUndefined()
+    expect(events.at(-1)).toMatchObject({ event: 'done', sha256: meta.hash })
+    expect(sinks[0].committed).toBe(true)
+    const probed = fakes.filter((f) => unlinked.includes(f.nodeId))
+    expect(probed.length).toBeGreaterThan(0)
+    expect(unlinked).not.toContain(A.nodeId)
+    expect(unlinked.every((id) => fakes.some((f) => f.nodeId === id) || id === B.nodeId)).toBe(true)
+  })
+
   it('moves on from a neighbour that stays silent on the cluster query, and the silent one delays no one: pieces come before its timeout', () => {
     const ts = newScheduler()
     const { deps } = world(ts, [A, B], { [A.nodeId]: { cluster: 'silent' } })
