@@ -215,8 +215,9 @@ export const SOURCE_SWAP_AGE_MS = 500
 export const DISCOVERY_BATCH_MS = 250
 /**
  * Most concurrent inbound connections a peer accepts. When full, a new one takes the place of the
- * connection idle longest (no request queued, no watch held, no complete frame for the longest), or
- * is refused if every one is busy.
+ * connection idle longest (no request queued, no watch held, no complete frame for the longest);
+ * else of the one holding only watches the longest; else of the reader taking its replies the
+ * slowest, if slower than MIN_DRAIN_BYTES_PER_S; else it is refused.
  */
 export const MAX_CONNECTIONS = 128
 /**
@@ -224,8 +225,18 @@ export const MAX_CONNECTIONS = 128
  * 127.0.0.1). A node opens one connection per peer; a few `get`s on one machine stay well under it.
  */
 export const MAX_CONNECTIONS_PER_ADDRESS = 16
-/** A peer connection whose replies wait unsent (its reader reads nothing) for this long is closed. */
+/**
+ * A peer connection whose replies wait unsent this long, its reader taking them slower than
+ * MIN_DRAIN_BYTES_PER_S (or not at all), is closed.
+ */
 export const WRITE_STALL_MS = 30_000
+/**
+ * Least rate at which a reader must take the replies waiting for it (see WRITE_STALL_MS): a client
+ * reading one chunk every few seconds held its slot for good (130 of them took every slot of a
+ * peer, and honest gets failed). A LAN reader takes megabytes a second; a capped get asks only
+ * for what its cap lets in, so its replies never wait.
+ */
+export const MIN_DRAIN_BYTES_PER_S = 64 * 1024
 /** A request frame started must be complete within this long, or its connection is closed (a trickle of bytes keeps no slot). */
 export const FRAME_DEADLINE_MS = 5_000
 /** Most requests a connection may have outstanding at a peer. */

@@ -1,5 +1,5 @@
 import net from 'node:net'
-import { FRAME_DEADLINE_MS, FRESH_QUEUE_FACTOR, WRITE_STALL_MS, IDLE_TIMEOUT_MS, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS, MAX_HEADER_BYTES, MAX_OUTSTANDING_PER_CONNECTION, MAX_WATCHES_PER_CONNECTION } from '../limits'
+import { FRAME_DEADLINE_MS, FRESH_QUEUE_FACTOR, MIN_DRAIN_BYTES_PER_S, WRITE_STALL_MS, IDLE_TIMEOUT_MS, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS, MAX_HEADER_BYTES, MAX_OUTSTANDING_PER_CONNECTION, MAX_WATCHES_PER_CONNECTION } from '../limits'
 import { log } from '../log'
 import { encodeFrameHead, FRAME_PREFIX_BYTES } from '../protocol/codec'
 import { FrameDecoder } from '../protocol/frames'
@@ -20,8 +20,10 @@ export interface PeerServerOptions {
   maxPerAddress?: number
   /** A request frame started must be complete within this long (FRAME_DEADLINE_MS). */
   frameDeadlineMs?: number
-  /** A connection whose replies wait unsent, none leaving, for this long is closed (WRITE_STALL_MS). */
+  /** A connection whose replies wait unsent for this long, taken slower than minDrainBytesPerS, is closed (WRITE_STALL_MS). */
   writeStallMs?: number
+  /** MIN_DRAIN_BYTES_PER_S. */
+  minDrainBytesPerS?: number
   idleMs?: number
   maxOutstanding?: number
   /** Bytes queued in a socket before we stop answering its requests until it drains. */
@@ -67,6 +69,17 @@ export interface PeerServerOptions {
   onIdle?: () => void
 }
 
+interface ConnectionState {
+  /** Replies queued, waiting for the upload budget, or still leaving. */
+  sending: () => boolean
+  /** Watches held. */
+  watching: () => boolean
+  /** Bytes a second its reader takes the replies waiting for it; undefined when none wait (or only just). */
+  drainRate: () => number | undefined
+  /** When its last whole frame came. */
+  lastFrame: number
+}
+
 const REQUESTS = new Set(['find_cluster', 'get_hashes', 'probe', 'leech'])
 
 const isWatch = (m: PeerRequest): m is Probe => m.type === 'probe' && m.since !== undefined
@@ -86,8 +99,8 @@ const isWatch = (m: PeerRequest): m is Probe => m.type === 'probe' && m.since !=
 export class PeerServer {
   private server: net.Server | null = null
   private readonly sockets = new Set<net.Socket>()
-  /** Per connection: is anything in flight (queued, waiting for budget, a watch held), and when did its last whole frame come. */
-  private readonly state = new Map<net.Socket, { busy: () => boolean, lastFrame: number }>()
+  /** Per connection: what is in flight, how fast its reader takes its replies, when its last whole frame came. */
+  private readonly state = new Map<net.Socket, ConnectionState>()
   /** Open connections by remote address group (off loopback). */
   private readonly perAddress: AddressCounts
   /** Held watches of each connection, by fileId. */
@@ -136,17 +149,25 @@ export class PeerServer {
       return false
     }
     if (this.sockets.size >= (this.opts.maxConnections ?? MAX_CONNECTIONS)) {
-      let idlest: net.Socket | null = null
-      let oldest = Infinity
-      for (const [s, st] of this.state) if (!st.busy() && st.lastFrame < oldest) { oldest = st.lastFrame; idlest = s }
-      if (idlest === null) {
+      // the one idle longest; else the one holding only watches longest (a watch waits for news
+      // and is asked again: it could hold a slot without a byte read); else the slowest reader,
+      // if it is too slow to keep its slot anyway
+      const minDrain = this.opts.minDrainBytesPerS ?? MIN_DRAIN_BYTES_PER_S
+      let pick: net.Socket | null = null
+      let best = [Infinity, Infinity]
+      for (const [s, st] of this.state) {
+        const rank = !st.sending() ? [st.watching() ? 1 : 0, st.lastFrame] : [2, st.drainRate() ?? Infinity]
+        if (rank[0] === 2 && rank[1] >= minDrain) continue
+        if (rank[0] < best[0] || (rank[0] === best[0] && rank[1] < best[1])) { best = rank; pick = s }
+      }
+      if (pick === null) {
         this.log.debug({ peer: addr }, 'every connection busy: refused')
         sock.destroy()
         return false
       }
-      this.log.debug({ peer: idlest.remoteAddress }, 'idle connection closed to make room')
-      idlest.destroy()
-      this.forgetSocket(idlest)
+      this.log.debug({ peer: pick.remoteAddress, why: ['idle', 'watches only', 'slow reader'][best[0]] }, 'connection closed to make room')
+      pick.destroy()
+      this.forgetSocket(pick)
     }
     this.perAddress.add(addr)
     return true
@@ -188,22 +209,38 @@ export class PeerServer {
     const remote: Remote = { host: sock.remoteAddress ?? '' }
     // this connection's pieces waiting for upload budget, all at once (see the class comment)
     const waiting = new Set<Subscription>()
-    // (busy: a reply still leaving counts too: a download in progress is never the one closed)
-    const st = { busy: () => queue.length > 0 || held.size > 0 || waiting.size > 0 || sock.writableLength > 0, lastFrame: Date.now() }
-    this.state.set(sock, st)
-    // a peer that stops reading its replies (they pile up unsent) is cut off after WRITE_STALL_MS:
-    // it would hold its slot and its buffer for good
+    // a peer that stops reading its replies, or reads them slower than minDrain (they pile up
+    // unsent), is cut off after WRITE_STALL_MS: it would hold its slot and its buffer for good
     // (what the kernel took: bytesWritten counts what is still buffered here too, so each reply
     // queued to a peer that reads nothing looked like progress)
     const taken = (): number => sock.bytesWritten - sock.writableLength
-    let sentBefore = 0
-    let stalledSince: number | null = null
     const writeStallMs = this.opts.writeStallMs ?? WRITE_STALL_MS
+    const minDrain = this.opts.minDrainBytesPerS ?? MIN_DRAIN_BYTES_PER_S
+    // since when replies have waited without a break, and what the kernel had taken then
+    let waitingSince: number | null = null
+    let takenThen = 0
+    const st: ConnectionState = {
+      // (a reply still leaving counts too)
+      sending: () => queue.length > 0 || waiting.size > 0 || sock.writableLength > 0,
+      watching: () => held.size > 0,
+      // bytes a second the reader took while replies waited for it (known after a second of it)
+      drainRate: () => {
+        if (waitingSince === null || sock.writableLength === 0) return undefined
+        const ms = Date.now() - waitingSince
+        return ms < 1000 ? undefined : (taken() - takenThen) * 1000 / ms
+      },
+      lastFrame: Date.now(),
+    }
+    this.state.set(sock, st)
     const stallCheck = setInterval(() => {
-      if (sock.writableLength === 0 || taken() !== sentBefore) { sentBefore = taken(); stalledSince = null; return }
-      stalledSince ??= Date.now()
-      if (Date.now() - stalledSince >= writeStallMs) fail(`replies unread for ${writeStallMs} ms`)
-    }, Math.max(10, Math.floor(writeStallMs / 4)))
+      const now = Date.now()
+      if (sock.writableLength === 0) { waitingSince = null; return }
+      if (waitingSince === null) { waitingSince = now; takenThen = taken(); return }
+      if (now - waitingSince < writeStallMs) return
+      const rate = (taken() - takenThen) * 1000 / (now - waitingSince)
+      if (rate < minDrain) { fail(`replies taken at ${Math.round(rate)} B/s for ${writeStallMs} ms`); return }
+      waitingSince = now; takenThen = taken()
+    }, Math.max(10, Math.min(1000, Math.floor(writeStallMs / 4))))
     stallCheck.unref()
     const send = (out: Outgoing): void => {
       if (out.payload === undefined) { sock.write(encodeFrameHead(out.msg)); return }

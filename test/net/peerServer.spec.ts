@@ -464,8 +464,8 @@ describe('PeerServer connection guards', () => {
     expect(replies.length).toBeGreaterThan(0)
   })
 
-  it('when full, a new connection takes the place of the one idle longest; when every one is busy it is refused', async () => {
-    const watch = (): Observable<Outgoing> => NEVER // a held watch: that connection is busy
+  it('when full, a new connection takes the place of the one idle longest; else of the one holding only watches the longest', async () => {
+    const watch = (): Observable<Outgoing> => NEVER // a held watch
     server = new PeerServer(handle, { host: '127.0.0.1', port: 0, maxConnections: 2, watch })
     const { port } = await server.start()
     const idle1 = await open(port)
@@ -475,17 +475,66 @@ describe('PeerServer connection guards', () => {
     expect(await probe(port)).toBe('BAD_REQUEST')
     expect(await closed(idle1, 1000)).toBe(true)
     expect(idle2.destroyed).toBe(false)
-    // now hold a watch on the two open connections: both busy, a newcomer is refused
+    // now hold a watch on the two open connections (idle2's first): a newcomer takes idle2's place
+    // (a watch is asked again when it ends: before, connections holding watches kept every slot
+    // without a byte read, and a newcomer was refused)
     idle2.write(encodeFrameHead({ type: 'probe', req: 1, fileId: 'ab'.repeat(32), since: 0, lacks: new Uint8Array(1), waitMs: 10_000 }))
+    await new Promise((r) => setTimeout(r, 20))
     const c = conns[0]
     c.request({ type: 'probe', fileId: 'cd'.repeat(32), since: 0, lacks: new Uint8Array(1), waitMs: 10_000 }).subscribe({ error: () => {} })
     await new Promise((r) => setTimeout(r, 100))
     expect(server.heldWatches).toBe(2)
+    await open(port)
+    expect(await closed(idle2, 1000)).toBe(true)
+    await new Promise((r) => setTimeout(r, 50))
+    expect(server.connections).toBe(2)
+    expect(server.heldWatches).toBe(1)
+  })
+
+  it('when full of connections whose pieces are on their way (or wait for the upload budget), a newcomer is refused', async () => {
+    server = new PeerServer(handle, { host: '127.0.0.1', port: 0, maxConnections: 2, budget: { take: () => NEVER } })
+    const { port } = await server.start()
+    const a = await open(port)
+    const b = await open(port)
+    for (const s of [a, b]) s.write(encodeFrameHead({ type: 'leech', req: 1, hash: 'ab'.repeat(32), size: data.length, offset: 0, blockSize: BLOCK, pieces: 8 }))
+    await new Promise((r) => setTimeout(r, 100))
     const late = await open(port).catch(() => null)
     expect(late === null || await closed(late, 1000)).toBe(true)
-    expect(idle2.destroyed).toBe(false)
+    expect(a.destroyed || b.destroyed).toBe(false)
     expect(server.connections).toBe(2)
   })
+
+  it('when full of readers, a newcomer takes the place of the slowest reader, if slower than minDrainBytesPerS (130 trickling readers held every slot of a peer, and honest gets failed)', async () => {
+    const MiB = 1024 * 1024
+    const big = Buffer.alloc(MiB, 3)
+    const handleBig = (m: PeerRequest): Outgoing => m.type === 'leech'
+      ? { msg: { type: 'piece', req: m.req, pieceSize: MiB, offset: m.offset, totalPieces: 64, clusterName: m.hash }, payload: { source: { size: big.length, view: (_o, l) => [big.subarray(0, l)] }, offset: 0, length: MiB } }
+      : { msg: { type: 'error', req: m.req, code: 'BAD_REQUEST', message: 'only pieces here' } }
+    // (a floor no reader can meet; a stall closes nobody within this test)
+    server = new PeerServer(handleBig, { host: '127.0.0.1', port: 0, maxConnections: 2, minDrainBytesPerS: 1e12, writeStallMs: 60_000 })
+    const { port } = await server.start()
+    const readers = [await open(port), await open(port)]
+    for (const s of readers) {
+      s.pause() // reads nothing
+      for (let i = 0; i < 48; i++) s.write(encodeFrameHead({ type: 'leech', req: i + 1, hash: 'ab'.repeat(32), size: 64 * MiB, offset: i * MiB, blockSize: MiB, pieces: 64 }))
+    }
+    // who the server holds, by the port each of ours has
+    const held = (): number[] => [...(server as unknown as { sockets: Set<net.Socket> }).sockets].map((x) => x.remotePort as number).sort()
+    const ports = readers.map((s) => s.localPort as number)
+    // (a rate is known once replies waited a second: until then a reader is not judged)
+    await new Promise((r) => setTimeout(r, 200))
+    const early = await open(port)
+    await new Promise((r) => setTimeout(r, 100))
+    expect(held()).toEqual([...ports].sort())
+    expect(await closed(early, 500)).toBe(true)
+    await new Promise((r) => setTimeout(r, 2500))
+    const late = await open(port)
+    await new Promise((r) => setTimeout(r, 100))
+    const now = held()
+    expect(now).toHaveLength(2)
+    expect(now).toContain(late.localPort)
+    expect(ports.filter((p) => now.includes(p))).toHaveLength(1)
+  }, 15_000)
 })
 
 describe('PeerServer write stalls', () => {
@@ -511,6 +560,37 @@ describe('PeerServer write stalls', () => {
     for (let i = 0; i < 250 && server.connections > 0; i++) await new Promise((r) => setTimeout(r, 20))
     s.destroy()
     expect(server.connections).toBe(0)
+  })
+})
+
+describe('PeerServer slow readers', () => {
+  let server: PeerServer | null = null
+  afterEach(async () => { await server?.close(); server = null })
+
+  it('closes a connection whose reader takes its replies slower than minDrainBytesPerS for writeStallMs (a trickle of reads kept a slot for good)', async () => {
+    const MiB = 1024 * 1024
+    const big = Buffer.alloc(MiB, 3)
+    const handleBig = (m: PeerRequest): Outgoing => m.type === 'leech'
+      ? { msg: { type: 'piece', req: m.req, pieceSize: MiB, offset: m.offset, totalPieces: 64, clusterName: m.hash }, payload: { source: { size: big.length, view: (_o, l) => [big.subarray(0, l)] }, offset: 0, length: MiB } }
+      : { msg: { type: 'error', req: m.req, code: 'BAD_REQUEST', message: 'only pieces here' } }
+    server = new PeerServer(handleBig, { host: '127.0.0.1', port: 0, writeStallMs: 2000, minDrainBytesPerS: 10 * MiB })
+    const { port } = await server.start()
+    const s = net.connect(port, '127.0.0.1')
+    s.on('error', () => {})
+    await new Promise((r) => s.once('connect', r))
+    s.pause()
+    for (let i = 0; i < 48; i++) s.write(encodeFrameHead({ type: 'leech', req: i + 1, hash: 'ab'.repeat(32), size: 64 * MiB, offset: i * MiB, blockSize: MiB, pieces: 64 }))
+    // 64 KiB every 30 ms: about 2 MiB/s, under the floor, never nothing (a new piece goes out
+    // every half second: before, that was progress enough to keep the slot for good)
+    let read = 0
+    const trickle = setInterval(() => { const b = s.read(64 * 1024) as Buffer | null; if (b !== null) read += b.length }, 30)
+    try {
+      for (let i = 0; i < 60 && server.connections === 0; i++) await new Promise((r) => setTimeout(r, 20))
+      expect(server.connections).toBe(1)
+      for (let i = 0; i < 300 && server.connections > 0; i++) await new Promise((r) => setTimeout(r, 20))
+      expect(server.connections).toBe(0)
+      expect(read).toBeGreaterThan(MiB)
+    } finally { clearInterval(trickle); s.destroy() }
   })
 })
 
