@@ -415,7 +415,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       })
       // (with how many of our sources hold it, up to what a holder looks at: it sends the rarest of
       // its queue first; and whether this download is starved: a busy holder lets it through)
-      const request: Omit<Leech, 'req'> = { type: 'leech', hash: meta.hash, size: meta.size, offset, blockSize: meta.blockSize, pieces: meta.pieces, copies: Math.min(picker.copies(index), RAREST_FIRST_COPIES) }
+      const request: Omit<Leech, 'req'> = { type: 'leech', hash: meta.hash, size: meta.size, offset, blockSize: meta.blockSize, pieces: meta.pieces, copies: Math.min(picker.askCopies(index), RAREST_FIRST_COPIES) }
       if (pace.starved(scheduler.now())) request.starved = true
       const ask$ = deps.link(src.peer).request(request)
       let replied = false

@@ -41,6 +41,12 @@ export class PiecePicker {
   private readonly pendingOf = new Map<string, Uint8Array>()
   /** Pieces a source declined for now (a seeder that already sent them): not asked of it until its next probe. */
   private readonly declined = new Map<string, Set<number>>()
+  /**
+   * Pieces each source declined so since it became a source (kept across its probes), and per piece
+   * how many sources did: they are not holders that will give it (see `askCopies`).
+   */
+  private readonly seededBy = new Map<string, Set<number>>()
+  private readonly seededCount: Uint16Array
   /** Pieces a source sent bad: never asked of it again. */
   private readonly refused = new Map<string, Set<number>>()
   /** How many known sources hold each piece (sources holding everything are counted apart). */
@@ -57,6 +63,7 @@ export class PiecePicker {
   constructor (readonly pieces: number, opts: PickerOptions = {}) {
     this.state = new Uint8Array(pieces)
     this.availability = new Uint16Array(pieces)
+    this.seededCount = new Uint16Array(pieces)
     this.doneBits = new Uint8Array(Math.ceil(pieces / 8))
     this.missingBits = new Uint8Array(Math.ceil(pieces / 8))
     for (let i = 0; i < pieces; i++) setBit(this.missingBits, i)
@@ -67,6 +74,13 @@ export class PiecePicker {
 
   /** How many known sources hold piece `i` (those holding everything included). */
   copies (i: number): number { return this.availability[i] + this.seeds }
+  /**
+   * How many known holders of piece `i` may give it, for a request's `copies` (at least 1): those
+   * that declined it as sent already (SEEDED) do not count. A seeder declines a piece it sent
+   * elsewhere while the asker names other holders; with two seeders each naming the other, every
+   * holder declined it for good and a resumed get failed with exit 6.
+   */
+  askCopies (i: number): number { return Math.max(1, this.copies(i) - this.seededCount[i]) }
   get remaining (): number { return this.pieces - this.doneCount }
   /** Pieces neither done nor in flight (0: the endgame). */
   get missing (): number { return this.missingCount }
@@ -168,6 +182,9 @@ export class PiecePicker {
     let d = this.declined.get(id)
     if (d === undefined) { d = new Set(); this.declined.set(id, d) }
     d.add(index)
+    let seeded = this.seededBy.get(id)
+    if (seeded === undefined) { seeded = new Set(); this.seededBy.set(id, seeded) }
+    if (!seeded.has(index)) { seeded.add(index); this.seededCount[index]++ }
     this.release(id, index)
   }
 
@@ -278,6 +295,8 @@ export class PiecePicker {
     for (const i of back) this.release(id, i)
     this.inFlight.delete(id)
     this.forget(id)
+    for (const i of this.seededBy.get(id) ?? []) this.seededCount[i]--
+    this.seededBy.delete(id)
     return back
   }
 

@@ -25,6 +25,8 @@ interface Behaviour {
   holds?: number[]
   /** Frames a piece takes; 'silent' for never, 'error' for a dropped connection. */
   piece?: (index: number) => number | 'silent' | 'error' | 'corrupt' | 'busy' | { busy: number }
+  /** A seeder's send-once rule: decline (SEEDED) when this says so, given the `copies` the asker sent. */
+  seeded?: (index: number, copies: number | undefined) => boolean
 }
 
 class FakeLink implements PeerLink {
@@ -56,6 +58,7 @@ class FakeLink implements PeerLink {
         this.asked.push(index)
         this.askedAt.push(this.scheduler.now())
         this.askedStarved.push(msg.starved === true)
+        if (this.b.seeded?.(index, msg.copies) === true) return timer(1, this.scheduler).pipe(mergeMap(() => throwError(() => new RemoteError('SEEDED', 'sent already: ask a peer'))))
         const how = this.b.piece?.(index) ?? 2
         if (how === 'busy') return timer(1, this.scheduler).pipe(mergeMap(() => throwError(() => new RemoteError('BUSY', 'upload queue full'))))
         if (typeof how === 'object') return timer(1, this.scheduler).pipe(mergeMap(() => throwError(() => new RemoteError('BUSY', 'upload queue full', how.busy))))
@@ -122,6 +125,18 @@ describe('leech flow', () => {
     expect(events.at(-1)).toEqual({ event: 'done', fileId: meta.hash, name: 'f.bin', path: 'memory:f.bin', bytes: meta.size, sha256: meta.hash, downloaded: meta.size })
     expect(sinks[0].data.equals(content)).toBe(true)
     expect(sinks[0].committed).toBe(true)
+  })
+
+  it('two seeders that each sent a piece elsewhere and decline it (SEEDED) while the asker names two holders: once both declined, it is asked for with copies 1 and served (a resumed get failed with exit 6 while two seeders were up)', () => {
+    const ts = newScheduler()
+    const sentElsewhere = (i: number, copies: number | undefined): boolean => i >= 3 && (copies === undefined || copies > 1)
+    const { deps, links, sinks } = world(ts, [A, B], { [A.nodeId]: { seeded: sentElsewhere }, [B.nodeId]: { seeded: sentElsewhere } })
+    const { events, error } = run(ts, deps)
+    expect(error).toBeUndefined()
+    expect(events.at(-1)).toMatchObject({ event: 'done', sha256: meta.hash })
+    expect(sinks[0].data.equals(content)).toBe(true)
+    const asks = [...(links.get(A.nodeId)?.asked ?? []), ...(links.get(B.nodeId)?.asked ?? [])]
+    expect(asks.filter((i) => i === 3).length).toBeGreaterThanOrEqual(2)
   })
 
   it('lets go of the links of members whose probe failed (a hostile neighbour naming made-up peers by the dozen kept a socket open for each until the download ended); not of its sources', () => {
