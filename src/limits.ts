@@ -17,6 +17,13 @@ export const MAX_NAME_BYTES = 255
 export const NODE_TTL_MS = 15_000
 /** How often nodes announce themselves (the tracker tells them in its reply). */
 export const HEARTBEAT_MS = 3_000
+/**
+ * Longest wait between two heartbeats while the tracker does not answer (they double from
+ * HEARTBEAT_MS, with jitter): a tracker restarted after a long outage lists everyone again within
+ * about this plus one request's tries. Up to a minute before: peers reappeared 37–54 s after the
+ * restart, and gets meanwhile said "not found".
+ */
+export const HEARTBEAT_BACKOFF_MAX_MS = 6_000
 /** The first try of a tracker request waits this long for its reply; each retry waits twice as long as the one before. */
 export const TRACKER_TIMEOUT_MS = 250
 /** A closing node waits at most this long for the tracker to hear that it leaves (one try: unheard, its records expire after NODE_TTL_MS). */
