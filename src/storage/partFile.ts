@@ -94,6 +94,8 @@ export class PartFile implements PositionalWriter {
     try {
       if (fresh) fs.ftruncateSync(fd, size)
     } catch (err) {
+      // (a .part of no use, as above: a file size limit, EFBIG, left an empty one behind)
+      fs.rmSync(partPath, { force: true })
       return fail(`cannot size ${partPath} to ${size} bytes`, err, fd)
     }
     return new PartFile(dir, name, partPath, size, fd, fresh, lockPath)
