@@ -24,8 +24,10 @@ export class ClusterTable {
       row = new Map()
     } else this.rows.delete(fileId)
     this.rows.set(fileId, row) // (newest last)
-    if (row.delete(peer.nodeId)) this.entries-- // re-insert: newest last
-    row.set(peer.nodeId, peer)
+    // (by id and address: an asker naming another node's id must not move that node's entry to itself)
+    const key = `${peer.nodeId}@${peer.host}:${peer.port}`
+    if (row.delete(key)) this.entries-- // re-insert: newest last
+    row.set(key, peer)
     this.entries++
     if (row.size > MAX_CLUSTER_PEERS) { row.delete(row.keys().next().value as string); this.entries-- }
     while (this.entries > MAX_CLUSTER_ENTRIES) this.dropRow(this.rows.keys().next().value as string)
@@ -46,8 +48,9 @@ export class ClusterTable {
 
   remove (fileId: string, nodeId: string): void {
     const row = this.rows.get(fileId)
-    if (row?.delete(nodeId) === true) this.entries--
-    if (row?.size === 0) this.rows.delete(fileId)
+    if (row === undefined) return
+    for (const [key, p] of row) if (p.nodeId === nodeId && row.delete(key)) this.entries--
+    if (row.size === 0) this.rows.delete(fileId)
   }
 
   /** Forget a node in every row (it left or failed). */

@@ -116,6 +116,13 @@ export interface LeechOptions {
 }
 
 const label = (p: PeerAddress): string => `${p.host}:${p.port}`
+/**
+ * How a download tells peers apart: node id and address together. Ids are claims: a neighbour's
+ * cluster reply could name an honest node's id at its own address, and by id alone the honest
+ * node was then that address (skipped as known, and banned for what the impostor sent).
+ */
+const keyOf = (p: PeerAddress): string => `${p.nodeId}@${p.host}:${p.port}`
+const idOf = (s: Source): string => (s.key ??= keyOf(s.peer))
 
 export type LeechEvent =
   | { event: 'start', fileId: string, name: string, size: number, blockSize: number, pieces: number, present: number }
@@ -141,7 +148,7 @@ export function leech (query: string, deps: LeechDeps, opts: LeechOptions = {}):
 
 const localHash = (data: Buffer): Observable<Buffer> => defer(() => of(createHash('sha256').update(data).digest()))
 
-interface Source { peer: PeerAddress, bitfield: Uint8Array | null, pending?: Uint8Array, sent?: Uint8Array, version?: number, hashes?: boolean, /** when it became a source */ since?: number }
+interface Source { peer: PeerAddress, /** see keyOf */ key?: string, bitfield: Uint8Array | null, pending?: Uint8Array, sent?: Uint8Array, version?: number, hashes?: boolean, /** when it became a source */ since?: number }
 
 /** A known source's fresh answer: what it holds now. */
 function refresh (known: Source, s: Source): void {
@@ -242,8 +249,8 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     }
     const resumeIn = (id: string): number => { const p = (pausedUntil.get(id) ?? 0) - scheduler.now(); return p > 0 ? Math.min(rediscoverMs, p) : rediscoverMs }
     for (const i of sink.present ?? []) picker.markDone(i)
-    const sources = new Map<string, Source>() // live sources by nodeId
-    const addSource = (s: Source): void => { s.since = scheduler.now(); sources.set(s.peer.nodeId, s) }
+    const sources = new Map<string, Source>() // live sources by keyOf
+    const addSource = (s: Source): void => { s.since = scheduler.now(); sources.set(idOf(s), s) }
     const banned = new Set<string>()
     const swappedOut = new KeyedSignal<string>() // ends a source's loop: it made room for another
     // a dropped peer is asked again only after a cool-down that doubles with each failure (it may
@@ -317,7 +324,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     // time, and while it was counted as the one to ask, the seeder never was and the download
     // stalled, asking it a thousand times a second)
     const hashesDeclined = new Map<string, number>()
-    const canGiveHashes = (s: Source): boolean => s.bitfield !== null && (s.hashes === true || picker.useful(s.peer.nodeId)) && (hashesDeclined.get(s.peer.nodeId) ?? -Infinity) <= scheduler.now()
+    const canGiveHashes = (s: Source): boolean => s.bitfield !== null && (s.hashes === true || picker.useful(idOf(s))) && (hashesDeclined.get(idOf(s)) ?? -Infinity) <= scheduler.now()
     const partialCanGiveHashes = (): boolean => {
       for (const s of sources.values()) if (canGiveHashes(s)) return true
       return false
@@ -337,7 +344,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     // garbage. Its steps, in order: the request (after the download budget, if any) with a stall
     // deadline, the frame's checks, the piece's hash, the write.
     const fetchPiece = (src: Source, index: number): Observable<number> => new Observable<number>((sub) => {
-      const id = src.peer.nodeId
+      const id = idOf(src)
       const offset = index * meta.blockSize
       const expected = Math.min(meta.blockSize, meta.size - offset)
       let ask: Subscription | undefined
@@ -456,7 +463,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
 
     // ------------------------------------------------------------ one source's loop
     const runSource = (src: Source): Observable<never> => {
-      const id = src.peer.nodeId
+      const id = idOf(src)
       // the hash list comes from a source still downloading that holds it; a complete holder (a
       // seeder: the swarm's scarcest uplink) is asked only while no such source is known. One that
       // has no list is not at fault (another source will have it); a busy one is asked again after
@@ -621,7 +628,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     // scale, re-probing every member each round was a third of all requests).
     // a peer whose probe failed and that is no source: its connection is not kept (returns false)
     const unlinkUnused = (p: PeerAddress): false => {
-      if (!sources.has(p.nodeId) && !asking.has(p.nodeId)) deps.unlink?.(p)
+      if (!sources.has(keyOf(p)) && !asking.has(keyOf(p))) deps.unlink?.(p)
       return false
     }
     const discoverOnce = (): Observable<Source[]> => deps.tracker.nodes(meta.hash).pipe(
@@ -636,10 +643,11 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         let members = 0
         let found = 0
         const eligible = (p: PeerAddress): boolean => {
-          if (!notSelf(p) || seen.has(p.nodeId)) return false
-          seen.add(p.nodeId)
-          if (shunned(p.nodeId)) return false
-          const known = sources.get(p.nodeId)
+          const key = keyOf(p)
+          if (!notSelf(p) || seen.has(key)) return false
+          seen.add(key)
+          if (shunned(key)) return false
+          const known = sources.get(key)
           if (known !== undefined) return known.version === undefined
           if (room <= 0 && worst !== null && sources.has(worst) && !picker.complete) { swapOut(worst); room = 1 }
           return room-- > 0
@@ -679,12 +687,13 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         const fresh: Source[] = []
         for (const s of found) {
           // a probe answered after its peer was banned or dropped does not bring it back
-          if (shunned(s.peer.nodeId)) continue
-          const known = sources.get(s.peer.nodeId)
-          picker.setSource(s.peer.nodeId, s.bitfield, s.pending, s.sent)
+          const key = idOf(s)
+          if (shunned(key)) continue
+          const known = sources.get(key)
+          picker.setSource(key, s.bitfield, s.pending, s.sent)
           if (known !== undefined) { refresh(known, s); continue }
           if (sources.size >= maxSources) {
-            if (swapRoom <= 0) { picker.drop(s.peer.nodeId); continue }
+            if (swapRoom <= 0) { picker.drop(key); continue }
             swapRoom--
           }
           addSource(s)
@@ -700,18 +709,19 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     // is not left idle until others look for peers again
     const asking = new Set<string>()
     const askers$ = (deps.askers ?? EMPTY).pipe(
-      filter((p) => notSelf(p) && !sources.has(p.nodeId) && !asking.has(p.nodeId) && asking.size < FAN_OUT && !shunned(p.nodeId) && sources.size < 2 * maxSources),
+      filter((p) => notSelf(p) && !sources.has(keyOf(p)) && !asking.has(keyOf(p)) && asking.size < FAN_OUT && !shunned(keyOf(p)) && sources.size < 2 * maxSources),
       mergeMap((p) => {
-        asking.add(p.nodeId)
+        const key = keyOf(p)
+        asking.add(key)
         return deps.link(p).request(probe).pipe(
           timeout({ first: timeoutMs, scheduler }),
           map((f) => toSource(p, f, meta)),
           catchError(() => of(null)),
-          finalize(() => { asking.delete(p.nodeId); if (!sources.has(p.nodeId)) unlinkUnused(p) }),
+          finalize(() => { asking.delete(key); if (!sources.has(key)) unlinkUnused(p) }),
         )
       }),
       mergeMap((s) => {
-        const id = s?.peer.nodeId ?? ''
+        const id = s === null ? '' : idOf(s)
         if (s === null || picker.complete || sources.has(id) || sources.size >= 2 * maxSources || shunned(id)) return EMPTY
         picker.setSource(id, s.bitfield, s.pending, s.sent)
         addSource(s)

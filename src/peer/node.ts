@@ -566,15 +566,19 @@ export class Lp2pNode {
       l.conn.close()
       this.links.delete(id)
     }
+    // (by id and address: ids are claims, and a link made for an impostor's entry, an honest id at
+    // its own address, was the link every download used for that id)
+    const keyOf = (p: PeerAddress): string => `${p.nodeId}@${p.host}:${p.port}`
     return {
       link: (p) => {
-        let l = this.links.get(p.nodeId)
-        if (l === undefined) { l = { conn: new PeerConnection(p, this.pool), users: 0 }; this.links.set(p.nodeId, l) }
-        if (!mine.has(p.nodeId)) { mine.add(p.nodeId); l.users++ }
+        const key = keyOf(p)
+        let l = this.links.get(key)
+        if (l === undefined) { l = { conn: new PeerConnection(p, this.pool), users: 0 }; this.links.set(key, l) }
+        if (!mine.has(key)) { mine.add(key); l.users++ }
         return l.conn
       },
       // (one the download no longer needs: closed now if no other download uses it)
-      unlink: (p) => { if (mine.delete(p.nodeId)) drop(p.nodeId) },
+      unlink: (p) => { const key = keyOf(p); if (mine.delete(key)) drop(key) },
       release: () => {
         for (const id of mine) drop(id)
         mine.clear()

@@ -55,4 +55,15 @@ describe('ClusterTable', () => {
     for (let k = 0; k < rows; k++) n += t.peers(file(k), Infinity).length
     expect(t.entryCount).toBe(n)
   })
+
+  it('an asker naming another node\'s id at its own address does not move that node\'s entry: both are kept', () => {
+    const t = new ClusterTable()
+    t.add(F, P(1))
+    const impostor = { ...P(1), host: '10.6.6.6' }
+    t.add(F, impostor)
+    expect(t.peers(F).sort((a, b) => a.host < b.host ? -1 : 1)).toEqual([impostor, P(1)])
+    t.removeNode(P(1).nodeId)
+    expect(t.peers(F)).toEqual([])
+    expect(t.entryCount).toBe(0)
+  })
 })

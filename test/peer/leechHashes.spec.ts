@@ -57,6 +57,8 @@ interface Behaviour {
   holds?: number[]
   /** Its uplink is full: every `get_hashes` is declined with BUSY. */
   hashesBusy?: boolean
+  /** Whom it names in its cluster reply (default: nobody). */
+  cluster?: PeerAddress[]
   /** Says it holds the list (with `hashesAt`) but declines every `get_hashes` so (a liar, or a broken peer). */
   refusesHashes?: 'NOT_FOUND' | 'BUSY'
   /**
@@ -81,7 +83,7 @@ class FakeLink implements PeerLink {
     const listAt = this.b.hashesAt
     switch (msg.type) {
       case 'find_cluster':
-        return reply({ msg: { type: 'cluster', req: 1, fileId: msg.fileId, peers: [] } })
+        return reply({ msg: { type: 'cluster', req: 1, fileId: msg.fileId, peers: this.b.cluster ?? [] } })
       case 'get_hashes': {
         if (this.b.refusesHashes !== undefined) { const code = this.b.refusesHashes; return timer(1, this.scheduler).pipe(mergeMap(() => throwError(() => new RemoteError(code, 'no')))) }
         if (this.b.hashesBusy === true) return timer(1, this.scheduler).pipe(mergeMap(() => throwError(() => new RemoteError('BUSY', 'upload queue full'))))
@@ -278,6 +280,30 @@ describe('leech: piece integrity', () => {
     const watches = (links.get(B.nodeId)?.log ?? []).filter((e) => e.type === 'probe' && e.t >= timeOf(r, only(r, 'hashes')[0]))
     expect(watches.length).toBeGreaterThan(0)
     expect(watches.every((e) => e.needHashes !== true)).toBe(true)
+  })
+
+  it('an impostor a neighbour names under an honest node\'s id, at its own address, is banned for its bad pieces; the honest node is not (by id alone, it was skipped as known and banned)', () => {
+    const ts = newScheduler()
+    const impostor: PeerAddress = { nodeId: A.nodeId, host: '10.6.6.6', port: 666 }
+    // B, a neighbour, names the impostor first; the impostor answers fast and corrupts everything; A is honest and slower
+    const { deps, sinks } = world(ts, file, [B, A], {})
+    const byAddress = new Map<string, FakeLink>()
+    const behaviour = (p: PeerAddress): Behaviour => p.host === impostor.host ? { piece: () => 'corrupt' } : p.nodeId === B.nodeId ? { holds: [], cluster: [impostor] } : { piece: () => 3 }
+    const r = run(ts, {
+      ...deps,
+      link: (p) => {
+        const key = `${p.nodeId}@${p.host}:${p.port}`
+        let l = byAddress.get(key)
+        if (l === undefined) { l = new FakeLink(p, behaviour(p), ts, file); byAddress.set(key, l) }
+        return l
+      },
+    })
+    expect(r.error).toBeUndefined()
+    expect(r.events.at(-1)).toMatchObject({ event: 'done', sha256: fileId })
+    expect(sinks[0].data.equals(content)).toBe(true)
+    expect(only(r, 'piece-failed').every((e) => e.peer === '10.6.6.6:666')).toBe(true)
+    expect(only(r, 'piece').every((e) => e.peer === labelA)).toBe(true)
+    expect(only(r, 'peer-dropped').map((e) => e.peer)).not.toContain(labelA)
   })
 
   describe('(a) a corrupted piece', () => {
