@@ -290,6 +290,9 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     // one source at a time is asked (news that several sources got the list wakes them together);
     // when that ask fails, the others are woken to try
     let askingHashes = false
+    // peers whose hash list did not match the tracker's root (said when the download gives up: the
+    // tracker's entry, not the peers, may be what is wrong)
+    const rootDisputed = new Set<string>()
     // pieces can be checked: the list is here, or there is none to check against
     const hashesKnown = (): boolean => pieceHashes !== null || meta.root === undefined || meta.pieces === 0
     const fetchHashes = (src: Source): Observable<never> => defer(() => {
@@ -305,7 +308,10 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           if (pieceHashes !== null) return
           const all = Buffer.concat(frames.map((f) => f.payload ?? Buffer.alloc(0)))
           const root = createHash('sha256').update(all).digest('hex')
-          if (all.length !== meta.pieces * 32 || root !== meta.root) throw new ProtocolError(`peer ${label(src.peer)} sent piece hashes that do not match the root`)
+          if (all.length !== meta.pieces * 32 || root !== meta.root) {
+            rootDisputed.add(idOf(src))
+            throw new ProtocolError(`peer ${label(src.peer)} sent piece hashes that do not match the root`)
+          }
           pieceHashes = all
           progressAt = scheduler.now()
           hashesFrom = label(src.peer)
@@ -746,7 +752,10 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         // later, where the grace ended the download after 3; one that fails again is not waited for)
         if (rounds === 0 || [...sources.keys()].some((id) => picker.useful(id)) || someCooling(now)) { starvedSince = null; return null }
         starvedSince ??= now
-        return now - starvedSince >= graceMs ? new NoSourcesError(meta.hash, picker.remaining, meta.name) : null
+        if (now - starvedSince < graceMs) return null
+        return new NoSourcesError(meta.hash, picker.remaining, meta.name, pieceHashes === null && rootDisputed.size > 0
+          ? `${rootDisputed.size} peer(s) sent piece hash lists that do not match the root the tracker gave for this file (the tracker's entry may be wrong: published first by a node that does not hold this file)`
+          : undefined)
       }),
       filter((err): err is NoSourcesError => err !== null),
       take(1),

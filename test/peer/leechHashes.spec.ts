@@ -456,11 +456,11 @@ describe('leech: piece integrity', () => {
   })
 
   describe('(d) every peer lies about the hashes', () => {
-    it('fails with ERR_NO_SOURCES, asks for no piece, and commits nothing', () => {
+    it('fails with ERR_NO_SOURCES saying the lists did not match the tracker\'s root, asks for no piece, and commits nothing', () => {
       const ts = newScheduler()
       const { deps, links, sinks } = world(ts, file, [A, B], { [A.nodeId]: { hashes: 'lie' }, [B.nodeId]: { hashes: 'lie' } })
       const r = run(ts, deps)
-      expect(r.error).toMatchObject({ code: 'ERR_NO_SOURCES', missingPieces: PIECES })
+      expect(r.error).toMatchObject({ code: 'ERR_NO_SOURCES', missingPieces: PIECES, message: expect.stringContaining('2 peer(s) sent piece hash lists that do not match the root the tracker gave') })
       expect(r.completed).toBe(false)
       expect(only(r, 'peer-dropped').map((e) => [e.peer, e.code]).sort()).toEqual([[labelA, 'ERR_PROTOCOL'], [labelB, 'ERR_PROTOCOL']])
       expect(only(r, 'hashes')).toEqual([])
