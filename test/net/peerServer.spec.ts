@@ -20,6 +20,17 @@ const handle = (m: PeerRequest): Outgoing => m.type === 'leech'
 const ask = (c: PeerConnection, i: number): Promise<unknown> => firstValueFrom(c.request({ type: 'leech', hash: 'ab'.repeat(32), size: data.length, offset: i * BLOCK, blockSize: BLOCK, pieces: 8 }).pipe(timeout(3000)))
   .then(() => 'piece', (e: { remoteCode?: string, message: string }) => e.remoteCode ?? e.message)
 
+// 1 MiB pieces of a 64 MiB file, and a client that asks for `n` of them at once and reads nothing
+const MiB = 1024 * 1024
+const big = Buffer.alloc(MiB, 3)
+const handleBig = (m: PeerRequest): Outgoing => m.type === 'leech'
+  ? { msg: { type: 'piece', req: m.req, pieceSize: MiB, offset: m.offset, totalPieces: 64, clusterName: m.hash }, payload: { source: { size: big.length, view: (_o, l) => [big.subarray(0, l)] }, offset: 0, length: MiB } }
+  : { msg: { type: 'error', req: m.req, code: 'BAD_REQUEST', message: 'only pieces here' } }
+const askUnread = (s: net.Socket, n = 48): void => {
+  s.pause()
+  for (let i = 0; i < n; i++) s.write(encodeFrameHead({ type: 'leech', req: i + 1, hash: 'ab'.repeat(32), size: 64 * MiB, offset: i * MiB, blockSize: MiB, pieces: 64 }))
+}
+
 describe('PeerServer upload queue', () => {
   let server: PeerServer | null = null
   const conns: PeerConnection[] = []
@@ -505,18 +516,12 @@ describe('PeerServer connection guards', () => {
   })
 
   it('when full of readers, a newcomer takes the place of the slowest reader, if slower than minDrainBytesPerS (130 trickling readers held every slot of a peer, and honest gets failed)', async () => {
-    const MiB = 1024 * 1024
-    const big = Buffer.alloc(MiB, 3)
-    const handleBig = (m: PeerRequest): Outgoing => m.type === 'leech'
-      ? { msg: { type: 'piece', req: m.req, pieceSize: MiB, offset: m.offset, totalPieces: 64, clusterName: m.hash }, payload: { source: { size: big.length, view: (_o, l) => [big.subarray(0, l)] }, offset: 0, length: MiB } }
-      : { msg: { type: 'error', req: m.req, code: 'BAD_REQUEST', message: 'only pieces here' } }
     // (a floor no reader can meet; a stall closes nobody within this test)
     server = new PeerServer(handleBig, { host: '127.0.0.1', port: 0, maxConnections: 2, minDrainBytesPerS: 1e12, writeStallMs: 60_000 })
     const { port } = await server.start()
     const readers = [await open(port), await open(port)]
     for (const s of readers) {
-      s.pause() // reads nothing
-      for (let i = 0; i < 48; i++) s.write(encodeFrameHead({ type: 'leech', req: i + 1, hash: 'ab'.repeat(32), size: 64 * MiB, offset: i * MiB, blockSize: MiB, pieces: 64 }))
+      askUnread(s) // reads nothing
     }
     // who the server holds, by the port each of ours has
     const held = (): number[] => [...(server as unknown as { sockets: Set<net.Socket> }).sockets].map((x) => x.remotePort as number).sort()
@@ -542,18 +547,12 @@ describe('PeerServer write stalls', () => {
   afterEach(async () => { await server?.close(); server = null })
 
   it('closes a connection that asks for pieces and never reads them (it held its slot and its buffer for good)', async () => {
-    const MiB = 1024 * 1024
-    const big = Buffer.alloc(MiB, 3)
-    const handleBig = (m: PeerRequest): Outgoing => m.type === 'leech'
-      ? { msg: { type: 'piece', req: m.req, pieceSize: MiB, offset: m.offset, totalPieces: 64, clusterName: m.hash }, payload: { source: { size: big.length, view: (_o, l) => [big.subarray(0, l)] }, offset: 0, length: MiB } }
-      : { msg: { type: 'error', req: m.req, code: 'BAD_REQUEST', message: 'only pieces here' } }
     server = new PeerServer(handleBig, { host: '127.0.0.1', port: 0, writeStallMs: 400 })
     const { port } = await server.start()
     const s = net.connect(port, '127.0.0.1')
     s.on('error', () => {})
     await new Promise((r) => s.once('connect', r))
-    s.pause() // never reads
-    for (let i = 0; i < 48; i++) s.write(encodeFrameHead({ type: 'leech', req: i + 1, hash: 'ab'.repeat(32), size: 64 * MiB, offset: i * MiB, blockSize: MiB, pieces: 64 }))
+    askUnread(s) // never reads
     // (the server closes its side; this paused reader would see it only behind the unread bytes)
     for (let i = 0; i < 30 && server.connections === 0; i++) await new Promise((r) => setTimeout(r, 20))
     expect(server.connections).toBe(1)
@@ -568,18 +567,12 @@ describe('PeerServer slow readers', () => {
   afterEach(async () => { await server?.close(); server = null })
 
   it('closes a connection whose reader takes its replies slower than minDrainBytesPerS for writeStallMs (a trickle of reads kept a slot for good)', async () => {
-    const MiB = 1024 * 1024
-    const big = Buffer.alloc(MiB, 3)
-    const handleBig = (m: PeerRequest): Outgoing => m.type === 'leech'
-      ? { msg: { type: 'piece', req: m.req, pieceSize: MiB, offset: m.offset, totalPieces: 64, clusterName: m.hash }, payload: { source: { size: big.length, view: (_o, l) => [big.subarray(0, l)] }, offset: 0, length: MiB } }
-      : { msg: { type: 'error', req: m.req, code: 'BAD_REQUEST', message: 'only pieces here' } }
     server = new PeerServer(handleBig, { host: '127.0.0.1', port: 0, writeStallMs: 2000, minDrainBytesPerS: 10 * MiB })
     const { port } = await server.start()
     const s = net.connect(port, '127.0.0.1')
     s.on('error', () => {})
     await new Promise((r) => s.once('connect', r))
-    s.pause()
-    for (let i = 0; i < 48; i++) s.write(encodeFrameHead({ type: 'leech', req: i + 1, hash: 'ab'.repeat(32), size: 64 * MiB, offset: i * MiB, blockSize: MiB, pieces: 64 }))
+    askUnread(s)
     // 64 KiB every 30 ms: about 2 MiB/s, under the floor, never nothing (a new piece goes out
     // every half second: before, that was progress enough to keep the slot for good)
     let read = 0
