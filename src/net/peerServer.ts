@@ -80,6 +80,16 @@ interface ConnectionState {
   lastFrame: number
 }
 
+/**
+ * Should a reader that took its waiting replies at `rate` bytes/s for a whole stall period lose its
+ * connection? When it took nothing; or when under the floor while the readers with replies waiting
+ * take four times as much on average (`mean`): an uplink shared by many readers, a seeder on Wi-Fi
+ * with 128 of them, gives each less than the floor, and none is at fault.
+ */
+export function tooSlow (rate: number, minDrain: number, mean: number): boolean {
+  return rate === 0 || (rate < minDrain && rate * 4 < mean)
+}
+
 const REQUESTS = new Set(['find_cluster', 'get_hashes', 'probe', 'leech'])
 
 const isWatch = (m: PeerRequest): m is Probe => m.type === 'probe' && m.since !== undefined
@@ -238,7 +248,7 @@ export class PeerServer {
       if (waitingSince === null) { waitingSince = now; takenThen = taken(); return }
       if (now - waitingSince < writeStallMs) return
       const rate = (taken() - takenThen) * 1000 / (now - waitingSince)
-      if (rate < minDrain) { fail(`replies taken at ${Math.round(rate)} B/s for ${writeStallMs} ms`); return }
+      if (tooSlow(rate, minDrain, this.meanDrain())) { fail(`replies taken at ${Math.round(rate)} B/s for ${writeStallMs} ms`); return }
       waitingSince = now; takenThen = taken()
     }, Math.max(10, Math.min(1000, Math.floor(writeStallMs / 4))))
     stallCheck.unref()
@@ -310,7 +320,15 @@ export class PeerServer {
     // replies piling up unread (highWater and more: answers to requests declined at once, BUSY,
     // do not wait in the queue) stop the reading of requests until they drain: a peer that sends
     // requests and reads nothing grew this process by 40 MB/s, without end
-    sock.on('drain', () => { if (sock.isPaused()) sock.resume(); pump() })
+    // (a frame begun when reading stopped gets its whole deadline again once reading resumes: its
+    // rest waits unread meanwhile, and a reader taking its replies slowly lost its connection to
+    // the deadline)
+    const armDeadline = (): void => {
+      if (decoder.buffered === 0 || partial !== null) return
+      partial = setTimeout(() => fail(`request frame not complete after ${frameDeadlineMs} ms`), frameDeadlineMs)
+      partial.unref()
+    }
+    sock.on('drain', () => { if (sock.isPaused()) { sock.resume(); armDeadline() } pump() })
     sock.on('data', (chunk) => {
       try {
         const frames = decoder.push(chunk)
@@ -319,10 +337,8 @@ export class PeerServer {
           st.lastFrame = Date.now()
           if (partial !== null) { clearTimeout(partial); partial = null }
         }
-        if (decoder.buffered > 0 && partial === null) {
-          partial = setTimeout(() => fail(`request frame not complete after ${frameDeadlineMs} ms`), frameDeadlineMs)
-          partial.unref()
-        } else if (decoder.buffered === 0 && partial !== null) { clearTimeout(partial); partial = null }
+        if (decoder.buffered > 0) armDeadline()
+        else if (partial !== null) { clearTimeout(partial); partial = null }
         for (const f of frames) {
           if (!REQUESTS.has(f.msg.type)) { fail(`unexpected ${f.msg.type} frame`); return }
           const m = f.msg as PeerRequest
@@ -347,7 +363,10 @@ export class PeerServer {
         return
       }
       pump()
-      if (sock.writableLength >= highWater && !sock.destroyed) sock.pause()
+      if (sock.writableLength >= highWater && !sock.destroyed) {
+        sock.pause()
+        if (partial !== null) { clearTimeout(partial); partial = null }
+      }
     })
     sock.on('error', (err) => this.log.debug({ peer, err: err.message }, 'connection error'))
     sock.on('close', () => {
@@ -359,6 +378,16 @@ export class PeerServer {
       for (const w of waiting) w.unsubscribe()
       waiting.clear()
     })
+  }
+
+  /** The mean rate at which the readers that have replies waiting take them (0: none known). */
+  private meanDrain (): number {
+    let sum = 0; let n = 0
+    for (const st of this.state.values()) {
+      const r = st.drainRate()
+      if (r !== undefined) { sum += r; n++ }
+    }
+    return n === 0 ? 0 : sum / n
   }
 
   private idleCheck (): void { if (this.queuedPieceBytes === 0) this.opts.onIdle?.() }

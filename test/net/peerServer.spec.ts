@@ -4,7 +4,7 @@ import { FRESH_QUEUE_FACTOR, RAREST_FIRST_AGE_MS } from '../../src/limits'
 import { TokenBucket } from '../../streams/rateLimit'
 import { PeerConnection, type WithoutReq } from '../../src/net/peerConnection'
 import { addressGroup, connectionAllowedFrom } from '../../src/net/address'
-import { PeerServer, type PeerServerOptions } from '../../src/net/peerServer'
+import { PeerServer, tooSlow, type PeerServerOptions } from '../../src/net/peerServer'
 import { ClusterTable } from '../../src/peer/clusterTable'
 import { setBit } from '../../src/peer/picker'
 import { PieceLog } from '../../src/peer/pieceLog'
@@ -562,28 +562,40 @@ describe('PeerServer write stalls', () => {
   })
 })
 
-describe('PeerServer slow readers', () => {
-  let server: PeerServer | null = null
-  afterEach(async () => { await server?.close(); server = null })
-
-  it('closes a connection whose reader takes its replies slower than minDrainBytesPerS for writeStallMs (a trickle of reads kept a slot for good)', async () => {
-    server = new PeerServer(handleBig, { host: '127.0.0.1', port: 0, writeStallMs: 2000, minDrainBytesPerS: 10 * MiB })
+describe('PeerServer paused reads and the frame deadline', () => {
+  it('a reader whose next request frame was half read when reading stopped (replies piling up) is not closed by the frame deadline while it takes its replies', async () => {
+    const reasons: string[] = []
+    const server = new PeerServer(handleBig, { host: '127.0.0.1', port: 0 }) // (the default deadline, 5 s, and highWater, 4 MiB)
+    ;(server as unknown as { log: unknown }).log = { warn: (o: { why: string }) => reasons.push(o.why), debug: () => {}, error: () => {} }
     const { port } = await server.start()
     const s = net.connect(port, '127.0.0.1')
     s.on('error', () => {})
     await new Promise((r) => s.once('connect', r))
-    askUnread(s)
-    // 64 KiB every 30 ms: about 2 MiB/s, under the floor, never nothing (a new piece goes out
-    // every half second: before, that was progress enough to keep the slot for good)
-    let read = 0
-    const trickle = setInterval(() => { const b = s.read(64 * 1024) as Buffer | null; if (b !== null) read += b.length }, 30)
+    s.pause()
+    const req = (i: number): Buffer => encodeFrameHead({ type: 'leech', req: i + 1, hash: 'ab'.repeat(32), size: 64 * MiB, offset: (i % 64) * MiB, blockSize: MiB, pieces: 64 })
+    // 32 pipelined requests (32 MiB of replies: reading stops), and the first bytes of a 33rd
+    const next = req(32)
+    s.write(Buffer.concat([...Array.from({ length: 32 }, (_, i) => req(i)), next.subarray(0, 10)]))
+    await new Promise((r) => setTimeout(r, 100))
+    s.write(next.subarray(10)) // (the frame's rest on the wire 100 ms later)
+    // about 320 KiB/s, five times the floor
+    const trickle = setInterval(() => { s.read(64 * 1024) }, 200)
     try {
-      for (let i = 0; i < 60 && server.connections === 0; i++) await new Promise((r) => setTimeout(r, 20))
+      for (let i = 0; i < 400 && server.connections > 0; i++) await new Promise((r) => setTimeout(r, 20))
+      expect(reasons).toEqual([])
       expect(server.connections).toBe(1)
-      for (let i = 0; i < 300 && server.connections > 0; i++) await new Promise((r) => setTimeout(r, 20))
-      expect(server.connections).toBe(0)
-      expect(read).toBeGreaterThan(MiB)
-    } finally { clearInterval(trickle); s.destroy() }
+    } finally { clearInterval(trickle); s.destroy(); await server.close() }
+  }, 20_000)
+})
+
+describe('tooSlow', () => {
+  it('closes a reader that took nothing, or less than the floor while the others take four times as much; not one that shares a busy uplink with readers as slow', () => {
+    const floor = 64 * 1024
+    expect(tooSlow(0, floor, 0)).toBe(true)
+    expect(tooSlow(16 * 1024, floor, 16 * 1024)).toBe(false) // all as slow: the uplink is shared
+    expect(tooSlow(16 * 1024, floor, 48 * 1024)).toBe(false)
+    expect(tooSlow(16 * 1024, floor, 5 * 1024 * 1024)).toBe(true) // a trickle beside readers taking megabytes
+    expect(tooSlow(100 * 1024, floor, 5 * 1024 * 1024)).toBe(false) // above the floor
   })
 })
 
