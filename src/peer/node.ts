@@ -6,9 +6,9 @@ import {
 } from 'rxjs'
 import { ConnectionClosedError, HashMismatchError, RemoteError } from '../errors'
 import { heartbeats } from './heartbeat'
-import { FAN_OUT, HEARTBEAT_MS, REFETCH_ROUNDS, LEAVE_WAIT_MS, MAX_BLOCK_SIZE, MAX_BUSY_RETRY_MS, MAX_PEERS_PER_REPLY, BUSY_QUEUE_MS, RAREST_FIRST_AGE_MS, TRACKER_CLIENT_RATE } from '../limits'
+import { FAN_OUT, FULL_RETRY_MS, HEARTBEAT_MS, REFETCH_ROUNDS, LEAVE_WAIT_MS, MAX_BLOCK_SIZE, MAX_BUSY_RETRY_MS, MAX_PEERS_PER_REPLY, BUSY_QUEUE_MS, RAREST_FIRST_AGE_MS, TRACKER_CLIENT_RATE } from '../limits'
 import { log } from '../log'
-import { ID_IN_USE, type FileMetaData, type Leech, type PeerAddress } from '../protocol/messages'
+import { ID_IN_USE, REMOTE_CODES, type FileMetaData, type Leech, type PeerAddress } from '../protocol/messages'
 import { bindUdp, localAddressToward, type UdpPort } from '../net/udp'
 import { TrackerClient } from '../net/trackerClient'
 import { udpTrackerTransport } from '../net/udpTrackerTransport'
@@ -106,6 +106,8 @@ export class Lp2pNode {
   /** An idle uplink tells held watches what it has (a node that does not serve never holds any). */
   private readonly kicker = new WatchKicker(() => this.served.values(), () => this.server !== null && this.server.queuedPieceBytes === 0, asyncScheduler)
   private readonly shared = new Map<string, LocalFile & { meta?: FileMetaData }>()
+  /** Shared files a full tracker refused, and when to offer them again. */
+  private readonly refusedFull = new Map<string, number>()
   /** Downloads (running or done), by file id: what they hold and how they are served. */
   private readonly held = new Map<string, HeldDownload<MappedFile>>()
   private local: LocalFile[] = []
@@ -262,6 +264,14 @@ export class Lp2pNode {
         }),
         catchError((err: Error) => {
           if (failed === 0) this.idTaken(err, sentAs)
+          // a full tracker refused it (a fair share to other hosts): it is not counted as listed
+          // (else every heartbeat asked for the whole share again, for as long as the tracker stayed
+          // full) and is offered again after a while
+          if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.full) {
+            const entry = this.shared.get(f.fileId)
+            if (entry !== undefined && entry.file === f.file) entry.meta = undefined
+            this.refusedFull.set(f.fileId, Date.now() + FULL_RETRY_MS)
+          }
           // (said once per batch, with how many: a tracker away while thousands are published would be thousands of lines)
           if (failed++ === 0) firstFailure = { file: f.name, err: err.message }
           return EMPTY
@@ -530,7 +540,9 @@ export class Lp2pNode {
       regular: () => {
         // (shared files the tracker has not acknowledged, and withdraws it has not, are sent
         // again on their own: a beat does not wait for thousands of them)
-        const unpublished = this.local.filter((f) => this.shared.get(f.fileId)?.meta === undefined)
+        const now = Date.now()
+        for (const [id, until] of this.refusedFull) if (until <= now || !this.shared.has(id)) this.refusedFull.delete(id)
+        const unpublished = this.local.filter((f) => this.shared.get(f.fileId)?.meta === undefined && !this.refusedFull.has(f.fileId))
         if (unpublished.length > 0) this.fire(this.publishShared(unpublished))
         this.sendWithdraws()
         return [this.refreshClusters(), ...this.listedHeld.filter((h) => !h.complete).map((h) => this.publishHeld(h))]

@@ -138,3 +138,34 @@ describe('a node following a big folder', () => {
     expect(scans).toBeLessThan(4000 / (20 + listMs) / 3)
   }, 60_000)
 })
+
+describe('a node at a full tracker', () => {
+  it('a file refused for fairness (FULL) is not counted as listed: the node does not publish its whole share again with every heartbeat', async () => {
+    const dir = tempDir('full')
+    const shareA = path.join(dir, 'a'); const shareB = path.join(dir, 'b')
+    fs.mkdirSync(shareA); fs.mkdirSync(shareB)
+    for (let i = 0; i < 6; i++) fs.writeFileSync(path.join(shareA, `f${i}.txt`), `file ${i}`)
+    fs.writeFileSync(path.join(shareB, 'b.txt'), 'the small host\'s file')
+    // a registry of 6 files: A's six fill it, and B's one takes the place of one of them
+    const tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
+    ;(tracker.registry as unknown as { maxFiles: number }).maxFiles = 6
+    const t = await tracker.start()
+    const reg = tracker.registry as unknown as { publish: (node: { host: string }, ...rest: unknown[]) => unknown }
+    const publish = reg.publish.bind(reg)
+    const publishes: Record<string, number> = {}
+    reg.publish = (node, ...rest) => { publishes[node.host] = (publishes[node.host] ?? 0) + 1; return publish(node, ...rest) }
+    const a = new Lp2pNode({ tracker: t, host: '127.0.0.1', share: shareA, heartbeatMs: 300, watch: { settleMs: 100, rescanMs: 60_000 } })
+    stopAfter(dir, a, () => tracker)
+    await a.start()
+    const b = new Lp2pNode({ tracker: t, host: '127.0.0.2', share: shareB, heartbeatMs: 300, watch: { settleMs: 100, rescanMs: 60_000 } })
+    started.push(async () => await b.close())
+    await b.start()
+    expect(tracker.registry.files.size).toBe(6)
+    expect(tracker.registry.listNodes(undefined, undefined, 10).map((n) => [n.host, n.fileCount]).sort()).toEqual([['127.0.0.1', 5], ['127.0.0.2', 1]])
+    await sleep(500)
+    const settled = publishes['127.0.0.1']
+    await sleep(3000) // ten heartbeats
+    // (before: all six each beat, about sixty; now the refused one waits FULL_RETRY_MS)
+    expect(publishes['127.0.0.1'] - settled).toBeLessThan(3)
+  }, 30_000)
+})
