@@ -348,10 +348,8 @@ describe('PartFile that cannot be sized', () => {
     try {
       // a child with a 100 KiB file size limit (ulimit -f counts 1 KiB blocks) opens a 1 MiB download
       const repo = path.join(__dirname, '..', '..')
-      const dist = path.join(repo, 'dist', 'src', 'storage', 'partFile.js')
-      const load = fs.existsSync(dist)
-        ? `require(${JSON.stringify(dist)})`
-        : `(require('ts-node').register({ transpileOnly: true, project: ${JSON.stringify(path.join(repo, 'tsconfig.json'))} }), require(${JSON.stringify(path.join(repo, 'src', 'storage', 'partFile.ts'))}))`
+      // (the source under test, not a build of it that may be older)
+      const load = `(require('ts-node').register({ transpileOnly: true, project: ${JSON.stringify(path.join(repo, 'tsconfig.json'))} }), require(${JSON.stringify(path.join(repo, 'src', 'storage', 'partFile.ts'))}))`
       const script = `try { ${load}.PartFile.open(${JSON.stringify(base)}, 'big.bin', 1048576, undefined, { freeBytes: () => null }); console.log('opened') } catch (e) { console.log(e.message) }`
       const r = spawnSync('bash', ['-c', 'ulimit -f 100 && exec "$0" -e "$1"', process.execPath, script], { encoding: 'utf8' })
       expect(r.stdout.trim()).toMatch(/^cannot size .*big\.bin\.part to 1048576 bytes: .*EFBIG/)
