@@ -257,7 +257,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     // have restarted: transient failures heal, broken peers cost little)
     const cooling = new Map<string, { until: number, failures: number, lost?: boolean }>()
     const coolingDown = (id: string): boolean => (cooling.get(id)?.until ?? -Infinity) > scheduler.now()
-    /** A peer whose connection failed (closed, silent) for the first time, that will be asked again later. */
+    /** A peer that held something we lack and whose connection failed (closed, silent) for the first time, that will be asked again later. */
     const someCooling = (now: number): boolean => {
       for (const [id, c] of cooling) if (c.failures === 1 && c.lost === true && c.until > now && !banned.has(id)) return true
       return false
@@ -585,12 +585,14 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         catchError((err: Error) => {
           // our own disk failing is no fault of the peer's: the whole download stops
           if (err instanceof StorageError) throw err
+          // (a connection lost, or a peer gone silent, may come back: see someCooling; only one
+          // that held something we lack is worth waiting for: leechers of a dead seeder, leaving
+          // one after the other, each kept the others waiting another 8 s)
+          const lost = (err instanceof ConnectionClosedError || err instanceof PeerTimeoutError) && picker.useful(id)
           picker.drop(id)
           sources.delete(id)
           unlinkUnused(src.peer)
           const failures = (cooling.get(id)?.failures ?? 0) + 1
-          // (a connection lost, or a peer gone silent, may come back: see someCooling)
-          const lost = err instanceof ConnectionClosedError || err instanceof PeerTimeoutError
           cooling.set(id, { failures, lost, until: scheduler.now() + Math.min(60_000, 5 * rediscoverMs * 2 ** (failures - 1)) })
           emit({ event: 'peer-dropped', peer: label(src.peer), code: (err as { code?: string }).code ?? 'ERR_PEER', error: err.message })
           wake(null) // its pieces went back: the others may fetch them
@@ -618,7 +620,9 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       return worst
     }
     const swapOut = (worst: string): void => {
+      const gone = sources.get(worst)
       sources.delete(worst)
+      if (gone !== undefined) scheduler.schedule(() => unlinkUnused(gone.peer)) // (once its fetches ended)
       swappedOut.fire(worst) // its fetches end and give their pieces back
       picker.drop(worst)
       cooling.set(worst, { failures: cooling.get(worst)?.failures ?? 0, until: scheduler.now() + 5 * rediscoverMs })
@@ -652,15 +656,17 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           const key = keyOf(p)
           if (!notSelf(p) || seen.has(key)) return false
           seen.add(key)
-          if (shunned(key)) return false
+          if (shunned(key)) return unlinkUnused(p)
           const known = sources.get(key)
           if (known !== undefined) return known.version === undefined
           if (room <= 0 && worst !== null && sources.has(worst) && !picker.complete) { swapOut(worst); room = 1 }
-          return room-- > 0
+          // (a neighbour asked for its cluster and not probed: its link is not kept)
+          return room-- > 0 || unlinkUnused(p)
         }
         const named$ = fanOutQuery(neighbours, (n) => deps.link(n).request(findCluster), {
           timeoutMs, concurrency: neighbours.length || 1, scheduler, onTimeout: (n) => new PeerTimeoutError(label(n), 'find_cluster'),
         }).pipe(
+          tap((a) => { if (!isAnswer(a)) unlinkUnused(a.target) }),
           filter(isAnswer),
           mergeMap((a) => a.value.msg.type === 'cluster' ? [a.target, ...a.value.msg.peers] : [a.target]),
         )
@@ -699,7 +705,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           picker.setSource(key, s.bitfield, s.pending, s.sent)
           if (known !== undefined) { refresh(known, s); continue }
           if (sources.size >= maxSources) {
-            if (swapRoom <= 0) { picker.drop(key); continue }
+            if (swapRoom <= 0) { picker.drop(key); unlinkUnused(s.peer); continue }
             swapRoom--
           }
           addSource(s)

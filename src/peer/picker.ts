@@ -179,6 +179,7 @@ export class PiecePicker {
 
   /** `id` declined piece `index` for now: it goes back (unless others fetch it) and is not asked of `id` until `setSource(id)` again. */
   decline (id: string, index: number): void {
+    if (!this.has.has(id)) return // (a late answer from a source already dropped)
     let d = this.declined.get(id)
     if (d === undefined) { d = new Set(); this.declined.set(id, d) }
     d.add(index)

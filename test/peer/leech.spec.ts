@@ -156,6 +156,17 @@ describe('leech flow', () => {
     expect(unlinked.every((id) => fakes.some((f) => f.nodeId === id) || id === B.nodeId)).toBe(true)
   })
 
+  it('lets go of the link of a neighbour that did not answer its cluster query', () => {
+    const ts = newScheduler()
+    const { deps } = world(ts, [A, B], { [B.nodeId]: { cluster: 'silent' } })
+    const unlinked: string[] = []
+    const { events, error } = run(ts, { ...deps, unlink: (p) => unlinked.push(p.nodeId) })
+    expect(error).toBeUndefined()
+    expect(events.at(-1)).toMatchObject({ event: 'done', sha256: meta.hash })
+    expect(unlinked).toContain(B.nodeId)
+    expect(unlinked).not.toContain(A.nodeId)
+  })
+
   it('moves on from a neighbour that stays silent on the cluster query, and the silent one delays no one: pieces come before its timeout', () => {
     const ts = newScheduler()
     const { deps } = world(ts, [A, B], { [A.nodeId]: { cluster: 'silent' } })
