@@ -622,7 +622,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     const swapOut = (worst: string): void => {
       const gone = sources.get(worst)
       sources.delete(worst)
-      if (gone !== undefined) scheduler.schedule(() => unlinkUnused(gone.peer)) // (once its fetches ended)
+      if (gone !== undefined && deps.unlink !== undefined) scheduler.schedule(() => unlinkUnused(gone.peer)) // (once its fetches ended)
       swappedOut.fire(worst) // its fetches end and give their pieces back
       picker.drop(worst)
       cooling.set(worst, { failures: cooling.get(worst)?.failures ?? 0, until: scheduler.now() + 5 * rediscoverMs })
