@@ -10,6 +10,16 @@ const fs = require('node:fs')
 const hash = crypto.createHash('sha256')
 const scratch = Buffer.allocUnsafe(4 * 1024 * 1024)
 let fd = null
+// bytes [offset, offset + length) of fd into h, read scratch at a time: false when the file ends before
+const hashRange = (fd, offset, length, h) => {
+  for (let pos = offset, end = offset + length; pos < end;) {
+    const n = fs.readSync(fd, scratch, 0, Math.min(scratch.length, end - pos), pos)
+    if (n <= 0) return false
+    h.update(scratch.subarray(0, n))
+    pos += n
+  }
+  return true
+}
 parentPort.on('message', (m) => {
   try {
     if (m.t === 'piece') {
@@ -20,12 +30,7 @@ parentPort.on('message', (m) => {
       parentPort.postMessage({ t: 'back', ab: m.ab, off: m.off, len: m.len }, [m.ab])
     } else if (m.t === 'disk') {
       if (fd === null) fd = fs.openSync(m.path, 'r')
-      for (let pos = m.offset, end = m.offset + m.length; pos < end;) {
-        const n = fs.readSync(fd, scratch, 0, Math.min(scratch.length, end - pos), pos)
-        if (n <= 0) throw new Error('short read of ' + m.path + ' at ' + pos)
-        hash.update(scratch.subarray(0, n))
-        pos += n
-      }
+      if (!hashRange(fd, m.offset, m.length, hash)) throw new Error('short read of ' + m.path + ' in ' + m.offset + '+' + m.length)
     } else if (m.t === 'check') {
       // pieces read through the download's own descriptor (its file, whatever its name holds now)
       // and checked against their hashes: the indexes of those that do not match
@@ -33,27 +38,13 @@ parentPort.on('message', (m) => {
       for (let k = 0; k < m.items.length; k++) {
         const [i, offset, length] = m.items[k]
         const h = crypto.createHash('sha256')
-        let pos = offset
-        for (const end = offset + length; pos < end;) {
-          const n = fs.readSync(m.fd, scratch, 0, Math.min(scratch.length, end - pos), pos)
-          if (n <= 0) break
-          h.update(scratch.subarray(0, n))
-          pos += n
-        }
-        if (pos < offset + length || !h.digest().equals(Buffer.from(m.digests.buffer, m.digests.byteOffset + k * 32, 32))) bad.push(i)
+        if (!hashRange(m.fd, offset, length, h) || !h.digest().equals(Buffer.from(m.digests.buffer, m.digests.byteOffset + k * 32, 32))) bad.push(i)
       }
       parentPort.postMessage({ t: 'checked', id: m.id, bad })
     } else if (m.t === 'whole') {
       // a whole file read through a descriptor of this process, hashed: its hex digest
       const h = crypto.createHash('sha256')
-      let pos = 0
-      while (pos < m.size) {
-        const n = fs.readSync(m.fd, scratch, 0, Math.min(scratch.length, m.size - pos), pos)
-        if (n <= 0) break
-        h.update(scratch.subarray(0, n))
-        pos += n
-      }
-      parentPort.postMessage({ t: 'whole', id: m.id, hex: pos < m.size ? '' : h.digest('hex') })
+      parentPort.postMessage({ t: 'whole', id: m.id, hex: hashRange(m.fd, 0, m.size, h) ? h.digest('hex') : '' })
     } else if (m.t === 'digest') {
       if (fd !== null) { fs.closeSync(fd); fd = null }
       parentPort.postMessage({ t: 'digest', hex: hash.digest('hex') })
@@ -77,8 +68,8 @@ export class WorkerHashTarget implements HashTarget {
   private failed: Error | null = null
   private waiting: { resolve: (hex: string) => void, reject: (e: Error) => void } | null = null
   private readonly pieces = new Map<number, { resolve: (r: { digest: Buffer, data: Buffer }) => void, reject: (e: Error) => void }>()
-  private readonly checks = new Map<number, { resolve: (bad: number[]) => void, reject: (e: Error) => void }>()
-  private readonly wholes = new Map<number, { resolve: (hex: string) => void, reject: (e: Error) => void }>()
+  /** Pending `check` and `whole` requests, by id: their reply message goes to `resolve`. */
+  private readonly replies = new Map<number, { resolve: (m: { bad?: number[], hex?: string }) => void, reject: (e: Error) => void }>()
   private nextId = 1
 
   /**
@@ -100,14 +91,10 @@ export class WorkerHashTarget implements HashTarget {
   private onMessage (m: { t: string, id?: number, ab?: ArrayBuffer, off?: number, len?: number, hex?: string, message?: string, digest?: Uint8Array, bad?: number[] }, onReturn: (b: Buffer) => void): void {
     {
       if (m.t === 'back') onReturn(Buffer.from(m.ab as ArrayBuffer, m.off, m.len))
-      else if (m.t === 'checked') {
-        const c = this.checks.get(m.id as number)
-        this.checks.delete(m.id as number)
-        c?.resolve(m.bad ?? [])
-      } else if (m.t === 'whole') {
-        const w = this.wholes.get(m.id as number)
-        this.wholes.delete(m.id as number)
-        w?.resolve(m.hex ?? '')
+      else if (m.t === 'checked' || m.t === 'whole') {
+        const r = this.replies.get(m.id as number)
+        this.replies.delete(m.id as number)
+        r?.resolve(m)
       }
       else if (m.t === 'piece') {
         const p = this.pieces.get(m.id as number)
@@ -124,9 +111,8 @@ export class WorkerHashTarget implements HashTarget {
     this.failed ??= err
     for (const p of this.pieces.values()) p.reject(err)
     this.pieces.clear()
-    for (const c of [...this.checks.values(), ...this.wholes.values()]) c.reject(err)
-    this.checks.clear()
-    this.wholes.clear()
+    for (const r of this.replies.values()) r.reject(err)
+    this.replies.clear()
     this.waiting?.reject(err)
     this.waiting = null
   }
@@ -173,7 +159,7 @@ export class WorkerHashTarget implements HashTarget {
       if (this.failed !== null) { reject(this.failed); return }
       if (part.length === 0) { resolve([]); return }
       const id = this.nextId++
-      this.checks.set(id, { resolve, reject })
+      this.replies.set(id, { resolve: (m) => resolve(m.bad ?? []), reject })
       const digests = Buffer.concat(part.map(([i]) => hashes.subarray(i * 32, i * 32 + 32)))
       w.postMessage({ t: 'check', id, fd, items: part, digests })
     })
@@ -188,7 +174,7 @@ export class WorkerHashTarget implements HashTarget {
     return new Observable<string>((sub) => {
       if (this.failed !== null) { sub.error(this.failed); return }
       const id = this.nextId++
-      this.wholes.set(id, { resolve: (hex) => { sub.next(hex); sub.complete() }, reject: (e) => sub.error(e) })
+      this.replies.set(id, { resolve: (m) => { sub.next(m.hex ?? ''); sub.complete() }, reject: (e) => sub.error(e) })
       this.pieceWorker.postMessage({ t: 'whole', id, fd, size })
     })
   }
