@@ -199,13 +199,21 @@ export class Registry {
     h.add(n.nodeId)
   }
 
-  /** `n` no longer holds `fileId` (the caller updates the file's holders). */
+  /** `n` no longer holds `fileId` (its count by host too; the file's holders are the caller's: see `stopHolding`, `forgetHolders`). */
   private release (n: NodeState, fileId: string): void {
     if (!n.files.delete(fileId)) return
     const mine = this.byHost.get(n.host) as Map<string, number>
     const left = (mine.get(fileId) as number) - 1
     if (left > 0) mine.set(fileId, left)
     else if (mine.delete(fileId) && mine.size === 0) this.byHost.delete(n.host)
+  }
+
+  /** `n` no longer holds `fileId`, nor is it one of its holders (a file left with none is unheld). */
+  private stopHolding (n: NodeState, fileId: string): void {
+    this.release(n, fileId)
+    const h = this.holders.get(fileId)
+    h?.delete(n.nodeId)
+    if (h?.size === 0) this.unhold(fileId)
   }
 
   /** Every node stops holding `fileId` (its entry is made anew). */
@@ -322,11 +330,7 @@ export class Registry {
   /** A node no longer holds a file (a node the tracker does not know holds nothing: nothing changes). */
   withdraw (node: { nodeId: string, host: string, port: number }, fileId: string, now: number): void {
     if (!this.nodes.has(node.nodeId)) return
-    const n = this.touch(node, now)
-    this.release(n, fileId)
-    const h = this.holders.get(fileId)
-    h?.delete(n.nodeId)
-    if (h?.size === 0) this.unhold(fileId)
+    this.stopHolding(this.touch(node, now), fileId)
   }
 
   /** A node closing: it is forgotten at once, if the request comes from where it was last seen (another address claiming its id changes nothing). */
@@ -352,12 +356,7 @@ export class Registry {
   private drop (n: NodeState): void {
     this.nodes.delete(n.nodeId)
     this.dropped = true
-    for (const f of n.files.keys()) { // (deleting the entry being visited is safe in a Map)
-      this.release(n, f)
-      const h = this.holders.get(f)
-      h?.delete(n.nodeId)
-      if (h?.size === 0) this.unhold(f)
-    }
+    for (const f of n.files.keys()) this.stopHolding(n, f) // (deleting the entry being visited is safe in a Map)
   }
 
   /** Live nodes in id order, after `after`, optionally only those holding `fileId`. */
