@@ -1,5 +1,5 @@
 import { MAX_PEERS_PER_REPLY } from '../limits'
-import type { PeerAddress } from '../protocol/messages'
+import { peerKey, type PeerAddress } from '../protocol/messages'
 
 /** Most files a cluster table tracks, most peers kept per file, and most entries in all. */
 export const MAX_CLUSTER_FILES = 10_000
@@ -25,7 +25,7 @@ export class ClusterTable {
     } else this.rows.delete(fileId)
     this.rows.set(fileId, row) // (newest last)
     // (by id and address: an asker naming another node's id must not move that node's entry to itself)
-    const key = `${peer.nodeId}@${peer.host}:${peer.port}`
+    const key = peerKey(peer)
     if (row.delete(key)) this.entries-- // re-insert: newest last
     row.set(key, peer)
     this.entries++

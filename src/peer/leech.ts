@@ -5,7 +5,7 @@ import {
 } from 'rxjs'
 import { ConnectionClosedError, HashMismatchError, NoSourcesError, PeerTimeoutError, ProtocolError, RemoteError, StorageError } from '../errors'
 import { BUSY_MAX_DOUBLINGS, BUSY_RETRY_MS, DISCOVERY_BATCH_MS, FAN_OUT, IN_FLIGHT_MS, MAX_BUSY_RETRY_MS, MAX_PIPELINE, MAX_SOURCES, MIN_PIPELINE, NO_PROGRESS_MS, PIECE_TIMEOUT_MS, PIPELINE_BYTES, QUERY_TIMEOUT_MS, RAREST_FIRST_COPIES, REPROBE_MS, SOURCE_SWAP_AGE_MS, STALL_FACTOR, STALL_MIN_MS, WATCH_MS } from '../limits'
-import { MAX_HASHES_PER_FRAME, REMOTE_CODES, type FileMetaData, type FindCluster, type Leech, type NodeInfo, type PeerAddress, type Probe } from '../protocol/messages'
+import { MAX_HASHES_PER_FRAME, REMOTE_CODES, type FileMetaData, type FindCluster, type Leech, type NodeInfo, type PeerAddress, peerKey, type Probe } from '../protocol/messages'
 import type { Frame } from '../protocol/frames'
 import type { PeerLink } from '../net/peerConnection'
 import { batchWithin } from '../../streams/batchWithin'
@@ -116,13 +116,8 @@ export interface LeechOptions {
 }
 
 const label = (p: PeerAddress): string => `${p.host}:${p.port}`
-/**
- * How a download tells peers apart: node id and address together. Ids are claims: a neighbour's
- * cluster reply could name an honest node's id at its own address, and by id alone the honest
- * node was then that address (skipped as known, and banned for what the impostor sent).
- */
-const keyOf = (p: PeerAddress): string => `${p.nodeId}@${p.host}:${p.port}`
-const idOf = (s: Source): string => (s.key ??= keyOf(s.peer))
+/** A source's key (see peerKey), made once. */
+const idOf = (s: Source): string => (s.key ??= peerKey(s.peer))
 
 export type LeechEvent =
   | { event: 'start', fileId: string, name: string, size: number, blockSize: number, pieces: number, present: number }
@@ -148,7 +143,7 @@ export function leech (query: string, deps: LeechDeps, opts: LeechOptions = {}):
 
 const localHash = (data: Buffer): Observable<Buffer> => defer(() => of(createHash('sha256').update(data).digest()))
 
-interface Source { peer: PeerAddress, /** see keyOf */ key?: string, bitfield: Uint8Array | null, pending?: Uint8Array, sent?: Uint8Array, version?: number, hashes?: boolean, /** when it became a source */ since?: number }
+interface Source { peer: PeerAddress, /** see peerKey */ key?: string, bitfield: Uint8Array | null, pending?: Uint8Array, sent?: Uint8Array, version?: number, hashes?: boolean, /** when it became a source */ since?: number }
 
 /** A known source's fresh answer: what it holds now. */
 function refresh (known: Source, s: Source): void {
@@ -249,7 +244,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     }
     const resumeIn = (id: string): number => { const p = (pausedUntil.get(id) ?? 0) - scheduler.now(); return p > 0 ? Math.min(rediscoverMs, p) : rediscoverMs }
     for (const i of sink.present ?? []) picker.markDone(i)
-    const sources = new Map<string, Source>() // live sources by keyOf
+    const sources = new Map<string, Source>() // live sources by peerKey
     const addSource = (s: Source): void => { s.since = scheduler.now(); sources.set(idOf(s), s) }
     const banned = new Set<string>()
     const swappedOut = new KeyedSignal<string>() // ends a source's loop: it made room for another
@@ -638,7 +633,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     // scale, re-probing every member each round was a third of all requests).
     // a peer whose probe failed and that is no source: its connection is not kept (returns false)
     const unlinkUnused = (p: PeerAddress): false => {
-      if (!sources.has(keyOf(p)) && !asking.has(keyOf(p))) deps.unlink?.(p)
+      if (!sources.has(peerKey(p)) && !asking.has(peerKey(p))) deps.unlink?.(p)
       return false
     }
     const discoverOnce = (): Observable<Source[]> => deps.tracker.nodes(meta.hash).pipe(
@@ -653,7 +648,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         let members = 0
         let found = 0
         const eligible = (p: PeerAddress): boolean => {
-          const key = keyOf(p)
+          const key = peerKey(p)
           if (!notSelf(p) || seen.has(key)) return false
           seen.add(key)
           if (shunned(key)) return unlinkUnused(p)
@@ -721,9 +716,9 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     // is not left idle until others look for peers again
     const asking = new Set<string>()
     const askers$ = (deps.askers ?? EMPTY).pipe(
-      filter((p) => notSelf(p) && !sources.has(keyOf(p)) && !asking.has(keyOf(p)) && asking.size < FAN_OUT && !shunned(keyOf(p)) && sources.size < 2 * maxSources),
+      filter((p) => notSelf(p) && !sources.has(peerKey(p)) && !asking.has(peerKey(p)) && asking.size < FAN_OUT && !shunned(peerKey(p)) && sources.size < 2 * maxSources),
       mergeMap((p) => {
-        const key = keyOf(p)
+        const key = peerKey(p)
         asking.add(key)
         return deps.link(p).request(probe).pipe(
           timeout({ first: timeoutMs, scheduler }),

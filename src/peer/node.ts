@@ -8,7 +8,7 @@ import { ConnectionClosedError, HashMismatchError, RemoteError } from '../errors
 import { heartbeats } from './heartbeat'
 import { FAN_OUT, FULL_RETRY_MS, HEARTBEAT_MS, REFETCH_ROUNDS, LEAVE_WAIT_MS, MAX_BLOCK_SIZE, MAX_BUSY_RETRY_MS, MAX_PEERS_PER_REPLY, BUSY_QUEUE_MS, RAREST_FIRST_AGE_MS, TRACKER_CLIENT_RATE } from '../limits'
 import { log } from '../log'
-import { ID_IN_USE, REMOTE_CODES, type FileMetaData, type Leech, type PeerAddress } from '../protocol/messages'
+import { ID_IN_USE, peerKey, REMOTE_CODES, type FileMetaData, type Leech, type PeerAddress } from '../protocol/messages'
 import { bindUdp, localAddressToward, type UdpPort } from '../net/udp'
 import { TrackerClient } from '../net/trackerClient'
 import { udpTrackerTransport } from '../net/udpTrackerTransport'
@@ -578,19 +578,18 @@ export class Lp2pNode {
       l.conn.close()
       this.links.delete(id)
     }
-    // (by id and address: ids are claims, and a link made for an impostor's entry, an honest id at
-    // its own address, was the link every download used for that id)
-    const keyOf = (p: PeerAddress): string => `${p.nodeId}@${p.host}:${p.port}`
+    // (by id and address, peerKey: a link made for an impostor's entry, an honest id at its own
+    // address, was the link every download used for that id)
     return {
       link: (p) => {
-        const key = keyOf(p)
+        const key = peerKey(p)
         let l = this.links.get(key)
         if (l === undefined) { l = { conn: new PeerConnection(p, this.pool), users: 0 }; this.links.set(key, l) }
         if (!mine.has(key)) { mine.add(key); l.users++ }
         return l.conn
       },
       // (one the download no longer needs: closed now if no other download uses it)
-      unlink: (p) => { const key = keyOf(p); if (mine.delete(key)) drop(key) },
+      unlink: (p) => { const key = peerKey(p); if (mine.delete(key)) drop(key) },
       release: () => {
         for (const id of mine) drop(id)
         mine.clear()
@@ -645,9 +644,9 @@ export class Lp2pNode {
     // both caps hold: the node's (shared by its downloads) and this download's own
     const budget = own === undefined ? node : node === undefined ? own : { take: (n: number) => node.take(n).pipe(take(1), switchMap(() => own.take(n))), give: (n: number) => { node.give(n); own.give(n) } }
     return leech(query, {
-      // a random sample of holders: in a big swarm every leecher gets its own neighbours
-      // (not this node, under an id it took since the download started)
-      tracker: { files: () => this.trackerClient.files(), nodes: (id) => this.trackerClient.sample(id, 2 * FAN_OUT).pipe(map((ns) => ns.filter((n) => n.nodeId !== this.nodeId))) },
+      // a random sample of holders: in a big swarm every leecher gets its own neighbours (the
+      // download leaves this node out, under the id it has now: selfId)
+      tracker: { files: () => this.trackerClient.files(), nodes: (id) => this.trackerClient.sample(id, 2 * FAN_OUT) },
       link: links.link,
       unlink: links.unlink,
       openSink: (meta) => { fileId = meta.hash; sink = new FileSink(meta, out, this.pool); return sink },

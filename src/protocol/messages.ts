@@ -34,6 +34,13 @@ export interface PeerAddress {
   port: number
 }
 
+/**
+ * How peers are told apart (a download's sources and bans, a node's links, cluster table rows):
+ * node id and address together. Ids are claims: a neighbour could name an honest node's id at its
+ * own address, and by id alone that address became the honest node.
+ */
+export const peerKey = (p: PeerAddress): string => `${p.nodeId}@${p.host}:${p.port}`
+
 /** A node as the tracker reports it. */
 export interface NodeInfo extends PeerAddress {
   lastSeen: number
