@@ -57,8 +57,8 @@ export interface LeechDeps {
   /** A (cached) link to a peer. */
   link: (peer: PeerAddress) => PeerLink
   /**
-   * This download no longer needs its link to `peer` (its probe failed, or it was dropped): the
-   * connection may close. Peers a hostile neighbour names by the hundred would otherwise each
+   * This download no longer needs its link to `peer` (no source of it: a probe or cluster query
+   * failed, no room for it, dropped, swapped out): the connection may close. Peers a hostile neighbour names by the hundred would otherwise each
    * keep a socket open until the download ends.
    */
   unlink?: (peer: PeerAddress) => void
@@ -180,6 +180,8 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     const watchMs = opts.watchMs ?? WATCH_MS
     const selfId = typeof deps.selfId === 'function' ? deps.selfId : () => deps.selfId as string | undefined
     const notSelf = (p: PeerAddress): boolean => p.nodeId !== selfId()
+    /** The holders the tracker gave that this download asks (for their cluster, or the hash list). */
+    const neighboursOf = (nodes: NodeInfo[]): NodeInfo[] => nodes.filter(notSelf).slice(0, opts.fanOut ?? FAN_OUT)
     // this node serves what it fetches: those it asks may fetch from it in turn (under the id it
     // has now: the messages are made again when it changes)
     let madeFor: string | undefined
@@ -640,7 +642,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       catchError(() => of([] as NodeInfo[])), // a tracker hiccup: the known cluster still works
       mergeMap((nodes) => {
         asSelf()
-        const neighbours = nodes.filter(notSelf).slice(0, opts.fanOut ?? FAN_OUT)
+        const neighbours = neighboursOf(nodes)
         let room = maxSources - sources.size
         const worst = room <= 0 ? swapCandidate() : null
         roundBytes.clear()
@@ -724,7 +726,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           timeout({ first: timeoutMs, scheduler }),
           map((f) => toSource(p, f, meta)),
           catchError(() => of(null)),
-          finalize(() => { asking.delete(key); if (!sources.has(key)) unlinkUnused(p) }),
+          finalize(() => { asking.delete(key); unlinkUnused(p) }),
         )
       }),
       mergeMap((s) => {
@@ -797,7 +799,7 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     // few tried in turn, each page with its timeout), or null
     const hashListFromHolders = (): Observable<Buffer | null> => deps.tracker.nodes(meta.hash).pipe(
       catchError(() => of([] as NodeInfo[])),
-      mergeMap((nodes) => from(nodes.filter(notSelf).slice(0, opts.fanOut ?? FAN_OUT))),
+      mergeMap((nodes) => from(neighboursOf(nodes))),
       concatMap((peer) => defer(() => pieceHashes !== null ? EMPTY : fetchHashes({ peer, bitfield: null })).pipe(catchError(() => EMPTY))),
       defaultIfEmpty(null),
       last(),
