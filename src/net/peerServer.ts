@@ -229,6 +229,8 @@ export class PeerServer {
     // since when replies have waited without a break, and what the kernel had taken then
     let waitingSince: number | null = null
     let takenThen = 0
+    /** Bytes a second the kernel took since replies began to wait (`since`: waitingSince). */
+    const rateSince = (since: number, now: number): number => (taken() - takenThen) * 1000 / (now - since)
     const st: ConnectionState = {
       // (a reply still leaving counts too)
       sending: () => queue.length > 0 || waiting.size > 0 || sock.writableLength > 0,
@@ -236,8 +238,8 @@ export class PeerServer {
       // bytes a second the reader took while replies waited for it (known after a second of it)
       drainRate: () => {
         if (waitingSince === null || sock.writableLength === 0) return undefined
-        const ms = Date.now() - waitingSince
-        return ms < 1000 ? undefined : (taken() - takenThen) * 1000 / ms
+        const now = Date.now()
+        return now - waitingSince < 1000 ? undefined : rateSince(waitingSince, now)
       },
       lastFrame: Date.now(),
     }
@@ -247,7 +249,7 @@ export class PeerServer {
       if (sock.writableLength === 0) { waitingSince = null; return }
       if (waitingSince === null) { waitingSince = now; takenThen = taken(); return }
       if (now - waitingSince < writeStallMs) return
-      const rate = (taken() - takenThen) * 1000 / (now - waitingSince)
+      const rate = rateSince(waitingSince, now)
       if (tooSlow(rate, minDrain, this.meanDrain())) { fail(`replies taken at ${Math.round(rate)} B/s for ${writeStallMs} ms`); return }
       waitingSince = now; takenThen = taken()
     }, Math.max(10, Math.min(1000, Math.floor(writeStallMs / 4))))
