@@ -72,15 +72,13 @@ export class PiecePicker {
     this.maxDuplicates = opts.maxDuplicates ?? 2
   }
 
-  /** How many known sources hold piece `i` (those holding everything included). */
-  copies (i: number): number { return this.availability[i] + this.seeds }
   /**
    * How many known holders of piece `i` may give it, for a request's `copies` (at least 1): those
    * that declined it as sent already (SEEDED) do not count. A seeder declines a piece it sent
    * elsewhere while the asker names other holders; with two seeders each naming the other, every
    * holder declined it for good and a resumed get failed with exit 6.
    */
-  askCopies (i: number): number { return Math.max(1, this.copies(i) - this.seededCount[i]) }
+  askCopies (i: number): number { return Math.max(1, this.availabilityOf(i) - this.seededCount[i]) }
   get remaining (): number { return this.pieces - this.doneCount }
   /** Pieces neither done nor in flight (0: the endgame). */
   get missing (): number { return this.missingCount }
