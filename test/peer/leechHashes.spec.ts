@@ -171,6 +171,13 @@ const only = <K extends LeechEvent['event']>(r: Run, kind: K): Ev<K>[] => r.even
 /** The virtual time an event was emitted. */
 const timeOf = (r: Run, e: LeechEvent): number => r.times[r.events.indexOf(e)]
 
+/** A later run of the same download, from what `earlier` kept, with one complete holder (A). */
+function nextRun (earlier: MemorySink): { r2: Run, again: MemorySink } {
+  const again = new MemorySink(file.meta, [...earlier.kept], Infinity, earlier.data)
+  const ts2 = newScheduler()
+  return { r2: run(ts2, { ...world(ts2, file, [A], {}).deps, openSink: () => again }), again }
+}
+
 /** The download ended well: every byte right, committed, `done` last. */
 function expectDone (r: Run, sink: MemorySink, f: TestFile = file): void {
   expect(r.error).toBeUndefined()
@@ -489,9 +496,7 @@ describe('leech: piece integrity', () => {
       expect([...earlier.kept].sort()).toEqual([0, 2, 3, 4])
       expect(earlier.committed).toBe(false)
 
-      const again = new MemorySink(file.meta, [...earlier.kept], Infinity, earlier.data)
-      const ts2 = newScheduler()
-      const r2 = run(ts2, { ...world(ts2, file, [A], {}).deps, openSink: () => again })
+      const { r2, again } = nextRun(earlier)
       expect(only(r2, 'piece').map((e) => e.index)).toEqual([1])
       expect(r2.error).toBeUndefined()
       expect(again.data.equals(file.content)).toBe(true)
@@ -514,9 +519,7 @@ describe('leech: piece integrity', () => {
       expect([...earlier.kept].sort()).toEqual([0, 1, 3, 4])
       expect(earlier.committed).toBe(false)
 
-      const again = new MemorySink(file.meta, [...earlier.kept], Infinity, earlier.data)
-      const ts2 = newScheduler()
-      const r2 = run(ts2, { ...world(ts2, file, [A], {}).deps, openSink: () => again })
+      const { r2, again } = nextRun(earlier)
       expect(only(r2, 'piece').map((e) => e.index)).toEqual([2])
       expect(r2.error).toBeUndefined()
       expect(again.data.equals(file.content)).toBe(true)
