@@ -51,6 +51,15 @@ export const MAX_TRACKER_NODES = 100_000
 export const MAX_TRACKER_FILES_PER_NODE = 12_000
 /** A shared file a full tracker refused (FULL) is offered again after this long. */
 export const FULL_RETRY_MS = 30_000
+/**
+ * A file's entry (its size and root) stands against a claim that contradicts it for this long
+ * after its last live holder went, and after a restart for the entries the store kept: its
+ * holders come back within seconds (a peer's restart; after the tracker's, their next heartbeat
+ * and publish, HEARTBEAT_BACKOFF_MAX_MS at most apart). Before, the entry was replaceable at once,
+ * and a node that published every known id with a junk size right after a tracker restart took
+ * them all: the real holders' publishes were refused for as long as it stayed up.
+ */
+export const UNHELD_ENTRY_STANDS_MS = 60_000
 
 // ---- segmentation ----
 /** Smallest piece: each piece costs a request, a hash check and a write, so tiny pieces cap throughput. */

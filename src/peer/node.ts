@@ -42,6 +42,8 @@ export interface NodeOptions {
   uploadLimit?: number
   downloadLimit?: number
   heartbeatMs?: number
+  /** A shared file the tracker refused (FULL) or lists under another root is offered again after this long (default FULL_RETRY_MS). */
+  publishRetryMs?: number
   /** Tracker request tuning (tests use short timeouts). */
   trackerTimeoutMs?: number
   trackerAttempts?: number
@@ -106,8 +108,8 @@ export class Lp2pNode {
   /** An idle uplink tells held watches what it has (a node that does not serve never holds any). */
   private readonly kicker = new WatchKicker(() => this.served.values(), () => this.server !== null && this.server.queuedPieceBytes === 0, asyncScheduler)
   private readonly shared = new Map<string, LocalFile & { meta?: FileMetaData }>()
-  /** Shared files a full tracker refused, and when to offer them again. */
-  private readonly refusedFull = new Map<string, number>()
+  /** Shared files a full tracker refused, or listed under another root, and when to offer them again. */
+  private readonly retryAt = new Map<string, number>()
   /** Downloads (running or done), by file id: what they hold and how they are served. */
   private readonly held = new Map<string, HeldDownload<MappedFile>>()
   private local: LocalFile[] = []
@@ -258,7 +260,14 @@ export class Lp2pNode {
           // (a file published after start, found by a scan or retried by a heartbeat after the
           // tracker was down, is told once; those published by start are in `publishedFiles`)
           const first = entry.meta === undefined
+          const wasDisputed = entry.meta !== undefined && disputesRoot(entry.meta, f)
           entry.meta = meta
+          if (disputesRoot(meta, f)) {
+            // listed under a root a node that does not hold this file published first: offered again
+            // after a while, as the tracker lets the real root replace it once that node is gone
+            this.retryAt.set(f.fileId, Date.now() + (this.opts.publishRetryMs ?? FULL_RETRY_MS))
+            if (!wasDisputed) this.log.warn({ file: f.name, fileId: f.fileId, root: f.root, trackerRoot: meta.root }, 'the tracker lists this file under another root (published first by a node that does not hold it?): gets cannot check its pieces; offered again every 30 s')
+          }
           this.served.set(meta.hash, servedShare(meta, () => f.file, () => f.blockSize === meta.blockSize ? f.pieceHashes : null, () => f.file.checkSize()))
           if (first && this.started && !this.closed) this.shareEvents.next({ event: 'shared', name: meta.name, fileId: meta.hash, size: meta.size, blockSize: meta.blockSize, pieces: meta.pieces })
         }),
@@ -270,7 +279,7 @@ export class Lp2pNode {
           if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.full) {
             const entry = this.shared.get(f.fileId)
             if (entry !== undefined && entry.file === f.file) entry.meta = undefined
-            this.refusedFull.set(f.fileId, Date.now() + FULL_RETRY_MS)
+            this.retryAt.set(f.fileId, Date.now() + (this.opts.publishRetryMs ?? FULL_RETRY_MS))
           }
           // (said once per batch, with how many: a tracker away while thousands are published would be thousands of lines)
           if (failed++ === 0) firstFailure = { file: f.name, err: err.message }
@@ -541,8 +550,11 @@ export class Lp2pNode {
         // (shared files the tracker has not acknowledged, and withdraws it has not, are sent
         // again on their own: a beat does not wait for thousands of them)
         const now = Date.now()
-        for (const [id, until] of this.refusedFull) if (until <= now || !this.shared.has(id)) this.refusedFull.delete(id)
-        const unpublished = this.local.filter((f) => this.shared.get(f.fileId)?.meta === undefined && !this.refusedFull.has(f.fileId))
+        for (const [id, until] of this.retryAt) if (until <= now || !this.shared.has(id)) this.retryAt.delete(id)
+        const unpublished = this.local.filter((f) => {
+          const meta = this.shared.get(f.fileId)?.meta
+          return (meta === undefined || disputesRoot(meta, f)) && !this.retryAt.has(f.fileId)
+        })
         if (unpublished.length > 0) this.fire(this.publishShared(unpublished))
         this.sendWithdraws()
         return [this.refreshClusters(), ...this.listedHeld.filter((h) => !h.complete).map((h) => this.publishHeld(h))]
@@ -732,4 +744,9 @@ export class Lp2pNode {
 
   /** Peers connected to this node's piece server right now (for `peer`'s status line). */
   get peerConnections (): number { return this.server?.connections ?? 0 }
+}
+
+/** The tracker lists a file of ours under a root other than the one its pieces hash to (with the same segmentation). */
+function disputesRoot (meta: FileMetaData, f: LocalFile): boolean {
+  return meta.blockSize === f.blockSize && meta.root !== undefined && meta.root !== f.root
 }

@@ -86,7 +86,7 @@ function handle (r: Inbound, reg: Registry, now: number, heartbeatMs: number): T
       reg.withdraw(node(m.nodeId, m.port), m.fileId, now)
       return { type: 'withdrawn', tx: m.tx }
     case 'leave':
-      reg.leave(node(m.nodeId, m.port))
+      reg.leave(node(m.nodeId, m.port), now)
       return { type: 'left', tx: m.tx }
     case 'connect': // answered before a token is asked for
       throw new Error('unreachable')

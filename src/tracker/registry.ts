@@ -1,5 +1,5 @@
 import { ID_IN_USE, MAX_FILES_PER_NODE_ITEM, type FileMetaData, type NodeInfo } from '../protocol/messages'
-import { MAX_FILE_SIZE, MAX_TRACKER_FILES, MAX_TRACKER_FILES_PER_NODE, MAX_TRACKER_NODES } from '../limits'
+import { MAX_FILE_SIZE, MAX_TRACKER_FILES, MAX_TRACKER_FILES_PER_NODE, MAX_TRACKER_NODES, UNHELD_ENTRY_STANDS_MS } from '../limits'
 import { fileMeta } from '../protocol/segmentation'
 
 interface NodeState {
@@ -92,6 +92,12 @@ export class Registry {
    */
   private readonly unheld = new Map<string, true>()
   /**
+   * When files lost their last holder (or the tracker restarted): for UNHELD_ENTRY_STANDS_MS from
+   * then, an entry stands against claims that contradict it, whoever holds it meanwhile (see
+   * `publish`). Kept until a claim finds it over, or the file is forgotten.
+   */
+  private readonly orphanedAt = new Map<string, number>()
+  /**
    * Per host, the files its live nodes hold (fileId → how many of its nodes hold it): a full
    * registry takes a new file from a host holding fewer by forgetting one of the biggest host's
    * (see `fairVictim`). Node ids are free, so a per-node cap alone let one host with a few ids
@@ -102,11 +108,13 @@ export class Registry {
   /**
    * @param random for `sampleNodes` (seeded in simulations)
    * @param maxFiles most files kept: beyond, the longest unheld is forgotten, and with none unheld the publish is refused (FULL)
+   * @param startedAt now, on the clock later calls pass: the entries the store kept have been unheld since
+   * @param standsMs how long an unheld entry stands against claims that contradict it
    */
-  constructor (readonly files: FileStore = new MemoryFileStore(), private readonly ttlMs: number, private readonly random: () => number = Math.random, private readonly maxFiles = MAX_TRACKER_FILES) {
+  constructor (readonly files: FileStore = new MemoryFileStore(), private readonly ttlMs: number, private readonly random: () => number = Math.random, private readonly maxFiles = MAX_TRACKER_FILES, startedAt = 0, private readonly standsMs = UNHELD_ENTRY_STANDS_MS) {
     // a registry kept across a restart: nobody holds anything until the nodes publish again
     for (let page = files.list(undefined, 1000); page.length > 0; page = files.list(page[page.length - 1].hash, 1000)) {
-      for (const m of page) this.unheld.set(m.hash, true)
+      for (const m of page) { this.unheld.set(m.hash, true); this.orphanedAt.set(m.hash, startedAt) }
     }
   }
 
@@ -128,11 +136,17 @@ export class Registry {
     let meta = this.files.get(file.hash)
     // The tracker cannot check a file's size, root or name: what it has stands while some other
     // live node backs it (any holder backs the size, which every holder's publish matched; a
-    // complete holder, which checked it, the root). A node that published a wrong size or a junk
-    // root for a known hash (ids of public files are public) blocked or broke that file for good
-    // before, also across restarts with --data; now, with no live backer left, the next claim
-    // replaces it.
+    // complete holder, which checked it, the root), and for UNHELD_ENTRY_STANDS_MS after its last
+    // holder went (or the tracker restarted), which gives them time to come back. A node that
+    // published a wrong size or a junk root for a known hash (ids of public files are public)
+    // blocked or broke that file for good before, also across restarts with --data; now, with no
+    // backer left for that long, the next claim replaces it.
     const backed = (complete: boolean): boolean => {
+      const orphaned = this.orphanedAt.get(file.hash)
+      if (orphaned !== undefined) {
+        if (now - orphaned < this.standsMs) return true
+        this.orphanedAt.delete(file.hash)
+      }
       for (const id of this.holders.get(file.hash) ?? []) {
         if (id === node.nodeId) continue
         const have = this.nodes.get(id)?.files.get(file.hash)
@@ -208,12 +222,12 @@ export class Registry {
     else if (mine.delete(fileId) && mine.size === 0) this.byHost.delete(n.host)
   }
 
-  /** `n` no longer holds `fileId`, nor is it one of its holders (a file left with none is unheld). */
-  private stopHolding (n: NodeState, fileId: string): void {
+  /** `n` no longer holds `fileId`, nor is it one of its holders (a file left with none is unheld from `now`). */
+  private stopHolding (n: NodeState, fileId: string, now: number): void {
     this.release(n, fileId)
     const h = this.holders.get(fileId)
     h?.delete(n.nodeId)
-    if (h?.size === 0) this.unhold(fileId)
+    if (h?.size === 0) this.unhold(fileId, now)
   }
 
   /** Every node stops holding `fileId` (its entry is made anew). */
@@ -231,6 +245,7 @@ export class Registry {
     this.forgetHolders(fileId)
     this.files.delete(fileId)
     this.namedBy.delete(fileId)
+    this.orphanedAt.delete(fileId)
   }
 
   /**
@@ -279,10 +294,12 @@ export class Registry {
     }
   }
 
-  /** A file lost its last live holder. */
-  private unhold (fileId: string): void {
+  /** A file lost its last live holder, at `now`. */
+  private unhold (fileId: string, now: number): void {
     this.holders.delete(fileId)
-    if (this.files.get(fileId) !== undefined) this.unheld.set(fileId, true)
+    if (this.files.get(fileId) === undefined) return
+    this.unheld.set(fileId, true)
+    this.orphanedAt.set(fileId, now)
   }
 
   /**
@@ -330,13 +347,13 @@ export class Registry {
   /** A node no longer holds a file (a node the tracker does not know holds nothing: nothing changes). */
   withdraw (node: { nodeId: string, host: string, port: number }, fileId: string, now: number): void {
     if (!this.nodes.has(node.nodeId)) return
-    this.stopHolding(this.touch(node, now), fileId)
+    this.stopHolding(this.touch(node, now), fileId, now)
   }
 
   /** A node closing: it is forgotten at once, if the request comes from where it was last seen (another address claiming its id changes nothing). */
-  leave (node: { nodeId: string, host: string, port: number }): void {
+  leave (node: { nodeId: string, host: string, port: number }, now: number): void {
     const n = this.nodes.get(node.nodeId)
-    if (n !== undefined && n.host === node.host && n.port === node.port) this.drop(n)
+    if (n !== undefined && n.host === node.host && n.port === node.port) this.drop(n, now)
   }
 
   /** Drop nodes silent for longer than the TTL. Returns how many went. */
@@ -344,7 +361,7 @@ export class Registry {
     let gone = 0
     for (const n of this.nodes.values()) {
       if (now - n.lastSeen <= this.ttlMs) continue
-      this.drop(n)
+      this.drop(n, now)
       gone++
     }
     // joins wait for the next full listing (status, the dashboard), which may not come for a long
@@ -353,10 +370,10 @@ export class Registry {
     return gone
   }
 
-  private drop (n: NodeState): void {
+  private drop (n: NodeState, now: number): void {
     this.nodes.delete(n.nodeId)
     this.dropped = true
-    for (const f of n.files.keys()) this.stopHolding(n, f) // (deleting the entry being visited is safe in a Map)
+    for (const f of n.files.keys()) this.stopHolding(n, f, now) // (deleting the entry being visited is safe in a Map)
   }
 
   /** Live nodes in id order, after `after`, optionally only those holding `fileId`. */

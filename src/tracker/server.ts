@@ -15,6 +15,8 @@ export interface TrackerServerOptions {
   port?: number
   files?: FileStore
   ttlMs?: number
+  /** How long a file's entry stands against contradicting claims once unheld (default UNHELD_ENTRY_STANDS_MS). */
+  entryStandsMs?: number
   heartbeatMs?: number
   /** Datagrams per second handled from one source address (twice that in a burst). */
   ratePerSource?: number
@@ -83,7 +85,7 @@ export class TrackerServer {
   observer: TrackerObserver | undefined
 
   constructor (private readonly opts: TrackerServerOptions = {}) {
-    this.registry = new Registry(opts.files, opts.ttlMs ?? NODE_TTL_MS)
+    this.registry = new Registry(opts.files, opts.ttlMs ?? NODE_TTL_MS, Math.random, undefined, Date.now(), opts.entryStandsMs) // (the flow's clock: asyncScheduler's)
     this.observer = opts.observer
     this.limiter = new SourceLimiter(opts.ratePerSource ?? TRACKER_RATE_PER_SOURCE, 2 * (opts.ratePerSource ?? TRACKER_RATE_PER_SOURCE))
   }

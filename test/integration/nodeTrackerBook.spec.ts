@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { Lp2pNode, TrackerServer } from '../../src'
@@ -167,5 +168,39 @@ describe('a node at a full tracker', () => {
     await sleep(3000) // ten heartbeats
     // (before: all six each beat, about sixty; now the refused one waits FULL_RETRY_MS)
     expect(publishes['127.0.0.1'] - settled).toBeLessThan(3)
+  }, 30_000)
+})
+
+describe('a node the tracker lists under another root', () => {
+  it('offers its root again now and then (not with every heartbeat) until the tracker takes it: the junk root of a squatter that published first and left is replaced', async () => {
+    const dir = tempDir('root')
+    const share = path.join(dir, 's')
+    fs.mkdirSync(share)
+    const data = Buffer.alloc(300_000, 7)
+    fs.writeFileSync(path.join(share, 'x.bin'), data)
+    const fileId = createHash('sha256').update(data).digest('hex')
+    const tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
+    const t = await tracker.start()
+    const reg = tracker.registry as unknown as { publish: (node: { host: string }, ...rest: unknown[]) => unknown }
+    const publish = reg.publish.bind(reg)
+    let publishes = 0
+    reg.publish = (node, ...rest) => { if (node.host === '127.0.0.1') publishes++; return publish(node, ...rest) }
+    // the squatter, at another address: the id first, then a junk root with the tracker's segmentation
+    const squatter = { nodeId: 'f'.repeat(32), host: '10.9.9.9', port: 1 }
+    const junk = '11'.repeat(32)
+    const { blockSize } = tracker.registry.publish(squatter, { name: 'x.bin', hash: fileId, size: data.length }, Date.now())
+    tracker.registry.publish(squatter, { name: 'x.bin', hash: fileId, size: data.length, blockSize, root: junk }, Date.now())
+    const node = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, heartbeatMs: 100, publishRetryMs: 1000, watch: { settleMs: 100, rescanMs: 60_000 } })
+    stopAfter(dir, node, () => tracker)
+    await node.start()
+    const first = publishes
+    await sleep(2000) // twenty heartbeats; the squatter is live: its root stands
+    expect(tracker.registry.files.get(fileId)?.root).toBe(junk)
+    expect(publishes - first).toBeGreaterThanOrEqual(1)
+    expect(publishes - first).toBeLessThanOrEqual(3)
+    tracker.registry.leave(squatter, Date.now())
+    const root = await until(() => tracker.registry.files.get(fileId)?.root, (r) => r !== junk, 5000)
+    expect(root).not.toBe(junk)
+    expect(root).toMatch(/^[0-9a-f]{64}$/)
   }, 30_000)
 })

@@ -1,5 +1,5 @@
 import { IndexedSet, MemoryFileStore, Registry, RegistryFullError } from '../../src/tracker/registry'
-import { MAX_FILE_SIZE, MAX_PIECES, MAX_TRACKER_FILES_PER_NODE, MAX_TRACKER_NODES } from '../../src/limits'
+import { MAX_FILE_SIZE, MAX_PIECES, MAX_TRACKER_FILES_PER_NODE, MAX_TRACKER_NODES, UNHELD_ENTRY_STANDS_MS } from '../../src/limits'
 import { MAX_FILES_PER_NODE_ITEM } from '../../src/protocol/messages'
 
 describe('Registry.sampleNodes and IndexedSet', () => {
@@ -87,7 +87,7 @@ describe('Registry: what a client may not do to others', () => {
     expect(() => reg.announce(thief, 0, 1)).toThrow(/in use from another address/)
     expect(() => reg.publish(thief, { name: 'x.bin', hash: hash(2), size: 1 }, 1)).toThrow(/in use from another address/)
     expect(() => reg.withdraw(thief, hash(1), 1)).toThrow(/in use from another address/)
-    reg.leave(thief)
+    reg.leave(thief, 1)
     expect(reg.files.get(hash(2))).toBeUndefined() // the refused publish left no file behind
     expect(reg.listNodes(undefined, undefined, 10)).toMatchObject([{ nodeId: id(1), host: '10.0.0.1', port: 4000, files: [{ fileId: hash(1) }] }])
     reg.announce({ ...victim, port: 4001 }, 1, 2)
@@ -163,7 +163,7 @@ describe('Registry: what a client may not do to others', () => {
     expect(reg.files.list(undefined, 10).map((f) => f.name)).toEqual(['f1', 'f3', 'f4'])
     // a file held again is not forgotten: f1 is republished, so f3's holder leaving makes f3 the one
     reg.publish(b, { name: 'f1', hash: hash(1), size: 1000 }, 4)
-    reg.leave(a)
+    reg.leave(a, 4)
     reg.publish(b, { name: 'f5', hash: hash(5), size: 1000 }, 5)
     expect(reg.files.list(undefined, 10).map((f) => f.name)).toEqual(['f1', 'f4', 'f5'])
   })
@@ -234,7 +234,7 @@ describe('Registry: what a client may not do to others', () => {
     const at = (i: number): { nodeId: string, host: string, port: number } => ({ nodeId: id(i), host: `10.0.${i >> 8}.${i & 255}`, port: 1 })
     for (let i = 999; i >= 0; i--) reg.announce(at(i), 0, i < 500 ? 0 : 10_000)
     expect(reg.listNodes(undefined, undefined, 2000).map((n) => n.nodeId)).toEqual(Array.from({ length: 1000 }, (_, i) => id(i)))
-    reg.leave(at(7))
+    reg.leave(at(7), 10_000)
     reg.announce(at(7), 0, 10_000) // gone and back before the next listing
     reg.announce(at(1234), 0, 10_000)
     reg.expire(16_000) // 0–499 except 7 were last seen at 0
@@ -249,28 +249,30 @@ describe('Registry: what a client may not do to others', () => {
     order.forEach((i, t) => reg.announce({ nodeId: id(i), host: `10.0.0.${i}`, port: i }, 0, t * 1000))
     expect(reg.listNodes(undefined, undefined, 3).map((n) => n.nodeId)).toEqual([id(1), id(3), id(5)])
     expect(reg.listNodes(undefined, id(5), 3).map((n) => n.nodeId)).toEqual([id(7), id(9)])
-    reg.leave({ nodeId: id(3), host: '10.0.0.3', port: 3 })
+    reg.leave({ nodeId: id(3), host: '10.0.0.3', port: 3 }, 5000)
     reg.expire(15_500) // 7 (seen at 0) goes
     expect(reg.listNodes(undefined, undefined, 10).map((n) => n.nodeId)).toEqual([id(1), id(5), id(9)])
   })
 })
 
-describe('Registry.publish: claims stand only while their node is live', () => {
+describe('Registry.publish: claims stand while their node is live, and a minute after', () => {
   const node = (i: number): { nodeId: string, host: string, port: number } => ({ nodeId: String(i).padStart(32, '0'), host: `10.0.0.${i}`, port: 1000 + i })
   const hash = 'ab'.repeat(32)
+  const later = UNHELD_ENTRY_STANDS_MS
 
-  it('a wrong size published first blocks the real one only while its publisher is live; then the real one replaces it', () => {
+  it('a wrong size published first blocks the real one while its publisher is live and a minute after; then the real one replaces it', () => {
     const reg = new Registry(undefined, 15_000)
     reg.publish(node(1), { name: 'x.iso', hash, size: 12345 }, 0) // the squatter
     expect(() => reg.publish(node(2), { name: 'x.iso', hash, size: 3_000_000 }, 1)).toThrow(/does not match/)
-    reg.leave(node(1))
-    const meta = reg.publish(node(2), { name: 'x.iso', hash, size: 3_000_000 }, 2)
+    reg.leave(node(1), 2)
+    expect(() => reg.publish(node(2), { name: 'x.iso', hash, size: 3_000_000 }, 2 + later - 1)).toThrow(/does not match/)
+    const meta = reg.publish(node(2), { name: 'x.iso', hash, size: 3_000_000 }, 2 + later)
     expect(meta.size).toBe(3_000_000)
     expect(reg.files.get(hash)?.size).toBe(3_000_000)
     expect(reg.sampleNodes(hash, 10).map((n) => n.nodeId)).toEqual([node(2).nodeId])
   })
 
-  it('a junk root from a first complete holder gives way to the real one once that holder is gone; not before', () => {
+  it('a junk root from a first complete holder gives way to the real one once that holder is gone for a minute; not before', () => {
     const reg = new Registry(undefined, 15_000)
     const first = reg.publish(node(1), { name: 'x.iso', hash, size: 1 << 20 }, 0) // learns the block size
     reg.publish(node(1), { name: 'x.iso', hash, size: 1 << 20, blockSize: first.blockSize, root: '11'.repeat(32) }, 0)
@@ -279,10 +281,34 @@ describe('Registry.publish: claims stand only while their node is live', () => {
     expect(reg.files.get(hash)?.root).toBe('11'.repeat(32))
     reg.expire(20_000) // both went silent; the honest one comes back first
     reg.publish(node(2), { name: 'x.iso', hash, size: 1 << 20, blockSize: first.blockSize, root: '22'.repeat(32) }, 20_001)
+    expect(reg.files.get(hash)?.root).toBe('11'.repeat(32)) // (unheld since 20 s: the entry stands a minute)
+    // the honest node offers its root again (a node does, every 30 s, while it is listed under another)
+    reg.publish(node(2), { name: 'x.iso', hash, size: 1 << 20, blockSize: first.blockSize, root: '22'.repeat(32) }, 20_000 + later / 2)
+    expect(reg.files.get(hash)?.root).toBe('11'.repeat(32))
+    reg.publish(node(2), { name: 'x.iso', hash, size: 1 << 20, blockSize: first.blockSize, root: '22'.repeat(32) }, 20_000 + later)
     expect(reg.files.get(hash)?.root).toBe('22'.repeat(32))
     // and now the squatter is the one refused
-    reg.publish(node(1), { name: 'x.iso', hash, size: 1 << 20, blockSize: first.blockSize, root: '11'.repeat(32) }, 20_002)
+    reg.publish(node(1), { name: 'x.iso', hash, size: 1 << 20, blockSize: first.blockSize, root: '11'.repeat(32) }, 20_000 + later + 1)
     expect(reg.files.get(hash)?.root).toBe('22'.repeat(32))
+  })
+
+  it('after a restart, an entry the store kept stands a minute against contradicting claims: a squatter racing the real holders back loses', () => {
+    const store = new MemoryFileStore()
+    const before = new Registry(store, 15_000)
+    const first = before.publish(node(1), { name: 'x.iso', hash, size: 1 << 20 }, 0)
+    const meta = before.publish(node(1), { name: 'x.iso', hash, size: 1 << 20, blockSize: first.blockSize, root: '22'.repeat(32) }, 0)
+    const start = 1_000_000
+    const reg = new Registry(store, 15_000, Math.random, undefined, start) // restarted: same files, no nodes
+    expect(() => reg.publish(node(9), { name: 'x.iso', hash, size: 777 }, start + 10)).toThrow(/does not match/)
+    reg.publish(node(9), { name: 'x.iso', hash, size: 1 << 20, blockSize: first.blockSize, root: '99'.repeat(32) }, start + 20)
+    expect(reg.files.get(hash)).toEqual(meta)
+    // the real holder is back (its next heartbeat): it backs the entry from then on
+    reg.publish(node(1), { name: 'x.iso', hash, size: 1 << 20, blockSize: first.blockSize, root: '22'.repeat(32) }, start + 6_000)
+    expect(() => reg.publish(node(9), { name: 'x.iso', hash, size: 777 }, start + later + 1)).toThrow(/does not match/)
+    expect(reg.files.get(hash)).toEqual(meta)
+    // nobody came back for a minute: the entry gives way, as before
+    const fresh = new Registry(store, 15_000, Math.random, undefined, start)
+    expect(fresh.publish(node(9), { name: 'x.iso', hash, size: 777 }, start + later).size).toBe(777)
   })
 
   it('a sharer renames its own file; another sharer cannot rename it while the first is live', () => {
@@ -290,7 +316,7 @@ describe('Registry.publish: claims stand only while their node is live', () => {
     reg.publish(node(1), { name: 'old.iso', hash, size: 1 << 20 }, 0)
     expect(reg.publish(node(2), { name: 'evil.iso', hash, size: 1 << 20 }, 1).name).toBe('old.iso')
     expect(reg.publish(node(1), { name: 'new.iso', hash, size: 1 << 20 }, 2).name).toBe('new.iso')
-    reg.leave(node(1))
+    reg.leave(node(1), 3)
     expect(reg.publish(node(2), { name: 'other.iso', hash, size: 1 << 20 }, 3).name).toBe('other.iso')
   })
 
@@ -300,21 +326,21 @@ describe('Registry.publish: claims stand only while their node is live', () => {
     reg.publish(node(1), { name: 'x.iso', hash, size: 1 << 20, blockSize: first.blockSize, root: '22'.repeat(32) }, 0)
     reg.publish(node(2), { name: 'x.iso', hash, size: 1 << 20, blockSize: first.blockSize, root: '22'.repeat(32), have: first.pieces }, 1) // finished download
     reg.publish(node(3), { name: 'x.iso', hash, size: 1 << 20, have: 1 }, 1) // half way
-    reg.leave(node(1))
+    reg.leave(node(1), 2)
     expect(() => reg.publish(node(9), { name: 'x.iso', hash, size: 12345 }, 2)).toThrow(/does not match/)
     reg.publish(node(9), { name: 'x.iso', hash, size: 1 << 20, blockSize: first.blockSize, root: '99'.repeat(32) }, 2)
     expect(reg.files.get(hash)).toMatchObject({ size: 1 << 20, root: '22'.repeat(32) })
     expect(reg.sampleNodes(hash, 10).map((n) => n.nodeId).sort()).toEqual([node(2).nodeId, node(3).nodeId, node(9).nodeId])
     // with only a partial holder left, the size still stands (the root does not: no one checked it)
-    reg.leave(node(2)); reg.leave(node(9))
+    reg.leave(node(2), 3); reg.leave(node(9), 3)
     expect(() => reg.publish(node(8), { name: 'x.iso', hash, size: 777 }, 3)).toThrow(/does not match/)
   })
 
   it('a publish refused for another reason changes nothing, also when it would have replaced the entry', () => {
     const reg = new Registry(undefined, 15_000)
     const meta = reg.publish(node(1), { name: 'x.iso', hash, size: 1 << 20 }, 0)
-    reg.leave(node(1))
-    expect(() => reg.publish(node(9), { name: 'x.iso', hash, size: 1000, have: 999_999 }, 1)).toThrow(/have/)
+    reg.leave(node(1), 1)
+    expect(() => reg.publish(node(9), { name: 'x.iso', hash, size: 1000, have: 999_999 }, 1 + later)).toThrow(/have/)
     expect(reg.files.get(hash)).toEqual(meta)
   })
 
@@ -323,8 +349,8 @@ describe('Registry.publish: claims stand only while their node is live', () => {
     const before = new Registry(store, 15_000)
     const meta = before.publish(node(1), { name: 'x.iso', hash, size: 1 << 20 }, 0)
     const reg = new Registry(store, 15_000) // restarted: same files, no nodes
-    reg.publish(node(1), { name: 'x.iso', hash, size: 1 << 20 }, 1)
-    expect(() => reg.publish(node(3), { name: 'x.iso', hash, size: 999 }, 2)).toThrow(/does not match/)
+    reg.publish(node(1), { name: 'x.iso', hash, size: 1 << 20 }, later + 1) // (back late: past the minute the entry stands alone)
+    expect(() => reg.publish(node(3), { name: 'x.iso', hash, size: 999 }, later + 2)).toThrow(/does not match/)
     expect(reg.files.get(hash)).toEqual(meta)
   })
 })
