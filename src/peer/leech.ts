@@ -365,7 +365,8 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
           next: guard((c: { position: number, data: Buffer }) => {
             if (picker.isDone(index)) return
             const bytes = c.data.length // the sink owns the buffer once stored (it may move it to a worker)
-            sink.stored(c.position, c.data)
+            // (whatever the sink throws is ours, never the peer's fault: the download stops with it)
+            try { sink.stored(c.position, c.data) } catch (err) { throw err instanceof StorageError ? err : new StorageError(`storing piece ${index}: ${(err as Error).message}`, err) }
             picker.done(id, index)
             progressAt = scheduler.now()
             busyStreak.delete(id)

@@ -1,15 +1,15 @@
-import { createHash } from 'node:crypto'
+import { createHash, type Hash } from 'node:crypto'
 import fs from 'node:fs'
 import { defer, map, of, type Observable } from 'rxjs'
 import { StorageError } from '../errors'
 import type { FileMetaData } from '../protocol/messages'
 import type { PieceSink } from '../peer/leech'
 import type { BufferPool } from './bufferPool'
-import { OrderedHasher } from './orderedHasher'
+import { OrderedHasher, type HashTarget } from './orderedHasher'
 import { PartFile } from './partFile'
 import type { MappedFile } from './mappedFile'
 import { WorkerHashTarget } from './workerHash'
-import { loadState, removeState, saveState } from './resumeState'
+import { loadState, removeState, saveState, stateIsFor } from './resumeState'
 import { clearBit, hasBit, setBit } from '../peer/picker'
 
 /** Files from this size on are hashed in a worker thread (below it, starting one costs more than it saves). */
@@ -39,11 +39,13 @@ export class FileSink implements PieceSink {
   constructor (private readonly meta: FileMetaData, outDir: string, private readonly pool?: BufferPool) {
     // (an earlier run of this download under the file's former name, its sharers having renamed it
     // since, resumes too, instead of starting over beside a .part left for good)
-    this.part = PartFile.open(outDir, meta.name, meta.size, meta.hash, { adopt: (other) => loadState(other, meta) !== null })
+    // (a .part found at the name is taken only if its state names this file: another program's
+    // partial download, or a user's file, was resized, overwritten and renamed, or removed)
+    this.part = PartFile.open(outDir, meta.name, meta.size, meta.hash, { adopt: (other) => loadState(other, meta) !== null, ours: (p) => stateIsFor(p, meta.hash) })
     const release = (b: Buffer): void => pool?.release(b)
     // big files are hashed in a worker thread, beside the transfer instead of on its core
-    if (meta.size >= WORKER_HASH_MIN_BYTES) this.worker = new WorkerHashTarget(this.part.partPath, (b) => pool?.owns(b) ?? false, (b) => pool?.adopt(b), (b) => pool?.claim(b))
-    this.hasher = new OrderedHasher(meta.size, this.worker ?? (() => this.part.source()), undefined, release)
+    if (meta.size >= WORKER_HASH_MIN_BYTES) this.worker = new WorkerHashTarget(this.part.descriptor as number, (b) => pool?.owns(b) ?? false, (b) => pool?.adopt(b), (b) => pool?.claim(b))
+    this.hasher = new OrderedHasher(meta.size, this.worker ?? new PartHashTarget(this.part), undefined, release)
     // a resumed download: what the last run wrote and verified is read back, not fetched again
     // (not from a .part made now: a state whose .part was deleted would claim zeros as pieces)
     if (this.part.fresh) removeState(this.part.partPath)
@@ -178,11 +180,38 @@ export class FileSink implements PieceSink {
 /** SHA-256 of `length` bytes at `offset` read through `fd` (pread, `buf` at a time); null when the file ends before. */
 function digestRange (fd: number, offset: number, length: number, buf: Buffer): Buffer | null {
   const h = createHash('sha256')
+  return hashRange(fd, offset, length, buf, h) ? h.digest() : null
+}
+
+/** `length` bytes at `offset` read through `fd` into `h`, `buf` at a time: false when the file ends before. */
+function hashRange (fd: number, offset: number, length: number, buf: Buffer, h: Hash): boolean {
   for (let pos = offset, end = offset + length; pos < end;) {
     const n = fs.readSync(fd, buf, 0, Math.min(buf.length, end - pos), pos)
-    if (n <= 0) return null
+    if (n <= 0) return false
     h.update(buf.subarray(0, n))
     pos += n
   }
-  return h.digest()
+  return true
+}
+
+/**
+ * The whole-file hash in this thread (files below WORKER_HASH_MIN_BYTES). Pieces it did not hold
+ * are read back through the download's descriptor: read through a mapping of the .part, one that
+ * another program truncated killed the get with SIGBUS. A read that comes back short (or fails)
+ * makes the digest '', never equal to an id: the final check then finds the pieces that changed.
+ */
+class PartHashTarget implements HashTarget {
+  private readonly hash = createHash('sha256')
+  private broken = false
+  private buf: Buffer | null = null
+  constructor (private readonly part: PartFile) {}
+  update (data: Buffer): boolean { if (!this.broken) this.hash.update(data); return false }
+  updateFromDisk (offset: number, length: number): void {
+    const fd = this.part.descriptor
+    if (this.broken) return
+    this.buf ??= Buffer.allocUnsafe(READ_CHUNK)
+    try { this.broken = fd === null || !hashRange(fd, offset, length, this.buf, this.hash) } catch { this.broken = true }
+  }
+
+  digest (): Observable<string> { return of(this.broken ? '' : this.hash.digest('hex')) }
 }

@@ -43,8 +43,11 @@ export class PartFile implements PositionalWriter {
    * @param o.freeBytes what the file system holding a folder has free (null: cannot tell)
    * @param o.adopt with no .part of this name, whether another one of the folder (by its path) is
    *   this download's under a former name of the file: it is moved here (see `adoptRenamedPart`)
+   * @param o.ours whether a .part found at the name is an earlier run's of this download (its
+   *   state names the file): one that is not (another program's partial download, a user's file)
+   *   is refused, never resized, written or removed. Without it, any .part found is taken.
    */
-  static open (dir: string, name: string, size: number, fileId?: string, o: { freeBytes?: (dir: string) => number | null, adopt?: (otherPart: string) => boolean } = {}): PartFile {
+  static open (dir: string, name: string, size: number, fileId?: string, o: { freeBytes?: (dir: string) => number | null, adopt?: (otherPart: string) => boolean, ours?: (partPath: string) => boolean } = {}): PartFile {
     const freeBytes = o.freeBytes ?? freeSpace
     safeFileName(name)
     const partPath = path.join(dir, `${fileId === undefined ? name : partStem(name, fileId)}.part`)
@@ -71,31 +74,45 @@ export class PartFile implements PositionalWriter {
       fs.rmSync(lockPath, { force: true })
       throw new StorageError(`${what}: ${(err as Error).message}`, err)
     }
+    // a new .part is made here (O_EXCL); one found is opened only if it is this download's
     let fd: number
+    let made = true
     try {
-      fd = fs.openSync(partPath, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o644)
+      fd = fs.openSync(partPath, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o644)
     } catch (err) {
-      return fail(`cannot open ${partPath}`, err)
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return fail(`cannot open ${partPath}`, err)
+      made = false
+      if (o.ours !== undefined && lstatOrNull(partPath)?.isFile() === true && !o.ours(partPath)) {
+        return fail(`${partPath} already exists and is not an earlier run of this download (no ${path.basename(partPath)}.state for this file beside it)`, new Error('remove it or choose another --out'))
+      }
+      try {
+        fd = fs.openSync(partPath, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK)
+      } catch (err2) {
+        return fail(`cannot open ${partPath}`, err2)
+      }
     }
-    let fresh: boolean
+    let st: fs.Stats
     try {
-      fresh = fs.fstatSync(fd).size !== size
+      st = fs.fstatSync(fd)
     } catch (err) {
       return fail(`cannot size ${partPath} to ${size} bytes`, err, fd)
     }
+    // (a FIFO or a device put at that name is not resized, nor removed)
+    if (!st.isFile()) return fail(`cannot open ${partPath}`, new Error('not a regular file'), fd)
+    const fresh = st.size !== size
     // a new download the disk has no room for: said now, not once the disk is full (a resume is
     // not checked: what it still needs is not what the file system says it allocated, on one that
     // compresses; a disk that fills up during it keeps what was verified)
     const free = fresh ? freeBytes(dir) : null
     if (free !== null && free < size) {
-      fs.rmSync(partPath, { force: true })
+      if (made) fs.rmSync(partPath, { force: true })
       return fail(`not enough free space in ${dir}`, new Error(`the download needs ${formatBytes(size)} more, ${formatBytes(free)} free`), fd)
     }
     try {
       if (fresh) fs.ftruncateSync(fd, size)
     } catch (err) {
       // (a .part of no use, as above: a file size limit, EFBIG, left an empty one behind)
-      fs.rmSync(partPath, { force: true })
+      if (made) fs.rmSync(partPath, { force: true })
       return fail(`cannot size ${partPath} to ${size} bytes`, err, fd)
     }
     return new PartFile(dir, name, partPath, size, fd, fresh, lockPath)

@@ -13,11 +13,26 @@ const MAX_STATE_BYTES = 4 * 1024 * 1024
 
 export function statePath (partPath: string): string { return `${partPath}.state` }
 
+/** The state beside `partPath` as written (null: none, unreadable, not JSON). */
+function readState (partPath: string): Partial<ResumeState> | null {
+  try {
+    const s = JSON.parse(readSmallFile(statePath(partPath), MAX_STATE_BYTES)) as unknown
+    return typeof s === 'object' && s !== null ? s as Partial<ResumeState> : null
+  } catch {
+    return null
+  }
+}
+
+/** Is the .part at `partPath` a download of file `fileId` (its state says so, whatever segmentation it was cut by)? */
+export function stateIsFor (partPath: string, fileId: string): boolean {
+  return readState(partPath)?.fileId === fileId
+}
+
 /** The verified pieces recorded for `meta`, or null when there is no usable state. */
 export function loadState (partPath: string, meta: FileMetaData): Uint8Array | null {
   try {
-    const s = JSON.parse(readSmallFile(statePath(partPath), MAX_STATE_BYTES)) as Partial<ResumeState>
-    if (s.fileId !== meta.hash || s.size !== meta.size || s.blockSize !== meta.blockSize || s.pieces !== meta.pieces || typeof s.have !== 'string') return null
+    const s = readState(partPath)
+    if (s === null || s.fileId !== meta.hash || s.size !== meta.size || s.blockSize !== meta.blockSize || s.pieces !== meta.pieces || typeof s.have !== 'string') return null
     const bits = Buffer.from(s.have, 'base64')
     if (bits.length !== Math.ceil(meta.pieces / 8)) return null
     return new Uint8Array(bits)

@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads'
 import { Observable } from 'rxjs'
+import { StorageError } from '../errors'
 import type { HashTarget } from './orderedHasher'
 
 // Plain JS, evaluated in the worker: no build step, same code under ts-node and from dist.
@@ -9,7 +10,8 @@ const crypto = require('node:crypto')
 const fs = require('node:fs')
 const hash = crypto.createHash('sha256')
 const scratch = Buffer.allocUnsafe(4 * 1024 * 1024)
-let fd = null
+// the file read back short (another program truncated it): the file's digest cannot be right
+let broken = false
 // bytes [offset, offset + length) of fd into h, read scratch at a time: false when the file ends before
 const hashRange = (fd, offset, length, h) => {
   for (let pos = offset, end = offset + length; pos < end;) {
@@ -26,11 +28,11 @@ parentPort.on('message', (m) => {
       const digest = crypto.createHash('sha256').update(new Uint8Array(m.ab, m.off, m.len)).digest()
       parentPort.postMessage({ t: 'piece', id: m.id, ab: m.ab, off: m.off, len: m.len, digest }, [m.ab])
     } else if (m.t === 'data') {
-      hash.update(new Uint8Array(m.ab, m.off, m.len))
+      if (!broken) hash.update(new Uint8Array(m.ab, m.off, m.len))
       parentPort.postMessage({ t: 'back', ab: m.ab, off: m.off, len: m.len }, [m.ab])
     } else if (m.t === 'disk') {
-      if (fd === null) fd = fs.openSync(m.path, 'r')
-      if (!hashRange(fd, m.offset, m.length, hash)) throw new Error('short read of ' + m.path + ' in ' + m.offset + '+' + m.length)
+      // (through the download's descriptor: its file, whatever its name holds now)
+      if (!broken) try { broken = !hashRange(m.fd, m.offset, m.length, hash) } catch { broken = true }
     } else if (m.t === 'check') {
       // pieces read through the download's own descriptor (its file, whatever its name holds now)
       // and checked against their hashes: the indexes of those that do not match
@@ -46,8 +48,7 @@ parentPort.on('message', (m) => {
       const h = crypto.createHash('sha256')
       parentPort.postMessage({ t: 'whole', id: m.id, hex: hashRange(m.fd, 0, m.size, h) ? h.digest('hex') : '' })
     } else if (m.t === 'digest') {
-      if (fd !== null) { fs.closeSync(fd); fd = null }
-      parentPort.postMessage({ t: 'digest', hex: hash.digest('hex') })
+      parentPort.postMessage({ t: 'digest', hex: broken ? '' : hash.digest('hex') })
     }
   } catch (err) {
     parentPort.postMessage({ t: 'error', message: String(err && err.message || err) })
@@ -59,7 +60,10 @@ parentPort.on('message', (m) => {
  * SHA-256 in a worker thread, so hashing a download runs beside receiving and writing it
  * instead of on the same core. Piece buffers are transferred (not copied) to the worker and
  * handed back through `onReturn` once hashed; bytes not held in memory are read by the worker
- * from `path`. Messages are handled in order, so the hash sees the file in order.
+ * through the download's descriptor `fd` (a read that comes back short, the file truncated by
+ * another program, makes the digest '': the final check then finds the pieces that changed).
+ * Messages are handled in order, so the hash sees the file in order. A worker that fails is a
+ * StorageError (no fault of a peer's).
  */
 export class WorkerHashTarget implements HashTarget {
   private readonly worker: Worker
@@ -73,18 +77,18 @@ export class WorkerHashTarget implements HashTarget {
   private nextId = 1
 
   /**
-   * @param path the file being written, for bytes that must be read back
+   * @param fd the descriptor the download writes through, for bytes that must be read back
    * @param owns whether a buffer's whole ArrayBuffer is ours to move to the worker (pool buffers
    *   are; Node's shared small-buffer slab never is): others are copied
    * @param onReturn receives each moved buffer back once hashed
    */
-  constructor (private readonly path: string, private readonly owns: (b: Buffer) => boolean, onReturn: (b: Buffer) => void, private readonly claim: (b: Buffer) => void = () => {}) {
+  constructor (private readonly fd: number, private readonly owns: (b: Buffer) => boolean, onReturn: (b: Buffer) => void, private readonly claim: (b: Buffer) => void = () => {}) {
     this.worker = new Worker(WORKER_SOURCE, { eval: true })
     this.pieceWorker = new Worker(WORKER_SOURCE, { eval: true })
     for (const w of [this.worker, this.pieceWorker]) {
       w.unref()
       w.on('message', (m: { t: string, id?: number, ab?: ArrayBuffer, off?: number, len?: number, hex?: string, message?: string, digest?: Uint8Array }) => this.onMessage(m, onReturn))
-      w.on('error', (err) => this.fail(err))
+      w.on('error', (err) => this.fail(new StorageError(`hash worker: ${err.message}`, err)))
     }
   }
 
@@ -103,7 +107,7 @@ export class WorkerHashTarget implements HashTarget {
         this.claim(data)
         p?.resolve({ digest: Buffer.from(m.digest as Uint8Array), data })
       }
-      else if (m.t === 'digest') { this.waiting?.resolve(m.hex as string); this.waiting = null } else if (m.t === 'error') this.fail(new Error(`hash worker: ${m.message ?? '?'}`))
+      else if (m.t === 'digest') { this.waiting?.resolve(m.hex as string); this.waiting = null } else if (m.t === 'error') this.fail(new StorageError(`hash worker: ${m.message ?? '?'}`))
     }
   }
 
@@ -180,7 +184,7 @@ export class WorkerHashTarget implements HashTarget {
   }
 
   updateFromDisk (offset: number, length: number): void {
-    this.worker.postMessage({ t: 'disk', path: this.path, offset, length })
+    this.worker.postMessage({ t: 'disk', fd: this.fd, offset, length })
   }
 
   digest (): Observable<string> {

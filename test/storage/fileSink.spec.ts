@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -103,11 +104,49 @@ describe('FileSink', () => {
     expect(fs.readFileSync(path.join(dir, 'new.bin.part')).subarray(BLOCK, 2 * BLOCK)).toEqual(piece)
   })
 
-  it('a .part left without its state (nothing known verified) is removed when the sink closes with nothing stored', () => {
+  it('a .part found without a state for this file (another program\'s partial download, a user\'s file) is refused and left as it was: not resized, written, renamed or removed', () => {
+    const theirs = Buffer.alloc(1234, 1)
+    fs.writeFileSync(path.join(dir, 'f.bin.part'), theirs)
+    expect(() => new FileSink(meta, dir)).toThrow(expect.objectContaining({ code: 'ERR_STORAGE', message: expect.stringMatching(/f\.bin\.part already exists and is not an earlier run of this download/) }))
+    // a state for another file does not make it ours either
+    fs.writeFileSync(path.join(dir, 'f.bin.part.state'), JSON.stringify({ fileId: 'b'.repeat(64), size: 1234, blockSize: BLOCK, pieces: 1, have: 'AA==' }))
+    expect(() => new FileSink(meta, dir)).toThrow(/not an earlier run/)
+    expect(fs.readFileSync(path.join(dir, 'f.bin.part'))).toEqual(theirs)
+    expect(fs.readdirSync(dir).sort()).toEqual(['f.bin.part', 'f.bin.part.state']) // (no lock left behind)
+    // a FIFO at that name is neither opened for good nor removed
+    fs.rmSync(path.join(dir, 'f.bin.part')); fs.rmSync(path.join(dir, 'f.bin.part.state'))
+    execFileSync('mkfifo', [path.join(dir, 'f.bin.part')])
+    expect(() => new FileSink(meta, dir)).toThrow(expect.objectContaining({ code: 'ERR_STORAGE' }))
+    expect(fs.lstatSync(path.join(dir, 'f.bin.part')).isFIFO()).toBe(true)
+  })
+
+  it('a .part whose state names this file under another segmentation is this download\'s: taken, and started over', () => {
     fs.writeFileSync(path.join(dir, 'f.bin.part'), Buffer.alloc(meta.size, 1))
+    fs.writeFileSync(path.join(dir, 'f.bin.part.state'), JSON.stringify({ fileId: meta.hash, size: meta.size, blockSize: BLOCK / 2, pieces: 6, have: '/w==' }))
     const sink = new FileSink(meta, dir)
     expect(sink.present).toEqual([])
     sink.close()
-    expect(fs.readdirSync(dir)).toEqual([])
+  })
+
+  it('a resumed .part truncated by another program while the download runs: the whole-file digest comes out empty (the final check then finds what changed), in this thread and in the hash worker; no crash (SIGBUS), no error a peer would be blamed for', async () => {
+    for (const big of [false, true]) {
+      const block = big ? 1024 * 1024 : BLOCK
+      const n = big ? 40 : 3
+      const pieces = Array.from({ length: n }, (_, i) => Buffer.alloc(block, i + 1))
+      const m = { name: `t${n}.bin`, hash: createHash('sha256').update(Buffer.concat(pieces)).digest('hex'), size: n * block, blockSize: block, pieces: n }
+      const first = new FileSink(m, dir)
+      for (let i = 1; i < n; i++) { // all but the first piece: the resume reads them back when piece 0 lands
+        await lastValueFrom(first.write(pieces[i], i * block), { defaultValue: undefined })
+        first.stored(i * block, Buffer.from(pieces[i]))
+      }
+      first.close()
+      const again = new FileSink(m, dir)
+      expect(again.present.length).toBe(n - 1)
+      fs.truncateSync(path.join(dir, `t${n}.bin.part`), 0) // another program
+      await lastValueFrom(again.write(pieces[0], 0), { defaultValue: undefined })
+      again.stored(0, Buffer.from(pieces[0]))
+      expect(await lastValueFrom(again.digest())).toBe('')
+      again.close()
+    }
   })
 })
