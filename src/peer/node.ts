@@ -26,7 +26,7 @@ import { HeldDownload } from './held'
 import { busyWaitFor, passesBusy, servedShare, serveRequest, serveWatch, WatchKicker, type ServeContext, type ServedFile } from './serve'
 import { hashFile } from '../storage/hashFile'
 import { segment } from '../protocol/segmentation'
-import { listShare, MAX_SHARED_FILES, planShare, scanShare, RESCAN_COST_FACTOR, SHARE_DEBOUNCE_MS, SHARE_RESCAN_MAX_MS, SHARE_RESCAN_MS, SHARE_SETTLE_MS, type KnownFile, type LocalFile, type ShareEntry } from './share'
+import { listShare, MAX_SHARED_FILES, planShare, sameVersion, scanShare, RESCAN_COST_FACTOR, SHARE_DEBOUNCE_MS, SHARE_RESCAN_MAX_MS, SHARE_RESCAN_MS, SHARE_SETTLE_MS, stampOf, type KnownFile, type LocalFile, type ShareEntry } from './share'
 
 export interface NodeOptions {
   tracker: Endpoint
@@ -229,8 +229,7 @@ export class Lp2pNode {
     if (this.opts.share !== undefined && watch !== false) {
       for (const f of this.local) {
         try {
-          const st = fs.statSync(f.path)
-          this.known.set(f.path, { size: st.size, mtimeMs: st.mtimeMs, dev: st.dev, ino: st.ino, fileId: f.fileId, shared: true })
+          this.known.set(f.path, { ...stampOf(fs.lstatSync(f.path)), fileId: f.fileId, shared: true })
         } catch { /* gone already: the first scan withdraws it */ }
       }
       this.subs.push(this.watchShare(this.opts.share, watch === true ? {} : watch))
@@ -413,7 +412,7 @@ export class Lp2pNode {
         const k = this.known.get(from)
         if (k === undefined) continue
         this.known.delete(from)
-        this.known.set(to.path, k)
+        this.known.set(to.path, { ...k, ...stampOf(to) })
         if (k.shared && k.fileId !== null) this.renameShared(k.fileId, to)
       }
       for (const p of plan.withdraw) {
@@ -463,31 +462,31 @@ export class Lp2pNode {
   /** Map and hash one settled file of the share; null when it vanished, changed meanwhile, or its contents are shared already. */
   private async hashShared (e: ShareEntry): Promise<LocalFile | null> {
     let file: MappedFile
-    try { file = MappedFile.open(e.path) } catch (err) {
+    try { file = MappedFile.open(e.path, undefined, { under: this.opts.share, listed: e }) } catch (err) {
       this.log.warn({ path: e.path, err: (err as Error).message }, 'cannot open shared file: skipped')
-      this.known.set(e.path, { size: e.size, mtimeMs: e.mtimeMs, dev: e.dev, ino: e.ino, fileId: null, shared: false })
+      this.known.set(e.path, { ...stampOf(e), fileId: null, shared: false })
       return null
     }
     try {
       const h = await hashFile(file, segment(file.size).blockSize)
-      const st = await fs.promises.stat(e.path)
+      const st = await fs.promises.lstat(e.path)
       // written to while we hashed: it settles again first
-      if (st.size !== e.size || st.mtimeMs !== e.mtimeMs || file.size !== e.size) { file.close(); return null }
+      if (!sameVersion(st, e) || file.size !== e.size) { file.close(); return null }
       if (this.shared.has(h.fileId) || this.shared.size >= MAX_SHARED_FILES) {
         if (!this.shared.has(h.fileId)) this.log.warn({ path: e.path }, `more than ${MAX_SHARED_FILES} files: not shared`)
         file.close()
-        this.known.set(e.path, { size: e.size, mtimeMs: e.mtimeMs, dev: e.dev, ino: e.ino, fileId: h.fileId, shared: false })
+        this.known.set(e.path, { ...stampOf(e), fileId: h.fileId, shared: false })
         return null
       }
       const f: LocalFile = { path: e.path, name: e.name, size: file.size, file, ...h }
-      this.known.set(e.path, { size: e.size, mtimeMs: e.mtimeMs, dev: e.dev, ino: e.ino, fileId: h.fileId, shared: true })
+      this.known.set(e.path, { ...stampOf(e), fileId: h.fileId, shared: true })
       this.shared.set(f.fileId, f)
       this.local = [...this.local, f]
       return f
     } catch (err) {
       file.close()
       this.log.warn({ path: e.path, err: (err as Error).message }, 'cannot hash shared file: retried when it changes')
-      this.known.set(e.path, { size: e.size, mtimeMs: e.mtimeMs, dev: e.dev, ino: e.ino, fileId: null, shared: false })
+      this.known.set(e.path, { ...stampOf(e), fileId: null, shared: false })
       return null
     }
   }

@@ -91,8 +91,11 @@ export async function scanShare (dir: string, onFile?: (f: LocalFile) => void, o
       }
       let file: MappedFile
       try {
-        if ((await fs.promises.stat(p)).size > MAX_FILE_SIZE) { onSkip(p, TOO_BIG); continue }
-        file = MappedFile.open(p)
+        // (the entry itself, and a file inside the folder: one swapped for a link since readdir is not followed)
+        const st = await fs.promises.lstat(p)
+        if (!st.isFile()) continue
+        if (st.size > MAX_FILE_SIZE) { onSkip(p, TOO_BIG); continue }
+        file = MappedFile.open(p, undefined, { under: dir, listed: st })
       } catch (err) {
         onSkip(p, `cannot open: ${(err as Error).message}`)
         continue
@@ -117,8 +120,22 @@ export async function scanShare (dir: string, onFile?: (f: LocalFile) => void, o
   return out
 }
 
-/** A candidate file of a shared folder, as listed (not yet hashed); `dev` and `ino` tell a renamed file. */
-export interface ShareEntry { path: string, name: string, size: number, mtimeMs: number, dev?: number, ino?: number }
+/**
+ * A version of a file on disk: size, mtime and ctime (a rewrite in place that kept the size and
+ * set the mtime back, as `rsync --inplace -t`, `cp -p` or `touch -r` do, changes the ctime, which
+ * nothing sets back: comparing size and mtime alone, such a file was served under its old id for
+ * good), and `dev`/`ino`, which tell a renamed file.
+ */
+export interface FileStamp { size: number, mtimeMs: number, ctimeMs?: number, dev?: number, ino?: number }
+
+/** The stamp alone, of a stat or of anything that carries one (a listed entry). */
+export const stampOf = (st: FileStamp): FileStamp => ({ size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, dev: st.dev, ino: st.ino })
+
+/** Both stamps are the same version of the file (a rename, which changes the ctime, is told apart by `planShare`). */
+export const sameVersion = (a: FileStamp, b: FileStamp): boolean => a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs
+
+/** A candidate file of a shared folder, as listed (not yet hashed). */
+export interface ShareEntry extends FileStamp { path: string, name: string }
 
 /**
  * The shareable regular files under `dir` with their size and mtime: a cheap listing (no
@@ -148,9 +165,11 @@ export async function listShare (dir: string, max = MAX_SHARED_FILES, onSkip: On
         continue
       }
       try {
-        const st = await fs.promises.stat(p)
+        // (the entry itself: a file swapped for a symlink since readdir is not followed)
+        const st = await fs.promises.lstat(p)
+        if (!st.isFile()) continue
         if (st.size > MAX_FILE_SIZE) { onSkip(p, TOO_BIG); continue }
-        out.push({ path: p, name: e.name, size: st.size, mtimeMs: st.mtimeMs, dev: st.dev, ino: st.ino })
+        out.push({ path: p, name: e.name, ...stampOf(st) })
       } catch { /* gone since readdir */ }
     }
   }
@@ -158,8 +177,8 @@ export async function listShare (dir: string, max = MAX_SHARED_FILES, onSkip: On
   return out
 }
 
-/** What the watcher knows of a path: the stat it hashed, its file id (null: could not be hashed), and whether it is the copy shared (not a duplicate). */
-export interface KnownFile { size: number, mtimeMs: number, fileId: string | null, shared: boolean, dev?: number, ino?: number }
+/** What the watcher knows of a path: the stamp it hashed, its file id (null: could not be hashed), and whether it is the copy shared (not a duplicate). */
+export interface KnownFile extends FileStamp { fileId: string | null, shared: boolean }
 
 export interface SharePlan {
   /** Known files that moved to another path of the folder (the same inode, size and mtime): follow them, nothing to hash or withdraw. */
@@ -182,7 +201,8 @@ export function planShare (known: ReadonlyMap<string, KnownFile>, settling: Read
   const listed = new Map(listing.map((e) => [e.path, e]))
   // a known path gone from the listing whose inode is listed under a path not known: renamed
   // (`mv`: the same file, so a download from it goes on; hashed again, it was withdrawn meanwhile
-  // and the downloads from it failed); the same size and mtime too, or it was written since
+  // and the downloads from it failed); the same size and mtime too, or it was written since (not
+  // the ctime: a rename changes it)
   const inode = (x: { dev?: number, ino?: number }): string | null => x.dev === undefined || x.ino === undefined ? null : `${x.dev}:${x.ino}`
   const gone = new Map<string, { path: string, k: KnownFile }>()
   for (const [p, k] of known) {
@@ -204,14 +224,14 @@ export function planShare (known: ReadonlyMap<string, KnownFile>, settling: Read
   for (const [p, k] of known) {
     if (renamedFrom.has(p)) continue
     const e = listed.get(p)
-    if (e === undefined || e.size !== k.size || e.mtimeMs !== k.mtimeMs) plan.withdraw.push(p)
+    if (e === undefined || !sameVersion(e, k)) plan.withdraw.push(p)
   }
   for (const e of listing) {
     if (moved.has(e.path)) continue
     const k = known.get(e.path)
-    if (k !== undefined && k.size === e.size && k.mtimeMs === e.mtimeMs) continue
+    if (k !== undefined && sameVersion(k, e)) continue
     const before = settling.get(e.path)
-    if (before !== undefined && before.size === e.size && before.mtimeMs === e.mtimeMs && now - e.mtimeMs >= settleMs) plan.hash.push(e)
+    if (before !== undefined && sameVersion(before, e) && now - e.mtimeMs >= settleMs) plan.hash.push(e)
     else plan.settling.set(e.path, e)
   }
   return plan

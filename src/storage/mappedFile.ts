@@ -1,4 +1,5 @@
 import fs from 'node:fs'
+import nodePath from 'node:path'
 import type mmapIo from '@riaskov/mmap-io'
 import { MAX_OPEN_FILES, MMAP_WINDOW_BYTES, PAGE_SIZE } from '../limits'
 import type { PageSource } from '../../streams/readPages'
@@ -64,12 +65,22 @@ export class MappedFile implements PageSource {
   /** The file was renamed to `to` (the same file: a reopen finds it there). */
   moved (to: string): void { this.filePath = to }
 
-  static open (path: string, windowBytes = MMAP_WINDOW_BYTES): MappedFile {
+  /**
+   * Map the regular file at `path`.
+   * @param o.under a shared folder the file must be in: the path is not followed if it is a
+   *   symlink, and the file opened must be inside the folder (a file swapped for a link, or a
+   *   folder on its path for a link to another, after it was listed published what the link
+   *   points to: a file of another user's, outside the share)
+   * @param o.listed the file as it was listed (device and inode): another one found there now is refused
+   */
+  static open (path: string, windowBytes = MMAP_WINDOW_BYTES, o: { under?: string, listed?: { dev?: number, ino?: number } } = {}): MappedFile {
     if (windowBytes % PAGE_SIZE !== 0) throw new RangeError('window must be page aligned')
-    const fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)
+    const fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | (o.under === undefined ? 0 : fs.constants.O_NOFOLLOW))
     try {
       const st = fs.fstatSync(fd)
       if (!st.isFile()) throw new Error(`${path} is not a regular file`)
+      if (o.listed?.ino !== undefined && (st.dev !== o.listed.dev || st.ino !== o.listed.ino)) throw new Error(`${path} was replaced since it was listed`)
+      if (o.under !== undefined && !openedUnder(fd, o.under)) throw new Error(`${path} is not inside ${o.under} (a link on its way)`)
       return new MappedFile(path, fd, st.size, windowBytes, st.dev, st.ino)
     } catch (err) {
       fs.closeSync(fd)
@@ -171,4 +182,12 @@ export class MappedFile implements PageSource {
     openFiles.delete(this)
     this.releaseFd()
   }
+}
+
+/** Is the file open at `fd` inside folder `dir`, by the path the kernel resolved? (Where /proc cannot tell: yes.) */
+function openedUnder (fd: number, dir: string): boolean {
+  let real: string
+  try { real = fs.readlinkSync(`/proc/self/fd/${fd}`) } catch { return true }
+  const root = fs.realpathSync(dir)
+  return real.startsWith(root.endsWith(nodePath.sep) ? root : root + nodePath.sep)
 }

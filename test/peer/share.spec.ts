@@ -35,6 +35,15 @@ describe('planShare', () => {
     expect([...p.settling.keys()]).toEqual(['/s/a.bin'])
   })
 
+  it('a file rewritten in place with its size and mtime kept (rsync --inplace -t, cp -p, touch -r) changed its ctime: withdrawn, and hashed again once settled', () => {
+    const k = new Map([['/s/a.bin', { ...known(10, 1000), ctimeMs: 1000 }]])
+    const rewritten = { ...entry('a.bin', 10, 1000), ctimeMs: 4000 }
+    const p = planShare(k, new Map(), [rewritten], 9000, 500)
+    expect(p.withdraw).toEqual(['/s/a.bin'])
+    expect([...p.settling.values()]).toEqual([rewritten])
+    expect(planShare(new Map(), p.settling, [rewritten], 9500, 500).hash).toEqual([rewritten])
+  })
+
   it('leaves known, unchanged files alone', () => {
     const p = planShare(new Map([['/s/a.bin', known(10, 1000)]]), new Map(), [entry('a.bin', 10, 1000)], 9000, 500)
     expect(p).toEqual({ rename: [], hash: [], withdraw: [], settling: new Map() })
@@ -53,6 +62,9 @@ describe('planShare', () => {
     // still listed where it was (a hard link made): not a rename
     const linked = planShare(k, new Map(), [at('draft.bin', 10, 1000, 7), at('final.bin', 10, 1000, 7), at('other.bin', 5, 1000, 8)], 9000, 500)
     expect([linked.rename, linked.withdraw, [...linked.settling.keys()]]).toEqual([[], [], ['/s/final.bin']])
+    // a rename changes the ctime: still followed
+    const renamedLater = planShare(new Map([['/s/draft.bin', { ...known(10, 1000), ctimeMs: 1000, dev: 1, ino: 7 }]]), new Map(), [{ ...at('final.bin', 10, 1000, 7), ctimeMs: 5000 }], 9000, 500)
+    expect(renamedLater.rename).toEqual([{ from: '/s/draft.bin', to: { ...at('final.bin', 10, 1000, 7), ctimeMs: 5000 } }])
     // moved over another known file: that one changed (withdrawn and hashed again), the moved one withdrawn
     const over = planShare(k, new Map(), [at('other.bin', 10, 1000, 7)], 9000, 500)
     expect([over.rename, over.withdraw.sort(), [...over.settling.keys()]]).toEqual([[], ['/s/draft.bin', '/s/other.bin'], ['/s/other.bin']])

@@ -301,3 +301,35 @@ describe('MappedFile reopening', () => {
     expect(() => m.checkSize()).toThrow(FileChangedError)
   })
 })
+
+describe('MappedFile.open under a shared folder', () => {
+  it('maps a file of the folder, but not a link (to a file outside, or in it), a file reached through a linked folder, or another file than the one listed', () => {
+    const share = fs.mkdtempSync(path.join(dir, 'share-'))
+    const outside = fs.mkdtempSync(path.join(dir, 'outside-'))
+    const secret = path.join(outside, 'secret.txt')
+    fs.writeFileSync(secret, 'not to be shared')
+    fs.mkdirSync(path.join(share, 'sub'))
+    const own = path.join(share, 'sub', 'own.bin')
+    fs.writeFileSync(own, 'shared')
+    const ok = MappedFile.open(own, undefined, { under: share, listed: fs.lstatSync(own) })
+    expect(joined(ok.view(0, 6)).toString()).toBe('shared')
+    ok.close()
+    // a file swapped for a link after it was listed
+    fs.symlinkSync(secret, path.join(share, 'swapped.txt'))
+    expect(() => MappedFile.open(path.join(share, 'swapped.txt'), undefined, { under: share })).toThrow()
+    fs.symlinkSync(own, path.join(share, 'alias.bin'))
+    expect(() => MappedFile.open(path.join(share, 'alias.bin'), undefined, { under: share })).toThrow()
+    // a folder on the path swapped for a link to another
+    fs.symlinkSync(outside, path.join(share, 'dir'))
+    expect(() => MappedFile.open(path.join(share, 'dir', 'secret.txt'), undefined, { under: share })).toThrow(/is not inside/)
+    // another file at the listed path (replaced by a rename since it was listed)
+    const listed = fs.lstatSync(own)
+    fs.writeFileSync(own + '.new', 'shared')
+    fs.renameSync(own + '.new', own)
+    expect(() => MappedFile.open(own, undefined, { under: share, listed })).toThrow(/replaced since it was listed/)
+    // without `under` (a finished download's file), any path opens as before
+    const plain = MappedFile.open(path.join(share, 'alias.bin'))
+    expect(plain.size).toBe(6)
+    plain.close()
+  })
+})
