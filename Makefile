@@ -4,9 +4,10 @@ NODE_MODULES := node_modules/.package-lock.json
 SOURCES := $(shell find src streams bench -name '*.ts' 2>/dev/null)
 BUILD := dist/.stamp
 LP2P := ./bin/lp2p
-TRACKER ?= 127.0.0.1:7070
-SHARE ?= ./files
-OUT ?= ./downloads
+# (LP2P_TRACKER, LP2P_SHARE and LP2P_OUT count here too, as they do for lp2p: the targets pass flags, which win over them)
+TRACKER ?= $(or $(LP2P_TRACKER),127.0.0.1:7070)
+SHARE ?= $(or $(LP2P_SHARE),./files)
+OUT ?= $(or $(LP2P_OUT),./downloads)
 # (passed to recipes through the environment, so names with quotes or spaces reach lp2p as they are)
 export TRACKER SHARE OUT FILE
 

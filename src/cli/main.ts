@@ -50,6 +50,14 @@ function rate (v: string): number {
 function uploadLimit (): Option {
   return new Option('--upload-limit <rate>', `cap on bytes/s sent to peers (k/M/G = 10^3/10^6/10^9, Ki/Mi/Gi = powers of 1024; 0: none); under a cap, the rarest queued piece leaves first and a request past ${BUSY_QUEUE_MS} ms of queue is declined BUSY (the asker tries another holder)`).default(Infinity, 'none').argParser(rate).env('LP2P_UPLOAD_LIMIT')
 }
+/** A folder argument: an empty one (an exported but empty LP2P_SHARE) is refused, not taken as the current folder (a peer started in ~ shared all of it). */
+function folderArg (flag: string): (v: string) => string {
+  return (v) => {
+    if (v.trim() === '') throw new UsageError(`${flag} is empty: name a folder (. for this one)`)
+    return v
+  }
+}
+
 function port (v: string): number {
   // decimal digits only: Number() would take "" as 0 (any port), "0x1F90" and "1e3"
   const n = /^\s*\d{1,5}\s*$/.test(v) ? Number(v) : NaN
@@ -251,7 +259,7 @@ export function program (argv: readonly string[] = process.argv): Command {
     .description('run the tracker: a UDP service where nodes publish files, heartbeat and find each other')
     .addOption(new Option('--host <ip>', 'address to bind').default('127.0.0.1').argParser(ipArg).env('LP2P_HOST'))
     .addOption(new Option('--port <port>', 'UDP port (0: any free port)').default(7070).argParser(port).env('LP2P_PORT'))
-    .addOption(new Option('--data <dir>', 'folder for the file registry (SQLite): files published stay listed across restarts').default(DEFAULT_DATA).env('LP2P_DATA'))
+    .addOption(new Option('--data <dir>', 'folder for the file registry (SQLite): files published stay listed across restarts').default(DEFAULT_DATA).argParser(folderArg('--data')).env('LP2P_DATA'))
     .addOption(new Option('--memory', 'keep the file registry in memory only: nothing survives a restart (not with --data)'))
     .addOption(new Option('--http <host:port>', 'also serve a read-only dashboard (/), a JSON snapshot (/api/state), live updates (/events) and Prometheus metrics (/metrics) over HTTP at this address (port 0: any free port); off by default').argParser(endpointArg('--http', true)).env('LP2P_HTTP'))
     .addOption(jsonOption('print the listening event as JSON'))
@@ -286,7 +294,7 @@ export function program (argv: readonly string[] = process.argv): Command {
 
   p.command('peer')
     .description('share the files of a folder: hash, publish to the tracker, serve pieces to leechers')
-    .addOption(new Option('-s, --share <dir>', 'folder whose regular files are shared (recursively)').makeOptionMandatory().env('LP2P_SHARE'))
+    .addOption(new Option('-s, --share <dir>', 'folder whose regular files are shared (recursively)').makeOptionMandatory().argParser(folderArg('--share')).env('LP2P_SHARE'))
     .addOption(trackerOption())
     .addOption(nodeHostOption('address to bind and to be reached at'))
     .addOption(new Option('--port <port>', 'TCP port for peers (0: any free port)').default(0).argParser(port).env('LP2P_PORT'))
@@ -334,7 +342,7 @@ export function program (argv: readonly string[] = process.argv): Command {
   p.command('get')
     .description('download a file by name or file-id prefix; exits 0 only when its SHA-256 matches')
     .argument('<name-or-id>', 'exact file name, or a prefix of its hex file id', (v: string) => { if (v.trim() === '') throw new UsageError('the file name or id is empty'); return v })
-    .addOption(new Option('-o, --out <dir>', 'folder to write into, created if missing (NAME.part while downloading, NAME when verified)').default('.').env('LP2P_OUT'))
+    .addOption(new Option('-o, --out <dir>', 'folder to write into, created if missing (NAME.part while downloading, NAME when verified)').default('.').argParser(folderArg('--out')).env('LP2P_OUT'))
     .addOption(trackerOption())
     .addOption(nodeHostOption('address to bind and to serve pieces from'))
     .addOption(new Option('--port <port>', 'TCP port to serve verified pieces to other leechers on (0: any free port)').default(0).argParser(port).env('LP2P_PORT'))

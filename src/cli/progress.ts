@@ -185,12 +185,13 @@ function summary (done: LeechEvent & { event: 'done' }, secs: number): string {
     `  → ${printable(done.path)} (${bytes(done.downloaded)} fetched in ${secs.toFixed(2)} s, ${bytes(Math.round(rate))}/s)\n`
 }
 
-/** Not a terminal: a plain line every 5 s and at 25/50/75 %; never an escape code. */
+/** Not a terminal: a plain line every 5 s (pieces landing or not) and at 25/50/75 %; never an escape code. */
 export class LinesProgress implements ProgressView {
   private readonly tally: Tally
   private readonly t0: number
   private last: number
   private milestone = 0
+  private timer: NodeJS.Timeout | null = null
 
   constructor (private readonly stream: NodeJS.WritableStream, private readonly now: Clock) {
     this.tally = new Tally(now)
@@ -206,19 +207,30 @@ export class LinesProgress implements ProgressView {
     if (e.event === 'start') {
       this.stream.write(`${printable(e.name)}: ${bytes(e.size)} in ${e.pieces} piece(s)${e.present > 0 ? `, ${e.present} already here` : ''}\n`)
       while (this.milestone < LINES_MILESTONES.length && this.tally.percent >= LINES_MILESTONES[this.milestone]) this.milestone++
+      // (a line every 5 s also while nothing lands: a stalled download says so, at 0 B/s)
+      if (this.timer === null) {
+        this.timer = setInterval(() => { if (this.now() - this.last >= LINES_EVERY_MS) this.line() }, LINES_EVERY_MS)
+        this.timer.unref()
+      }
       return
     }
     if (e.event !== 'piece') return
-    const t = this.now()
     let crossed = false
     while (this.milestone < LINES_MILESTONES.length && this.tally.percent >= LINES_MILESTONES[this.milestone]) { this.milestone++; crossed = true }
-    if (!crossed && t - this.last < LINES_EVERY_MS) return
-    this.last = t
+    if (crossed || this.now() - this.last >= LINES_EVERY_MS) this.line()
+  }
+
+  private line (): void {
+    this.last = this.now()
     this.stream.write(`${printable(this.tally.name)}  ${this.tally.stats()}\n`)
   }
 
-  finish (done: LeechEvent & { event: 'done' }): void { this.stream.write(summary(done, (this.now() - this.t0) / 1000)) }
-  fail (): void {}
+  private stop (): void {
+    if (this.timer !== null) { clearInterval(this.timer); this.timer = null }
+  }
+
+  finish (done: LeechEvent & { event: 'done' }): void { this.stop(); this.stream.write(summary(done, (this.now() - this.t0) / 1000)) }
+  fail (): void { this.stop() }
 }
 
 /**

@@ -63,6 +63,14 @@ describe('options from the environment', () => {
     expect(optionsOf('peer', ['--port', '5'], { LP2P_SHARE: '.', LP2P_PORT: 'abc' })).toMatchObject({ port: 5 })
   })
 
+  it('refuses an empty folder (an exported but empty LP2P_SHARE shared the folder the peer was started in: all of ~)', () => {
+    expect(() => optionsOf('peer', [], { LP2P_SHARE: '' })).toThrow(expect.objectContaining({ code: 'ERR_USAGE', message: 'LP2P_SHARE: --share is empty: name a folder (. for this one)' }))
+    expect(() => optionsOf('peer', ['--share', ' '], {})).toThrow(expect.objectContaining({ code: 'ERR_USAGE', message: expect.stringMatching(/^--share is empty/) }))
+    expect(() => optionsOf('tracker', [], { LP2P_DATA: '' })).toThrow(expect.objectContaining({ code: 'ERR_USAGE', message: expect.stringMatching(/^LP2P_DATA: --data is empty/) }))
+    expect(() => optionsOf('get', ['x', '--out', ''], {})).toThrow(expect.objectContaining({ code: 'ERR_USAGE', message: expect.stringMatching(/^--out is empty/) }))
+    expect(optionsOf('peer', ['--share', '.'], {})).toMatchObject({ share: '.' })
+  })
+
   it('reads switches by value: 1/true/yes/on are on, 0/false/no/off/empty are off, others refused', () => {
     for (const v of ['1', 'true', 'YES', 'on']) {
       expect(optionsOf('get', ['x'], { LP2P_JSON: v, LP2P_SEED: v })).toMatchObject({ json: true, seed: true })

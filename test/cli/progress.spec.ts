@@ -120,6 +120,25 @@ describe('get, not a terminal', () => {
     expect(LINES_EVERY_MS).toBe(5000)
   })
 
+  it('prints a line every 5 s while nothing lands too: a stalled download says so, at 0 B/s, until it ends', () => {
+    jest.useFakeTimers()
+    try {
+      const { out, clock, view } = run('lines', [start(8 * MiB, 'stuck.bin'), piece(0)], 100)
+      const before = out.writes.length
+      for (let i = 0; i < 4; i++) { clock.t += 5000; jest.advanceTimersByTime(5000) } // 20 s, no piece
+      const stalled = out.writes.slice(before).map((w) => w.s)
+      expect(stalled.length).toBeGreaterThanOrEqual(3)
+      expect(stalled.length).toBeLessThanOrEqual(4)
+      for (const l of stalled) expect(l).toMatch(/^stuck\.bin +12\.5% .* 0 B\/s /)
+      view.fail(new Error('stalled'))
+      const after = out.writes.length
+      clock.t += 20_000; jest.advanceTimersByTime(20_000)
+      expect(out.writes.length).toBe(after)
+    } finally {
+      jest.useRealTimers()
+    }
+  })
+
   it('counts what a resumed download already had and says so', () => {
     const { out } = run('lines', [start(8 * MiB, 'r.bin', 4), piece(4)], 6000)
     expect(out.text).toContain('r.bin: 8.00 MiB in 8 piece(s), 4 already here\n')
