@@ -259,11 +259,16 @@ export function program (argv: readonly string[] = process.argv): Command {
     .description('run the tracker: a UDP service where nodes publish files, heartbeat and find each other')
     .addOption(new Option('--host <ip>', 'address to bind').default('127.0.0.1').argParser(ipArg).env('LP2P_HOST'))
     .addOption(new Option('--port <port>', 'UDP port (0: any free port)').default(7070).argParser(port).env('LP2P_PORT'))
-    .addOption(new Option('--data <dir>', 'folder for the file registry (SQLite): files published stay listed across restarts').default(DEFAULT_DATA).argParser(folderArg('--data')).env('LP2P_DATA'))
+    .addOption(new Option('--data <dir>', 'folder for the file registry (SQLite): files published stay listed across restarts').default(DEFAULT_DATA).env('LP2P_DATA'))
     .addOption(new Option('--memory', 'keep the file registry in memory only: nothing survives a restart (not with --data)'))
     .addOption(new Option('--http <host:port>', 'also serve a read-only dashboard (/), a JSON snapshot (/api/state), live updates (/events) and Prometheus metrics (/metrics) over HTTP at this address (port 0: any free port); off by default').argParser(endpointArg('--http', true)).env('LP2P_HTTP'))
     .addOption(jsonOption('print the listening event as JSON'))
     .hook('preAction', exclusive('memory', 'data'))
+    // (after exclusive: with --memory, an empty LP2P_DATA is not read at all)
+    .hook('preAction', (cmd) => {
+      const o = cmd.opts<{ data: string, memory?: boolean }>()
+      if (o.memory !== true) folderArg(cmd.getOptionValueSource('data') === 'env' ? 'LP2P_DATA: --data' : '--data')(o.data)
+    })
     .action(async (o: { host: string, port: number, data: string, memory?: boolean, http?: string, json?: boolean }) => {
       const httpAt = o.http === undefined ? undefined : parseEndpoint(o.http, '--http', true)
       const { TrackerServer, SqliteFileStore, DashboardHttp, TrackerMetrics } = trackerModules()

@@ -67,6 +67,8 @@ describe('options from the environment', () => {
     expect(() => optionsOf('peer', [], { LP2P_SHARE: '' })).toThrow(expect.objectContaining({ code: 'ERR_USAGE', message: 'LP2P_SHARE: --share is empty: name a folder (. for this one)' }))
     expect(() => optionsOf('peer', ['--share', ' '], {})).toThrow(expect.objectContaining({ code: 'ERR_USAGE', message: expect.stringMatching(/^--share is empty/) }))
     expect(() => optionsOf('tracker', [], { LP2P_DATA: '' })).toThrow(expect.objectContaining({ code: 'ERR_USAGE', message: expect.stringMatching(/^LP2P_DATA: --data is empty/) }))
+    // (with --memory the variable is not read: the flag wins, as for any LP2P_DATA)
+    expect(optionsOf('tracker', ['--memory'], { LP2P_DATA: '' })).toMatchObject({ memory: true })
     expect(() => optionsOf('get', ['x', '--out', ''], {})).toThrow(expect.objectContaining({ code: 'ERR_USAGE', message: expect.stringMatching(/^--out is empty/) }))
     expect(optionsOf('peer', ['--share', '.'], {})).toMatchObject({ share: '.' })
   })
