@@ -52,6 +52,9 @@ export class FileSink implements PieceSink {
     this.have = (this.part.fresh ? null : loadState(this.part.partPath, meta)) ?? new Uint8Array(Math.ceil(meta.pieces / 8))
     for (let i = 0; i < meta.pieces; i++) {
       if (!hasBit(this.have, i)) continue
+      // (a .part found shorter, truncated since: the pieces past its end are gone; the rest are
+      // checked with the file, and only those that changed are fetched again)
+      if (i * meta.blockSize + Math.min(meta.blockSize, meta.size - i * meta.blockSize) > this.part.intact) { clearBit(this.have, i); this.dirty = true; continue }
       this.present.push(i)
       this.hasher.addOnDisk(i * meta.blockSize, Math.min(meta.blockSize, meta.size - i * meta.blockSize))
     }
@@ -169,11 +172,16 @@ export class FileSink implements PieceSink {
     return bad.length
   }
 
-  /** Forget what the state says (its pieces did not add up to the file): the next run starts over. */
+  /**
+   * Forget what the state says (its pieces did not add up to the file): the next run starts over.
+   * The state stays, with no piece in it: it is what tells the next run that the .part is this
+   * download's (one with no state is refused: it may be another program's).
+   */
   discardState (): void {
     this.stopSaving()
-    this.dirty = false
-    removeState(this.part.partPath)
+    this.have.fill(0)
+    this.dirty = true
+    this.saveNow()
   }
 }
 

@@ -24,11 +24,14 @@ export class PartFile implements PositionalWriter {
   private refresh: NodeJS.Timeout | null = null
 
   /**
-   * @param fresh the .part was created now, or had another size: none of its bytes can be pieces
-   *   an earlier run wrote (a resume state beside it is stale: the .part was deleted or replaced)
+   * @param fresh the .part was created now, or (not known to be this download's: no `ours`) had
+   *   another size: none of its bytes can be pieces an earlier run wrote (a resume state beside it
+   *   is stale: the .part was deleted or replaced)
+   * @param intact the bytes at its start that may hold pieces an earlier run wrote (0 when fresh;
+   *   what is left of a .part of this download's that was truncated since)
    * @param lockPath NAME.part.lock, ours while the .part is open (see `lockPart`)
    */
-  private constructor (readonly dir: string, readonly name: string, readonly partPath: string, readonly size: number, fd: number, readonly fresh: boolean, private lockPath: string | null) {
+  private constructor (readonly dir: string, readonly name: string, readonly partPath: string, readonly size: number, fd: number, readonly fresh: boolean, readonly intact: number, private lockPath: string | null) {
     this.fd = fd
     this.refresh = setInterval(() => {
       const now = new Date()
@@ -99,7 +102,10 @@ export class PartFile implements PositionalWriter {
     }
     // (a FIFO or a device put at that name is not resized, nor removed)
     if (!st.isFile()) return fail(`cannot open ${partPath}`, new Error('not a regular file'), fd)
-    const fresh = st.size !== size
+    // (one of this download's of another size was truncated or extended since: sized again, what
+    // is left of it may still hold pieces)
+    const fresh = made || (o.ours === undefined && st.size !== size)
+    const intact = fresh ? 0 : Math.min(st.size, size)
     // a new download the disk has no room for: said now, not once the disk is full (a resume is
     // not checked: what it still needs is not what the file system says it allocated, on one that
     // compresses; a disk that fills up during it keeps what was verified)
@@ -109,13 +115,13 @@ export class PartFile implements PositionalWriter {
       return fail(`not enough free space in ${dir}`, new Error(`the download needs ${formatBytes(size)} more, ${formatBytes(free)} free`), fd)
     }
     try {
-      if (fresh) fs.ftruncateSync(fd, size)
+      if (st.size !== size) fs.ftruncateSync(fd, size)
     } catch (err) {
       // (a .part of no use, as above: a file size limit, EFBIG, left an empty one behind)
       if (made) fs.rmSync(partPath, { force: true })
       return fail(`cannot size ${partPath} to ${size} bytes`, err, fd)
     }
-    return new PartFile(dir, name, partPath, size, fd, fresh, lockPath)
+    return new PartFile(dir, name, partPath, size, fd, fresh, intact, lockPath)
   }
 
   get finalPath (): string { return path.join(this.dir, this.name) }

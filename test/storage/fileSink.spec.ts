@@ -128,6 +128,43 @@ describe('FileSink', () => {
     sink.close()
   })
 
+  it('a final check that found no bad piece forgets every piece but keeps the state, empty: the next run starts over (a .part with no state is refused: it may be another program\'s)', async () => {
+    const pieces = [Buffer.alloc(BLOCK, 1), Buffer.alloc(BLOCK, 2), Buffer.alloc(BLOCK, 3)]
+    const sink = new FileSink(meta, dir)
+    for (let i = 0; i < 3; i++) { await lastValueFrom(sink.write(pieces[i], i * BLOCK), { defaultValue: undefined }); sink.stored(i * BLOCK, Buffer.from(pieces[i])) }
+    sink.discardState()
+    sink.close()
+    const again = new FileSink(meta, dir)
+    expect(again.present).toEqual([])
+    again.close()
+  })
+
+  it('a .part of this download truncated between runs (or during one, before a refetch round) keeps the pieces before the cut; only those past it go again', async () => {
+    const n = 8
+    const pieces = Array.from({ length: n }, (_, i) => Buffer.alloc(BLOCK, i + 1))
+    const hashes = Buffer.concat(pieces.map((p) => createHash('sha256').update(p).digest()))
+    const m = { name: 'c.bin', hash: createHash('sha256').update(Buffer.concat(pieces)).digest('hex'), size: n * BLOCK, blockSize: BLOCK, pieces: n }
+    const first = new FileSink(m, dir)
+    for (let i = 1; i < n; i++) { await lastValueFrom(first.write(pieces[i], i * BLOCK), { defaultValue: undefined }); first.stored(i * BLOCK, Buffer.from(pieces[i])) }
+    first.close()
+    const again = new FileSink(m, dir)
+    fs.truncateSync(path.join(dir, 'c.bin.part'), 4 * BLOCK + 100) // another program: pieces 4..7 gone (4 cut short), 1..3 intact
+    await lastValueFrom(again.write(pieces[0], 0), { defaultValue: undefined })
+    again.stored(0, Buffer.from(pieces[0]))
+    expect(await lastValueFrom(again.digest())).toBe('')
+    expect(await lastValueFrom(again.verifyStored(hashes))).toBe(4)
+    again.close()
+    const round2 = new FileSink(m, dir) // the refetch round (or the next get)
+    expect(round2.present).toEqual([0, 1, 2, 3])
+    expect(fs.statSync(path.join(dir, 'c.bin.part')).size).toBe(m.size)
+    round2.close()
+    // cut between runs, with the state still listing what was past the cut: those are not claimed
+    fs.truncateSync(path.join(dir, 'c.bin.part'), 2 * BLOCK)
+    const round3 = new FileSink(m, dir)
+    expect(round3.present).toEqual([0, 1])
+    round3.close()
+  })
+
   it('a resumed .part truncated by another program while the download runs: the whole-file digest comes out empty (the final check then finds what changed), in this thread and in the hash worker; no crash (SIGBUS), no error a peer would be blamed for', async () => {
     for (const big of [false, true]) {
       const block = big ? 1024 * 1024 : BLOCK
