@@ -68,7 +68,9 @@ export class PartFile implements PositionalWriter {
     } catch (err) {
       throw new StorageError(`cannot open ${partPath}: ${(err as Error).message}`, err)
     }
-    const lockPath = lockPart(partPath)
+    // (a lock left by a get that is gone says the .part is a get's working file, state or not: one
+    // killed before it saved its first state)
+    const { lockPath, tookOver } = lockPart(partPath)
     // (under our lock: no other get creates this .part meanwhile)
     if (o.adopt !== undefined) adoptRenamedPart(dir, partPath, o.adopt)
     // (a .part that cannot be opened or sized is not ours after all: the lock goes back)
@@ -85,7 +87,7 @@ export class PartFile implements PositionalWriter {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return fail(`cannot open ${partPath}`, err)
       made = false
-      if (o.ours !== undefined && lstatOrNull(partPath)?.isFile() === true && !o.ours(partPath)) {
+      if (o.ours !== undefined && !tookOver && lstatOrNull(partPath)?.isFile() === true && !o.ours(partPath)) {
         return fail(`${partPath} already exists and is not an earlier run of this download (no ${path.basename(partPath)}.state for this file beside it)`, new Error('remove it or choose another --out'))
       }
       try {
@@ -258,12 +260,13 @@ interface LockInfo { pid: number, mark: string, space: string, mtimeMs: number, 
  * write the same .part and resume state. A lock whose process is gone (a crash, a SIGKILL) is taken
  * over; one whose process runs is a StorageError naming it (this one included). Returns the lock's path.
  */
-function lockPart (partPath: string): string {
+function lockPart (partPath: string): { lockPath: string, tookOver: boolean } {
   const lockPath = `${partPath}.lock`
+  let tookOver = false
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       fs.writeFileSync(lockPath, `${process.pid} ${OWN_MARK} ${PID_SPACE}\n`, { flag: 'wx', mode: 0o644 })
-      return lockPath
+      return { lockPath, tookOver }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new StorageError(`cannot create ${lockPath}: ${(err as Error).message}`, err)
     }
@@ -294,7 +297,7 @@ function lockPart (partPath: string): string {
     try { fs.renameSync(lockPath, aside) } catch { continue }
     let moved: LockInfo | null = null
     try { moved = readLock(aside) } catch { /* unreadable: not the one judged */ }
-    if (moved !== null && moved.raw === held.raw) { fs.rmSync(aside, { force: true }); continue }
+    if (moved !== null && moved.raw === held.raw) { fs.rmSync(aside, { force: true }); tookOver = true; continue }
     try { fs.linkSync(aside, lockPath) } catch { /* another lock is there now: it decides */ }
     fs.rmSync(aside, { force: true })
     throw new StorageError(`${partPath} is being downloaded by another process${moved === null ? '' : ` (pid ${moved.pid})`}: wait for it or stop it (its .part resumes)`)
@@ -320,7 +323,7 @@ function adoptRenamedPart (dir: string, partPath: string, isOurs: (otherPart: st
     const other = path.join(dir, n.slice(0, -'.state'.length))
     if (other === partPath || !isOurs(other)) continue
     let lockPath: string
-    try { lockPath = lockPart(other) } catch { continue } // (being downloaded: not ours to move)
+    try { lockPath = lockPart(other).lockPath } catch { continue } // (being downloaded: not ours to move)
     try {
       if (lstatOrNull(other)?.isFile() !== true || fs.existsSync(partPath)) continue
       fs.renameSync(other, partPath)
@@ -355,7 +358,7 @@ function leftOfCommit (partPath: string, final: fs.Stats): void {
   const part = lstatOrNull(partPath)
   if (part === null || !part.isFile() || !sameInode(part, final)) return
   let lockPath: string
-  try { lockPath = lockPart(partPath) } catch { return } // (a live get holds it: its business)
+  try { lockPath = lockPart(partPath).lockPath } catch { return } // (a live get holds it: its business)
   for (const p of [partPath, `${partPath}.state`, `${partPath}.state.tmp`]) {
     try { fs.rmSync(p, { force: true }) } catch { /* left */ }
   }

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -118,6 +118,15 @@ describe('FileSink', () => {
     execFileSync('mkfifo', [path.join(dir, 'f.bin.part')])
     expect(() => new FileSink(meta, dir)).toThrow(expect.objectContaining({ code: 'ERR_STORAGE' }))
     expect(fs.lstatSync(path.join(dir, 'f.bin.part')).isFIFO()).toBe(true)
+  })
+
+  it('a .part with no state but the lock of a get that is gone (killed before it saved its first state) is a get\'s working file: taken, and started over', () => {
+    fs.writeFileSync(path.join(dir, 'f.bin.part'), Buffer.alloc(meta.size, 1))
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid as number // exited: its pid is free
+    fs.writeFileSync(path.join(dir, 'f.bin.part.lock'), `${dead}\n`)
+    const sink = new FileSink(meta, dir)
+    expect(sink.present).toEqual([])
+    sink.close()
   })
 
   it('a .part whose state names this file under another segmentation is this download\'s: taken, and started over', () => {
