@@ -98,6 +98,13 @@ export class Registry {
    */
   private readonly orphanedAt = new Map<string, number>()
   /**
+   * Per file, the complete holders that published another root than the entry's, with theirs: they
+   * do not back the entry's root. (Counted as backers, two honest sharers of a file whose junk root
+   * a squatter published first kept it in place for each other once the squatter was gone.) Only
+   * files with such holders have an entry; bounded by the holders.
+   */
+  private readonly dissent = new Map<string, Map<string, string>>()
+  /**
    * Per host, the files its live nodes hold (fileId → how many of its nodes hold it): a full
    * registry takes a new file from a host holding fewer by forgetting one of the biggest host's
    * (see `fairVictim`). Node ids are free, so a per-node cap alone let one host with a few ids
@@ -147,8 +154,9 @@ export class Registry {
         if (now - orphaned < this.standsMs) return true
         this.orphanedAt.delete(file.hash)
       }
+      const dissenters = complete ? this.dissent.get(file.hash) : undefined
       for (const id of this.holders.get(file.hash) ?? []) {
-        if (id === node.nodeId) continue
+        if (id === node.nodeId || dissenters?.has(id) === true) continue
         const have = this.nodes.get(id)?.files.get(file.hash)
         if (have !== undefined && (!complete || have === meta?.pieces)) return true
       }
@@ -167,8 +175,8 @@ export class Registry {
     if (meta === undefined || replace) {
       // (a replaced entry leaves room for its successor: the registry is only full for a new one)
       const full = !replace && this.files.size >= this.maxFiles
-      const victim = full && this.unheld.size === 0 ? this.fairVictim(node.host) : undefined
-      if (full && this.unheld.size === 0 && victim === undefined) throw new RegistryFullError('tracker holds too many files')
+      const victim = full ? this.oldestUnheld(now) ?? this.fairVictim(node.host) : undefined
+      if (full && victim === undefined) throw new RegistryFullError('tracker holds too many files')
       const fresh = fileMeta(file.name, file.hash, file.size, Math.max(1, this.nodes.size))
       if (file.root !== undefined && file.blockSize === fresh.blockSize && (file.have ?? fresh.pieces) === fresh.pieces) fresh.root = file.root
       // a refused publish changes nothing
@@ -177,7 +185,6 @@ export class Registry {
         // the entry's backers are gone: this publish makes the entry anew (its holders held the old one)
         this.forget(file.hash)
       } else if (victim !== undefined) this.forget(victim)
-      else if (full) this.forgetUnheld()
       meta = fresh
       this.files.put(meta)
       if (file.have === undefined) this.namedBy.set(meta.hash, node.nodeId)
@@ -197,7 +204,19 @@ export class Registry {
     if (file.have !== undefined && file.have > meta.pieces) throw new RangeError(`have ${file.have} is more than the ${meta.pieces} pieces`)
     const n = this.touch(node, now)
     this.hold(n, meta.hash, file.have ?? meta.pieces)
+    if ((file.have ?? meta.pieces) === meta.pieces && file.root !== undefined && file.blockSize === meta.blockSize) this.dissents(n.nodeId, meta.hash, file.root === meta.root ? undefined : file.root)
     return meta
+  }
+
+  /** Complete holder `nodeId` published `root` for `fileId`, not the entry's (undefined: it agrees, or holds it no longer). */
+  private dissents (nodeId: string, fileId: string, root: string | undefined): void {
+    let d = this.dissent.get(fileId)
+    if (root === undefined) {
+      if (d?.delete(nodeId) === true && d.size === 0) this.dissent.delete(fileId)
+      return
+    }
+    if (d === undefined) { d = new Map(); this.dissent.set(fileId, d) }
+    d.set(nodeId, root)
   }
 
   /** `n` holds `have` pieces of `fileId`. */
@@ -227,6 +246,7 @@ export class Registry {
     this.release(n, fileId)
     const h = this.holders.get(fileId)
     h?.delete(n.nodeId)
+    this.dissents(n.nodeId, fileId, undefined)
     if (h?.size === 0) this.unhold(fileId, now)
   }
 
@@ -238,6 +258,7 @@ export class Registry {
     }
     this.holders.delete(fileId)
     this.unheld.delete(fileId)
+    this.dissent.delete(fileId)
   }
 
   /** Forget a file and who holds it (a full registry makes room). */
@@ -286,12 +307,15 @@ export class Registry {
     return undefined
   }
 
-  /** Make room: forget the file no live node has held for the longest. */
-  private forgetUnheld (): void {
-    for (const fileId of this.unheld.keys()) {
-      this.forget(fileId)
-      return
-    }
+  /**
+   * The file no live node has held for the longest, to make room, unless it still stands (see
+   * `publish`): forgetting it made room for a squatter to publish it anew, with a junk size, in the
+   * minute after a restart. (`unheld` is in the order files lost their last holder, so the first
+   * is the one unheld the longest: if it still stands, all do.)
+   */
+  private oldestUnheld (now: number): string | undefined {
+    for (const fileId of this.unheld.keys()) return now - (this.orphanedAt.get(fileId) ?? -Infinity) < this.standsMs ? undefined : fileId
+    return undefined
   }
 
   /** A file lost its last live holder, at `now`. */

@@ -156,15 +156,18 @@ describe('Registry: what a client may not do to others', () => {
     expect(reg.nodeCount).toBe(2)
     expect(reg.files.list(undefined, 10).map((f) => f.name)).toEqual(['f1', 'f2', 'f3'])
     expect(reg.listNodes(undefined, undefined, 10).map((n) => n.fileCount)).toEqual([2, 1])
-    // f2 then f1 lose their holder: f2 is the one unheld the longest
+    // f2 then f1 lose their holder: f2 is the one unheld the longest, forgotten once the minute it
+    // stands for its holders to come back is over
+    const S = UNHELD_ENTRY_STANDS_MS
     reg.withdraw(b, hash(2), 1)
     reg.withdraw(a, hash(1), 2)
-    reg.publish(b, { name: 'f4', hash: hash(4), size: 1000 }, 3)
+    expect(() => reg.publish(b, { name: 'f4', hash: hash(4), size: 1000 }, S)).toThrow(RegistryFullError)
+    reg.publish(b, { name: 'f4', hash: hash(4), size: 1000 }, S + 1)
     expect(reg.files.list(undefined, 10).map((f) => f.name)).toEqual(['f1', 'f3', 'f4'])
     // a file held again is not forgotten: f1 is republished, so f3's holder leaving makes f3 the one
-    reg.publish(b, { name: 'f1', hash: hash(1), size: 1000 }, 4)
-    reg.leave(a, 4)
-    reg.publish(b, { name: 'f5', hash: hash(5), size: 1000 }, 5)
+    reg.publish(b, { name: 'f1', hash: hash(1), size: 1000 }, S + 4)
+    reg.leave(a, S + 4)
+    reg.publish(b, { name: 'f5', hash: hash(5), size: 1000 }, 2 * S + 5)
     expect(reg.files.list(undefined, 10).map((f) => f.name)).toEqual(['f1', 'f4', 'f5'])
   })
 
@@ -200,12 +203,16 @@ describe('Registry: what a client may not do to others', () => {
     expect(reg.files.size - honestCount).toBe(25) // the sybil host's files (one of them also the small host's)
   })
 
-  it('a registry kept across a restart counts its files as unheld until published again: a full one still takes new files', () => {
+  it('a registry kept across a restart counts its files as unheld until published again: a full one takes new files once the minute they stand is over (not before: a squatter pushed them out with new ids, then published them anew with a junk size)', () => {
     const store = new MemoryFileStore()
     for (const i of [1, 2]) store.put({ name: `f${i}`, hash: hash(i), size: 1000, blockSize: 262144, pieces: 1 })
-    const reg = new Registry(store, 15_000, Math.random, 2)
-    reg.publish({ nodeId: id(1), host: '10.0.0.1', port: 1 }, { name: 'f2', hash: hash(2), size: 1000 }, 0)
-    reg.publish({ nodeId: id(1), host: '10.0.0.1', port: 1 }, { name: 'f3', hash: hash(3), size: 1000 }, 0)
+    const start = 5_000_000
+    const reg = new Registry(store, 15_000, Math.random, 2, start)
+    reg.publish({ nodeId: id(1), host: '10.0.0.1', port: 1 }, { name: 'f2', hash: hash(2), size: 1000 }, start)
+    const squatter = { nodeId: id(6), host: '10.6.6.6', port: 1 }
+    expect(() => reg.publish(squatter, { name: 'f3', hash: hash(3), size: 1000 }, start + 10)).toThrow(RegistryFullError)
+    expect(() => reg.publish(squatter, { name: 'f1', hash: hash(1), size: 12 }, start + 20)).toThrow(/does not match/)
+    reg.publish({ nodeId: id(1), host: '10.0.0.1', port: 1 }, { name: 'f3', hash: hash(3), size: 1000 }, start + UNHELD_ENTRY_STANDS_MS)
     expect(reg.files.list(undefined, 10).map((f) => f.name)).toEqual(['f2', 'f3'])
   })
 
@@ -224,8 +231,8 @@ describe('Registry: what a client may not do to others', () => {
     for (let i = reg.nodeCount; i < MAX_TRACKER_NODES; i++) reg.announce({ nodeId: id(i), host: '10.1.0.1', port: 2 }, 0, 0)
     expect(() => reg.publish({ nodeId: 'e'.repeat(32), host: '10.0.0.2', port: 3 }, { name: 'new', hash: hash(2), size: 1000 }, 0)).toThrow(/too many nodes/)
     expect(reg.files.list(undefined, 10).map((f) => f.name)).toEqual(['old'])
-    // a known node may still publish: the unheld file makes room
-    reg.publish(a, { name: 'new', hash: hash(2), size: 1000 }, 0)
+    // a known node may still publish: the unheld file makes room (once it no longer stands)
+    reg.publish(a, { name: 'new', hash: hash(2), size: 1000 }, UNHELD_ENTRY_STANDS_MS)
     expect(reg.files.list(undefined, 10).map((f) => f.name)).toEqual(['new'])
   })
 
@@ -290,6 +297,26 @@ describe('Registry.publish: claims stand while their node is live, and a minute 
     // and now the squatter is the one refused
     reg.publish(node(1), { name: 'x.iso', hash, size: 1 << 20, blockSize: first.blockSize, root: '11'.repeat(32) }, 20_000 + later + 1)
     expect(reg.files.get(hash)?.root).toBe('22'.repeat(32))
+  })
+
+  it('a junk root gives way once its publisher is gone also when several honest sharers hold the file (each counted as backing the junk root for the other before)', () => {
+    const reg = new Registry(undefined, 15_000)
+    const first = reg.publish(node(1), { name: 'x.iso', hash, size: 1 << 20 }, 0)
+    const junk = { name: 'x.iso', hash, size: 1 << 20, blockSize: first.blockSize, root: '11'.repeat(32) }
+    const real = { ...junk, root: '22'.repeat(32) }
+    reg.publish(node(1), junk, 0)
+    reg.publish(node(2), real, 1)
+    reg.publish(node(3), real, 1)
+    reg.publish(node(2), real, 2) // (the squatter is live: it stands)
+    expect(reg.files.get(hash)?.root).toBe(junk.root)
+    reg.leave(node(1), 3)
+    reg.publish(node(2), real, 30_000) // node 2's next offer
+    expect(reg.files.get(hash)?.root).toBe(real.root)
+    // node 3 agrees with it now (its next publish): it backs the root against the squatter's return
+    reg.publish(node(3), real, 30_001)
+    reg.leave(node(2), 30_002)
+    reg.publish(node(1), junk, 30_003)
+    expect(reg.files.get(hash)?.root).toBe(real.root)
   })
 
   it('after a restart, an entry the store kept stands a minute against contradicting claims: a squatter racing the real holders back loses', () => {
