@@ -421,6 +421,11 @@ export class Lp2pNode {
         if (k?.shared === true && k.fileId !== null) this.withdraw(k.fileId, new Error(`${p} was removed or changed`), 'info')
       }
       const fresh: LocalFile[] = []
+      for (const e of plan.recheck) {
+        if (this.closed) break
+        const f = await this.recheckShared(e)
+        if (f !== null) fresh.push(f)
+      }
       for (const e of plan.hash) {
         if (this.closed) break
         const f = await this.hashShared(e)
@@ -457,6 +462,28 @@ export class Lp2pNode {
     if (!this.closed) this.shareEvents.next({ event: 'renamed', name: to.name, from, fileId })
     if (this.publishing.has(fileId)) this.republishAfter.add(fileId)
     else this.fire(this.publishShared([f]))
+  }
+
+  /**
+   * A known file of the share whose ctime alone changed (see `SharePlan.recheck`): hashed again
+   * while it is served on. The same id: only its stamp is new. Another: the old one is withdrawn
+   * and the new one hashed and shared as a new file (returned, to publish).
+   */
+  private async recheckShared (e: ShareEntry): Promise<LocalFile | null> {
+    const k = this.known.get(e.path)
+    if (k === undefined) return null
+    let fileId: string | null = null
+    try {
+      const file = MappedFile.open(e.path, undefined, { under: this.opts.share, listed: e })
+      try { fileId = (await hashFile(file, segment(file.size).blockSize)).fileId } finally { file.close() }
+    } catch { /* gone or unreadable: as changed */ }
+    if (fileId !== null && fileId === k.fileId) {
+      this.known.set(e.path, { ...stampOf(e), fileId, shared: k.shared })
+      return null
+    }
+    this.known.delete(e.path)
+    if (k.shared && k.fileId !== null) this.withdraw(k.fileId, new Error(`${e.path} was changed in place`), 'info')
+    return await this.hashShared(e)
   }
 
   /** Map and hash one settled file of the share; null when it vanished, changed meanwhile, or its contents are shared already. */

@@ -132,7 +132,10 @@ export interface FileStamp { size: number, mtimeMs: number, ctimeMs?: number, de
 export const stampOf = (st: FileStamp): FileStamp => ({ size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, dev: st.dev, ino: st.ino })
 
 /** Both stamps are the same version of the file (a rename, which changes the ctime, is told apart by `planShare`). */
-export const sameVersion = (a: FileStamp, b: FileStamp): boolean => a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs
+export const sameVersion = (a: FileStamp, b: FileStamp): boolean => sameWrite(a, b) && a.ctimeMs === b.ctimeMs
+
+/** Both stamps have the same size and mtime: the file changed at most in place with its mtime set back, or only its metadata (a chmod, a link: the ctime alone changes). */
+const sameWrite = (a: FileStamp, b: FileStamp): boolean => a.size === b.size && a.mtimeMs === b.mtimeMs
 
 /** A candidate file of a shared folder, as listed (not yet hashed). */
 export interface ShareEntry extends FileStamp { path: string, name: string }
@@ -187,6 +190,12 @@ export interface SharePlan {
   hash: ShareEntry[]
   /** Paths gone or changed since they were hashed: withdraw what was published for them. */
   withdraw: string[]
+  /**
+   * Known files whose ctime alone changed, settled: a chmod, a hard link, or a rewrite in place
+   * that set the mtime back. Hashed again; withdrawn only if their id changed (withdrawn at once,
+   * a `chmod -R` on a share dropped every upload and hashed it all again).
+   */
+  recheck: ShareEntry[]
   /** New or changed files still settling: what was seen now, to compare with at the next scan. */
   settling: Map<string, ShareEntry>
 }
@@ -197,7 +206,7 @@ export interface SharePlan {
  * `settleMs` ago: a file still being copied in is never published half-written.
  */
 export function planShare (known: ReadonlyMap<string, KnownFile>, settling: ReadonlyMap<string, ShareEntry>, listing: readonly ShareEntry[], now: number, settleMs = SHARE_SETTLE_MS): SharePlan {
-  const plan: SharePlan = { rename: [], hash: [], withdraw: [], settling: new Map() }
+  const plan: SharePlan = { rename: [], hash: [], withdraw: [], recheck: [], settling: new Map() }
   const listed = new Map(listing.map((e) => [e.path, e]))
   // a known path gone from the listing whose inode is listed under a path not known: renamed
   // (`mv`: the same file, so a download from it goes on; hashed again, it was withdrawn meanwhile
@@ -224,14 +233,14 @@ export function planShare (known: ReadonlyMap<string, KnownFile>, settling: Read
   for (const [p, k] of known) {
     if (renamedFrom.has(p)) continue
     const e = listed.get(p)
-    if (e === undefined || !sameVersion(e, k)) plan.withdraw.push(p)
+    if (e === undefined || !sameWrite(e, k)) plan.withdraw.push(p)
   }
   for (const e of listing) {
     if (moved.has(e.path)) continue
     const k = known.get(e.path)
     if (k !== undefined && sameVersion(k, e)) continue
     const before = settling.get(e.path)
-    if (before !== undefined && sameVersion(before, e) && now - e.mtimeMs >= settleMs) plan.hash.push(e)
+    if (before !== undefined && sameVersion(before, e) && now - Math.max(e.mtimeMs, e.ctimeMs ?? 0) >= settleMs) (k !== undefined && sameWrite(k, e) ? plan.recheck : plan.hash).push(e)
     else plan.settling.set(e.path, e)
   }
   return plan

@@ -204,3 +204,36 @@ describe('a node the tracker lists under another root', () => {
     expect(root).toMatch(/^[0-9a-f]{64}$/)
   }, 30_000)
 })
+
+describe('a shared file whose ctime alone changed', () => {
+  it('a chmod or a hard link (the contents unchanged) withdraws nothing; a rewrite in place with its size and mtime set back is withdrawn and shared under its new id', async () => {
+    const dir = tempDir('ctime')
+    const share = path.join(dir, 's')
+    fs.mkdirSync(share)
+    const a = path.join(share, 'a.bin')
+    fs.writeFileSync(a, Buffer.alloc(200_000, 1))
+    fs.writeFileSync(path.join(share, 'b.bin'), Buffer.alloc(200_000, 2))
+    const tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
+    const t = await tracker.start()
+    const node = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, heartbeatMs: 300, watch: { settleMs: 100, rescanMs: 200 } })
+    stopAfter(dir, node, () => tracker)
+    const events: Array<{ event: string, name: string, fileId?: string }> = []
+    node.shareChanges$.subscribe((e) => events.push(e as { event: string, name: string, fileId?: string }))
+    await node.start()
+    const idA = createHash('sha256').update(fs.readFileSync(a)).digest('hex')
+    fs.chmodSync(a, 0o600)
+    fs.linkSync(path.join(share, 'b.bin'), path.join(dir, 'backup-of-b.bin')) // (outside the share: a backup tool, cp -al)
+    await sleep(1500) // several rescans, settled
+    expect(events).toEqual([])
+    // the same size, the mtime set back: only the ctime tells
+    const { mtime, atime } = fs.statSync(a)
+    const fd = fs.openSync(a, 'r+')
+    fs.writeSync(fd, Buffer.alloc(10, 9), 0, 10, 1000)
+    fs.closeSync(fd)
+    fs.utimesSync(a, atime, mtime)
+    const idA2 = createHash('sha256').update(fs.readFileSync(a)).digest('hex')
+    await until(() => events.length, (n) => n >= 2, 5000)
+    expect(events).toEqual([expect.objectContaining({ event: 'withdrawn', name: 'a.bin', fileId: idA }), expect.objectContaining({ event: 'shared', name: 'a.bin', fileId: idA2 })])
+    expect(tracker.registry.holderCount(idA2)).toBe(1)
+  }, 30_000)
+})

@@ -35,25 +35,30 @@ describe('planShare', () => {
     expect([...p.settling.keys()]).toEqual(['/s/a.bin'])
   })
 
-  it('a file rewritten in place with its size and mtime kept (rsync --inplace -t, cp -p, touch -r) changed its ctime: withdrawn, and hashed again once settled', () => {
+  it('a file whose ctime alone changed (a rewrite in place that kept size and mtime: rsync --inplace -t, cp -p, touch -r; or a chmod, a link) is hashed again once settled, not withdrawn (the node withdraws it only if its id changed)', () => {
     const k = new Map([['/s/a.bin', { ...known(10, 1000), ctimeMs: 1000 }]])
-    const rewritten = { ...entry('a.bin', 10, 1000), ctimeMs: 4000 }
-    const p = planShare(k, new Map(), [rewritten], 9000, 500)
-    expect(p.withdraw).toEqual(['/s/a.bin'])
-    expect([...p.settling.values()]).toEqual([rewritten])
-    expect(planShare(new Map(), p.settling, [rewritten], 9500, 500).hash).toEqual([rewritten])
+    const touched = { ...entry('a.bin', 10, 1000), ctimeMs: 8800 }
+    const p = planShare(k, new Map(), [touched], 9000, 500)
+    expect([p.withdraw, p.hash, p.recheck]).toEqual([[], [], []])
+    expect([...p.settling.values()]).toEqual([touched])
+    // settled: unchanged at the next scan, and the change (its ctime) long enough ago
+    expect(planShare(k, p.settling, [touched], 9100, 500).recheck).toEqual([])
+    const q = planShare(k, p.settling, [touched], 9400, 500)
+    expect([q.withdraw, q.hash, q.recheck]).toEqual([[], [], [touched]])
+    // once hashed again (the node keeps the new stamp), it is left alone
+    expect(planShare(new Map([['/s/a.bin', { ...known(10, 1000), ctimeMs: 8800 }]]), new Map(), [touched], 9500, 500)).toEqual({ rename: [], hash: [], withdraw: [], recheck: [], settling: new Map() })
   })
 
   it('leaves known, unchanged files alone', () => {
     const p = planShare(new Map([['/s/a.bin', known(10, 1000)]]), new Map(), [entry('a.bin', 10, 1000)], 9000, 500)
-    expect(p).toEqual({ rename: [], hash: [], withdraw: [], settling: new Map() })
+    expect(p).toEqual({ rename: [], hash: [], withdraw: [], recheck: [], settling: new Map() })
   })
 
   it('a known file whose inode shows up under a new path, with its size and mtime, was renamed: followed, neither withdrawn nor hashed', () => {
     const at = (name: string, size: number, mtimeMs: number, ino: number): ShareEntry => ({ ...entry(name, size, mtimeMs), dev: 1, ino })
     const k = new Map([['/s/draft.bin', { ...known(10, 1000), dev: 1, ino: 7 }], ['/s/other.bin', { ...known(5, 1000, 'g'), dev: 1, ino: 8 }]])
     const p = planShare(k, new Map(), [at('final.bin', 10, 1000, 7), at('other.bin', 5, 1000, 8)], 9000, 500)
-    expect(p).toEqual({ rename: [{ from: '/s/draft.bin', to: at('final.bin', 10, 1000, 7) }], hash: [], withdraw: [], settling: new Map() })
+    expect(p).toEqual({ rename: [{ from: '/s/draft.bin', to: at('final.bin', 10, 1000, 7) }], hash: [], withdraw: [], recheck: [], settling: new Map() })
     // written since (another size or mtime), or the same inode on another device: a new file, the old one withdrawn
     for (const moved of [at('final.bin', 11, 1000, 7), at('final.bin', 10, 2000, 7), { ...at('final.bin', 10, 1000, 7), dev: 2 }]) {
       const q = planShare(k, new Map(), [moved, at('other.bin', 5, 1000, 8)], 9000, 500)
