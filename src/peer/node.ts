@@ -477,6 +477,12 @@ export class Lp2pNode {
       const file = MappedFile.open(e.path, undefined, { under: this.opts.share, listed: e })
       try { fileId = (await hashFile(file, segment(file.size).blockSize)).fileId } finally { file.close() }
     } catch { /* gone or unreadable: as changed */ }
+    // (withdrawn meanwhile, by the server finding it changed, or the node closing: not ours to put
+    // back; a path no longer known settles and is hashed anew at the next scans)
+    if (this.closed || this.known.get(e.path) !== k || (k.shared && k.fileId !== null && !this.shared.has(k.fileId))) {
+      if (this.known.get(e.path) === k) this.known.delete(e.path)
+      return null
+    }
     if (fileId !== null && fileId === k.fileId) {
       this.known.set(e.path, { ...stampOf(e), fileId, shared: k.shared })
       return null

@@ -134,8 +134,14 @@ export const stampOf = (st: FileStamp): FileStamp => ({ size: st.size, mtimeMs: 
 /** Both stamps are the same version of the file (a rename, which changes the ctime, is told apart by `planShare`). */
 export const sameVersion = (a: FileStamp, b: FileStamp): boolean => sameWrite(a, b) && a.ctimeMs === b.ctimeMs
 
-/** Both stamps have the same size and mtime: the file changed at most in place with its mtime set back, or only its metadata (a chmod, a link: the ctime alone changes). */
-const sameWrite = (a: FileStamp, b: FileStamp): boolean => a.size === b.size && a.mtimeMs === b.mtimeMs
+/**
+ * Both stamps are the same file (inode, where known) with the same size and mtime: it changed at
+ * most in place with its mtime set back, or only its metadata (a chmod, a link: the ctime alone
+ * changes). Another inode is another file, even a copy with the same times (rsync without
+ * --inplace, `cp -p` then `mv`): the one served is gone.
+ */
+const sameWrite = (a: FileStamp, b: FileStamp): boolean => a.size === b.size && a.mtimeMs === b.mtimeMs &&
+  (a.ino === undefined || b.ino === undefined || (a.ino === b.ino && a.dev === b.dev))
 
 /** A candidate file of a shared folder, as listed (not yet hashed). */
 export interface ShareEntry extends FileStamp { path: string, name: string }

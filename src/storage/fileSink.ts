@@ -9,7 +9,7 @@ import { OrderedHasher, type HashTarget } from './orderedHasher'
 import { PartFile } from './partFile'
 import type { MappedFile } from './mappedFile'
 import { WorkerHashTarget } from './workerHash'
-import { loadState, removeState, saveState, stateIsFor } from './resumeState'
+import { loadState, removeState, saveState, stateFileId } from './resumeState'
 import { clearBit, hasBit, setBit } from '../peer/picker'
 
 /** Files from this size on are hashed in a worker thread (below it, starting one costs more than it saves). */
@@ -39,9 +39,14 @@ export class FileSink implements PieceSink {
   constructor (private readonly meta: FileMetaData, outDir: string, private readonly pool?: BufferPool) {
     // (an earlier run of this download under the file's former name, its sharers having renamed it
     // since, resumes too, instead of starting over beside a .part left for good)
-    // (a .part found at the name is taken only if its state names this file: another program's
-    // partial download, or a user's file, was resized, overwritten and renamed, or removed)
-    this.part = PartFile.open(outDir, meta.name, meta.size, meta.hash, { adopt: (other) => loadState(other, meta) !== null, ours: (p) => stateIsFor(p, meta.hash) })
+    // (a .part found at the name is taken only if its state names this file, or, with no state, a
+    // get that is gone left its lock on it (one killed before it saved its first state): another
+    // program's partial download, a user's file, another version's download were resized,
+    // overwritten and renamed, or removed)
+    this.part = PartFile.open(outDir, meta.name, meta.size, meta.hash, {
+      adopt: (other) => loadState(other, meta) !== null,
+      ours: (p, staleLock) => { const id = stateFileId(p); return id === meta.hash || (staleLock && id === null) },
+    })
     const release = (b: Buffer): void => pool?.release(b)
     // big files are hashed in a worker thread, beside the transfer instead of on its core
     if (meta.size >= WORKER_HASH_MIN_BYTES) this.worker = new WorkerHashTarget(this.part.descriptor as number, (b) => pool?.owns(b) ?? false, (b) => pool?.adopt(b), (b) => pool?.claim(b))
@@ -60,7 +65,8 @@ export class FileSink implements PieceSink {
     }
     // the state file exists from the start: on a disk that fills up later, saves overwrite it in
     // place (see saveState), so what was verified is still recorded for the resume
-    if (this.part.fresh) { this.dirty = true; this.saveNow() }
+    // (and pieces cleared past a cut are saved now: the .part has its full size again)
+    if (this.part.fresh) { this.dirty = true; this.saveNow() } else if (this.dirty) this.saveNow()
   }
 
   write (data: Buffer, position: number): Observable<void> { return this.part.write(data, position) }

@@ -47,10 +47,12 @@ export class PartFile implements PositionalWriter {
    * @param o.adopt with no .part of this name, whether another one of the folder (by its path) is
    *   this download's under a former name of the file: it is moved here (see `adoptRenamedPart`)
    * @param o.ours whether a .part found at the name is an earlier run's of this download (its
-   *   state names the file): one that is not (another program's partial download, a user's file)
-   *   is refused, never resized, written or removed. Without it, any .part found is taken.
+   *   state names the file; `staleLock`: a get that is gone left its lock, so the .part is a get's
+   *   working file): one that is not (another program's partial download, a user's file, another
+   *   version's download) is refused, never resized, written or removed. Without it, any .part
+   *   found is taken.
    */
-  static open (dir: string, name: string, size: number, fileId?: string, o: { freeBytes?: (dir: string) => number | null, adopt?: (otherPart: string) => boolean, ours?: (partPath: string) => boolean } = {}): PartFile {
+  static open (dir: string, name: string, size: number, fileId?: string, o: { freeBytes?: (dir: string) => number | null, adopt?: (otherPart: string) => boolean, ours?: (partPath: string, staleLock: boolean) => boolean } = {}): PartFile {
     const freeBytes = o.freeBytes ?? freeSpace
     safeFileName(name)
     const partPath = path.join(dir, `${fileId === undefined ? name : partStem(name, fileId)}.part`)
@@ -68,8 +70,6 @@ export class PartFile implements PositionalWriter {
     } catch (err) {
       throw new StorageError(`cannot open ${partPath}: ${(err as Error).message}`, err)
     }
-    // (a lock left by a get that is gone says the .part is a get's working file, state or not: one
-    // killed before it saved its first state)
     const { lockPath, tookOver } = lockPart(partPath)
     // (under our lock: no other get creates this .part meanwhile)
     if (o.adopt !== undefined) adoptRenamedPart(dir, partPath, o.adopt)
@@ -87,7 +87,7 @@ export class PartFile implements PositionalWriter {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return fail(`cannot open ${partPath}`, err)
       made = false
-      if (o.ours !== undefined && !tookOver && lstatOrNull(partPath)?.isFile() === true && !o.ours(partPath)) {
+      if (o.ours !== undefined && lstatOrNull(partPath)?.isFile() === true && !o.ours(partPath, tookOver)) {
         return fail(`${partPath} already exists and is not an earlier run of this download (no ${path.basename(partPath)}.state for this file beside it)`, new Error('remove it or choose another --out'))
       }
       try {

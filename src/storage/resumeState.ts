@@ -23,9 +23,10 @@ function readState (partPath: string): Partial<ResumeState> | null {
   }
 }
 
-/** Is the .part at `partPath` a download of file `fileId` (its state says so, whatever segmentation it was cut by)? */
-export function stateIsFor (partPath: string, fileId: string): boolean {
-  return readState(partPath)?.fileId === fileId
+/** The file id the state beside `partPath` names (whatever segmentation it was cut by); null when there is no readable state. */
+export function stateFileId (partPath: string): string | null {
+  const id = readState(partPath)?.fileId
+  return typeof id === 'string' ? id : null
 }
 
 /** The verified pieces recorded for `meta`, or null when there is no usable state. */

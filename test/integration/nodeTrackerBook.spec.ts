@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -225,15 +226,62 @@ describe('a shared file whose ctime alone changed', () => {
     fs.linkSync(path.join(share, 'b.bin'), path.join(dir, 'backup-of-b.bin')) // (outside the share: a backup tool, cp -al)
     await sleep(1500) // several rescans, settled
     expect(events).toEqual([])
-    // the same size, the mtime set back: only the ctime tells
-    const { mtime, atime } = fs.statSync(a)
+    // the same size, the mtime set back exactly (touch -r: utimes with Dates loses the sub-ms part): only the ctime tells
+    const times = path.join(dir, 'times')
+    fs.writeFileSync(times, '')
+    execFileSync('touch', ['-r', a, times])
     const fd = fs.openSync(a, 'r+')
     fs.writeSync(fd, Buffer.alloc(10, 9), 0, 10, 1000)
     fs.closeSync(fd)
-    fs.utimesSync(a, atime, mtime)
+    execFileSync('touch', ['-r', times, a])
     const idA2 = createHash('sha256').update(fs.readFileSync(a)).digest('hex')
     await until(() => events.length, (n) => n >= 2, 5000)
-    expect(events).toEqual([expect.objectContaining({ event: 'withdrawn', name: 'a.bin', fileId: idA }), expect.objectContaining({ event: 'shared', name: 'a.bin', fileId: idA2 })])
+    expect(events).toEqual([expect.objectContaining({ event: 'withdrawn', name: 'a.bin', fileId: idA, reason: expect.stringMatching(/was changed in place/) }), expect.objectContaining({ event: 'shared', name: 'a.bin', fileId: idA2 })])
     expect(tracker.registry.holderCount(idA2)).toBe(1)
+  }, 30_000)
+
+  it('a recheck that finds the file withdrawn meanwhile (the server found it changed) leaves it to the next scans, which share it again; it does not mark it shared', async () => {
+    const dir = tempDir('stale-known')
+    const share = path.join(dir, 's')
+    fs.mkdirSync(share)
+    const a = path.join(share, 'a.bin')
+    fs.writeFileSync(a, Buffer.alloc(8 << 20, 1))
+    const tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
+    const t = await tracker.start()
+    const node = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, heartbeatMs: 300, watch: { settleMs: 100, rescanMs: 200 } })
+    stopAfter(dir, node, () => tracker)
+    await node.start()
+    const id = node.sharedFiles[0].fileId
+    const n = node as unknown as { recheckShared: (e: unknown) => Promise<unknown>, withdraw: (id: string, err: Error) => void, known: Map<string, { shared: boolean }> }
+    const [e] = await listShare(share)
+    const rechecked = n.recheckShared(e) // (what a scan does for a file whose ctime alone changed)
+    n.withdraw(id, new Error('served file was replaced by another file')) // (the piece server, meanwhile)
+    await rechecked
+    const back = await until(() => node.sharedFiles.map((f) => f.fileId), (ids) => ids.length > 0, 5000)
+    expect({ known: n.known.get(a)?.shared, sharing: back }).toEqual({ known: true, sharing: [id] })
+  }, 30_000)
+
+  it('an identical copy moved over a shared file (another inode, the same size and times) is withdrawn and shared again from the new file: the old one is not kept open', async () => {
+    const dir = tempDir('inode')
+    const share = path.join(dir, 's')
+    fs.mkdirSync(share)
+    const a = path.join(share, 'a.bin')
+    fs.writeFileSync(a, Buffer.alloc(200_000, 1))
+    const tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
+    const t = await tracker.start()
+    const node = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, heartbeatMs: 300, watch: { settleMs: 100, rescanMs: 200 } })
+    stopAfter(dir, node, () => tracker)
+    const events: Array<{ event: string }> = []
+    node.shareChanges$.subscribe((ev) => events.push(ev))
+    await node.start()
+    const tmp = path.join(dir, 'copy.tmp')
+    fs.writeFileSync(tmp, Buffer.alloc(200_000, 1))
+    execFileSync('touch', ['-r', a, tmp])
+    fs.renameSync(tmp, a)
+    await until(() => events.length, (k) => k >= 2, 5000)
+    expect(events.map((ev) => ev.event)).toEqual(['withdrawn', 'shared'])
+    const deleted = fs.readdirSync('/proc/self/fd').map((fd) => { try { return fs.readlinkSync(`/proc/self/fd/${fd}`) } catch { return '' } }).filter((l) => l === `${a} (deleted)`)
+    expect(deleted).toEqual([])
+    expect((node.sharedFiles[0].file as unknown as { ino: number }).ino).toBe(fs.statSync(a).ino)
   }, 30_000)
 })

@@ -45,6 +45,11 @@ describe('planShare', () => {
     expect(planShare(k, p.settling, [touched], 9100, 500).recheck).toEqual([])
     const q = planShare(k, p.settling, [touched], 9400, 500)
     expect([q.withdraw, q.hash, q.recheck]).toEqual([[], [], [touched]])
+    // another inode with the same size and times (an identical copy moved over it: rsync without
+    // --inplace, cp -p then mv) is another file: the one served is gone, withdrawn
+    const k2 = new Map([['/s/a.bin', { ...known(10, 1000), ctimeMs: 1000, dev: 1, ino: 7 }]])
+    const copy = { ...entry('a.bin', 10, 1000), ctimeMs: 8800, dev: 1, ino: 8 }
+    expect(planShare(k2, new Map(), [copy], 9000, 500).withdraw).toEqual(['/s/a.bin'])
     // once hashed again (the node keeps the new stamp), it is left alone
     expect(planShare(new Map([['/s/a.bin', { ...known(10, 1000), ctimeMs: 8800 }]]), new Map(), [touched], 9500, 500)).toEqual({ rename: [], hash: [], withdraw: [], recheck: [], settling: new Map() })
   })

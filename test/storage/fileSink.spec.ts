@@ -5,6 +5,8 @@ import os from 'node:os'
 import path from 'node:path'
 import { lastValueFrom } from 'rxjs'
 import { FileSink } from '../../src/storage/fileSink'
+import { loadState } from '../../src/storage/resumeState'
+import { hasBit } from '../../src/peer/picker'
 
 const BLOCK = 16384
 const meta = { name: 'f.bin', hash: 'a'.repeat(64), size: 3 * BLOCK, blockSize: BLOCK, pieces: 3 }
@@ -129,6 +131,23 @@ describe('FileSink', () => {
     sink.close()
   })
 
+  it('a stale lock does not make another version\'s .part ours: a get of NAME whose state names another file (a get of an older NAME, killed) is refused, and its .part and state are left as they were', async () => {
+    const other = { ...meta, hash: 'b'.repeat(64), size: 5 * BLOCK, pieces: 5 }
+    const older = new FileSink(other, dir)
+    const piece = Buffer.alloc(BLOCK, 7)
+    await lastValueFrom(older.write(piece, BLOCK), { defaultValue: undefined })
+    older.stored(BLOCK, piece)
+    older.close()
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid as number // as if killed: its lock stays
+    fs.writeFileSync(path.join(dir, 'f.bin.part.lock'), `${dead}\n`)
+    expect(() => new FileSink(meta, dir)).toThrow(/not an earlier run of this download/)
+    expect(fs.readdirSync(dir).sort()).toEqual(['f.bin.part', 'f.bin.part.state'])
+    expect(fs.statSync(path.join(dir, 'f.bin.part')).size).toBe(other.size)
+    const back = new FileSink(other, dir)
+    expect(back.present).toEqual([1])
+    back.close()
+  })
+
   it('a .part whose state names this file under another segmentation is this download\'s: taken, and started over', () => {
     fs.writeFileSync(path.join(dir, 'f.bin.part'), Buffer.alloc(meta.size, 1))
     fs.writeFileSync(path.join(dir, 'f.bin.part.state'), JSON.stringify({ fileId: meta.hash, size: meta.size, blockSize: BLOCK / 2, pieces: 6, have: '/w==' }))
@@ -167,10 +186,14 @@ describe('FileSink', () => {
     expect(round2.present).toEqual([0, 1, 2, 3])
     expect(fs.statSync(path.join(dir, 'c.bin.part')).size).toBe(m.size)
     round2.close()
-    // cut between runs, with the state still listing what was past the cut: those are not claimed
+    // cut between runs, with the state still listing what was past the cut: those are not claimed,
+    // and the state says so at once (the .part has its full size again: a get killed now must not
+    // leave zeros listed as pieces)
     fs.truncateSync(path.join(dir, 'c.bin.part'), 2 * BLOCK)
     const round3 = new FileSink(m, dir)
     expect(round3.present).toEqual([0, 1])
+    const saved = loadState(path.join(dir, 'c.bin.part'), m) as Uint8Array
+    expect([0, 1, 2, 3, 4, 5, 6, 7].filter((i) => hasBit(saved, i))).toEqual([0, 1])
     round3.close()
   })
 
