@@ -503,8 +503,8 @@ export class Lp2pNode {
     try {
       const h = await hashFile(file, segment(file.size).blockSize)
       const st = await fs.promises.lstat(e.path)
-      // written to while we hashed: it settles again first
-      if (!sameVersion(st, e) || file.size !== e.size) { file.close(); return null }
+      // written to while we hashed: it settles again first (and a node closed meanwhile maps nothing more)
+      if (!sameVersion(st, e) || file.size !== e.size || this.closed) { file.close(); return null }
       if (this.shared.has(h.fileId) || this.shared.size >= MAX_SHARED_FILES) {
         if (!this.shared.has(h.fileId)) this.log.warn({ path: e.path }, `more than ${MAX_SHARED_FILES} files: not shared`)
         file.close()
