@@ -207,13 +207,12 @@ describe('a node the tracker lists under another root', () => {
 })
 
 describe('a shared file whose ctime alone changed', () => {
-  it('a chmod or a hard link (the contents unchanged) withdraws nothing; a rewrite in place with its size and mtime set back is withdrawn and shared under its new id', async () => {
-    const dir = tempDir('ctime')
+  /** A watching node (rescans every 200 ms) sharing `files` of `dir/s`, with a fresh tracker; its share events as they come. */
+  async function watching (name: string, files: Record<string, Buffer>): Promise<{ dir: string, share: string, tracker: TrackerServer, node: Lp2pNode, events: Array<{ event: string, name: string, fileId?: string }> }> {
+    const dir = tempDir(name)
     const share = path.join(dir, 's')
     fs.mkdirSync(share)
-    const a = path.join(share, 'a.bin')
-    fs.writeFileSync(a, Buffer.alloc(200_000, 1))
-    fs.writeFileSync(path.join(share, 'b.bin'), Buffer.alloc(200_000, 2))
+    for (const [f, data] of Object.entries(files)) fs.writeFileSync(path.join(share, f), data)
     const tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
     const t = await tracker.start()
     const node = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, heartbeatMs: 300, watch: { settleMs: 100, rescanMs: 200 } })
@@ -221,6 +220,12 @@ describe('a shared file whose ctime alone changed', () => {
     const events: Array<{ event: string, name: string, fileId?: string }> = []
     node.shareChanges$.subscribe((e) => events.push(e as { event: string, name: string, fileId?: string }))
     await node.start()
+    return { dir, share, tracker, node, events }
+  }
+
+  it('a chmod or a hard link (the contents unchanged) withdraws nothing; a rewrite in place with its size and mtime set back is withdrawn and shared under its new id', async () => {
+    const { dir, share, tracker, events } = await watching('ctime', { 'a.bin': Buffer.alloc(200_000, 1), 'b.bin': Buffer.alloc(200_000, 2) })
+    const a = path.join(share, 'a.bin')
     const idA = createHash('sha256').update(fs.readFileSync(a)).digest('hex')
     fs.chmodSync(a, 0o600)
     fs.linkSync(path.join(share, 'b.bin'), path.join(dir, 'backup-of-b.bin')) // (outside the share: a backup tool, cp -al)
@@ -241,16 +246,8 @@ describe('a shared file whose ctime alone changed', () => {
   }, 30_000)
 
   it('a recheck that finds the file withdrawn meanwhile (the server found it changed) leaves it to the next scans, which share it again; it does not mark it shared', async () => {
-    const dir = tempDir('stale-known')
-    const share = path.join(dir, 's')
-    fs.mkdirSync(share)
+    const { share, node } = await watching('stale-known', { 'a.bin': Buffer.alloc(8 << 20, 1) })
     const a = path.join(share, 'a.bin')
-    fs.writeFileSync(a, Buffer.alloc(8 << 20, 1))
-    const tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
-    const t = await tracker.start()
-    const node = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, heartbeatMs: 300, watch: { settleMs: 100, rescanMs: 200 } })
-    stopAfter(dir, node, () => tracker)
-    await node.start()
     const id = node.sharedFiles[0].fileId
     const n = node as unknown as { recheckShared: (e: unknown) => Promise<unknown>, withdraw: (id: string, err: Error) => void, known: Map<string, { shared: boolean }> }
     const [e] = await listShare(share)
@@ -262,18 +259,8 @@ describe('a shared file whose ctime alone changed', () => {
   }, 30_000)
 
   it('an identical copy moved over a shared file (another inode, the same size and times) is withdrawn and shared again from the new file: the old one is not kept open', async () => {
-    const dir = tempDir('inode')
-    const share = path.join(dir, 's')
-    fs.mkdirSync(share)
+    const { dir, share, node, events } = await watching('inode', { 'a.bin': Buffer.alloc(200_000, 1) })
     const a = path.join(share, 'a.bin')
-    fs.writeFileSync(a, Buffer.alloc(200_000, 1))
-    const tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
-    const t = await tracker.start()
-    const node = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, heartbeatMs: 300, watch: { settleMs: 100, rescanMs: 200 } })
-    stopAfter(dir, node, () => tracker)
-    const events: Array<{ event: string }> = []
-    node.shareChanges$.subscribe((ev) => events.push(ev))
-    await node.start()
     const tmp = path.join(dir, 'copy.tmp')
     fs.writeFileSync(tmp, Buffer.alloc(200_000, 1))
     execFileSync('touch', ['-r', a, tmp])
