@@ -49,6 +49,8 @@ export const MAX_TRACKER_NODES = 100_000
  * refused (FULL) for as long as it stayed up.
  */
 export const MAX_TRACKER_FILES_PER_NODE = 12_000
+/** Most names one `lp2p get` takes (fetched one after the other). */
+export const MAX_GET_NAMES = 1000
 /** A shared file a full tracker refused (FULL) is offered again after this long. */
 export const FULL_RETRY_MS = 30_000
 /**

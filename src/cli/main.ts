@@ -7,10 +7,11 @@ import { Command, Option } from 'commander'
 import { firstValueFrom, lastValueFrom, ReplaySubject, takeUntil, type Observable } from 'rxjs'
 import type { TrackerClient } from '../net/trackerClient'
 import { Lp2pError, UsageError } from '../errors'
-import { BUSY_QUEUE_MS, NO_PROGRESS_MS } from '../limits'
+import { BUSY_QUEUE_MS, MAX_GET_NAMES, NO_PROGRESS_MS } from '../limits'
 import { log, LOG_FORMATS, setLogFormat, setLogLevel, type LogFormat } from '../log'
 import { formatEndpoint, parseEndpoint } from '../net/address'
 import { Lp2pNode } from '../peer/node'
+import type { LeechEvent } from '../peer/leech'
 import { ago, bytes, parseDuration, table } from './format'
 import { errorCode, EXIT, exitCode } from './exit'
 import { progress, ServingView } from './progress'
@@ -345,8 +346,14 @@ export function program (argv: readonly string[] = process.argv): Command {
     })
 
   p.command('get')
-    .description('download a file by name or file-id prefix; exits 0 only when its SHA-256 matches')
-    .argument('<name-or-id>', 'exact file name, or a prefix of its hex file id', (v: string) => { if (v.trim() === '') throw new UsageError('the file name or id is empty'); return v })
+    .description(`download files by name or file-id prefix, one after the other; exits 0 only when every SHA-256 matches (with several, a file that fails is said on stderr and the next is fetched; the status is the first failure's)`)
+    .argument('<name-or-id...>', `exact file name, or a prefix of its hex file id (at most ${MAX_GET_NAMES}; the same one twice is fetched once)`, (v: string, names: string[] | undefined) => {
+      if (v.trim() === '') throw new UsageError('the file name or id is empty')
+      const all = names ?? []
+      if (all.includes(v)) return all
+      if (all.length >= MAX_GET_NAMES) throw new UsageError(`at most ${MAX_GET_NAMES} names in one get`)
+      return [...all, v]
+    })
     .addOption(new Option('-o, --out <dir>', 'folder to write into, created if missing (NAME.part while downloading, NAME when verified)').default('.').argParser(folderArg('--out')).env('LP2P_OUT'))
     .addOption(trackerOption())
     .addOption(nodeHostOption('address to bind and to serve pieces from'))
@@ -356,36 +363,51 @@ export function program (argv: readonly string[] = process.argv): Command {
     .addOption(new Option('--stall-timeout <time>', 'give up (exit 6, the .part kept for a resume) when no piece arrived for this long while peers hold the rest: they decline every request (busy, or broken); time spent waiting for --download-limit does not count (30, 30s, 2m; 0: never)').default(NO_PROGRESS_MS, `${NO_PROGRESS_MS / 1000}s`).argParser(parseDuration).env('LP2P_STALL_TIMEOUT'))
     .addOption(new Option('--seed', 'after the file is verified, keep serving it until interrupted (SIGINT/SIGTERM)').env('LP2P_SEED'))
     .addOption(jsonOption('print NDJSON events (start, peers, progress at most 4 a second, piece-failed, peer-dropped, done, error; with --seed then seeding) instead of a progress bar'))
-    .action(async (query: string, o: { out: string, tracker: string, host: string, port: number, uploadLimit: number, downloadLimit: number, stallTimeout: number, seed?: boolean, json?: boolean }) => {
+    .action(async (queries: string[], o: { out: string, tracker: string, host: string, port: number, uploadLimit: number, downloadLimit: number, stallTimeout: number, seed?: boolean, json?: boolean }) => {
       const node = new Lp2pNode({ tracker: parseEndpoint(o.tracker, '--tracker'), host: o.host, port: o.port, uploadLimit: o.uploadLimit, downloadLimit: o.downloadLimit })
-      const view = progress(o.json === true ? 'json' : process.stdout.isTTY ? 'tty' : 'lines', process.stdout)
-      // a signal stops the download (the .part file stays for a resume) and the display, then exits 130/143
+      // a signal stops the download (the .part file stays for a resume), the display and the names
+      // not fetched yet, then exits 130/143
       const signalled = new ReplaySubject<NodeJS.Signals>(1)
       const offSignal = onStop((sig) => { offSignal(); signalled.next(sig) })
+      const seeded: string[] = []
+      let failed: unknown = null
       try {
         await node.start()
-        const last = await lastValueFrom(node.leech(query, path.resolve(o.out), { noProgressMs: o.stallTimeout }).pipe(view.operator(), takeUntil(signalled)), { defaultValue: null })
-        offSignal()
-        if (last?.event !== 'done') {
-          const sig = await firstValueFrom(signalled)
-          const why = stopCause(sig)
-          // (the pieces verified so far stay in the .part; with none, there is no .part)
-          const said = `interrupted by ${why}; the same get resumes from the pieces verified so far`
-          view.fail(new Lp2pError('ERR_INTERRUPTED', said))
-          process.stderr.write(`lp2p: ${said}\n`)
-          process.exitCode = stopStatus(sig)
-          return
+        for (const query of queries) {
+          const view = progress(o.json === true ? 'json' : process.stdout.isTTY ? 'tty' : 'lines', process.stdout)
+          let last: LeechEvent | null
+          try {
+            last = await lastValueFrom(node.leech(query, path.resolve(o.out), { noProgressMs: o.stallTimeout }).pipe(view.operator(), takeUntil(signalled)), { defaultValue: null })
+          } catch (err) {
+            view.fail(err)
+            if (queries.length === 1) throw err
+            // (one of several: said, and the next is fetched; the status is the first failure's)
+            process.stderr.write(`lp2p: ${printable(query)}: ${(err as Error).message}\n`)
+            failed ??= err
+            continue
+          }
+          if (last?.event !== 'done') {
+            offSignal()
+            const sig = await firstValueFrom(signalled)
+            const why = stopCause(sig)
+            // (the pieces verified so far stay in the .part; with none, there is no .part)
+            const said = `interrupted by ${why}; the same get resumes from the pieces verified so far`
+            view.fail(new Lp2pError('ERR_INTERRUPTED', said))
+            process.stderr.write(`lp2p: ${said}\n`)
+            process.exitCode = stopStatus(sig)
+            return
+          }
+          view.finish(last)
+          seeded.push(last.fileId)
         }
-        const done = last
-        view.finish(done)
-        if (o.seed === true) {
-          if (o.json === true) json({ event: 'seeding', fileId: (done as { fileId: string }).fileId, address: formatEndpoint(node.address as { address: string, port: number }) })
-          else out(`seeding on tcp ${formatEndpoint(node.address as { address: string, port: number })} until interrupted\n`)
+        offSignal()
+        if (failed !== null) process.exitCode = exitCode(failed)
+        if (o.seed === true && seeded.length > 0) {
+          const at = formatEndpoint(node.address as { address: string, port: number })
+          if (o.json === true) for (const fileId of seeded) json({ event: 'seeding', fileId, address: at })
+          else out(`seeding${seeded.length > 1 ? ` ${seeded.length} files` : ''} on tcp ${at} until interrupted\n`)
           await untilSignal(() => {})
         }
-      } catch (err) {
-        view.fail(err)
-        throw err
       } finally {
         offSignal()
         await node.close()

@@ -50,6 +50,21 @@ describe('CLI output of real processes', () => {
     expect(trackerProc.stderr.filter((l) => l.includes('malformed'))).toEqual([])
   }, 90_000)
 
+  it('get with several names fetches each in turn, verified; one that fails is said on stderr, the others still come, and the status is the first failure\'s', async () => {
+    const a = shareRandom(dir(), 'share', 'a.bin', 1 << 20)
+    const b = shareRandom(dir(), 'share', 'b.bin', 3 << 20)
+    const { address: tracker } = await startTracker(procs)
+    await startPeer(procs, a.share, tracker)
+    const out = path.join(dir(), 'out')
+    const get = await runLp2p(['get', 'a.bin', 'nothing.bin', b.sha.slice(0, 12), 'a.bin', '--out', out, '--tracker', tracker, '--json'])
+    expect(get.code).toBe(3) // (not found: the first failure)
+    expect(await sha256File(path.join(out, 'a.bin'))).toBe(a.sha)
+    expect(await sha256File(path.join(out, 'b.bin'))).toBe(b.sha)
+    expect(get.events.filter((e) => e.event === 'done').map((e) => e.name)).toEqual(['a.bin', 'b.bin']) // (a.bin asked twice: fetched once)
+    expect(get.events.filter((e) => e.event === 'error')).toEqual([expect.objectContaining({ code: 'ERR_NOT_FOUND' })])
+    expect(get.stderr.filter((l) => !l.startsWith('{'))).toEqual([expect.stringMatching(/^lp2p: nothing\.bin: /)])
+  }, 90_000)
+
   it('a tracker on IPv6 loopback (::1): peer, get, ls and status reach it with no --host (they bind the address they reach it from)', async () => {
     const { share, sha } = shareRandom(dir(), 'share', 'six.bin', 1 << 20)
     const { address: tracker } = await startTracker(procs, ['--memory', '--host', '::1'])
