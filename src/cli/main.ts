@@ -361,7 +361,7 @@ export function program (argv: readonly string[] = process.argv): Command {
     .addOption(uploadLimit())
     .addOption(new Option('--download-limit <rate>', 'cap on bytes/s fetched from peers (same units as --upload-limit)').default(Infinity, 'none').argParser(rate).env('LP2P_DOWNLOAD_LIMIT'))
     .addOption(new Option('--stall-timeout <time>', 'give up (exit 6, the .part kept for a resume) when no piece arrived for this long while peers hold the rest: they decline every request (busy, or broken); time spent waiting for --download-limit does not count (30, 30s, 2m; 0: never)').default(NO_PROGRESS_MS, `${NO_PROGRESS_MS / 1000}s`).argParser(parseDuration).env('LP2P_STALL_TIMEOUT'))
-    .addOption(new Option('--seed', 'after the file is verified, keep serving it until interrupted (SIGINT/SIGTERM)').env('LP2P_SEED'))
+    .addOption(new Option('--seed', 'after the files are verified, keep serving them until interrupted (SIGINT/SIGTERM)').env('LP2P_SEED'))
     .addOption(jsonOption('print NDJSON events (start, peers, progress at most 4 a second, piece-failed, peer-dropped, done, error; with --seed then seeding) instead of a progress bar'))
     .action(async (queries: string[], o: { out: string, tracker: string, host: string, port: number, uploadLimit: number, downloadLimit: number, stallTimeout: number, seed?: boolean, json?: boolean }) => {
       const node = new Lp2pNode({ tracker: parseEndpoint(o.tracker, '--tracker'), host: o.host, port: o.port, uploadLimit: o.uploadLimit, downloadLimit: o.downloadLimit })
@@ -374,7 +374,7 @@ export function program (argv: readonly string[] = process.argv): Command {
       try {
         await node.start()
         for (const query of queries) {
-          const view = progress(o.json === true ? 'json' : process.stdout.isTTY ? 'tty' : 'lines', process.stdout)
+          const view = progress(o.json === true ? 'json' : process.stdout.isTTY ? 'tty' : 'lines', process.stdout, { query })
           let last: LeechEvent | null
           try {
             last = await lastValueFrom(node.leech(query, path.resolve(o.out), { noProgressMs: o.stallTimeout }).pipe(view.operator(), takeUntil(signalled)), { defaultValue: null })
@@ -384,6 +384,12 @@ export function program (argv: readonly string[] = process.argv): Command {
             // (one of several: said, and the next is fetched; the status is the first failure's)
             process.stderr.write(`lp2p: ${printable(query)}: ${(err as Error).message}\n`)
             failed ??= err
+            // (a tracker that does not answer would cost every name its tries, 8 s each)
+            if (errorCode(err) === 'ERR_TRACKER_UNREACHABLE') {
+              const left = queries.slice(queries.indexOf(query) + 1)
+              if (left.length > 0) process.stderr.write(`lp2p: not fetched (the tracker does not answer): ${left.map(printable).join(' ')}\n`)
+              break
+            }
             continue
           }
           if (last?.event !== 'done') {
@@ -398,7 +404,7 @@ export function program (argv: readonly string[] = process.argv): Command {
             return
           }
           view.finish(last)
-          seeded.push(last.fileId)
+          if (!seeded.includes(last.fileId)) seeded.push(last.fileId)
         }
         offSignal()
         if (failed !== null) process.exitCode = exitCode(failed)

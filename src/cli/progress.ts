@@ -32,6 +32,8 @@ export type Clock = () => number
 
 export interface ProgressOptions {
   now?: Clock
+  /** The name or id prefix asked for: `error` events (--json) carry it as `query`, since one that fails before its `start` names nothing else. */
+  query?: string
   /** For the terminal bar's redraw timer; tests turn it down to keep runs quiet. */
   fps?: number
 }
@@ -137,7 +139,7 @@ export interface ProgressView {
 /** The view for `mode` on `stream` (stdout). */
 export function progress (mode: ProgressMode, stream: NodeJS.WritableStream, opts: ProgressOptions = {}): ProgressView {
   const now = opts.now ?? Date.now
-  return mode === 'json' ? new JsonProgress(stream, now) : mode === 'tty' ? new TtyProgress(stream, now, opts.fps ?? TTY_FPS) : new LinesProgress(stream, now)
+  return mode === 'json' ? new JsonProgress(stream, now, opts.query) : mode === 'tty' ? new TtyProgress(stream, now, opts.fps ?? TTY_FPS) : new LinesProgress(stream, now)
 }
 
 /**
@@ -150,7 +152,7 @@ export function progress (mode: ProgressMode, stream: NodeJS.WritableStream, opt
  */
 export class JsonProgress implements ProgressView {
   private readonly scheduler: SchedulerLike
-  constructor (private readonly stream: NodeJS.WritableStream, now: Clock) {
+  constructor (private readonly stream: NodeJS.WritableStream, now: Clock, private readonly query?: string) {
     // the events only read the time: a clock is all the scheduler has to give
     this.scheduler = { now, schedule: asyncScheduler.schedule.bind(asyncScheduler) }
   }
@@ -175,7 +177,7 @@ export class JsonProgress implements ProgressView {
   }
 
   finish (done: LeechEvent & { event: 'done' }): void { this.json(done) }
-  fail (err: unknown): void { this.json({ event: 'error', code: errorCode(err), message: (err as Error).message }) }
+  fail (err: unknown): void { this.json({ event: 'error', code: errorCode(err), message: (err as Error).message, ...(this.query === undefined ? {} : { query: this.query }) }) }
 }
 
 /** The closing summary of the human views. */

@@ -63,6 +63,13 @@ export interface LeechDeps {
    */
   unlink?: (peer: PeerAddress) => void
   openSink: (meta: FileMetaData) => PieceSink
+  /**
+   * Where a verified copy of the file already is at its final place (its SHA-256 is the id), or
+   * null: with one, nothing is fetched and the download is done at once (`downloaded` 0). A get
+   * run again, over names part of which it fetched before, was refused for those (their names
+   * were taken).
+   */
+  alreadyHere?: (meta: FileMetaData) => Observable<string | null>
   scheduler?: SchedulerLike
   /**
    * This node's id (never a source for itself) and, when it serves, its port: neighbours add it to
@@ -137,7 +144,12 @@ export type LeechEvent =
 export function leech (query: string, deps: LeechDeps, opts: LeechOptions = {}): Observable<LeechEvent> {
   return deps.tracker.files().pipe(
     map((files) => resolveFile(files, query)),
-    mergeMap((meta) => leechFile(meta, deps, opts)),
+    mergeMap((meta) => (deps.alreadyHere?.(meta) ?? of(null)).pipe(
+      mergeMap((path): Observable<LeechEvent> => path === null ? leechFile(meta, deps, opts) : of<LeechEvent[]>(
+        { event: 'start', fileId: meta.hash, name: meta.name, size: meta.size, blockSize: meta.blockSize, pieces: meta.pieces, present: meta.pieces },
+        { event: 'done', fileId: meta.hash, name: meta.name, path, bytes: meta.size, sha256: meta.hash, downloaded: 0 },
+      )),
+    )),
   )
 }
 

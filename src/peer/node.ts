@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import fs from 'node:fs'
+import path from 'node:path'
 import {
   asyncScheduler, catchError, concat, debounceTime, defaultIfEmpty, defer, EMPTY, exhaustMap, filter, finalize, from, lastValueFrom, map, merge,
   mergeMap, Observable, of, repeat, Subject, switchMap, type Subscription, take, tap, throwError, timer,
@@ -26,6 +27,7 @@ import { HeldDownload } from './held'
 import { busyWaitFor, passesBusy, servedShare, serveRequest, serveWatch, WatchKicker, type ServeContext, type ServedFile } from './serve'
 import { hashFile } from '../storage/hashFile'
 import { segment } from '../protocol/segmentation'
+import { safeFileName } from '../storage/names'
 import { listShare, MAX_SHARED_FILES, planShare, sameVersion, scanShare, RESCAN_COST_FACTOR, SHARE_DEBOUNCE_MS, SHARE_RESCAN_MAX_MS, SHARE_RESCAN_MS, SHARE_SETTLE_MS, stampOf, type KnownFile, type LocalFile, type ShareEntry } from './share'
 
 export interface NodeOptions {
@@ -679,6 +681,8 @@ export class Lp2pNode {
   private leechOnce (query: string, out: string, opts: NodeLeechOptions): Observable<LeechEvent> {
     let sink: FileSink | null = null
     let h: HeldDownload<MappedFile> | null = null
+    // a verified copy already at its place (see alreadyHere), mapped and hashed: served as a finished download
+    let here: { meta: FileMetaData, file: MappedFile, pieceHashes: Buffer } | null = null
     let pending: (() => Uint8Array) | null = null
     let fileId: string | null = null
     const links = this.linksFor()
@@ -694,6 +698,12 @@ export class Lp2pNode {
       link: links.link,
       unlink: links.unlink,
       openSink: (meta) => { fileId = meta.hash; sink = new FileSink(meta, out, this.pool); return sink },
+      alreadyHere: (meta) => defer(async () => {
+        const found = await verifiedCopy(out, meta)
+        if (found === null) return null
+        here = { meta, ...found }
+        return found.file.path
+      }),
       // (read at each use: a node told its id is in use takes a new one, running downloads too)
       selfId: () => this.nodeId,
       selfPort: this.listen?.port,
@@ -705,6 +715,7 @@ export class Lp2pNode {
       tap((e) => {
         switch (e.event) {
           case 'start': {
+            if (here !== null) return // (nothing to fetch: served once done)
             const meta: FileMetaData = { name: e.name, hash: e.fileId, size: e.size, blockSize: e.blockSize, pieces: e.pieces }
             const s = sink as FileSink | null
             // a resumed download holds what the last run verified and wrote: it serves those too
@@ -728,8 +739,16 @@ export class Lp2pNode {
             this.kicker.poke()
             return
           case 'done': {
+            const found = here as { meta: FileMetaData, file: MappedFile, pieceHashes: Buffer } | null
+            if (found !== null) {
+              // every piece, with the hash list it was just hashed into (its file id matched)
+              const held = new HeldDownload(found.meta, Array.from({ length: found.meta.pieces }, (_, i) => i), () => found.file, () => null)
+              held.gotHashes(found.pieceHashes)
+              h = held
+              this.held.set(found.meta.hash, held)
+            }
             if (h === null) return
-            const file = MappedFile.open(e.path)
+            const file = found?.file ?? MappedFile.open(e.path)
             this.served.set(h.meta.hash, h.completed(file, () => file.checkSize()))
             this.fire(this.publishHeld(h))
           }
@@ -781,4 +800,28 @@ export class Lp2pNode {
 /** The tracker lists a file of ours under a root other than the one its pieces hash to (with the same segmentation). */
 function disputesRoot (meta: FileMetaData, f: LocalFile): boolean {
   return meta.blockSize === f.blockSize && meta.root !== undefined && meta.root !== f.root
+}
+
+/**
+ * A verified copy of `meta` at `out/NAME` (a regular file of its size whose SHA-256 is its id,
+ * read without following a link), mapped, with its piece hashes; null when there is none (no such
+ * file, another one, a name unsafe to write: the download says so when it opens its .part).
+ */
+async function verifiedCopy (out: string, meta: FileMetaData): Promise<{ file: MappedFile, pieceHashes: Buffer } | null> {
+  let file: MappedFile
+  try {
+    safeFileName(meta.name)
+    const p = path.join(out, meta.name)
+    const st = await fs.promises.lstat(p)
+    if (!st.isFile() || st.size !== meta.size) return null
+    file = MappedFile.open(p, undefined, { under: out, listed: st })
+  } catch {
+    return null
+  }
+  try {
+    const h = await hashFile(file, meta.blockSize)
+    if (h.fileId === meta.hash) return { file, pieceHashes: h.pieceHashes }
+  } catch { /* changed while hashed: not a copy to trust */ }
+  file.close()
+  return null
 }

@@ -1,3 +1,4 @@
+import dgram from 'node:dgram'
 import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
@@ -61,9 +62,33 @@ describe('CLI output of real processes', () => {
     expect(await sha256File(path.join(out, 'a.bin'))).toBe(a.sha)
     expect(await sha256File(path.join(out, 'b.bin'))).toBe(b.sha)
     expect(get.events.filter((e) => e.event === 'done').map((e) => e.name)).toEqual(['a.bin', 'b.bin']) // (a.bin asked twice: fetched once)
-    expect(get.events.filter((e) => e.event === 'error')).toEqual([expect.objectContaining({ code: 'ERR_NOT_FOUND' })])
+    expect(get.events.filter((e) => e.event === 'error')).toEqual([expect.objectContaining({ code: 'ERR_NOT_FOUND', query: 'nothing.bin' })])
     expect(get.stderr.filter((l) => !l.startsWith('{'))).toEqual([expect.stringMatching(/^lp2p: nothing\.bin: /)])
+
+    // the same get again (as after an interruption), and a.bin under its id too: what is there,
+    // verified, is done at once, nothing fetched; a file of that name with other bytes is refused
+    fs.writeFileSync(path.join(out, 'other.bin'), 'not it')
+    const again = await runLp2p(['get', 'a.bin', b.sha.slice(0, 12), a.sha.slice(0, 10), '--out', out, '--tracker', tracker, '--json'])
+    expect(again.code).toBe(0)
+    expect(again.events.filter((e) => e.event === 'done').map((e) => [e.name, e.downloaded])).toEqual([['a.bin', 0], ['b.bin', 0], ['a.bin', 0]])
+    fs.writeFileSync(path.join(out, 'b.bin'), 'other bytes')
+    const taken = await runLp2p(['get', 'b.bin', '--out', out, '--tracker', tracker, '--json'])
+    expect(taken.code).toBe(8)
+    expect(fs.readFileSync(path.join(out, 'b.bin'), 'utf8')).toBe('other bytes')
   }, 90_000)
+
+  it('get with several names and the tracker down gives up once (exit 5), naming the names not fetched, not after every name\'s tries', async () => {
+    const silent = await new Promise<string>((resolve) => {
+      const s = dgram.createSocket('udp4')
+      procs.push({ stop: async () => { s.close() } } as unknown as typeof procs[number])
+      s.bind(0, '127.0.0.1', () => resolve(`127.0.0.1:${s.address().port}`))
+    })
+    const started = Date.now()
+    const get = await runLp2p(['get', 'a.bin', 'b.bin', 'c.bin', '--out', path.join(dir(), 'out'), '--tracker', silent])
+    expect(get.code).toBe(5)
+    expect(Date.now() - started).toBeLessThan(15_000) // (one name's tries: about 8 s; three: 24 s)
+    expect(get.stderr.filter((l) => !l.startsWith('{'))).toEqual([expect.stringMatching(/^lp2p: a\.bin: /), 'lp2p: not fetched (the tracker does not answer): b.bin c.bin'])
+  }, 60_000)
 
   it('a tracker on IPv6 loopback (::1): peer, get, ls and status reach it with no --host (they bind the address they reach it from)', async () => {
     const { share, sha } = shareRandom(dir(), 'share', 'six.bin', 1 << 20)
