@@ -63,7 +63,7 @@ describe('end-to-end transfer', () => {
   it('reports an unknown name as an error event with --json', async () => {
     const r = await runLp2p(['get', 'no-such-file.iso', '--out', path.join(dir, 'x'), '--tracker', tracker, '--json'])
     expect(r.code).toBe(3)
-    expect(r.events).toEqual([{ event: 'error', code: 'ERR_NOT_FOUND', message: 'no file named or with id prefix "no-such-file.iso"' }])
+    expect(r.events).toEqual([{ event: 'error', code: 'ERR_NOT_FOUND', message: 'no file named or with id prefix "no-such-file.iso"', query: 'no-such-file.iso' }])
   })
 
   it('lists the files with ls --json', async () => {
