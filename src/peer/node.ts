@@ -698,11 +698,16 @@ export class Lp2pNode {
       link: links.link,
       unlink: links.unlink,
       openSink: (meta) => { fileId = meta.hash; sink = new FileSink(meta, out, this.pool); return sink },
-      alreadyHere: (meta) => defer(async () => {
-        const found = await verifiedCopy(out, meta)
-        if (found === null) return null
-        here = { meta, ...found }
-        return found.file.path
+      // (a download stopped while it hashes the copy stops the hashing, and maps nothing)
+      alreadyHere: (meta) => new Observable<string | null>((sub) => {
+        let off = false
+        verifiedCopy(out, meta, () => off).then((found) => {
+          if (found !== null && off) { found.file.close(); return }
+          if (found !== null) here = { meta, ...found }
+          sub.next(found?.file.path ?? null)
+          sub.complete()
+        }, (err: unknown) => sub.error(err))
+        return () => { off = true }
       }),
       // (read at each use: a node told its id is in use takes a new one, running downloads too)
       selfId: () => this.nodeId,
@@ -740,6 +745,12 @@ export class Lp2pNode {
             return
           case 'done': {
             const found = here as { meta: FileMetaData, file: MappedFile, pieceHashes: Buffer } | null
+            if (found !== null && this.held.get(found.meta.hash)?.complete === true) {
+              // (the same file asked again under another name or id prefix: it is served already)
+              found.file.close()
+              here = null
+              return
+            }
             if (found !== null) {
               // every piece, with the hash list it was just hashed into (its file id matched)
               const held = new HeldDownload(found.meta, Array.from({ length: found.meta.pieces }, (_, i) => i), () => found.file, () => null)
@@ -756,6 +767,9 @@ export class Lp2pNode {
       }),
       finalize(() => {
         links.release()
+        // a verified copy found but never served (the download was stopped before its done)
+        const found = here as { file: MappedFile } | null
+        if (found !== null && (h as HeldDownload<MappedFile> | null)?.file !== found.file) found.file.close()
         // an unfinished download is no longer served once its sink is closed
         const cur = h as HeldDownload | null
         if (cur !== null && !cur.complete && this.held.get(cur.meta.hash) === cur) {
@@ -807,7 +821,7 @@ function disputesRoot (meta: FileMetaData, f: LocalFile): boolean {
  * read without following a link), mapped, with its piece hashes; null when there is none (no such
  * file, another one, a name unsafe to write: the download says so when it opens its .part).
  */
-async function verifiedCopy (out: string, meta: FileMetaData): Promise<{ file: MappedFile, pieceHashes: Buffer } | null> {
+async function verifiedCopy (out: string, meta: FileMetaData, cancelled: () => boolean): Promise<{ file: MappedFile, pieceHashes: Buffer } | null> {
   let file: MappedFile
   try {
     safeFileName(meta.name)
@@ -819,9 +833,9 @@ async function verifiedCopy (out: string, meta: FileMetaData): Promise<{ file: M
     return null
   }
   try {
-    const h = await hashFile(file, meta.blockSize)
+    const h = await hashFile(file, meta.blockSize, cancelled)
     if (h.fileId === meta.hash) return { file, pieceHashes: h.pieceHashes }
-  } catch { /* changed while hashed: not a copy to trust */ }
+  } catch { /* changed while hashed (not a copy to trust), or called off */ }
   file.close()
   return null
 }

@@ -23,8 +23,8 @@ export function hashRoot (pieceHashes: Buffer): string {
  * The file id and the piece hashes for `blockSize`, in one pass through the mapping, a slice
  * at a time so the event loop keeps serving in between. Memory stays flat whatever the size.
  */
-export async function hashFile (file: MappedFile, blockSize: number): Promise<FileHashes> {
-  return await hashPass(file, blockSize, true) as FileHashes
+export async function hashFile (file: MappedFile, blockSize: number, cancelled?: () => boolean): Promise<FileHashes> {
+  return await hashPass(file, blockSize, true, cancelled) as FileHashes
 }
 
 /** Piece hashes only (the file id is known): for a segmentation other than the one first hashed. */
@@ -33,7 +33,8 @@ export async function hashPieces (file: MappedFile, blockSize: number): Promise<
 }
 
 /** One pass through the file: piece hashes, and the whole-file hash when asked for. */
-async function hashPass (file: MappedFile, blockSize: number, withWhole: boolean): Promise<Omit<FileHashes, 'fileId'> & { fileId?: string }> {
+/** (`cancelled` is asked at each pause for the event loop: true ends the pass with an error) */
+async function hashPass (file: MappedFile, blockSize: number, withWhole: boolean, cancelled?: () => boolean): Promise<Omit<FileHashes, 'fileId'> & { fileId?: string }> {
   const whole = withWhole ? createHash('sha256') : null
   const pieces = Math.ceil(file.size / blockSize)
   const pieceHashes = Buffer.alloc(pieces * 32)
@@ -47,7 +48,11 @@ async function hashPass (file: MappedFile, blockSize: number, withWhole: boolean
     whole?.update(v)
     sinceYield += v.length
     createHash('sha256').update(v).digest().copy(pieceHashes, i * 32)
-    if (sinceYield >= SLICE) { sinceYield = 0; await yieldToLoop() }
+    if (sinceYield >= SLICE) {
+      sinceYield = 0
+      await yieldToLoop()
+      if (cancelled?.() === true) throw new Error(`hashing ${file.path} was called off`)
+    }
   }
   file.checkSize()
   const hashes = { blockSize, pieceHashes, root: hashRoot(pieceHashes) }

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process'
-import { createHash } from 'node:crypto'
+import crypto, { createHash } from 'node:crypto'
 import fs from 'node:fs'
+import { lastValueFrom } from 'rxjs'
 import path from 'node:path'
 import { Lp2pNode, TrackerServer } from '../../src'
 import { listShare, RESCAN_COST_FACTOR } from '../../src/peer/share'
@@ -271,4 +272,43 @@ describe('a shared file whose ctime alone changed', () => {
     expect(deleted).toEqual([])
     expect((node.sharedFiles[0].file as unknown as { ino: number }).ino).toBe(fs.statSync(a).ino)
   }, 30_000)
+})
+
+describe('a get of a file already verified at its place', () => {
+  /** This process's descriptors open on `p`. */
+  const openOn = (p: string): number => fs.readdirSync('/proc/self/fd').filter((fd) => { try { return fs.readlinkSync(`/proc/self/fd/${fd}`) === p } catch { return false } }).length
+
+  it('the same file asked again under its id prefix is done at once and keeps one mapping; one stopped while it hashes the copy keeps none; the node closed, none is left', async () => {
+    const dir = tempDir('here')
+    const share = path.join(dir, 's')
+    fs.mkdirSync(share)
+    const small = crypto.randomBytes(3_000_000)
+    const big = crypto.randomBytes(48 << 20)
+    fs.writeFileSync(path.join(share, 'small.bin'), small)
+    fs.writeFileSync(path.join(share, 'big.bin'), big)
+    const tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
+    const t = await tracker.start()
+    const sharer = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, watch: false })
+    stopAfter(dir, sharer, () => tracker)
+    await sharer.start()
+    const getter = new Lp2pNode({ tracker: t, host: '127.0.0.1' })
+    started.push(async () => await getter.close())
+    await getter.start()
+    const out = path.join(dir, 'out')
+    const id = createHash('sha256').update(small).digest('hex')
+    const first = await lastValueFrom(getter.leech('small.bin', out))
+    expect(first).toMatchObject({ event: 'done', downloaded: small.length })
+    const again = await lastValueFrom(getter.leech(id.slice(0, 10), out))
+    expect(again).toMatchObject({ event: 'done', name: 'small.bin', downloaded: 0 })
+    expect(openOn(path.join(out, 'small.bin'))).toBe(1)
+    // a verified copy of big.bin already there: the get is stopped while it hashes it
+    fs.writeFileSync(path.join(out, 'big.bin'), big)
+    const s = getter.leech('big.bin', out).subscribe({ error: () => {} })
+    await sleep(25)
+    s.unsubscribe()
+    await sleep(500)
+    expect(openOn(path.join(out, 'big.bin'))).toBe(0)
+    await getter.close()
+    expect(openOn(path.join(out, 'small.bin'))).toBe(0)
+  }, 60_000)
 })
