@@ -731,7 +731,10 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     // is not left idle until others look for peers again
     const asking = new Set<string>()
     const askers$ = (deps.askers ?? EMPTY).pipe(
-      filter((p) => notSelf(p) && !sources.has(peerKey(p)) && !asking.has(peerKey(p)) && asking.size < FAN_OUT && !shunned(peerKey(p)) && sources.size < 2 * maxSources),
+      filter((p) => {
+        const key = peerKey(p)
+        return notSelf(p) && !sources.has(key) && !asking.has(key) && asking.size < FAN_OUT && !shunned(key) && sources.size < 2 * maxSources
+      }),
       mergeMap((p) => {
         const key = peerKey(p)
         asking.add(key)

@@ -266,7 +266,7 @@ export class Lp2pNode {
           if (disputesRoot(meta, f)) {
             // listed under a root a node that does not hold this file published first: offered again
             // after a while, as the tracker lets the real root replace it once that node is gone
-            this.retryAt.set(f.fileId, Date.now() + (this.opts.publishRetryMs ?? FULL_RETRY_MS))
+            this.retryLater(f.fileId)
             if (!wasDisputed) this.log.warn({ file: f.name, fileId: f.fileId, root: f.root, trackerRoot: meta.root }, 'the tracker lists this file under another root (published first by a node that does not hold it?): gets cannot check its pieces; offered again every 30 s')
           }
           this.served.set(meta.hash, servedShare(meta, () => f.file, () => f.blockSize === meta.blockSize ? f.pieceHashes : null, () => f.file.checkSize()))
@@ -280,7 +280,7 @@ export class Lp2pNode {
           if (err instanceof RemoteError && err.remoteCode === REMOTE_CODES.full) {
             const entry = this.shared.get(f.fileId)
             if (entry !== undefined && entry.file === f.file) entry.meta = undefined
-            this.retryAt.set(f.fileId, Date.now() + (this.opts.publishRetryMs ?? FULL_RETRY_MS))
+            this.retryLater(f.fileId)
           }
           // (said once per batch, with how many: a tracker away while thousands are published would be thousands of lines)
           if (failed++ === 0) firstFailure = { file: f.name, err: err.message }
@@ -494,6 +494,9 @@ export class Lp2pNode {
     return await this.hashShared(e)
   }
 
+  /** Offer shared file `fileId` again only after a while (a full tracker refused it, or lists it under another root). */
+  private retryLater (fileId: string): void { this.retryAt.set(fileId, Date.now() + (this.opts.publishRetryMs ?? FULL_RETRY_MS)) }
+
   /** Map and hash one settled file of the share; null when it vanished, changed meanwhile, or its contents are shared already. */
   private async hashShared (e: ShareEntry): Promise<LocalFile | null> {
     let file: MappedFile
@@ -682,7 +685,7 @@ export class Lp2pNode {
     let sink: FileSink | null = null
     let h: HeldDownload<MappedFile> | null = null
     // a verified copy already at its place (see alreadyHere), mapped and hashed: served as a finished download
-    let here: { meta: FileMetaData, file: MappedFile, pieceHashes: Buffer } | null = null
+    let here: VerifiedCopy | null = null
     let pending: (() => Uint8Array) | null = null
     let fileId: string | null = null
     const links = this.linksFor()
@@ -703,7 +706,7 @@ export class Lp2pNode {
         let off = false
         verifiedCopy(out, meta, () => off).then((found) => {
           if (found !== null && off) { found.file.close(); return }
-          if (found !== null) here = { meta, ...found }
+          if (found !== null) here = found
           sub.next(found?.file.path ?? null)
           sub.complete()
         }, (err: unknown) => sub.error(err))
@@ -744,7 +747,7 @@ export class Lp2pNode {
             this.kicker.poke()
             return
           case 'done': {
-            const found = here as { meta: FileMetaData, file: MappedFile, pieceHashes: Buffer } | null
+            const found = here as VerifiedCopy | null
             if (found !== null && this.held.get(found.meta.hash)?.complete === true) {
               // (the same file asked again under another name or id prefix: it is served already)
               found.file.close()
@@ -768,7 +771,7 @@ export class Lp2pNode {
       finalize(() => {
         links.release()
         // a verified copy found but never served (the download was stopped before its done)
-        const found = here as { file: MappedFile } | null
+        const found = here as VerifiedCopy | null
         if (found !== null && (h as HeldDownload<MappedFile> | null)?.file !== found.file) found.file.close()
         // an unfinished download is no longer served once its sink is closed
         const cur = h as HeldDownload | null
@@ -816,12 +819,15 @@ function disputesRoot (meta: FileMetaData, f: LocalFile): boolean {
   return meta.blockSize === f.blockSize && meta.root !== undefined && meta.root !== f.root
 }
 
+/** A file found already at its place in --out, verified: mapped, with its piece hashes. */
+interface VerifiedCopy { meta: FileMetaData, file: MappedFile, pieceHashes: Buffer }
+
 /**
  * A verified copy of `meta` at `out/NAME` (a regular file of its size whose SHA-256 is its id,
- * read without following a link), mapped, with its piece hashes; null when there is none (no such
- * file, another one, a name unsafe to write: the download says so when it opens its .part).
+ * read without following a link); null when there is none (no such file, another one, a name
+ * unsafe to write: the download says so when it opens its .part).
  */
-async function verifiedCopy (out: string, meta: FileMetaData, cancelled: () => boolean): Promise<{ file: MappedFile, pieceHashes: Buffer } | null> {
+async function verifiedCopy (out: string, meta: FileMetaData, cancelled: () => boolean): Promise<VerifiedCopy | null> {
   let file: MappedFile
   try {
     safeFileName(meta.name)
@@ -834,7 +840,7 @@ async function verifiedCopy (out: string, meta: FileMetaData, cancelled: () => b
   }
   try {
     const h = await hashFile(file, meta.blockSize, cancelled)
-    if (h.fileId === meta.hash) return { file, pieceHashes: h.pieceHashes }
+    if (h.fileId === meta.hash) return { meta, file, pieceHashes: h.pieceHashes }
   } catch { /* changed while hashed (not a copy to trust), or called off */ }
   file.close()
   return null

@@ -55,13 +55,12 @@ export class FileSink implements PieceSink {
     // (not from a .part made now: a state whose .part was deleted would claim zeros as pieces)
     if (this.part.fresh) removeState(this.part.partPath)
     this.have = (this.part.fresh ? null : loadState(this.part.partPath, meta)) ?? new Uint8Array(Math.ceil(meta.pieces / 8))
-    for (let i = 0; i < meta.pieces; i++) {
-      if (!hasBit(this.have, i)) continue
+    for (const [i, offset, length] of this.storedPieces()) {
       // (a .part found shorter, truncated since: the pieces past its end are gone; the rest are
       // checked with the file, and only those that changed are fetched again)
-      if (i * meta.blockSize + Math.min(meta.blockSize, meta.size - i * meta.blockSize) > this.part.intact) { clearBit(this.have, i); this.dirty = true; continue }
+      if (offset + length > this.part.intact) { clearBit(this.have, i); this.dirty = true; continue }
       this.present.push(i)
-      this.hasher.addOnDisk(i * meta.blockSize, Math.min(meta.blockSize, meta.size - i * meta.blockSize))
+      this.hasher.addOnDisk(offset, length)
     }
     // the state file exists from the start: on a disk that fills up later, saves overwrite it in
     // place (see saveState), so what was verified is still recorded for the resume

@@ -98,12 +98,12 @@ export class Registry {
    */
   private readonly orphanedAt = new Map<string, number>()
   /**
-   * Per file, the complete holders that published another root than the entry's, with theirs: they
-   * do not back the entry's root. (Counted as backers, two honest sharers of a file whose junk root
+   * Per file, the complete holders that published another root than the entry's: they do not back
+   * the entry's root. (Counted as backers, two honest sharers of a file whose junk root
    * a squatter published first kept it in place for each other once the squatter was gone.) Only
    * files with such holders have an entry; bounded by the holders.
    */
-  private readonly dissent = new Map<string, Map<string, string>>()
+  private readonly dissent = new Map<string, Set<string>>()
   /**
    * Per host, the files its live nodes hold (fileId → how many of its nodes hold it): a full
    * registry takes a new file from a host holding fewer by forgetting one of the biggest host's
@@ -204,19 +204,19 @@ export class Registry {
     if (file.have !== undefined && file.have > meta.pieces) throw new RangeError(`have ${file.have} is more than the ${meta.pieces} pieces`)
     const n = this.touch(node, now)
     this.hold(n, meta.hash, file.have ?? meta.pieces)
-    if ((file.have ?? meta.pieces) === meta.pieces && file.root !== undefined && file.blockSize === meta.blockSize) this.dissents(n.nodeId, meta.hash, file.root === meta.root ? undefined : file.root)
+    if ((file.have ?? meta.pieces) === meta.pieces && file.root !== undefined && file.blockSize === meta.blockSize) this.dissents(n.nodeId, meta.hash, file.root !== meta.root)
     return meta
   }
 
-  /** Complete holder `nodeId` published `root` for `fileId`, not the entry's (undefined: it agrees, or holds it no longer). */
-  private dissents (nodeId: string, fileId: string, root: string | undefined): void {
+  /** Complete holder `nodeId` published another root for `fileId` than the entry's (false: it agrees, or holds it no longer). */
+  private dissents (nodeId: string, fileId: string, disagrees: boolean): void {
     let d = this.dissent.get(fileId)
-    if (root === undefined) {
+    if (!disagrees) {
       if (d?.delete(nodeId) === true && d.size === 0) this.dissent.delete(fileId)
       return
     }
-    if (d === undefined) { d = new Map(); this.dissent.set(fileId, d) }
-    d.set(nodeId, root)
+    if (d === undefined) { d = new Set(); this.dissent.set(fileId, d) }
+    d.add(nodeId)
   }
 
   /** `n` holds `have` pieces of `fileId`. */
@@ -246,7 +246,7 @@ export class Registry {
     this.release(n, fileId)
     const h = this.holders.get(fileId)
     h?.delete(n.nodeId)
-    this.dissents(n.nodeId, fileId, undefined)
+    this.dissents(n.nodeId, fileId, false)
     if (h?.size === 0) this.unhold(fileId, now)
   }
 
