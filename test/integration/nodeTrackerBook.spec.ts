@@ -17,6 +17,15 @@ function stopAfter (dir: string, node: Lp2pNode, tracker: () => TrackerServer): 
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
+/** A fresh temporary folder holding a shared folder `s` with `files`. */
+function folderWith (name: string, files: Record<string, Buffer>): { dir: string, share: string } {
+  const dir = tempDir(name)
+  const share = path.join(dir, 's')
+  fs.mkdirSync(share)
+  for (const [f, data] of Object.entries(files)) fs.writeFileSync(path.join(share, f), data)
+  return { dir, share }
+}
+
 /** Wait (bounded) until `ok`; the last value. */
 async function until<T> (read: () => T, ok: (t: T) => boolean, ms: number): Promise<T> {
   const end = Date.now() + ms
@@ -175,11 +184,8 @@ describe('a node at a full tracker', () => {
 
 describe('a node the tracker lists under another root', () => {
   it('offers its root again now and then (not with every heartbeat) until the tracker takes it: the junk root of a squatter that published first and left is replaced', async () => {
-    const dir = tempDir('root')
-    const share = path.join(dir, 's')
-    fs.mkdirSync(share)
     const data = Buffer.alloc(300_000, 7)
-    fs.writeFileSync(path.join(share, 'x.bin'), data)
+    const { dir, share } = folderWith('root', { 'x.bin': data })
     const fileId = createHash('sha256').update(data).digest('hex')
     const tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
     const t = await tracker.start()
@@ -210,10 +216,7 @@ describe('a node the tracker lists under another root', () => {
 describe('a shared file whose ctime alone changed', () => {
   /** A watching node (rescans every 200 ms) sharing `files` of `dir/s`, with a fresh tracker; its share events as they come. */
   async function watching (name: string, files: Record<string, Buffer>): Promise<{ dir: string, share: string, tracker: TrackerServer, node: Lp2pNode, events: Array<{ event: string, name: string, fileId?: string }> }> {
-    const dir = tempDir(name)
-    const share = path.join(dir, 's')
-    fs.mkdirSync(share)
-    for (const [f, data] of Object.entries(files)) fs.writeFileSync(path.join(share, f), data)
+    const { dir, share } = folderWith(name, files)
     const tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
     const t = await tracker.start()
     const node = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, heartbeatMs: 300, watch: { settleMs: 100, rescanMs: 200 } })
@@ -279,13 +282,9 @@ describe('a get of a file already verified at its place', () => {
   const openOn = (p: string): number => fs.readdirSync('/proc/self/fd').filter((fd) => { try { return fs.readlinkSync(`/proc/self/fd/${fd}`) === p } catch { return false } }).length
 
   it('the same file asked again under its id prefix is done at once and keeps one mapping; one stopped while it hashes the copy keeps none; the node closed, none is left', async () => {
-    const dir = tempDir('here')
-    const share = path.join(dir, 's')
-    fs.mkdirSync(share)
     const small = crypto.randomBytes(3_000_000)
     const big = crypto.randomBytes(48 << 20)
-    fs.writeFileSync(path.join(share, 'small.bin'), small)
-    fs.writeFileSync(path.join(share, 'big.bin'), big)
+    const { dir, share } = folderWith('here', { 'small.bin': small, 'big.bin': big })
     const tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
     const t = await tracker.start()
     const sharer = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, watch: false })
