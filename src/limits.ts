@@ -297,3 +297,13 @@ export const DASHBOARD_PROBE_TIMEOUT_MS = 800
 export const DASHBOARD_HEATMAP_CELLS = 256
 /** A live client whose unsent output exceeds this is too slow: it is dropped. */
 export const DASHBOARD_CLIENT_BUFFER_BYTES = 1024 * 1024
+
+/**
+ * A mapped file that left the disk (removed, replaced) keeps its blocks while mapped, and a
+ * mapping goes only when collected: a full collection is asked for this long after it was closed,
+ * then at doubling intervals up to UNMAP_MAX_MS while any mapping of it is left, at most
+ * UNMAP_TRIES times (see storage/unmap.ts).
+ */
+export const UNMAP_FIRST_MS = 1_000
+export const UNMAP_MAX_MS = 60_000
+export const UNMAP_TRIES = 8

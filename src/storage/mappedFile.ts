@@ -3,6 +3,7 @@ import nodePath from 'node:path'
 import type mmapIo from '@riaskov/mmap-io'
 import { MAX_OPEN_FILES, MMAP_WINDOW_BYTES, PAGE_SIZE } from '../limits'
 import type { PageSource } from '../../streams/readPages'
+import { releaseMappings } from './unmap'
 
 /** The file changed size under us: serving from it would read past its end (SIGBUS). */
 export class FileChangedError extends Error {
@@ -112,6 +113,15 @@ export class MappedFile implements PageSource {
     }
   }
 
+  /** Has this file no name left (removed, or another file renamed over it)? */
+  private goneFromDisk (): boolean {
+    try {
+      if (this.fd !== null) return fs.fstatSync(this.fd).nlink === 0
+      const st = fs.statSync(this.filePath)
+      return st.dev !== this.dev || st.ino !== this.ino
+    } catch { return true }
+  }
+
   private releaseFd (): void {
     if (this.fd !== null) { fs.closeSync(this.fd); this.fd = null }
   }
@@ -175,8 +185,13 @@ export class MappedFile implements PageSource {
     return buf
   }
 
-  /** Drop the windows (they unmap when collected) and close the descriptor. Safe to call twice. */
+  /**
+   * Drop the windows and close the descriptor. Safe to call twice. The windows unmap when
+   * collected; when the file is no longer on disk (removed, or replaced) they hold its blocks, so
+   * a collection is asked for soon (`releaseMappings`).
+   */
   close (): void {
+    if (this.windows.size > 0 && this.goneFromDisk()) releaseMappings([...this.windows.values()].map((w) => w.buffer))
     this.windows.clear()
     this.closed = true
     openFiles.delete(this)

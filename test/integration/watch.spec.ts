@@ -58,6 +58,11 @@ describe('peer --share follows its folder', () => {
       expect.objectContaining({ event: 'shared', name: 'new.bin', fileId: sha }),
       expect.objectContaining({ event: 'withdrawn', name: 'new.bin', fileId: sha }),
     ]))
+    // and gives its disk blocks back: the mapping it was served from goes within seconds (it stayed
+    // until some full collection: many minutes on an idle peer)
+    const removed = path.join(share, 'new.bin')
+    const mapsOf = (): number => fs.readFileSync(`/proc/${peer.child.pid as number}/maps`, 'utf8').split('\n').filter((l) => l.includes(removed)).length
+    expect(await poll(async () => mapsOf(), (n) => n === 0, 10_000)).toBe(0)
     // the file it skipped was said once (a warning on stderr), not at every rescan since
     const skipped = peer.stderr.filter((l) => l.includes('bad:name.bin')).map((l) => JSON.parse(l) as Record<string, unknown>)
     expect(skipped).toEqual([expect.objectContaining({ level: 40, msg: 'not shared', reason: expect.stringMatching(/^file name unsafe to publish/) })])

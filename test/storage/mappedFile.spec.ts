@@ -3,7 +3,8 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { FileChangedError, MappedFile, openFileCount, setMaxOpenFiles } from '../../src/storage/mappedFile'
-import { MAX_OPEN_FILES, PAGE_SIZE } from '../../src/limits'
+import { mappingsWaiting } from '../../src/storage/unmap'
+import { MAX_OPEN_FILES, PAGE_SIZE, UNMAP_FIRST_MS } from '../../src/limits'
 
 const WINDOW = 2 * PAGE_SIZE // 8192
 const SIZE = 50_000 // 6 whole windows and a short seventh: more than the 4 kept mapped
@@ -331,5 +332,52 @@ describe('MappedFile.open under a shared folder', () => {
     const plain = MappedFile.open(path.join(share, 'alias.bin'))
     expect(plain.size).toBe(6)
     plain.close()
+  })
+})
+
+describe('MappedFile unmapping', () => {
+  const mappedHere = (p: string): number => fs.readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.endsWith(p) || l.endsWith(`${p} (deleted)`)).length
+  async function untilUnmapped (p: string, ms: number): Promise<number> {
+    const end = Date.now() + ms
+    while (mappedHere(p) > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 50))
+    return mappedHere(p)
+  }
+  // (views taken in a helper: nothing of them stays on this frame's stack)
+  const touch = (m: MappedFile): number => m.view(0, SIZE).reduce((n, v) => n + v.length, 0)
+
+  it('a mapped file removed from disk is unmapped soon after it is closed (its blocks were held until some full collection, minutes on an idle peer)', async () => {
+    const p = fileWith('removed.bin', content(SIZE))
+    const m = MappedFile.open(p, WINDOW)
+    expect(touch(m)).toBe(SIZE)
+    expect(mappedHere(p)).toBeGreaterThan(0)
+    fs.rmSync(p)
+    m.close()
+    expect(mappingsWaiting()).toBeGreaterThan(0)
+    expect(await untilUnmapped(p, UNMAP_FIRST_MS + 5_000)).toBe(0)
+    expect(mappingsWaiting()).toBe(0)
+  }, 15_000)
+
+  it('so is one replaced by another file renamed over it while its descriptor was closed', async () => {
+    setMaxOpenFiles(1)
+    try {
+      const p = fileWith('replaced.bin', content(SIZE))
+      const m = MappedFile.open(p, WINDOW)
+      expect(touch(m)).toBe(SIZE)
+      mapped(fileWith('takes-the-fd.bin', content(100)), WINDOW).checkSize()
+      fs.writeFileSync(p + '.new', 'other')
+      fs.renameSync(p + '.new', p)
+      m.close()
+      expect(mappingsWaiting()).toBeGreaterThan(0)
+      expect(await untilUnmapped(p, UNMAP_FIRST_MS + 5_000)).toBe(0)
+    } finally { setMaxOpenFiles(MAX_OPEN_FILES) }
+  }, 15_000)
+
+  it('closing a file still on disk asks for nothing (its mappings go with the next collection)', () => {
+    const p = fileWith('kept.bin', content(SIZE))
+    const m = MappedFile.open(p, WINDOW)
+    expect(touch(m)).toBe(SIZE)
+    const before = mappingsWaiting()
+    m.close()
+    expect(mappingsWaiting()).toBe(before)
   })
 })
