@@ -307,3 +307,6 @@ export const DASHBOARD_CLIENT_BUFFER_BYTES = 1024 * 1024
 export const UNMAP_FIRST_MS = 1_000
 export const UNMAP_MAX_MS = 60_000
 export const UNMAP_TRIES = 8
+
+/** A get of several names resolves them in one tracker listing while it is younger than this (see SharedListing). */
+export const LISTING_REUSE_MS = 60_000

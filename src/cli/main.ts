@@ -373,11 +373,13 @@ export function program (argv: readonly string[] = process.argv): Command {
       let failed: unknown = null
       try {
         await node.start()
+        // (several names: resolved in one listing of the tracker's files, not one each)
+        const listing = queries.length > 1 ? node.sharedListing() : undefined
         for (const query of queries) {
           const view = progress(o.json === true ? 'json' : process.stdout.isTTY ? 'tty' : 'lines', process.stdout, { query })
           let last: LeechEvent | null
           try {
-            last = await lastValueFrom(node.leech(query, path.resolve(o.out), { noProgressMs: o.stallTimeout }).pipe(view.operator(), takeUntil(signalled)), { defaultValue: null })
+            last = await lastValueFrom(node.leech(query, path.resolve(o.out), { noProgressMs: o.stallTimeout, listing }).pipe(view.operator(), takeUntil(signalled)), { defaultValue: null })
           } catch (err) {
             view.fail(err)
             if (queries.length === 1) throw err

@@ -23,6 +23,7 @@ import type { Endpoint } from '../tracker/flow'
 import { TokenBucket } from '../../streams/rateLimit'
 import { ClusterTable } from './clusterTable'
 import { leech, type LeechEvent, type LeechOptions } from './leech'
+import { SharedListing } from './listing'
 import { HeldDownload } from './held'
 import { busyWaitFor, passesBusy, servedShare, serveRequest, serveWatch, WatchKicker, type ServeContext, type ServedFile } from './serve'
 import { hashFile } from '../storage/hashFile'
@@ -73,6 +74,8 @@ export type ShareEvent =
 export interface NodeLeechOptions extends LeechOptions {
   /** Bytes per second for this download alone (within the node's `downloadLimit`); Infinity or 0: no cap. */
   downloadLimit?: number
+  /** Where the name is resolved: a listing shared by the downloads of one get (`sharedListing()`); default a listing of its own. */
+  listing?: SharedListing
 }
 
 /** A connection to a peer, shared by the downloads that use it: closed when the last one ends. */
@@ -655,6 +658,9 @@ export class Lp2pNode {
    * Unsubscribe to stop (the .part stays); only the connections no other download uses are
    * closed. Cold: each subscription is one download.
    */
+  /** One tracker listing for the downloads of several names (see SharedListing). */
+  sharedListing (): SharedListing { return new SharedListing(() => this.trackerClient.files()) }
+
   leech (query: string, out: string, opts: NodeLeechOptions = {}): Observable<LeechEvent> {
     const closed = (): Error => new ConnectionClosedError('node', 'the node was closed')
     return new Observable<LeechEvent>((sub) => {
@@ -689,7 +695,7 @@ export class Lp2pNode {
     let pending: (() => Uint8Array) | null = null
     let fileId: string | null = null
     const links = this.linksFor()
-    const { downloadLimit, ...leechOpts } = opts
+    const { downloadLimit, listing, ...leechOpts } = opts
     const own = downloadLimit === undefined || !Number.isFinite(downloadLimit) || downloadLimit <= 0 ? undefined : new TokenBucket({ rate: downloadLimit })
     const node = this.downloadBudget
     // both caps hold: the node's (shared by its downloads) and this download's own
@@ -697,7 +703,7 @@ export class Lp2pNode {
     return leech(query, {
       // a random sample of holders: in a big swarm every leecher gets its own neighbours (the
       // download leaves this node out, under the id it has now: selfId)
-      tracker: { files: () => this.trackerClient.files(), nodes: (id) => this.trackerClient.sample(id, 2 * FAN_OUT) },
+      tracker: { files: () => listing?.files(query) ?? this.trackerClient.files(), nodes: (id) => this.trackerClient.sample(id, 2 * FAN_OUT) },
       link: links.link,
       unlink: links.unlink,
       openSink: (meta) => { fileId = meta.hash; sink = new FileSink(meta, out, this.pool); return sink },

@@ -5,7 +5,7 @@ import { lastValueFrom } from 'rxjs'
 import path from 'node:path'
 import { Lp2pNode, TrackerServer } from '../../src'
 import { listShare, RESCAN_COST_FACTOR } from '../../src/peer/share'
-import { tempDir } from './helpers'
+import { runLp2p, tempDir } from './helpers'
 
 /** What a spec started, stopped after it whatever its outcome (last started, first stopped). */
 const started: Array<() => unknown> = []
@@ -309,5 +309,32 @@ describe('a get of a file already verified at its place', () => {
     expect(openOn(path.join(out, 'big.bin'))).toBe(0)
     await getter.close()
     expect(openOn(path.join(out, 'small.bin'))).toBe(0)
+  }, 60_000)
+})
+
+describe('a get of several names at a tracker of many files', () => {
+  it('resolves them in one listing of the tracker\'s files (every page of it was listed again for each name)', async () => {
+    const N = 400
+    const files: Record<string, Buffer> = {}
+    for (let i = 0; i < N; i++) files[`f${i}.txt`] = Buffer.from(`file number ${i}`)
+    const { dir, share } = folderWith('listing', files)
+    let listed = 0
+    const tracker = new TrackerServer({ host: '127.0.0.1', port: 0, observer: { request: (t) => { if (t === 'query_files') listed++ } } })
+    const t = await tracker.start()
+    const sharer = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, watch: false })
+    stopAfter(dir, sharer, () => tracker)
+    await sharer.start()
+    const at = `127.0.0.1:${t.port}`
+    // the datagrams one listing takes
+    expect((await runLp2p(['ls', '--tracker', at, '--json'])).events[0]).toHaveLength(N)
+    const pages = listed
+    expect(pages).toBeGreaterThan(1)
+    listed = 0
+    const names = Array.from({ length: 12 }, (_, i) => `f${i * 31}.txt`)
+    const get = await runLp2p(['get', ...names, '--out', path.join(dir, 'out'), '--tracker', at, '--json'])
+    expect(get.code).toBe(0)
+    expect(get.events.filter((e) => e.event === 'done').map((e) => e.name)).toEqual(names)
+    for (const n of names) expect(fs.readFileSync(path.join(dir, 'out', n))).toEqual(files[n])
+    expect(listed).toBe(pages)
   }, 60_000)
 })

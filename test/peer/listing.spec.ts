@@ -1,0 +1,59 @@
+import { lastValueFrom, of, type SchedulerLike, Subscription } from 'rxjs'
+import { SharedListing } from '../../src/peer/listing'
+import { LISTING_REUSE_MS } from '../../src/limits'
+import type { ListedFile } from '../../src/protocol/messages'
+
+const file = (name: string, hex: string, holders = 1): ListedFile => ({ name, hash: hex.repeat(64 / hex.length), size: 10, blockSize: 4096, pieces: 1, holders })
+
+/** A clock the test moves (SharedListing only reads `now`). */
+function clock (): SchedulerLike & { t: number } {
+  const c = { t: 0, now: () => c.t, schedule: () => new Subscription() }
+  return c
+}
+
+describe('SharedListing: one tracker listing for the names of one get', () => {
+  it('resolves the names a fresh listing holds in it, by name or id prefix: one listing for all', async () => {
+    const registry = [file('a.bin', 'a'), file('b.bin', 'b'), file('c.bin', 'c')]
+    let fetched = 0
+    const listing = new SharedListing(() => { fetched++; return of(registry) }, clock())
+    for (const q of ['a.bin', 'b.bin', 'ccc', 'a.bin']) expect(await lastValueFrom(listing.files(q))).toBe(registry)
+    expect(fetched).toBe(1)
+  })
+
+  it('asks the tracker again for a name the listing does not hold (published since), and keeps the newer listing', async () => {
+    let registry = [file('a.bin', 'a')]
+    let fetched = 0
+    const listing = new SharedListing(() => { fetched++; return of(registry) }, clock())
+    await lastValueFrom(listing.files('a.bin'))
+    registry = [...registry, file('new.bin', 'd')]
+    expect((await lastValueFrom(listing.files('new.bin'))).map((f) => f.name)).toEqual(['a.bin', 'new.bin'])
+    expect(fetched).toBe(2)
+    await lastValueFrom(listing.files('new.bin'))
+    expect(fetched).toBe(2)
+    // a name nowhere: a new listing each time it is asked (the error comes from resolving in it)
+    await lastValueFrom(listing.files('nowhere.bin'))
+    expect(fetched).toBe(3)
+  })
+
+  it('asks again once the listing is older than its reuse time, and for a query it cannot tell apart (holders may have changed)', async () => {
+    const c = clock()
+    let registry = [file('x.bin', 'ab'), file('x.bin', 'cd')]
+    let fetched = 0
+    const listing = new SharedListing(() => { fetched++; return of(registry) }, c)
+    await lastValueFrom(listing.files('ab'))
+    c.t += LISTING_REUSE_MS - 1
+    await lastValueFrom(listing.files('ab'))
+    expect(fetched).toBe(1)
+    c.t += 1
+    await lastValueFrom(listing.files('ab'))
+    expect(fetched).toBe(2)
+    // both held: ambiguous in the listing kept, so a fresh one decides (one holder left now)
+    await lastValueFrom(listing.files('x.bin'))
+    expect(fetched).toBe(3)
+    registry = [file('x.bin', 'ab', 0), file('x.bin', 'cd')]
+    await lastValueFrom(listing.files('x.bin'))
+    expect(fetched).toBe(4)
+    await lastValueFrom(listing.files('x.bin'))
+    expect(fetched).toBe(4)
+  })
+})
