@@ -29,7 +29,10 @@ export class RemoteError extends Lp2pError {
 
 /** No file matches the name or id prefix asked for. */
 export class NotFoundError extends Lp2pError {
-  constructor (readonly query: string) { super('ERR_NOT_FOUND', `no file named or with id prefix "${query}"`) }
+  /** @param hint what the user may have meant (said in parentheses) */
+  constructor (readonly query: string, hint?: string) {
+    super('ERR_NOT_FOUND', `${query.endsWith('/') ? `no file in folder "${query}"` : `no file named or with id prefix "${query}"`}${hint === undefined ? '' : ` (${hint})`}`)
+  }
 }
 
 /** More than one file matches. */
@@ -70,7 +73,7 @@ export class HashMismatchError extends Lp2pError {
 
 /** A file name from the network that cannot be used safely. */
 export class BadNameError extends Lp2pError {
-  constructor (readonly fileName: string, why: string) { super('ERR_BAD_NAME', `unsafe file name ${JSON.stringify(fileName)}: ${why}`) }
+  constructor (readonly fileName: string, readonly reason: string) { super('ERR_BAD_NAME', `unsafe file name ${JSON.stringify(fileName)}: ${reason}`) }
 }
 
 /** Writing the download failed (disk full, permissions, …). */

@@ -13,6 +13,14 @@ export const MAX_DATAGRAM_BYTES = 16 * 1024
 export const MAX_REPLY_ITEMS_BYTES = MAX_DATAGRAM_BYTES - 512
 /** Longest file name accepted anywhere (bytes of UTF-8). */
 export const MAX_NAME_BYTES = 255
+/**
+ * Longest name a file is published under: its path in the shared folder, `/` between folders
+ * (each part at most MAX_NAME_BYTES), so a dataset keeps its tree (train/0001.png and
+ * val/0001.png are two files).
+ */
+export const MAX_PATH_NAME_BYTES = 512
+/** Folders a shared folder is walked into; a published name has at most one part more. */
+export const MAX_FOLDER_DEPTH = 16
 /** A node that has not announced for this long is dropped from the tracker's soft state. */
 export const NODE_TTL_MS = 15_000
 /** How often nodes announce themselves (the tracker tells them in its reply). */

@@ -4,9 +4,9 @@ import os from 'node:os'
 import net from 'node:net'
 import path from 'node:path'
 import { Command, Option } from 'commander'
-import { firstValueFrom, lastValueFrom, ReplaySubject, takeUntil, type Observable } from 'rxjs'
+import { firstValueFrom, lastValueFrom, of, ReplaySubject, takeUntil, type Observable } from 'rxjs'
 import type { TrackerClient } from '../net/trackerClient'
-import { Lp2pError, UsageError } from '../errors'
+import { Lp2pError, NotFoundError, UsageError } from '../errors'
 import { BUSY_QUEUE_MS, MAX_GET_NAMES, NO_PROGRESS_MS } from '../limits'
 import { log, LOG_FORMATS, setLogFormat, setLogLevel, type LogFormat } from '../log'
 import { formatEndpoint, parseEndpoint } from '../net/address'
@@ -51,6 +51,9 @@ function rate (v: string): number {
 function uploadLimit (): Option {
   return new Option('--upload-limit <rate>', `cap on bytes/s sent to peers (k/M/G = 10^3/10^6/10^9, Ki/Mi/Gi = powers of 1024; 0: none); under a cap, the rarest queued piece leaves first and a request past ${BUSY_QUEUE_MS} ms of queue is declined BUSY (the asker tries another holder)`).default(Infinity, 'none').argParser(rate).env('LP2P_UPLOAD_LIMIT')
 }
+/** A `get` argument that names a folder of the tracker's listing (`train/`): every file in it. */
+const isFolder = (query: string): boolean => query.endsWith('/')
+
 /** A folder argument: an empty one (an exported but empty LP2P_SHARE) is refused, not taken as the current folder (a peer started in ~ shared all of it). */
 function folderArg (flag: string): (v: string) => string {
   return (v) => {
@@ -346,8 +349,8 @@ export function program (argv: readonly string[] = process.argv): Command {
     })
 
   p.command('get')
-    .description(`download files by name or file-id prefix, one after the other; exits 0 only when every SHA-256 matches (with several, a file that fails is said on stderr and the next is fetched; the status is the first failure's)`)
-    .argument('<name-or-id...>', `exact file name, or a prefix of its hex file id (at most ${MAX_GET_NAMES}; the same one twice is fetched once)`, (v: string, names: string[] | undefined) => {
+    .description(`download files by name, file-id prefix or folder, one after the other; exits 0 only when every SHA-256 matches (with several, a file that fails is said on stderr and the next is fetched; the status is the first failure's)`)
+    .argument('<name-or-id...>', `exact file name (a file in a sharer's subfolder is named by its path there: train/0001.png, written to OUT/train/0001.png), a prefix of its hex file id, or a folder ending in / (train/: every file in it and its subfolders) (at most ${MAX_GET_NAMES}; the same one twice is fetched once)`, (v: string, names: string[] | undefined) => {
       if (v.trim() === '') throw new UsageError('the file name or id is empty')
       const all = names ?? []
       if (all.includes(v)) return all
@@ -373,22 +376,31 @@ export function program (argv: readonly string[] = process.argv): Command {
       let failed: unknown = null
       try {
         await node.start()
-        // (several names: resolved in one listing of the tracker's files, not one each)
-        const listing = queries.length > 1 ? node.sharedListing() : undefined
-        for (const query of queries) {
+        // several names (or a folder: `train/`, every file in it): resolved in one listing of the
+        // tracker's files, not one each; fetched one after the other
+        const several = queries.length > 1 || queries.some(isFolder)
+        const listing = several ? node.sharedListing() : undefined
+        const todo = [...queries]
+        for (let query = todo.shift(); query !== undefined; query = todo.shift()) {
           const view = progress(o.json === true ? 'json' : process.stdout.isTTY ? 'tty' : 'lines', process.stdout, { query })
           let last: LeechEvent | null
           try {
+            if (isFolder(query)) {
+              const names = await lastValueFrom(listing?.namesIn(query) ?? of([]))
+              if (names.length === 0) throw new NotFoundError(query)
+              todo.unshift(...names)
+              continue
+            }
             last = await lastValueFrom(node.leech(query, path.resolve(o.out), { noProgressMs: o.stallTimeout, listing }).pipe(view.operator(), takeUntil(signalled)), { defaultValue: null })
           } catch (err) {
             view.fail(err)
-            if (queries.length === 1) throw err
+            if (!several) throw err
             // (one of several: said, and the next is fetched; the status is the first failure's)
             process.stderr.write(`lp2p: ${printable(query)}: ${(err as Error).message}\n`)
             failed ??= err
             // (a tracker that does not answer would cost every name its tries, 8 s each)
             if (errorCode(err) === 'ERR_TRACKER_UNREACHABLE') {
-              const left = queries.slice(queries.indexOf(query) + 1)
+              const left = todo
               if (left.length > 0) process.stderr.write(`lp2p: not fetched (the tracker does not answer): ${left.map(printable).join(' ')}\n`)
               break
             }

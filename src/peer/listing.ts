@@ -1,4 +1,4 @@
-import { asyncScheduler, defer, type Observable, of, type SchedulerLike, tap } from 'rxjs'
+import { asyncScheduler, defer, map, type Observable, of, type SchedulerLike, tap } from 'rxjs'
 import { LISTING_REUSE_MS } from '../limits'
 import type { ListedFile } from '../protocol/messages'
 import { resolveFile } from './resolve'
@@ -18,9 +18,20 @@ export class SharedListing {
 
   /** A listing to resolve `query` in. */
   files (query: string): Observable<ListedFile[]> {
+    return this.listing((files) => resolves(files, query))
+  }
+
+  /** The names of the files in `folder` (a name ending in `/`) and in its folders, sorted, each once. */
+  namesIn (folder: string): Observable<string[]> {
+    const inIt = (files: ListedFile[]): string[] => [...new Set(files.filter((f) => f.name.startsWith(folder)).map((f) => f.name))].sort()
+    return this.listing((files) => files.some((f) => f.name.startsWith(folder))).pipe(map(inIt))
+  }
+
+  /** The listing kept, while it is fresh and `enough`; else a new one. */
+  private listing (enough: (files: ListedFile[]) => boolean): Observable<ListedFile[]> {
     return defer(() => {
       const l = this.last
-      if (l !== null && this.scheduler.now() - l.at < this.maxAgeMs && resolves(l.files, query)) return of(l.files)
+      if (l !== null && this.scheduler.now() - l.at < this.maxAgeMs && enough(l.files)) return of(l.files)
       const at = this.scheduler.now()
       return this.fetch().pipe(tap((files) => { this.last = { at, files } }))
     })

@@ -28,7 +28,7 @@ import { HeldDownload } from './held'
 import { busyWaitFor, passesBusy, servedShare, serveRequest, serveWatch, WatchKicker, type ServeContext, type ServedFile } from './serve'
 import { hashFile } from '../storage/hashFile'
 import { segment } from '../protocol/segmentation'
-import { safeFileName } from '../storage/names'
+import { safeRelativeName } from '../storage/names'
 import { listShare, MAX_SHARED_FILES, planShare, sameVersion, scanShare, RESCAN_COST_FACTOR, SHARE_DEBOUNCE_MS, SHARE_RESCAN_MAX_MS, SHARE_RESCAN_MS, SHARE_SETTLE_MS, stampOf, type KnownFile, type LocalFile, type ShareEntry } from './share'
 
 export interface NodeOptions {
@@ -836,8 +836,7 @@ interface VerifiedCopy { meta: FileMetaData, file: MappedFile, pieceHashes: Buff
 async function verifiedCopy (out: string, meta: FileMetaData, cancelled: () => boolean): Promise<VerifiedCopy | null> {
   let file: MappedFile
   try {
-    safeFileName(meta.name)
-    const p = path.join(out, meta.name)
+    const p = path.join(out, ...safeRelativeName(meta.name).split('/'))
     const st = await fs.promises.lstat(p)
     if (!st.isFile() || st.size !== meta.size) return null
     file = MappedFile.open(p, undefined, { under: out, listed: st })

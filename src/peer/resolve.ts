@@ -13,8 +13,20 @@ export function resolveFile (files: ListedFile[], query: string): FileMetaData {
   const q = query.toLowerCase()
   const byId = /^[0-9a-f]{1,64}$/.test(q) ? files.filter((f) => f.hash.startsWith(q)) : []
   if (byId.length > 0) return one(query, byId)
-  throw new NotFoundError(query)
+  throw new NotFoundError(query, hint(files, query))
 }
+
+/** A file not found by its name may be in a folder (`train/0001.png`), or the name a folder: said. */
+function hint (files: ListedFile[], query: string): string | undefined {
+  if (files.some((f) => f.name.startsWith(query + '/'))) return `a folder: \`get ${query}/\` fetches the files in it`
+  const inFolders = [...new Set(files.filter((f) => f.name.endsWith('/' + query)).map((f) => f.name))].sort()
+  if (inFolders.length === 0) return undefined
+  const shown = inFolders.slice(0, HINTED_NAMES).map((n) => JSON.stringify(n)).join(', ')
+  return `files in folders are named by their path: ${shown}${inFolders.length > HINTED_NAMES ? `, and ${inFolders.length - HINTED_NAMES} more` : ''}`
+}
+
+/** Names a "not found" suggests at most. */
+const HINTED_NAMES = 5
 
 function one (query: string, matches: ListedFile[]): FileMetaData {
   // (a tracker that does not say how many hold a file: every match may be held)

@@ -1,15 +1,14 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { log } from '../log'
-import { MAX_FILE_SIZE } from '../limits'
+import { MAX_FILE_SIZE, MAX_FOLDER_DEPTH } from '../limits'
 import { MappedFile } from '../storage/mappedFile'
 import { hashFile } from '../storage/hashFile'
 import { segment } from '../protocol/segmentation'
-import { safeFileName } from '../storage/names'
+import { safeRelativeName } from '../storage/names'
 
 /** Most files taken from one shared folder. */
 export const MAX_SHARED_FILES = 10_000
-const MAX_DEPTH = 16
 /** A new or changed file is hashed only once its size and mtime held still this long (it may still be being copied in). */
 export const SHARE_SETTLE_MS = 1000
 /** File-system events are gathered this long before a scan. */
@@ -28,6 +27,11 @@ export const SHARE_RESCAN_MAX_MS = 60_000
 export function isShareable (name: string): boolean {
   if (name.startsWith('.')) return false
   return !/(\.part|\.part\.state|\.part\.lock|~|\.tmp|\.swp|\.crdownload)$/i.test(name)
+}
+
+/** The name a file at `p` under the shared folder `dir` is published under: its path in the folder, `/` between parts (`train/0001.png`). */
+export function shareName (dir: string, p: string): string {
+  return path.relative(dir, p).split(path.sep).join('/')
 }
 
 /** Why a file over MAX_FILE_SIZE is not shared (it is not even hashed). */
@@ -61,7 +65,7 @@ export async function scanShare (dir: string, onFile?: (f: LocalFile) => void, o
   const seen = new Set<string>()
   let full = false
   const walk = async (d: string, depth: number): Promise<void> => {
-    if (depth > MAX_DEPTH) { onSkip(d, 'folder nested too deep'); return }
+    if (depth > MAX_FOLDER_DEPTH) { onSkip(d, 'folder nested too deep'); return }
     let entries: fs.Dirent[]
     try {
       entries = await fs.promises.readdir(d, { withFileTypes: true })
@@ -80,11 +84,13 @@ export async function scanShare (dir: string, onFile?: (f: LocalFile) => void, o
         return
       }
       const p = path.join(d, e.name)
-      if (e.isDirectory()) { await walk(p, depth + 1); continue }
+      // (a hidden or temporary folder is not shared, as such a file is not: .git, .cache)
+      if (e.isDirectory()) { if (isShareable(e.name)) await walk(p, depth + 1); continue }
       if (!e.isFile()) continue
       if (!isShareable(e.name)) continue // a download in progress or a temporary is not a file to share
+      let name: string
       try {
-        safeFileName(e.name)
+        name = safeRelativeName(shareName(dir, p))
       } catch (err) {
         onSkip(p, `file name unsafe to publish: ${(err as Error).message}`)
         continue
@@ -111,7 +117,7 @@ export async function scanShare (dir: string, onFile?: (f: LocalFile) => void, o
       }
       if (seen.has(h.fileId)) { file.close(); continue }
       seen.add(h.fileId)
-      const f: LocalFile = { path: p, name: e.name, size: file.size, file, ...h }
+      const f: LocalFile = { path: p, name, size: file.size, file, ...h }
       out.push(f)
       onFile?.(f)
     }
@@ -154,7 +160,7 @@ export async function listShare (dir: string, max = MAX_SHARED_FILES, onSkip: On
   const out: ShareEntry[] = []
   const gone = (err: unknown): boolean => (err as NodeJS.ErrnoException).code === 'ENOENT'
   const walk = async (d: string, depth: number): Promise<void> => {
-    if (depth > MAX_DEPTH) { onSkip(d, 'folder nested too deep'); return }
+    if (depth > MAX_FOLDER_DEPTH) { onSkip(d, 'folder nested too deep'); return }
     let entries: fs.Dirent[]
     try {
       entries = await fs.promises.readdir(d, { withFileTypes: true })
@@ -165,10 +171,12 @@ export async function listShare (dir: string, max = MAX_SHARED_FILES, onSkip: On
     for (const e of entries) {
       if (out.length >= max) return
       const p = path.join(d, e.name)
-      if (e.isDirectory()) { await walk(p, depth + 1); continue }
+      // (a hidden or temporary folder is not shared, as such a file is not: .git, .cache)
+      if (e.isDirectory()) { if (isShareable(e.name)) await walk(p, depth + 1); continue }
       if (!e.isFile() || !isShareable(e.name)) continue
+      let name: string
       try {
-        safeFileName(e.name)
+        name = safeRelativeName(shareName(dir, p))
       } catch (err) {
         onSkip(p, `file name unsafe to publish: ${(err as Error).message}`)
         continue
@@ -178,7 +186,7 @@ export async function listShare (dir: string, max = MAX_SHARED_FILES, onSkip: On
         const st = await fs.promises.lstat(p)
         if (!st.isFile()) continue
         if (st.size > MAX_FILE_SIZE) { onSkip(p, TOO_BIG); continue }
-        out.push({ path: p, name: e.name, ...stampOf(st) })
+        out.push({ path: p, name, ...stampOf(st) })
       } catch { /* gone since readdir */ }
     }
   }

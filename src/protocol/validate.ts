@@ -1,6 +1,6 @@
 import net from 'node:net'
 import { ProtocolError } from '../errors'
-import { MAX_NAME_BYTES } from '../limits'
+import { MAX_PATH_NAME_BYTES } from '../limits'
 
 /** Small, strict readers for decoded CBOR values. Each throws ProtocolError on a bad value. */
 
@@ -59,9 +59,9 @@ export function optNodeId (o: Obj, key: string): string | undefined {
   return o[key] === undefined || o[key] === null ? undefined : nodeId(o, key)
 }
 
-/** A file name as published: non-empty, bounded. Whether it is safe on disk is checked where it is used. */
+/** A file name as published (a path in its sharer's folder): non-empty, bounded. Whether it is safe on disk is checked where it is used. */
 export function name (o: Obj, key = 'name'): string {
-  const v = str(o, key, MAX_NAME_BYTES)
+  const v = str(o, key, MAX_PATH_NAME_BYTES)
   if (v.length === 0) throw new ProtocolError(`${key} is empty`)
   return v
 }

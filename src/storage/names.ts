@@ -1,5 +1,5 @@
 import { BadNameError } from '../errors'
-import { MAX_NAME_BYTES } from '../limits'
+import { MAX_FOLDER_DEPTH, MAX_NAME_BYTES, MAX_PATH_NAME_BYTES } from '../limits'
 
 // Windows device names are refused everywhere: a file shared from Linux may be fetched on Windows
 const RESERVED = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$/i
@@ -25,6 +25,36 @@ export function safeFileName (name: string): string {
   if (RESERVED.test(name)) throw new BadNameError(name, 'is a reserved device name')
   if (name.endsWith('.') || name.endsWith(' ')) throw new BadNameError(name, 'ends with a dot or space')
   return name
+}
+
+/**
+ * Check that a published name can be used as a path inside the output folder: one safe name
+ * (`safeFileName`), or several joined by `/` (a file in a folder of its sharer's: `train/0001.png`),
+ * at most MAX_FOLDER_DEPTH folders deep and MAX_PATH_NAME_BYTES long. No part may be empty, `.`
+ * or `..` (so no absolute path, no way out of the folder), and none may hold a backslash. Returns
+ * it unchanged or throws BadNameError.
+ */
+export function safeRelativeName (name: string): string {
+  if (Buffer.byteLength(name) > MAX_PATH_NAME_BYTES) throw new BadNameError(name.slice(0, 40), `longer than ${MAX_PATH_NAME_BYTES} bytes`)
+  const parts = name.split('/')
+  if (parts.length > MAX_FOLDER_DEPTH + 1) throw new BadNameError(name, `more than ${MAX_FOLDER_DEPTH} folders deep`)
+  if (parts.length > 1 && parts.some((p) => p.length === 0)) throw new BadNameError(name, name.startsWith('/') ? 'is an absolute path' : 'has an empty part (a leading, trailing or double /)')
+  if (parts.length > 1 && parts.some((p) => p === '.' || p === '..')) throw new BadNameError(name, 'has a . or .. part')
+  for (const p of parts) {
+    try {
+      safeFileName(p)
+    } catch (err) {
+      if (parts.length === 1 || !(err instanceof BadNameError)) throw err
+      throw new BadNameError(name, `its part ${JSON.stringify(p)} ${err.reason}`)
+    }
+  }
+  return name
+}
+
+/** The parts of a safe relative name: its folders, then its file name. */
+export function nameParts (name: string): { folders: string[], base: string } {
+  const parts = safeRelativeName(name).split('/')
+  return { folders: parts.slice(0, -1), base: parts[parts.length - 1] }
 }
 
 /** A name made safe for showing in a terminal: control, separator and direction characters escaped as \\uXXXX. */

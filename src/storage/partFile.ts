@@ -8,7 +8,7 @@ import type { PositionalWriter } from '../../streams/writeSink'
 import type { PageSource } from '../../streams/readPages'
 import { MappedFile } from './mappedFile'
 import { mkdirs } from './mkdirs'
-import { partStem, safeFileName } from './names'
+import { nameParts, partStem, safeFileName } from './names'
 
 /**
  * A download in progress: `OUT/NAME.part`, written with positional writes (measured here about
@@ -41,7 +41,8 @@ export class PartFile implements PositionalWriter {
   }
 
   /**
-   * Open (or create) OUT/NAME.part sized to the file. The name must be a safe single component.
+   * Open (or create) OUT/NAME.part sized to the file. The name must be safe (`safeRelativeName`):
+   * a name with folders (`train/0001.png`) is opened in those folders of OUT, made if missing.
    * With the file's id, a name too long for the working files' suffixes gets a shorter stem (see `partStem`).
    * @param o.freeBytes what the file system holding a folder has free (null: cannot tell)
    * @param o.adopt with no .part of this name, whether another one of the folder (by its path) is
@@ -53,6 +54,8 @@ export class PartFile implements PositionalWriter {
    *   found is taken.
    */
   static open (dir: string, name: string, size: number, fileId?: string, o: { freeBytes?: (dir: string) => number | null, adopt?: (otherPart: string) => boolean, ours?: (partPath: string, staleLock: boolean) => boolean } = {}): PartFile {
+    const { folders, base } = nameParts(name)
+    if (folders.length > 0) return PartFile.open(path.join(dir, ...folders), base, size, fileId, o)
     const freeBytes = o.freeBytes ?? freeSpace
     safeFileName(name)
     const partPath = path.join(dir, `${fileId === undefined ? name : partStem(name, fileId)}.part`)

@@ -77,6 +77,41 @@ describe('CLI output of real processes', () => {
     expect(fs.readFileSync(path.join(out, 'b.bin'), 'utf8')).toBe('other bytes')
   }, 90_000)
 
+  it('a shared folder tree is fetched as a tree: files named by their path (one base name in two folders is two files), a folder by its name and a slash; hidden folders are not shared', async () => {
+    const share = path.join(dir(), 'share')
+    for (const d of ['train/sub', 'val', '.git']) fs.mkdirSync(path.join(share, d), { recursive: true })
+    const t1 = shareRandom(dir(), 'share', 'train/0001.png', 300_000)
+    const t2 = shareRandom(dir(), 'share', 'train/sub/0001.png', 1 << 20)
+    const v1 = shareRandom(dir(), 'share', 'val/0001.png', 200_000)
+    fs.writeFileSync(path.join(share, '.git', 'HEAD'), 'ref: refs/heads/main')
+    const { address: tracker } = await startTracker(procs)
+    await startPeer(procs, share, tracker)
+    const ls = await runLp2p(['ls', '--tracker', tracker, '--json'])
+    expect((ls.events[0] as unknown as Array<{ name: string }>).map((f) => f.name).sort()).toEqual(['train/0001.png', 'train/sub/0001.png', 'val/0001.png'])
+    const out = path.join(dir(), 'out')
+    const get = await runLp2p(['get', 'train/', 'val/0001.png', '--out', out, '--tracker', tracker, '--json'])
+    expect(get.code).toBe(0)
+    expect(get.events.filter((e) => e.event === 'done').map((e) => [e.name, e.path])).toEqual([
+      ['train/0001.png', path.join(out, 'train', '0001.png')], ['train/sub/0001.png', path.join(out, 'train', 'sub', '0001.png')], ['val/0001.png', path.join(out, 'val', '0001.png')],
+    ])
+    expect(await sha256File(path.join(out, 'train', '0001.png'))).toBe(t1.sha)
+    expect(await sha256File(path.join(out, 'train', 'sub', '0001.png'))).toBe(t2.sha)
+    expect(await sha256File(path.join(out, 'val', '0001.png'))).toBe(v1.sha)
+    expect(fs.readdirSync(out).sort()).toEqual(['train', 'val'])
+    expect(fs.readdirSync(path.join(out, 'train')).sort()).toEqual(['0001.png', 'sub'])
+    // a base name alone, a folder without its slash, an empty folder: exit 3, saying what is there
+    const bare = await runLp2p(['get', '0001.png', '--out', out, '--tracker', tracker])
+    expect(bare.code).toBe(3)
+    expect(bare.stderr.filter((l) => !l.startsWith('{'))).toEqual(['lp2p: no file named or with id prefix "0001.png" (files in folders are named by their path: "train/0001.png", "train/sub/0001.png", "val/0001.png")'])
+    const folder = await runLp2p(['get', 'val', '--out', out, '--tracker', tracker])
+    expect(folder.code).toBe(3)
+    expect(folder.stderr.filter((l) => !l.startsWith('{'))).toEqual(['lp2p: no file named or with id prefix "val" (a folder: `get val/` fetches the files in it)'])
+    const none = await runLp2p(['get', 'test/', 'val/', '--out', path.join(dir(), 'out2'), '--tracker', tracker, '--json'])
+    expect(none.code).toBe(3)
+    expect(none.events.filter((e) => e.event === 'error')).toEqual([expect.objectContaining({ code: 'ERR_NOT_FOUND', query: 'test/', message: 'no file in folder "test/"' })])
+    expect(await sha256File(path.join(dir(), 'out2', 'val', '0001.png'))).toBe(v1.sha)
+  }, 90_000)
+
   it('get with several names and the tracker down gives up once (exit 5), naming the names not fetched, not after every name\'s tries', async () => {
     const silent = await new Promise<string>((resolve) => {
       const s = dgram.createSocket('udp4')

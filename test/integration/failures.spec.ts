@@ -309,7 +309,7 @@ describe('failures', () => {
     })
     // a node that does the handshake honestly, then publishes names that point outside any folder
     const { token } = await ask({ type: 'connect', tx: 1, pad: new Uint8Array(32) })
-    const hostile = ['../escape.bin', '/etc/evil.bin', 'ok\x1b]0;pwned\x07.bin']
+    const hostile = ['../escape.bin', '/etc/evil.bin', 'ok\x1b]0;pwned\x07.bin', 'a/../../escape.bin', 'nested/out/../../../escape.bin', 'a//b.bin', 'a/CON/b.bin']
     for (const [i, name] of hostile.entries()) {
       const r = await ask({ type: 'publish', tx: 10 + i, nodeId: 'a'.repeat(32), port: 9, name, hash: String(i).repeat(64), size: 5, token })
       expect(r.type).toBe('published')
@@ -323,8 +323,13 @@ describe('failures', () => {
       // one printable line: no escape sequence reaches the terminal
       expect(r.stderr.join('')).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f]/)
     }
+    // asked as a folder: each name in it refused the same way
+    const folder = await runLp2p(['get', 'a/', '--out', out, '--tracker', tracker])
+    expect(folder.code).toBe(9)
+    expect(folder.stderr.filter((l) => !l.startsWith('{'))).toEqual([expect.stringMatching(/^lp2p: a\/\.\.\/\.\.\/escape\.bin: unsafe file name/), expect.stringMatching(/^lp2p: a\/\/b\.bin: unsafe file name/), expect.stringMatching(/^lp2p: a\/CON\/b\.bin: unsafe file name/)])
     expect(fs.existsSync(path.join(dir, 'nested'))).toBe(false)
     expect(fs.existsSync(path.join(dir, 'escape.bin'))).toBe(false)
+    expect(fs.existsSync(path.join(dir, '..', 'escape.bin'))).toBe(false)
   }, 60_000)
 
   it('a get whose only holder declines every request (BUSY) gives up after --stall-timeout with exit 6, naming why (before: 0 % for good)', async () => {

@@ -56,4 +56,15 @@ describe('SharedListing: one tracker listing for the names of one get', () => {
     await lastValueFrom(listing.files('x.bin'))
     expect(fetched).toBe(4)
   })
+
+  it('namesIn: the names under a folder (its subfolders too), sorted, each once, from the listing kept when it has any', async () => {
+    const registry = [file('train/b.png', 'b'), file('train/a.png', 'a'), file('train/x/c.png', 'c'), file('train/a.png', 'd', 0), file('trainer.png', 'e'), file('val/a.png', 'f')]
+    let fetched = 0
+    const listing = new SharedListing(() => { fetched++; return of(registry) }, clock())
+    expect(await lastValueFrom(listing.namesIn('train/'))).toEqual(['train/a.png', 'train/b.png', 'train/x/c.png'])
+    expect(await lastValueFrom(listing.namesIn('val/'))).toEqual(['val/a.png'])
+    expect(fetched).toBe(1)
+    expect(await lastValueFrom(listing.namesIn('test/'))).toEqual([])
+    expect(fetched).toBe(2)
+  })
 })

@@ -6,6 +6,17 @@ const f = (name: string, hash: string): FileMetaData => ({ name, hash: hash.padE
 describe('resolveFile', () => {
   const files = [f('a.iso', 'abc1'), f('b.iso', 'abd2'), f('dup', 'ff01'), f('dup', 'ff02')]
 
+  it('a name not found says where files of that name are (named by their path in folders), or that it is a folder', () => {
+    const tree = [f('train/0001.png', 'e1'), f('val/0001.png', 'e2'), f('train/a/0001.png', 'e3'), f('x0001.png', 'e4')]
+    expect(() => resolveFile(tree, '0001.png')).toThrow('no file named or with id prefix "0001.png" (files in folders are named by their path: "train/0001.png", "train/a/0001.png", "val/0001.png")')
+    expect(() => resolveFile(tree, 'train')).toThrow('no file named or with id prefix "train" (a folder: `get train/` fetches the files in it)')
+    expect(() => resolveFile(tree, 'train/a')).toThrow('(a folder: `get train/a/` fetches the files in it)')
+    expect(() => resolveFile(tree, 'nothing.png')).toThrow(/^no file named or with id prefix "nothing.png"$/)
+    const many = Array.from({ length: 7 }, (_, i) => f(`d${i}/same.bin`, `c${i}`))
+    expect(() => resolveFile(many, 'same.bin')).toThrow(/"d4\/same.bin", and 2 more\)$/)
+    expect(resolveFile(tree, 'train/0001.png').hash.startsWith('e1')).toBe(true)
+  })
+
   it('finds a file by exact name', () => {
     expect(resolveFile(files, 'b.iso').hash.startsWith('abd2')).toBe(true)
   })

@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { isShareable, listShare, planShare, scanShare, type KnownFile, type ShareEntry } from '../../src/peer/share'
-import { MAX_FILE_SIZE } from '../../src/limits'
+import { MAX_FILE_SIZE, MAX_FOLDER_DEPTH } from '../../src/limits'
 
 const entry = (name: string, size: number, mtimeMs: number): ShareEntry => ({ path: `/s/${name}`, name, size, mtimeMs })
 const known = (size: number, mtimeMs: number, fileId = 'f'): KnownFile => ({ size, mtimeMs, fileId, shared: true })
@@ -89,16 +89,21 @@ describe('isShareable', () => {
 })
 
 describe('listShare', () => {
-  it('lists shareable regular files recursively with size and mtime, bounded', async () => {
+  it('lists shareable regular files recursively with size and mtime, named by their path in the folder, bounded; hidden folders are not walked', async () => {
     const d = fs.mkdtempSync(path.join(os.tmpdir(), 'lp2p-share-'))
     try {
-      fs.mkdirSync(path.join(d, 'sub'))
+      fs.mkdirSync(path.join(d, 'sub', 'deeper'), { recursive: true })
+      fs.mkdirSync(path.join(d, '.git'))
       fs.writeFileSync(path.join(d, 'a.bin'), 'aaa')
       fs.writeFileSync(path.join(d, 'sub', 'b.bin'), 'bb')
+      fs.writeFileSync(path.join(d, 'sub', 'deeper', 'a.bin'), 'a')
       fs.writeFileSync(path.join(d, 'c.bin.part'), 'c')
       fs.writeFileSync(path.join(d, '.hidden'), 'h')
+      fs.writeFileSync(path.join(d, '.git', 'HEAD'), 'ref')
       const all = await listShare(d)
-      expect(all.map((e) => [path.relative(d, e.path), e.name, e.size]).sort()).toEqual([['a.bin', 'a.bin', 3], [path.join('sub', 'b.bin'), 'b.bin', 2]])
+      expect(all.map((e) => [path.relative(d, e.path), e.name, e.size]).sort()).toEqual([
+        ['a.bin', 'a.bin', 3], [path.join('sub', 'b.bin'), 'sub/b.bin', 2], [path.join('sub', 'deeper', 'a.bin'), 'sub/deeper/a.bin', 1],
+      ])
       expect(all.every((e) => e.mtimeMs > 0)).toBe(true)
       expect(await listShare(d, 1)).toHaveLength(1)
     } finally { fs.rmSync(d, { recursive: true, force: true }) }
@@ -134,6 +139,32 @@ describe('what a share skips, and says', () => {
         ['bad:name.bin', expect.stringMatching(/^file name unsafe to publish: .*Windows forbids/)],
         ['locked', expect.stringMatching(/^cannot read folder: EACCES/)],
       ])
+    } finally { for (const f of files) f.file.close() }
+  })
+
+  it('scanShare: files in subfolders are published by their path there (one base name in two folders is two files); a folder with an unsafe name, or nested past MAX_FOLDER_DEPTH, is skipped and said; hidden folders are not walked', async () => {
+    fs.mkdirSync(path.join(d, 'train'))
+    fs.mkdirSync(path.join(d, 'val'))
+    fs.mkdirSync(path.join(d, 'we:ird'))
+    fs.mkdirSync(path.join(d, '.cache'))
+    fs.writeFileSync(path.join(d, 'train', '0001.png'), 'train one')
+    fs.writeFileSync(path.join(d, 'val', '0001.png'), 'val one')
+    fs.writeFileSync(path.join(d, 'we:ird', 'x.bin'), 'weird')
+    fs.writeFileSync(path.join(d, '.cache', 'c.bin'), 'cached')
+    const deep = path.join(d, ...Array.from({ length: MAX_FOLDER_DEPTH + 1 }, () => 'd'))
+    fs.mkdirSync(deep, { recursive: true })
+    fs.writeFileSync(path.join(path.dirname(deep), 'deepest.bin'), 'at the depth a name may have')
+    fs.writeFileSync(path.join(deep, 'too-deep.bin'), 'past it')
+    const skipped: [string, string][] = []
+    const files = await scanShare(d, undefined, (p, why) => skipped.push([path.relative(d, p), why]))
+    try {
+      expect(files.map((f) => f.name).sort()).toEqual(['bad:name.bin', 'd/'.repeat(MAX_FOLDER_DEPTH) + 'deepest.bin', 'locked/x.bin', 'ok.bin', 'train/0001.png', 'val/0001.png'].filter((n) => n !== 'bad:name.bin').sort())
+      expect(skipped).toEqual(expect.arrayContaining([
+        [path.join('we:ird', 'x.bin'), expect.stringMatching(/^file name unsafe to publish: .*"we:ird\/x.bin": its part "we:ird" contains a character Windows forbids/)],
+        [path.relative(d, deep), 'folder nested too deep'],
+      ]))
+      const listed = await listShare(d)
+      expect(listed.map((e) => e.name).sort()).toEqual(files.map((f) => f.name).sort())
     } finally { for (const f of files) f.file.close() }
   })
 

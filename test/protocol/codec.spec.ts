@@ -304,13 +304,13 @@ describe('tracker datagrams', () => {
       expectProtocolError(() => dg({ ...published, meta: { ...meta(), name: '' } }))
     })
 
-    it('a name over 255 bytes, counting UTF-8 bytes rather than characters', () => {
-      expect(dg({ ...publish, name: 'a'.repeat(255) })).toMatchObject({ name: 'a'.repeat(255) })
-      expectProtocolError(() => dg({ ...publish, name: 'a'.repeat(256) }))
-      const accents = 'é'.repeat(127) + 'a' // 255 bytes, 128 characters
+    it('a name over 512 bytes (a path in its sharer\'s folder), counting UTF-8 bytes rather than characters', () => {
+      expect(dg({ ...publish, name: 'a'.repeat(512) })).toMatchObject({ name: 'a'.repeat(512) })
+      expectProtocolError(() => dg({ ...publish, name: 'a'.repeat(513) }))
+      const accents = 'é'.repeat(255) + 'ab' // 512 bytes, 257 characters
       expect(dg({ ...publish, name: accents })).toMatchObject({ name: accents })
-      expectProtocolError(() => dg({ ...publish, name: 'é'.repeat(128) })) // 256 bytes
-      expectProtocolError(() => dg({ ...published, meta: { ...meta(), name: 'x'.repeat(256) } }))
+      expectProtocolError(() => dg({ ...publish, name: 'é'.repeat(256) + 'a' })) // 513 bytes
+      expectProtocolError(() => dg({ ...published, meta: { ...meta(), name: 'x'.repeat(513) } }))
     })
 
     it('error code and message over their caps', () => {

@@ -1,5 +1,5 @@
-import { partStem, printable, safeFileName } from '../../src/storage/names'
-import { MAX_NAME_BYTES } from '../../src/limits'
+import { nameParts, partStem, printable, safeFileName, safeRelativeName } from '../../src/storage/names'
+import { MAX_FOLDER_DEPTH, MAX_NAME_BYTES, MAX_PATH_NAME_BYTES } from '../../src/limits'
 
 const BAD_NAME = expect.objectContaining({ name: 'BadNameError', code: 'ERR_BAD_NAME' })
 
@@ -121,5 +121,45 @@ describe('partStem', () => {
   it('differs for two files whose long names share their start', () => {
     const name = 'c'.repeat(250)
     expect(partStem(name, ID)).not.toBe(partStem(name, 'f'.repeat(64)))
+  })
+})
+
+describe('safeRelativeName: a published path in its sharer\'s folder', () => {
+  it.each([
+    'movie.mkv',
+    'train/0001.png',
+    'a/b/c/d.txt',
+    'photos 2026/été/IMG 1.jpg',
+    '.config/x', // (hidden parts are a sharer's choice: it walks none; safe to write all the same)
+    'd/'.repeat(MAX_FOLDER_DEPTH) + 'f',
+    `${'a'.repeat(MAX_NAME_BYTES)}/${'b'.repeat(MAX_PATH_NAME_BYTES - MAX_NAME_BYTES - 3)}/c`, // (512 bytes)
+  ])('accepts %j unchanged', (name) => {
+    expect(safeRelativeName(name)).toBe(name)
+  })
+
+  it.each<[string, string, RegExp]>([
+    ['empty', '', /empty/],
+    ['absolute', '/etc/passwd', /absolute path/],
+    ['a trailing slash', 'dir/', /empty part/],
+    ['a double slash', 'a//b', /empty part/],
+    ['parent', '../escape', /\. or \.\. part/],
+    ['parent inside', 'a/../../escape', /\. or \.\. part/],
+    ['a dot part', 'a/./b', /\. or \.\. part/],
+    ['a lone dot-dot', '..', /relative path/],
+    ['a backslash in a part', 'a\\..\\b/c', /its part "a\\\\..\\\\b" contains a path separator/],
+    ['a reserved part', 'x/CON/y', /its part "CON" is a reserved device name/],
+    ['a control character in a folder', 'x\u001b[31m/y', /control characters/],
+    ['a part too long', `a/${'b'.repeat(MAX_NAME_BYTES + 1)}`, /longer than 255 bytes/],
+    ['too deep', 'd/'.repeat(MAX_FOLDER_DEPTH + 1) + 'f', /folders deep/],
+    ['too long', `${'a/'.repeat(200)}${'b'.repeat(200)}`, new RegExp(`longer than ${MAX_PATH_NAME_BYTES} bytes`)],
+  ])('refuses %s with ERR_BAD_NAME', (_, name, why) => {
+    expect(() => safeRelativeName(name)).toThrow(BAD_NAME)
+    expect(() => safeRelativeName(name)).toThrow(why)
+  })
+
+  it('nameParts: the folders, then the file name', () => {
+    expect(nameParts('a.bin')).toEqual({ folders: [], base: 'a.bin' })
+    expect(nameParts('train/a/0001.png')).toEqual({ folders: ['train', 'a'], base: '0001.png' })
+    expect(() => nameParts('../x')).toThrow(BAD_NAME)
   })
 })

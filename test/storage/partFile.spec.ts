@@ -163,16 +163,41 @@ describe('PartFile', () => {
     expect(fs.statSync(final).size).toBe(0)
   })
 
+  it('a name with folders (a file in a sharer\'s subfolder) is written in those folders of OUT, made if missing, and committed there', async () => {
+    const dir = outDir()
+    const p = openPart(dir, 'train/a/0001.png', 5)
+    expect(p.partPath).toBe(path.join(dir, 'train', 'a', '0001.png.part'))
+    await lastValueFrom(p.write(Buffer.from('hello'), 0))
+    expect(p.commit()).toBe(path.join(dir, 'train', 'a', '0001.png'))
+    expect(fs.readFileSync(path.join(dir, 'train', 'a', '0001.png'), 'utf8')).toBe('hello')
+    expect(fs.readdirSync(path.join(dir, 'train', 'a'))).toEqual(['0001.png'])
+    // the same base name in another folder is another file
+    const q = openPart(dir, 'val/0001.png', 3)
+    await lastValueFrom(q.write(Buffer.from('val'), 0))
+    expect(fs.readFileSync(q.commit(), 'utf8')).toBe('val')
+    expect(fs.readFileSync(path.join(dir, 'train', 'a', '0001.png'), 'utf8')).toBe('hello')
+  })
+
   describe('open refuses', () => {
     it.each<[string, string]>([
-      ['empty', ''], ['dot', '.'], ['dot-dot', '..'], ['../escape', '../escape'], ['a/b', 'a/b'], ['/etc/passwd', '/etc/passwd'],
+      ['empty', ''], ['dot', '.'], ['dot-dot', '..'], ['../escape', '../escape'], ['a/../../escape', 'a/../../escape'], ['/etc/passwd', '/etc/passwd'],
+      ['a//b', 'a//b'], ['a/./b', 'a/./b'], ['dir/', 'dir/'], ['a\\b/c', 'a\\b/c'], ['a/CON/b', 'a/CON/b'], ['a/x\u0000/b', 'a/x\u0000/b'],
       ['..\\x', '..\\x'], ['NUL inside', 'a\u0000b'], ['ESC inside', '\x1b[31mred'], ['RLO inside', '\u202eevil'],
-      ['CON', 'CON'], ['nul.txt', 'nul.txt'], ['256 bytes long', 'x'.repeat(256)], ['trailing.', 'trailing.'],
+      ['CON', 'CON'], ['nul.txt', 'nul.txt'], ['256 bytes long', 'x'.repeat(256)], ['a part 256 bytes long', `a/${'x'.repeat(256)}`], ['trailing.', 'trailing.'],
+      ['17 folders deep', 'd/'.repeat(17) + 'f'],
     ])('the unsafe name %s with ERR_BAD_NAME, creating nothing', (_, name) => {
       const dir = outDir()
       expect(() => PartFile.open(dir, name, 10)).toThrow(BAD_NAME)
       expect(fs.existsSync(dir)).toBe(false)
       expect(fs.existsSync(path.join(root, 'escape.part'))).toBe(false)
+    })
+
+    it('a name with folders where one is a regular file with ERR_STORAGE', () => {
+      const dir = outDir()
+      fs.mkdirSync(dir)
+      fs.writeFileSync(path.join(dir, 'train'), 'a file')
+      expect(() => PartFile.open(dir, 'train/0001.png', 10)).toThrow(STORAGE)
+      expect(fs.readFileSync(path.join(dir, 'train'), 'utf8')).toBe('a file')
     })
 
     it('a folder below a regular file with ERR_STORAGE', () => {
