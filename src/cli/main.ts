@@ -435,11 +435,14 @@ export function program (argv: readonly string[] = process.argv): Command {
     })
 
   p.command('ls')
-    .description('list the files the tracker knows, with how many live nodes hold each (0: an old version nobody shares any more)')
+    .description('list the files the tracker knows, by name, with how many live nodes hold each (0: an old version nobody shares any more)')
+    .argument('[folder]', 'only the files in this folder and its subfolders (train/: a file in a sharer\'s subfolder is named by its path there)')
     .addOption(trackerOption())
     .addOption(jsonOption('print a JSON array of {name, fileId, size, blockSize, pieces, holders}'))
-    .action(async (o: { tracker: string, json?: boolean }) => {
-      const files = await askTracker(o.tracker, (c) => c.files())
+    .action(async (folder: string | undefined, o: { tracker: string, json?: boolean }) => {
+      const under = folder === undefined || folder === '' || isFolder(folder) ? folder ?? '' : `${folder}/`
+      const files = (await askTracker(o.tracker, (c) => c.files())).filter((f) => f.name.startsWith(under))
+        .sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : a.hash < b.hash ? -1 : a.hash > b.hash ? 1 : 0)
       if (o.json === true) json(files.map((f) => ({ name: f.name, fileId: f.hash, size: f.size, blockSize: f.blockSize, pieces: f.pieces, holders: f.holders ?? null })))
       else out(files.length === 0 ? 'no files\n' : table(['NAME', 'SIZE', 'PIECES', 'HOLDERS', 'FILE ID'], files.map((f) => [f.name, bytes(f.size), `${f.pieces} × ${bytes(f.blockSize)}`, f.holders === undefined ? '?' : String(f.holders), f.hash])))
     })

@@ -16,6 +16,11 @@ function fromRow (r: Row): FileMetaData {
  * The tracker's file registry in SQLite (`DIR/tracker.db`, WAL mode): after a restart every
  * published file is listed again at once. Nodes are not stored: they are soft state that
  * heartbeats rebuild within a few periods.
+ *
+ * One tracker per registry: the database is locked for as long as it is open (SQLite's exclusive
+ * locking mode; the lock goes with the process). Two trackers started with the default `--data`
+ * (on two ports) shared one registry before: each listed, after a restart, what the other's nodes
+ * had published.
  */
 export class SqliteFileStore implements FileStore {
   private readonly db: Database.Database
@@ -34,7 +39,8 @@ export class SqliteFileStore implements FileStore {
     const file = path.join(dir, 'tracker.db')
     try {
       mkdirs(dir)
-      this.db = new Database(file)
+      // (no wait for the lock: another tracker holds it for as long as it runs)
+      this.db = new Database(file, { timeout: 0 })
     } catch (err) {
       throw new Error(`cannot open the file registry ${file}: ${(err as Error).message}`, { cause: err })
     }
@@ -42,11 +48,15 @@ export class SqliteFileStore implements FileStore {
       this.open()
     } catch (err) {
       this.db.close()
+      if ((err as { code?: string }).code === 'SQLITE_BUSY') throw new Error(`another tracker uses the file registry ${file}: give this one its own --data folder (or --memory)`, { cause: err })
       throw new Error(`cannot use the file registry ${file} (${(err as Error).message}): move it away to start with an empty one, or choose another --data`, { cause: err })
     }
   }
 
   private open (): void {
+    this.db.pragma('locking_mode = EXCLUSIVE')
+    // (taken now, and kept: the lock an exclusive connection gets it holds until it closes)
+    this.db.exec('BEGIN EXCLUSIVE; COMMIT')
     this.db.pragma('journal_mode = WAL')
     this.db.pragma('synchronous = NORMAL')
     this.db.exec(`CREATE TABLE IF NOT EXISTS files (

@@ -218,6 +218,14 @@ describe('failures', () => {
     expect(r.stderr.filter((l) => !l.startsWith('{'))).toEqual([expect.stringMatching(/^lp2p: cannot open .*a\.bin\.part/)])
   }, 30_000)
 
+  it('a second tracker on the same --data is refused at once, naming the registry (two trackers on the default folder shared one registry)', async () => {
+    const data = path.join(dir, 'tracker-data')
+    await startTracker(procs, ['--data', data])
+    const second = await runLp2p(['tracker', '--port', '0', '--data', data], 20_000)
+    expect(second.code).toBe(1)
+    expect(second.stderr.filter((l) => !l.startsWith('{'))).toEqual([`lp2p: another tracker uses the file registry ${path.join(data, 'tracker.db')}: give this one its own --data folder (or --memory)`])
+  }, 30_000)
+
   it('the tracker lists every file again at once after a restart, and nodes come back with heartbeats', async () => {
     const { share, sha } = shareRandom(dir, 'share', 'a.bin', 100_000)
     const data = path.join(dir, 'tracker-data')

@@ -76,6 +76,21 @@ describe('SqliteFileStore', () => {
     b.close()
   })
 
+  it('is one tracker\'s: another store of the same folder is refused at once while it is open (two trackers shared the default --data), and opens once it is closed', () => {
+    const dir = sqliteDir()
+    const a = new SqliteFileStore(dir)
+    a.put(meta(1))
+    const t0 = Date.now()
+    expect(() => new SqliteFileStore(dir)).toThrow(`another tracker uses the file registry ${path.join(dir, 'tracker.db')}: give this one its own --data folder (or --memory)`)
+    expect(Date.now() - t0).toBeLessThan(2_000) // (no wait for a lock that is held for good)
+    a.put(meta(2))
+    expect(a.list(undefined, 10)).toEqual([meta(1), meta(2)])
+    a.close()
+    const b = new SqliteFileStore(dir)
+    expect(b.list(undefined, 10)).toEqual([meta(1), meta(2)])
+    b.close()
+  })
+
   it('a registry that is not a database is one error naming the file, with what to do', () => {
     const dir = sqliteDir()
     fs.writeFileSync(path.join(dir, 'tracker.db'), 'x'.repeat(4096))
