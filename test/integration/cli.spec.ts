@@ -87,7 +87,12 @@ describe('CLI output of real processes', () => {
     const { address: tracker } = await startTracker(procs)
     await startPeer(procs, share, tracker)
     const ls = await runLp2p(['ls', '--tracker', tracker, '--json'])
-    expect((ls.events[0] as unknown as Array<{ name: string }>).map((f) => f.name).sort()).toEqual(['train/0001.png', 'train/sub/0001.png', 'val/0001.png'])
+    const names = (r: { events: unknown[] }): string[] => (r.events[0] as Array<{ name: string }>).map((f) => f.name)
+    expect(names(ls)).toEqual(['train/0001.png', 'train/sub/0001.png', 'val/0001.png']) // (by name)
+    // ls of a folder (with or without its slash): the files in it and its subfolders
+    expect(names(await runLp2p(['ls', 'train', '--tracker', tracker, '--json']))).toEqual(['train/0001.png', 'train/sub/0001.png'])
+    expect(names(await runLp2p(['ls', 'train/sub/', '--tracker', tracker, '--json']))).toEqual(['train/sub/0001.png'])
+    expect((await runLp2p(['ls', 'tra', '--tracker', tracker])).events).toEqual([{ line: 'no files' }]) // (a folder is a whole part)
     const out = path.join(dir(), 'out')
     const get = await runLp2p(['get', 'train/', 'val/0001.png', '--out', out, '--tracker', tracker, '--json'])
     expect(get.code).toBe(0)
