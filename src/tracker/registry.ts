@@ -194,8 +194,11 @@ export class Registry {
       // renamed on disk is fetched by its new name; a download only repeats the name it was given),
       // unless another live sharer named it
       const root = meta.root === undefined && file.root !== undefined && file.blockSize === meta.blockSize ? file.root : meta.root
-      const name = file.have === undefined && !stands(this.namedBy.get(meta.hash)) ? file.name : meta.name
-      if (file.have === undefined && name === file.name) this.namedBy.set(meta.hash, node.nodeId)
+      // (a sharer repeating the name of a live namer's does not become the namer: it could then
+      // rename the file under it, and publish its own bytes under the name)
+      const names = file.have === undefined && !stands(this.namedBy.get(meta.hash))
+      const name = names ? file.name : meta.name
+      if (names) this.namedBy.set(meta.hash, node.nodeId)
       if (root !== meta.root || name !== meta.name) {
         meta = { ...meta, name, root }
         this.files.put(meta)

@@ -52,6 +52,21 @@ it('Registry.publish: a complete holder publishing another name renames the file
   expect(reg.publish(node(3), { ...file, have: renamed.pieces }, 2).name).toBe('new.iso')
 })
 
+it('Registry.publish: another sharer cannot rename a file its live namer shares, not even after repeating its name first (a name could be taken over, then given to other bytes); once the namer is gone, it can', () => {
+  const reg = new Registry(undefined, 15_000)
+  const node = (i: number): { nodeId: string, host: string, port: number } => ({ nodeId: String(i).padStart(32, '0'), host: `10.0.0.${i}`, port: 1000 + i })
+  const file = { name: 'data.bin', hash: 'ab'.repeat(32), size: 1 << 20 }
+  reg.publish(node(1), file, 0)
+  expect(reg.publish(node(2), file, 1).name).toBe('data.bin') // (the same name: a holder more)
+  expect(reg.publish(node(2), { ...file, name: 'data.bin.old' }, 2).name).toBe('data.bin')
+  expect(reg.files.get(file.hash)?.name).toBe('data.bin')
+  // the namer renames its own file: followed
+  expect(reg.publish(node(1), { ...file, name: 'data-v1.bin' }, 3).name).toBe('data-v1.bin')
+  // the namer leaves: the next sharer's name is taken
+  reg.leave(node(1), 4)
+  expect(reg.publish(node(2), { ...file, name: 'data.bin.old' }, 5).name).toBe('data.bin.old')
+})
+
 it('Registry.publish: a finished download (have = every piece) brings the root when the tracker has none; a partial one does not', () => {
   const reg = new Registry(undefined, 15_000)
   const node = (i: number): { nodeId: string, host: string, port: number } => ({ nodeId: String(i).padStart(32, '0'), host: '10.0.0.1', port: 1000 + i })
