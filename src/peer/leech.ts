@@ -260,7 +260,10 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     for (const i of sink.present ?? []) picker.markDone(i)
     const sources = new Map<string, Source>() // live sources by peerKey
     const addSource = (s: Source): void => { s.since = scheduler.now(); sources.set(idOf(s), s) }
+    // bans and strikes go by address, not by id: a peer that sends bad pieces under one id after
+    // another (a new id for each ban: 195 of them sent 2.3 times the file in junk) is one peer
     const banned = new Set<string>()
+    const isBanned = (id: string): boolean => banned.has(addressOfKey(id))
     const swappedOut = new KeyedSignal<string>() // ends a source's loop: it made room for another
     // a dropped peer is asked again only after a cool-down that doubles with each failure (it may
     // have restarted: transient failures heal, broken peers cost little)
@@ -268,11 +271,11 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     const coolingDown = (id: string): boolean => (cooling.get(id)?.until ?? -Infinity) > scheduler.now()
     /** A peer that held something we lack and whose connection failed (closed, silent) for the first time, that will be asked again later. */
     const someCooling = (now: number): boolean => {
-      for (const [id, c] of cooling) if (c.failures === 1 && c.lost === true && c.until > now && !banned.has(id)) return true
+      for (const [id, c] of cooling) if (c.failures === 1 && c.lost === true && c.until > now && !isBanned(id)) return true
       return false
     }
     // not to be asked now: banned for bad pieces, or cooling down after a failure or a swap
-    const shunned = (id: string): boolean => banned.has(id) || coolingDown(id)
+    const shunned = (id: string): boolean => isBanned(id) || coolingDown(id)
     const strikes = new Map<string, number>()
     const landed = new KeyedSignal<number>() // piece i stored: other fetches of it stop
     const complete$ = new Subject<void>()
@@ -398,10 +401,11 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       const checked = ({ data, ok }: { data: Buffer, ok: boolean }): void => {
         if (ok) { store(data); return }
         picker.release(id, index, true) // fetched elsewhere, never again from this peer
-        const n = (strikes.get(id) ?? 0) + 1
-        strikes.set(id, n)
+        const at = addressOfKey(id)
+        const n = (strikes.get(at) ?? 0) + 1
+        strikes.set(at, n)
         emit({ event: 'piece-failed', index, peer: label(src.peer), reason: 'hash mismatch' })
-        if (n >= maxStrikes) { banned.add(id); sub.error(new ProtocolError(`peer ${label(src.peer)} sent ${n} bad pieces: banned`)); return }
+        if (n >= maxStrikes) { banned.add(at); sub.error(new ProtocolError(`peer ${label(src.peer)} sent ${n} bad pieces: banned`)); return }
         sub.complete()
       }
       const answered = guard((f: Frame): void => {
@@ -828,6 +832,9 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     return () => { s.unsubscribe(); sink.close() }
   })
 }
+
+/** The address (host:port) in a peer's key (see peerKey: `nodeId@host:port`). */
+const addressOfKey = (key: string): string => key.slice(key.indexOf('@') + 1)
 
 function toSource (peer: PeerAddress, f: Frame, meta: FileMetaData): Source | null {
   if (f.msg.type !== 'have' || f.msg.fileId !== meta.hash || f.msg.totalPieces !== meta.pieces) return null

@@ -313,6 +313,31 @@ describe('leech: piece integrity', () => {
     expect(only(r, 'peer-dropped').map((e) => e.peer)).not.toContain(labelA)
   })
 
+  it('a peer that sends bad pieces under many ids (a neighbour names 20 at one address) is banned by its address: 3 bad pieces (and those already asked of its other ids), not 3 per id; nothing asked of it after', () => {
+    const ts = newScheduler()
+    const sybils: PeerAddress[] = Array.from({ length: 20 }, (_, i) => ({ nodeId: (0xbad00 + i).toString(16).padStart(32, '0'), host: '10.6.6.6', port: 666 }))
+    const { deps, sinks } = world(ts, file, [B, A], {})
+    const byKey = new Map<string, FakeLink>()
+    const behaviour = (p: PeerAddress): Behaviour => p.host === '10.6.6.6' ? { piece: () => 'corrupt' } : p.nodeId === B.nodeId ? { holds: [], cluster: sybils } : { piece: () => 3 }
+    const r = run(ts, {
+      ...deps,
+      link: (p) => {
+        const key = `${p.nodeId}@${p.host}:${p.port}`
+        let l = byKey.get(key)
+        if (l === undefined) { l = new FakeLink(p, behaviour(p), ts, file); byKey.set(key, l) }
+        return l
+      },
+    })
+    expect(r.error).toBeUndefined()
+    expect(sinks[0].data.equals(content)).toBe(true)
+    // (the third strike bans the address; pieces already asked of its other ids may still come in, bad)
+    const banAt = timeOf(r, only(r, 'peer-dropped').find((e) => e.code === 'ERR_PROTOCOL') as LeechEvent)
+    const failed = only(r, 'piece-failed')
+    expect(failed.length).toBeLessThan(3 + 3)
+    for (const l of byKey.values()) if (l.peer.host === '10.6.6.6') expect(l.piecesAskedAfter(banAt)).toEqual([])
+    expect(only(r, 'piece').every((e) => e.peer === labelA)).toBe(true)
+  })
+
   describe('(a) a corrupted piece', () => {
     it('is rejected, fetched again from a good peer, and the download completes with exact content', () => {
       const ts = newScheduler()
