@@ -111,6 +111,8 @@ export class Registry {
    * fill the registry, and every honest new file was refused for as long as it stayed up.
    */
   private readonly byHost = new Map<string, Map<string, number>>()
+  /** The holders of each file, by host (see `sampleNodes`). */
+  private readonly holderHosts = new Map<string, HostBuckets>()
 
   /**
    * @param random for `sampleNodes` (seeded in simulations)
@@ -232,7 +234,11 @@ export class Registry {
     n.files.set(fileId, have)
     let h = this.holders.get(fileId)
     if (h === undefined) { h = new IndexedSet(); this.holders.set(fileId, h); this.unheld.delete(fileId) }
+    if (h.has(n.nodeId)) return
     h.add(n.nodeId)
+    let hosts = this.holderHosts.get(fileId)
+    if (hosts === undefined) { hosts = new HostBuckets(); this.holderHosts.set(fileId, hosts) }
+    hosts.add(n.host, n.nodeId)
   }
 
   /** `n` no longer holds `fileId` (its count by host too; the file's holders are the caller's: see `stopHolding`, `forgetHolders`). */
@@ -248,7 +254,7 @@ export class Registry {
   private stopHolding (n: NodeState, fileId: string, now: number): void {
     this.release(n, fileId)
     const h = this.holders.get(fileId)
-    h?.delete(n.nodeId)
+    if (h?.delete(n.nodeId) === true) this.holderHosts.get(fileId)?.delete(n.host, n.nodeId)
     this.dissents(n.nodeId, fileId, false)
     if (h?.size === 0) this.unhold(fileId, now)
   }
@@ -260,6 +266,7 @@ export class Registry {
       if (n !== undefined) this.release(n, fileId)
     }
     this.holders.delete(fileId)
+    this.holderHosts.delete(fileId)
     this.unheld.delete(fileId)
     this.dissent.delete(fileId)
   }
@@ -324,6 +331,7 @@ export class Registry {
   /** A file lost its last live holder, at `now`. */
   private unhold (fileId: string, now: number): void {
     this.holders.delete(fileId)
+    this.holderHosts.delete(fileId)
     if (this.files.get(fileId) === undefined) return
     this.unheld.set(fileId, true)
     this.orphanedAt.set(fileId, now)
@@ -431,12 +439,19 @@ export class Registry {
   /**
    * Up to `k` holders of `fileId` drawn at random, in O(k): leechers of a big swarm each get their
    * own neighbours instead of all asking the same first page (which also cost a sort per query).
+   * Spread over hosts: when some host holds it under several node ids, the hosts are drawn first
+   * and take turns (one holder each, then a second, …), so a host that registers hundreds of ids
+   * that do not answer fills no sample with them: every other host is in it (600 such ids
+   * beside one seeder made 16-holder samples miss the seeder, and gets fail).
    */
   sampleNodes (fileId: string, k: number): NodeInfo[] {
     const h = this.holders.get(fileId)
     if (h === undefined) return []
     // (no more than a reply can carry: a sample of 1,024 built 1,024 entries to send about 100)
-    return h.sample(Math.min(k, MAX_SAMPLE), this.random).map((id) => this.info(id))
+    const want = Math.min(k, MAX_SAMPLE)
+    const hosts = this.holderHosts.get(fileId)
+    const ids = hosts === undefined || hosts.hostCount === h.size ? h.sample(want, this.random) : hosts.sample(want, this.random)
+    return ids.map((id) => this.info(id))
   }
 
   private info (id: string): NodeInfo {
@@ -527,6 +542,38 @@ export class IndexedSet implements Iterable<string> {
     return out
   }
 
+}
+
+/** Ids by host, for samples spread over hosts: the hosts drawn at random, each giving one id a turn. */
+class HostBuckets {
+  private readonly hosts = new IndexedSet()
+  private readonly ids = new Map<string, IndexedSet>()
+  get hostCount (): number { return this.hosts.size }
+  add (host: string, id: string): void {
+    let s = this.ids.get(host)
+    if (s === undefined) { s = new IndexedSet(); this.ids.set(host, s); this.hosts.add(host) }
+    s.add(id)
+  }
+
+  delete (host: string, id: string): void {
+    const s = this.ids.get(host)
+    if (s === undefined || !s.delete(id) || s.size > 0) return
+    this.ids.delete(host)
+    this.hosts.delete(host)
+  }
+
+  /** Up to k ids: up to k hosts drawn at random, then one id of each in turn (each host's drawn at random), until k. */
+  sample (k: number, random: () => number): string[] {
+    const hosts = this.hosts.sample(k, random)
+    const drawn = hosts.map((h) => (this.ids.get(h) as IndexedSet).sample(k, random))
+    const out: string[] = []
+    for (let turn = 0; out.length < k; turn++) {
+      const before = out.length
+      for (const d of drawn) if (turn < d.length && out.length < k) out.push(d[turn])
+      if (out.length === before) break
+    }
+    return out
+  }
 }
 
 function lowerBound (a: string[], x: string): number {

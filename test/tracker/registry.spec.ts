@@ -35,6 +35,40 @@ it('Registry.sampleNodes: only live holders of that file, at most k', () => {
   expect(reg.sampleNodes(file.hash, 10)).toEqual([])
 })
 
+it('Registry.sampleNodes: spread over hosts: hundreds of ids one host registered do not crowd the other hosts out of a sample; one host alone still gives distinct ids', () => {
+  let x = 7
+  const reg = new Registry(undefined, 15_000, () => { x = (x * 16807) % 2147483647; return x / 2147483647 })
+  const file = { name: 'f.bin', hash: 'ab'.repeat(32), size: 1 << 20 }
+  const id = (i: number): string => i.toString(16).padStart(32, '0')
+  for (let i = 0; i < 600; i++) reg.publish({ nodeId: id(i), host: '10.6.6.6', port: 7299 }, file, 0)
+  reg.publish({ nodeId: id(1000), host: '10.0.0.1', port: 7000 }, file, 0)
+  reg.publish({ nodeId: id(1001), host: '10.0.0.2', port: 7000 }, file, 0)
+  for (let d = 0; d < 50; d++) {
+    const s = reg.sampleNodes(file.hash, 16)
+    expect(s).toHaveLength(16)
+    expect(new Set(s.map((n) => n.nodeId)).size).toBe(16)
+    expect(s.map((n) => n.host)).toEqual(expect.arrayContaining(['10.0.0.1', '10.0.0.2']))
+  }
+  // the sybils go (expire, leave): the others are sampled as before
+  for (let i = 0; i < 600; i++) reg.leave({ nodeId: id(i), host: '10.6.6.6', port: 7299 }, 1)
+  expect(reg.sampleNodes(file.hash, 16).map((n) => n.nodeId).sort()).toEqual([id(1000), id(1001)])
+  // one host (a loopback swarm): distinct ids, spread over all of them across draws
+  const lo = new Registry(undefined, 15_000, () => { x = (x * 16807) % 2147483647; return x / 2147483647 })
+  for (let i = 0; i < 40; i++) lo.publish({ nodeId: id(i), host: '127.0.0.1', port: 7000 + i }, file, 0)
+  const seen = new Set<string>()
+  for (let d = 0; d < 20; d++) {
+    const s = lo.sampleNodes(file.hash, 8)
+    expect(new Set(s.map((n) => n.nodeId)).size).toBe(8)
+    for (const n of s) seen.add(n.nodeId)
+  }
+  expect(seen.size).toBeGreaterThan(30)
+  // two hosts of 10: half each
+  const two = new Registry(undefined, 15_000, () => { x = (x * 16807) % 2147483647; return x / 2147483647 })
+  for (let i = 0; i < 20; i++) two.publish({ nodeId: id(i), host: i < 10 ? '10.0.0.1' : '10.0.0.2', port: 7000 + i }, file, 0)
+  const s = two.sampleNodes(file.hash, 16)
+  expect(s.filter((n) => n.host === '10.0.0.1')).toHaveLength(8)
+})
+
 it('Registry.publish: a complete holder publishing another name renames the file; a partial holder does not', () => {
   const reg = new Registry(undefined, 15_000)
   const node = (i: number): { nodeId: string, host: string, port: number } => ({ nodeId: String(i).padStart(32, '0'), host: '10.0.0.1', port: 1000 + i })
