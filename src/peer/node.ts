@@ -19,6 +19,7 @@ import { BufferPool } from '../storage/bufferPool'
 import { FileSink } from '../storage/fileSink'
 import { hashPieces, hashRoot } from '../storage/hashFile'
 import { FileChangedError, MappedFile } from '../storage/mappedFile'
+import { tidyAfterCommit } from '../storage/partFile'
 import type { Endpoint } from '../tracker/flow'
 import { TokenBucket } from '../../streams/rateLimit'
 import { ClusterTable } from './clusterTable'
@@ -835,9 +836,10 @@ interface VerifiedCopy { meta: FileMetaData, file: MappedFile, pieceHashes: Buff
  */
 async function verifiedCopy (out: string, meta: FileMetaData, cancelled: () => boolean): Promise<VerifiedCopy | null> {
   let file: MappedFile
+  let st: fs.Stats
   try {
     const p = path.join(out, ...safeRelativeName(meta.name).split('/'))
-    const st = await fs.promises.lstat(p)
+    st = await fs.promises.lstat(p)
     if (!st.isFile() || st.size !== meta.size) return null
     file = MappedFile.open(p, undefined, { under: out, listed: st })
   } catch {
@@ -845,7 +847,11 @@ async function verifiedCopy (out: string, meta: FileMetaData, cancelled: () => b
   }
   try {
     const h = await hashFile(file, meta.blockSize, cancelled)
-    if (h.fileId === meta.hash) return { meta, file, pieceHashes: h.pieceHashes }
+    if (h.fileId === meta.hash) {
+      // (what a get stopped while it named this copy left beside it goes now: see tidyAfterCommit)
+      try { tidyAfterCommit(out, meta.name, meta.hash, st) } catch { /* left as it was */ }
+      return { meta, file, pieceHashes: h.pieceHashes }
+    }
   } catch { /* changed while hashed (not a copy to trust), or called off */ }
   file.close()
   return null

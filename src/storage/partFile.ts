@@ -9,6 +9,7 @@ import type { PageSource } from '../../streams/readPages'
 import { MappedFile } from './mappedFile'
 import { mkdirs } from './mkdirs'
 import { nameParts, partStem, safeFileName } from './names'
+import { stateFileId } from './resumeState'
 
 /**
  * A download in progress: `OUT/NAME.part`, written with positional writes (measured here about
@@ -366,6 +367,33 @@ function leftOfCommit (partPath: string, final: fs.Stats): void {
     try { fs.rmSync(p, { force: true }) } catch { /* left */ }
   }
   fs.rmSync(lockPath, { force: true })
+}
+
+/**
+ * A verified copy of file `fileId` is at `dir/name` (`final`): the working files a get of it that
+ * was stopped while naming it left (after the .part got its second name: the .part still there as
+ * that name, or already gone, with the state and the lock) are removed, under the lock, when no
+ * live get holds it. A get run again found the copy, was done at once, and left them for good (a
+ * lock naming a pid that was since reused then refused every later get of the name). Another
+ * download's .part (another version of the file) and a state naming another file are left.
+ */
+export function tidyAfterCommit (dir: string, name: string, fileId: string, final: fs.Stats): void {
+  const { folders, base } = nameParts(name)
+  const partPath = path.join(dir, ...folders, `${partStem(base, fileId)}.part`)
+  const left = (): boolean => {
+    const part = lstatOrNull(partPath)
+    return part === null ? stateFileId(partPath) === fileId : part.isFile() && sameInode(part, final)
+  }
+  if (!left()) return
+  let lockPath: string
+  try { lockPath = lockPart(partPath).lockPath } catch { return } // (a live get holds it: its business)
+  try {
+    if (left()) { // (looked at again under the lock)
+      for (const p of [partPath, `${partPath}.state`, `${partPath}.state.tmp`]) {
+        try { fs.rmSync(p, { force: true }) } catch { /* left */ }
+      }
+    }
+  } finally { fs.rmSync(lockPath, { force: true }) }
 }
 
 /**

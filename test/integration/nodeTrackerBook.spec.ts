@@ -312,6 +312,42 @@ describe('a get of a file already verified at its place', () => {
   }, 60_000)
 })
 
+describe('a get stopped while it named its file', () => {
+  it('leaves working files a later get of it removes once it finds the verified copy (they stayed for good: the copy is done at once, no .part opened)', async () => {
+    const data = crypto.randomBytes(2_000_000)
+    const { dir, share } = folderWith('tidy', { 'd.bin': data })
+    const tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
+    const t = await tracker.start()
+    const sharer = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, watch: false })
+    stopAfter(dir, sharer, () => tracker)
+    await sharer.start()
+    const getter = new Lp2pNode({ tracker: t, host: '127.0.0.1' })
+    started.push(async () => await getter.close())
+    await getter.start()
+    const out = path.join(dir, 'out')
+    expect(await lastValueFrom(getter.leech('d.bin', out))).toMatchObject({ event: 'done', downloaded: data.length })
+    const id = createHash('sha256').update(data).digest('hex')
+    const final = path.join(out, 'd.bin')
+    // a dead get's lock (a pid that cannot be running), and its state naming this file
+    const leftovers = (withPart: boolean): void => {
+      if (withPart) fs.linkSync(final, `${final}.part`) // (stopped between linking and unlinking)
+      fs.writeFileSync(`${final}.part.state`, JSON.stringify({ fileId: id, size: data.length, blockSize: 1, pieces: 1, have: '' }))
+      fs.writeFileSync(`${final}.part.lock`, '2147483646 deadbeef\n')
+    }
+    for (const withPart of [true, false]) {
+      leftovers(withPart)
+      expect(await lastValueFrom(getter.leech('d.bin', out))).toMatchObject({ event: 'done', downloaded: 0 })
+      expect(fs.readdirSync(out)).toEqual(['d.bin'])
+      expect(createHash('sha256').update(fs.readFileSync(final)).digest('hex')).toBe(id)
+    }
+    // another version's .part (another file) and a state naming another file are not touched
+    fs.writeFileSync(`${final}.part`, 'another download')
+    fs.writeFileSync(`${final}.part.state`, JSON.stringify({ fileId: 'ee'.repeat(32) }))
+    expect(await lastValueFrom(getter.leech('d.bin', out))).toMatchObject({ event: 'done', downloaded: 0 })
+    expect(fs.readdirSync(out).sort()).toEqual(['d.bin', 'd.bin.part', 'd.bin.part.state'])
+  }, 60_000)
+})
+
 describe('a get of several names at a tracker of many files', () => {
   it('resolves them in one listing of the tracker\'s files (every page of it was listed again for each name)', async () => {
     const N = 400
