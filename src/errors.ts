@@ -1,3 +1,5 @@
+import { printable, quoted } from './text'
+
 /**
  * One class per failure, each with a stable `code`. Callers (and tests) branch on `code`, never
  * on message text; the CLI maps codes to exit statuses.
@@ -31,15 +33,15 @@ export class RemoteError extends Lp2pError {
 export class NotFoundError extends Lp2pError {
   /** @param hint what the user may have meant (said in parentheses) */
   constructor (readonly query: string, hint?: string) {
-    super('ERR_NOT_FOUND', `${query.endsWith('/') ? `no file in folder "${query}"` : `no file named or with id prefix "${query}"`}${hint === undefined ? '' : ` (${hint})`}`)
+    super('ERR_NOT_FOUND', `${query.endsWith('/') ? `no file in folder ${quoted(query)}` : `no file named or with id prefix ${quoted(query)}`}${hint === undefined ? '' : ` (${hint})`}`)
   }
 }
 
 /** More than one file matches. */
 export class AmbiguousError extends Lp2pError {
   constructor (readonly query: string, readonly candidates: { name: string, fileId: string, holders?: number }[]) {
-    super('ERR_AMBIGUOUS', `"${query}" matches ${candidates.length} files: ` +
-      candidates.slice(0, 10).map((c) => `${c.fileId.slice(0, 12)} ${JSON.stringify(c.name)}${c.holders === undefined ? '' : ` (held by ${c.holders})`}`).join(', ') +
+    super('ERR_AMBIGUOUS', `${quoted(query)} matches ${candidates.length} files: ` +
+      candidates.slice(0, 10).map((c) => `${c.fileId.slice(0, 12)} ${quoted(c.name)}${c.holders === undefined ? '' : ` (held by ${c.holders})`}`).join(', ') +
       (candidates.length > 10 ? ', …' : '') + ' (use a longer id prefix)')
   }
 }
@@ -48,7 +50,7 @@ export class AmbiguousError extends Lp2pError {
 export class NoSourcesError extends Lp2pError {
   /** @param why what the sources did, when some were known (they declined everything for a while) */
   constructor (readonly fileId: string, readonly missingPieces: number, fileName?: string, why?: string) {
-    super('ERR_NO_SOURCES', `no peer can supply the remaining ${missingPieces} piece(s) of ${fileName === undefined ? fileId.slice(0, 12) : `${fileName} (${fileId.slice(0, 12)})`}${why === undefined ? '' : `: ${why}`}`)
+    super('ERR_NO_SOURCES', `no peer can supply the remaining ${missingPieces} piece(s) of ${fileName === undefined ? fileId.slice(0, 12) : `${printable(fileName)} (${fileId.slice(0, 12)})`}${why === undefined ? '' : `: ${why}`}`)
   }
 }
 
@@ -73,7 +75,7 @@ export class HashMismatchError extends Lp2pError {
 
 /** A file name from the network that cannot be used safely. */
 export class BadNameError extends Lp2pError {
-  constructor (readonly fileName: string, readonly reason: string) { super('ERR_BAD_NAME', `unsafe file name ${JSON.stringify(fileName)}: ${reason}`) }
+  constructor (readonly fileName: string, readonly reason: string) { super('ERR_BAD_NAME', `unsafe file name ${quoted(fileName)}: ${reason}`) }
 }
 
 /** Writing the download failed (disk full, permissions, …). */

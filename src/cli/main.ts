@@ -18,7 +18,7 @@ import { progress, ServingView } from './progress'
 import { parseRate } from '../../streams/rateLimit'
 import { demo } from './demo'
 import { CHECKOUT } from './spawn'
-import { printable } from '../storage/names'
+import { printable, terminalSafe } from '../text'
 import { addSimulate } from './simulate'
 
 const DEFAULT_TRACKER = '127.0.0.1:7070'
@@ -396,7 +396,7 @@ export function program (argv: readonly string[] = process.argv): Command {
             view.fail(err)
             if (!several) throw err
             // (one of several: said, and the next is fetched; the status is the first failure's)
-            process.stderr.write(`lp2p: ${printable(query)}: ${(err as Error).message}\n`)
+            process.stderr.write(`lp2p: ${printable(query)}: ${terminalSafe((err as Error).message)}\n`)
             failed ??= err
             // (a tracker that does not answer would cost every name its tries, 8 s each)
             if (errorCode(err) === 'ERR_TRACKER_UNREACHABLE') {
@@ -511,7 +511,7 @@ export async function main (argv: string[]): Promise<number> {
     // error like ours, 2
     if (typeof e.code === 'string' && e.code.startsWith('commander.')) return e.exitCode === 0 ? 0 : EXIT.ERR_USAGE
     log.debug({ err }, 'command failed')
-    process.stderr.write(`lp2p: ${(err as Error).message}\n`)
+    process.stderr.write(`lp2p: ${terminalSafe((err as Error).message)}\n`)
     return exitCode(err)
   }
 }
@@ -521,7 +521,7 @@ export { errorCode }
 /** The process's whole run (bin/lp2p): `main`, its status, and a stdout that failed on the way. */
 export function run (argv: string[]): void {
   watchStdout()
-  main(argv).then((code) => { process.exitCode = code === 0 && stdoutFailure !== undefined ? 1 : code }, (err) => { process.stderr.write(`lp2p: ${String(err)}\n`); process.exitCode = 1 })
+  main(argv).then((code) => { process.exitCode = code === 0 && stdoutFailure !== undefined ? 1 : code }, (err) => { process.stderr.write(`lp2p: ${terminalSafe(String(err))}\n`); process.exitCode = 1 })
 }
 
 if (require.main === module) run(process.argv)

@@ -1,4 +1,5 @@
 import { AmbiguousError, NotFoundError } from '../errors'
+import { printable, quoted } from '../text'
 import type { FileMetaData, ListedFile } from '../protocol/messages'
 
 /**
@@ -18,10 +19,10 @@ export function resolveFile (files: ListedFile[], query: string): FileMetaData {
 
 /** A file not found by its name may be in a folder (`train/0001.png`), or the name a folder: said. */
 function hint (files: ListedFile[], query: string): string | undefined {
-  if (files.some((f) => f.name.startsWith(query + '/'))) return `a folder: \`get ${query}/\` fetches the files in it`
+  if (files.some((f) => f.name.startsWith(query + '/'))) return `a folder: \`get ${printable(query)}/\` fetches the files in it`
   const inFolders = [...new Set(files.filter((f) => f.name.endsWith('/' + query)).map((f) => f.name))].sort()
   if (inFolders.length === 0) return undefined
-  const shown = inFolders.slice(0, HINTED_NAMES).map((n) => JSON.stringify(n)).join(', ')
+  const shown = inFolders.slice(0, HINTED_NAMES).map(quoted).join(', ')
   return `files in folders are named by their path: ${shown}${inFolders.length > HINTED_NAMES ? `, and ${inFolders.length - HINTED_NAMES} more` : ''}`
 }
 

@@ -1,14 +1,13 @@
 import { BadNameError } from '../errors'
 import { MAX_FOLDER_DEPTH, MAX_NAME_BYTES, MAX_PATH_NAME_BYTES } from '../limits'
+import { quoted, UNSAFE_CHARS } from '../text'
+
+export { printable } from '../text'
 
 // Windows device names are refused everywhere: a file shared from Linux may be fetched on Windows
 const RESERVED = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$/i
-// C0 and C1 controls (terminal escapes start with ESC or CSI), DEL, line and paragraph separators,
-// and direction marks and overrides that can disguise a name
-const UNSAFE_CHARS = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/
 // characters Windows refuses in names (a:b would even open an NTFS stream)
 const WINDOWS_FORBIDDEN = /[<>:"|?*]/
-const UNSAFE_GLOBAL = new RegExp(UNSAFE_CHARS.source, 'g')
 
 /**
  * Check that a name from the network can be used as one path component inside the output
@@ -45,7 +44,7 @@ export function safeRelativeName (name: string): string {
       safeFileName(p)
     } catch (err) {
       if (parts.length === 1 || !(err instanceof BadNameError)) throw err
-      throw new BadNameError(name, `its part ${JSON.stringify(p)} ${err.reason}`)
+      throw new BadNameError(name, `its part ${quoted(p)} ${err.reason}`)
     }
   }
   return name
@@ -55,11 +54,6 @@ export function safeRelativeName (name: string): string {
 export function nameParts (name: string): { folders: string[], base: string } {
   const parts = safeRelativeName(name).split('/')
   return { folders: parts.slice(0, -1), base: parts[parts.length - 1] }
-}
-
-/** A name made safe for showing in a terminal: control, separator and direction characters escaped as \\uXXXX. */
-export function printable (name: string): string {
-  return name.replace(/\\/g, '\\\\').replace(UNSAFE_GLOBAL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
 }
 
 /** The longest suffix a download's working files add to their stem: `.part.state.tmp`. */
