@@ -386,8 +386,10 @@ export function program (argv: readonly string[] = process.argv): Command {
           let last: LeechEvent | null
           try {
             if (isFolder(query)) {
-              const names = await lastValueFrom(listing?.namesIn(query) ?? of([]))
-              if (names.length === 0) throw new NotFoundError(query)
+              const { names, unheld } = await lastValueFrom(listing?.namesIn(query) ?? of({ names: [], unheld: 0 }))
+              const none = unheld === 0 ? undefined : `${unheld} listed there ${unheld === 1 ? 'is' : 'are'} held by no live node`
+              if (names.length === 0) throw new NotFoundError(query, none)
+              if (none !== undefined) process.stderr.write(`lp2p: ${printable(query)}: ${none} (old versions, or deleted at their sharer): not fetched\n`)
               todo.unshift(...names)
               continue
             }

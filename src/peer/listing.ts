@@ -21,9 +21,19 @@ export class SharedListing {
     return this.listing((files) => resolves(files, query))
   }
 
-  /** The names of the files in `folder` (a name ending in `/`) and in its folders, sorted, each once. */
-  namesIn (folder: string): Observable<string[]> {
-    const inIt = (files: ListedFile[]): string[] => [...new Set(files.filter((f) => f.name.startsWith(folder)).map((f) => f.name))].sort()
+  /**
+   * The names of the files in `folder` (a name ending in `/`) and in its folders, sorted, each
+   * once: those some live node holds (`names`), and how many others are listed there, held by no
+   * one (`unheld`: files deleted at their sharer stay listed; each cost a folder get seconds of
+   * asking, then a failure).
+   */
+  namesIn (folder: string): Observable<{ names: string[], unheld: number }> {
+    const inIt = (files: ListedFile[]): { names: string[], unheld: number } => {
+      const held = new Map<string, boolean>()
+      for (const f of files) if (f.name.startsWith(folder)) held.set(f.name, held.get(f.name) === true || f.holders === undefined || f.holders > 0)
+      const names = [...held].filter(([, h]) => h).map(([n]) => n).sort()
+      return { names, unheld: held.size - names.length }
+    }
     return this.listing((files) => files.some((f) => f.name.startsWith(folder))).pipe(map(inIt))
   }
 

@@ -30,7 +30,7 @@ import { busyWaitFor, passesBusy, servedShare, serveRequest, serveWatch, WatchKi
 import { hashFile } from '../storage/hashFile'
 import { segment } from '../protocol/segmentation'
 import { safeRelativeName } from '../storage/names'
-import { listShare, MAX_SHARED_FILES, planShare, sameVersion, scanShare, RESCAN_COST_FACTOR, SHARE_DEBOUNCE_MS, SHARE_RESCAN_MAX_MS, SHARE_RESCAN_MS, SHARE_SETTLE_MS, stampOf, type KnownFile, type LocalFile, type ShareEntry } from './share'
+import { listShare, MAX_SHARED_FILES, planShare, sameAs, sameVersion, scanShare, RESCAN_COST_FACTOR, SHARE_DEBOUNCE_MS, SHARE_RESCAN_MAX_MS, SHARE_RESCAN_MS, SHARE_SETTLE_MS, stampOf, type KnownFile, type LocalFile, type ShareEntry } from './share'
 
 export interface NodeOptions {
   tracker: Endpoint
@@ -515,7 +515,9 @@ export class Lp2pNode {
       // written to while we hashed: it settles again first (and a node closed meanwhile maps nothing more)
       if (!sameVersion(st, e) || file.size !== e.size || this.closed) { file.close(); return null }
       if (this.shared.has(h.fileId) || this.shared.size >= MAX_SHARED_FILES) {
-        if (!this.shared.has(h.fileId)) this.log.warn({ path: e.path }, `more than ${MAX_SHARED_FILES} files: not shared`)
+        const first = this.shared.get(h.fileId)
+        if (first === undefined) this.log.warn({ path: e.path }, `more than ${MAX_SHARED_FILES} files: not shared`)
+        else this.skip(e.path, sameAs(first.name))
         file.close()
         this.known.set(e.path, { ...stampOf(e), fileId: h.fileId, shared: false })
         return null

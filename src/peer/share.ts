@@ -6,6 +6,7 @@ import { MappedFile } from '../storage/mappedFile'
 import { hashFile } from '../storage/hashFile'
 import { segment } from '../protocol/segmentation'
 import { safeRelativeName } from '../storage/names'
+import { quoted } from '../text'
 
 /** Most files taken from one shared folder. */
 export const MAX_SHARED_FILES = 10_000
@@ -33,6 +34,12 @@ export function isShareable (name: string): boolean {
 export function shareName (dir: string, p: string): string {
   return path.relative(dir, p).split(path.sep).join('/')
 }
+
+/**
+ * Why a file is not shared: its contents are, under another name (a file id is shared under one
+ * name; a get of its folder does not write this one).
+ */
+export const sameAs = (name: string): string => `same contents as ${quoted(name)}, shared under that name only`
 
 /** Why a file over MAX_FILE_SIZE is not shared (it is not even hashed). */
 const TOO_BIG = `larger than ${MAX_FILE_SIZE / 2 ** 40} TiB, the most a file may be (pieces × the largest block)`
@@ -62,7 +69,7 @@ export interface LocalFile {
 export async function scanShare (dir: string, onFile?: (f: LocalFile) => void, onSkip: OnSkip = warnSkip): Promise<LocalFile[]> {
   const l = log.child({ module: 'share' })
   const out: LocalFile[] = []
-  const seen = new Set<string>()
+  const seen = new Map<string, string>() // file id → the name it is shared under
   let full = false
   const walk = async (d: string, depth: number): Promise<void> => {
     if (depth > MAX_FOLDER_DEPTH) { onSkip(d, 'folder nested too deep'); return }
@@ -115,8 +122,9 @@ export async function scanShare (dir: string, onFile?: (f: LocalFile) => void, o
         onSkip(p, `cannot hash: ${(err as Error).message}`)
         continue
       }
-      if (seen.has(h.fileId)) { file.close(); continue }
-      seen.add(h.fileId)
+      const first = seen.get(h.fileId)
+      if (first !== undefined) { file.close(); onSkip(p, sameAs(first)); continue }
+      seen.set(h.fileId, name)
       const f: LocalFile = { path: p, name, size: file.size, file, ...h }
       out.push(f)
       onFile?.(f)

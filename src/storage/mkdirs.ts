@@ -24,3 +24,20 @@ export function mkdirs (dir: string): void {
     try { fs.mkdirSync(m) } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err }
   }
 }
+
+/**
+ * The folders `parts` below `dir` (which must exist), made where missing, none of them a link:
+ * the folders of a name from the network (`train/0001.png`) are walked, never followed (a link
+ * planted in --out would have the download written wherever it points). Returns the last.
+ */
+export function subfolders (dir: string, parts: string[]): string {
+  let d = dir
+  for (const p of parts) {
+    d = path.join(d, p)
+    try { fs.mkdirSync(d) } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err }
+    const st = fs.lstatSync(d)
+    if (st.isSymbolicLink()) throw Object.assign(new Error(`${d} is a link: a download is not written through it`), { code: 'ELOOP' })
+    if (!st.isDirectory()) throw Object.assign(new Error(`${d} is not a folder`), { code: 'ENOTDIR' })
+  }
+  return d
+}

@@ -7,7 +7,7 @@ import { StorageError } from '../errors'
 import type { PositionalWriter } from '../../streams/writeSink'
 import type { PageSource } from '../../streams/readPages'
 import { MappedFile } from './mappedFile'
-import { mkdirs } from './mkdirs'
+import { mkdirs, subfolders } from './mkdirs'
 import { nameParts, partStem, safeFileName } from './names'
 import { stateFileId } from './resumeState'
 
@@ -56,7 +56,16 @@ export class PartFile implements PositionalWriter {
    */
   static open (dir: string, name: string, size: number, fileId?: string, o: { freeBytes?: (dir: string) => number | null, adopt?: (otherPart: string) => boolean, ours?: (partPath: string, staleLock: boolean) => boolean } = {}): PartFile {
     const { folders, base } = nameParts(name)
-    if (folders.length > 0) return PartFile.open(path.join(dir, ...folders), base, size, fileId, o)
+    if (folders.length > 0) {
+      let sub: string
+      try {
+        mkdirs(dir)
+        sub = subfolders(dir, folders)
+      } catch (err) {
+        throw new StorageError(`cannot open ${path.join(dir, name)}.part: ${(err as Error).message}`, err)
+      }
+      return PartFile.open(sub, base, size, fileId, o)
+    }
     const freeBytes = o.freeBytes ?? freeSpace
     safeFileName(name)
     const partPath = path.join(dir, `${fileId === undefined ? name : partStem(name, fileId)}.part`)

@@ -115,6 +115,14 @@ describe('CLI output of real processes', () => {
     expect(none.code).toBe(3)
     expect(none.events.filter((e) => e.event === 'error')).toEqual([expect.objectContaining({ code: 'ERR_NOT_FOUND', query: 'test/', message: 'no file in folder "test/"' })])
     expect(await sha256File(path.join(dir(), 'out2', 'val', '0001.png'))).toBe(v1.sha)
+    // a file deleted at its sharer stays listed, held by no one: a folder get says so and fetches the rest (it tried it, and failed, exit 6)
+    fs.rmSync(t1.file)
+    const holders = async (): Promise<number | undefined> => ((await runLp2p(['ls', 'train/', '--tracker', tracker, '--json'])).events[0] as unknown as Array<{ name: string, holders: number }>).find((f) => f.name === 'train/0001.png')?.holders
+    for (let i = 0; i < 60 && await holders() !== 0; i++) await new Promise((r) => setTimeout(r, 250))
+    const rest = await runLp2p(['get', 'train/', '--out', path.join(dir(), 'out3'), '--tracker', tracker, '--json'])
+    expect(rest.code).toBe(0)
+    expect(rest.events.filter((e) => e.event === 'done').map((e) => e.name)).toEqual(['train/sub/0001.png'])
+    expect(rest.stderr.filter((l) => !l.startsWith('{'))).toEqual(['lp2p: train/: 1 listed there is held by no live node (old versions, or deleted at their sharer): not fetched'])
   }, 90_000)
 
   it('get with several names and the tracker down gives up once (exit 5), naming the names not fetched, not after every name\'s tries', async () => {

@@ -57,14 +57,15 @@ describe('SharedListing: one tracker listing for the names of one get', () => {
     expect(fetched).toBe(4)
   })
 
-  it('namesIn: the names under a folder (its subfolders too), sorted, each once, from the listing kept when it has any', async () => {
-    const registry = [file('train/b.png', 'b'), file('train/a.png', 'a'), file('train/x/c.png', 'c'), file('train/a.png', 'd', 0), file('trainer.png', 'e'), file('val/a.png', 'f')]
+  it('namesIn: the names under a folder (its subfolders too), sorted, each once, held by some live node (how many are not), from the listing kept when it has any', async () => {
+    // (train/a.png: one version held, an old one not; train/old.png: held by no one, deleted at its sharer)
+    const registry = [file('train/b.png', 'b'), file('train/a.png', 'a'), file('train/x/c.png', 'c'), file('train/a.png', 'd', 0), file('train/old.png', 'e0', 0), file('trainer.png', 'e'), file('val/a.png', 'f')]
     let fetched = 0
     const listing = new SharedListing(() => { fetched++; return of(registry) }, clock())
-    expect(await lastValueFrom(listing.namesIn('train/'))).toEqual(['train/a.png', 'train/b.png', 'train/x/c.png'])
-    expect(await lastValueFrom(listing.namesIn('val/'))).toEqual(['val/a.png'])
+    expect(await lastValueFrom(listing.namesIn('train/'))).toEqual({ names: ['train/a.png', 'train/b.png', 'train/x/c.png'], unheld: 1 })
+    expect(await lastValueFrom(listing.namesIn('val/'))).toEqual({ names: ['val/a.png'], unheld: 0 })
     expect(fetched).toBe(1)
-    expect(await lastValueFrom(listing.namesIn('test/'))).toEqual([])
+    expect(await lastValueFrom(listing.namesIn('test/'))).toEqual({ names: [], unheld: 0 })
     expect(fetched).toBe(2)
   })
 })

@@ -200,6 +200,18 @@ describe('PartFile', () => {
       expect(fs.readFileSync(path.join(dir, 'train'), 'utf8')).toBe('a file')
     })
 
+    it('a name whose folder in OUT is a link with ERR_STORAGE, writing nothing where it points (a link planted in --out had the download written there)', () => {
+      const dir = outDir()
+      const elsewhere = outDir()
+      fs.mkdirSync(dir)
+      fs.mkdirSync(path.join(elsewhere, 'deeper'), { recursive: true })
+      fs.symlinkSync(elsewhere, path.join(dir, 'train'))
+      expect(() => PartFile.open(dir, 'train/0001.png', 10)).toThrow(expect.objectContaining({ code: 'ERR_STORAGE', message: expect.stringMatching(/train is a link: a download is not written through it/) }))
+      expect(() => PartFile.open(dir, 'train/deeper/0001.png', 10)).toThrow(STORAGE)
+      expect(fs.readdirSync(elsewhere)).toEqual(['deeper'])
+      expect(fs.readdirSync(path.join(elsewhere, 'deeper'))).toEqual([])
+    })
+
     it('a folder below a regular file with ERR_STORAGE', () => {
       const file = path.join(outDir() + '.file')
       fs.writeFileSync(file, 'x')
