@@ -508,6 +508,10 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       // (one subscriber per watch, not defer → timeout → mergeMap → finalize: a swarm sends one
       // for every rest of every source)
       let watching = false
+      // watch answers in a row that named no piece this download lacks: past USELESS_WATCHES, the
+      // next watch waits reprobeMs (a peer answering every watch at once with nothing, 10,000 a
+      // second, kept a get's CPU busy)
+      let useless = 0
       let watchTo: Subscriber<never> | null = null // watch$'s subscriber, while it is subscribed
       const open = new Set<() => void>() // what ends each watch still out
       const sendWatch = (): void => {
@@ -534,15 +538,17 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
             answered = true
             deadline?.unsubscribe()
             const s = toSource(src.peer, f, meta)
-            // a peer that does not know watches answers at once: its next watch waits a while
-            const legacy = s === null || s.version === undefined
-            if (!legacy) over()
+            useless = s !== null && (s.bitfield === null || intersects(s.bitfield, w.lacks)) ? 0 : useless + 1
+            // a peer that does not know watches answers at once: its next watch waits a while; so
+            // does one whose answers keep bringing nothing
+            const hold = s === null || s.version === undefined || useless > USELESS_WATCHES
+            if (!hold) over()
             if (s !== null && sources.get(id) === src) {
               refresh(src, s)
               picker.setSource(id, s.bitfield, s.pending, s.sent)
               wake(id)
             }
-            if (legacy) reprobe = scheduler.schedule(() => { end(); wake(id) }, reprobeMs)
+            if (hold) reprobe = scheduler.schedule(() => { end(); wake(id) }, reprobeMs)
           },
           // (watch$ errors: the source is dropped, and its teardown ends this watch)
           error: (err: unknown) => to.error(err),
@@ -831,6 +837,15 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     const s = concat(of(start), middle$, finish$).subscribe(sub)
     return () => { s.unsubscribe(); sink.close() }
   })
+}
+
+/** Watch answers in a row that may name nothing this download lacks before the next watch waits (see sendWatch). */
+const USELESS_WATCHES = 3
+
+/** Do two bitfields share a set bit? */
+function intersects (a: Uint8Array, b: Uint8Array): boolean {
+  for (let i = Math.min(a.length, b.length) - 1; i >= 0; i--) if ((a[i] & b[i]) !== 0) return true
+  return false
 }
 
 /** The address (host:port) in a peer's key (see peerKey: `nodeId@host:port`). */

@@ -218,6 +218,26 @@ describe('leechFile: watches', () => {
   })
 })
 
+describe('leechFile: a peer that answers every watch at once with nothing', () => {
+  it('is watched at most about every reprobeMs after a few such answers (it spun the loop: 10,000 watches a second); the download completes from an honest source', () => {
+    const f = makeFile(6)
+    const s0: { r?: ReturnType<typeof replies> } = {}
+    let version = 1
+    const w = world(f, () => [A, B], {
+      // A: holds nothing, answers every watch at once with a new version and an empty bitfield
+      [A.nodeId]: (msg) => msg.type !== 'probe' ? NEVER : (s0.r as ReturnType<typeof replies>).have([], version++),
+      // B: a slow honest seeder
+      [B.nodeId]: (msg) => msg.type === 'leech' ? (s0.r as ReturnType<typeof replies>).piece(msg, 300) : msg.type === 'probe' ? (s0.r as ReturnType<typeof replies>).have(null) : NEVER,
+    }, { queryTimeoutMs: 50, pieceTimeoutMs: 5000, rediscoverMs: 1000, noSourceGraceMs: 60_000, watchMs: 1500 })
+    s0.r = replies(w.s, f)
+    w.s.run(10_000)
+    expect(w.events.at(-1)).toMatchObject({ event: 'done' })
+    const end = (w.events.at(-1) as { t: number }).t
+    const watches = (w.links.get(A.nodeId) as ScriptLink).watches()
+    expect(watches.length).toBeLessThanOrEqual(end / REPROBE_MS + 6)
+  })
+})
+
 describe('leechFile: discovery rounds', () => {
   it('re-probes only sources that do not answer watches, and probes no more unknown peers than there is room for', () => {
     const f = makeFile(6)
