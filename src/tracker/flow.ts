@@ -4,7 +4,7 @@ import { HEARTBEAT_MS, MAX_REPLY_ITEMS_BYTES, NODE_TTL_MS } from '../limits'
 import { encodeValue } from '../protocol/codec'
 import { ID_IN_USE, MAX_LIST_ITEMS, TOKEN_BYTES, type TrackerReply, type TrackerRequest } from '../protocol/messages'
 import { makeToken, tokenValid } from './token'
-import { NodeIdInUseError, Registry, RegistryFullError } from './registry'
+import { NodeIdInUseError, type NodeRef, Registry, RegistryFullError } from './registry'
 
 /** A UDP peer as the socket saw it. */
 export interface Endpoint { address: string, port: number }
@@ -64,7 +64,7 @@ export function trackerFlow (requests$: Observable<Inbound>, opts: TrackerFlowOp
 function handle (r: Inbound, reg: Registry, now: number, heartbeatMs: number): TrackerReply {
   const m = r.msg
   // the tracker trusts the source address, never an address a client claims for itself
-  const node = (id: string, port: number): { nodeId: string, host: string, port: number } => ({ nodeId: id, host: r.from.address, port })
+  const node = (id: string, port: number): NodeRef => ({ nodeId: id, host: r.from.address, port, via: r.from.port })
   switch (m.type) {
     case 'publish':
       return { type: 'published', tx: m.tx, meta: reg.publish(node(m.nodeId, m.port), m, now) }

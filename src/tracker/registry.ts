@@ -2,10 +2,15 @@ import { ID_IN_USE, MAX_FILES_PER_NODE_ITEM, type FileMetaData, type NodeInfo } 
 import { MAX_FILE_SIZE, MAX_TRACKER_FILES, MAX_TRACKER_FILES_PER_NODE, MAX_TRACKER_NODES, UNHELD_ENTRY_STANDS_MS } from '../limits'
 import { fileMeta } from '../protocol/segmentation'
 
+/** A node as a request names it: its id, the address it came from, the port it serves on, and the UDP port it came from (`via`). */
+export interface NodeRef { nodeId: string, host: string, port: number, via?: number }
+
 interface NodeState {
   nodeId: string
   host: string
   port: number
+  /** The UDP port its requests come from (its one socket): requests for it from another are refused. */
+  via?: number
   lastSeen: number
   /** fileId → pieces held */
   files: Map<string, number>
@@ -136,7 +141,7 @@ export class Registry {
    * from the first complete holder that hashed with that segmentation; the name from the latest
    * sharer to publish it (a finished download says `have`: all pieces, and renames nothing).
    */
-  publish (node: { nodeId: string, host: string, port: number }, file: PublishedFile, now: number): FileMetaData {
+  publish (node: NodeRef, file: PublishedFile, now: number): FileMetaData {
     if (file.size > MAX_FILE_SIZE) throw new RangeError(`size ${file.size} is more than the ${MAX_FILE_SIZE} bytes a file may have`)
     const known = this.admit(node) // (before anything changes: a refused publish changes nothing)
     if (known !== undefined && !known.files.has(file.hash) && known.files.size >= MAX_TRACKER_FILES_PER_NODE) {
@@ -344,14 +349,14 @@ export class Registry {
    * a re-publish would only send every file again (a peer adding thousands of files did so
    * with each heartbeat while they went out).
    */
-  announce (node: { nodeId: string, host: string, port: number }, fileCount: number, now: number, counters: { uploaded: number, downloaded: number } = { uploaded: 0, downloaded: 0 }): boolean {
+  announce (node: NodeRef, fileCount: number, now: number, counters: { uploaded: number, downloaded: number } = { uploaded: 0, downloaded: 0 }): boolean {
     const n = this.touch(node, now)
     n.uploaded = counters.uploaded
     n.downloaded = counters.downloaded
     return n.files.size < fileCount
   }
 
-  private touch (node: { nodeId: string, host: string, port: number }, now: number): NodeState {
+  private touch (node: NodeRef, now: number): NodeState {
     let n = this.admit(node)
     if (n === undefined) {
       n = { ...node, lastSeen: now, files: new Map(), uploaded: 0, downloaded: 0 }
@@ -364,31 +369,34 @@ export class Registry {
 
   /**
    * May this request speak for `node`? Its live entry (undefined: a new node there is room for).
-   * A live node's id must come from the host it was seen at (node ids are public: anyone may list
-   * them): another host is refused until the id expires (a node whose address changed is listed
-   * again a TTL later); another port of the same host is the node, moved.
+   * A live node's id must come from the host it was seen at, and from the UDP port it spoke from
+   * (node ids are public: anyone may list them): another is refused until the id expires (a node
+   * whose address changed is listed again a TTL later; a node told its id is in use takes a new
+   * one); another serving port from the same socket is the node, moved. (Any process of the
+   * node's host could move it to port 1, withdraw its files and make it leave before: gets failed.)
    */
-  private admit (node: { nodeId: string, host: string, port: number }): NodeState | undefined {
+  private admit (node: NodeRef): NodeState | undefined {
     const n = this.nodes.get(node.nodeId)
     if (n === undefined) {
       if (this.nodes.size >= MAX_TRACKER_NODES) throw new RegistryFullError('tracker holds too many nodes')
       return undefined
     }
-    if (n.host !== node.host) throw new NodeIdInUseError(`node id ${n.nodeId.slice(0, 16)} is in use from another address`)
+    if (n.host !== node.host || !sameVia(n, node)) throw new NodeIdInUseError(`node id ${n.nodeId.slice(0, 16)} is in use from another address`)
     n.port = node.port
+    n.via ??= node.via
     return n
   }
 
   /** A node no longer holds a file (a node the tracker does not know holds nothing: nothing changes). */
-  withdraw (node: { nodeId: string, host: string, port: number }, fileId: string, now: number): void {
+  withdraw (node: NodeRef, fileId: string, now: number): void {
     if (!this.nodes.has(node.nodeId)) return
     this.stopHolding(this.touch(node, now), fileId, now)
   }
 
   /** A node closing: it is forgotten at once, if the request comes from where it was last seen (another address claiming its id changes nothing). */
-  leave (node: { nodeId: string, host: string, port: number }, now: number): void {
+  leave (node: NodeRef, now: number): void {
     const n = this.nodes.get(node.nodeId)
-    if (n !== undefined && n.host === node.host && n.port === node.port) this.drop(n, now)
+    if (n !== undefined && n.host === node.host && n.port === node.port && sameVia(n, node)) this.drop(n, now)
   }
 
   /** Drop nodes silent for longer than the TTL. Returns how many went. */
@@ -542,6 +550,11 @@ export class IndexedSet implements Iterable<string> {
     return out
   }
 
+}
+
+/** Do a node and a request for it come from the same UDP port (either not saying: yes)? */
+function sameVia (n: { via?: number }, node: { via?: number }): boolean {
+  return n.via === undefined || node.via === undefined || n.via === node.via
 }
 
 /** Ids by host, for samples spread over hosts: the hosts drawn at random, each giving one id a turn. */

@@ -69,6 +69,23 @@ it('Registry.sampleNodes: spread over hosts: hundreds of ids one host registered
   expect(s.filter((n) => n.host === '10.0.0.1')).toHaveLength(8)
 })
 
+it('a node\'s id speaks only from the UDP port it spoke from: another process of its host cannot move it, withdraw its files or make it leave', () => {
+  const reg = new Registry(undefined, 15_000)
+  const file = { name: 'f.bin', hash: 'ab'.repeat(32), size: 1 << 20 }
+  const seeder = { nodeId: 'a'.repeat(32), host: '10.0.0.1', port: 7000, via: 40_001 }
+  reg.publish(seeder, file, 0)
+  const spoof = { ...seeder, via: 40_002 }
+  expect(() => reg.announce({ ...spoof, port: 1 }, 1, 1)).toThrow(/in use from another address/)
+  expect(() => reg.withdraw(spoof, file.hash, 1)).toThrow(/in use from another address/)
+  reg.leave(spoof, 1)
+  expect(reg.sampleNodes(file.hash, 4)).toEqual([expect.objectContaining({ nodeId: seeder.nodeId, port: 7000 })])
+  // the node itself: moves, withdraws, leaves
+  reg.announce({ ...seeder, port: 7001 }, 1, 2)
+  expect(reg.sampleNodes(file.hash, 4)).toEqual([expect.objectContaining({ port: 7001 })])
+  reg.leave({ ...seeder, port: 7001 }, 3)
+  expect(reg.sampleNodes(file.hash, 4)).toEqual([])
+})
+
 it('Registry.publish: a complete holder publishing another name renames the file; a partial holder does not', () => {
   const reg = new Registry(undefined, 15_000)
   const node = (i: number): { nodeId: string, host: string, port: number } => ({ nodeId: String(i).padStart(32, '0'), host: '10.0.0.1', port: 1000 + i })
