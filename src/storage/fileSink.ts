@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto'
 import fs from 'node:fs'
-import { defer, map, of, type Observable } from 'rxjs'
+import { defer, map, of, throwError, type Observable } from 'rxjs'
 import { StorageError } from '../errors'
 import type { FileMetaData } from '../protocol/messages'
 import type { PieceSink } from '../peer/leech'
@@ -34,6 +34,8 @@ export class FileSink implements PieceSink {
   private saveTimer: NodeJS.Timeout | null = null
   private dirty = false
   private committed = false
+  /** The .part lost its name (removed, its folder too): the download stops at its next write. */
+  private lost: StorageError | null = null
 
   /** @param pool where piece buffers go back once written and hashed */
   constructor (private readonly meta: FileMetaData, outDir: string, private readonly pool?: BufferPool) {
@@ -68,7 +70,7 @@ export class FileSink implements PieceSink {
     if (this.part.fresh) { this.dirty = true; this.saveNow() } else if (this.dirty) this.saveNow()
   }
 
-  write (data: Buffer, position: number): Observable<void> { return this.part.write(data, position) }
+  write (data: Buffer, position: number): Observable<void> { return this.lost !== null ? throwError(() => this.lost) : this.part.write(data, position) }
   stored (offset: number, data: Buffer): void {
     setBit(this.have, offset / this.meta.blockSize)
     this.dirty = true
@@ -77,8 +79,14 @@ export class FileSink implements PieceSink {
   }
 
   private saveNow (): void {
-    if (!this.dirty) return
+    if (!this.dirty || this.lost !== null) return
     this.dirty = false
+    // (a .part removed, or its folder, was written to the end, unseen, then refused its name)
+    const fd = this.part.descriptor
+    if (fd !== null && linksOf(fd) === 0) {
+      this.lost = new StorageError(`${this.part.partPath} was removed during the download (its folder too?): stopped, nothing renamed`)
+      return
+    }
     try {
       saveState(this.part.partPath, this.meta, this.have)
     } catch {
@@ -121,6 +129,8 @@ export class FileSink implements PieceSink {
       return
     }
     this.saveNow()
+    // (a .part removed meanwhile leaves no state behind: it would describe nothing)
+    if (this.lost !== null) try { removeState(this.part.partPath) } catch { /* its folder is gone too */ }
     this.part.close()
   }
 
@@ -191,6 +201,11 @@ export class FileSink implements PieceSink {
 }
 
 /** SHA-256 of `length` bytes at `offset` read through `fd` (pread, `buf` at a time); null when the file ends before. */
+/** How many names the file open at `fd` has (-1: cannot tell). */
+function linksOf (fd: number): number {
+  try { return fs.fstatSync(fd).nlink } catch { return -1 }
+}
+
 function digestRange (fd: number, offset: number, length: number, buf: Buffer): Buffer | null {
   const h = createHash('sha256')
   return hashRange(fd, offset, length, buf, h) ? h.digest() : null

@@ -25,6 +25,22 @@ describe('FileSink', () => {
     expect(fs.readdirSync(dir)).toEqual([])
   })
 
+  it.each([['the .part', 'part'], ['the output folder', 'folder']])('%s removed during the download: the next write after the state\'s save fails with ERR_STORAGE (the whole file was fetched, then refused its name)', async (_what, which) => {
+    const out = path.join(dir, 'out')
+    const piece = Buffer.alloc(BLOCK, 7)
+    const sink = new FileSink(meta, out)
+    try {
+      await lastValueFrom(sink.write(piece, 0), { defaultValue: undefined })
+      sink.stored(0, piece)
+      if (which === 'part') fs.rmSync(path.join(out, 'f.bin.part'))
+      else fs.rmSync(out, { recursive: true })
+      await new Promise((r) => setTimeout(r, 700)) // (the state is saved half a second after a piece)
+      await expect(lastValueFrom(sink.write(piece, BLOCK), { defaultValue: undefined })).rejects.toMatchObject({ code: 'ERR_STORAGE', message: expect.stringMatching(/f\.bin\.part was removed during the download/) })
+    } finally { sink.close() }
+    // nothing left behind (a state of a .part that is gone describes nothing)
+    expect(fs.existsSync(out) ? fs.readdirSync(out) : []).toEqual([])
+  })
+
   it('closed with a stored piece: the .part and its state stay, and the next sink resumes that piece; it keeps them even if it stores nothing', async () => {
     const piece = Buffer.alloc(BLOCK, 7)
     const sink = new FileSink(meta, dir)
