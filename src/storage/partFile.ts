@@ -263,10 +263,24 @@ const PID_SPACE = ((): string => {
   return [os.hostname(), read(() => fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8')), read(() => fs.readlinkSync('/proc/self/ns/pid'))].join('|').replace(/\s+/g, '_')
 })()
 export const LOCK_REFRESH_MS = 10_000
+
+/**
+ * When a process started (clock ticks since boot, /proc/PID/stat's 22nd field), or '' where /proc
+ * cannot tell. A lock holds its holder's: a lock whose pid now belongs to another process (pids are
+ * reused, soon in a container) is stale, not held by a live get (every later get was refused, exit 8).
+ */
+function startOf (pid: number): string {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // (the command name, field 2, is in parentheses and may hold spaces: the fields after its last ')')
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? ''
+  } catch { return '' }
+}
+const OWN_START = startOf(process.pid)
 export const LOCK_STALE_MS = 60_000
 
 /** What a lock says: who holds it (a lock made before PID_SPACE was written has none: this one's is assumed) and when it was last touched. */
-interface LockInfo { pid: number, mark: string, space: string, mtimeMs: number, raw: string }
+interface LockInfo { pid: number, mark: string, space: string, start: string, mtimeMs: number, raw: string }
 
 /**
  * Take NAME.part.lock (it holds our pid and mark): two downloads of one file into one folder would
@@ -278,7 +292,7 @@ function lockPart (partPath: string): { lockPath: string, tookOver: boolean } {
   let tookOver = false
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      fs.writeFileSync(lockPath, `${process.pid} ${OWN_MARK} ${PID_SPACE}\n`, { flag: 'wx', mode: 0o644 })
+      fs.writeFileSync(lockPath, `${process.pid} ${OWN_MARK} ${PID_SPACE} ${OWN_START}\n`, { flag: 'wx', mode: 0o644 })
       return { lockPath, tookOver }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new StorageError(`cannot create ${lockPath}: ${(err as Error).message}`, err)
@@ -298,7 +312,7 @@ function lockPart (partPath: string): { lockPath: string, tookOver: boolean } {
       // a holder elsewhere: live while it touches its lock
       const age = Date.now() - held.mtimeMs
       if (age < LOCK_STALE_MS) throw new StorageError(`${partPath} is being downloaded by another process (pid ${pid} on ${space.split('|')[0]}, another host or container; its lock was touched ${Math.max(0, Math.round(age / 1000))} s ago): wait for it or stop it (its lock goes stale ${LOCK_STALE_MS / 1000} s after it stops)`)
-    } else if (valid && pid !== process.pid && running(pid)) {
+    } else if (valid && pid !== process.pid && running(pid) && (held.start === '' || startOf(pid) === '' || startOf(pid) === held.start)) {
       // (our pid with another mark: left by an earlier process that had our pid; taken over)
       throw new StorageError(`${partPath} is being downloaded by another process (pid ${pid}): wait for it or stop it (its .part resumes)`)
     }
@@ -417,8 +431,8 @@ function readLock (lockPath: string): LockInfo {
     const b = Buffer.alloc(512)
     const n = fs.readSync(fd, b, 0, b.length, 0)
     const raw = b.subarray(0, n).toString('utf8')
-    const [p, mark, space] = raw.trim().split(/\s+/)
-    return { pid: Number(p), mark: mark ?? '', space: space ?? PID_SPACE, mtimeMs: st.mtimeMs, raw }
+    const [p, mark, space, start] = raw.trim().split(/\s+/)
+    return { pid: Number(p), mark: mark ?? '', space: space ?? PID_SPACE, start: start ?? '', mtimeMs: st.mtimeMs, raw }
   } finally { fs.closeSync(fd) }
 }
 

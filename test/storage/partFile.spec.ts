@@ -246,7 +246,7 @@ describe('PartFile', () => {
     it('refuses a second open while the first holds it, naming the pid; frees it on close and on commit', () => {
       const dir = outDir()
       const p = openPart(dir, 'locked.bin', 10)
-      expect(fs.readFileSync(`${p.partPath}.lock`, 'utf8').trim()).toMatch(new RegExp(`^${process.pid} [0-9a-f]{16} \\S+$`))
+      expect(fs.readFileSync(`${p.partPath}.lock`, 'utf8').trim()).toMatch(new RegExp(`^${process.pid} [0-9a-f]{16} \\S+ \\d+$`))
       // (held by this very process: said so, not "another process" with our own pid)
       expect(() => PartFile.open(dir, 'locked.bin', 10)).toThrow(expect.objectContaining({ code: 'ERR_STORAGE', message: expect.stringMatching(/locked\.bin.*\.part is being downloaded already \(by this process\)/) }))
       p.close()
@@ -273,6 +273,24 @@ describe('PartFile', () => {
       expect(() => openPart(dir, 'stale.bin', 10).close()).not.toThrow()
       fs.writeFileSync(`${q.partPath}.lock`, `${process.pid} 0123456789abcdef\n`)
       expect(() => openPart(dir, 'stale.bin', 10).close()).not.toThrow()
+    })
+
+    it('a lock whose pid belongs now to another process (pids are reused) is taken over; one of that live process is not', () => {
+      const dir = outDir()
+      const p = openPart(dir, 'reused.bin', 10)
+      const lock = `${p.partPath}.lock`
+      const space = fs.readFileSync(lock, 'utf8').trim().split(' ')[2] // (this host's pid space)
+      p.close()
+      const stat = fs.readFileSync(`/proc/${process.ppid}/stat`, 'utf8')
+      const start = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19])
+      // the live parent's pid, with its own start: held
+      fs.writeFileSync(lock, `${process.ppid} 0123456789abcdef ${space} ${start}\n`)
+      expect(() => PartFile.open(dir, 'reused.bin', 10)).toThrow(expect.objectContaining({ code: 'ERR_STORAGE', message: expect.stringMatching(new RegExp(`being downloaded by another process \\(pid ${process.ppid}\\)`)) }))
+      // the same pid, started at another time: a get that died, its pid since given to this process
+      fs.writeFileSync(lock, `${process.ppid} 0123456789abcdef ${space} ${start + 1}\n`)
+      const q = openPart(dir, 'reused.bin', 10)
+      expect(fs.readFileSync(lock, 'utf8')).toMatch(new RegExp(`^${process.pid} `))
+      q.close()
     })
 
     it('a lock from another host or container (another pid space) is live while it is touched, and taken over once stale', () => {
