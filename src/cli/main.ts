@@ -4,7 +4,7 @@ import os from 'node:os'
 import net from 'node:net'
 import path from 'node:path'
 import { Command, Option } from 'commander'
-import { firstValueFrom, lastValueFrom, of, ReplaySubject, takeUntil, type Observable } from 'rxjs'
+import { firstValueFrom, lastValueFrom, of, ReplaySubject, takeUntil, tap, type Observable } from 'rxjs'
 import type { TrackerClient } from '../net/trackerClient'
 import { Lp2pError, NotFoundError, UsageError } from '../errors'
 import { BUSY_QUEUE_MS, MAX_GET_NAMES, NO_PROGRESS_MS } from '../limits'
@@ -384,6 +384,7 @@ export function program (argv: readonly string[] = process.argv): Command {
         for (let query = todo.shift(); query !== undefined; query = todo.shift()) {
           const view = progress(o.json === true ? 'json' : process.stdout.isTTY ? 'tty' : 'lines', process.stdout, { query })
           let last: LeechEvent | null
+          let fetched = false // (a piece of it is on disk: an interruption leaves something to resume)
           try {
             if (isFolder(query)) {
               const { names, unheld } = await lastValueFrom(listing?.namesIn(query) ?? of({ names: [], unheld: 0 }))
@@ -393,7 +394,9 @@ export function program (argv: readonly string[] = process.argv): Command {
               todo.unshift(...names)
               continue
             }
-            last = await lastValueFrom(node.leech(query, path.resolve(o.out), { noProgressMs: o.stallTimeout, listing }).pipe(view.operator(), takeUntil(signalled)), { defaultValue: null })
+            last = await lastValueFrom(node.leech(query, path.resolve(o.out), { noProgressMs: o.stallTimeout, listing }).pipe(
+              tap((e) => { if (e.event === 'piece' || (e.event === 'start' && e.present > 0)) fetched = true }),
+              view.operator(), takeUntil(signalled)), { defaultValue: null })
           } catch (err) {
             view.fail(err)
             if (!several) throw err
@@ -413,7 +416,7 @@ export function program (argv: readonly string[] = process.argv): Command {
             const sig = await firstValueFrom(signalled)
             const why = stopCause(sig)
             // (the pieces verified so far stay in the .part; with none, there is no .part)
-            const said = `interrupted by ${why}; the same get resumes from the pieces verified so far`
+            const said = `interrupted by ${why}; ${fetched ? 'the same get resumes from the pieces verified so far' : 'nothing was fetched yet'}`
             view.fail(new Lp2pError('ERR_INTERRUPTED', said))
             process.stderr.write(`lp2p: ${said}\n`)
             process.exitCode = stopStatus(sig)

@@ -123,7 +123,9 @@ class Tally {
 
   /** "42.0%  1.20 GiB / 3.00 GiB  85.3 MiB/s  ETA 21s  peers 3/5" */
   stats (): string {
-    return `${this.percent.toFixed(1).padStart(5)}%  ${bytes(this.have)} / ${bytes(this.size)}  ${bytes(Math.round(this.rate()))}/s  ETA ${duration(this.eta())}  peers ${this.inUse()}/${this.sources}`
+    // (a peer that asked us, and so became a source, delivers without a discovery round counting it: never "3/2")
+    const inUse = this.inUse()
+    return `${this.percent.toFixed(1).padStart(5)}%  ${bytes(this.have)} / ${bytes(this.size)}  ${bytes(Math.round(this.rate()))}/s  ETA ${duration(this.eta())}  peers ${inUse}/${Math.max(inUse, this.sources)}`
   }
 }
 

@@ -114,7 +114,7 @@ describe('get, not a terminal', () => {
     expect(progressLines.length).toBeLessThanOrEqual(8)
     const times = out.writes.filter((w) => /%/.test(w.s)).map((w) => w.t)
     expect(times.length).toBe(progressLines.length)
-    expect(progressLines[0]).toMatch(/5\.00 MiB\/s {2}ETA \d+s {2}peers 1\/0$/)
+    expect(progressLines[0]).toMatch(/5\.00 MiB\/s {2}ETA \d+s {2}peers 1\/1$/)
     expect(lines.at(-2)).toBe('evil\\u001b[2J.iso: 100.0 MiB verified, sha256 ' + 'ab'.repeat(32))
     expect(lines.at(-1)).toMatch(/^ {2}→ \/tmp\/evil\\u001b\[2J\.iso \(100\.0 MiB fetched in 20\.20 s, 4\.95 MiB\/s\)$/) // 101 steps of 200 ms since the view was made
     expect(LINES_EVERY_MS).toBe(5000)
@@ -147,6 +147,14 @@ describe('get, not a terminal', () => {
 })
 
 describe('get on a terminal', () => {
+  it('never shows more peers in use than sources (a peer that asked us delivers without a discovery round counting it)', () => {
+    const events = [start(100 * MiB), { event: 'peers', neighbours: 1, cluster: 1, sources: 1 } as LeechEvent,
+      ...Array.from({ length: 9 }, (_, i) => piece(i, `p${i % 3}`))]
+    const { out, view } = run('tty', events, 100, true)
+    ;(view as TtyProgress).draw()
+    expect(out.text.split('\x1b[1G').at(-1)).toContain('peers 3/3')
+  })
+
   it('draws a cli-progress bar with percent, bytes, recent rate, ETA and peers in use', () => {
     const events = [start(100 * MiB), { event: 'peers', neighbours: 4, cluster: 4, sources: 3 } as LeechEvent,
       ...Array.from({ length: 40 }, (_, i) => piece(i, i % 2 === 0 ? 'p1' : 'p2'))]
@@ -175,7 +183,7 @@ describe('get on a terminal', () => {
     ;(view as TtyProgress).draw()
     const at80 = (out.text.split('\x1b[1G').at(-1) ?? '').replace(/\x1b\[\d*K/g, '')
     expect(at80.length).toBeLessThanOrEqual(79)
-    expect(at80).toMatch(/^a-very-… ░{8} {3}1\.0%  1\.00 MiB \/ 100\.0 MiB  .*peers 1\/0$/)
+    expect(at80).toMatch(/^a-very-… ░{8} {3}1\.0%  1\.00 MiB \/ 100\.0 MiB  .*peers 1\/1$/)
     view.fail(new Error('x'))
   })
 

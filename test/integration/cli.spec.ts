@@ -200,6 +200,20 @@ describe('CLI output of real processes', () => {
     expect(fs.existsSync(path.join(out, 'slow.bin.part'))).toBe(true)
   }, 90_000)
 
+  it('a get stopped before anything was fetched (its tracker silent) says so, not that it resumes', async () => {
+    const silent = await new Promise<string>((resolve) => {
+      const s = dgram.createSocket('udp4')
+      procs.push({ stop: async () => { s.close() } } as unknown as typeof procs[number])
+      s.bind(0, '127.0.0.1', () => resolve(`127.0.0.1:${s.address().port}`))
+    })
+    const get = spawnLp2p(['get', 'a.bin', '--out', path.join(dir(), 'out'), '--tracker', silent])
+    procs.push(get)
+    await new Promise((r) => setTimeout(r, 1500))
+    get.child.kill('SIGINT')
+    expect(await get.exited).toBe(130)
+    expect(get.stderr.filter((l) => !l.startsWith('{'))).toEqual(['lp2p: interrupted by SIGINT; nothing was fetched yet'])
+  }, 30_000)
+
   it('stdout closed by its reader (`| head`): --help ends quietly; a peer and a get stop as SIGPIPE would (141), the .part kept', async () => {
     // the read end closes before the child writes: its first write fails with EPIPE
     const help = spawnLp2p(['--help']) // (the root help: it crashed with EPIPE before; a command's shorter one did not)
