@@ -26,6 +26,20 @@ function folderWith (name: string, files: Record<string, Buffer>): { dir: string
   return { dir, share }
 }
 
+/** A tracker, a node sharing `files` and a second node to fetch them with (both stopped after the spec); `out`, where it fetches to. */
+async function sharerAndGetter (name: string, files: Record<string, Buffer>): Promise<{ dir: string, getter: Lp2pNode, out: string }> {
+  const { dir, share } = folderWith(name, files)
+  const tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
+  const t = await tracker.start()
+  const sharer = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, watch: false })
+  stopAfter(dir, sharer, () => tracker)
+  await sharer.start()
+  const getter = new Lp2pNode({ tracker: t, host: '127.0.0.1' })
+  started.push(async () => await getter.close())
+  await getter.start()
+  return { dir, getter, out: path.join(dir, 'out') }
+}
+
 /** Wait (bounded) until `ok`; the last value. */
 async function until<T> (read: () => T, ok: (t: T) => boolean, ms: number): Promise<T> {
   const end = Date.now() + ms
@@ -284,16 +298,7 @@ describe('a get of a file already verified at its place', () => {
   it('the same file asked again under its id prefix is done at once and keeps one mapping; one stopped while it hashes the copy keeps none; the node closed, none is left', async () => {
     const small = crypto.randomBytes(3_000_000)
     const big = crypto.randomBytes(48 << 20)
-    const { dir, share } = folderWith('here', { 'small.bin': small, 'big.bin': big })
-    const tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
-    const t = await tracker.start()
-    const sharer = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, watch: false })
-    stopAfter(dir, sharer, () => tracker)
-    await sharer.start()
-    const getter = new Lp2pNode({ tracker: t, host: '127.0.0.1' })
-    started.push(async () => await getter.close())
-    await getter.start()
-    const out = path.join(dir, 'out')
+    const { getter, out } = await sharerAndGetter('here', { 'small.bin': small, 'big.bin': big })
     const id = createHash('sha256').update(small).digest('hex')
     const first = await lastValueFrom(getter.leech('small.bin', out))
     expect(first).toMatchObject({ event: 'done', downloaded: small.length })
@@ -315,16 +320,7 @@ describe('a get of a file already verified at its place', () => {
 describe('a get stopped while it named its file', () => {
   it('leaves working files a later get of it removes once it finds the verified copy (they stayed for good: the copy is done at once, no .part opened)', async () => {
     const data = crypto.randomBytes(2_000_000)
-    const { dir, share } = folderWith('tidy', { 'd.bin': data })
-    const tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
-    const t = await tracker.start()
-    const sharer = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, watch: false })
-    stopAfter(dir, sharer, () => tracker)
-    await sharer.start()
-    const getter = new Lp2pNode({ tracker: t, host: '127.0.0.1' })
-    started.push(async () => await getter.close())
-    await getter.start()
-    const out = path.join(dir, 'out')
+    const { getter, out } = await sharerAndGetter('tidy', { 'd.bin': data })
     expect(await lastValueFrom(getter.leech('d.bin', out))).toMatchObject({ event: 'done', downloaded: data.length })
     const id = createHash('sha256').update(data).digest('hex')
     const final = path.join(out, 'd.bin')

@@ -289,22 +289,27 @@ describe('leech: piece integrity', () => {
     expect(watches.every((e) => e.needHashes !== true)).toBe(true)
   })
 
+  /** `run` with a link of its own for every id at every address (not one per id: an impostor's address is its own), each behaving as `behaviour` says. */
+  function byAddressRun (ts: TestScheduler, deps: LeechDeps, behaviour: (p: PeerAddress) => Behaviour): { r: Run, links: Map<string, FakeLink> } {
+    const links = new Map<string, FakeLink>()
+    const r = run(ts, {
+      ...deps,
+      link: (p) => {
+        const key = `${p.nodeId}@${p.host}:${p.port}`
+        let l = links.get(key)
+        if (l === undefined) { l = new FakeLink(p, behaviour(p), ts, file); links.set(key, l) }
+        return l
+      },
+    })
+    return { r, links }
+  }
+
   it('an impostor a neighbour names under an honest node\'s id, at its own address, is banned for its bad pieces; the honest node is not (by id alone, it was skipped as known and banned)', () => {
     const ts = newScheduler()
     const impostor: PeerAddress = { nodeId: A.nodeId, host: '10.6.6.6', port: 666 }
     // B, a neighbour, names the impostor first; the impostor answers fast and corrupts everything; A is honest and slower
     const { deps, sinks } = world(ts, file, [B, A], {})
-    const byAddress = new Map<string, FakeLink>()
-    const behaviour = (p: PeerAddress): Behaviour => p.host === impostor.host ? { piece: () => 'corrupt' } : p.nodeId === B.nodeId ? { holds: [], cluster: [impostor] } : { piece: () => 3 }
-    const r = run(ts, {
-      ...deps,
-      link: (p) => {
-        const key = `${p.nodeId}@${p.host}:${p.port}`
-        let l = byAddress.get(key)
-        if (l === undefined) { l = new FakeLink(p, behaviour(p), ts, file); byAddress.set(key, l) }
-        return l
-      },
-    })
+    const { r } = byAddressRun(ts, deps, (p) => p.host === impostor.host ? { piece: () => 'corrupt' } : p.nodeId === B.nodeId ? { holds: [], cluster: [impostor] } : { piece: () => 3 })
     expect(r.error).toBeUndefined()
     expect(r.events.at(-1)).toMatchObject({ event: 'done', sha256: fileId })
     expect(sinks[0].data.equals(content)).toBe(true)
@@ -317,17 +322,7 @@ describe('leech: piece integrity', () => {
     const ts = newScheduler()
     const sybils: PeerAddress[] = Array.from({ length: 20 }, (_, i) => ({ nodeId: (0xbad00 + i).toString(16).padStart(32, '0'), host: '10.6.6.6', port: 666 }))
     const { deps, sinks } = world(ts, file, [B, A], {})
-    const byKey = new Map<string, FakeLink>()
-    const behaviour = (p: PeerAddress): Behaviour => p.host === '10.6.6.6' ? { piece: () => 'corrupt' } : p.nodeId === B.nodeId ? { holds: [], cluster: sybils } : { piece: () => 3 }
-    const r = run(ts, {
-      ...deps,
-      link: (p) => {
-        const key = `${p.nodeId}@${p.host}:${p.port}`
-        let l = byKey.get(key)
-        if (l === undefined) { l = new FakeLink(p, behaviour(p), ts, file); byKey.set(key, l) }
-        return l
-      },
-    })
+    const { r, links: byKey } = byAddressRun(ts, deps, (p) => p.host === '10.6.6.6' ? { piece: () => 'corrupt' } : p.nodeId === B.nodeId ? { holds: [], cluster: sybils } : { piece: () => 3 })
     expect(r.error).toBeUndefined()
     expect(sinks[0].data.equals(content)).toBe(true)
     // (the third strike bans the address; pieces already asked of its other ids may still come in, bad)
