@@ -665,6 +665,11 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       catchError(() => of([] as NodeInfo[])), // a tracker hiccup: the known cluster still works
       mergeMap((nodes) => {
         asSelf()
+        for (const n of nodes) {
+          if (listed.size >= MAX_LISTED_REMEMBERED) break
+          const k = peerKey(n)
+          if (!listed.has(k)) { listed.add(k); newHolderAt = scheduler.now() }
+        }
         const neighbours = neighboursOf(nodes)
         let room = maxSources - sources.size
         const worst = room <= 0 ? swapCandidate() : null
@@ -707,6 +712,9 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
       }),
     )
 
+    // holders the tracker named so far (bounded), and when it last named one for the first time
+    const listed = new Set<string>()
+    let newHolderAt = -Infinity
     // while few sources are known (a swarm starting: the cluster fills as leechers arrive) look
     // again four times as often
     let roundAt = 0
@@ -780,7 +788,9 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
         // seeder that restarted, or closed an idle connection, is asked again once that is over, 5 s
         // later, where the grace ended the download after 3; one that fails again is not waited for)
         if (rounds === 0 || [...sources.keys()].some((id) => picker.useful(id)) || someCooling(now)) { starvedSince = null; return null }
-        starvedSince ??= now
+        // (and it starts again when the tracker's samples name a holder never named before: one
+        // holder that answers among hundreds of ids registered for nothing is found in a later sample)
+        starvedSince = Math.max(starvedSince ?? now, newHolderAt)
         if (now - starvedSince < graceMs) return null
         return new NoSourcesError(meta.hash, picker.remaining, meta.name, pieceHashes === null && rootDisputed.size > 0
           ? `${rootDisputed.size} peer(s) sent piece hash lists that do not match the root the tracker gave for this file (the tracker's entry may be wrong: published first by a node that does not hold this file)`
@@ -838,6 +848,9 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     return () => { s.unsubscribe(); sink.close() }
   })
 }
+
+/** Holders named by the tracker a download remembers (to tell whether its samples still name new ones). */
+const MAX_LISTED_REMEMBERED = 4096
 
 /** Watch answers in a row that may name nothing this download lacks before the next watch waits (see sendWatch). */
 const USELESS_WATCHES = 3

@@ -238,6 +238,32 @@ describe('leechFile: a peer that answers every watch at once with nothing', () =
   })
 })
 
+describe('leechFile: samples full of holders that never answer', () => {
+  it('does not give up while each sample names holders never named before (hundreds of ids registered for nothing): the one that answers comes in a later sample', () => {
+    const f = makeFile(6)
+    const s0: { r?: ReturnType<typeof replies> } = {}
+    let silent = 0
+    // the tracker names new silent ids for 5 s (far past the grace), then the seeder
+    const w = world(f, (now) => now < 5000 ? Array.from({ length: 4 }, () => addr('e', 10_000 + silent++)).map((p, i) => ({ ...p, nodeId: (0xe000000 + silent * 4 + i).toString(16).padStart(32, '0') })) : [A], {
+      [A.nodeId]: (msg) => msg.type === 'leech' ? (s0.r as ReturnType<typeof replies>).piece(msg, 5) : msg.type === 'probe' ? (s0.r as ReturnType<typeof replies>).have(null) : NEVER,
+    }, { queryTimeoutMs: 50, pieceTimeoutMs: 1000, rediscoverMs: 250, noSourceGraceMs: 1000, watchMs: 1500 })
+    s0.r = replies(w.s, f)
+    w.s.run(20_000)
+    expect(w.error()).toBeUndefined()
+    expect(w.events.at(-1)).toMatchObject({ event: 'done' })
+    expect((w.events.at(-1) as { t: number }).t).toBeGreaterThan(5000)
+  })
+
+  it('still gives up a grace after the samples stop naming new holders', () => {
+    const f = makeFile(6)
+    const dead = Array.from({ length: 3 }, (_, i) => addr(String(i + 1), 20_000 + i))
+    const w = world(f, () => dead, {}, { queryTimeoutMs: 50, pieceTimeoutMs: 1000, rediscoverMs: 250, noSourceGraceMs: 1000, watchMs: 1500 })
+    w.s.run(20_000)
+    expect(w.error()).toMatchObject({ code: 'ERR_NO_SOURCES' })
+    expect(w.s.now()).toBeLessThan(3000)
+  })
+})
+
 describe('leechFile: discovery rounds', () => {
   it('re-probes only sources that do not answer watches, and probes no more unknown peers than there is room for', () => {
     const f = makeFile(6)
