@@ -317,4 +317,4 @@ export const UNMAP_MAX_MS = 60_000
 export const UNMAP_TRIES = 8
 
 /** A get of several names resolves them in one tracker listing while it is younger than this (see SharedListing). */
-export const LISTING_REUSE_MS = 60_000
+export const LISTING_REUSE_MS = 15_000

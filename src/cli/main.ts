@@ -381,16 +381,20 @@ export function program (argv: readonly string[] = process.argv): Command {
         const several = queries.length > 1 || queries.some(isFolder)
         const listing = several ? node.sharedListing() : undefined
         const todo = [...queries]
+        // names a folder was expanded to: exact names, never expanded again (a name published as
+        // `train/evil/` was taken for a folder holding itself: the get spun for good)
+        const expanded = new Set<string>()
         for (let query = todo.shift(); query !== undefined; query = todo.shift()) {
           const view = progress(o.json === true ? 'json' : process.stdout.isTTY ? 'tty' : 'lines', process.stdout, { query })
           let last: LeechEvent | null
           let fetched = false // (a piece of it is on disk: an interruption leaves something to resume)
           try {
-            if (isFolder(query)) {
+            if (isFolder(query) && !expanded.has(query)) {
               const { names, unheld } = await lastValueFrom(listing?.namesIn(query) ?? of({ names: [], unheld: 0 }))
               const none = unheld === 0 ? undefined : `${unheld} listed there ${unheld === 1 ? 'is' : 'are'} held by no live node`
               if (names.length === 0) throw new NotFoundError(query, none)
               if (none !== undefined) process.stderr.write(`lp2p: ${printable(query)}: ${none} (old versions, or deleted at their sharer): not fetched\n`)
+              for (const n of names) expanded.add(n)
               todo.unshift(...names)
               continue
             }

@@ -8,17 +8,33 @@ import { resolveFile } from './resolve'
  * names): each name was resolved in a listing of its own, every page of the tracker's registry
  * once per name (100 files a datagram, at most 400 datagrams a second: 1,000 names at a tracker of
  * 10,000 files spent four minutes listing). A listing is reused while it is younger than
- * `maxAgeMs` and names the query; a query it does not name, or names in a way it cannot tell
- * apart, is resolved in a new one (the file may have been published since).
+ * `maxAgeMs` and names the query with a file some live node holds; a query it does not name, names
+ * in a way it cannot tell apart, or names with a file no one held then, is resolved in a new one
+ * (the file may have been published since). A file changed at its sharer meanwhile is listed
+ * there under its old id: the download that finds no holder asks `forget` and is resolved again.
  */
 export class SharedListing {
   private last: { at: number, files: ListedFile[] } | null = null
+  /** The queries answered from the listing kept (not fetched for them). */
+  private readonly kept = new Set<string>()
 
   constructor (private readonly fetch: () => Observable<ListedFile[]>, private readonly scheduler: SchedulerLike = asyncScheduler, private readonly maxAgeMs = LISTING_REUSE_MS) {}
 
   /** A listing to resolve `query` in. */
   files (query: string): Observable<ListedFile[]> {
-    return this.listing((files) => resolves(files, query))
+    return this.listing((files) => resolves(files, query), query)
+  }
+
+  /**
+   * `query` found no holder of what it was resolved to: was it resolved in the listing kept?
+   * Then that listing is dropped (the next resolution fetches a new one) and true is returned,
+   * once; false when it was resolved in a listing fetched for it.
+   */
+  forget (query: string): boolean {
+    if (!this.kept.delete(query)) return false
+    this.last = null
+    this.kept.clear()
+    return true
   }
 
   /**
@@ -38,16 +54,26 @@ export class SharedListing {
   }
 
   /** The listing kept, while it is fresh and `enough`; else a new one. */
-  private listing (enough: (files: ListedFile[]) => boolean): Observable<ListedFile[]> {
+  private listing (enough: (files: ListedFile[]) => boolean, query?: string): Observable<ListedFile[]> {
     return defer(() => {
       const l = this.last
-      if (l !== null && this.scheduler.now() - l.at < this.maxAgeMs && enough(l.files)) return of(l.files)
+      if (l !== null && this.scheduler.now() - l.at < this.maxAgeMs && enough(l.files)) {
+        if (query !== undefined && this.kept.size < MAX_KEPT_QUERIES) this.kept.add(query)
+        return of(l.files)
+      }
       const at = this.scheduler.now()
-      return this.fetch().pipe(tap((files) => { this.last = { at, files } }))
+      return this.fetch().pipe(tap((files) => { this.last = { at, files }; this.kept.clear() }))
     })
   }
 }
 
+/** Does `query` resolve in `files` to a file some live node held then (or the tracker does not say)? */
 function resolves (files: ListedFile[], query: string): boolean {
-  try { resolveFile(files, query); return true } catch { return false }
+  let hash: string
+  try { hash = resolveFile(files, query).hash } catch { return false }
+  const held = files.find((f) => f.hash === hash)?.holders
+  return held === undefined || held > 0
 }
+
+/** Queries a listing remembers having answered (a get takes at most MAX_GET_NAMES names, and folders). */
+const MAX_KEPT_QUERIES = 100_000

@@ -5,7 +5,7 @@ import {
   asyncScheduler, catchError, concat, debounceTime, defaultIfEmpty, defer, EMPTY, exhaustMap, filter, finalize, from, lastValueFrom, map, merge,
   mergeMap, Observable, of, repeat, Subject, switchMap, type Subscription, take, tap, throwError, timer,
 } from 'rxjs'
-import { ConnectionClosedError, HashMismatchError, RemoteError } from '../errors'
+import { ConnectionClosedError, HashMismatchError, NoSourcesError, RemoteError } from '../errors'
 import { heartbeats } from './heartbeat'
 import { FAN_OUT, FULL_RETRY_MS, HEARTBEAT_MS, REFETCH_ROUNDS, LEAVE_WAIT_MS, MAX_BLOCK_SIZE, MAX_BUSY_RETRY_MS, MAX_PEERS_PER_REPLY, BUSY_QUEUE_MS, RAREST_FIRST_AGE_MS, TRACKER_CLIENT_RATE } from '../limits'
 import { log } from '../log'
@@ -680,6 +680,9 @@ export class Lp2pNode {
           return e.event === 'done' ? { ...e, downloaded: fetched } : e
         }),
         catchError((err: unknown) => {
+          // resolved in a listing kept for several names, to a version since replaced at its
+          // sharer (no one holds it now): resolved again in a new listing, once
+          if (err instanceof NoSourcesError && fetched === 0 && opts.listing?.forget(query) === true) return round(n)
           if (!(err instanceof HashMismatchError) || err.badPieces === 0 || n >= REFETCH_ROUNDS) return throwError(() => err)
           this.log.warn({ query, pieces: err.badPieces, round: n + 1 }, 'stored pieces failed the final check: fetching them again')
           return concat(of<LeechEvent>({ event: 'refetch', pieces: err.badPieces, reason: err.message }), round(n + 1))

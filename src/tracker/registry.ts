@@ -575,10 +575,16 @@ class HostBuckets {
     this.hosts.delete(host)
   }
 
-  /** Up to k ids: up to k hosts drawn at random, then one id of each in turn (each host's drawn at random), until k. */
+  /**
+   * Up to k ids: up to k hosts drawn at random, then one id of each in turn (each host's drawn at
+   * random), until k. O(k) draws: each host gives its share of k, and only when some hold fewer do
+   * the others give up to k (drawing k of every host was k², 2.6 ms a sample of 160).
+   */
   sample (k: number, random: () => number): string[] {
     const hosts = this.hosts.sample(k, random)
-    const drawn = hosts.map((h) => (this.ids.get(h) as IndexedSet).sample(k, random))
+    const share = Math.ceil(k / Math.max(1, hosts.length))
+    let drawn = hosts.map((h) => (this.ids.get(h) as IndexedSet).sample(share, random))
+    if (drawn.reduce((n, d) => n + d.length, 0) < k) drawn = drawn.map((d, i) => d.length < share ? d : (this.ids.get(hosts[i]) as IndexedSet).sample(k, random))
     const out: string[] = []
     for (let turn = 0; out.length < k; turn++) {
       const before = out.length

@@ -317,6 +317,33 @@ describe('a get of a file already verified at its place', () => {
   }, 60_000)
 })
 
+describe('several names resolved in one listing', () => {
+  it('a file changed at its sharer after the listing was taken is fetched in its new version (the listing\'s old id, held by no one, ended the get with exit 6)', async () => {
+    const { dir, share } = folderWith('stale', { 'a.bin': crypto.randomBytes(100_000), 'b.bin': crypto.randomBytes(100_000) })
+    const tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
+    const t = await tracker.start()
+    const sharer = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, watch: { settleMs: 100, rescanMs: 300 } })
+    stopAfter(dir, sharer, () => tracker)
+    await sharer.start()
+    const getter = new Lp2pNode({ tracker: t, host: '127.0.0.1' })
+    started.push(async () => await getter.close())
+    await getter.start()
+    const out = path.join(dir, 'out')
+    const listing = getter.sharedListing()
+    expect(await lastValueFrom(getter.leech('a.bin', out, { listing }))).toMatchObject({ event: 'done' })
+    // b.bin changes: the sharer publishes the new version and withdraws the old
+    const before = sharer.sharedFiles.find((f) => f.name === 'b.bin')?.fileId
+    const now = crypto.randomBytes(120_000)
+    fs.writeFileSync(path.join(share, 'b.bin'), now)
+    const after = await until(() => sharer.sharedFiles.find((f) => f.name === 'b.bin')?.fileId, (id) => id !== undefined && id !== before, 15_000)
+    expect(after).toBe(createHash('sha256').update(now).digest('hex'))
+    await until(() => tracker.registry.holderCount(before as string), (n) => n === 0, 15_000)
+    const done = await lastValueFrom(getter.leech('b.bin', out, { listing }))
+    expect(done).toMatchObject({ event: 'done', fileId: after })
+    expect(fs.readFileSync(path.join(out, 'b.bin'))).toEqual(now)
+  }, 60_000)
+})
+
 describe('a get stopped while it named its file', () => {
   it('leaves working files a later get of it removes once it finds the verified copy (they stayed for good: the copy is done at once, no .part opened)', async () => {
     const data = crypto.randomBytes(2_000_000)

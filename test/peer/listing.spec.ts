@@ -68,4 +68,24 @@ describe('SharedListing: one tracker listing for the names of one get', () => {
     expect(await lastValueFrom(listing.namesIn('test/'))).toEqual({ names: [], unheld: 0 })
     expect(fetched).toBe(2)
   })
+
+  it('a name the kept listing gives a version no one holds is resolved in a new listing; forget drops a kept listing a query was answered from, once', async () => {
+    let registry = [file('a.bin', 'a'), file('b.bin', 'b', 0), file('c.bin', 'c')]
+    let fetched = 0
+    const listing = new SharedListing(() => { fetched++; return of(registry) }, clock())
+    await lastValueFrom(listing.files('a.bin'))
+    await lastValueFrom(listing.files('b.bin')) // (held by no one in the listing kept: a new one)
+    expect(fetched).toBe(2)
+    // c.bin changed at its sharer: the listing kept still names its old id
+    await lastValueFrom(listing.files('c.bin'))
+    expect(fetched).toBe(2)
+    registry = [file('a.bin', 'a'), file('c.bin', 'c', 0), file('c.bin', 'd')]
+    expect(listing.forget('c.bin')).toBe(true)
+    expect(listing.forget('c.bin')).toBe(false)
+    const fresh = await lastValueFrom(listing.files('c.bin'))
+    expect(fetched).toBe(3)
+    expect(fresh).toBe(registry)
+    // answered from a listing fetched for it: nothing to forget
+    expect(listing.forget('c.bin')).toBe(false)
+  })
 })
