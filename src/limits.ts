@@ -245,9 +245,16 @@ export const DISCOVERY_BATCH_MS = 250
  * Most concurrent inbound connections a peer accepts. When full, a new one takes the place of the
  * connection idle longest (no request queued, no watch held, no complete frame for the longest);
  * else of the one holding only watches the longest; else of the reader taking its replies the
- * slowest, if slower than MIN_DRAIN_BYTES_PER_S; else it is refused.
+ * slowest, if slower than MIN_DRAIN_BYTES_PER_S; else of the one connected longest, if for more
+ * than CONNECTION_TENURE_MS; else it is refused.
  */
 export const MAX_CONNECTIONS = 128
+/**
+ * A connection served this long gives its slot to a newcomer when every slot is taken by readers
+ * fast enough to keep theirs: 128 connections reading fast held every slot of a peer for good (a
+ * host with a few addresses needs no more), and every get that came later was refused.
+ */
+export const CONNECTION_TENURE_MS = 60_000
 /**
  * Inbound connections from one remote address at once (off loopback: every local process is
  * 127.0.0.1). A node opens one connection per peer; a few `get`s on one machine stay well under it.

@@ -1,5 +1,5 @@
 import net from 'node:net'
-import { FRAME_DEADLINE_MS, FRESH_QUEUE_FACTOR, MIN_DRAIN_BYTES_PER_S, WRITE_STALL_MS, IDLE_TIMEOUT_MS, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS, MAX_HEADER_BYTES, MAX_OUTSTANDING_PER_CONNECTION, MAX_WATCHES_PER_CONNECTION } from '../limits'
+import { CONNECTION_TENURE_MS, FRAME_DEADLINE_MS, FRESH_QUEUE_FACTOR, MIN_DRAIN_BYTES_PER_S, WRITE_STALL_MS, IDLE_TIMEOUT_MS, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS, MAX_HEADER_BYTES, MAX_OUTSTANDING_PER_CONNECTION, MAX_WATCHES_PER_CONNECTION } from '../limits'
 import { log } from '../log'
 import { encodeFrameHead, FRAME_PREFIX_BYTES } from '../protocol/codec'
 import { FrameDecoder } from '../protocol/frames'
@@ -24,6 +24,8 @@ export interface PeerServerOptions {
   writeStallMs?: number
   /** MIN_DRAIN_BYTES_PER_S. */
   minDrainBytesPerS?: number
+  /** CONNECTION_TENURE_MS. */
+  tenureMs?: number
   idleMs?: number
   maxOutstanding?: number
   /** Bytes queued in a socket before we stop answering its requests until it drains. */
@@ -78,6 +80,8 @@ interface ConnectionState {
   drainRate: () => number | undefined
   /** When its last whole frame came. */
   lastFrame: number
+  /** When it was accepted. */
+  readonly openedAt: number
 }
 
 /**
@@ -165,9 +169,14 @@ export class PeerServer {
       const minDrain = this.opts.minDrainBytesPerS ?? MIN_DRAIN_BYTES_PER_S
       let pick: net.Socket | null = null
       let best = [Infinity, Infinity]
+      // else the one connected longest, if for longer than the tenure: a newcomer is served in turn
+      const tenureEnd = Date.now() - (this.opts.tenureMs ?? CONNECTION_TENURE_MS)
       for (const [s, st] of this.state) {
-        const rank = !st.sending() ? [st.watching() ? 1 : 0, st.lastFrame] : [2, st.drainRate() ?? Infinity]
-        if (rank[0] === 2 && rank[1] >= minDrain) continue
+        let rank = !st.sending() ? [st.watching() ? 1 : 0, st.lastFrame] : [2, st.drainRate() ?? Infinity]
+        if (rank[0] === 2 && rank[1] >= minDrain) {
+          if (st.openedAt > tenureEnd) continue
+          rank = [3, st.openedAt]
+        }
         if (rank[0] < best[0] || (rank[0] === best[0] && rank[1] < best[1])) { best = rank; pick = s }
       }
       if (pick === null) {
@@ -175,7 +184,7 @@ export class PeerServer {
         sock.destroy()
         return false
       }
-      this.log.debug({ peer: pick.remoteAddress, why: ['idle', 'watches only', 'slow reader'][best[0]] }, 'connection closed to make room')
+      this.log.debug({ peer: pick.remoteAddress, why: ['idle', 'watches only', 'slow reader', 'served longest'][best[0]] }, 'connection closed to make room')
       pick.destroy()
       this.forgetSocket(pick)
     }
@@ -242,6 +251,7 @@ export class PeerServer {
         return now - waitingSince < 1000 ? undefined : rateSince(waitingSince, now)
       },
       lastFrame: Date.now(),
+      openedAt: Date.now(),
     }
     this.state.set(sock, st)
     const stallCheck = setInterval(() => {

@@ -515,6 +515,22 @@ describe('PeerServer connection guards', () => {
     expect(server.connections).toBe(2)
   })
 
+  it('when full of connections served, none slow, a newcomer takes the place of the one connected longest once it was served past the tenure (128 fast readers held every slot for good)', async () => {
+    server = new PeerServer(handle, { host: '127.0.0.1', port: 0, maxConnections: 2, budget: { take: () => NEVER }, tenureMs: 300 })
+    const { port } = await server.start()
+    const a = await open(port)
+    await new Promise((r) => setTimeout(r, 50))
+    const b = await open(port)
+    for (const s of [a, b]) s.write(encodeFrameHead({ type: 'leech', req: 1, hash: 'ab'.repeat(32), size: data.length, offset: 0, blockSize: BLOCK, pieces: 8 }))
+    await new Promise((r) => setTimeout(r, 400))
+    const late = await open(port)
+    expect(await closed(a, 1000)).toBe(true)
+    expect(b.destroyed).toBe(false)
+    expect(await closed(late, 200)).toBe(false)
+    expect(server.connections).toBe(2)
+    for (const s of [b, late]) s.destroy()
+  })
+
   it('when full of readers, a newcomer takes the place of the slowest reader, if slower than minDrainBytesPerS (130 trickling readers held every slot of a peer, and honest gets failed)', async () => {
     // (a floor no reader can meet; a stall closes nobody within this test)
     server = new PeerServer(handleBig, { host: '127.0.0.1', port: 0, maxConnections: 2, minDrainBytesPerS: 1e12, writeStallMs: 60_000 })
