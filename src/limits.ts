@@ -325,3 +325,5 @@ export const UNMAP_TRIES = 8
 
 /** A get of several names resolves them in one tracker listing while it is younger than this (see SharedListing). */
 export const LISTING_REUSE_MS = 15_000
+/** ...and, younger than this, whatever it says of the name (see SharedListing). */
+export const LISTING_FRESH_MS = 2_000

@@ -380,22 +380,21 @@ export function program (argv: readonly string[] = process.argv): Command {
         // tracker's files, not one each; fetched one after the other
         const several = queries.length > 1 || queries.some(isFolder)
         const listing = several ? node.sharedListing() : undefined
-        const todo = [...queries]
-        // names a folder was expanded to: exact names, never expanded again (a name published as
-        // `train/evil/` was taken for a folder holding itself: the get spun for good)
-        const expanded = new Set<string>()
-        for (let query = todo.shift(); query !== undefined; query = todo.shift()) {
+        // (a name a folder was expanded to is a name, never expanded again: one published as
+        // `train/evil/` was taken for a folder holding itself, and the get spun for good)
+        const todo = queries.map((query) => ({ query, named: false }))
+        for (let next = todo.shift(); next !== undefined; next = todo.shift()) {
+          const query = next.query
           const view = progress(o.json === true ? 'json' : process.stdout.isTTY ? 'tty' : 'lines', process.stdout, { query })
           let last: LeechEvent | null
           let fetched = false // (a piece of it is on disk: an interruption leaves something to resume)
           try {
-            if (isFolder(query) && !expanded.has(query)) {
+            if (isFolder(query) && !next.named) {
               const { names, unheld } = await lastValueFrom(listing?.namesIn(query) ?? of({ names: [], unheld: 0 }))
               const none = unheld === 0 ? undefined : `${unheld} listed there ${unheld === 1 ? 'is' : 'are'} held by no live node`
               if (names.length === 0) throw new NotFoundError(query, none)
               if (none !== undefined) process.stderr.write(`lp2p: ${printable(query)}: ${none} (old versions, or deleted at their sharer): not fetched\n`)
-              for (const n of names) expanded.add(n)
-              todo.unshift(...names)
+              todo.unshift(...names.map((n) => ({ query: n, named: true })))
               continue
             }
             last = await lastValueFrom(node.leech(query, path.resolve(o.out), { noProgressMs: o.stallTimeout, listing }).pipe(
@@ -409,7 +408,7 @@ export function program (argv: readonly string[] = process.argv): Command {
             failed ??= err
             // (a tracker that does not answer would cost every name its tries, 8 s each)
             if (errorCode(err) === 'ERR_TRACKER_UNREACHABLE') {
-              const left = todo
+              const left = todo.map((t) => t.query)
               if (left.length > 0) process.stderr.write(`lp2p: not fetched (the tracker does not answer): ${left.map(printable).join(' ')}\n`)
               break
             }

@@ -775,22 +775,28 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     // no source that holds a missing piece for `graceMs` (checked after each look) ends the
     // download, and so does storing nothing for `noProgressMs` from sources that hold what it lacks
     let starvedSince: number | null = null
+    let starvedFirst: number | null = null
     const starved$ = timer(rediscoverMs, rediscoverMs, scheduler).pipe(
       map((): NoSourcesError | null => {
         const now = scheduler.now()
         if (picker.complete) return null
         if (budgetWaits > 0) progressAt = now
         if (now - progressAt >= noProgressMs) {
+          // (with no source at all, nobody declined anything: the plain no-source error)
+          if (sources.size === 0) return new NoSourcesError(meta.hash, picker.remaining, meta.name)
           return new NoSourcesError(meta.hash, picker.remaining, meta.name, `nothing arrived for ${((now - progressAt) / 1000).toFixed(now - progressAt < 10_000 ? 1 : 0)} s from its ${sources.size} source(s): they declined every request (busy, or broken)`)
         }
         // (the clock starts once a discovery round has completed: until then every holder may still
         // answer; nor does it run while a source dropped for the first time cools down: a lone
         // seeder that restarted, or closed an idle connection, is asked again once that is over, 5 s
         // later, where the grace ended the download after 3; one that fails again is not waited for)
-        if (rounds === 0 || [...sources.keys()].some((id) => picker.useful(id)) || someCooling(now)) { starvedSince = null; return null }
+        if (rounds === 0 || [...sources.keys()].some((id) => picker.useful(id)) || someCooling(now)) { starvedSince = null; starvedFirst = null; return null }
         // (and it starts again when the tracker's samples name a holder never named before: one
-        // holder that answers among hundreds of ids registered for nothing is found in a later sample)
-        starvedSince = Math.max(starvedSince ?? now, newHolderAt)
+        // holder that answers among hundreds of ids registered for nothing is found in a later
+        // sample; at most GRACE_RESTARTS graces later than it first ran out, or a get among
+        // thousands of dead ids waited for each to be named)
+        starvedFirst ??= now
+        starvedSince = Math.min(Math.max(starvedSince ?? now, newHolderAt), starvedFirst + GRACE_RESTARTS * graceMs)
         if (now - starvedSince < graceMs) return null
         return new NoSourcesError(meta.hash, picker.remaining, meta.name, pieceHashes === null && rootDisputed.size > 0
           ? `${rootDisputed.size} peer(s) sent piece hash lists that do not match the root the tracker gave for this file (the tracker's entry may be wrong: published first by a node that does not hold this file)`
@@ -848,6 +854,9 @@ export function leechFile (meta: FileMetaData, deps: LeechDeps, opts: LeechOptio
     return () => { s.unsubscribe(); sink.close() }
   })
 }
+
+/** How many graces later than it first would a download with no usable source give up at most, while samples name new holders. */
+const GRACE_RESTARTS = 5
 
 /** Holders named by the tracker a download remembers (to tell whether its samples still name new ones). */
 const MAX_LISTED_REMEMBERED = 4096

@@ -1,5 +1,5 @@
 import { asyncScheduler, defer, map, type Observable, of, type SchedulerLike, tap } from 'rxjs'
-import { LISTING_REUSE_MS } from '../limits'
+import { LISTING_FRESH_MS, LISTING_REUSE_MS } from '../limits'
 import type { ListedFile } from '../protocol/messages'
 import { resolveFile } from './resolve'
 
@@ -50,14 +50,18 @@ export class SharedListing {
       const names = [...held].filter(([, h]) => h).map(([n]) => n).sort()
       return { names, unheld: held.size - names.length }
     }
-    return this.listing((files) => files.some((f) => f.name.startsWith(folder))).pipe(map(inIt))
+    return this.listing((files) => files.some((f) => f.name.startsWith(folder)) ? 'yes' : 'no').pipe(map(inIt))
   }
 
   /** The listing kept, while it is fresh and `enough`; else a new one. */
-  private listing (enough: (files: ListedFile[]) => boolean, query?: string): Observable<ListedFile[]> {
+  private listing (enough: (files: ListedFile[]) => Enough, query?: string): Observable<ListedFile[]> {
     return defer(() => {
       const l = this.last
-      if (l !== null && this.scheduler.now() - l.at < this.maxAgeMs && enough(l.files)) {
+      const age = l === null ? Infinity : this.scheduler.now() - l.at
+      const says = l === null ? 'no' : enough(l.files)
+      // (a name it gives a file no one holds: taken as it is while younger than LISTING_FRESH_MS,
+      // or names no one holds, asked one after another, each fetched every page again)
+      if (l !== null && ((says === 'yes' && age < this.maxAgeMs) || (says === 'unheld' && age < LISTING_FRESH_MS))) {
         if (query !== undefined && this.kept.size < MAX_KEPT_QUERIES) this.kept.add(query)
         return of(l.files)
       }
@@ -67,12 +71,15 @@ export class SharedListing {
   }
 }
 
+/** Does a listing serve a query: yes, no (not in it, or not one file), or only with a file no one held then? */
+type Enough = 'yes' | 'no' | 'unheld'
+
 /** Does `query` resolve in `files` to a file some live node held then (or the tracker does not say)? */
-function resolves (files: ListedFile[], query: string): boolean {
+function resolves (files: ListedFile[], query: string): Enough {
   let hash: string
-  try { hash = resolveFile(files, query).hash } catch { return false }
+  try { hash = resolveFile(files, query).hash } catch { return 'no' }
   const held = files.find((f) => f.hash === hash)?.holders
-  return held === undefined || held > 0
+  return held === undefined || held > 0 ? 'yes' : 'unheld'
 }
 
 /** Queries a listing remembers having answered (a get takes at most MAX_GET_NAMES names, and folders). */

@@ -25,6 +25,7 @@ import { TokenBucket } from '../../streams/rateLimit'
 import { ClusterTable } from './clusterTable'
 import { leech, type LeechEvent, type LeechOptions } from './leech'
 import { SharedListing } from './listing'
+import { resolveFile } from './resolve'
 import { HeldDownload } from './held'
 import { busyWaitFor, passesBusy, servedShare, serveRequest, serveWatch, WatchKicker, type ServeContext, type ServedFile } from './serve'
 import { hashFile } from '../storage/hashFile'
@@ -674,15 +675,27 @@ export class Lp2pNode {
       // by another program meanwhile) were forgotten: they are fetched again in this same get, a
       // few rounds at most (something that keeps writing to the .part gets the error)
       let fetched = 0
+      let fileId: string | null = null
+      let reresolved = false
       const round = (n: number): Observable<LeechEvent> => this.leechOnce(query, out, opts).pipe(
         map((e) => {
+          if (e.event === 'start') fileId = e.fileId
           if (e.event === 'piece') fetched += e.bytes
           return e.event === 'done' ? { ...e, downloaded: fetched } : e
         }),
         catchError((err: unknown) => {
           // resolved in a listing kept for several names, to a version since replaced at its
-          // sharer (no one holds it now): resolved again in a new listing, once
-          if (err instanceof NoSourcesError && fetched === 0 && opts.listing?.forget(query) === true) return round(n)
+          // sharer (no one holds it now): resolved again in a new listing, once, and fetched
+          // again only if that names another version (a holder really gone fails at once)
+          const listing = opts.listing
+          if (err instanceof NoSourcesError && fetched === 0 && !reresolved && listing?.forget(query) === true) {
+            reresolved = true
+            return listing.files(query).pipe(mergeMap((files) => {
+              let now: string | null = null
+              try { now = resolveFile(files, query).hash } catch { /* not there now: the error stands */ }
+              return now !== null && now !== fileId ? round(n) : throwError(() => err)
+            }))
+          }
           if (!(err instanceof HashMismatchError) || err.badPieces === 0 || n >= REFETCH_ROUNDS) return throwError(() => err)
           this.log.warn({ query, pieces: err.badPieces, round: n + 1 }, 'stored pieces failed the final check: fetching them again')
           return concat(of<LeechEvent>({ event: 'refetch', pieces: err.badPieces, reason: err.message }), round(n + 1))

@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process'
 import crypto, { createHash } from 'node:crypto'
 import fs from 'node:fs'
-import { lastValueFrom } from 'rxjs'
+import { lastValueFrom, tap } from 'rxjs'
 import path from 'node:path'
-import { Lp2pNode, TrackerServer } from '../../src'
+import { Lp2pNode, type LeechEvent, TrackerServer } from '../../src'
 import { listShare, RESCAN_COST_FACTOR } from '../../src/peer/share'
 import { runLp2p, tempDir } from './helpers'
 
@@ -341,6 +341,27 @@ describe('several names resolved in one listing', () => {
     const done = await lastValueFrom(getter.leech('b.bin', out, { listing }))
     expect(done).toMatchObject({ event: 'done', fileId: after })
     expect(fs.readFileSync(path.join(out, 'b.bin'))).toEqual(now)
+  }, 60_000)
+})
+
+describe('several names resolved in one listing, their holder gone', () => {
+  it('a name whose only holder left fails once, not twice (resolved again, it is the same version: no second round)', async () => {
+    const { dir, share } = folderWith('gone', { 'a.bin': crypto.randomBytes(50_000), 'b.bin': crypto.randomBytes(50_000) })
+    const tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
+    const t = await tracker.start()
+    const sharer = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, watch: false })
+    stopAfter(dir, sharer, () => tracker)
+    await sharer.start()
+    const getter = new Lp2pNode({ tracker: t, host: '127.0.0.1' })
+    started.push(async () => await getter.close())
+    await getter.start()
+    const out = path.join(dir, 'out')
+    const listing = getter.sharedListing()
+    expect(await lastValueFrom(getter.leech('a.bin', out, { listing }))).toMatchObject({ event: 'done' })
+    await sharer.close() // (it leaves the tracker: b.bin is held by no one; the listing kept says one)
+    const events: LeechEvent[] = []
+    await expect(lastValueFrom(getter.leech('b.bin', out, { listing }).pipe(tap((e) => events.push(e))))).rejects.toMatchObject({ code: 'ERR_NO_SOURCES' })
+    expect(events.filter((e) => e.event === 'start')).toHaveLength(1)
   }, 60_000)
 })
 

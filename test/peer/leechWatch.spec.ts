@@ -254,6 +254,16 @@ describe('leechFile: samples full of holders that never answer', () => {
     expect((w.events.at(-1) as { t: number }).t).toBeGreaterThan(5000)
   })
 
+  it('gives up at most a few graces late when the samples name new holders for ever (thousands of dead ids: it waited for each)', () => {
+    const f = makeFile(6)
+    let n = 0
+    const w = world(f, () => Array.from({ length: 4 }, () => ({ ...addr('e', 30_000 + n), nodeId: (0xd000000 + n++).toString(16).padStart(32, '0') })), {}, { queryTimeoutMs: 50, pieceTimeoutMs: 1000, rediscoverMs: 250, noSourceGraceMs: 1000, watchMs: 1500 })
+    w.s.run(60_000)
+    expect(w.error()).toMatchObject({ code: 'ERR_NO_SOURCES' })
+    expect(w.s.now()).toBeLessThan(8_000) // (at most 5 graces past the first: 1 + 5 + 1 s, and the rounds' cadence)
+    expect(w.s.now()).toBeGreaterThan(5_000)
+  })
+
   it('still gives up a grace after the samples stop naming new holders', () => {
     const f = makeFile(6)
     const dead = Array.from({ length: 3 }, (_, i) => addr(String(i + 1), 20_000 + i))

@@ -1,6 +1,6 @@
 import { lastValueFrom, of, type SchedulerLike, Subscription } from 'rxjs'
 import { SharedListing } from '../../src/peer/listing'
-import { LISTING_REUSE_MS } from '../../src/limits'
+import { LISTING_FRESH_MS, LISTING_REUSE_MS } from '../../src/limits'
 import type { ListedFile } from '../../src/protocol/messages'
 
 const file = (name: string, hex: string, holders = 1): ListedFile => ({ name, hash: hex.repeat(64 / hex.length), size: 10, blockSize: 4096, pieces: 1, holders })
@@ -72,9 +72,15 @@ describe('SharedListing: one tracker listing for the names of one get', () => {
   it('a name the kept listing gives a version no one holds is resolved in a new listing; forget drops a kept listing a query was answered from, once', async () => {
     let registry = [file('a.bin', 'a'), file('b.bin', 'b', 0), file('c.bin', 'c')]
     let fetched = 0
-    const listing = new SharedListing(() => { fetched++; return of(registry) }, clock())
+    const c = clock()
+    const listing = new SharedListing(() => { fetched++; return of(registry) }, c)
     await lastValueFrom(listing.files('a.bin'))
-    await lastValueFrom(listing.files('b.bin')) // (held by no one in the listing kept: a new one)
+    // held by no one in the listing kept: taken as it is while it is fresh (names no one holds,
+    // one after another, each fetched the listing again), then a new one
+    await lastValueFrom(listing.files('b.bin'))
+    expect(fetched).toBe(1)
+    c.t += LISTING_FRESH_MS
+    await lastValueFrom(listing.files('b.bin'))
     expect(fetched).toBe(2)
     // c.bin changed at its sharer: the listing kept still names its old id
     await lastValueFrom(listing.files('c.bin'))
