@@ -3,7 +3,7 @@ import crypto, { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import { lastValueFrom, tap } from 'rxjs'
 import path from 'node:path'
-import { Lp2pNode, type LeechEvent, TrackerServer } from '../../src'
+import { Lp2pNode, type LeechEvent, type Lp2pNodeOptions, TrackerServer } from '../../src'
 import { listShare, RESCAN_COST_FACTOR } from '../../src/peer/share'
 import { runLp2p, tempDir } from './helpers'
 
@@ -27,17 +27,17 @@ function folderWith (name: string, files: Record<string, Buffer>): { dir: string
 }
 
 /** A tracker, a node sharing `files` and a second node to fetch them with (both stopped after the spec); `out`, where it fetches to. */
-async function sharerAndGetter (name: string, files: Record<string, Buffer>): Promise<{ dir: string, getter: Lp2pNode, out: string }> {
+async function sharerAndGetter (name: string, files: Record<string, Buffer>, watch: Lp2pNodeOptions['watch'] = false): Promise<{ dir: string, share: string, tracker: TrackerServer, sharer: Lp2pNode, getter: Lp2pNode, out: string }> {
   const { dir, share } = folderWith(name, files)
   const tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
   const t = await tracker.start()
-  const sharer = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, watch: false })
+  const sharer = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, watch })
   stopAfter(dir, sharer, () => tracker)
   await sharer.start()
   const getter = new Lp2pNode({ tracker: t, host: '127.0.0.1' })
   started.push(async () => await getter.close())
   await getter.start()
-  return { dir, getter, out: path.join(dir, 'out') }
+  return { dir, share, tracker, sharer, getter, out: path.join(dir, 'out') }
 }
 
 /** Wait (bounded) until `ok`; the last value. */
@@ -319,16 +319,7 @@ describe('a get of a file already verified at its place', () => {
 
 describe('several names resolved in one listing', () => {
   it('a file changed at its sharer after the listing was taken is fetched in its new version (the listing\'s old id, held by no one, ended the get with exit 6)', async () => {
-    const { dir, share } = folderWith('stale', { 'a.bin': crypto.randomBytes(100_000), 'b.bin': crypto.randomBytes(100_000) })
-    const tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
-    const t = await tracker.start()
-    const sharer = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, watch: { settleMs: 100, rescanMs: 300 } })
-    stopAfter(dir, sharer, () => tracker)
-    await sharer.start()
-    const getter = new Lp2pNode({ tracker: t, host: '127.0.0.1' })
-    started.push(async () => await getter.close())
-    await getter.start()
-    const out = path.join(dir, 'out')
+    const { share, tracker, sharer, getter, out } = await sharerAndGetter('stale', { 'a.bin': crypto.randomBytes(100_000), 'b.bin': crypto.randomBytes(100_000) }, { settleMs: 100, rescanMs: 300 })
     const listing = getter.sharedListing()
     expect(await lastValueFrom(getter.leech('a.bin', out, { listing }))).toMatchObject({ event: 'done' })
     // b.bin changes: the sharer publishes the new version and withdraws the old
@@ -346,16 +337,7 @@ describe('several names resolved in one listing', () => {
 
 describe('several names resolved in one listing, their holder gone', () => {
   it('a name whose only holder left fails once, not twice (resolved again, it is the same version: no second round)', async () => {
-    const { dir, share } = folderWith('gone', { 'a.bin': crypto.randomBytes(50_000), 'b.bin': crypto.randomBytes(50_000) })
-    const tracker = new TrackerServer({ host: '127.0.0.1', port: 0 })
-    const t = await tracker.start()
-    const sharer = new Lp2pNode({ tracker: t, host: '127.0.0.1', share, watch: false })
-    stopAfter(dir, sharer, () => tracker)
-    await sharer.start()
-    const getter = new Lp2pNode({ tracker: t, host: '127.0.0.1' })
-    started.push(async () => await getter.close())
-    await getter.start()
-    const out = path.join(dir, 'out')
+    const { sharer, getter, out } = await sharerAndGetter('gone', { 'a.bin': crypto.randomBytes(50_000), 'b.bin': crypto.randomBytes(50_000) })
     const listing = getter.sharedListing()
     expect(await lastValueFrom(getter.leech('a.bin', out, { listing }))).toMatchObject({ event: 'done' })
     await sharer.close() // (it leaves the tracker: b.bin is held by no one; the listing kept says one)
