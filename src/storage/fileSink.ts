@@ -200,12 +200,12 @@ export class FileSink implements PieceSink {
   }
 }
 
-/** SHA-256 of `length` bytes at `offset` read through `fd` (pread, `buf` at a time); null when the file ends before. */
 /** How many names the file open at `fd` has (-1: cannot tell). */
 function linksOf (fd: number): number {
   try { return fs.fstatSync(fd).nlink } catch { return -1 }
 }
 
+/** SHA-256 of `length` bytes at `offset` read through `fd` (pread, `buf` at a time); null when the file ends before. */
 function digestRange (fd: number, offset: number, length: number, buf: Buffer): Buffer | null {
   const h = createHash('sha256')
   return hashRange(fd, offset, length, buf, h) ? h.digest() : null

@@ -8,7 +8,7 @@ import type { PositionalWriter } from '../../streams/writeSink'
 import type { PageSource } from '../../streams/readPages'
 import { MappedFile } from './mappedFile'
 import { mkdirs, subfolders } from './mkdirs'
-import { nameParts, partStem, safeFileName } from './names'
+import { nameParts, partStem } from './names'
 import { stateFileId } from './resumeState'
 
 /**
@@ -67,7 +67,6 @@ export class PartFile implements PositionalWriter {
       return PartFile.open(sub, base, size, fileId, o)
     }
     const freeBytes = o.freeBytes ?? freeSpace
-    safeFileName(name)
     const partPath = path.join(dir, `${fileId === undefined ? name : partStem(name, fileId)}.part`)
     // the name is taken (a file, a folder, a link): say so now, not after the whole download
     // (commit checks again: it may be taken meanwhile)
@@ -381,31 +380,11 @@ function sameInode (a: fs.Stats | null, b: fs.Stats | null): boolean {
  * it said "already exists" and they stayed for good. Removed here (under the lock, when no live
  * get holds it); the named file is the verified download.
  */
-function leftOfCommit (partPath: string, final: fs.Stats): void {
-  const part = lstatOrNull(partPath)
-  if (part === null || !part.isFile() || !sameInode(part, final)) return
-  let lockPath: string
-  try { lockPath = lockPart(partPath).lockPath } catch { return } // (a live get holds it: its business)
-  for (const p of [partPath, `${partPath}.state`, `${partPath}.state.tmp`]) {
-    try { fs.rmSync(p, { force: true }) } catch { /* left */ }
-  }
-  fs.rmSync(lockPath, { force: true })
-}
-
-/**
- * A verified copy of file `fileId` is at `dir/name` (`final`): the working files a get of it that
- * was stopped while naming it left (after the .part got its second name: the .part still there as
- * that name, or already gone, with the state and the lock) are removed, under the lock, when no
- * live get holds it. A get run again found the copy, was done at once, and left them for good (a
- * lock naming a pid that was since reused then refused every later get of the name). Another
- * download's .part (another version of the file) and a state naming another file are left.
- */
-export function tidyAfterCommit (dir: string, name: string, fileId: string, final: fs.Stats): void {
-  const { folders, base } = nameParts(name)
-  const partPath = path.join(dir, ...folders, `${partStem(base, fileId)}.part`)
+function leftOfCommit (partPath: string, final: fs.Stats, fileId?: string): void {
+  // (the .part as a second name of the file; or, knowing the file, already gone with its state left)
   const left = (): boolean => {
     const part = lstatOrNull(partPath)
-    return part === null ? stateFileId(partPath) === fileId : part.isFile() && sameInode(part, final)
+    return part === null ? fileId !== undefined && stateFileId(partPath) === fileId : part.isFile() && sameInode(part, final)
   }
   if (!left()) return
   let lockPath: string
@@ -417,6 +396,20 @@ export function tidyAfterCommit (dir: string, name: string, fileId: string, fina
       }
     }
   } finally { fs.rmSync(lockPath, { force: true }) }
+}
+
+/**
+ * A verified copy of file `fileId` is at `dir/name` (`final`): the working files a get of it that
+ * was stopped while naming it left (after the .part got its second name: the .part still there as
+ * that name, or already gone, with the state and the lock) are removed, under the lock, when no
+ * live get holds it (`leftOfCommit`). A get run again found the copy, was done at once, and left
+ * them for good (a lock naming a pid that was since reused then refused every later get of the
+ * name). Another download's .part (another version of the file) and a state naming another file
+ * are left.
+ */
+export function tidyAfterCommit (dir: string, name: string, fileId: string, final: fs.Stats): void {
+  const { folders, base } = nameParts(name)
+  leftOfCommit(path.join(dir, ...folders, `${partStem(base, fileId)}.part`), final, fileId)
 }
 
 /**

@@ -7,6 +7,12 @@ import { oneSeeder, perTest, runLp2p, sha256File, shareRandom, spawnLp2p, startP
 /** What a user sees from real processes on 127.0.0.1: plain progress when piped, env-only config, status events, signals. */
 describe('CLI output of real processes', () => {
   const { procs, dir } = perTest('cli')
+  /** A UDP port on 127.0.0.1 that answers nothing (closed after the spec): a tracker that does not answer. */
+  const silentTracker = (): Promise<string> => new Promise<string>((resolve) => {
+    const s = dgram.createSocket('udp4')
+    procs.push({ stop: async () => { s.close() } } as unknown as typeof procs[number])
+    s.bind(0, '127.0.0.1', () => resolve(`127.0.0.1:${s.address().port}`))
+  })
   const F = 16 * 1024 * 1024
 
   it('get piped (not a terminal), configured only by LP2P_* variables: plain lines, no escape codes, exit 0; the peer reports what it served', async () => {
@@ -126,11 +132,7 @@ describe('CLI output of real processes', () => {
   }, 90_000)
 
   it('get with several names and the tracker down gives up once (exit 5), naming the names not fetched, not after every name\'s tries', async () => {
-    const silent = await new Promise<string>((resolve) => {
-      const s = dgram.createSocket('udp4')
-      procs.push({ stop: async () => { s.close() } } as unknown as typeof procs[number])
-      s.bind(0, '127.0.0.1', () => resolve(`127.0.0.1:${s.address().port}`))
-    })
+    const silent = await silentTracker()
     const started = Date.now()
     const get = await runLp2p(['get', 'a.bin', 'b.bin', 'c.bin', '--out', path.join(dir(), 'out'), '--tracker', silent])
     expect(get.code).toBe(5)
@@ -201,11 +203,7 @@ describe('CLI output of real processes', () => {
   }, 90_000)
 
   it('a get stopped before anything was fetched (its tracker silent) says so, not that it resumes', async () => {
-    const silent = await new Promise<string>((resolve) => {
-      const s = dgram.createSocket('udp4')
-      procs.push({ stop: async () => { s.close() } } as unknown as typeof procs[number])
-      s.bind(0, '127.0.0.1', () => resolve(`127.0.0.1:${s.address().port}`))
-    })
+    const silent = await silentTracker()
     const get = spawnLp2p(['get', 'a.bin', '--out', path.join(dir(), 'out'), '--tracker', silent])
     procs.push(get)
     await new Promise((r) => setTimeout(r, 1500))
